@@ -1,0 +1,2 @@
+"""``tlkit.callbacks``."""
+from tlkit.engine.callbacks import *  # noqa: F401,F403

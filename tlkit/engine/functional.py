@@ -1,0 +1,70 @@
+"""The layer graph behind the Functional API: ordering, validation and execution."""
+from tlkit.engine.layers.input_layer import InputLayer
+from tlkit.engine.symbolic import KerasTensor, flatten
+
+
+class Graph:
+    """Nodes between ``inputs`` and ``outputs``, in an order that respects their dependencies."""
+
+    def __init__(self, inputs, outputs, model_name):
+        self.inputs = flatten(inputs)
+        self.outputs = flatten(outputs)
+        for kind, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
+            for t in tensors:
+                if not isinstance(t, KerasTensor):
+                    raise TypeError(
+                        f"Model '{model_name}': all {kind} must be symbolic tensors from tlkit.Input or a layer "
+                        f"call, got {type(t).__name__}."
+                    )
+        for t in self.inputs:
+            if not isinstance(t.node.layer, InputLayer):
+                raise ValueError(f"Model '{model_name}': inputs must come straight from tlkit.Input(); "
+                                 f"{t.name} is the output of layer '{t.node.layer.name}'.")
+        self.nodes = self._order(model_name)
+        self.layers = []
+        for t in self.inputs:
+            self.layers.append(t.node.layer)
+        for node in self.nodes:
+            if node.layer not in self.layers:
+                self.layers.append(node.layer)
+
+    def _order(self, model_name):
+        input_ids = {id(t) for t in self.inputs}
+        order, done, visiting = [], set(), set()
+        reached = set()
+
+        def visit(tensor, consumer):
+            if id(tensor) in input_ids:
+                reached.add(id(tensor))
+                return
+            node = tensor.node
+            if node is None or isinstance(node.layer, InputLayer):
+                used = ", ".join(repr(n.layer.name) for n in order) or "none"
+                raise ValueError(
+                    f"Graph disconnected: cannot obtain value for tensor {tensor.name} (shape {tensor.shape}) "
+                    f"needed by layer '{consumer}' of model '{model_name}'. Add it to the model's inputs. "
+                    f"Layers reached without issue: {used}."
+                )
+            if id(node) in done:
+                return
+            if id(node) in visiting:
+                raise ValueError(f"Model '{model_name}': the layer graph has a cycle at '{node.layer.name}'.")
+            visiting.add(id(node))
+            for t in node.inputs:
+                visit(t, node.layer.name)
+            visiting.discard(id(node))
+            done.add(id(node))
+            order.append(node)
+
+        for out in self.outputs:
+            visit(out, "(model output)")
+        return order
+
+    def run(self, arrays, training):
+        values = {id(t): a for t, a in zip(self.inputs, arrays)}
+        for node in self.nodes:
+            args = [values[id(t)] for t in node.inputs]
+            result = node.layer(args if node.input_structure else args[0], training=training, **node.kwargs)
+            for t, r in zip(node.outputs, flatten(result)):
+                values[id(t)] = r
+        return [values[id(t)] for t in self.outputs]

@@ -1,0 +1,304 @@
+"""The Layer base class: weights, naming, symbolic and concrete calls, and the backward hook.
+
+A layer subclass implements (Keras style)::
+
+    build(input_shape)                 # create weights with add_weight
+    call(inputs, training=False)       # the computation on numpy arrays
+    compute_output_shape(input_shape)  # shapes for the Functional API
+
+and, to be trainable through, ``forward`` (returns outputs and whatever backward needs)
+and ``backward(cache, dy, need_input_grad, need_weight_grad)`` returning
+``(dx, [(variable, gradient), ...])``. A layer that only composes other layers (like a
+subclassed model) needs no backward: the layers it calls record themselves on the tape.
+"""
+import collections
+import re
+import threading
+
+import numpy as np
+
+from tlkit.engine import initializers as _initializers
+from tlkit.engine import regularizers as _regularizers
+from tlkit.engine.symbolic import KerasTensor, Node, as_float_array, flatten, is_symbolic
+from tlkit.engine.tape import active_tape
+from tlkit.engine.variable import Variable
+
+_name_counts = collections.defaultdict(int)
+_call_context = threading.local()
+
+
+def unique_name(base):
+    """Keras-style unique names: 'dense', 'dense_1', 'dense_2', ..."""
+    n = _name_counts[base]
+    _name_counts[base] += 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def reset_names():
+    """Forget the per-class name counters (tests and fresh sessions)."""
+    _name_counts.clear()
+
+
+def snake_case(name):
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower().replace("2_d", "2d").replace("1_d", "1d")
+
+
+class Layer:
+    """Base class of every tlkit layer (and of Model)."""
+
+    # Subclasses that accept dL/d(pre-activation) in backward (softmax/sigmoid + cross-entropy fusion).
+    supports_logit_fusion = False
+
+    def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, batch_input_shape=None,
+                 input_dim=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
+        object.__setattr__(self, "_sublayers", [])
+        self._own_weights = []
+        self.name = name or unique_name(snake_case(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.dtype = dtype or "float32"
+        self.built = False
+        self._input_spec = None  # (ndim, last_dim) learned at build
+        self._inbound_nodes = []
+        # Keras 2 style `input_shape=` on the first layer of a Sequential.
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        if batch_input_shape is not None:
+            self._batch_input_shape = tuple(batch_input_shape)
+        elif input_shape is not None:
+            self._batch_input_shape = (None,) + tuple(input_shape)
+        else:
+            self._batch_input_shape = None
+
+    # ----- sub-layer tracking (attributes that hold layers) -----
+    def __setattr__(self, name, value):
+        if not name.startswith("_") and hasattr(self, "_sublayers"):
+            for item in (value if isinstance(value, (list, tuple)) else [value]):
+                if isinstance(item, Layer) and item is not self and item not in self._sublayers:
+                    self._sublayers.append(item)
+        object.__setattr__(self, name, value)
+
+    # ----- weights -----
+    def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True, regularizer=None):
+        init = _initializers.get(initializer)
+        value = init(tuple(int(s) for s in shape))
+        var = Variable(value, name=f"{self.name}/{name or 'weight'}", trainable=trainable,
+                       regularizer=_regularizers.get(regularizer))
+        self._own_weights.append(var)
+        return var
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, flag):
+        # As in Keras: (un)freezing a layer (un)freezes everything inside it.
+        self._trainable = bool(flag)
+        for sub in self._sublayers:
+            sub.trainable = flag
+
+    def _all_layers(self):
+        """Every layer below this one, depth first, each once."""
+        seen, out = set(), []
+        for sub in self._sublayers:
+            for layer in [sub] + sub._all_layers():
+                if id(layer) not in seen:
+                    seen.add(id(layer))
+                    out.append(layer)
+        return out
+
+    @property
+    def weights(self):
+        out, seen = [], set()
+        for layer in [self] + self._all_layers():
+            for v in layer._own_weights:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    @property
+    def trainable_weights(self):
+        out, seen = [], set()
+        if not self.trainable:
+            return out
+        for v in self._own_weights:
+            if v.trainable:
+                seen.add(id(v))
+                out.append(v)
+        for sub in self._sublayers:
+            for v in sub.trainable_weights:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    @property
+    def non_trainable_weights(self):
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
+
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+    variables = weights
+
+    def get_weights(self):
+        return [v.numpy() for v in self.weights]
+
+    def set_weights(self, weights):
+        params = self.weights
+        weights = list(weights)
+        if len(weights) != len(params):
+            raise ValueError(
+                f"Layer '{self.name}' expects {len(params)} weight arrays, but set_weights got {len(weights)}."
+            )
+        for var, w in zip(params, weights):
+            w = np.asarray(w)
+            if w.shape != var.shape:
+                raise ValueError(
+                    f"Layer '{self.name}' weight '{var.name}' has shape {var.shape}, "
+                    f"but set_weights provided shape {w.shape}."
+                )
+        for var, w in zip(params, weights):
+            var.assign(w)
+
+    def count_params(self):
+        return int(sum(v.size for v in self.weights))
+
+    @property
+    def losses(self):
+        """Regularization penalties of the trainable weights, as floats."""
+        return [v.regularizer(v.value) for v in self.trainable_weights if v.regularizer is not None]
+
+    # ----- building and shapes -----
+    def build(self, input_shape):
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def _maybe_build(self, input_shapes):
+        shape = input_shapes[0] if len(input_shapes) == 1 else input_shapes
+        if not self.built:
+            self.build(shape)
+            self.built = True
+            if len(input_shapes) == 1 and len(input_shapes[0]) > 1:
+                self._input_spec = (len(input_shapes[0]), input_shapes[0][-1])
+        self._check_input_shapes(input_shapes)
+
+    def _check_input_shapes(self, input_shapes):
+        if self._input_spec is None or len(input_shapes) != 1:
+            return
+        ndim, last = self._input_spec
+        shape = tuple(input_shapes[0])
+        if len(shape) != ndim:
+            raise ValueError(
+                f"Input 0 of layer '{self.name}' ({type(self).__name__}) is incompatible with the layer: "
+                f"expected ndim={ndim}, found ndim={len(shape)}. Full shape received: {_fmt(shape)}"
+            )
+        if last is not None and shape[-1] is not None and shape[-1] != last:
+            raise ValueError(
+                f"Input 0 of layer '{self.name}' ({type(self).__name__}) is incompatible with the layer: "
+                f"expected axis -1 of input shape to have value {last}, but received input with shape {_fmt(shape)}"
+            )
+
+    # ----- calling -----
+    def __call__(self, inputs, training=None, **kwargs):
+        if is_symbolic(inputs):
+            return self._symbolic_call(inputs, **kwargs)
+        if training is None:
+            training = getattr(_call_context, "training", False)
+        xs = [as_float_array(x) for x in flatten(inputs)]
+        self._maybe_build([x.shape for x in xs])
+        args = xs if isinstance(inputs, (list, tuple)) else xs[0]
+        outer = getattr(_call_context, "training", False)
+        _call_context.training = bool(training)
+        try:
+            out = self._concrete_call(args, xs, bool(training), **kwargs)
+            self._last_output_shape = (None,) + tuple(out.shape[1:]) if isinstance(out, np.ndarray) else None
+            return out
+        finally:
+            _call_context.training = outer
+
+    def _concrete_call(self, args, xs, training, **kwargs):
+        tape = active_tape()
+        has_backward = type(self).backward is not Layer.backward
+        if tape is None or not has_backward:
+            out = self.call(args, training=training, **kwargs)
+            if tape is not None and any(tape.requires_grad(x) for x in xs):
+                self._check_outputs_tracked(tape, out)
+            return out
+        needs_in = [tape.requires_grad(x) for x in xs]
+        needs_w = bool(self.trainable_weights)
+        if not any(needs_in) and not needs_w:
+            return self.call(args, training=training, **kwargs)
+        out, cache = self.forward(args, training=training, **kwargs)
+        outs = [o.view() if any(o is x for x in xs) else o for o in flatten(out)]
+        tape.record(self, cache, xs, outs, needs_in, needs_w)
+        return outs if isinstance(out, (list, tuple)) else outs[0]
+
+    def _check_outputs_tracked(self, tape, out):
+        for o in flatten(out):
+            if isinstance(o, np.ndarray) and not tape.requires_grad(o):
+                raise RuntimeError(
+                    f"'{self.name}' ({type(self).__name__}).call() returned an array that was not produced by "
+                    "a tlkit layer, so gradients can't flow through it. Compute it with layers (e.g. "
+                    "tlkit.layers.Add, Concatenate, Activation) or give the layer a backward() method."
+                )
+
+    def _symbolic_call(self, inputs, **kwargs):
+        ts = flatten(inputs)
+        for t in ts:
+            if not isinstance(t, KerasTensor):
+                raise TypeError(
+                    f"Layer '{self.name}' was called on a mix of symbolic tensors and {type(t).__name__}; "
+                    "in the Functional API every input must come from tlkit.Input or another layer."
+                )
+        shapes = [t.shape for t in ts]
+        self._maybe_build(shapes)
+        out_shape = self.compute_output_shape(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
+        multi = isinstance(out_shape, list)
+        outs = [KerasTensor(s, name=f"{self.name}/out{i}" if multi else self.name)
+                for i, s in enumerate(out_shape if multi else [out_shape])]
+        node = Node(self, ts, outs, kwargs)
+        node.input_structure = isinstance(inputs, (list, tuple))
+        self._inbound_nodes.append(node)
+        return outs if multi else outs[0]
+
+    def call(self, inputs, training=False):
+        raise NotImplementedError(f"Layer {type(self).__name__} must implement call().")
+
+    def forward(self, inputs, training=False):
+        """Outputs and the cache backward needs. Default: no cache."""
+        return self.call(inputs, training=training), None
+
+    def backward(self, cache, dy, need_input_grad=True, need_weight_grad=True):
+        raise NotImplementedError
+
+    def _backward_call(self, cache, dys, needs_input_grad, need_weight_grad, pre_activation=False):
+        dy = dys if len(dys) > 1 else dys[0]
+        kwargs = {"pre_activation": True} if pre_activation and self.supports_logit_fusion else {}
+        dx, wgrads = self.backward(cache, dy, need_input_grad=any(needs_input_grad),
+                                   need_weight_grad=need_weight_grad, **kwargs)
+        return (dx if isinstance(dx, list) else [dx]), (wgrads or [])
+
+    # ----- config -----
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self._batch_input_shape is not None:
+            config["batch_input_shape"] = list(self._batch_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _fmt(shape):
+    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

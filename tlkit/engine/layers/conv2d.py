@@ -1,0 +1,146 @@
+"""Conv2D: 2-D convolution over NHWC images, kernels stored (kh, kw, in, out) as Keras does."""
+from tlkit.engine import activations, initializers, regularizers
+from tlkit.engine.layer import Layer
+
+
+def conv_kernels():
+    """The numba kernels, imported on first use so ``import tlkit`` stays light."""
+    from tlkit.engine.kernels import conv
+    return conv
+
+
+def pair(value, what):
+    """Normalize an int or a 2-sequence of ints to a tuple, as Keras's conv arguments."""
+    if isinstance(value, int):
+        value = (value, value)
+    value = tuple(value)
+    if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+        raise ValueError(f"The `{what}` argument must be a tuple of 2 positive integers. Received: {what}={value}")
+    return value
+
+
+def padding_arg(padding):
+    padding = str(padding).lower()
+    if padding not in ("valid", "same"):
+        raise ValueError(f"The `padding` argument must be one of 'valid', 'same'. Received: padding={padding}")
+    return padding
+
+
+class Conv2D(Layer):
+    """``Conv2D(64, 3, padding="same", activation="relu")``.
+
+    'same' padding is TF/Keras's: output = ceil(input / stride), the odd pixel padded at the
+    bottom/right. Bias and ReLU are fused into the convolution's output pass.
+    """
+
+    supports_logit_fusion = True
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(filters, int) or filters <= 0:
+            raise ValueError(f"Invalid value for argument `filters`. Expected a strictly positive value. Received filters={filters}.")
+        if data_format not in (None, "channels_last"):
+            raise ValueError("tlkit works channels-last (NHWC): use data_format=None or 'channels_last'.")
+        if groups != 1:
+            raise ValueError("Conv2D: groups != 1 is not supported by tlkit.")
+        self.filters = filters
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.strides = pair(strides, "strides")
+        self.padding = padding_arg(padding)
+        self.dilation_rate = pair(dilation_rate, "dilation_rate")
+        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
+            raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                             f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}")
+        self.data_format = data_format
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"Input 0 of layer '{self.name}' (Conv2D) is incompatible with the layer: expected "
+                             f"ndim=4 (batch, height, width, channels), found ndim={len(input_shape)}. "
+                             f"Full shape received: {tuple(input_shape)}")
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"Layer '{self.name}' (Conv2D): the channel dimension of the inputs must be known.")
+        self.compute_output_shape(input_shape)
+        self.kernel = self.add_weight(self.kernel_size + (channels, self.filters), self.kernel_initializer,
+                                      "kernel", regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight((self.filters,), self.bias_initializer, "bias",
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        out = []
+        for size, k, s, d in zip((h, w), self.kernel_size, self.strides, self.dilation_rate):
+            if size is None:
+                out.append(None)
+                continue
+            span = (k - 1) * d + 1
+            if self.padding == "valid" and size < span:
+                raise ValueError(
+                    f"Layer '{self.name}' (Conv2D): a {self.kernel_size[0]}x{self.kernel_size[1]} kernel "
+                    f"(dilation {self.dilation_rate}) does not fit in an input of shape {tuple(input_shape)} "
+                    "with padding='valid'. Use padding='same', a smaller kernel or a larger input."
+                )
+            out.append(-(-size // s) if self.padding == "same" else (size - span) // s + 1)
+        return (n, out[0], out[1], self.filters)
+
+    def _conv(self, x):
+        return conv_kernels().conv2d_forward(
+            x, self.kernel.value, None if self.bias is None else self.bias.value, self.strides, self.padding,
+            self.dilation_rate, relu=self.activation == "relu")
+
+    def call(self, inputs, training=False):
+        y = self._conv(inputs)
+        if self.activation not in ("relu", "linear"):
+            y = activations.apply(self.activation, y)
+        return y
+
+    def forward(self, inputs, training=False):
+        if self.activation in activations.FUSABLE:
+            z = self._conv(inputs)
+            return activations.apply(self.activation, z), (inputs, None, z)
+        y = self.call(inputs)
+        return y, (inputs, y, None)
+
+    @staticmethod
+    def logits_from_cache(cache):
+        return cache[2]
+
+    def backward(self, cache, dy, need_input_grad=True, need_weight_grad=True, pre_activation=False):
+        x, y, z = cache
+        if y is None:
+            y = activations.apply(self.activation, z)
+        dz = dy if pre_activation else activations.backward(self.activation, y, dy)
+        grads = []
+        if need_weight_grad:
+            dw, db = conv_kernels().conv2d_backward_weights(x, dz, self.kernel.shape, self.strides, self.padding,
+                                                          self.dilation_rate)
+            grads.append((self.kernel, dw))
+            if self.bias is not None:
+                grads.append((self.bias, db))
+        dx = None
+        if need_input_grad:
+            dx = conv_kernels().conv2d_backward_input(dz, self.kernel.value, x.shape, self.strides, self.padding,
+                                                    self.dilation_rate)
+        return dx, grads
+
+    def get_config(self):
+        return {
+            **super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides), "padding": self.padding, "data_format": self.data_format,
+            "dilation_rate": list(self.dilation_rate), "activation": self.activation, "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+        }

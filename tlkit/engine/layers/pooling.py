@@ -1,0 +1,70 @@
+"""MaxPooling2D and AveragePooling2D."""
+from tlkit.engine.layer import Layer
+from tlkit.engine.layers.conv2d import pair, padding_arg
+
+
+def pool_kernels():
+    from tlkit.engine.kernels import pool
+    return pool
+
+
+class _Pooling2D(Layer):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = pair(pool_size, "pool_size")
+        self.strides = pair(strides, "strides") if strides is not None else self.pool_size
+        self.padding = padding_arg(padding)
+        if data_format not in (None, "channels_last"):
+            raise ValueError("tlkit works channels-last (NHWC): use data_format=None or 'channels_last'.")
+        self.data_format = data_format
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) expects 4D input (batch, height, width, "
+                             f"channels), got shape {tuple(input_shape)}.")
+        self.compute_output_shape(input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        out = []
+        for size, k, s in zip((h, w), self.pool_size, self.strides):
+            if size is None:
+                out.append(None)
+            elif self.padding == "same":
+                out.append(-(-size // s))
+            else:
+                if size < k:
+                    raise ValueError(
+                        f"Layer '{self.name}' ({type(self).__name__}): pool size {self.pool_size} is larger than the "
+                        f"input {tuple(input_shape)} with padding='valid'. Use padding='same' or a larger input.")
+                out.append((size - k) // s + 1)
+        return (n, out[0], out[1], c)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding, "data_format": self.data_format}
+
+
+class MaxPooling2D(_Pooling2D):
+    def call(self, inputs, training=False):
+        return pool_kernels().max_pool2d_forward(inputs, self.pool_size, self.strides, self.padding)[0]
+
+    def forward(self, inputs, training=False):
+        y, argmax = pool_kernels().max_pool2d_forward(inputs, self.pool_size, self.strides, self.padding)
+        return y, (argmax, inputs.shape)
+
+    def backward(self, cache, dy, need_input_grad=True, need_weight_grad=True):
+        argmax, shape = cache
+        return pool_kernels().max_pool2d_backward(dy, argmax, shape), []
+
+
+class AveragePooling2D(_Pooling2D):
+    def call(self, inputs, training=False):
+        return pool_kernels().avg_pool2d_forward(inputs, self.pool_size, self.strides, self.padding)
+
+    def forward(self, inputs, training=False):
+        return self.call(inputs), inputs.shape
+
+    def backward(self, shape, dy, need_input_grad=True, need_weight_grad=True):
+        return pool_kernels().avg_pool2d_backward(dy, shape, self.pool_size, self.strides, self.padding), []

@@ -1,0 +1,215 @@
+"""Model: the Functional API (``Model(inputs, outputs)``) and subclassing (``class M(Model)``).
+
+Both run through the same tape, so both train the same way; a model is also a layer and can
+be called inside another model (a frozen base under a new head).
+"""
+import numpy as np
+
+from tlkit.engine.functional import Graph
+from tlkit.engine.layer import Layer
+from tlkit.engine.layers.input_layer import InputLayer
+from tlkit.engine.summary import summarize
+from tlkit.engine.symbolic import KerasTensor, as_float_array, flatten
+from tlkit.engine.trainer import Trainer
+
+
+class Model(Trainer, Layer):
+    """``Model(inputs, outputs)`` for a layer graph, or subclass it and define ``call``.
+
+    >>> x = tlkit.Input((32, 32, 3)); y = tlkit.layers.Dense(10)(tlkit.layers.Flatten()(x))
+    >>> model = tlkit.Model(x, y)
+
+    >>> class MyModel(tlkit.Model):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.flatten = tlkit.layers.Flatten(); self.dense = tlkit.layers.Dense(10)
+    ...     def call(self, inputs, training=False):
+    ...         return self.dense(self.flatten(inputs))
+    """
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        Layer.__init__(self, name=name, trainable=trainable, **kwargs)
+        self._graph = None
+        Trainer.__init__(self)
+        if inputs is not None or outputs is not None:
+            if inputs is None or outputs is None:
+                raise ValueError("A Functional model needs both `inputs` and `outputs`: tlkit.Model(inputs, outputs).")
+            self._input_struct = inputs
+            self._output_struct = outputs
+            graph = Graph(inputs, outputs, self.name)
+            self._graph = graph
+            for layer in graph.layers:
+                if layer not in self._sublayers:
+                    self._sublayers.append(layer)
+            self.built = True
+
+    # ----- structure -----
+    @property
+    def layers(self):
+        if self._graph is not None:
+            return list(self._graph.layers)
+        return list(self._sublayers)
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only has "
+                                 f"{len(self.layers)} layers.")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: {[l.name for l in self.layers]}.")
+
+    @property
+    def inputs(self):
+        return list(self._graph.inputs) if self._graph is not None else None
+
+    @property
+    def outputs(self):
+        return list(self._graph.outputs) if self._graph is not None else None
+
+    @property
+    def input_shape(self):
+        shapes = [t.shape for t in self._graph.inputs] if self._graph is not None else []
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        shapes = [t.shape for t in self._graph.outputs] if self._graph is not None else []
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def input_names(self):
+        return [t.node.layer.name for t in self._graph.inputs] if self._graph is not None else []
+
+    @property
+    def output_names(self):
+        if self._graph is None:
+            return ["output"]
+        return [t.node.layer.name for t in self._graph.outputs]
+
+    def summary(self, line_length=None, print_fn=None, **kwargs):
+        summarize(self, line_length=line_length, print_fn=print_fn)
+
+    def _summary_rows(self):
+        rows = []
+        for layer in self.layers:
+            nodes = [n for n in layer._inbound_nodes if self._graph is None or n in self._graph.nodes]
+            if isinstance(layer, InputLayer):
+                shape = layer.batch_shape
+            elif nodes:
+                shape = [t.shape for t in nodes[0].outputs]
+                shape = shape[0] if len(shape) == 1 else shape
+            else:
+                shape = getattr(layer, "_last_output_shape", None)
+            inbound = []
+            if self._graph is not None and nodes and len(self._graph.inputs) + len(self._graph.nodes) > 1:
+                inbound = [t.node.layer.name for n in nodes for t in n.inputs]
+            rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{layer.count_params():,}",
+                         inbound if self._is_branchy() else []))
+        return rows
+
+    def _is_branchy(self):
+        if self._graph is None:
+            return False
+        return any(len(n.inputs) > 1 for n in self._graph.nodes) or len(self._graph.inputs) > 1
+
+    # ----- calling -----
+    def __call__(self, inputs, training=None, **kwargs):
+        if isinstance(inputs, dict):
+            inputs = self._inputs_from_dict(inputs)
+        out = super().__call__(inputs, training=training, **kwargs)
+        return out
+
+    def _inputs_from_dict(self, data):
+        if self._graph is None:
+            raise ValueError("Dict inputs need a Functional model with named inputs.")
+        missing = [n for n in self.input_names if n not in data]
+        if missing:
+            raise ValueError(f"Model '{self.name}' expects inputs named {self.input_names}; missing {missing}.")
+        arrays = [data[n] for n in self.input_names]
+        return arrays if len(arrays) > 1 else arrays[0]
+
+    def _maybe_build(self, input_shapes):
+        if self._graph is not None:
+            self._check_graph_inputs(input_shapes)
+        elif not self.built:
+            self.built = True
+
+    def _check_graph_inputs(self, input_shapes):
+        expected = [t.shape for t in self._graph.inputs]
+        if len(input_shapes) != len(expected):
+            raise ValueError(f"Model '{self.name}' expects {len(expected)} input(s), but it received "
+                             f"{len(input_shapes)} input tensors.")
+        for i, (got, want) in enumerate(zip(input_shapes, expected)):
+            got = tuple(got)
+            if len(got) != len(want) or any(w is not None and g is not None and g != w
+                                            for g, w in zip(got[1:], want[1:])):
+                raise ValueError(
+                    f"Input {i} of model '{self.name}' is incompatible: the model expects shape "
+                    f"{_fmt(want)}, but it received an input with shape {_fmt(got)}."
+                )
+
+    def call(self, inputs, training=False):
+        if self._graph is None:
+            raise NotImplementedError(
+                f"Model '{self.name}' has no layer graph: subclass tlkit.Model and define call(inputs, training=False), "
+                "or build it with tlkit.Model(inputs, outputs)."
+            )
+        outs = self._graph.run(flatten(inputs), training)
+        return outs[0] if len(outs) == 1 else outs
+
+    def compute_output_shape(self, input_shape):
+        if self._graph is not None:
+            shapes = [t.shape for t in self._graph.outputs]
+            return shapes[0] if len(shapes) == 1 else shapes
+        # Subclassed model: run it once on zeros to find out.
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        if any(s is None for shape in shapes for s in shape[1:]):
+            raise ValueError(f"Model '{self.name}': can't infer output shapes from input shape {input_shape} "
+                             "with unknown sizes.")
+        dummies = [np.zeros((1,) + tuple(s[1:]), np.float32) for s in shapes]
+        out = self(dummies if isinstance(input_shape, list) else dummies[0])
+        outs = [(None,) + o.shape[1:] for o in flatten(out)]
+        return outs if isinstance(out, list) else outs[0]
+
+    def build(self, input_shape):
+        """Create a subclassed model's weights by calling it once on zeros of ``input_shape``."""
+        if self._graph is None:
+            shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+            dummies = [np.zeros((1,) + tuple(s[1:]), np.float32) for s in shapes]
+            self(dummies if isinstance(input_shape, list) else dummies[0])
+        self.built = True
+
+    # ----- files -----
+    def save(self, filepath, overwrite=True, include_optimizer=True):
+        """Architecture (JSON config), weights, compile arguments and optimizer state in one HDF5 file."""
+        from tlkit.engine.saving import hdf5
+        _check_h5_path(filepath)
+        hdf5.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath, overwrite=True):
+        from tlkit.engine.saving import hdf5
+        _check_h5_path(filepath)
+        hdf5.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, by_name=False, skip_mismatch=False):
+        from tlkit.engine.saving import hdf5
+        hdf5.load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
+
+    def get_config(self):
+        from tlkit.engine.saving.config import functional_config
+        if self._graph is None:
+            return {"name": self.name, "trainable": self.trainable}
+        return functional_config(self)
+
+
+def _check_h5_path(filepath):
+    import os
+    if os.fspath(filepath).endswith(".keras"):
+        raise ValueError(f"tlkit writes HDF5 files: use a path ending in .h5 (got {filepath}).")
+
+
+def _fmt(shape):
+    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

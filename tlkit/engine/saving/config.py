@@ -1,0 +1,143 @@
+"""Model architecture as JSON-able config, and back. A config is data: it names layer
+classes from a fixed registry (plus the caller's custom_objects) and is never evaluated."""
+
+
+def layer_registry():
+    from tlkit.engine import layers
+    from tlkit.engine.model import Model
+    from tlkit.engine.sequential import Sequential
+
+    registry = {name: getattr(layers, name) for name in layers.__all__ if name not in ("Input", "Layer")}
+    registry.update({"Functional": Model, "Model": Model, "Sequential": Sequential})
+    return registry
+
+
+def serialize_layer(layer):
+    from tlkit.engine.model import Model
+    from tlkit.engine.sequential import Sequential
+
+    if isinstance(layer, Sequential):
+        class_name = "Sequential"
+    elif isinstance(layer, Model):
+        if layer._graph is None:
+            raise NotImplementedError(
+                f"Model '{layer.name}' is a subclassed model: its architecture is Python code, which tlkit "
+                "never stores in files. Save its weights with model.save_weights(path) and rebuild the model "
+                "in code before load_weights(path)."
+            )
+        class_name = "Functional"
+    else:
+        class_name = type(layer).__name__
+    return {"class_name": class_name, "config": layer.get_config()}
+
+
+def functional_config(model):
+    graph = model._graph
+    node_index = {}
+    for node in [t.node for t in graph.inputs] + graph.nodes:
+        layer_nodes = [n for n in [t.node for t in graph.inputs] + graph.nodes if n.layer is node.layer]
+        node_index[id(node)] = layer_nodes.index(node)
+    layers = []
+    for layer in graph.layers:
+        entry = serialize_layer(layer)
+        entry["name"] = layer.name
+        inbound = []
+        for node in graph.nodes:
+            if node.layer is layer:
+                inbound.append([[t.node.layer.name, node_index[id(t.node)], t.index, {}] for t in node.inputs]
+                               + ([{"list_input": True}] if node.input_structure else []))
+        entry["inbound_nodes"] = inbound
+        layers.append(entry)
+    ref = lambda t: [t.node.layer.name, node_index[id(t.node)], t.index]
+    return {"name": model.name, "trainable": model.trainable, "layers": layers,
+            "input_layers": [ref(t) for t in graph.inputs], "output_layers": [ref(t) for t in graph.outputs]}
+
+
+def sequential_config(model):
+    layers = []
+    if model._input_layer is not None:
+        layers.append({"class_name": "InputLayer", "config": model._input_layer.get_config()})
+    layers += [serialize_layer(layer) for layer in model.layers]
+    return {"name": model.name, "trainable": model.trainable, "layers": layers}
+
+
+def deserialize_layer(entry, custom_objects=None):
+    if not isinstance(entry, dict) or "class_name" not in entry:
+        raise ValueError(f"Bad layer entry in model config: {str(entry)[:200]}")
+    registry = layer_registry()
+    registry.update(custom_objects or {})
+    class_name = entry["class_name"]
+    cls = registry.get(class_name)
+    if cls is None:
+        raise ValueError(
+            f"Unknown layer: '{class_name}'. The model file names a layer class tlkit doesn't know. If it is "
+            "your own layer, pass it to load_model(path, custom_objects={'" + str(class_name) + "': YourLayer})."
+        )
+    config = dict(entry.get("config") or {})
+    if class_name in ("Functional", "Model"):
+        return functional_from_config(config, custom_objects)
+    if class_name == "Sequential":
+        return sequential_from_config(config, custom_objects)
+    if class_name == "InputLayer":
+        config.pop("sparse", None)
+        config.pop("ragged", None)
+    try:
+        return cls.from_config(config)
+    except TypeError as e:
+        raise ValueError(f"Layer '{class_name}' in the model file has an invalid config: {e}") from None
+
+
+def sequential_from_config(config, custom_objects=None):
+    from tlkit.engine.sequential import Sequential
+
+    model = Sequential(name=config.get("name"))
+    for entry in config.get("layers", []):
+        model.add(deserialize_layer(entry, custom_objects))
+    model._trainable = bool(config.get("trainable", True))  # not recursive: layers keep their own flags
+    return model
+
+
+def functional_from_config(config, custom_objects=None):
+    from tlkit.engine.layers.input_layer import InputLayer
+    from tlkit.engine.model import Model
+
+    created, outputs_of = {}, {}
+    pending = []
+    for entry in config.get("layers", []):
+        layer = deserialize_layer(entry, custom_objects)
+        name = entry.get("name", layer.name)
+        created[name] = layer
+        if isinstance(layer, InputLayer):
+            outputs_of[(name, 0)] = [layer.output]
+        for inbound in entry.get("inbound_nodes", []):
+            pending.append((name, inbound))
+    # Call layers on their inbound tensors as soon as those exist (configs may list shared layers early).
+    node_counts = {}
+    while pending:
+        progressed = False
+        for item in list(pending):
+            name, inbound = item
+            list_input = bool(inbound) and isinstance(inbound[-1], dict) and inbound[-1].get("list_input")
+            refs = [r for r in inbound if isinstance(r, (list, tuple))]
+            try:
+                args = [outputs_of[(r[0], r[1])][r[2]] for r in refs]
+            except KeyError:
+                continue
+            out = created[name](args if list_input or len(args) > 1 else args[0])
+            index = node_counts.get(name, 0)
+            node_counts[name] = index + 1
+            outputs_of[(name, index)] = out if isinstance(out, list) else [out]
+            pending.remove(item)
+            progressed = True
+        if not progressed:
+            raise ValueError("The model config's layer graph can't be rebuilt: some layers' inputs never appear "
+                             f"(stuck at {[p[0] for p in pending]}). The file may be damaged.")
+    try:
+        inputs = [outputs_of[(r[0], r[1])][r[2]] for r in config["input_layers"]]
+        outputs = [outputs_of[(r[0], r[1])][r[2]] for r in config["output_layers"]]
+    except (KeyError, IndexError, TypeError) as e:
+        raise ValueError(f"The model config's inputs/outputs don't match its layers ({e}).") from None
+    model = Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
+                  name=config.get("name"))
+    model._trainable = bool(config.get("trainable", True))  # not recursive: layers keep their own flags
+    return model

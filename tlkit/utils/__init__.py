@@ -1,0 +1,15 @@
+"""``tlkit.utils``: seeding, progress bars, small helpers."""
+import numpy as np
+
+from tlkit.engine.random import set_random_seed  # noqa: F401
+from tlkit.utils.progbar import Progbar  # noqa: F401
+
+
+def to_categorical(y, num_classes=None, dtype="float32"):
+    """One-hot encode integer labels, as keras.utils.to_categorical."""
+    y = np.asarray(y, dtype="int64").ravel()
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y.size else 0
+    out = np.zeros((len(y), num_classes), dtype=dtype)
+    out[np.arange(len(y)), y] = 1
+    return out
