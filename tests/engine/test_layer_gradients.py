@@ -5,7 +5,7 @@ import pytest
 import tlkit
 from tlkit import layers as L
 
-from gradcheck import check
+from gradcheck import analytic, check
 
 
 def _layer_fn(layer):
@@ -66,7 +66,7 @@ def test_shape_layers_gradients(rng, layer_factory):
     dict(filters=3, kernel_size=3, padding="same"),
     dict(filters=2, kernel_size=(2, 3), strides=2, padding="same"),
     dict(filters=4, kernel_size=3, strides=(2, 1), padding="valid"),
-    dict(filters=2, kernel_size=3, dilation_rate=2, padding="same", activation="relu"),
+    dict(filters=2, kernel_size=3, dilation_rate=2, padding="same", activation="tanh"),
     dict(filters=3, kernel_size=1, activation="tanh"),
 ])
 def test_conv2d_gradients(rng, kwargs):
@@ -76,11 +76,33 @@ def test_conv2d_gradients(rng, kwargs):
     check(_layer_fn(layer), [x], layer.weights)
 
 
+def tape_grads(layer, x, dy):
+    xgrads, wgrads = analytic(layer, [x], layer.weights, dy)
+    return layer(x), xgrads + wgrads
+
+
+def test_conv2d_fused_relu_gradient_is_linear_gradient_masked(rng):
+    """ReLU's kink defeats finite differences; check the fused path exactly instead:
+    d(relu(conv))/d* == d(conv)/d* with dy zeroed where the output is not positive."""
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    fused = L.Conv2D(2, 3, dilation_rate=2, padding="same", activation="relu")
+    linear = L.Conv2D(2, 3, dilation_rate=2, padding="same")
+    fused(x), linear(x)
+    linear.set_weights(fused.get_weights())
+    dy = rng.standard_normal((2, 7, 6, 2)).astype(np.float32)
+    y, grads = tape_grads(fused, x, dy)
+    y_lin, grads_lin = tape_grads(linear, x, dy * (y > 0))
+    np.testing.assert_allclose(y, np.maximum(y_lin, 0), rtol=1e-6, atol=1e-6)
+    for g, g_lin in zip(grads, grads_lin):
+        np.testing.assert_allclose(g, g_lin, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("cls", [L.MaxPooling2D, L.AveragePooling2D])
 @pytest.mark.parametrize("kwargs", [dict(), dict(pool_size=3, strides=2, padding="same"),
                                     dict(pool_size=(2, 3), strides=1)])
 def test_pooling_gradients(rng, cls, kwargs):
-    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    # Values at least 0.05 apart, so the finite-difference step never changes a max window's winner.
+    x = (rng.permutation(2 * 7 * 6 * 3).reshape(2, 7, 6, 3) * 0.05).astype(np.float32)
     check(_layer_fn(cls(**kwargs)), [x], [])
 
 

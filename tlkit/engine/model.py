@@ -183,11 +183,16 @@ class Model(Trainer, Layer):
         self.built = True
 
     # ----- files -----
-    def save(self, filepath, overwrite=True, include_optimizer=True):
-        """Architecture (JSON config), weights, compile arguments and optimizer state in one HDF5 file."""
+    def save(self, filepath, overwrite=True, include_optimizer=True, metadata=None):
+        """Architecture (JSON config), weights, compile arguments and optimizer state in one HDF5 file.
+
+        ``metadata`` (tlkit extension): a JSON-able dict stored with the model and read back as
+        ``load_model(path).metadata`` (the CLI keeps class names and preprocessing there).
+        """
         from tlkit.engine.saving import hdf5
         _check_h5_path(filepath)
-        hdf5.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+        hdf5.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer,
+                        metadata=metadata)
 
     def save_weights(self, filepath, overwrite=True):
         from tlkit.engine.saving import hdf5

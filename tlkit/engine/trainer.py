@@ -167,9 +167,9 @@ class Trainer:
 
     def train_step(self, x, y, sample_weight=None):
         self._require_compiled()
-        variables = self.trainable_weights
         with GradientTape() as tape:
             preds = flatten(self(x, training=True))
+        variables = self.trainable_weights  # after the call: a subclassed model builds its layers in it
         ys = self._targets(y)
         sws = self._sample_weights(sample_weight, len(preds))
         if self._metrics is None:
@@ -215,7 +215,8 @@ class Trainer:
         history = next((c for c in cbs if isinstance(c, History)), None)
         if history is None:
             history = History()
-            cbs.insert(0, history)  # first, so callbacks like BackupAndRestore can extend it
+            # Last, as Keras: it then records the keys callbacks add to the epoch logs ("learning_rate").
+            cbs.append(history)
         if verbose and not any(isinstance(c, ProgbarLogger) for c in cbs):
             cbs.append(ProgbarLogger())
         return CallbackList(cbs, model=self, verbose=verbose, epochs=epochs, steps=steps), history

@@ -48,7 +48,7 @@ class _Pooling2D(Layer):
 
 class MaxPooling2D(_Pooling2D):
     def call(self, inputs, training=False):
-        return pool_kernels().max_pool2d_forward(inputs, self.pool_size, self.strides, self.padding)[0]
+        return pool_kernels().max_pool2d_forward(inputs, self.pool_size, self.strides, self.padding, with_argmax=False)[0]
 
     def forward(self, inputs, training=False):
         y, argmax = pool_kernels().max_pool2d_forward(inputs, self.pool_size, self.strides, self.padding)

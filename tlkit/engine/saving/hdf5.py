@@ -24,7 +24,7 @@ def _version():
     return __version__
 
 
-def save_model(model, filepath, overwrite=True, include_optimizer=True):
+def save_model(model, filepath, overwrite=True, include_optimizer=True, metadata=None):
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
@@ -35,6 +35,8 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
             f.attrs["backend"] = "tlkit"
             f.attrs["tlkit_version"] = _version()
             f.attrs["model_config"] = json.dumps(config)
+            if metadata is not None:
+                f.attrs["tlkit_metadata"] = json.dumps(metadata)
             if model.compiled and model._compile_config is not None:
                 f.attrs["training_config"] = json.dumps(model._compile_config)
             write_layer_weights(f.create_group("model_weights"), model_layer_weights(model))
@@ -74,6 +76,7 @@ def load_model(filepath, custom_objects=None, compile=True):
         except (ValueError, TypeError) as e:
             raise ModelFileError(f"{filepath}: the model config is not valid JSON ({e}).") from None
         model = deserialize_layer(config, custom_objects)
+        model.metadata = json.loads(_text(f.attrs["tlkit_metadata"])) if "tlkit_metadata" in f.attrs else {}
         weights_group = f["model_weights"] if "model_weights" in f else f
         _assign_by_order(model, read_layer_weights(weights_group, filepath), filepath)
         if compile and "training_config" in f.attrs:

@@ -1,0 +1,183 @@
+"""BackupAndRestore: resume an interrupted fit exactly where its last backup left it."""
+import json
+import os
+import shutil
+import warnings
+
+import h5py
+import numpy as np
+
+from tlkit.engine import random as tl_random
+from tlkit.engine.callbacks.callback import Callback
+from tlkit.utils.io import atomic_path
+
+_FORMAT = "tlkit-backup-1"
+
+
+class BackupAndRestore(Callback):
+    """Back up the training state to ``backup_dir``; a later ``fit`` with it resumes from there.
+
+    >>> backup = BackupAndRestore("/tmp/run1_backup")
+    >>> model.fit(x, y, epochs=10, callbacks=[backup])    # killed during epoch 6...
+    >>> model.fit(x, y, epochs=10, callbacks=[backup])    # ...resumes at epoch 6 (1-based)
+
+    Each backup is one HDF5 file, replaced atomically (a crash mid-write leaves the previous one):
+    the weights, the optimizer state, the number of completed epochs, the History so far and
+    tlkit's random state. Restoring all of it makes the resumed run continue with the same
+    shuffling and dropout, so it ends bit-identical to an uninterrupted run with the same seed.
+
+    save_freq: "epoch" (back up after each epoch) or an int N (every N batches; as Keras, the
+        interrupted epoch is then rerun from its start, with the weights of the last backup).
+    double_checkpoint: also keep the previous backup, used if the latest can't be read.
+    delete_checkpoint: delete the backup when fit ends normally (an exception keeps it).
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("Empty `backup_dir` argument passed")
+        if save_freq != "epoch" and not (isinstance(save_freq, int) and not isinstance(save_freq, bool)):
+            raise ValueError(f"Invalid value for argument `save_freq`. Received: save_freq={save_freq}. "
+                             "Expected either 'epoch' or an integer value.")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint = double_checkpoint
+        self.delete_checkpoint = delete_checkpoint
+        self._path = os.path.join(self.backup_dir, "latest.backup.h5")
+        self._prev_path = self._path + ".bkp"
+        self._batches_seen_since_last_saving = 0
+        self._completed_epochs = 0
+        self._epoch_rng_state = None
+        self._pending_history = None
+        self._epoch_logs = None  # (epoch, logs) of the last epoch-end backup
+        self._saved_keys = set()
+
+    # ----- restoring -----
+    def on_train_begin(self, logs=None):
+        self._pending_history = None
+        self._epoch_logs = None
+        self._batches_seen_since_last_saving = 0
+        paths = [p for p in (self._path, self._prev_path) if os.path.exists(p)]
+        if paths and not self.model.weights:
+            raise ValueError("To use the BackupAndRestore callback, your model must be built before you call "
+                             f"`fit()`. Model {self.model.name} is unbuilt. You can build it beforehand by calling "
+                             "it on a batch of data, or start it with an Input.")
+        for i, path in enumerate(paths):
+            try:
+                self._restore(path)
+                return
+            except (OSError, KeyError, ValueError) as e:
+                if i == len(paths) - 1:
+                    raise ValueError(f"The training backup {path} can't be restored ({e}). If it belongs to another "
+                                     f"model or run, delete {self.backup_dir} to start training afresh.") from e
+                warnings.warn(f"The training backup {path} is unreadable ({e}); using the previous one.",
+                              stacklevel=2)
+
+    def _restore(self, path):
+        model = self.model
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != _FORMAT:
+                raise ValueError("not a tlkit training backup")
+            weights = [f["weights"][str(i)][()] for i in range(len(f["weights"]))]
+            keys = json.loads(f["optimizer"].attrs["keys"])
+            optimizer_state = {key: f["optimizer"][str(i)][()] for i, key in enumerate(keys)}
+            completed = int(f.attrs["completed_epochs"])
+            history = json.loads(f.attrs["history"])
+            rng_state = json.loads(f.attrs["rng_state"])
+        model.set_weights(weights)
+        if model.optimizer is not None and optimizer_state:
+            pass
+        tl_random.set_state(rng_state)
+        model._initial_epoch = completed
+        self._completed_epochs = completed
+        self._pending_history = history
+
+    def _refill_history(self):
+        # Done after every on_train_begin, so it holds whatever the History's position in the list.
+        if self._pending_history is None:
+            return
+        history = self.model.history
+        history.epoch = list(self._pending_history["epoch"])
+        history.history = {k: list(v) for k, v in self._pending_history["history"].items()}
+        self._pending_history = None
+
+    # ----- backing up -----
+    def on_epoch_begin(self, epoch, logs=None):
+        self._refill_history()
+        self._resave_if_logs_grew()
+        self._completed_epochs = epoch
+        self._epoch_rng_state = tl_random.get_state()  # what a rerun of this epoch must start from
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_seen_since_last_saving += 1
+        if self._batches_seen_since_last_saving >= self.save_freq:
+            self._batches_seen_since_last_saving = 0
+            self._save(self._completed_epochs, self._epoch_rng_state, self._history_so_far())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._epoch_logs = (epoch, logs if logs is not None else {})
+            self._save_epoch()
+
+    def _save_epoch(self):
+        epoch, logs = self._epoch_logs
+        self._saved_keys = set(logs)
+        history = self._history_so_far()
+        if not history["epoch"] or history["epoch"][-1] != epoch:  # the History runs after us: add the epoch
+            history["epoch"].append(epoch)
+            for key, value in logs.items():
+                history["history"].setdefault(key, []).append(_jsonable(value))
+        self._save(epoch + 1, tl_random.get_state(), history)
+
+    def _resave_if_logs_grew(self):
+        # Callbacks after this one may add log keys (e.g. "learning_rate") that the History records:
+        # back up again so a resumed History has them too.
+        if self._epoch_logs is not None and set(self._epoch_logs[1]) != self._saved_keys:
+            self._save_epoch()
+        self._epoch_logs = None
+
+    def _history_so_far(self):
+        history = self.model.history
+        return {"epoch": list(history.epoch),
+                "history": {k: [_jsonable(v) for v in values] for k, values in history.history.items()}}
+
+    def _save(self, completed_epochs, rng_state, history):
+        model = self.model
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint and os.path.exists(self._path):
+            with atomic_path(self._prev_path) as tmp:
+                shutil.copyfile(self._path, tmp)
+        optimizer_state = model.optimizer.get_state() if model.optimizer is not None else {}
+        with atomic_path(self._path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = _FORMAT
+                f.attrs["completed_epochs"] = completed_epochs
+                f.attrs["history"] = json.dumps(history)
+                f.attrs["rng_state"] = json.dumps(rng_state)
+                weights = f.create_group("weights")
+                for i, w in enumerate(model.get_weights()):
+                    weights.create_dataset(str(i), data=w)
+                group = f.create_group("optimizer")
+                group.attrs["keys"] = json.dumps(list(optimizer_state))
+                for i, value in enumerate(optimizer_state.values()):
+                    group.create_dataset(str(i), data=np.asarray(value))
+
+    def on_train_end(self, logs=None):
+        self._refill_history()
+        if not self.delete_checkpoint:
+            self._resave_if_logs_grew()
+            return
+        # Only our own files: the folder may hold other things.
+        for path in (self._path, self._prev_path):
+            if os.path.exists(path):
+                os.remove(path)
+        if os.path.isdir(self.backup_dir) and not os.listdir(self.backup_dir):
+            os.rmdir(self.backup_dir)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value

@@ -1,0 +1,297 @@
+"""2-D convolution (NHWC, kernels (kh, kw, in, out) as Keras stores them): forward and both backwards.
+
+    y = conv2d_forward(x, w, b, strides=(1, 1), padding="same", relu=True)
+    dx = conv2d_backward_input(dy, w, x.shape, padding="same")
+    dw, db = conv2d_backward_weights(x, dy, w.shape, padding="same")
+
+How: the output is cut into tiles (a block of output rows of one image, or several whole
+images) whose im2col patch matrix fits in ~TILE_BYTES; numba fills the patches, numpy's BLAS
+does the product straight into the output, then a numba pass adds bias and ReLU on the tile
+while it is still in cache. No batch-sized im2col buffer ever exists. 1x1 stride-1 convs are
+plain products over (N*H*W, C), no copy. numba regions and BLAS calls alternate, never nest,
+so the 2 cores see at most one pool of busy threads at a time.
+
+Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when that is faster (see winograd.py);
+pass ``wino_filter=winograd_transform_filter(w)`` to reuse the filter transform across calls.
+"""
+import numpy as np
+from numba import njit, prange
+
+from tlkit.engine.kernels import winograd
+from tlkit.engine.kernels.padding import conv_output_shape, pads
+
+__all__ = ["conv_output_shape", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weights",
+           "winograd_transform_filter"]
+
+winograd_transform_filter = winograd.transform_filter
+
+# Patch-matrix budget per tile. 4 MB sits in L2+L3 here and keeps BLAS products >= ~1000 rows on
+# VGG16's layers; see BENCHMARKS.md (scripts/bench_engine.py --tiles) for the sweep.
+TILE_BYTES = 4 << 20
+
+
+# ---------------------------------------------------------------------------------------------
+# numba kernels
+
+@njit(cache=True, nogil=True, parallel=True)
+def im2col_rows(x, n0, n1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_w, patches):
+    """patches[((n - n0) * (r1 - r0) + r - r0) * out_w + c] = flattened (kh, kw, C) window of
+    output pixel (n, r, c), zeros where it hangs over the (implicitly padded) border."""
+    _, h, w, ch = x.shape
+    k_total = kh * kw * ch
+    run = kw * ch  # with dilation 1, one kernel row's taps are one contiguous run of x
+    xf = x.reshape(-1)
+    pf = patches.reshape(-1)
+    rows = r1 - r0
+    for job in prange((n1 - n0) * rows):
+        n = n0 + job // rows
+        r = r0 + job % rows
+        base = job * out_w * k_total
+        for i in range(kh):
+            ih = r * sh + i * dh - pad_top
+            for c in range(out_w):
+                dst = base + c * k_total + i * run
+                iw0 = c * sw - pad_left
+                if ih < 0 or ih >= h:
+                    pf[dst:dst + run] = 0.0
+                elif dw == 1 and iw0 >= 0 and iw0 + kw <= w:
+                    src = ((n * h + ih) * w + iw0) * ch
+                    pf[dst:dst + run] = xf[src:src + run]
+                else:
+                    for j in range(kw):
+                        iw = iw0 + j * dw
+                        d = dst + j * ch
+                        if 0 <= iw < w:
+                            src = ((n * h + ih) * w + iw) * ch
+                            pf[d:d + ch] = xf[src:src + ch]
+                        else:
+                            pf[d:d + ch] = 0.0
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def add_bias_relu(y, b, has_bias, relu):
+    """In place on a (rows, F) block: y += b; y = max(y, 0)."""
+    rows, f = y.shape
+    for i in prange(rows):
+        for j in range(f):
+            v = y[i, j]
+            if has_bias:
+                v += b[j]
+            if relu and v < 0.0:
+                v = 0.0
+            y[i, j] = v
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def col2im_rows(dpatches, n0, n1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_w, dx):
+    """Adjoint of im2col_rows: dx += the patches' gradients at the pixels they were read from.
+
+    Parallel over input rows (each thread owns whole dx rows, so no write races), gathering from
+    every (output row, kernel row) pair that reads the row.
+    """
+    _, h, w, ch = dx.shape
+    rows = r1 - r0
+    lo = max(r0 * sh - pad_top, 0)
+    hi = min((r1 - 1) * sh - pad_top + (kh - 1) * dh + 1, h)
+    span = max(hi - lo, 0)
+    for job in prange((n1 - n0) * span):
+        n = n0 + job // span
+        ih = lo + job % span
+        for i in range(kh):
+            t = ih + pad_top - i * dh
+            if t < 0 or t % sh != 0:
+                continue
+            r = t // sh
+            if r < r0 or r >= r1:
+                continue
+            base = ((n - n0) * rows + r - r0) * out_w
+            for c in range(out_w):
+                p = dpatches[base + c]
+                for j in range(kw):
+                    iw = c * sw + j * dw - pad_left
+                    if 0 <= iw < w:
+                        k = (i * kw + j) * ch
+                        for q in range(ch):
+                            dx[n, ih, iw, q] += p[k + q]
+
+
+# ---------------------------------------------------------------------------------------------
+# argument checks
+
+def _as_nhwc(a, what, fn):
+    a = np.asarray(a)
+    if a.ndim != 4:
+        raise ValueError(f"{fn}: {what} must be 4-D (batch, height, width, channels), got shape {a.shape}.")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _pair(v, what, fn):
+    v = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(v) != 2 or not all(isinstance(i, (int, np.integer)) and i > 0 for i in v):
+        raise ValueError(f"{fn}: {what} must be a positive int or a pair of positive ints, got {v!r}.")
+    return int(v[0]), int(v[1])
+
+
+def _kernel(w, channels, fn):
+    w = np.asarray(w)
+    if w.ndim != 4:
+        raise ValueError(f"{fn}: kernel must be 4-D (kh, kw, in_channels, filters), got shape {w.shape}.")
+    if w.shape[2] != channels:
+        raise ValueError(f"{fn}: kernel {w.shape} expects {w.shape[2]} input channels but the input has {channels}. "
+                         "Check the kernel layout is (kh, kw, in_channels, filters).")
+    return np.ascontiguousarray(w, dtype=np.float32)
+
+
+class _Geometry:
+    """Output size and padding of one convolution, validated."""
+
+    def __init__(self, x_shape, kernel_hw, strides, padding, dilation, fn):
+        self.strides = _pair(strides, "strides", fn)
+        self.dilation = _pair(dilation, "dilation", fn)
+        if padding not in ("valid", "same"):
+            raise ValueError(f"{fn}: padding must be 'valid' or 'same', got {padding!r}.")
+        self.kh, self.kw = kernel_hw
+        self.h, self.w = x_shape[1], x_shape[2]
+        self.oh, self.ow = conv_output_shape((self.h, self.w), kernel_hw, self.strides, padding, self.dilation)
+        self.pad_top = pads(self.h, self.kh, self.strides[0], padding, self.dilation[0])[0]
+        self.pad_left = pads(self.w, self.kw, self.strides[1], padding, self.dilation[1])[0]
+
+    @property
+    def window(self):
+        return (self.kh, self.kw) + self.strides + self.dilation
+
+
+# ---------------------------------------------------------------------------------------------
+# tiled im2col + BLAS
+
+def _tiles(n, out_h, row_bytes):
+    """(n0, n1, r0, r1) blocks: a few output rows of one image, or several whole images."""
+    rows = max(1, TILE_BYTES // max(row_bytes, 1))
+    if rows >= out_h:
+        per = rows // out_h
+        return [(i, min(i + per, n), 0, out_h) for i in range(0, n, per)]
+    return [(i, i + 1, r, min(r + rows, out_h)) for i in range(n) for r in range(0, out_h, rows)]
+
+
+def _pointwise(window):
+    """1x1 stride 1: the conv is a matrix product over (N*H*W, C)."""
+    return window[:4] == (1, 1, 1, 1)
+
+
+def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu):
+    """y[n, r, c] = window(n, r, c) . wmat (+ b, relu) for every output pixel, tile by tile."""
+    n, _, _, ch = x.shape
+    out_h, out_w = out_hw
+    k, f = wmat.shape
+    y = np.empty((n, out_h, out_w, f), np.float32)
+    y2 = y.reshape(-1, f)
+    has_bias = b is not None
+    bias = b if has_bias else np.zeros(f, np.float32)
+    direct_1x1 = _pointwise(window) and (pad_top, pad_left) == (0, 0) and out_hw == (x.shape[1], x.shape[2])
+    tiles = _tiles(n, out_h, out_w * (k if not direct_1x1 else f) * 4)
+    patches = None if direct_1x1 else np.empty((max((t[1] - t[0]) * (t[3] - t[2]) for t in tiles) * out_w, k),
+                                               np.float32)
+    x2 = x.reshape(-1, ch)
+    for n0, n1, r0, r1 in tiles:
+        a = (n0 * out_h + r0) * out_w
+        m = (n1 - n0) * (r1 - r0) * out_w
+        if direct_1x1:
+            src = x2[a:a + m]
+        else:
+            im2col_rows(x, n0, n1, r0, r1, *window, pad_top, pad_left, out_w, patches)
+            src = patches[:m]
+        np.dot(src, wmat, out=y2[a:a + m])
+        if has_bias or relu:
+            add_bias_relu(y2[a:a + m], bias, has_bias, relu)
+    return y
+
+
+def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), relu=False, wino_filter=None):
+    """y (N, OH, OW, F) float32 = conv(x, w) + b, then max(., 0) if relu.
+
+    x: (N, H, W, C); w: (kh, kw, C, F); b: (F,) or None. padding 'same' is TF's (odd pixel
+    bottom/right). wino_filter: optional cached ``winograd_transform_filter(w)``; without it the
+    transform is computed on the fly when Winograd is the faster route.
+    """
+    fn = "conv2d_forward"
+    x = _as_nhwc(x, "x", fn)
+    w = _kernel(w, x.shape[3], fn)
+    if b is not None:
+        b = np.ascontiguousarray(b, dtype=np.float32)
+        if b.shape != (w.shape[3],):
+            raise ValueError(f"{fn}: bias must have shape ({w.shape[3]},) (one per filter), got {b.shape}.")
+    g = _Geometry(x.shape, w.shape[:2], strides, padding, dilation, fn)
+    if winograd.applicable(x.shape, w.shape, g.strides, g.dilation):
+        return winograd.conv3x3(x, w if wino_filter is None else None, wino_filter, b, g.pad_top, g.pad_left,
+                                (g.oh, g.ow), relu)
+    return _direct(x, w.reshape(-1, w.shape[3]), b, g.window, g.pad_top, g.pad_left, (g.oh, g.ow), relu)
+
+
+def conv2d_backward_input(dy, w, x_shape, strides=(1, 1), padding="valid", dilation=(1, 1)):
+    """dx (N, H, W, C): gradient of the loss wrt the conv's input, given dy = dL/dy (N, OH, OW, F)."""
+    fn = "conv2d_backward_input"
+    dy = _as_nhwc(dy, "dy", fn)
+    x_shape = tuple(int(s) for s in x_shape)
+    if len(x_shape) != 4:
+        raise ValueError(f"{fn}: x_shape must be (batch, height, width, channels), got {x_shape}.")
+    w = _kernel(w, x_shape[3], fn)
+    g = _Geometry(x_shape, w.shape[:2], strides, padding, dilation, fn)
+    _check_dy(dy, x_shape[0], g, w.shape[3], fn)
+    kh, kw, ch, f = w.shape
+    if g.strides == (1, 1):
+        # Stride 1: dx is the 'full' correlation of dy with the kernel rotated 180 degrees and
+        # in/out swapped, i.e. another forward conv (same tiling, same Winograd fast path).
+        w_rot = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
+        top = (kh - 1) * g.dilation[0] - g.pad_top
+        left = (kw - 1) * g.dilation[1] - g.pad_left
+        out_hw = x_shape[1:3]
+        if winograd.applicable(dy.shape, w_rot.shape, g.strides, g.dilation, out_hw):
+            return winograd.conv3x3(dy, w_rot, None, None, top, left, out_hw, False)
+        return _direct(dy, w_rot.reshape(-1, ch), None, g.window, top, left, out_hw, False)
+    # Strided: transposed product per tile, then scatter the patch gradients back (col2im).
+    dx = np.zeros(x_shape, np.float32)
+    wmat_t = w.reshape(-1, f).T
+    tiles = _tiles(x_shape[0], g.oh, g.ow * kh * kw * ch * 4)
+    dpatches = np.empty((max((t[1] - t[0]) * (t[3] - t[2]) for t in tiles) * g.ow, kh * kw * ch), np.float32)
+    dy2 = dy.reshape(-1, f)
+    for n0, n1, r0, r1 in tiles:
+        a = (n0 * g.oh + r0) * g.ow
+        m = (n1 - n0) * (r1 - r0) * g.ow
+        np.dot(dy2[a:a + m], wmat_t, out=dpatches[:m])
+        col2im_rows(dpatches, n0, n1, r0, r1, *g.window, g.pad_top, g.pad_left, g.ow, dx)
+    return dx
+
+
+def conv2d_backward_weights(x, dy, kernel_shape, strides=(1, 1), padding="valid", dilation=(1, 1)):
+    """(dw (kh, kw, C, F), db (F,)): gradients wrt the kernel and the bias; db = dy.sum((0, 1, 2))."""
+    fn = "conv2d_backward_weights"
+    x = _as_nhwc(x, "x", fn)
+    dy = _as_nhwc(dy, "dy", fn)
+    kernel_shape = tuple(int(s) for s in kernel_shape)
+    if len(kernel_shape) != 4 or kernel_shape[2] != x.shape[3]:
+        raise ValueError(f"{fn}: kernel_shape must be (kh, kw, {x.shape[3]}, filters) for this input, "
+                         f"got {kernel_shape}.")
+    kh, kw, ch, f = kernel_shape
+    g = _Geometry(x.shape, (kh, kw), strides, padding, dilation, fn)
+    _check_dy(dy, x.shape[0], g, f, fn)
+    dy2 = dy.reshape(-1, f)
+    db = dy2.sum(0, dtype=np.float32)
+    if _pointwise(g.window):
+        return (x.reshape(-1, ch).T @ dy2).reshape(kernel_shape), db
+    dw = np.zeros((kh * kw * ch, f), np.float32)
+    part = np.empty_like(dw)
+    tiles = _tiles(x.shape[0], g.oh, g.ow * kh * kw * ch * 4)
+    patches = np.empty((max((t[1] - t[0]) * (t[3] - t[2]) for t in tiles) * g.ow, kh * kw * ch), np.float32)
+    for n0, n1, r0, r1 in tiles:
+        a = (n0 * g.oh + r0) * g.ow
+        m = (n1 - n0) * (r1 - r0) * g.ow
+        im2col_rows(x, n0, n1, r0, r1, *g.window, g.pad_top, g.pad_left, g.ow, patches)
+        np.dot(patches[:m].T, dy2[a:a + m], out=part)
+        dw += part
+    return dw.reshape(kernel_shape), db
+
+
+def _check_dy(dy, n, g, f, fn):
+    want = (n, g.oh, g.ow, f)
+    if dy.shape != want:
+        raise ValueError(f"{fn}: dy has shape {dy.shape} but this convolution's output is {want}.")

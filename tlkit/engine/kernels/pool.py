@@ -1,0 +1,139 @@
+"""2-D max and average pooling (NHWC): forward and backward.
+
+    y, argmax = max_pool2d_forward(x, (2, 2), (2, 2), "valid")
+    dx = max_pool2d_backward(dy, argmax, x.shape)
+    y = avg_pool2d_forward(x, (3, 3), (1, 1), "same")
+    dx = avg_pool2d_backward(dy, x.shape, (3, 3), (1, 1), "same")
+
+Padding follows TF: max pooling never picks a padded cell, average pooling divides by the
+number of real (unpadded) cells in each window. ``argmax`` holds, per output value, the flat
+index into its image's (H, W, C) block of the winning input, so the backward scatters without
+looking at x again. Inference calls ``max_pool2d_forward(..., with_argmax=False)`` and keeps
+no index array. One output row of one image is one parallel job.
+"""
+import numpy as np
+from numba import njit, prange
+
+from tlkit.engine.kernels.padding import conv_output_shape, pads
+
+__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def max_pool_kernel(x, ph, pw, sh, sw, top, left, y, argmax, with_argmax):
+    n_img, h, w, ch = x.shape
+    _, oh, ow, _ = y.shape
+    for job in prange(n_img * oh):
+        n = job // oh
+        r = job % oh
+        h0 = max(r * sh - top, 0)
+        h1 = min(r * sh - top + ph, h)
+        for c in range(ow):
+            w0 = max(c * sw - left, 0)
+            w1 = min(c * sw - left + pw, w)
+            for k in range(ch):
+                best = -np.inf
+                where = (h0 * w + w0) * ch + k
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        v = x[n, i, j, k]
+                        if v > best:
+                            best = v
+                            where = (i * w + j) * ch + k
+                y[n, r, c, k] = best
+                if with_argmax:
+                    argmax[n, r, c, k] = where
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def max_pool_backward_kernel(dy, argmax, dx):
+    # Overlapping windows can route several outputs to one input, so each job owns a whole image.
+    n_img, oh, ow, ch = dy.shape
+    for n in prange(n_img):
+        flat = dx[n].reshape(-1)
+        for r in range(oh):
+            for c in range(ow):
+                for k in range(ch):
+                    flat[argmax[n, r, c, k]] += dy[n, r, c, k]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def avg_pool_kernel(x, ph, pw, sh, sw, top, left, y):
+    n_img, h, w, ch = x.shape
+    _, oh, ow, _ = y.shape
+    for job in prange(n_img * oh):
+        n = job // oh
+        r = job % oh
+        h0 = max(r * sh - top, 0)
+        h1 = min(r * sh - top + ph, h)
+        for c in range(ow):
+            w0 = max(c * sw - left, 0)
+            w1 = min(c * sw - left + pw, w)
+            inv = np.float32(1.0 / ((h1 - h0) * (w1 - w0)))
+            for k in range(ch):
+                y[n, r, c, k] = 0.0
+            for i in range(h0, h1):
+                for j in range(w0, w1):
+                    for k in range(ch):
+                        y[n, r, c, k] += x[n, i, j, k]
+            for k in range(ch):
+                y[n, r, c, k] *= inv
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def avg_pool_backward_kernel(dy, ph, pw, sh, sw, top, left, dx):
+    n_img, h, w, ch = dx.shape
+    _, oh, ow, _ = dy.shape
+    for n in prange(n_img):
+        for r in range(oh):
+            h0 = max(r * sh - top, 0)
+            h1 = min(r * sh - top + ph, h)
+            for c in range(ow):
+                w0 = max(c * sw - left, 0)
+                w1 = min(c * sw - left + pw, w)
+                inv = np.float32(1.0 / ((h1 - h0) * (w1 - w0)))
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        for k in range(ch):
+                            dx[n, i, j, k] += dy[n, r, c, k] * inv
+
+
+def _setup(x, pool_size, strides, padding, fn):
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"{fn}: expected NHWC input (batch, height, width, channels), got shape {x.shape}.")
+    (ph, pw), (sh, sw) = pool_size, strides
+    oh, ow = conv_output_shape(x.shape[1:3], (ph, pw), (sh, sw), padding)
+    top = pads(x.shape[1], ph, sh, padding)[0]
+    left = pads(x.shape[2], pw, sw, padding)[0]
+    return x, (int(ph), int(pw), int(sh), int(sw), top, left), (x.shape[0], oh, ow, x.shape[3])
+
+
+def max_pool2d_forward(x, pool_size, strides, padding, with_argmax=True):
+    """(y, argmax); argmax is None when ``with_argmax`` is False (inference)."""
+    x, window, out_shape = _setup(x, pool_size, strides, padding, "max_pool2d_forward")
+    y = np.empty(out_shape, np.float32)
+    argmax = np.empty(out_shape if with_argmax else (1, 1, 1, 1), np.int32)
+    max_pool_kernel(x, *window, y, argmax, with_argmax)
+    return y, (argmax if with_argmax else None)
+
+
+def max_pool2d_backward(dy, argmax, x_shape):
+    dx = np.zeros(x_shape, np.float32)
+    max_pool_backward_kernel(np.ascontiguousarray(dy, dtype=np.float32), argmax, dx)
+    return dx
+
+
+def avg_pool2d_forward(x, pool_size, strides, padding):
+    x, window, out_shape = _setup(x, pool_size, strides, padding, "avg_pool2d_forward")
+    y = np.empty(out_shape, np.float32)
+    avg_pool_kernel(x, *window, y)
+    return y
+
+
+def avg_pool2d_backward(dy, x_shape, pool_size, strides, padding):
+    _, window, out_shape = _setup(np.empty((1, *x_shape[1:]), np.float32), pool_size, strides, padding,
+                                  "avg_pool2d_backward")
+    dx = np.zeros(x_shape, np.float32)
+    avg_pool_backward_kernel(np.ascontiguousarray(dy, dtype=np.float32), *window, dx)
+    return dx

@@ -1,0 +1,33 @@
+"""Input preprocessing of the ImageNet networks: 'caffe' (Keras VGG16/SqueezeNet) and 'torch'."""
+import numpy as np
+
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406], np.float32)
+TORCH_STD_RGB = np.array([0.229, 0.224, 0.225], np.float32)
+MODES = ("caffe", "torch")
+
+
+def preprocess_input(x, mode="caffe", inplace=False):
+    """RGB images in [0, 255] (any batch shape, channels last) -> network input.
+
+    'caffe': RGB->BGR, minus the ImageNet mean per channel, no scaling (Keras's VGG16).
+    'torch': /255, minus mean, divided by std, RGB (torchvision's models).
+    The caller's array is left alone unless ``inplace=True`` (and it is float32).
+    """
+    if mode not in MODES:
+        raise ValueError(f"Unknown preprocessing mode {mode!r}; use one of {MODES}.")
+    x = np.asarray(x)
+    if x.shape[-1] != 3:
+        raise ValueError(f"preprocess_input expects RGB images with 3 channels last, got shape {x.shape}.")
+    if inplace and x.dtype == np.float32:
+        out = x
+    else:
+        out = x.astype(np.float32, copy=True)
+    if mode == "caffe":
+        out[...] = out[..., ::-1]
+        out -= CAFFE_MEAN_BGR
+    else:
+        out /= 255.0
+        out -= TORCH_MEAN_RGB
+        out /= TORCH_STD_RGB
+    return out
