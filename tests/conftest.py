@@ -19,3 +19,11 @@ def shared_data():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _seed_tlkit():
+    """Every test starts from the same tlkit RNG state, whatever ran before it (reproducible weights)."""
+    from tlkit.engine import random as tlkit_random
+
+    tlkit_random.set_random_seed(1234)
