@@ -10,6 +10,7 @@ import os
 import h5py
 import numpy as np
 
+from tlkit.engine import random
 from tlkit.engine.saving.config import deserialize_layer, serialize_layer
 from tlkit.engine.saving.legacy_h5 import model_layer_weights, read_layer_weights, write_layer_weights
 from tlkit.utils.io import atomic_path
@@ -75,7 +76,13 @@ def load_model(filepath, custom_objects=None, compile=True):
             config = json.loads(_text(f.attrs["model_config"]))
         except (ValueError, TypeError) as e:
             raise ModelFileError(f"{filepath}: the model config is not valid JSON ({e}).") from None
-        model = deserialize_layer(config, custom_objects)
+        # Building layers draws initial weights; keep the global RNG where it was, so that a run that
+        # saves, loads and fits on continues with the same dropout masks and shuffles as one that didn't.
+        rng_state = random.get_state()
+        try:
+            model = deserialize_layer(config, custom_objects)
+        finally:
+            random.set_state(rng_state)
         model.metadata = json.loads(_text(f.attrs["tlkit_metadata"])) if "tlkit_metadata" in f.attrs else {}
         weights_group = f["model_weights"] if "model_weights" in f else f
         _assign_by_order(model, read_layer_weights(weights_group, filepath), filepath)
