@@ -1,0 +1,1 @@
+"""The applications behind the CLI: finetune, predict, evaluate, summary, convert."""

@@ -1,0 +1,428 @@
+"""tlkit finetune: a frozen ImageNet base + a new head trained on an image folder, end to end.
+
+Stage 1 trains the head on the frozen base. Base outputs for images that aren't augmented
+(validation always, training too with --no-augment) are computed once and reused, so later
+epochs cost a small fraction of the first. Stage 2 (optional) unfreezes the top of the base
+and trains on with a low learning rate. Every epoch is backed up atomically, so a killed run
+continues with --resume and its history holds each completed epoch exactly once.
+"""
+import csv
+import dataclasses
+import io
+import json
+import os
+import time
+
+import numpy as np
+
+from tlkit.apps import report as report_mod
+from tlkit.apps.dataset import DataFolderError, find_layout
+from tlkit.apps.head import build_head
+from tlkit.apps.plots import plot_confusion, plot_curves
+from tlkit.utils.io import atomic_write_text
+from tlkit.utils.progbar import Progbar
+
+BASES = ("vgg16", "squeezenet")
+RUN_FILE = "run.json"
+
+
+class RunDirError(ValueError):
+    """The output folder holds something that this run must not overwrite."""
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    data_dir: str
+    base: str = "vgg16"
+    weights: str = "imagenet"
+    image_size: int = 224
+    batch_size: int = 32
+    epochs: int = 10
+    augment: bool = True
+    rotation: float = 15.0
+    shift: float = 0.1
+    zoom: float = 0.1
+    shear: float = 0.0
+    flip: str = "horizontal"
+    brightness: tuple = None
+    fill_mode: str = "nearest"
+    val_split: float = 0.2
+    head: str = "gap,dense:256,dropout:0.5"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    fine_tune_layers: int = 0
+    fine_tune_from: str = None
+    fine_tune_epochs: int = 0
+    fine_tune_lr: float = 1e-5
+    early_stopping: int = None
+    class_weight: str = None
+    seed: int = 0
+    workers: int = 2
+    out: str = "runs/finetune"
+    resume: bool = False
+    verbose: int = 1
+
+    def settings(self):
+        """What defines the run (everything but where and how it is run)."""
+        d = dataclasses.asdict(self)
+        for key in ("out", "resume", "verbose", "workers"):
+            d.pop(key)
+        d["data_dir"] = os.path.abspath(self.data_dir)
+        if d["brightness"] is not None:
+            d["brightness"] = list(d["brightness"])
+        return d
+
+
+def _say(config, text):
+    if config.verbose:
+        print(text, flush=True)
+
+
+# ----- the run folder -----
+def prepare_run_dir(config):
+    out = config.out
+    state_path = os.path.join(out, RUN_FILE)
+    settings = config.settings()
+    if os.path.exists(state_path):
+        with open(state_path, encoding="utf-8") as f:
+            state = json.load(f)
+        if not config.resume:
+            raise RunDirError(
+                f"{out} already holds a run (started {state.get('started', '?')}). Pass --resume to continue "
+                "it, or choose another --out folder.")
+        differences = {k: (state["settings"].get(k), v) for k, v in settings.items()
+                       if state["settings"].get(k) != v}
+        if differences:
+            listed = "; ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in differences.items())
+            raise RunDirError(f"--resume with different settings than the run in {out} ({listed}). Use the "
+                              "same options, or a new --out folder.")
+        return state
+    if os.path.isdir(out) and os.listdir(out):
+        raise RunDirError(f"{out} exists and is not empty, but holds no tlkit run. Choose another --out folder.")
+    if config.resume:
+        raise RunDirError(f"--resume: there is no run to resume in {out}.")
+    os.makedirs(out, exist_ok=True)
+    state = {"settings": settings, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "stage1_done": False,
+             "finished": False, "stage1_history": None, "timings": {}}
+    save_state(out, state)
+    return state
+
+
+def save_state(out, state):
+    atomic_write_text(os.path.join(out, RUN_FILE), json.dumps(state, indent=2))
+
+
+# ----- data -----
+def _augmentation(config):
+    if not config.augment:
+        return {}
+    aug = {"rotation_range": config.rotation, "width_shift_range": config.shift, "height_shift_range": config.shift,
+           "zoom_range": config.zoom, "shear_range": config.shear, "fill_mode": config.fill_mode,
+           "horizontal_flip": config.flip in ("horizontal", "both"), "vertical_flip": config.flip in ("vertical", "both")}
+    if config.brightness is not None:
+        aug["brightness_range"] = list(config.brightness)
+    return aug
+
+
+def make_iterators(config, layout):
+    from tlkit.augment import ImageDataGenerator
+
+    split = config.val_split if layout["val"] is None else 0.0
+    size = (config.image_size, config.image_size)
+    common = dict(target_size=size, classes=layout["classes"], class_mode="categorical",
+                  batch_size=config.batch_size, seed=config.seed, workers=config.workers)
+    train_gen = ImageDataGenerator(validation_split=split, **_augmentation(config))
+    plain_gen = ImageDataGenerator(validation_split=split)
+    train = train_gen.flow_from_directory(layout["train"], shuffle=True, subset="training" if split else None,
+                                          **common)
+    train_plain = plain_gen.flow_from_directory(layout["train"], shuffle=False,
+                                                subset="training" if split else None, **common)
+    if layout["val"] is not None:
+        val = plain_gen.flow_from_directory(layout["val"], shuffle=False, **common)
+    elif split:
+        val = plain_gen.flow_from_directory(layout["train"], shuffle=False, subset="validation", **common)
+    else:
+        val = None
+    return train, train_plain, val
+
+
+class Preprocessed:
+    """A batch iterator whose images get the base's preprocessing (and optionally go through the base)."""
+
+    def __init__(self, source, mode, base=None):
+        self.source, self.mode, self.base = source, mode, base
+
+    def __len__(self):
+        return len(self.source)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        from tlkit.zoo.preprocessing import preprocess_input
+
+        x, y = next(self.source)[:2]
+        x = preprocess_input(x, self.mode, inplace=True)
+        return (self.base.predict_on_batch(x) if self.base is not None else x), y
+
+
+def compute_features(base, iterator, mode, label, verbose=1):
+    """The frozen base's outputs for every image of a non-shuffled iterator, with a progress bar."""
+    iterator.reset()
+    stream = Preprocessed(iterator, mode, base)
+    bar = Progbar(len(iterator), verbose=verbose, unit_name="batch")
+    feats, labels = [], []
+    if verbose:
+        print(f"Caching base features for {label} ({iterator.samples} images)", flush=True)
+    for i in range(len(iterator)):
+        f, y = next(stream)
+        feats.append(f)
+        labels.append(y)
+        bar.update(i + 1)
+    iterator.reset()
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+# ----- models -----
+def build_base(config):
+    from tlkit.zoo import SqueezeNet, VGG16
+
+    if config.base not in BASES:
+        raise ValueError(f"Unknown --base {config.base!r}; choose one of {', '.join(BASES)}.")
+    factory = VGG16 if config.base == "vgg16" else SqueezeNet
+    weights = None if config.weights in (None, "none") else config.weights
+    base = factory(include_top=False, weights=weights, input_shape=(config.image_size, config.image_size, 3))
+    base.trainable = False
+    return base
+
+
+def make_optimizer(name, lr):
+    from tlkit.engine import optimizers
+
+    opt = optimizers.get(name)
+    opt.learning_rate = lr
+    return opt
+
+
+def balanced_class_weight(labels, num_classes):
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return {i: float(len(labels) / (num_classes * c)) if c else 1.0 for i, c in enumerate(counts)}
+
+
+# ----- callbacks that keep the run folder current -----
+def _run_callbacks(config, full_model, stage, prior_history):
+    from tlkit.engine.callbacks import Callback
+
+    out = config.out
+
+    class RunFolderWriter(Callback):
+        """After each epoch: history.csv (rewritten from the restored History: each epoch once),
+        curves.png, and the best full model so far."""
+
+        def on_train_begin(self, logs=None):
+            history = self.model.history.history if self.model.history is not None else {}
+            vals = history.get("val_accuracy") or []
+            self.best = max([v for v in vals if np.isfinite(v)], default=-np.inf)
+
+        def on_epoch_end(self, epoch, logs=None):
+            combined = combine_histories(prior_history, self.model.history.history, stage)
+            write_history_csv(os.path.join(out, "history.csv"), combined)
+            plot_curves(combined, os.path.join(out, "curves.png"))
+            value = (logs or {}).get("val_accuracy", (logs or {}).get("accuracy"))
+            if value is not None and np.isfinite(value) and value > self.best:
+                self.best = value
+                full_model.save(os.path.join(out, "best.h5"))
+
+    return [RunFolderWriter()]
+
+
+def combine_histories(prior, current, stage):
+    combined = {k: list(v) for k, v in (prior or {}).items()}
+    n_prior = len(next(iter(prior.values()))) if prior else 0
+    n_cur = len(next(iter(current.values()))) if current else 0
+    for key in set(combined) | set(current):
+        combined.setdefault(key, [None] * n_prior)
+        combined[key] = combined[key][:n_prior] + list(current.get(key, [None] * n_cur))
+    combined["stage"] = list((prior or {}).get("stage", [])) + [stage] * n_cur
+    return combined
+
+
+def write_history_csv(path, history):
+    keys = ["stage"] + sorted(k for k in history if k != "stage")
+    n = len(history.get("stage", []))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["epoch"] + keys)
+    for i in range(n):
+        row = [i]
+        for k in keys:
+            values = history.get(k, [])
+            v = values[i] if i < len(values) else None
+            row.append("" if v is None else v)
+        writer.writerow(row)
+    atomic_write_text(path, buf.getvalue())
+
+
+# ----- the run -----
+def run(config):
+    """Train, evaluate and write everything into ``config.out``; returns the report dict."""
+    from tlkit.engine import callbacks as cb
+    from tlkit.engine.layers.input_layer import Input
+    from tlkit.engine.model import Model
+    from tlkit.engine.random import set_random_seed
+
+    if config.epochs < 1:
+        raise ValueError("--epochs must be at least 1.")
+    if config.fine_tune_epochs and not (config.fine_tune_layers or config.fine_tune_from):
+        raise ValueError("--fine-tune-epochs needs --fine-tune-layers N or --fine-tune-from LAYER to say what to "
+                         "unfreeze.")
+    layout = find_layout(config.data_dir)
+    state = prepare_run_dir(config)
+    set_random_seed(config.seed)
+    out = config.out
+    classes = layout["classes"]
+    atomic_write_text(os.path.join(out, "classes.json"), json.dumps(classes, indent=2))
+
+    t0 = time.time()
+    base = build_base(config)
+    mode = getattr(base, "preprocessing", "caffe")
+    _say(config, f"Scanning {config.data_dir}")
+    train_it, train_plain, val_it = make_iterators(config, layout)
+    skipped = list(getattr(train_it, "skipped", [])) + list(getattr(val_it, "skipped", []) if val_it else [])
+    if train_it.samples == 0:
+        raise DataFolderError(f"No readable training images in {layout['train']}.")
+    feature_shape = base.output_shape[1:]
+    head = build_head(feature_shape, len(classes), config.head)
+    inp = Input((config.image_size, config.image_size, 3), name="image")
+    full = Model(inp, head(base(inp)), name=f"{config.base}_finetuned")
+    class_weight = balanced_class_weight(train_it.classes, len(classes)) if config.class_weight == "auto" else None
+    timings = state.setdefault("timings", {})
+
+    # Stage 1: the head on the frozen base.
+    if not state["stage1_done"]:
+        t_stage = time.time()
+        val_data = None
+        if val_it is not None:
+            val_data = compute_features(base, val_it, mode, "validation", config.verbose)
+        head.compile(make_optimizer(config.optimizer, config.lr), "categorical_crossentropy", ["accuracy"])
+        callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage1"))]
+        callbacks += _run_callbacks(config, full, 1, None)
+        if config.early_stopping:
+            callbacks.append(cb.EarlyStopping(monitor="val_loss" if val_data else "loss",
+                                              patience=config.early_stopping, restore_best_weights=True))
+        if config.augment:
+            x, steps = Preprocessed(train_it, mode, base), len(train_it)
+            y = None
+        else:
+            x, y = compute_features(base, train_plain, mode, "training", config.verbose)
+            steps = None
+        history = head.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, steps_per_epoch=steps,
+                           validation_data=val_data, class_weight=class_weight, callbacks=callbacks,
+                           verbose=config.verbose)
+        timings["stage1_seconds"] = timings.get("stage1_seconds", 0) + time.time() - t_stage
+        timings["stage1_epochs"] = len(history.epoch)
+        state["stage1_history"] = combine_histories(None, history.history, 1)
+        state["stage1_done"] = True
+        full.save(os.path.join(out, "stage1.h5"))
+        save_state(out, state)
+    else:
+        full.load_weights(os.path.join(out, "stage1.h5"))
+
+    # Stage 2: unfreeze the top of the base and train on slowly.
+    history_all = state["stage1_history"]
+    if config.fine_tune_epochs:
+        t_stage = time.time()
+        unfreeze_top(base, config.fine_tune_layers, config.fine_tune_from)
+        full.compile(make_optimizer(config.optimizer, config.fine_tune_lr), "categorical_crossentropy", ["accuracy"])
+        callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage2"))]
+        callbacks += _run_callbacks(config, full, 2, state["stage1_history"])
+        val_images = Preprocessed(val_it, mode) if val_it is not None else None
+        history = full.fit(Preprocessed(train_it if config.augment else train_plain, mode),
+                           steps_per_epoch=len(train_it), epochs=config.fine_tune_epochs,
+                           validation_data=val_images, validation_steps=len(val_it) if val_it else None,
+                           class_weight=class_weight, callbacks=callbacks, verbose=config.verbose)
+        timings["stage2_seconds"] = timings.get("stage2_seconds", 0) + time.time() - t_stage
+        history_all = combine_histories(state["stage1_history"], history.history, 2)
+
+    # Evaluation and the files people look at.
+    eval_it = val_it if val_it is not None else train_plain
+    probs = full.predict(Preprocessed(eval_it, mode), steps=len(eval_it), verbose=0) if eval_it is not None else None
+    y_true = np.asarray(eval_it.classes)[: len(probs)]
+    rep = report_mod.classification_report(y_true, probs.argmax(axis=1), classes)
+    write_history_csv(os.path.join(out, "history.csv"), history_all)
+    plot_curves(history_all, os.path.join(out, "curves.png"))
+    plot_confusion(np.array(rep["confusion"]), classes, os.path.join(out, "confusion.png"))
+    metadata = {"classes": classes, "image_size": config.image_size, "preprocessing": mode, "base": config.base,
+                "weights": str(config.weights), "settings": config.settings()}
+    full.save(os.path.join(out, "model.h5"), metadata=metadata)
+    val_acc = history_all.get("val_accuracy") or history_all.get("accuracy") or [None]
+    finite = [v if v is not None and np.isfinite(v) else -1 for v in val_acc]
+    n_train = train_it.samples
+    epochs_run = len(history_all.get("stage", []))
+    total = time.time() - t0
+    rep.update({
+        "evaluated_on": "validation" if val_it is not None else "training (no validation data)",
+        "best_epoch": int(np.argmax(finite)) + 1 if finite else None, "best_val_accuracy": max(finite),
+        "epochs": epochs_run, "train_images": n_train, "val_images": val_it.samples if val_it else 0,
+        "skipped_images": [{"path": str(p), "reason": str(r)} for p, r in skipped],
+        "timings": timings, "images_per_second": _throughput(timings, n_train),
+        "wall_seconds_this_session": total, "settings": config.settings(),
+    })
+    atomic_write_text(os.path.join(out, "report.json"), json.dumps(rep, indent=2))
+    atomic_write_text(os.path.join(out, "report.md"), report_markdown(rep, config))
+    state["finished"] = True
+    save_state(out, state)
+    _say(config, f"\nDone. Validation accuracy {rep['accuracy']:.4f}. Results in {out}/ (model.h5, report.md, "
+                 "curves.png, confusion.png).")
+    return rep
+
+
+def _throughput(timings, n_train):
+    out = {}
+    for stage in (1, 2):
+        secs, epochs = timings.get(f"stage{stage}_seconds"), timings.get(f"stage{stage}_epochs")
+        if secs and epochs:
+            out[f"stage{stage}"] = n_train * epochs / secs
+    return out
+
+
+def unfreeze_top(base, layers=0, from_layer=None):
+    """Make the top of the base trainable: its last ``layers`` layers with weights, or all from ``from_layer``."""
+    names = [l.name for l in base.layers]
+    if from_layer is not None:
+        if from_layer not in names:
+            raise ValueError(f"--fine-tune-from: the base has no layer '{from_layer}'. Its layers: {', '.join(names)}")
+        cut = names.index(from_layer)
+    else:
+        weighted = [i for i, l in enumerate(base.layers) if l.weights]
+        if layers > len(weighted):
+            raise ValueError(f"--fine-tune-layers {layers}: the base has only {len(weighted)} layers with weights.")
+        cut = weighted[-layers] if layers else len(names)
+    base.trainable = True
+    for layer in base.layers[:cut]:
+        layer.trainable = False
+    return [l.name for l in base.layers[cut:] if l.weights]
+
+
+def report_markdown(rep, config):
+    lines = [f"# tlkit finetune report", "",
+             f"- data: `{os.path.abspath(config.data_dir)}` ({rep['train_images']} training, {rep['val_images']} "
+             f"validation images)",
+             f"- base: {config.base} (weights: {config.weights}), image size {config.image_size}, head "
+             f"`{config.head}`",
+             f"- accuracy on {rep['evaluated_on']}: **{rep['accuracy']:.4f}** (macro F1 {rep['macro_f1']:.4f})",
+             f"- best epoch: {rep['best_epoch']} (validation accuracy {rep['best_val_accuracy']:.4f})",
+             f"- epochs: {rep['epochs']}", ""]
+    t = rep["timings"]
+    for stage in (1, 2):
+        if f"stage{stage}_seconds" in t:
+            ips = rep["images_per_second"].get(f"stage{stage}")
+            lines.append(f"- stage {stage}: {t[f'stage{stage}_seconds']:.1f} s" +
+                         (f", {ips:.1f} training images/s" if ips else ""))
+    lines += ["", "## Per class", "", report_mod.markdown_table(rep), ""]
+    if rep["skipped_images"]:
+        lines += [f"## Skipped images ({len(rep['skipped_images'])})", ""]
+        lines += [f"- `{s['path']}`: {s['reason']}" for s in rep["skipped_images"]]
+        lines.append("")
+    lines += ["## Settings", "", "```json", json.dumps(rep["settings"], indent=2), "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""tlkit predict / evaluate / summary: using a model.h5 written by tlkit finetune."""
+import os
+
+import numpy as np
+
+from tlkit.apps import report as report_mod
+from tlkit.apps.dataset import IMAGE_EXTENSIONS, class_folders
+
+
+def load_classifier(path):
+    """(model, metadata) with the class names, image size and preprocessing recorded at training."""
+    from tlkit.engine.saving.hdf5 import load_model
+
+    model = load_model(path, compile=False)
+    meta = dict(getattr(model, "metadata", {}) or {})
+    shape = model.input_shape
+    meta.setdefault("image_size", shape[1] if shape and shape[1] else 224)
+    meta.setdefault("preprocessing", "caffe")
+    n_out = model.output_shape[-1]
+    meta.setdefault("classes", [str(i) for i in range(n_out)])
+    if len(meta["classes"]) != n_out:
+        raise ValueError(f"{path}: the model has {n_out} outputs but its metadata names {len(meta['classes'])} "
+                         "classes.")
+    return model, meta
+
+
+def collect_images(paths):
+    """Image files from files and folders (recursively), sorted, hidden files left out."""
+    found = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p, followlinks=True):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found += [os.path.join(root, f) for f in sorted(files)
+                          if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+        elif os.path.exists(p):
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"No such file or folder: {p}")
+    return found
+
+
+def _load_batch(paths, size):
+    from tlkit.augment import img_to_array, load_img
+
+    arrays, ok, failed = [], [], []
+    for p in paths:
+        try:
+            arrays.append(img_to_array(load_img(p, target_size=(size, size))))
+            ok.append(p)
+        except Exception as e:  # an unreadable image is reported, never fatal
+            failed.append((p, f"{type(e).__name__}: {e}"))
+    return (np.stack(arrays) if arrays else None), ok, failed
+
+
+def predict_files(model, meta, paths, top=1, batch_size=32):
+    """[(path, [(class, probability), ...])], [(path, reason)] for images that couldn't be read."""
+    from tlkit.zoo.preprocessing import preprocess_input
+
+    results, failures = [], []
+    top = max(1, min(top, len(meta["classes"])))
+    for start in range(0, len(paths), batch_size):
+        x, ok, failed = _load_batch(paths[start:start + batch_size], meta["image_size"])
+        failures += failed
+        if x is None:
+            continue
+        probs = model.predict_on_batch(preprocess_input(x, meta["preprocessing"], inplace=True))
+        for p, row in zip(ok, probs):
+            order = np.argsort(-row)[:top]
+            results.append((p, [(meta["classes"][i], float(row[i])) for i in order]))
+    return results, failures
+
+
+def evaluate_folder(model, meta, data_dir, batch_size=32, verbose=1):
+    """Accuracy, per-class report and confusion matrix on DATA_DIR/class/* images."""
+    from tlkit.utils.progbar import Progbar
+
+    classes = class_folders(data_dir, "evaluation")
+    known = meta["classes"]
+    unknown = [c for c in classes if c not in known]
+    if unknown:
+        raise ValueError(f"{data_dir} has class folders the model doesn't know: {unknown}. The model's classes: "
+                         f"{known}.")
+    items = [(p, known.index(c)) for c in classes for p in collect_images([os.path.join(data_dir, c)])]
+    bar = Progbar(len(items), verbose=verbose, unit_name="image")
+    y_true, y_pred, failures = [], [], []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        results, failed = predict_files(model, meta, [p for p, _ in chunk], top=1, batch_size=batch_size)
+        failures += failed
+        label_of = dict(chunk)
+        for path, ranked in results:
+            y_true.append(label_of[path])
+            y_pred.append(known.index(ranked[0][0]))
+        bar.update(min(start + batch_size, len(items)))
+    rep = report_mod.classification_report(y_true, y_pred, known)
+    rep["skipped_images"] = [{"path": p, "reason": r} for p, r in failures]
+    return rep
