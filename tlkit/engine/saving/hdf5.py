@@ -4,6 +4,7 @@ A model file holds the architecture as JSON config (data, never code), the weigh
 compile arguments and the optimizer state, so training continues exactly after loading.
 Every write goes to a temporary file renamed into place.
 """
+import contextlib
 import json
 import os
 
@@ -11,6 +12,7 @@ import h5py
 import numpy as np
 
 from tlkit.engine import random
+from tlkit.engine.layer import skip_initializers
 from tlkit.engine.saving.config import deserialize_layer, serialize_layer
 from tlkit.engine.saving.legacy_h5 import model_layer_weights, read_layer_weights, write_layer_weights
 from tlkit.utils.io import atomic_path
@@ -18,6 +20,24 @@ from tlkit.utils.io import atomic_path
 
 class ModelFileError(ValueError):
     """A file that is not a readable tlkit/Keras model or weight file."""
+
+
+# What h5py and a malformed config raise from inside a damaged file: never shown raw to a user.
+_LOW_LEVEL_ERRORS = (KeyError, OSError, RuntimeError, TypeError, IndexError, AttributeError, UnicodeDecodeError,
+                     OverflowError, ValueError)
+
+
+@contextlib.contextmanager
+def _reading(filepath, what="model"):
+    try:
+        yield
+    except (ModelFileError, FileNotFoundError):
+        raise
+    except _LOW_LEVEL_ERRORS as e:
+        detail = f"{type(e).__name__}: {e}"
+        raise ModelFileError(
+            f"{filepath} is not a readable tlkit/Keras {what} file ({detail}). It may be damaged or truncated: "
+            "save or copy it again.") from None
 
 
 def _version():
@@ -66,7 +86,7 @@ def load_model(filepath, custom_objects=None, compile=True):
     """The model saved by ``model.save(filepath)``, compiled as it was (optimizer state too)."""
     from tlkit.engine import optimizers
 
-    with _open(filepath) as f:
+    with _open(filepath) as f, _reading(filepath):
         if "model_config" not in f.attrs:
             raise ModelFileError(
                 f"{filepath} holds no model architecture (no 'model_config'): it is a weights-only file. Build "
@@ -76,11 +96,14 @@ def load_model(filepath, custom_objects=None, compile=True):
             config = json.loads(_text(f.attrs["model_config"]))
         except (ValueError, TypeError) as e:
             raise ModelFileError(f"{filepath}: the model config is not valid JSON ({e}).") from None
-        # Building layers draws initial weights; keep the global RNG where it was, so that a run that
-        # saves, loads and fits on continues with the same dropout masks and shuffles as one that didn't.
+        # The weights come from the file: don't draw initial values (slow for big models, and it would
+        # move the global RNG, so a saved-loaded-resumed run would differ from one run straight).
         rng_state = random.get_state()
         try:
-            model = deserialize_layer(config, custom_objects)
+            with skip_initializers():
+                model = deserialize_layer(config, custom_objects)
+        except (ValueError, KeyError, TypeError, MemoryError) as e:
+            raise ModelFileError(f"{filepath}: its model config can't be used: {e}") from None
         finally:
             random.set_state(rng_state)
         model.metadata = json.loads(_text(f.attrs["tlkit_metadata"])) if "tlkit_metadata" in f.attrs else {}
@@ -110,7 +133,7 @@ def save_weights(model, filepath, overwrite=True):
 
 def load_weights(model, filepath, by_name=False, skip_mismatch=False):
     """Weights from a tlkit/Keras 2 HDF5 file (weights-only or full model), by layer order or by name."""
-    with _open(filepath) as f:
+    with _open(filepath) as f, _reading(filepath, "weight"):
         group = f["model_weights"] if "model_weights" in f else f
         if "layer_names" not in group.attrs:
             from tlkit.zoo.weights import read_weight_file  # Keras 3 .weights.h5 and other layouts

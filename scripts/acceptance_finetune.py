@@ -1,0 +1,130 @@
+"""Acceptance on real data: `tlkit finetune` against the equivalent Keras program, side by side.
+
+    python scripts/acceptance_finetune.py                      # both datasets, table on stdout
+    python scripts/acceptance_finetune.py --datasets hymenoptera --epochs 3
+    python scripts/acceptance_finetune.py --write              # also rewrite '## Fine-tuning' in BENCHMARKS.md
+
+SqueezeNet v1.1 with the real ImageNet weights from ../shared/data/weights, frozen, a
+global-average-pool + dense head, augmentation on (tlkit's default preset; the Keras program
+spells out the same), batch 32, 224x224. Runs one after the other in this one run (never at the
+same time: 2 cores), each in its own process; the peer with --peer-python (default
+/work/peers/bin/python, which has TensorFlow and tf_keras). Flowers also gets a second,
+fine-tuning stage in tlkit (top fire modules unfrozen) to show it improves on the frozen base.
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DATA = pathlib.Path(os.environ.get("TLKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+WEIGHTS = DATA / "weights" / "squeezenet_v1.1_weights_tf_dim_ordering_tf_kernels_notop.h5"
+DATASETS = {"hymenoptera": DATA / "datasets" / "hymenoptera_data", "flowers": DATA / "datasets" / "flowers"}
+BARS = {"hymenoptera": 0.88, "flowers": 0.72}
+
+
+def run_tlkit(data, out, epochs, extra=()):
+    cmd = [sys.executable, "-m", "tlkit.cli", "finetune", str(data), "--base", "squeezenet", "--weights",
+           str(WEIGHTS), "--epochs", str(epochs), "--batch-size", "32", "--image-size", "224", "--out", str(out),
+           "--verbose", "2", *extra]
+    subprocess.run(cmd, check=True)
+    rep = json.loads((out / "report.json").read_text())
+    return rep
+
+
+def run_keras(peer_python, data, epochs, workdir):
+    result = workdir / "keras.json"
+    cmd = [peer_python, str(REPO / "scripts" / "keras_finetune.py"), str(data), "--weights", str(WEIGHTS),
+           "--epochs", str(epochs), "--json", str(result)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run(cmd, check=True, env=env)
+    return json.loads(result.read_text())
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=sorted(DATASETS))
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--fine-tune-epochs", type=int, default=3)
+    p.add_argument("--peer-python", default="/work/peers/bin/python")
+    p.add_argument("--write", action="store_true", help="rewrite the '## Fine-tuning' section of BENCHMARKS.md")
+    args = p.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"The real data folder {DATA} is absent (set TLKIT_SHARED_DATA).")
+    rows = []
+    for name in args.datasets:
+        data = DATASETS[name]
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = pathlib.Path(tmp)
+            rep = run_tlkit(data, tmp / "run", args.epochs)
+            history = _read_history(tmp / "run" / "history.csv")
+            row = {"dataset": name, "epochs": args.epochs,
+                   "tlkit_val_accuracy": history["val_accuracy"][-1],
+                   "tlkit_best_val_accuracy": max(history["val_accuracy"]),
+                   "tlkit_epoch_seconds": rep["timings"]["stage1_seconds"] / rep["timings"]["stage1_epochs"],
+                   "train_images": rep["train_images"], "val_images": rep["val_images"],
+                   "skipped": len(rep["skipped_images"])}
+            if name == "flowers" and args.fine_tune_epochs:
+                ft = run_tlkit(data, tmp / "run_ft", args.epochs,
+                               ["--fine-tune-layers", "6", "--fine-tune-epochs", str(args.fine_tune_epochs),
+                                "--fine-tune-lr", "1e-4"])
+                row["tlkit_after_fine_tuning"] = ft["accuracy"]
+            if os.path.exists(args.peer_python):
+                k = run_keras(args.peer_python, data, args.epochs, tmp)
+                row["keras_val_accuracy"] = k["val_accuracy"][-1]
+                row["keras_epoch_seconds"] = sum(k["epoch_seconds"]) / len(k["epoch_seconds"])
+                row["epoch_time_ratio"] = row["tlkit_epoch_seconds"] / row["keras_epoch_seconds"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    table = format_table(rows)
+    print(table)
+    if args.write:
+        command = "python scripts/acceptance_finetune.py " + " ".join(sys.argv[1:]).replace("--write", "").strip()
+        write_section("## Fine-tuning acceptance", f"Command: `{command.strip()}`\n\n{table}\n")
+
+
+def _read_history(path):
+    import csv
+
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in rows[0]}
+
+
+def format_table(rows):
+    lines = ["| dataset | epochs | bar | tlkit val acc (last / best) | Keras val acc (last) | tlkit s/epoch | "
+             "Keras s/epoch | tlkit/Keras time | after fine-tuning |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        after = f"{r['tlkit_after_fine_tuning']:.3f}" if "tlkit_after_fine_tuning" in r else "-"
+        lines.append(
+            f"| {r['dataset']} ({r['train_images']} train / {r['val_images']} val) | {r['epochs']} | "
+            f"{BARS[r['dataset']]:.2f} | {r['tlkit_val_accuracy']:.3f} / {r['tlkit_best_val_accuracy']:.3f} | "
+            f"{r.get('keras_val_accuracy', float('nan')):.3f} | {r['tlkit_epoch_seconds']:.1f} | "
+            f"{r.get('keras_epoch_seconds', float('nan')):.1f} | {r.get('epoch_time_ratio', float('nan')):.2f} | "
+            f"{after} |")
+    return "\n".join(lines)
+
+
+def write_section(heading, body):
+    """Replace (or append) one '## ' section of BENCHMARKS.md, leaving the others alone."""
+    path = REPO / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = text.find(heading + "\n")
+    section = f"{heading}\n\n{body}"
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Coverage-guided fuzzing of everything that reads files from strangers (not part of CI).
+
+    pip install atheris                                    # the fuzzer (libFuzzer for Python)
+    python scripts/fuzz.py --target safetensors --seconds 300
+    python scripts/fuzz.py --all --seconds 120 --write     # each target in turn; RELIABILITY.md table
+
+Targets: safetensors, torch (the restricted unpickler, inside a torch.save zip), keras_h5
+(through h5py), model_h5 (tlkit.models.load_model: config JSON + weights), image (tlkit's image
+loader). Each target starts from valid seed files written here, lets atheris mutate them, and
+treats as a crash anything other than the clear error the reader is documented to raise
+(WeightFileError / ModelFileError / the loader's error) - a MemoryError, a hang, a segfault, an
+IndexError from deep inside, or a pickle that runs code (the marker file the torch payload
+would create must never appear).
+
+Each target runs in its own subprocess (`--worker`), so a segfault in a C library is counted,
+not fatal, and the figures (executions, distinct coverage-increasing inputs, crashes) are
+parsed from libFuzzer's output.
+"""
+import argparse
+import io
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TARGETS = ("safetensors", "torch", "keras_h5", "model_h5", "image")
+MARKER = pathlib.Path(tempfile.gettempdir()) / "tlkit_fuzz_pwned"
+
+
+# ---------------------------------------------------------------------------------------------
+# seeds: small valid files of each kind
+
+def seed_files(target, folder):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    if target == "safetensors":
+        from tlkit.zoo.weights import write_safetensors
+
+        write_safetensors(folder / "a.safetensors", {"w": rng.standard_normal((3, 4)).astype(np.float32),
+                                                     "b": np.arange(5, dtype=np.int64)}, metadata={"k": "v"})
+    elif target == "torch":
+        valid = torch_zip({"w": [1.0, 2.0, 3.0, 4.0], "b": [[1.0], [2.0]]})
+        if valid is not None:
+            (folder / "a.pt").write_bytes(valid)
+        (folder / "evil.pt").write_bytes(torch_zip_evil())
+    elif target == "keras_h5":
+        from tlkit.zoo.weights import write_keras_h5
+
+        write_keras_h5(folder / "a.h5", [("conv/1", [("k:0", rng.standard_normal((3, 3, 2, 4)).astype(np.float32)),
+                                                     ("b:0", np.zeros(4, np.float32))]), ("pool", [])])
+    elif target == "model_h5":
+        import tlkit
+        from tlkit import layers as L
+
+        model = tlkit.Sequential([tlkit.Input((4, 4, 2)), L.Conv2D(2, 3), L.Flatten(), L.Dense(2)])
+        model.compile("adam", "mse")
+        model.save(folder / "m.h5")
+    elif target == "image":
+        from PIL import Image
+
+        img = Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8))
+        img.save(folder / "a.jpg", quality=80)
+        img.save(folder / "a.png")
+        img.convert("P").save(folder / "p.gif")
+        img.convert("CMYK").save(folder / "c.jpg")
+        Image.fromarray(rng.integers(0, 65535, (8, 8), dtype=np.uint16)).save(folder / "i16.png")
+
+
+def torch_zip(tensors):
+    """A real torch.save zip when torch is importable (it only writes the seed), else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    buf = io.BytesIO()
+    torch.save({k: torch.tensor(v) for k, v in tensors.items()}, buf)
+    return buf.getvalue()
+
+
+def torch_zip_evil():
+    """A torch-like zip whose pickle would create MARKER through os.system if it were ever run."""
+    payload = (b"\x80\x02cos\nsystem\nq\x00X" + len(f"touch {MARKER}").to_bytes(4, "little") +
+               f"touch {MARKER}".encode() + b"q\x01\x85q\x02Rq\x03.")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("archive/data.pkl", payload)
+        z.writestr("archive/version", "3\n")
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# the fuzz targets (run inside the worker)
+
+def make_target(target):
+    from tlkit.engine.saving.hdf5 import ModelFileError
+    from tlkit.zoo.weights import WeightFileError, read_weight_file
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tlkit_fuzz_"))
+    path = tmp / "input"
+
+    if target == "image":
+        from tlkit.augment import image_io
+
+        expected = (image_io.ImageLoadError,)
+
+        def run(data):
+            path.write_bytes(data)
+            image_io.load_img(path, target_size=(16, 16))
+    elif target == "model_h5":
+        import tlkit
+
+        expected = (ModelFileError, WeightFileError)
+
+        def run(data):
+            path.write_bytes(data)
+            tlkit.models.load_model(path)
+    else:
+        fmt = {"keras_h5": "keras_h5", "safetensors": "safetensors", "torch": "torch"}[target]
+        expected = (WeightFileError,)
+
+        def run(data):
+            path.write_bytes(data)
+            read_weight_file(path, format=fmt)
+
+    def one_input(data):
+        try:
+            run(data)
+        except expected:
+            pass
+        if MARKER.exists():
+            raise RuntimeError("a pickle ran code: the marker file exists")
+
+    return one_input
+
+
+def worker(target, seconds, corpus):
+    import atheris
+
+    with atheris.instrument_imports():
+        import tlkit.zoo.weights  # noqa: F401  (instrument the readers for coverage guidance)
+        if target == "image":
+            import tlkit.augment.image_io  # noqa: F401
+        if target == "model_h5":
+            import tlkit.engine.saving.hdf5  # noqa: F401
+    MARKER.unlink(missing_ok=True)
+    fn = make_target(target)
+    atheris.Setup([sys.argv[0], f"-max_total_time={seconds}", "-rss_limit_mb=4096", "-timeout=20",
+                   "-print_final_stats=1",
+                   f"-artifact_prefix={pathlib.Path(corpus).parent}/", str(corpus)], fn)
+    atheris.Fuzz()
+
+
+def run_target(target, seconds):
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = pathlib.Path(tmp) / "corpus"
+        seed_files(target, corpus)
+        proc = subprocess.run([sys.executable, __file__, "--worker", target, "--seconds", str(seconds),
+                               "--corpus", str(corpus)], capture_output=True, text=True)
+        log = proc.stdout + proc.stderr
+        execs = _stat(log, r"stat::number_of_executed_units:\s+(\d+)")
+        corpus_size = len(list(corpus.iterdir()))
+        crashed = proc.returncode != 0
+        crash = ""
+        if crashed:
+            lines = [l for l in log.splitlines() if "Error" in l or "==" in l or "Traceback" in l]
+            crash = lines[-1][:200] if lines else f"exit code {proc.returncode}"
+        return {"target": target, "seconds": seconds, "executions": execs, "corpus": corpus_size,
+                "crashes": int(crashed), "crash": crash, "marker_created": MARKER.exists()}
+
+
+def _stat(log, pattern):
+    found = re.findall(pattern, log)
+    return int(found[-1]) if found else None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--target", choices=TARGETS)
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--seconds", type=int, default=60)
+    p.add_argument("--write", action="store_true", help="rewrite the fuzzing table in RELIABILITY.md")
+    p.add_argument("--worker", choices=TARGETS, help=argparse.SUPPRESS)
+    p.add_argument("--corpus", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args.worker, args.seconds, args.corpus)
+    targets = TARGETS if args.all else [args.target or p.error("give --target or --all")]
+    rows = []
+    for t in targets:
+        row = run_target(t, args.seconds)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    table = ["| target | seconds | inputs executed | corpus (coverage-increasing) | crashes | code run from a pickle |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        table.append(f"| {r['target']} | {r['seconds']} | {r['executions']} | {r['corpus']} | {r['crashes']}"
+                     f"{' (' + r['crash'] + ')' if r['crash'] else ''} | {'YES' if r['marker_created'] else 'no'} |")
+    text = "\n".join(table)
+    print(text)
+    if args.write:
+        path = REPO / "RELIABILITY.md"
+        doc = path.read_text() if path.exists() else ""
+        begin, end = "<!-- fuzz-table -->", "<!-- /fuzz-table -->"
+        block = f"{begin}\nCommand: `python scripts/fuzz.py {' '.join(a for a in sys.argv[1:] if a != '--write')}`\n\n{text}\n{end}"
+        doc = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, doc, flags=re.S) if begin in doc \
+            else doc.rstrip("\n") + "\n\n" + block + "\n"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(doc)
+        os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
