@@ -79,6 +79,7 @@ def main():
     inp = keras.Input(size + (3,))
     x = base(inp, training=False)
     x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.BatchNormalization()(x)  # tlkit's default head: gap,bn,dense:256,dropout:0.5
     x = keras.layers.Dense(256, activation="relu")(x)
     x = keras.layers.Dropout(0.5)(x)
     out = keras.layers.Dense(train.num_classes, activation="softmax")(x)

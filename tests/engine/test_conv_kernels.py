@@ -114,3 +114,142 @@ def test_backward_matches_reference(case, rng, tile_bytes):
     dw, db = conv.conv2d_backward_weights(x, dy, w.shape, s, padding, d)
     close(dw, dw_ref)
     close(db, db_ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# adjoint identity: <conv(x), dy> == <x, conv_backward_input(dy)>, and likewise for the kernel
+
+@pytest.mark.parametrize("case", CASES[:6], ids=IDS[:6])
+def test_backward_is_the_adjoint_of_forward(case, rng):
+    x, w, _, s, padding, d = make(case, rng)
+    y = conv.conv2d_forward(x, w, None, s, padding, d)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = conv.conv2d_backward_input(dy, w, x.shape, s, padding, d)
+    dw, _ = conv.conv2d_backward_weights(x, dy, w.shape, s, padding, d)
+    lhs = np.vdot(y.astype(np.float64), dy)
+    np.testing.assert_allclose(np.vdot(x.astype(np.float64), dx), lhs, rtol=1e-4)
+    np.testing.assert_allclose(np.vdot(w.astype(np.float64), dw), lhs, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Winograd F(4x4, 3x3)
+
+from tlkit.engine.kernels import winograd  # noqa: E402
+
+WINO_CASES = [  # (x shape, filters, padding): partial tiles at the bottom/right, batch > 1
+    ((2, 9, 14, 16), 16, "same"),
+    ((1, 11, 8, 16), 24, "valid"),
+    ((3, 8, 8, 32), 16, "same"),
+]
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Several chunks per call, chunks that span two images."""
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 36 * 3 * 4 * 40 * 4)
+    monkeypatch.setattr(winograd, "MIN_TILES", 1)
+
+
+@pytest.mark.parametrize("x_shape, f, padding", WINO_CASES)
+def test_winograd_route_matches_reference(x_shape, f, padding, rng, small_chunks):
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal((3, 3, x_shape[3], f)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    assert winograd.applicable(x.shape, w.shape, (1, 1), (1, 1))
+    close(conv.conv2d_forward(x, w, b, padding=padding, relu=True), ref_forward(x, w, b, (1, 1), padding, (1, 1), True),
+          rtol=2e-5)
+    u = conv.winograd_transform_filter(w)
+    close(conv.conv2d_forward(x, w, b, padding=padding, wino_filter=u), ref_forward(x, w, b, (1, 1), padding, (1, 1)),
+          rtol=2e-5)
+    # backward-input of a stride-1 3x3 conv is itself a Winograd conv (flipped kernel)
+    dy = rng.standard_normal(conv.conv2d_forward(x, w, None, padding=padding).shape).astype(np.float32)
+    assert winograd.applicable(dy.shape, (3, 3, f, x_shape[3]), (1, 1), (1, 1), x_shape[1:3])
+    dx_ref, _, _ = ref_backward(x, w, dy, (1, 1), padding, (1, 1))
+    close(conv.conv2d_backward_input(dy, w, x.shape, padding=padding), dx_ref, rtol=2e-5)
+
+
+def test_winograd_is_used_when_applicable(rng, monkeypatch):
+    calls = []
+    real = winograd.conv3x3
+    monkeypatch.setattr(winograd, "conv3x3", lambda *a: calls.append(a) or real(*a))
+    x = rng.standard_normal((1, 8, 8, 16)).astype(np.float32)
+    conv.conv2d_forward(x, rng.standard_normal((3, 3, 16, 16)).astype(np.float32), padding="same")
+    assert len(calls) == 1
+    conv.conv2d_forward(x, rng.standard_normal((3, 3, 16, 16)).astype(np.float32), strides=2, padding="same")
+    conv.conv2d_forward(x[..., :3], rng.standard_normal((3, 3, 3, 16)).astype(np.float32), padding="same")
+    assert len(calls) == 1  # stride 2 and 3 input channels go the direct way
+
+
+def test_filter_transform_is_g_w_gt(rng):
+    w = rng.standard_normal((3, 3, 5, 7)).astype(np.float32)
+    want = np.einsum("ai,ijcf,bj->abcf", winograd.G, w.astype(np.float64), winograd.G).reshape(36, 5, 7)
+    np.testing.assert_allclose(conv.winograd_transform_filter(w), want, rtol=1e-6, atol=1e-6)
+
+
+def test_winograd_applicability_rules():
+    assert winograd.applicable((8, 56, 56, 64), (3, 3, 64, 64), (1, 1), (1, 1))
+    assert not winograd.applicable((8, 56, 56, 64), (3, 3, 64, 64), (2, 2), (1, 1))
+    assert not winograd.applicable((8, 56, 56, 64), (3, 3, 64, 64), (1, 1), (2, 2))
+    assert not winograd.applicable((8, 56, 56, 64), (5, 5, 64, 64), (1, 1), (1, 1))
+    assert not winograd.applicable((8, 224, 224, 3), (3, 3, 3, 64), (1, 1), (1, 1))
+
+
+def test_winograd_matches_direct_at_vgg_scale(rng):
+    """block2-sized layer with He-scaled weights: relative error well below 1e-4."""
+    x = np.maximum(rng.standard_normal((1, 56, 56, 64)), 0).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 64, 64)) * np.sqrt(2 / (9 * 64))).astype(np.float32)
+    b = (rng.standard_normal(64) * 0.1).astype(np.float32)
+    direct = conv._direct(x, w.reshape(-1, 64), b, (3, 3, 1, 1, 1, 1), 1, 1, (56, 56), False)
+    wino = winograd.conv3x3(x, w, None, b, 1, 1, (56, 56), False)
+    assert np.abs(wino - direct).max() <= 1e-4 * np.abs(direct).max()
+
+
+def test_winograd_filter_of_wrong_shape_is_rejected(rng):
+    x = rng.standard_normal((1, 8, 8, 16)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match="winograd_transform_filter"):
+        conv.conv2d_forward(x, w, padding="same", wino_filter=np.zeros((36, 8, 16), np.float32))
+    with pytest.raises(ValueError, match=r"\(3, 3, in_channels, filters\)"):
+        conv.winograd_transform_filter(np.zeros((5, 5, 16, 16), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: conv.conv2d_forward(np.zeros((1, 5, 5, 3)), np.zeros((3, 3, 4, 2))), "expects 4 input channels"),
+    (lambda: conv.conv2d_forward(np.zeros((5, 5, 3)), np.zeros((3, 3, 3, 2))), "must be 4-D"),
+    (lambda: conv.conv2d_forward(np.zeros((1, 5, 5, 3)), np.zeros((3, 3, 3, 2)), padding="full"), "'valid' or 'same'"),
+    (lambda: conv.conv2d_forward(np.zeros((1, 2, 2, 3)), np.zeros((3, 3, 3, 2))), "does not fit"),
+    (lambda: conv.conv2d_forward(np.zeros((1, 5, 5, 3)), np.zeros((3, 3, 3, 2)), np.zeros(3)), "one per filter"),
+    (lambda: conv.conv2d_backward_input(np.zeros((1, 4, 4, 2)), np.zeros((3, 3, 3, 2)), (1, 5, 5, 3)),
+     "this convolution's output is"),
+    (lambda: conv.conv2d_backward_weights(np.zeros((1, 5, 5, 3)), np.zeros((1, 3, 3, 2)), (3, 3, 4, 2)),
+     "kernel_shape must be"),
+])
+def test_bad_input_is_explained(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# ---------------------------------------------------------------------------------------------
+# torch as an independent oracle (symmetric-padding cases, since torch pads symmetrically)
+
+@pytest.mark.parametrize("x_shape, k, f, s, padding, torch_pad", [
+    ((2, 9, 11, 16), 3, 16, 1, "same", 1),    # Winograd route; same == symmetric pad 1
+    ((2, 9, 11, 5), 3, 4, 2, "valid", 0),     # strided direct route
+])
+def test_matches_torch(x_shape, k, f, s, padding, torch_pad, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal((k, k, x_shape[3], f)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    tw = torch.tensor(w.transpose(3, 2, 0, 1), requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, torch.tensor(b), stride=s, padding=torch_pad)
+    dy = rng.standard_normal(ty.shape).astype(np.float32)
+    ty.backward(torch.tensor(dy))
+    dy = dy.transpose(0, 2, 3, 1)
+    close(conv.conv2d_forward(x, w, b, (s, s), padding), ty.detach().numpy().transpose(0, 2, 3, 1))
+    close(conv.conv2d_backward_input(dy, w, x.shape, (s, s), padding), tx.grad.numpy().transpose(0, 2, 3, 1))
+    close(conv.conv2d_backward_weights(x, dy, w.shape, (s, s), padding)[0], tw.grad.numpy().transpose(2, 3, 1, 0))

@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ from tlkit.apps import report as report_mod
 from tlkit.apps.dataset import DataFolderError, find_layout
 from tlkit.apps.head import build_head
 from tlkit.apps.plots import plot_confusion, plot_curves
-from tlkit.utils.io import atomic_write_text
+from tlkit.utils.io import atomic_write_text, remove_stale_temporaries
 from tlkit.utils.progbar import Progbar
 
 BASES = ("vgg16", "squeezenet")
@@ -47,7 +48,7 @@ class FinetuneConfig:
     brightness: tuple = None
     fill_mode: str = "nearest"
     val_split: float = 0.2
-    head: str = "gap,dense:256,dropout:0.5"
+    head: str = "gap,bn,dense:256,dropout:0.5"  # bn: the base's pooled outputs reach the hundreds
     optimizer: str = "adam"
     lr: float = 1e-3
     fine_tune_layers: int = 0
@@ -96,6 +97,7 @@ def prepare_run_dir(config):
             listed = "; ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in differences.items())
             raise RunDirError(f"--resume with different settings than the run in {out} ({listed}). Use the "
                               "same options, or a new --out folder.")
+        remove_stale_temporaries(out)  # half-written files of the run that was killed
         return state
     if os.path.isdir(out) and os.listdir(out):
         raise RunDirError(f"{out} exists and is not empty, but holds no tlkit run. Choose another --out folder.")
@@ -220,15 +222,23 @@ def _run_callbacks(config, full_model, stage, prior_history):
         curves.png, and the best full model so far."""
 
         def on_train_begin(self, logs=None):
-            history = self.model.history.history if self.model.history is not None else {}
-            vals = history.get("val_accuracy") or []
-            self.best = max([v for v in vals if np.isfinite(v)], default=-np.inf)
+            self.best = -np.inf
 
         def on_epoch_end(self, epoch, logs=None):
-            combined = combine_histories(prior_history, self.model.history.history, stage)
+            logs = logs or {}
+            # Epochs before this one (restored by BackupAndRestore on --resume) plus this one's logs,
+            # whether or not History has already appended them: each epoch exactly once.
+            past = self.model.history.history if self.model.history is not None else {}
+            current = {k: list(v)[:epoch] for k, v in past.items()}
+            for k, v in logs.items():
+                current.setdefault(k, [None] * epoch).append(v)
+            if self.best == -np.inf:
+                vals = [v for v in current.get("val_accuracy", [])[:-1] if v is not None and np.isfinite(v)]
+                self.best = max(vals, default=-np.inf)
+            combined = combine_histories(prior_history, current, stage)
             write_history_csv(os.path.join(out, "history.csv"), combined)
             plot_curves(combined, os.path.join(out, "curves.png"))
-            value = (logs or {}).get("val_accuracy", (logs or {}).get("accuracy"))
+            value = logs.get("val_accuracy", logs.get("accuracy"))
             if value is not None and np.isfinite(value) and value > self.best:
                 self.best = value
                 full_model.save(os.path.join(out, "best.h5"))
@@ -320,7 +330,7 @@ def run(config):
                            validation_data=val_data, class_weight=class_weight, callbacks=callbacks,
                            verbose=config.verbose)
         timings["stage1_seconds"] = timings.get("stage1_seconds", 0) + time.time() - t_stage
-        timings["stage1_epochs"] = len(history.epoch)
+        timings["stage1_epochs"] = len(history.history.get("loss", []))
         state["stage1_history"] = combine_histories(None, history.history, 1)
         state["stage1_done"] = True
         full.save(os.path.join(out, "stage1.h5"))
@@ -342,6 +352,7 @@ def run(config):
                            validation_data=val_images, validation_steps=len(val_it) if val_it else None,
                            class_weight=class_weight, callbacks=callbacks, verbose=config.verbose)
         timings["stage2_seconds"] = timings.get("stage2_seconds", 0) + time.time() - t_stage
+        timings["stage2_epochs"] = len(history.history.get("loss", []))
         history_all = combine_histories(state["stage1_history"], history.history, 2)
 
     # Evaluation and the files people look at.
@@ -372,6 +383,7 @@ def run(config):
     atomic_write_text(os.path.join(out, "report.md"), report_markdown(rep, config))
     state["finished"] = True
     save_state(out, state)
+    shutil.rmtree(os.path.join(out, "backup"), ignore_errors=True)  # per-epoch backups: no longer needed
     _say(config, f"\nDone. Validation accuracy {rep['accuracy']:.4f}. Results in {out}/ (model.h5, report.md, "
                  "curves.png, confusion.png).")
     return rep

@@ -1,0 +1,26 @@
+"""Image augmentation: Keras's ImageDataGenerator on one fused numba kernel, streamed by threads.
+
+    >>> from tlkit.augment import ImageDataGenerator
+    >>> it = ImageDataGenerator(rotation_range=30, horizontal_flip=True).flow_from_directory("photos/")
+    >>> x, y = next(it)
+
+Or the composable form, compiled to the same single pass::
+
+    >>> from tlkit.augment import Pipeline, RandomRotation, RandomFlip, Rescale
+    >>> batch = Pipeline([RandomRotation(30), RandomFlip("horizontal"), Rescale(1 / 255)])(images, seed=0)
+"""
+from tlkit.augment.affine import apply_affine_transform, apply_channel_shift, flip_axis, transform_matrix
+from tlkit.augment.generator import ImageDataGenerator
+from tlkit.augment.image_io import (IMAGE_EXTENSIONS, ImageLoadError, array_to_img, img_to_array, load_img,
+                                    save_img)
+from tlkit.augment.iterators import DataFrameIterator, DirectoryIterator, Iterator, NumpyArrayIterator
+from tlkit.augment.pipeline import (Pipeline, RandomBrightness, RandomChannelShift, RandomFlip, RandomRotation,
+                                    RandomShear, RandomShift, RandomZoom, Rescale)
+
+__all__ = [
+    "ImageDataGenerator", "Iterator", "NumpyArrayIterator", "DirectoryIterator", "DataFrameIterator",
+    "load_img", "img_to_array", "array_to_img", "save_img", "apply_affine_transform", "apply_channel_shift",
+    "flip_axis", "transform_matrix", "ImageLoadError", "IMAGE_EXTENSIONS",
+    "Pipeline", "RandomRotation", "RandomShift", "RandomZoom", "RandomShear", "RandomFlip", "RandomBrightness",
+    "RandomChannelShift", "Rescale",
+]

@@ -18,6 +18,7 @@ class Variable:
         self.name = name
         self._trainable = bool(trainable)
         self.regularizer = regularizer
+        self.version = 0  # bumped by assign(): lets layers cache values derived from the weight
 
     @property
     def trainable(self):
@@ -50,6 +51,7 @@ class Variable:
                 f"'{self.name}' of shape {self.value.shape}."
             )
         np.copyto(self.value, value, casting="unsafe")
+        self.version += 1
 
     def __repr__(self):
         return f"<Variable '{self.name}' shape={self.shape} trainable={self.trainable}>"

@@ -37,3 +37,16 @@ def atomic_write_bytes(path, data):
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
+
+
+def remove_stale_temporaries(folder):
+    """Delete the temporary files that atomic_path leaves when a process is killed mid-write
+    (SIGKILL runs no cleanup). Only call it on a folder no other process is writing to."""
+    removed = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(root, name))
+                    removed.append(name)
+    return removed

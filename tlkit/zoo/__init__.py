@@ -1,0 +1,11 @@
+"""ImageNet networks with Keras's names and arguments, and their weight files.
+
+    from tlkit.zoo import VGG16, SqueezeNet
+    base = VGG16(include_top=False, weights="imagenet", input_shape=(224, 224, 3))
+    from tlkit.zoo.vgg16 import preprocess_input, decode_predictions
+"""
+from tlkit.zoo import squeezenet, vgg16
+from tlkit.zoo.squeezenet import SqueezeNet
+from tlkit.zoo.vgg16 import VGG16
+
+__all__ = ["VGG16", "SqueezeNet", "vgg16", "squeezenet"]

@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import uuid
 import warnings
 
 import h5py
@@ -9,7 +10,7 @@ import numpy as np
 
 from tlkit.engine import random as tl_random
 from tlkit.engine.callbacks.callback import Callback
-from tlkit.utils.io import atomic_path
+from tlkit.utils.io import atomic_path, atomic_write_text
 
 _FORMAT = "tlkit-backup-1"
 
@@ -25,6 +26,8 @@ class BackupAndRestore(Callback):
     the weights, the optimizer state, the number of completed epochs, the History so far and
     tlkit's random state. Restoring all of it makes the resumed run continue with the same
     shuffling and dropout, so it ends bit-identical to an uninterrupted run with the same seed.
+    (Log keys that callbacks after this one add to an epoch, e.g. "learning_rate", reach the backed-up
+    History through a small side file, so the weights are written once per epoch.)
 
     save_freq: "epoch" (back up after each epoch) or an int N (every N batches; as Keras, the
         interrupted epoch is then rerun from its start, with the weights of the last backup).
@@ -45,17 +48,18 @@ class BackupAndRestore(Callback):
         self.delete_checkpoint = delete_checkpoint
         self._path = os.path.join(self.backup_dir, "latest.backup.h5")
         self._prev_path = self._path + ".bkp"
+        self._history_path = os.path.join(self.backup_dir, "latest.history.json")
+        self._backup_id = None  # pairs the history side file with the backup it completes
         self._batches_seen_since_last_saving = 0
         self._completed_epochs = 0
         self._epoch_rng_state = None
         self._pending_history = None
-        self._epoch_logs = None  # (epoch, logs) of the last epoch-end backup
-        self._saved_keys = set()
+        self._saved_history = None  # the History in the last epoch-end backup, until it is completed
 
     # ----- restoring -----
     def on_train_begin(self, logs=None):
         self._pending_history = None
-        self._epoch_logs = None
+        self._saved_history = None
         self._batches_seen_since_last_saving = 0
         paths = [p for p in (self._path, self._prev_path) if os.path.exists(p)]
         if paths and not self.model.weights:
@@ -84,13 +88,24 @@ class BackupAndRestore(Callback):
             completed = int(f.attrs["completed_epochs"])
             history = json.loads(f.attrs["history"])
             rng_state = json.loads(f.attrs["rng_state"])
+            backup_id = f.attrs["backup_id"]
+        history = self._completed_history(backup_id) or history
         model.set_weights(weights)
         if model.optimizer is not None and optimizer_state:
-            pass
+            model.optimizer.set_state(optimizer_state)
         tl_random.set_state(rng_state)
         model._initial_epoch = completed
         self._completed_epochs = completed
         self._pending_history = history
+
+    def _completed_history(self, backup_id):
+        """The side file's fuller History, if it belongs to this backup (else the backup's own)."""
+        try:
+            with open(self._history_path, encoding="utf-8") as f:
+                side = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return side["history"] if side.get("backup_id") == backup_id else None
 
     def _refill_history(self):
         # Done after every on_train_begin, so it holds whatever the History's position in the list.
@@ -104,7 +119,7 @@ class BackupAndRestore(Callback):
     # ----- backing up -----
     def on_epoch_begin(self, epoch, logs=None):
         self._refill_history()
-        self._resave_if_logs_grew()
+        self._complete_saved_history()
         self._completed_epochs = epoch
         self._epoch_rng_state = tl_random.get_state()  # what a rerun of this epoch must start from
 
@@ -117,26 +132,25 @@ class BackupAndRestore(Callback):
             self._save(self._completed_epochs, self._epoch_rng_state, self._history_so_far())
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.save_freq == "epoch":
-            self._epoch_logs = (epoch, logs if logs is not None else {})
-            self._save_epoch()
-
-    def _save_epoch(self):
-        epoch, logs = self._epoch_logs
-        self._saved_keys = set(logs)
+        if self.save_freq != "epoch":
+            return
         history = self._history_so_far()
         if not history["epoch"] or history["epoch"][-1] != epoch:  # the History runs after us: add the epoch
             history["epoch"].append(epoch)
-            for key, value in logs.items():
+            for key, value in (logs or {}).items():
                 history["history"].setdefault(key, []).append(_jsonable(value))
         self._save(epoch + 1, tl_random.get_state(), history)
+        self._saved_history = history
 
-    def _resave_if_logs_grew(self):
-        # Callbacks after this one may add log keys (e.g. "learning_rate") that the History records:
-        # back up again so a resumed History has them too.
-        if self._epoch_logs is not None and set(self._epoch_logs[1]) != self._saved_keys:
-            self._save_epoch()
-        self._epoch_logs = None
+    def _complete_saved_history(self):
+        # Callbacks after this one may have added log keys (e.g. "learning_rate") that the History
+        # recorded: put the full History in the side file (atomic, paired with the backup by its id).
+        if self._saved_history is None:
+            return
+        history = self._history_so_far()
+        if history != self._saved_history:
+            atomic_write_text(self._history_path, json.dumps({"backup_id": self._backup_id, "history": history}))
+        self._saved_history = None
 
     def _history_so_far(self):
         history = self.model.history
@@ -150,9 +164,11 @@ class BackupAndRestore(Callback):
             with atomic_path(self._prev_path) as tmp:
                 shutil.copyfile(self._path, tmp)
         optimizer_state = model.optimizer.get_state() if model.optimizer is not None else {}
+        backup_id = uuid.uuid4().hex
         with atomic_path(self._path) as tmp:
             with h5py.File(tmp, "w") as f:
                 f.attrs["format"] = _FORMAT
+                f.attrs["backup_id"] = backup_id
                 f.attrs["completed_epochs"] = completed_epochs
                 f.attrs["history"] = json.dumps(history)
                 f.attrs["rng_state"] = json.dumps(rng_state)
@@ -163,14 +179,15 @@ class BackupAndRestore(Callback):
                 group.attrs["keys"] = json.dumps(list(optimizer_state))
                 for i, value in enumerate(optimizer_state.values()):
                     group.create_dataset(str(i), data=np.asarray(value))
+        self._backup_id = backup_id
 
     def on_train_end(self, logs=None):
         self._refill_history()
         if not self.delete_checkpoint:
-            self._resave_if_logs_grew()
+            self._complete_saved_history()
             return
         # Only our own files: the folder may hold other things.
-        for path in (self._path, self._prev_path):
+        for path in (self._path, self._prev_path, self._history_path):
             if os.path.exists(path):
                 os.remove(path)
         if os.path.isdir(self.backup_dir) and not os.listdir(self.backup_dir):

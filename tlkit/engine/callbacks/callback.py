@@ -24,8 +24,6 @@ class Callback:
     def on_train_end(self, logs=None): pass
     def on_epoch_begin(self, epoch, logs=None): pass
     def on_epoch_end(self, epoch, logs=None): pass
-    def on_train_batch_begin(self, batch, logs=None): pass
-    def on_train_batch_end(self, batch, logs=None): pass
     def on_test_begin(self, logs=None): pass
     def on_test_end(self, logs=None): pass
     def on_test_batch_begin(self, batch, logs=None): pass
@@ -35,19 +33,23 @@ class Callback:
     def on_predict_batch_begin(self, batch, logs=None): pass
     def on_predict_batch_end(self, batch, logs=None): pass
 
-    # Keras 2 aliases for the train batch hooks.
-    def on_batch_begin(self, batch, logs=None):
-        self.on_train_batch_begin(batch, logs)
+    # As Keras 3, the train batch hooks call their Keras 2 names, so a callback that overrides
+    # on_batch_begin / on_batch_end still runs.
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
 
-    def on_batch_end(self, batch, logs=None):
-        self.on_train_batch_end(batch, logs)
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
+    def on_batch_begin(self, batch, logs=None): pass
+    def on_batch_end(self, batch, logs=None): pass
 
 
 _HOOKS = [
     "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
-    "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
-    "on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
-    "on_predict_batch_begin", "on_predict_batch_end",
+    "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end",
+    "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+    "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end",
 ]
 
 
@@ -77,9 +79,24 @@ class CallbackList(Callback):
 
 
 def _dispatch(hook):
-    def call(self, *args, **kwargs):
-        for cb in self.callbacks:
-            getattr(cb, hook)(*args, **kwargs)
+    # As Keras, every hook gets a logs dict ({} when there are none), the same one for each
+    # callback in turn, so keys a callback adds are seen by those after it.
+    # Passed as Keras passes them: batch hooks get logs by keyword, the others positionally.
+    if hook.endswith(("batch_begin", "batch_end")):
+        def call(self, batch, logs=None):
+            logs = {} if logs is None else logs
+            for cb in self.callbacks:
+                getattr(cb, hook)(batch, logs=logs)
+    elif hook.startswith("on_epoch"):
+        def call(self, epoch, logs=None):
+            logs = {} if logs is None else logs
+            for cb in self.callbacks:
+                getattr(cb, hook)(epoch, logs)
+    else:
+        def call(self, logs=None):
+            logs = {} if logs is None else logs
+            for cb in self.callbacks:
+                getattr(cb, hook)(logs)
     call.__name__ = hook
     return call
 

@@ -16,13 +16,12 @@ class LambdaCallback(Callback):
     def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
                  on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
         super().__init__()
-        self.__dict__.update(kwargs)  # as Keras: on_test_end=..., on_batch_end=... etc.
+        # Any other hook by keyword (on_test_end=..., the Keras 2 on_batch_end=...: the base
+        # class's on_train_batch_end calls it).
+        self.__dict__.update(kwargs)
         named = {"on_epoch_begin": on_epoch_begin, "on_epoch_end": on_epoch_end, "on_train_begin": on_train_begin,
                  "on_train_end": on_train_end, "on_train_batch_begin": on_train_batch_begin,
                  "on_train_batch_end": on_train_batch_end}
-        for old, new in (("on_batch_begin", "on_train_batch_begin"), ("on_batch_end", "on_train_batch_end")):
-            if named[new] is None and kwargs.get(old) is not None:
-                named[new] = kwargs[old]  # the Keras 2 names of the train batch hooks
         for hook, function in named.items():
             if function is not None:
                 setattr(self, hook, function)

@@ -17,7 +17,7 @@ class TerminateOnNaN(Callback):
         super().__init__()
         self.raise_error = raise_error
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch, logs=None):  # the name Keras uses; on_train_batch_end calls it
         loss = (logs or {}).get("loss")
         if loss is None or math.isfinite(float(loss)):
             return

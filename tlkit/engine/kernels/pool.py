@@ -21,6 +21,7 @@ __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "a
 
 @njit(cache=True, nogil=True, parallel=True)
 def max_pool_kernel(x, ph, pw, sh, sw, top, left, y, argmax, with_argmax):
+    # Channels innermost: every comparison runs over a contiguous run of C values (vectorizes).
     n_img, h, w, ch = x.shape
     _, oh, ow, _ = y.shape
     for job in prange(n_img * oh):
@@ -31,18 +32,27 @@ def max_pool_kernel(x, ph, pw, sh, sw, top, left, y, argmax, with_argmax):
         for c in range(ow):
             w0 = max(c * sw - left, 0)
             w1 = min(c * sw - left + pw, w)
-            for k in range(ch):
-                best = -np.inf
-                where = (h0 * w + w0) * ch + k
-                for i in range(h0, h1):
-                    for j in range(w0, w1):
-                        v = x[n, i, j, k]
-                        if v > best:
-                            best = v
-                            where = (i * w + j) * ch + k
-                y[n, r, c, k] = best
-                if with_argmax:
-                    argmax[n, r, c, k] = where
+            out = y[n, r, c]
+            out[:] = x[n, h0, w0]
+            if with_argmax:
+                arg = argmax[n, r, c]
+                first = (h0 * w + w0) * ch
+                for k in range(ch):
+                    arg[k] = first + k
+            for i in range(h0, h1):
+                for j in range(w0, w1):
+                    if i == h0 and j == w0:
+                        continue
+                    row = x[n, i, j]
+                    if with_argmax:
+                        base = (i * w + j) * ch
+                        for k in range(ch):
+                            if row[k] > out[k]:
+                                out[k] = row[k]
+                                arg[k] = base + k
+                    else:
+                        for k in range(ch):
+                            out[k] = max(out[k], row[k])
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -95,9 +95,22 @@ class Conv2D(Layer):
         return (n, out[0], out[1], self.filters)
 
     def _conv(self, x):
-        return conv_kernels().conv2d_forward(
+        kernels = conv_kernels()
+        return kernels.conv2d_forward(
             x, self.kernel.value, None if self.bias is None else self.bias.value, self.strides, self.padding,
-            self.dilation_rate, relu=self.activation == "relu")
+            self.dilation_rate, relu=self.activation == "relu", wino_filter=self._winograd_filter(kernels))
+
+    def _winograd_filter(self, kernels):
+        """A frozen 3x3 kernel's Winograd transform, computed once (optimizers update trainable kernels
+        in place every step, so those are transformed per call inside the kernel instead)."""
+        if self.trainable or self.kernel_size != (3, 3) or self.strides != (1, 1) or self.dilation_rate != (1, 1):
+            return None
+        key = (id(self.kernel.value), self.kernel.version)
+        cached = getattr(self, "_wino_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, kernels.winograd_transform_filter(self.kernel.value))
+            self._wino_cache = cached
+        return cached[1]
 
     def call(self, inputs, training=False):
         y = self._conv(inputs)

@@ -9,6 +9,7 @@ A download goes to a temporary file next to its final place and is kept only whe
 and matching ``md5_hash``: a dropped connection or a corrupt file never poisons the cache.
 """
 import hashlib
+import http.client
 import os
 import socket
 import urllib.error
@@ -75,8 +76,11 @@ def get_file(fname, origin, md5_hash=None, cache_dir=None, progress=True):
                 )
     except DownloadError:
         raise
-    except (urllib.error.URLError, OSError, socket.timeout, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
+    except (urllib.error.URLError, http.client.HTTPException, OSError, socket.timeout, ValueError) as e:
+        if isinstance(e, urllib.error.HTTPError):
+            reason = f"HTTP {e.code} {e.reason}"
+        else:
+            reason = getattr(e, "reason", None) or e
         raise DownloadError(
             f"could not download {fname} from {origin} ({reason}). If this machine is offline, download it "
             f"elsewhere and put it at {path}"

@@ -29,12 +29,17 @@ RESAVE = (
 
 
 class _Global:
-    """A stand-in for an allowed torch name. Slotted: a pickle's BUILD cannot alter it."""
+    """A stand-in for an allowed torch name. Frozen: these are shared by every load, so a
+    pickle's BUILD opcode must not be able to rewire them (e.g. point ``function`` elsewhere)."""
 
     __slots__ = ("qualname", "numpy_dtype", "function")
 
     def __init__(self, qualname, numpy_dtype=None, function=None):
-        self.qualname, self.numpy_dtype, self.function = qualname, numpy_dtype, function
+        for slot, value in zip(self.__slots__, (qualname, numpy_dtype, function)):
+            object.__setattr__(self, slot, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{self.qualname} cannot be modified")
 
     def __call__(self, *args):
         if self.function is None:

@@ -1,0 +1,196 @@
+"""Writing PyTorch-format files without torch, for tests that must run where torch is absent.
+
+``write_torch_zip(path, obj)`` lays out a zip exactly as ``torch.save`` does (``<prefix>/data.pkl``,
+``<prefix>/data/<key>``, ``byteorder``, ``version``) and pickles ``obj`` with the same opcodes:
+numpy arrays become ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``
+calls on ``('storage', torch.FloatStorage, key, 'cpu', numel)`` persistent ids.
+``TorchGlobal("os", "system")`` emits any global, so hostile files are easy to make too.
+Test modules get these through the ``torch_files`` fixture.
+"""
+import collections
+import io
+import pickle
+import types
+import zipfile
+
+import numpy as np
+import pytest
+
+STORAGE_TYPES = {
+    np.dtype(np.float32): "FloatStorage", np.dtype(np.float64): "DoubleStorage", np.dtype(np.float16): "HalfStorage",
+    np.dtype(np.int64): "LongStorage", np.dtype(np.int32): "IntStorage", np.dtype(np.uint8): "ByteStorage",
+    np.dtype(np.bool_): "BoolStorage",
+}
+
+
+class TorchGlobal:
+    """Pickled as the GLOBAL opcode ``module name``; nothing is imported while writing."""
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def __call__(self, *args):  # pickle insists that a reduce function be callable
+        raise AssertionError("only for pickling")
+
+
+class TensorView:
+    """A tensor over ``storage`` (1-D numpy array, shared by identity) with explicit geometry."""
+
+    def __init__(self, storage, offset, size, stride, parameter=False):
+        self.storage, self.offset, self.size, self.stride, self.parameter = storage, offset, size, stride, parameter
+
+    def __reduce__(self):
+        tensor = (TorchGlobal("torch._utils", "_rebuild_tensor_v2"),
+                  (StorageRef(self.storage), self.offset, tuple(self.size), tuple(self.stride), False,
+                   collections.OrderedDict()))
+        if not self.parameter:
+            return tensor
+        return TorchGlobal("torch._utils", "_rebuild_parameter"), (_Reduced(tensor), True, collections.OrderedDict())
+
+
+class _Reduced:
+    def __init__(self, reduce_value):
+        self.reduce_value = reduce_value
+
+    def __reduce__(self):
+        return self.reduce_value
+
+
+class StorageRef:
+    def __init__(self, array):
+        self.array = array
+
+
+class Payload:
+    """An object whose unpickling calls ``function(*args)``: the shape of every pickle exploit."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+class _TorchLikePickler(pickle._Pickler):  # the pure-Python pickler: its save() can be extended
+    def __init__(self, file):
+        super().__init__(file, protocol=2)
+        self.storages = {}  # id(array) -> (key, array)
+
+    def save(self, obj, save_persistent_id=True):
+        if isinstance(obj, TorchGlobal):
+            self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
+            return
+        if isinstance(obj, np.ndarray):
+            obj = contiguous_tensor(obj)
+        super().save(obj, save_persistent_id)
+
+    def persistent_id(self, obj):
+        if not isinstance(obj, StorageRef):
+            return None
+        key, array = self.storages.setdefault(id(obj.array), (str(len(self.storages)), obj.array))
+        return "storage", TorchGlobal("torch", STORAGE_TYPES[array.dtype]), key, "cpu", array.size
+
+
+def contiguous_tensor(array, parameter=False):
+    array = np.asarray(array, order="C")  # ascontiguousarray would make 0-d arrays 1-d
+    stride = [s // array.itemsize for s in array.strides] if array.size else [1] * array.ndim
+    return TensorView(array.reshape(-1), 0, array.shape, stride, parameter)
+
+
+def write_torch_zip(path, obj, prefix="archive", pickle_bytes=None, byteorder="little"):
+    """``torch.save(obj, path)`` look-alike; ``pickle_bytes`` replaces data.pkl verbatim."""
+    buffer = io.BytesIO()
+    pickler = _TorchLikePickler(buffer)
+    pickler.dump(obj)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{prefix}/data.pkl", pickle_bytes if pickle_bytes is not None else buffer.getvalue())
+        archive.writestr(f"{prefix}/byteorder", byteorder)
+        for key, array in pickler.storages.values():
+            order = "<" if byteorder == "little" else ">"
+            archive.writestr(f"{prefix}/data/{key}", array.astype(array.dtype.newbyteorder(order)).tobytes())
+        archive.writestr(f"{prefix}/version", "3\n")
+    return path
+
+
+@pytest.fixture
+def torch_files():
+    """These helpers (fixtures are how test modules share code here): ``torch_files.write(path, obj)``,
+    ``torch_files.Global``, ``torch_files.Payload``, ``torch_files.TensorView``."""
+    return types.SimpleNamespace(write=write_torch_zip, Global=TorchGlobal, Payload=Payload, TensorView=TensorView,
+                                 contiguous_tensor=contiguous_tensor)
+
+
+# --- made-up zoo weights, in Keras's published layout and in torchvision's -------------------
+
+
+def made_up_weights(shapes, rng):
+    """[(layer, [kernel, bias])] for ``shapes`` = [(layer, [kernel shape, bias shape])], He-scaled so
+    activations neither vanish nor explode through 13+ relu layers."""
+    layers = []
+    for name, (kernel_shape, bias_shape) in shapes:
+        fan_in = int(np.prod(kernel_shape[:-1]))
+        kernel = (rng.standard_normal(kernel_shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in)))
+        layers.append((name, [kernel, (0.1 * rng.standard_normal(bias_shape)).astype(np.float32)]))
+    return layers
+
+
+def write_keras_published_layout(path, layers, all_layer_names):
+    """Exactly the layout of Keras's vgg16_weights_tf_dim_ordering_tf_kernels*.h5: root attrs
+    layer_names (weightless layers too), per-layer weight_names, datasets <layer>_W_1:0 / _b_1:0."""
+    import h5py
+
+    weights = dict(layers)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = np.array([n.encode() for n in all_layer_names])
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.0.8"
+        for name in all_layer_names:
+            group = f.create_group(name)
+            arrays = weights.get(name, [])
+            names = [f"{name}_W_1:0", f"{name}_b_1:0"][: len(arrays)]
+            group.attrs["weight_names"] = np.array([n.encode() for n in names]) if names else np.array([], np.float64)
+            for dataset_name, array in zip(names, arrays):
+                group.create_dataset(dataset_name, data=array)
+    return path
+
+
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
+TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406])
+TORCH_STD_RGB = np.array([0.229, 0.224, 0.225])
+
+
+def to_torchvision(arch_module, layers, fold_preprocessing=False):
+    """The same network as a torchvision state dict (torch layouts; fc1 columns in C, H, W order).
+
+    ``fold_preprocessing``: rewrite the first conv so that the network computes the same function
+    of the raw image under torch preprocessing as the Keras one does under caffe preprocessing
+    (exact away from the image border, where the two zero paddings stand for different pixels).
+    """
+    state = collections.OrderedDict()
+    shapes = dict(layers)
+    for i, (name, (kernel, bias)) in enumerate(layers):
+        prefix = arch_module.TORCHVISION_NAMES[name]
+        if kernel.ndim == 4:
+            weight = kernel.transpose(3, 2, 0, 1)
+            if i == 0 and fold_preprocessing:
+                # caffe input, BGR channel j = 255 * std[c] * t[c] + (255 * mean[c] - caffe_mean[j]), c = 2 - j
+                rgb_kernel = kernel[:, :, ::-1, :].astype(np.float64)  # (kh, kw, c, out)
+                offset = 255 * TORCH_MEAN_RGB - CAFFE_MEAN_BGR[::-1]
+                bias = (bias + np.einsum("hwco,c->o", rgb_kernel, offset)).astype(np.float32)
+                weight = (rgb_kernel * (255 * TORCH_STD_RGB)[None, None, :, None]).transpose(3, 2, 0, 1)
+        elif name in arch_module.FLATTENED_BEFORE:
+            channels = shapes[arch_module.FLATTENED_BEFORE[name]][1].shape[0]
+            inputs, out = kernel.shape
+            weight = kernel.reshape(inputs // channels, channels, out).transpose(2, 1, 0).reshape(out, inputs)
+        else:
+            weight = kernel.T
+        state[f"{prefix}.weight"] = np.ascontiguousarray(weight, np.float32)
+        state[f"{prefix}.bias"] = bias
+    return state
+
+
+@pytest.fixture
+def zoo_files():
+    """Helpers for made-up VGG16/SqueezeNet weights: ``made_up``, ``write_keras``, ``to_torchvision``."""
+    return types.SimpleNamespace(made_up=made_up_weights, write_keras=write_keras_published_layout,
+                                 to_torchvision=to_torchvision)

@@ -1,0 +1,137 @@
+"""Keras's affine convention as matrices, and ``apply_affine_transform``.
+
+Keras builds ``rotation @ shift @ shear @ zoom`` in (x, y) = (column, row)
+coordinates, moves it to act about the image centre, then swaps the axes so
+that it maps an output pixel (row, col) to the input position it is pulled
+from (scipy.ndimage.affine_transform's convention). ``transform_matrix``
+returns that 2x3 (row, col) matrix, with the flips folded in, so rotation,
+shift, shear, zoom and flips cost one resampling pass::
+
+    >>> m = transform_matrix(224, 224, theta=30, tx=10, flip_horizontal=True)
+    >>> m.shape
+    (2, 3)
+
+Keras quirks kept on purpose, for identical pictures: ``tx`` (sampled from
+``height_shift_range`` * rows) moves the picture along the columns and ``ty``
+along the rows, and the centre of a non-square image is taken as
+(row (w-1)/2, col (h-1)/2). These are tf.keras's and Keras 3's behaviour;
+keras-preprocessing 1.1.2 instead shifted rows by ``tx`` and rotated about
+(h/2 + 0.5, w/2 + 0.5), one pixel off the centre.
+"""
+import math
+
+import numpy as np
+
+from tlkit.augment import kernels
+
+FILL_MODES = tuple(kernels.FILL_MODES)
+
+
+def transform_matrix(h, w, theta=0.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=1.0,
+                     flip_horizontal=False, flip_vertical=False):
+    """The 2x3 matrix mapping an output (row, col) to its input (row, col)."""
+    t = math.radians(theta)
+    s = math.radians(shear)
+    rotation = np.array([[math.cos(t), -math.sin(t), 0], [math.sin(t), math.cos(t), 0], [0, 0, 1.0]])
+    shift = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1.0]])
+    shearing = np.array([[1, -math.sin(s), 0], [0, math.cos(s), 0], [0, 0, 1.0]])
+    zoom = np.diag([zx, zy, 1.0])
+    m = rotation @ shift @ shearing @ zoom
+    ox, oy = h / 2 - 0.5, w / 2 - 0.5  # Keras passes (h, w) for (x, y)
+    m = np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1.0]]) @ m @ np.array([[1, 0, -ox], [0, 1, -oy], [0, 0, 1.0]])
+    m = m[[1, 0]][:, [1, 0, 2]]  # (x, y) -> (row, col)
+    m = np.vstack([m, [0, 0, 1.0]])
+    # Flips act on the output after the warp: fold them in as an output remap.
+    if flip_horizontal:
+        m = m @ np.array([[1, 0, 0], [0, -1, w - 1], [0, 0, 1.0]])
+    if flip_vertical:
+        m = m @ np.array([[-1, 0, h - 1], [0, 1, 0], [0, 0, 1.0]])
+    return snap(m[:2])
+
+
+def snap(m):
+    """cos(90 deg) is 6e-17, not 0: snap such round-off so right angles and whole-pixel shifts are exact."""
+    whole = np.rint(m)
+    return np.where(np.abs(m - whole) < 1e-9, whole, m)
+
+
+def check_fill_mode(fill_mode):
+    if fill_mode not in kernels.FILL_MODES:
+        raise ValueError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}.")
+    return kernels.FILL_MODES[fill_mode]
+
+
+def check_order(order):
+    if order not in (0, 1):
+        raise ValueError(f"interpolation order must be 0 (nearest) or 1 (bilinear), got {order!r}; "
+                         "tlkit's fused kernel supports only these two.")
+    return int(order)
+
+
+def warp(images, mats, fill_mode="nearest", cval=0.0, order=1, scale=None, offset=None, out=None,
+         parallel=False):
+    """Resample an (N, H, W, C) batch through one 2x3 matrix per image into float32.
+
+    Every output value is ``value * scale[n] + offset[n]`` (cval too).
+    ``parallel`` uses numba's thread pool (for the main thread; prefetch
+    workers stay serial so that thread pools don't nest).
+    """
+    n, h, w, c = images.shape
+    mats = np.ascontiguousarray(mats, dtype=np.float64).reshape(n, 2, 3)
+    if out is None:
+        out = np.empty((n, h, w, c), np.float32)
+    scale = np.ones(n, np.float32) if scale is None else np.asarray(scale, np.float32).reshape(n)
+    offset = np.zeros(n, np.float32) if offset is None else np.asarray(offset, np.float32).reshape(n)
+    mode = check_fill_mode(fill_mode)
+    order = check_order(order)
+    if images.dtype == np.bool_:
+        images = images.view(np.uint8)
+    if parallel and n > 1:
+        import numba
+
+        kernels.warp_affine(images, mats, out, order, mode, float(cval), scale, offset,
+                            min(n, numba.get_num_threads()))
+    else:
+        kernels.warp_affine_serial(images, mats, out, order, mode, float(cval), scale, offset)
+    return out
+
+
+def apply_affine_transform(x, theta=0, tx=0, ty=0, shear=0, zx=1, zy=1, row_axis=1, col_axis=2,
+                           channel_axis=0, fill_mode="nearest", cval=0.0, order=1):
+    """Keras's ``apply_affine_transform`` on one 3D image, without scipy.
+
+        >>> y = apply_affine_transform(img, theta=90, row_axis=0, col_axis=1, channel_axis=2)
+
+    The result has ``x``'s shape and dtype (integer images are rounded).
+    """
+    x = np.asarray(x)
+    if np.unique([row_axis, col_axis, channel_axis]).size != 3:
+        raise ValueError("'row_axis', 'col_axis', and 'channel_axis' must be distinct")
+    if {row_axis, col_axis, channel_axis} != {0, 1, 2}:
+        raise ValueError(f"Invalid axis' indices: {set([row_axis, col_axis, channel_axis]) - {0, 1, 2}}")
+    if x.ndim != 3:
+        raise ValueError("Input arrays must be multi-channel 2D images.")
+    if channel_axis not in (0, 2):
+        raise ValueError("Channels are allowed and the first and last dimensions.")
+    if theta == 0 and tx == 0 and ty == 0 and shear == 0 and zx == 1 and zy == 1:
+        return x
+    hwc = x.transpose(row_axis, col_axis, channel_axis)
+    h, w = hwc.shape[:2]
+    m = transform_matrix(h, w, theta, tx, ty, shear, zx, zy)
+    out = warp(hwc[None], m[None], fill_mode, cval, order)[0]
+    if np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(x.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    back = np.argsort((row_axis, col_axis, channel_axis))
+    return np.ascontiguousarray(out.transpose(back)).astype(x.dtype, copy=False)
+
+
+def apply_channel_shift(x, intensity, channel_axis=0):
+    """Keras's channel shift: add ``intensity`` everywhere, clip to the image's own [min, max]."""
+    x = np.asarray(x)
+    out = np.clip(x + intensity, x.min(), x.max())
+    return out.astype(x.dtype, copy=False) if np.issubdtype(x.dtype, np.floating) else out
+
+
+def flip_axis(x, axis):
+    return np.flip(np.asarray(x), axis)

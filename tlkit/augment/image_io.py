@@ -1,0 +1,280 @@
+"""Reading and writing pictures with Pillow, Keras's helpers included.
+
+``load_img`` / ``img_to_array`` / ``array_to_img`` / ``save_img`` keep
+Keras's names, arguments and defaults. ``decode`` is the fast path the
+iterators use: file -> uint8 (H, W, C) array, with JPEG draft mode (the
+decoder scales by 1/2, 1/4 or 1/8 for free when the target is that much
+smaller), EXIF orientation applied, and every Pillow mode converted::
+
+    >>> x = decode("cat.jpg", color_mode="rgb", target_size=(224, 224))
+    >>> x.shape, x.dtype
+    ((224, 224, 3), dtype('uint8'))
+
+``scan_images`` finds the readable pictures of a folder and reports the
+others (empty, truncated, not images) instead of failing mid-epoch.
+"""
+import io
+import os
+import pathlib
+import tempfile
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Keras's extensions, plus webp and gif.
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff", "webp", "gif")
+
+INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "hamming": Image.Resampling.HAMMING,
+    "box": Image.Resampling.BOX,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+# Beyond this many decoded pixels a picture is refused rather than risk running out of memory
+# (Pillow's own decompression-bomb threshold); JPEGs are draft-decoded below it when they can be.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+class ImageLoadError(ValueError):
+    """A file that is not a readable picture (empty, truncated, corrupt, not an image, too large)."""
+
+
+def _open(path):
+    if isinstance(path, io.IOBase):
+        data = path.read()
+    else:
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(f"path should be path-like or io.BytesIO, not {type(path)}")
+        with open(path, "rb") as f:
+            data = f.read()
+    if not data:
+        raise ImageLoadError(f"{path}: the file is empty.")
+    # (no warnings.catch_warnings here: it is not thread-safe, and this runs in worker threads)
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(f"{path}: too many pixels to decode safely ({e}).") from None
+    except Exception as e:
+        raise ImageLoadError(f"{path}: not a readable image ({type(e).__name__}: {e}).") from None
+
+
+def _exif_orientation(img):
+    try:
+        return img.getexif().get(0x0112, 1)
+    except Exception:  # broken EXIF blocks are common; they mean "no rotation"
+        return 1
+
+
+def _to_8bit(img):
+    """16/32-bit integer and float pictures to 8 bits (Pillow's own convert would clip at 255)."""
+    a = np.asarray(img)
+    if img.mode.startswith("I;16") or (img.mode == "I" and a.max(initial=0) > 255):
+        a = np.rint(a.astype(np.float64) / 257.0)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
+
+
+def _convert(img, color_mode):
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _to_8bit(img)
+    if img.mode == "P" or img.mode == "PA":
+        # palette transparency is only honoured through RGBA
+        img = img.convert("RGBA" if ("transparency" in img.info or img.mode == "PA") else "RGB")
+    target = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}[color_mode]
+    return img if img.mode == target else img.convert(target)
+
+
+def _check_args(color_mode, interpolation):
+    if color_mode not in CHANNELS:
+        raise ValueError('color_mode must be "grayscale", "rgb", or "rgba"')
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"Invalid interpolation method {interpolation} specified. Supported "
+                         f"methods are {', '.join(INTERPOLATIONS)}")
+
+
+def open_image(path, color_mode="rgb", target_size=None, interpolation="nearest", keep_aspect_ratio=False):
+    """A loaded PIL image in ``color_mode``, oriented and resized to ``target_size`` (rows, cols)."""
+    _check_args(color_mode, interpolation)
+    img = _open(path)
+    try:
+        orientation = _exif_orientation(img)
+        if target_size is not None and img.format == "JPEG":
+            # draft picks the largest 1/2^k scale still >= the request: decode less, same result size
+            want = (target_size[1], target_size[0])
+            if orientation in (5, 6, 7, 8):
+                want = want[::-1]
+            if keep_aspect_ratio:
+                want = (max(want),) * 2
+            if img.size[0] >= 2 * want[0] and img.size[1] >= 2 * want[1]:
+                img.draft(img.mode, want)
+        if img.size[0] * img.size[1] > MAX_PIXELS:
+            raise ImageLoadError(f"{path}: {img.size[0]}x{img.size[1]} pixels is too large to decode safely.")
+        img.load()
+        if orientation != 1:
+            img = ImageOps.exif_transpose(img)
+        img = _convert(img, color_mode)
+    except ImageLoadError:
+        raise
+    except Exception as e:
+        raise ImageLoadError(f"{path}: cannot decode the image ({type(e).__name__}: {e}).") from None
+    if target_size is not None:
+        size = (int(target_size[1]), int(target_size[0]))
+        if img.size != size:
+            resample = INTERPOLATIONS[interpolation]
+            if keep_aspect_ratio:
+                width, height = img.size
+                crop_h = min(height, (width * size[1]) // size[0])
+                crop_w = min(width, (height * size[0]) // size[1])
+                top, left = (height - crop_h) // 2, (width - crop_w) // 2
+                img = img.resize(size, resample, box=(left, top, left + crop_w, top + crop_h))
+            else:
+                img = img.resize(size, resample)
+    return img
+
+
+def decode(path, color_mode="rgb", target_size=None, interpolation="nearest", keep_aspect_ratio=False):
+    """A picture file as a uint8 (H, W, C) array; raises ImageLoadError for unreadable files."""
+    a = np.asarray(open_image(path, color_mode, target_size, interpolation, keep_aspect_ratio))
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def load_img(path, grayscale=False, color_mode="rgb", target_size=None, interpolation="nearest",
+             keep_aspect_ratio=False):
+    """Keras's ``load_img``: a PIL image, ``target_size`` = (height, width).
+
+    Unlike Keras, EXIF orientation is applied, JPEGs much larger than the
+    target are draft-decoded, and 16-bit pictures come back as 8 bits.
+    """
+    if grayscale:
+        warnings.warn("grayscale is deprecated. Please use color_mode = 'grayscale'")
+        color_mode = "grayscale"
+    return open_image(path, color_mode, target_size, interpolation, keep_aspect_ratio)
+
+
+def img_to_array(img, data_format=None, dtype=None):
+    """Keras's ``img_to_array``: a PIL image to a 3D float32 array (channels last by default)."""
+    data_format = data_format or "channels_last"
+    if data_format not in {"channels_first", "channels_last"}:
+        raise ValueError(f"Unknown data_format: {data_format}")
+    x = np.asarray(img, dtype=dtype or "float32")
+    if x.ndim == 2:
+        x = x[:, :, None]
+    elif x.ndim != 3:
+        raise ValueError(f"Unsupported image shape: {x.shape}")
+    return np.ascontiguousarray(x.transpose(2, 0, 1)) if data_format == "channels_first" else x
+
+
+def array_to_img(x, data_format=None, scale=True, dtype=None):
+    """Keras's ``array_to_img``: a 3D array to a PIL image (stretched to 0..255 when ``scale``)."""
+    data_format = data_format or "channels_last"
+    x = np.asarray(x, dtype=dtype or "float32")
+    if x.ndim != 3:
+        raise ValueError(f"Expected image array to have rank 3 (single image). Got array with shape: {x.shape}")
+    if data_format not in {"channels_first", "channels_last"}:
+        raise ValueError(f"Invalid data_format: {data_format}")
+    if data_format == "channels_first":
+        x = x.transpose(1, 2, 0)
+    if scale:
+        x = x - np.min(x)
+        top = np.max(x)
+        if top != 0:
+            x = x / top
+        x = x * 255
+    channels = x.shape[2]
+    if channels == 4:
+        return Image.fromarray(x.astype("uint8"), "RGBA")
+    if channels == 3:
+        return Image.fromarray(x.astype("uint8"), "RGB")
+    if channels == 1:
+        if np.max(x) > 255:  # 32-bit signed integer grayscale, as Keras
+            return Image.fromarray(x[:, :, 0].astype("int32"), "I")
+        return Image.fromarray(x[:, :, 0].astype("uint8"), "L")
+    raise ValueError(f"Unsupported channel number: {channels}")
+
+
+def atomic_save(img, path, file_format=None, **kwargs):
+    """Save a PIL image through a temporary file in the same folder, then rename."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    file_format = file_format or Image.registered_extensions().get(os.path.splitext(path)[1].lower())
+    if file_format is None:
+        raise ValueError(f"{path}: cannot tell the image format from the extension; pass file_format "
+                         "(e.g. 'png' or 'jpeg').")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format=file_format, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
+    """Keras's ``save_img``: write an image array to ``path`` (atomically)."""
+    img = array_to_img(x, data_format=data_format, scale=scale)
+    if img.mode == "RGBA" and (file_format == "jpg" or file_format == "jpeg"
+                               or str(path).lower().endswith((".jpg", ".jpeg"))):
+        warnings.warn("The JPG format does not support RGBA images, converting to RGB.")
+        img = img.convert("RGB")
+    if file_format in ("jpg",):
+        file_format = "jpeg"
+    atomic_save(img, path, file_format, **kwargs)
+
+
+def _tail_ok(f, size, fmt):
+    """Cheap truncation check without decoding: JPEG ends with EOI, PNG with IEND."""
+    if fmt == "JPEG":
+        f.seek(max(0, size - 64))
+        return b"\xff\xd9" in f.read()
+    if fmt == "PNG":
+        f.seek(max(0, size - 12))
+        return b"IEND" in f.read()
+    return True
+
+
+def check_image(path):
+    """None for a file that looks like a readable picture, else the reason it is not."""
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return "empty file"
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            fmt = img.format
+            img.verify()  # parses the structure (PNG chunks and CRCs), decodes nothing
+            if not _tail_ok(f, size, fmt):
+                return f"truncated {fmt} file"
+    except Exception as e:
+        return f"not a readable image ({type(e).__name__}: {e})"
+    return None
+
+
+def list_pictures(directory, follow_links=False, extensions=IMAGE_EXTENSIONS):
+    """Files under ``directory`` with a picture extension, sorted as Keras sorts them."""
+    found = []
+    for root, dirs, files in sorted(os.walk(directory, followlinks=follow_links), key=lambda t: t[0]):
+        for name in sorted(files):
+            if name.lower().endswith(tuple("." + e for e in extensions)):
+                found.append(os.path.join(root, name))
+    return found
+
+
+def scan_images(paths, threads=8):
+    """Split ``paths`` into (readable, [(path, reason), ...]) by checking every file's header and end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = list(paths)
+    with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
+        reasons = list(pool.map(check_image, paths)) if paths else []
+    good = [p for p, r in zip(paths, reasons) if r is None]
+    bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
+    return good, bad
+
+
+def is_path(x):
+    return isinstance(x, (str, bytes, os.PathLike, pathlib.Path))
