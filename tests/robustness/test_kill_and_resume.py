@@ -31,9 +31,9 @@ def folder(tmp_path_factory):
     return root
 
 
-def command(folder, out, resume=False):
+def command(folder, out, resume=False, epochs=EPOCHS):
     cmd = [sys.executable, "-m", "tlkit.cli", "finetune", str(folder), "--base", "squeezenet", "--weights", "none",
-           "--image-size", "48", "--batch-size", "8", "--epochs", str(EPOCHS), "--head", "gap,dense:16",
+           "--image-size", "48", "--batch-size", "8", "--epochs", str(epochs), "--head", "gap,dense:16",
            "--out", str(out), "--verbose", "2", "--workers", "1"]
     return cmd + (["--resume"] if resume else [])
 
@@ -97,7 +97,9 @@ def test_sigkill_at_random_moments_then_resume_finishes_with_each_epoch_once(fol
 def test_sigint_stops_cleanly_and_resume_continues(folder, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(command(folder, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    epochs = 60  # long enough that Ctrl-C always lands mid-run
+    proc = subprocess.Popen(command(folder, out, epochs=epochs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env)
     # Wait until at least one epoch is done, then press Ctrl-C.
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "history.csv").exists():
@@ -109,7 +111,8 @@ def test_sigint_stops_cleanly_and_resume_continues(folder, tmp_path):
     assert proc.returncode == 130, output
     assert "--resume" in output and "Traceback" not in output
     done = read_history(out / "history.csv")
-    assert 1 <= len(done) < EPOCHS
-    result = subprocess.run(command(folder, out, resume=True), capture_output=True, text=True, env=env)
+    assert 1 <= len(done) < epochs
+    result = subprocess.run(command(folder, out, resume=True, epochs=epochs), capture_output=True, text=True,
+                            env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == list(range(EPOCHS))
+    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == list(range(epochs))
