@@ -298,7 +298,9 @@ def run(config):
     mode = getattr(base, "preprocessing", "caffe")
     _say(config, f"Scanning {config.data_dir}")
     train_it, train_plain, val_it = make_iterators(config, layout)
-    skipped = list(getattr(train_it, "skipped", [])) + list(getattr(val_it, "skipped", []) if val_it else [])
+    # Both subsets of a --val-split scan the same folder: report each unreadable file once.
+    skipped = list(dict(list(getattr(train_it, "skipped", [])) +
+                        list(getattr(val_it, "skipped", []) if val_it else [])).items())
     if train_it.samples == 0:
         raise DataFolderError(f"No readable training images in {layout['train']}.")
     feature_shape = base.output_shape[1:]

@@ -255,11 +255,18 @@ def check_image(path):
 
 
 def list_pictures(directory, follow_links=False, extensions=IMAGE_EXTENSIONS):
-    """Files under ``directory`` with a picture extension, sorted as Keras sorts them."""
+    """Files under ``directory`` with a picture extension, sorted as Keras sorts them.
+
+    Unlike Keras, hidden files and folders are left out: they are system litter (macOS's
+    ``._photo.jpg`` resource forks, ``.thumbnails/``), not pictures of the class."""
+    walked = []
+    for root, dirs, files in os.walk(directory, followlinks=follow_links):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        walked.append((root, files))
     found = []
-    for root, dirs, files in sorted(os.walk(directory, followlinks=follow_links), key=lambda t: t[0]):
+    for root, files in sorted(walked, key=lambda t: t[0]):
         for name in sorted(files):
-            if name.lower().endswith(tuple("." + e for e in extensions)):
+            if not name.startswith(".") and name.lower().endswith(tuple("." + e for e in extensions)):
                 found.append(os.path.join(root, name))
     return found
 

@@ -33,6 +33,8 @@ _CONSTANT, _NEAREST, _REFLECT = 0, 1, 2
 # Pixels this close to the border take the exact (scipy-identical) path.
 _MARGIN = 1e-6
 _OUTSIDE = -2.0
+# Larger matrix entries (only from corrupt parameters) could overflow integer pixel coordinates.
+_MAX_MATRIX_ENTRY = 1e9
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -104,6 +106,8 @@ def _border_pixel(img, h, w, nch, y, x, orow, o, order, mode, fill):
 @njit(cache=True, nogil=True, inline="always")
 def _inside_span(start, step, lo, hi, n):
     """Columns c in [0, n) with lo <= start + c * step <= hi, as (first, stop)."""
+    if hi < lo:  # an image 1 pixel high or wide has no safe interior
+        return 0, 0
     if step == 0.0:
         return (0, n) if lo <= start <= hi else (0, 0)
     a = (lo - start) / step
@@ -201,6 +205,12 @@ def _warp_image(src, m, out, order, mode, cval, scale, offset, scratch):
                 k += 1
     fill = np.float32(cval * scale + offset)
     rows = out.reshape(out.shape[0], out.shape[1] * nch)
+    # A NaN, infinite or absurd matrix maps every pixel nowhere: all fill, never a wild index.
+    for a in range(2):
+        for b in range(3):
+            if not (abs(m[a, b]) <= _MAX_MATRIX_ENTRY):
+                rows[:, :] = fill
+                return
     for r in range(out.shape[0]):
         _warp_row(scratch, h, w, nch, m, rows[r], r, order, mode, fill)
 
