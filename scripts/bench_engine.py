@@ -102,7 +102,8 @@ def tlkit_worker(task, batch, size, tile_mb, direct_only=False):
     return step
 
 
-def torch_worker(task, batch, size, tile_mb):
+def torch_vgg16_base(batch, size):
+    """(VGG16 conv base as a channels_last nn.Sequential, a random input batch)."""
     import torch
     from torch import nn
 
@@ -115,7 +116,13 @@ def torch_worker(task, batch, size, tile_mb):
             channels = filters
         layers.append(nn.MaxPool2d(2, 2))
     model = nn.Sequential(*layers).to(memory_format=torch.channels_last)
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    return model, torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+
+
+def torch_worker(task, batch, size, tile_mb):
+    import torch
+
+    model, x = torch_vgg16_base(batch, size)
     if task == "forward":
         model.eval()
 

@@ -30,7 +30,8 @@ class Progbar:
         self._values = {}
         self._order = []
         self._start = time.time()
-        self._last_update = 0.0
+        # Non-interactive output: the first heartbeat line only after `interval`, not at step 1.
+        self._last_update = 0.0 if self._dynamic else self._start
         self._seen = 0
         self._prev_len = 0
 
@@ -119,7 +120,8 @@ def _fmt_rate(rate, unit):
                 return f"{rate:.1f} {u}/s"
             rate /= 1024
     if rate >= 1:
-        return f"{rate:.1f} {unit}s/s"
+        plural = unit + ("es" if unit.endswith(("s", "sh", "ch", "x")) else "s")
+        return f"{rate:.1f} {plural}/s"
     return f"{1 / rate:.2f}s/{unit}"
 
 

@@ -231,3 +231,20 @@ def initial_weights(weights):
     from tlkit.engine.layer import skip_initializers
 
     return skip_initializers() if weights is not None else contextlib.nullcontext()
+
+
+def finish_zoo_model(inputs, x, name, arch, preprocessing, weights, include_top, pooling):
+    """Keras's common ending of an application: optional global pooling without the top, the
+    Model, its preprocessing mode, and the weights."""
+    from tlkit.engine.layers import GlobalAveragePooling2D, GlobalMaxPooling2D
+    from tlkit.engine.model import Model
+
+    if not include_top and pooling == "avg":
+        x = GlobalAveragePooling2D(name="global_average_pooling2d")(x)
+    elif not include_top and pooling == "max":
+        x = GlobalMaxPooling2D(name="global_max_pooling2d")(x)
+    model = Model(inputs, x, name=name)
+    model.preprocessing = preprocessing
+    if weights is not None:
+        load_zoo_weights(model, arch, weights, include_top)
+    return model

@@ -3,11 +3,8 @@
 A fire module squeezes with a 1x1 conv, then expands in parallel with a 1x1 and a 3x3 conv
 whose outputs are concatenated (1x1 first). 722k parameters: a ~40x cheaper base than VGG16.
 """
-from tlkit.engine.layers import (Concatenate, Conv2D, Dropout, GlobalAveragePooling2D, GlobalMaxPooling2D,
-                                 Input, MaxPooling2D)
-from tlkit.engine.layers import Activation
-from tlkit.engine.model import Model
-from tlkit.zoo.loading import initial_weights, check_zoo_arguments, load_zoo_weights
+from tlkit.engine.layers import Activation, Concatenate, Conv2D, Dropout, GlobalAveragePooling2D, Input, MaxPooling2D
+from tlkit.zoo.loading import check_zoo_arguments, finish_zoo_model, initial_weights
 from tlkit.zoo.preprocessing import preprocess_input as _preprocess
 
 PREPROCESSING = "caffe"
@@ -69,15 +66,7 @@ def SqueezeNet(include_top=False, weights=None, input_tensor=None, input_shape=N
             x = Conv2D(classes, 1, activation="relu", name="conv10")(x)
             x = GlobalAveragePooling2D(name="avgpool10")(x)
             x = Activation(classifier_activation, name="loss")(x)
-        elif pooling == "avg":
-            x = GlobalAveragePooling2D(name="global_average_pooling2d")(x)
-        elif pooling == "max":
-            x = GlobalMaxPooling2D(name="global_max_pooling2d")(x)
-        model = Model(inputs, x, name=name)
-    model.preprocessing = PREPROCESSING
-    if weights is not None:
-        load_zoo_weights(model, "squeezenet", weights, include_top)
-    return model
+    return finish_zoo_model(inputs, x, name, "squeezenet", PREPROCESSING, weights, include_top, pooling)
 
 
 def preprocess_input(x, data_format=None, inplace=False):

@@ -4,10 +4,9 @@
 >>> base = VGG16(include_top=False, weights="imagenet", input_shape=(224, 224, 3))
 >>> from tlkit.zoo.vgg16 import preprocess_input, decode_predictions
 """
-from tlkit.engine.layers import Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, MaxPooling2D
-from tlkit.engine.model import Model
+from tlkit.engine.layers import Conv2D, Dense, Flatten, Input, MaxPooling2D
 from tlkit.zoo import imagenet
-from tlkit.zoo.loading import initial_weights, load_zoo_weights, check_zoo_arguments
+from tlkit.zoo.loading import check_zoo_arguments, finish_zoo_model, initial_weights
 from tlkit.zoo.preprocessing import preprocess_input as _preprocess
 
 BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -50,15 +49,7 @@ def VGG16(include_top=True, weights="imagenet", input_tensor=None, input_shape=N
             x = Dense(4096, activation="relu", name="fc1")(x)
             x = Dense(4096, activation="relu", name="fc2")(x)
             x = Dense(classes, activation=classifier_activation, name="predictions")(x)
-        elif pooling == "avg":
-            x = GlobalAveragePooling2D(name="global_average_pooling2d")(x)
-        elif pooling == "max":
-            x = GlobalMaxPooling2D(name="global_max_pooling2d")(x)
-        model = Model(inputs, x, name=name)
-    model.preprocessing = PREPROCESSING
-    if weights is not None:
-        load_zoo_weights(model, "vgg16", weights, include_top)
-    return model
+    return finish_zoo_model(inputs, x, name, "vgg16", PREPROCESSING, weights, include_top, pooling)
 
 
 def preprocess_input(x, data_format=None, inplace=False):

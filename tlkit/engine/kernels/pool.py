@@ -19,6 +19,13 @@ from tlkit.engine.kernels.padding import conv_output_shape, pads
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _window(out_index, stride, pad_before, size, length):
+    """[lo, hi) of the input cells in one pooling window, clipped to the real (unpadded) input."""
+    start = out_index * stride - pad_before
+    return max(start, 0), min(start + size, length)
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def max_pool_kernel(x, ph, pw, sh, sw, top, left, y, argmax, with_argmax):
     # Channels innermost: every comparison runs over a contiguous run of C values (vectorizes).
@@ -27,11 +34,9 @@ def max_pool_kernel(x, ph, pw, sh, sw, top, left, y, argmax, with_argmax):
     for job in prange(n_img * oh):
         n = job // oh
         r = job % oh
-        h0 = max(r * sh - top, 0)
-        h1 = min(r * sh - top + ph, h)
+        h0, h1 = _window(r, sh, top, ph, h)
         for c in range(ow):
-            w0 = max(c * sw - left, 0)
-            w1 = min(c * sw - left + pw, w)
+            w0, w1 = _window(c, sw, left, pw, w)
             out = y[n, r, c]
             out[:] = x[n, h0, w0]
             if with_argmax:
@@ -74,11 +79,9 @@ def avg_pool_kernel(x, ph, pw, sh, sw, top, left, y):
     for job in prange(n_img * oh):
         n = job // oh
         r = job % oh
-        h0 = max(r * sh - top, 0)
-        h1 = min(r * sh - top + ph, h)
+        h0, h1 = _window(r, sh, top, ph, h)
         for c in range(ow):
-            w0 = max(c * sw - left, 0)
-            w1 = min(c * sw - left + pw, w)
+            w0, w1 = _window(c, sw, left, pw, w)
             inv = np.float32(1.0 / ((h1 - h0) * (w1 - w0)))
             for k in range(ch):
                 y[n, r, c, k] = 0.0
@@ -96,11 +99,9 @@ def avg_pool_backward_kernel(dy, ph, pw, sh, sw, top, left, dx):
     _, oh, ow, _ = dy.shape
     for n in prange(n_img):
         for r in range(oh):
-            h0 = max(r * sh - top, 0)
-            h1 = min(r * sh - top + ph, h)
+            h0, h1 = _window(r, sh, top, ph, h)
             for c in range(ow):
-                w0 = max(c * sw - left, 0)
-                w1 = min(c * sw - left + pw, w)
+                w0, w1 = _window(c, sw, left, pw, w)
                 inv = np.float32(1.0 / ((h1 - h0) * (w1 - w0)))
                 for i in range(h0, h1):
                     for j in range(w0, w1):

@@ -189,14 +189,10 @@ class CategoricalCrossentropy(Loss):
         return _categorical(_smooth_categorical(y, self.label_smoothing, self.axis), p, from_logits, self.axis,
                             need_grad)
 
-    def supports_logits_fusion(self, activation):
-        return activation == "softmax" and not self.from_logits and self.axis == -1
+    fusable_activation = "softmax"
 
-    def value_and_grad_logits(self, y_true, logits, activation, sample_weight=None):
-        if not self.supports_logits_fusion(activation):
-            return super().value_and_grad_logits(y_true, logits, activation, sample_weight)
-        return self._value_and_grad(self.call_with_grad(y_true, logits, from_logits=True), sample_weight,
-                                    np.shape(logits))
+    def supports_logits_fusion(self, activation):
+        return super().supports_logits_fusion(activation) and self.axis == -1  # the layer's softmax axis
 
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
@@ -209,6 +205,8 @@ class SparseCategoricalCrossentropy(Loss):
     ``ignore_class``: entries with this label count neither in the loss nor in the batch average.
     """
 
+    fusable_activation = "softmax"
+
     def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
                  name="sparse_categorical_crossentropy", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -218,21 +216,14 @@ class SparseCategoricalCrossentropy(Loss):
         from_logits = self.from_logits if from_logits is None else from_logits
         return _sparse(y_true, as_float(y_pred), from_logits, self.ignore_class, need_grad)
 
-    def supports_logits_fusion(self, activation):
-        return activation == "softmax" and not self.from_logits
-
-    def value_and_grad_logits(self, y_true, logits, activation, sample_weight=None):
-        if not self.supports_logits_fusion(activation):
-            return super().value_and_grad_logits(y_true, logits, activation, sample_weight)
-        return self._value_and_grad(self.call_with_grad(y_true, logits, from_logits=True), sample_weight,
-                                    np.shape(logits))
-
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits, "ignore_class": self.ignore_class}
 
 
 class BinaryCrossentropy(Loss):
     """0/1 targets; ``label_smoothing`` s squeezes them towards 0.5: ``y * (1 - s) + 0.5 * s``."""
+
+    fusable_activation = "sigmoid"
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
                  name="binary_crossentropy", dtype=None):
@@ -245,15 +236,6 @@ class BinaryCrossentropy(Loss):
         _check_same_shape(y, p, self.name)
         from_logits = self.from_logits if from_logits is None else from_logits
         return _binary(_smooth_binary(y, self.label_smoothing), p, from_logits, self.axis, need_grad)
-
-    def supports_logits_fusion(self, activation):
-        return activation == "sigmoid" and not self.from_logits
-
-    def value_and_grad_logits(self, y_true, logits, activation, sample_weight=None):
-        if not self.supports_logits_fusion(activation):
-            return super().value_and_grad_logits(y_true, logits, activation, sample_weight)
-        return self._value_and_grad(self.call_with_grad(y_true, logits, from_logits=True), sample_weight,
-                                    np.shape(logits))
 
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing,

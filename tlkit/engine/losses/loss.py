@@ -63,14 +63,22 @@ class Loss:
         )
 
     # ----- fused activation + loss -----
+    # The final activation whose logits this loss can take directly: its call_with_grad(...,
+    # from_logits=True) then gives the gradient w.r.t. the logits (crossentropies set it).
+    fusable_activation = None
+
     def supports_logits_fusion(self, activation):
         """True when this loss can take the logits of a final ``activation`` layer (see value_and_grad_logits)."""
-        return False
+        return (self.fusable_activation is not None and activation == self.fusable_activation
+                and not getattr(self, "from_logits", False))
 
     def value_and_grad_logits(self, y_true, logits, activation, sample_weight=None):
         """Loss of ``activation(logits)`` and its gradient w.r.t. the logits, computed stably in log space."""
-        raise ValueError(f"{type(self).__name__} cannot fuse with a final {activation!r} activation; "
-                         "check supports_logits_fusion(activation) first.")
+        if not self.supports_logits_fusion(activation):
+            raise ValueError(f"{type(self).__name__} cannot fuse with a final {activation!r} activation; "
+                             "check supports_logits_fusion(activation) first.")
+        return self._value_and_grad(self.call_with_grad(y_true, logits, from_logits=True), sample_weight,
+                                    np.shape(logits))
 
     # ----- public API -----
     def __call__(self, y_true, y_pred, sample_weight=None):
