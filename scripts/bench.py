@@ -66,16 +66,11 @@ def torch_worker(task, batch, size):
     import torch
     from torch import nn
 
-    from bench_engine import torch_vgg16_base
+    import bench_engine
 
-    base, x = torch_vgg16_base(batch, size)
     if task == "vgg16-forward":
-        base.eval()
-
-        def step():
-            with torch.inference_mode():
-                base(x)
-        return step
+        return bench_engine.torch_worker("forward", batch, size, 0)
+    base, x = bench_engine.torch_vgg16_base(batch, size)
     head = nn.Linear(512, 10)
     for p in base.parameters():
         p.requires_grad_(False)

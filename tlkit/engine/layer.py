@@ -102,6 +102,18 @@ class Layer:
         object.__setattr__(self, name, value)
 
     # ----- weights -----
+    def _set_kernel_arguments(self, activation, use_bias, kernel_initializer, bias_initializer,
+                              kernel_regularizer, bias_regularizer):
+        """Resolve the arguments every kernel+bias layer (Dense, Conv2D) takes, as Keras does."""
+        from tlkit.engine import activations, initializers, regularizers
+
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
     def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True, regularizer=None):
         init = _initializers.get(initializer)
         shape = tuple(int(s) for s in shape)

@@ -10,17 +10,21 @@ def _check_list(layer, input_shape):
                          f"Received: input_shape={input_shape}")
 
 
-class Concatenate(Layer):
-    """``Concatenate()([a, b])`` along ``axis`` (default: channels)."""
-
-    def __init__(self, axis=-1, **kwargs):
-        super().__init__(**kwargs)
-        self.axis = int(axis)
+class _Merge(Layer):
+    """Layers called on a list of inputs; shapes are validated by compute_output_shape."""
 
     def build(self, input_shape):
         _check_list(self, input_shape)
         self.compute_output_shape(input_shape)
         self.built = True
+
+
+class Concatenate(_Merge):
+    """``Concatenate()([a, b])`` along ``axis`` (default: channels)."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
 
     def compute_output_shape(self, input_shape):
         _check_list(self, input_shape)
@@ -51,13 +55,8 @@ class Concatenate(Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
-class Add(Layer):
+class Add(_Merge):
     """``Add()([a, b, ...])``: element-wise sum of inputs of the same shape."""
-
-    def build(self, input_shape):
-        _check_list(self, input_shape)
-        self.compute_output_shape(input_shape)
-        self.built = True
 
     def compute_output_shape(self, input_shape):
         _check_list(self, input_shape)
