@@ -5,8 +5,10 @@
     python scripts/acceptance_finetune.py --write              # also rewrite '## Fine-tuning' in BENCHMARKS.md
 
 SqueezeNet v1.1 with the real ImageNet weights from ../shared/data/weights, frozen, a
-global-average-pool + dense head, augmentation on (tlkit's default preset; the Keras program
-spells out the same), batch 32, 224x224. Runs one after the other in this one run (never at the
+global-average-pool + dense head, augmentation on (tlkit's default preset, horizontal flips; the
+Keras program spells out the same), batch 32, 224x224. With flips only, tlkit computes the base's
+outputs for each image and its mirror once; so a second flowers run (--geometric-epochs) adds
+rotation, shifts and zoom on both sides, where the base must run on every image every epoch. Runs one after the other in this one run (never at the
 same time: 2 cores), each in its own process; the peer with --peer-python (default
 /work/peers/bin/python, which has TensorFlow and tf_keras). Flowers also gets a second,
 fine-tuning stage in tlkit (top fire modules unfrozen) to show it improves on the frozen base.
@@ -36,10 +38,10 @@ def run_tlkit(data, out, epochs, extra=()):
     return rep
 
 
-def run_keras(peer_python, data, epochs, workdir):
+def run_keras(peer_python, data, epochs, workdir, geometric=False):
     result = workdir / "keras.json"
     cmd = [peer_python, str(REPO / "scripts" / "keras_finetune.py"), str(data), "--weights", str(WEIGHTS),
-           "--epochs", str(epochs), "--json", str(result)]
+           "--epochs", str(epochs), "--json", str(result)] + (["--geometric"] if geometric else [])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     subprocess.run(cmd, check=True, env=env)
     return json.loads(result.read_text())
@@ -50,32 +52,38 @@ def main():
     p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=sorted(DATASETS))
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--fine-tune-epochs", type=int, default=3)
+    p.add_argument("--geometric-epochs", type=int, default=3,
+                   help="also time flowers with rotation/shift/zoom on (the base runs every epoch); 0: skip")
     p.add_argument("--peer-python", default="/work/peers/bin/python")
     p.add_argument("--write", action="store_true", help="rewrite the '## Fine-tuning' section of BENCHMARKS.md")
     args = p.parse_args()
     if not DATA.is_dir():
         sys.exit(f"The real data folder {DATA} is absent (set TLKIT_SHARED_DATA).")
+    runs = [(name, False, args.epochs) for name in args.datasets]
+    if "flowers" in args.datasets and args.geometric_epochs:
+        runs.append(("flowers", True, args.geometric_epochs))
     rows = []
-    for name in args.datasets:
+    for name, geometric, epochs in runs:
         data = DATASETS[name]
         with tempfile.TemporaryDirectory() as tmp:
             tmp = pathlib.Path(tmp)
             # Flowers also gets a second, fine-tuning stage in the same run (top fire modules unfrozen).
-            fine_tune = name == "flowers" and args.fine_tune_epochs
+            fine_tune = name == "flowers" and args.fine_tune_epochs and not geometric
             extra = ["--fine-tune-layers", "6", "--fine-tune-epochs", str(args.fine_tune_epochs),
                      "--fine-tune-lr", "1e-4"] if fine_tune else []
-            rep = run_tlkit(data, tmp / "run", args.epochs, extra)
+            extra += ["--rotation", "15", "--shift", "0.1", "--zoom", "0.1"] if geometric else []
+            rep = run_tlkit(data, tmp / "run", epochs, extra)
             history = _read_history(tmp / "run" / "history.csv")
             stage1 = [v for v, st in zip(history["val_accuracy"], history["stage"]) if st == 1]
-            row = {"dataset": name, "epochs": args.epochs,
-                   "tlkit_val_accuracy": stage1[-1], "tlkit_best_val_accuracy": max(stage1),
+            row = {"dataset": name, "augmentation": "flips, rotation, shifts, zoom" if geometric else "flips",
+                   "epochs": epochs, "tlkit_val_accuracy": stage1[-1], "tlkit_best_val_accuracy": max(stage1),
                    "tlkit_epoch_seconds": rep["timings"]["stage1_seconds"] / rep["timings"]["stage1_epochs"],
                    "train_images": rep["train_images"], "val_images": rep["val_images"],
                    "skipped": len(rep["skipped_images"])}
             if fine_tune:
                 row["tlkit_after_fine_tuning"] = rep["accuracy"]
             if os.path.exists(args.peer_python):
-                k = run_keras(args.peer_python, data, args.epochs, tmp)
+                k = run_keras(args.peer_python, data, epochs, tmp, geometric)
                 row["keras_val_accuracy"] = k["val_accuracy"][-1]
                 row["keras_epoch_seconds"] = sum(k["epoch_seconds"]) / len(k["epoch_seconds"])
                 row["epoch_time_ratio"] = row["tlkit_epoch_seconds"] / row["keras_epoch_seconds"]
@@ -97,13 +105,14 @@ def _read_history(path):
 
 
 def format_table(rows):
-    lines = ["| dataset | epochs | bar | tlkit val acc (last / best) | Keras val acc (last) | tlkit s/epoch | "
+    lines = ["| dataset | augmentation | epochs | bar | tlkit val acc (last / best) | Keras val acc (last) | tlkit s/epoch | "
              "Keras s/epoch | tlkit/Keras time | after fine-tuning |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         after = f"{r['tlkit_after_fine_tuning']:.3f}" if "tlkit_after_fine_tuning" in r else "-"
         lines.append(
-            f"| {r['dataset']} ({r['train_images']} train / {r['val_images']} val) | {r['epochs']} | "
+            f"| {r['dataset']} ({r['train_images']} train / {r['val_images']} val) | {r['augmentation']} | "
+            f"{r['epochs']} | "
             f"{BARS[r['dataset']]:.2f} | {r['tlkit_val_accuracy']:.3f} / {r['tlkit_best_val_accuracy']:.3f} | "
             f"{r.get('keras_val_accuracy', float('nan')):.3f} | {r['tlkit_epoch_seconds']:.1f} | "
             f"{r.get('keras_epoch_seconds', float('nan')):.1f} | {r.get('epoch_time_ratio', float('nan')):.2f} | "

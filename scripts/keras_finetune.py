@@ -50,6 +50,8 @@ def main():
     p.add_argument("--val-split", type=float, default=0.2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--geometric", action="store_true",
+                   help="also rotation 15, shifts 0.1, zoom 0.1 (tlkit finetune --rotation 15 --shift 0.1 --zoom 0.1)")
     p.add_argument("--json", help="write the per-epoch figures here")
     args = p.parse_args()
 
@@ -64,9 +66,10 @@ def main():
     train_dir = os.path.join(args.data_dir, "train") if has_split else args.data_dir
     val_dir = os.path.join(args.data_dir, "val") if has_split else args.data_dir
     split = 0.0 if has_split else args.val_split
-    # tlkit's default augmentation preset, spelled out.
-    augment = dict(rotation_range=15, width_shift_range=0.1, height_shift_range=0.1, zoom_range=0.1,
-                   horizontal_flip=True, fill_mode="nearest")
+    # tlkit's default augmentation preset (horizontal flips), spelled out; --geometric adds its options.
+    augment = dict(horizontal_flip=True, fill_mode="nearest")
+    if args.geometric:
+        augment.update(rotation_range=15, width_shift_range=0.1, height_shift_range=0.1, zoom_range=0.1)
     train_gen = ImageDataGenerator(preprocessing_function=preprocess_input, validation_split=split, **augment)
     val_gen = ImageDataGenerator(preprocessing_function=preprocess_input, validation_split=split)
     common = dict(target_size=size, batch_size=args.batch_size, class_mode="categorical", seed=args.seed)

@@ -49,11 +49,12 @@ def _pair(value):
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 10000), default=10, show_default=True)
 @click.option("--augment/--no-augment", default=True, show_default=True,
-              help="Random augmentation of training images. --no-augment is the fast path: the base's outputs "
-                   "are computed once and every epoch after the first costs a fraction.")
-@click.option("--rotation", type=click.FloatRange(0, 180), default=15.0, show_default=True, help="Degrees.")
-@click.option("--shift", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="Fraction of size.")
-@click.option("--zoom", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+              help="Random augmentation of training images (by default horizontal flips only). While it only "
+                   "flips, the frozen base's outputs for every flip are computed once and later epochs cost a "
+                   "fraction; --rotation/--shift/--zoom/--shear/--brightness make the base run every epoch.")
+@click.option("--rotation", type=click.FloatRange(0, 180), default=0.0, show_default=True, help="Degrees.")
+@click.option("--shift", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Fraction of size.")
+@click.option("--zoom", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--shear", type=click.FloatRange(0, 90), default=0.0, show_default=True, help="Degrees.")
 @click.option("--flip", type=click.Choice(["none", "horizontal", "vertical", "both"]), default="horizontal",
               show_default=True)

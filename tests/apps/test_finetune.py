@@ -1,5 +1,6 @@
 """`tlkit finetune`, `predict`, `evaluate`, `summary` end to end on a small synthetic folder (and real data)."""
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -97,16 +98,54 @@ def test_frozen_base_runs_once_without_augmentation_and_every_epoch_with_it(tmp_
         return base
 
     monkeypatch.setattr(finetune, "build_base", counting_base)
-    for augment, epochs in (("--no-augment", 3), ("--augment", 3)):
+    for name, options in (("plain", ["--no-augment"]), ("flips", ["--augment"]),
+                          ("rotations", ["--augment", "--rotation", "10"])):
         calls.clear()
-        result = CliRunner().invoke(main, ["finetune", str(data), "--out", str(tmp_path / augment), "--epochs",
-                                           str(epochs), augment, *SMALL])
+        result = CliRunner().invoke(main, ["finetune", str(data), "--out", str(tmp_path / name), "--epochs", "3",
+                                           *options, *SMALL])
         assert result.exit_code == 0, result.output
         images_through_base = sum(calls)
-        if augment == "--no-augment":
+        if name == "plain":
             assert images_through_base == 16  # 14 training + 2 validation images (Keras's split), once
+        elif name == "flips":
+            assert images_through_base == 2 + 2 * 14  # validation once, each training image and its mirror once
         else:
             assert images_through_base == 2 + 3 * 14  # validation once, training every epoch
+
+
+def test_cached_flips_are_the_base_outputs_of_the_flipped_images(tmp_path):
+    from tlkit.augment import ImageDataGenerator
+    from tlkit.zoo.preprocessing import preprocess_input
+
+    data = make_folder(tmp_path / "photos", per_class=4)
+    config = finetune.FinetuneConfig(str(data), base="squeezenet", weights="none", image_size=48, flip="both")
+    base = finetune.build_base(config)
+    it = ImageDataGenerator().flow_from_directory(data, target_size=(48, 48), shuffle=False, batch_size=3,
+                                                  workers=0, verbose=0)
+    flips = finetune.flip_variants(config)
+    assert len(flips) == 4 and finetune.flip_variants(dataclasses.replace(config, rotation=5.0)) is None
+    feats, labels = finetune.compute_features(base, it, "caffe", "training", 0, flips, pool="gap")
+    images = np.concatenate([it[i][0] for i in range(len(it))])
+    for (across, down), f in zip(flips, feats):
+        flipped = images[:, ::-1 if down else 1, ::-1 if across else 1]
+        want = base.predict(preprocess_input(np.array(flipped), "caffe"), verbose=0).mean(axis=(1, 2))
+        np.testing.assert_allclose(f, want, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(feats[0], feats[1])  # the mirror really is another picture for the base
+
+
+def test_cached_variants_cover_every_sample_once_per_epoch_with_fresh_draws():
+    n = 50
+    variants = [np.arange(n, dtype=np.float32)[:, None] + 1000 * k for k in range(2)]
+    batches = finetune.CachedVariants(variants, np.arange(n), batch_size=8, seed=3)
+    epochs = []
+    for _ in range(2):
+        x, y = map(np.concatenate, zip(*(batches[i] for i in range(len(batches)))))
+        assert sorted(y) == list(range(n)) and np.array_equal(x[:, 0] % 1000, y)  # each sample once, its own
+        epochs.append((y, x[:, 0] // 1000))
+        batches.on_epoch_end()
+    (order0, drawn0), (order1, drawn1) = epochs
+    assert 10 < drawn0.sum() < 40 and not np.array_equal(order0, order1)  # both variants; a new shuffle
+    assert not np.array_equal(drawn0[np.argsort(order0)], drawn1[np.argsort(order1)])
 
 
 def test_second_stage_unfreezes_the_top_and_trains_on(tmp_path):

@@ -193,3 +193,35 @@ def test_cli_grid(folder, tmp_path):
     assert Image.open(out).size == (66, 66)
     bad = CliRunner().invoke(augment, [str(folder), "--out", str(tmp_path / "g.gif2")])
     assert bad.exit_code != 0
+
+
+def test_scan_shows_progress_when_slow_and_nothing_when_quiet(folder, monkeypatch, capsys):
+    from tlkit.augment import image_io
+
+    monkeypatch.setattr(image_io, "SCAN_PROGRESS_DELAY", 0.0)  # as if the scan were slow
+    ImageDataGenerator().flow_from_directory(folder, target_size=(8, 8), workers=0)
+    out = capsys.readouterr().out
+    assert "13/13 [" in out and "files/s" in out  # 10 pictures + 3 broken files, hidden file not listed
+    assert "Found 10 images belonging to 2 classes." in out
+    ImageDataGenerator().flow_from_directory(folder, target_size=(8, 8), workers=0, verbose=0)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setattr(image_io, "SCAN_PROGRESS_DELAY", 60.0)  # a fast scan shows no bar
+    ImageDataGenerator().flow_from_directory(folder, target_size=(8, 8), workers=0)
+    assert capsys.readouterr().out == "Found 10 images belonging to 2 classes.\n"
+
+
+def test_each_file_is_checked_once_until_it_changes(folder, monkeypatch):
+    from tlkit.augment import image_io
+
+    checked = []
+    real = image_io.check_image
+    monkeypatch.setattr(image_io, "check_image", lambda p: checked.append(p) or real(p))
+    gen = ImageDataGenerator(validation_split=0.4)
+    for subset in ("training", "validation", "training"):
+        gen.flow_from_directory(folder, target_size=(8, 8), subset=subset, workers=0, verbose=0)
+    assert sorted(checked) == sorted(set(checked)) and len(checked) == 13
+    broken = folder / "dogs" / "notes.png"
+    write(broken, Image.fromarray(pattern()))  # fixed: a real picture now
+    os.utime(broken, ns=(1, 1))  # a different mtime even on coarse-clock filesystems
+    it = ImageDataGenerator().flow_from_directory(folder, target_size=(8, 8), workers=0, verbose=0)
+    assert checked.count(str(broken)) == 2 and it.samples == 11

@@ -164,8 +164,40 @@ def test_winograd_route_matches_reference(x_shape, f, padding, rng, small_chunks
     # backward-input of a stride-1 3x3 conv is itself a Winograd conv (flipped kernel)
     dy = rng.standard_normal(conv.conv2d_forward(x, w, None, padding=padding).shape).astype(np.float32)
     assert winograd.applicable(dy.shape, (3, 3, f, x_shape[3]), (1, 1), (1, 1), x_shape[1:3])
-    dx_ref, _, _ = ref_backward(x, w, dy, (1, 1), padding, (1, 1))
+    dx_ref, dw_ref, db_ref = ref_backward(x, w, dy, (1, 1), padding, (1, 1))
     close(conv.conv2d_backward_input(dy, w, x.shape, padding=padding), dx_ref, rtol=2e-5)
+    # the weight gradient is the Winograd forward's adjoint (chunks accumulate into one dU)
+    dw, db = conv.conv2d_backward_weights(x, dy, w.shape, padding=padding)
+    close(dw, dw_ref, rtol=2e-5)
+    close(db, db_ref)
+
+
+def test_winograd_weight_gradient_is_used_when_applicable(rng, monkeypatch):
+    calls = []
+    real = winograd.conv3x3_backward_weights
+    monkeypatch.setattr(winograd, "conv3x3_backward_weights", lambda *a: calls.append(a) or real(*a))
+    x = rng.standard_normal((2, 8, 8, 16)).astype(np.float32)
+    conv.conv2d_backward_weights(x, rng.standard_normal((2, 8, 8, 16)).astype(np.float32), (3, 3, 16, 16), padding="same")
+    assert len(calls) == 1
+    conv.conv2d_backward_weights(x, rng.standard_normal((2, 4, 4, 16)).astype(np.float32), (3, 3, 16, 16), 2, "same")
+    assert len(calls) == 1  # strided: im2col route
+
+
+def test_winograd_weight_gradient_at_vgg_scale(rng):
+    """block5-sized layer, batch 2: relative error well below 1e-4 against the im2col product."""
+    x = np.maximum(rng.standard_normal((2, 14, 14, 64)), 0).astype(np.float32)
+    dy = rng.standard_normal((2, 14, 14, 48)).astype(np.float32)
+    wino = winograd.conv3x3_backward_weights(x, dy, 1, 1)
+    _, want, _ = ref_backward(x, np.zeros((3, 3, 64, 48), np.float32), dy, (1, 1), "same", (1, 1))
+    assert np.abs(wino - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_filter_transform_adjoint_is_gt_du_g(rng):
+    du = rng.standard_normal((36, 5, 7)).astype(np.float32)
+    dw = np.empty((3, 3, 5, 7), np.float32)
+    winograd.filter_transform_adjoint(du, dw)
+    want = np.einsum("ai,abcf,bj->ijcf", winograd.G, du.reshape(6, 6, 5, 7).astype(np.float64), winograd.G)
+    np.testing.assert_allclose(dw, want, rtol=1e-5, atol=1e-5)
 
 
 def test_winograd_is_used_when_applicable(rng, monkeypatch):

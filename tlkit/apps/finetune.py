@@ -18,7 +18,7 @@ import numpy as np
 
 from tlkit.apps import report as report_mod
 from tlkit.apps.dataset import DataFolderError, find_layout
-from tlkit.apps.head import build_head
+from tlkit.apps.head import build_head, parse_head
 from tlkit.apps.plots import plot_confusion, plot_curves
 from tlkit.utils.io import atomic_write_text, remove_stale_temporaries
 from tlkit.utils.progbar import Progbar
@@ -40,9 +40,11 @@ class FinetuneConfig:
     batch_size: int = 32
     epochs: int = 10
     augment: bool = True
-    rotation: float = 15.0
-    shift: float = 0.1
-    zoom: float = 0.1
+    # Flips only by default: measured on a frozen base, rotation/shift/zoom cost accuracy (BENCHMARKS.md),
+    # and flips have two outcomes whose base outputs can be cached.
+    rotation: float = 0.0
+    shift: float = 0.0
+    zoom: float = 0.0
     shear: float = 0.0
     flip: str = "horizontal"
     brightness: tuple = None
@@ -132,7 +134,8 @@ def make_iterators(config, layout):
     split = config.val_split if layout["val"] is None else 0.0
     size = (config.image_size, config.image_size)
     common = dict(target_size=size, classes=layout["classes"], class_mode="categorical",
-                  batch_size=config.batch_size, seed=config.seed, workers=config.workers)
+                  batch_size=config.batch_size, seed=config.seed, workers=config.workers,
+                  verbose=1 if config.verbose else 0)
     train_gen = ImageDataGenerator(validation_split=split, **_augmentation(config))
     plain_gen = ImageDataGenerator(validation_split=split)
     train = train_gen.flow_from_directory(layout["train"], shuffle=True, subset="training" if split else None,
@@ -168,21 +171,77 @@ class Preprocessed:
         return (self.base.predict_on_batch(x) if self.base is not None else x), y
 
 
-def compute_features(base, iterator, mode, label, verbose=1):
-    """The frozen base's outputs for every image of a non-shuffled iterator, with a progress bar."""
+NO_FLIP = (False, False)
+
+
+def flip_variants(config):
+    """[(horizontal, vertical), ...]: every picture the augmentation can make of an image, when it
+    only flips (so the base's outputs for all of them can be cached); None when it does more."""
+    if not config.augment:
+        return [NO_FLIP]
+    if config.rotation or config.shift or config.zoom or config.shear or config.brightness is not None:
+        return None
+    across = [False, True] if config.flip in ("horizontal", "both") else [False]
+    down = [False, True] if config.flip in ("vertical", "both") else [False]
+    return [(h, v) for v in down for h in across]
+
+
+def compute_features(base, iterator, mode, label, verbose=1, flips=(NO_FLIP,), pool=None):
+    """The frozen base's outputs for every image of a non-shuffled iterator, with a progress bar.
+
+    Returns ([outputs for each of ``flips``], labels). ``pool`` ('gap' or 'gmp') keeps only the
+    globally pooled outputs: what a head starting with that pooling sees, at a fraction of the memory.
+    """
+    from tlkit.zoo.preprocessing import preprocess_input
+
     iterator.reset()
-    stream = Preprocessed(iterator, mode, base)
     bar = Progbar(len(iterator), verbose=verbose, unit_name="batch")
-    feats, labels = [], []
+    feats, labels = [[] for _ in flips], []
     if verbose:
-        print(f"Caching base features for {label} ({iterator.samples} images)", flush=True)
+        mirrored = f", {len(flips)} flips of each" if len(flips) > 1 else ""
+        print(f"Caching base features for {label} ({iterator.samples} images{mirrored})", flush=True)
     for i in range(len(iterator)):
-        f, y = next(stream)
-        feats.append(f)
+        x, y = next(iterator)[:2]
+        for k, (across, down) in enumerate(flips):
+            v = x[:, ::-1 if down else 1, ::-1 if across else 1]
+            f = base.predict_on_batch(preprocess_input(np.array(v, np.float32), mode, inplace=True))
+            if pool is not None:
+                f = f.mean(axis=(1, 2)) if pool == "gap" else f.max(axis=(1, 2))
+            feats[k].append(f)
         labels.append(y)
         bar.update(i + 1)
     iterator.reset()
-    return np.concatenate(feats), np.concatenate(labels)
+    return [np.concatenate(f) for f in feats], np.concatenate(labels)
+
+
+class CachedVariants:
+    """Training batches of cached base outputs: each epoch a new shuffle, and each sample one of
+    its cached variants (e.g. the image or its mirror) drawn at random, as the augmentation would.
+
+        >>> batches = CachedVariants([feats, feats_mirrored], labels, batch_size=32, seed=0)
+        >>> head.fit(batches, epochs=10)
+    """
+
+    def __init__(self, variants, labels, batch_size, seed):
+        self.variants, self.labels, self.batch_size, self.seed = variants, labels, batch_size, seed
+        self.epoch = 0
+
+    def __len__(self):
+        return -(-len(self.labels) // self.batch_size)
+
+    def __getitem__(self, i):
+        rs = np.random.RandomState([self.seed % 2**32, self.epoch])
+        order = rs.permutation(len(self.labels))
+        choice = rs.randint(len(self.variants), size=len(self.labels))
+        idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+        x = np.empty((len(idx),) + self.variants[0].shape[1:], self.variants[0].dtype)
+        for k, v in enumerate(self.variants):
+            mask = choice[idx] == k
+            x[mask] = v[idx[mask]]
+        return x, self.labels[idx]
+
+    def on_epoch_end(self):
+        self.epoch += 1
 
 
 # ----- models -----
@@ -279,6 +338,7 @@ def run(config):
     from tlkit.engine import callbacks as cb
     from tlkit.engine.layers.input_layer import Input
     from tlkit.engine.model import Model
+    from tlkit.engine.sequential import Sequential
     from tlkit.engine.random import set_random_seed
 
     if config.epochs < 1:
@@ -313,24 +373,33 @@ def run(config):
     # Stage 1: the head on the frozen base.
     if not state["stage1_done"]:
         t_stage = time.time()
+        flips = flip_variants(config)
+        # Cached outputs go through a head starting with global pooling already pooled: the
+        # head's other layers (shared with it) train on them.
+        first = parse_head(config.head)[0][0]
+        pool = first if first in ("gap", "gmp") and flips is not None else None
+        trained = Sequential([Input(feature_shape[-1:])] + head.layers[1:], name="head_on_pooled") if pool \
+            else head
         val_data = None
         if val_it is not None:
-            val_data = compute_features(base, val_it, mode, "validation", config.verbose)
-        head.compile(make_optimizer(config.optimizer, config.lr), "categorical_crossentropy", ["accuracy"])
+            (val_x,), val_y = compute_features(base, val_it, mode, "validation", config.verbose, pool=pool)
+            val_data = (val_x, val_y)
+        trained.compile(make_optimizer(config.optimizer, config.lr), "categorical_crossentropy", ["accuracy"])
         callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage1"))]
         callbacks += _run_callbacks(config, full, 1, None)
         if config.early_stopping:
             callbacks.append(cb.EarlyStopping(monitor="val_loss" if val_data else "loss",
                                               patience=config.early_stopping, restore_best_weights=True))
-        if config.augment:
-            x, steps = Preprocessed(train_it, mode, base), len(train_it)
-            y = None
+        if flips is None:  # the augmentation changes the pictures: the base runs on them every epoch
+            x, steps, y = Preprocessed(train_it, mode, base), len(train_it), None
         else:
-            x, y = compute_features(base, train_plain, mode, "training", config.verbose)
-            steps = None
-        history = head.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, steps_per_epoch=steps,
-                           validation_data=val_data, class_weight=class_weight, callbacks=callbacks,
-                           verbose=config.verbose)
+            variants, y = compute_features(base, train_plain, mode, "training", config.verbose, flips, pool)
+            x, steps = variants[0], None
+            if len(variants) > 1:
+                x, y, steps = CachedVariants(variants, y, config.batch_size, config.seed), None, None
+        history = trained.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, steps_per_epoch=steps,
+                              validation_data=val_data, class_weight=class_weight, callbacks=callbacks,
+                              verbose=config.verbose)
         timings["stage1_seconds"] = timings.get("stage1_seconds", 0) + time.time() - t_stage
         timings["stage1_epochs"] = len(history.history.get("loss", []))
         state["stage1_history"] = combine_histories(None, history.history, 1)

@@ -308,8 +308,11 @@ class ImageDataGenerator:
     def flow_from_directory(self, directory, target_size=(256, 256), color_mode="rgb", classes=None,
                             class_mode="categorical", batch_size=32, shuffle=True, seed=None, save_to_dir=None,
                             save_prefix="", save_format="png", follow_links=False, subset=None,
-                            interpolation="nearest", keep_aspect_ratio=False, workers=None):
-        """Augmented batches from a folder with one subfolder per class (a ``DirectoryIterator``)."""
+                            interpolation="nearest", keep_aspect_ratio=False, workers=None, verbose=1):
+        """Augmented batches from a folder with one subfolder per class (a ``DirectoryIterator``).
+
+        ``workers`` (threads preparing batches ahead) and ``verbose`` (0: no scan progress bar, no
+        "Found ..." line) are tlkit additions."""
         from tlkit.augment.iterators import DirectoryIterator
 
         return DirectoryIterator(directory, self, target_size=target_size, color_mode=color_mode, classes=classes,
@@ -317,13 +320,13 @@ class ImageDataGenerator:
                                  shuffle=shuffle, seed=seed, save_to_dir=save_to_dir, save_prefix=save_prefix,
                                  save_format=save_format, follow_links=follow_links, subset=subset,
                                  interpolation=interpolation, keep_aspect_ratio=keep_aspect_ratio, dtype=self.dtype,
-                                 workers=workers)
+                                 workers=workers, verbose=verbose)
 
     def flow_from_dataframe(self, dataframe, directory=None, x_col="filename", y_col="class", weight_col=None,
                             target_size=(256, 256), color_mode="rgb", classes=None, class_mode="categorical",
                             batch_size=32, shuffle=True, seed=None, save_to_dir=None, save_prefix="",
                             save_format="png", subset=None, interpolation="nearest", validate_filenames=True,
-                            keep_aspect_ratio=False, workers=None, **kwargs):
+                            keep_aspect_ratio=False, workers=None, verbose=1, **kwargs):
         """Augmented batches from a table of file names (pandas DataFrame or dict of columns)."""
         from tlkit.augment.iterators import DataFrameIterator
 
@@ -339,4 +342,4 @@ class ImageDataGenerator:
                                  shuffle=shuffle, seed=seed, save_to_dir=save_to_dir, save_prefix=save_prefix,
                                  save_format=save_format, subset=subset, interpolation=interpolation,
                                  keep_aspect_ratio=keep_aspect_ratio, validate_filenames=validate_filenames,
-                                 dtype=self.dtype, workers=workers)
+                                 dtype=self.dtype, workers=workers, verbose=verbose)

@@ -271,13 +271,41 @@ def list_pictures(directory, follow_links=False, extensions=IMAGE_EXTENSIONS):
     return found
 
 
-def scan_images(paths, threads=8):
-    """Split ``paths`` into (readable, [(path, reason), ...]) by checking every file's header and end."""
+# (path, size, mtime) -> reason or None: a folder read by several iterators (training and
+# validation subsets, augmented and plain) is checked once.
+_scan_memo = {}
+SCAN_PROGRESS_DELAY = 1.0  # seconds: small folders scan silently
+
+
+def _check_image_memo(path):
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"not a readable image ({type(e).__name__}: {e})"
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _scan_memo:
+        _scan_memo[key] = check_image(path)
+    return _scan_memo[key]
+
+
+def scan_images(paths, threads=8, verbose=1):
+    """Split ``paths`` into (readable, [(path, reason), ...]) by checking every file's header and end.
+
+    A progress bar appears when the scan lasts more than a second (``verbose=0``: never).
+    """
     from concurrent.futures import ThreadPoolExecutor
 
+    from tlkit.utils.progbar import Progbar
+
     paths = list(paths)
-    with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
-        reasons = list(pool.map(check_image, paths)) if paths else []
+    bar = Progbar(len(paths), verbose=verbose, unit_name="file", delay=SCAN_PROGRESS_DELAY)
+    reasons = []
+    if paths:
+        with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
+            for reason in pool.map(_check_image_memo, paths):
+                reasons.append(reason)
+                if len(reasons) % 64 == 0 or len(reasons) == len(paths):
+                    bar.update(len(reasons))
     good = [p for p, r in zip(paths, reasons) if r is None]
     bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
     return good, bad

@@ -271,7 +271,7 @@ class BatchFromFilesMixin:
 
     def _drop_unreadable(self, keep):
         """Scan the files (header + end) and drop unreadable ones, reporting them once."""
-        good, bad = image_io.scan_images(self._filepaths)
+        good, bad = image_io.scan_images(self._filepaths, verbose=self.verbose)
         if bad:
             bad_set = {p for p, _ in bad}
             keep([p not in bad_set for p in self._filepaths])
@@ -340,7 +340,9 @@ class DirectoryIterator(BatchFromFilesMixin, Iterator):
     """Batches from a folder with one subfolder per class (``flow_from_directory``).
 
     Unreadable files (empty, truncated, not pictures) are found when the
-    folder is scanned, left out and listed in ``skipped`` [(path, reason)].
+    folder is scanned (with a progress bar when that takes more than a
+    second), left out and listed in ``skipped`` [(path, reason)].
+    ``verbose=0`` (a tlkit addition) prints nothing.
     """
 
     allowed_class_modes = {"categorical", "binary", "sparse", "input", None}
@@ -348,8 +350,9 @@ class DirectoryIterator(BatchFromFilesMixin, Iterator):
     def __init__(self, directory, image_data_generator, target_size=(256, 256), color_mode="rgb", classes=None,
                  class_mode="categorical", batch_size=32, shuffle=True, seed=None, data_format=None,
                  save_to_dir=None, save_prefix="", save_format="png", follow_links=False, subset=None,
-                 interpolation="nearest", keep_aspect_ratio=False, dtype=None, workers=None):
+                 interpolation="nearest", keep_aspect_ratio=False, dtype=None, workers=None, verbose=1):
         data_format = data_format or "channels_last"
+        self.verbose = verbose
         self.set_processing_attrs(image_data_generator, target_size, color_mode, data_format, save_to_dir,
                                   save_prefix, save_format, subset, interpolation, keep_aspect_ratio)
         directory = os.fspath(directory)
@@ -384,7 +387,8 @@ class DirectoryIterator(BatchFromFilesMixin, Iterator):
 
         self._drop_unreadable(keep)
         self.samples = len(self.filenames)
-        print(f"Found {self.samples} images belonging to {self.num_classes} classes.")
+        if verbose:
+            print(f"Found {self.samples} images belonging to {self.num_classes} classes.")
         super().__init__(self.samples, batch_size, shuffle, seed, workers)
 
     @property
@@ -426,7 +430,8 @@ class DataFrameIterator(BatchFromFilesMixin, Iterator):
                  weight_col=None, target_size=(256, 256), color_mode="rgb", classes=None, class_mode="categorical",
                  batch_size=32, shuffle=True, seed=None, data_format="channels_last", save_to_dir=None,
                  save_prefix="", save_format="png", subset=None, interpolation="nearest", keep_aspect_ratio=False,
-                 dtype="float32", validate_filenames=True, workers=None):
+                 dtype="float32", validate_filenames=True, workers=None, verbose=1):
+        self.verbose = verbose
         self.set_processing_attrs(image_data_generator, target_size, color_mode, data_format, save_to_dir,
                                   save_prefix, save_format, subset, interpolation, keep_aspect_ratio)
         self.directory = os.fspath(directory) if directory else ""
@@ -486,7 +491,9 @@ class DataFrameIterator(BatchFromFilesMixin, Iterator):
             self.classes = np.asarray(self.classes, dtype="int32")
         self.samples = len(self.filenames)
         validated = "validated" if validate_filenames else "non-validated"
-        if class_mode in ("input", "multi_output", "raw", None):
+        if not verbose:
+            pass
+        elif class_mode in ("input", "multi_output", "raw", None):
             print(f"Found {self.samples} {validated} image filenames.")
         else:
             print(f"Found {self.samples} {validated} image filenames belonging to {self.num_classes} classes.")

@@ -13,16 +13,19 @@ class Progbar:
 
     ``target=None`` for an unknown length. ``unit_name`` is shown in the throughput
     ("step", "image", "bytes"...). ``verbose``: 1 bar, 2 a single line at the end, 0 silent.
+    ``delay``: show nothing unless the work is still going after that many seconds (for steps
+    that are usually instant, such as scanning a small folder).
     """
 
     def __init__(self, target, width=30, verbose=1, interval=0.05, stateful_metrics=None, unit_name="step",
-                 file=None):
+                 file=None, delay=0.0):
         self.target = target
         self.width = width
         self.verbose = verbose
         self.interval = interval
         self.stateful_metrics = set(stateful_metrics or ())
         self.unit_name = unit_name
+        self.delay = delay
         self.file = file or sys.stdout
         self._dynamic = (hasattr(self.file, "isatty") and self.file.isatty()) or "ipykernel" in sys.modules
         if not self._dynamic and interval < 10:
@@ -52,6 +55,8 @@ class Progbar:
         if self.verbose == 0:
             return
         now = time.time()
+        if now - self._start < self.delay:
+            return
         if not finalize and now - self._last_update < self.interval:
             return
         self._last_update = now

@@ -69,17 +69,18 @@ def im2col_rows(x, n0, n1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, ou
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def add_bias_relu(y, b, has_bias, relu):
-    """In place on a (rows, F) block: y += b; y = max(y, 0)."""
-    rows, f = y.shape
+def add_bias_relu(y, b, has_bias, relu, lo=0):
+    """In place on columns [lo, lo + len(b)) of a (rows, columns) block: y += b; y = max(y, 0)."""
+    rows, f = y.shape[0], b.shape[0]
     for i in prange(rows):
+        row = y[i, lo:lo + f]  # a contiguous slice of a C-contiguous block vectorizes; a strided view would not
         for j in range(f):
-            v = y[i, j]
+            v = row[j]
             if has_bias:
                 v += b[j]
             if relu and v < 0.0:
                 v = 0.0
-            y[i, j] = v
+            row[j] = v
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -178,13 +179,16 @@ def _pointwise(window):
     return window[:4] == (1, 1, 1, 1)
 
 
-def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu):
-    """y[n, r, c] = window(n, r, c) . wmat (+ b, relu) for every output pixel, tile by tile."""
+def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0):
+    """y[n, r, c] = window(n, r, c) . wmat (+ b, relu) for every output pixel, tile by tile.
+    out: C-contiguous (N, OH, OW, >= lo + F) array; y goes to its channels [lo, lo + F)."""
     n, _, _, ch = x.shape
     out_h, out_w = out_hw
     k, f = wmat.shape
-    y = np.empty((n, out_h, out_w, f), np.float32)
-    y2 = y.reshape(-1, f)
+    y = np.empty((n, out_h, out_w, f), np.float32) if out is None else out
+    wide = y.reshape(-1, y.shape[3])
+    y2 = wide[:, lo:lo + f]
+    product = np.dot if y2.flags.c_contiguous else np.matmul  # np.dot only writes C-contiguous out
     has_bias = b is not None
     bias = b if has_bias else np.zeros(f, np.float32)
     direct_1x1 = _pointwise(window) and (pad_top, pad_left) == (0, 0) and out_hw == (x.shape[1], x.shape[2])
@@ -200,18 +204,21 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu):
         else:
             im2col_rows(x, n0, n1, r0, r1, *window, pad_top, pad_left, out_w, patches)
             src = patches[:m]
-        np.dot(src, wmat, out=y2[a:a + m])
+        product(src, wmat, out=y2[a:a + m])
         if has_bias or relu:
-            add_bias_relu(y2[a:a + m], bias, has_bias, relu)
-    return y
+            add_bias_relu(wide[a:a + m], bias, has_bias, relu, lo)
+    return y[..., lo:lo + f]
 
 
-def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), relu=False, wino_filter=None):
+def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), relu=False, wino_filter=None,
+                   out=None):
     """y (N, OH, OW, F) float32 = conv(x, w) + b, then max(., 0) if relu.
 
     x: (N, H, W, C); w: (kh, kw, C, F); b: (F,) or None. padding 'same' is TF's (odd pixel
     bottom/right). wino_filter: optional cached ``winograd_transform_filter(w)``; without it the
-    transform is computed on the fly when Winograd is the faster route.
+    transform is computed on the fly when Winograd is the faster route. out: optional float32
+    array to write y into and return, e.g. a channel slice ``buf[..., 64:128]`` of a
+    concatenation buffer (rows may be strided; channels must be contiguous).
     """
     fn = "conv2d_forward"
     x = _as_nhwc(x, "x", fn)
@@ -221,10 +228,18 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
         if b.shape != (w.shape[3],):
             raise ValueError(f"{fn}: bias must have shape ({w.shape[3]},) (one per filter), got {b.shape}.")
     g = _Geometry(x.shape, w.shape[:2], strides, padding, dilation, fn)
+    lo = 0
+    if out is not None:
+        _check_out(out, (x.shape[0], g.oh, g.ow, w.shape[3]), fn)
+        whole, lo = _channels_of(out)
+        if whole is None:  # not a channel slice of a C-contiguous array: compute, then copy
+            out[...] = conv2d_forward(x, w, b, strides, padding, dilation, relu, wino_filter)
+            return out
+        out = whole
     if winograd.applicable(x.shape, w.shape, g.strides, g.dilation):
         return winograd.conv3x3(x, w if wino_filter is None else None, wino_filter, b, g.pad_top, g.pad_left,
-                                (g.oh, g.ow), relu)
-    return _direct(x, w.reshape(-1, w.shape[3]), b, g.window, g.pad_top, g.pad_left, (g.oh, g.ow), relu)
+                                (g.oh, g.ow), relu, out, lo)
+    return _direct(x, w.reshape(-1, w.shape[3]), b, g.window, g.pad_top, g.pad_left, (g.oh, g.ow), relu, out, lo)
 
 
 def conv2d_backward_input(dy, w, x_shape, strides=(1, 1), padding="valid", dilation=(1, 1)):
@@ -278,6 +293,8 @@ def conv2d_backward_weights(x, dy, kernel_shape, strides=(1, 1), padding="valid"
     db = dy2.sum(0, dtype=np.float32)
     if _pointwise(g.window):
         return (x.reshape(-1, ch).T @ dy2).reshape(kernel_shape), db
+    if winograd.applicable(x.shape, kernel_shape, g.strides, g.dilation, (g.oh, g.ow)):
+        return winograd.conv3x3_backward_weights(x, dy, g.pad_top, g.pad_left), db
     dw = np.zeros((kh * kw * ch, f), np.float32)
     part = np.empty_like(dw)
     tiles = _tiles(x.shape[0], g.oh, g.ow * kh * kw * ch * 4)
@@ -289,6 +306,34 @@ def conv2d_backward_weights(x, dy, kernel_shape, strides=(1, 1), padding="valid"
         np.dot(patches[:m].T, dy2[a:a + m], out=part)
         dw += part
     return dw.reshape(kernel_shape), db
+
+
+def _check_out(out, shape, fn):
+    """out must hold y exactly: float32, y's shape, channels contiguous, pixels evenly strided."""
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape:
+        raise ValueError(f"{fn}: out must be a float32 array of shape {shape} (this convolution's output), got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+    try:
+        np.reshape(out, (-1, shape[3]), copy=False)
+    except ValueError:
+        raise ValueError(f"{fn}: out's pixels must be evenly strided with contiguous channels (a C-contiguous "
+                         f"array or a channel slice of one); got strides {out.strides}.") from None
+    if out.strides[3] != 4:
+        raise ValueError(f"{fn}: out's channels must be contiguous; got strides {out.strides}.")
+
+
+def _channels_of(out):
+    """(whole, lo) with out == whole[..., lo:lo + F] and whole C-contiguous, or (None, 0). Kernels
+    write into ``whole``: numba vectorizes only over arrays it knows are contiguous."""
+    if out.flags.c_contiguous:
+        return out, 0
+    whole = out.base
+    if (isinstance(whole, np.ndarray) and whole.flags.c_contiguous and whole.dtype == np.float32
+            and whole.shape[:3] == out.shape[:3] and whole.ndim == 4):
+        lo, rem = divmod(out.ctypes.data - whole.ctypes.data, 4)
+        if rem == 0 and 0 <= lo <= whole.shape[3] - out.shape[3] and out.strides == whole.strides:
+            return whole, lo
+    return None, 0
 
 
 def _check_dy(dy, n, g, f, fn):

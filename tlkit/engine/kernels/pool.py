@@ -8,8 +8,11 @@
 Padding follows TF: max pooling never picks a padded cell, average pooling divides by the
 number of real (unpadded) cells in each window. ``argmax`` holds, per output value, the flat
 index into its image's (H, W, C) block of the winning input, so the backward scatters without
-looking at x again. Inference calls ``max_pool2d_forward(..., with_argmax=False)`` and keeps
-no index array. One output row of one image is one parallel job.
+looking at x again. One output row of one image is one parallel job.
+
+Inference (``max_pool2d_forward(..., with_argmax=False)``) keeps no index array and pools
+separably: the max over the window's input rows first (flat runs of W*C contiguous floats, which
+vectorize fully), then over each window's columns in that one-row buffer.
 """
 import numpy as np
 from numba import njit, prange
@@ -27,8 +30,9 @@ def _window(out_index, stride, pad_before, size, length):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def max_pool_kernel(x, ph, pw, sh, sw, top, left, y, argmax, with_argmax):
-    # Channels innermost: every comparison runs over a contiguous run of C values (vectorizes).
+def max_pool_kernel(x, ph, pw, sh, sw, top, left, y, argmax):
+    """Training max pooling: y and the flat index of each window's winner."""
+    # Channels innermost: every comparison runs over a contiguous run of C values.
     n_img, h, w, ch = x.shape
     _, oh, ow, _ = y.shape
     for job in prange(n_img * oh):
@@ -39,25 +43,51 @@ def max_pool_kernel(x, ph, pw, sh, sw, top, left, y, argmax, with_argmax):
             w0, w1 = _window(c, sw, left, pw, w)
             out = y[n, r, c]
             out[:] = x[n, h0, w0]
-            if with_argmax:
-                arg = argmax[n, r, c]
-                first = (h0 * w + w0) * ch
-                for k in range(ch):
-                    arg[k] = first + k
+            arg = argmax[n, r, c]
+            first = (h0 * w + w0) * ch
+            for k in range(ch):
+                arg[k] = first + k
             for i in range(h0, h1):
                 for j in range(w0, w1):
                     if i == h0 and j == w0:
                         continue
                     row = x[n, i, j]
-                    if with_argmax:
-                        base = (i * w + j) * ch
-                        for k in range(ch):
-                            if row[k] > out[k]:
-                                out[k] = row[k]
-                                arg[k] = base + k
-                    else:
-                        for k in range(ch):
-                            out[k] = max(out[k], row[k])
+                    base = (i * w + j) * ch
+                    for k in range(ch):
+                        if row[k] > out[k]:
+                            out[k] = row[k]
+                            arg[k] = base + k
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def max_pool_rows_kernel(x, ph, pw, sh, sw, top, left, y):
+    """Inference max pooling, no argmax: rows first, then columns (see the module docstring)."""
+    n_img, h, w, ch = x.shape
+    _, oh, ow, _ = y.shape
+    run = w * ch
+    for job in prange(n_img * oh):
+        n = job // oh
+        r = job % oh
+        h0, h1 = _window(r, sh, top, ph, h)
+        # Indexing 1-D views with range() counters only: numba then skips negative-index wraparound
+        # checks, which would keep LLVM from vectorizing these loops.
+        rows_max = x[n, h0].copy().reshape(run)
+        for i in range(h0 + 1, h1):
+            row = x[n, i].reshape(run)
+            for k in range(run):  # unconditional stores: a select vectorizes, a branch does not
+                a = rows_max[k]
+                v = row[k]
+                rows_max[k] = v if v > a else a
+        for c in range(ow):
+            w0, w1 = _window(c, sw, left, pw, w)
+            out = y[n, r, c]
+            out[:] = rows_max[w0 * ch:(w0 + 1) * ch]
+            for j in range(w0 + 1, w1):
+                col = rows_max[j * ch:(j + 1) * ch]
+                for k in range(ch):
+                    a = out[k]
+                    v = col[k]
+                    out[k] = v if v > a else a
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -120,13 +150,24 @@ def _setup(x, pool_size, strides, padding, fn):
     return x, (int(ph), int(pw), int(sh), int(sw), top, left), (x.shape[0], oh, ow, x.shape[3])
 
 
-def max_pool2d_forward(x, pool_size, strides, padding, with_argmax=True):
-    """(y, argmax); argmax is None when ``with_argmax`` is False (inference)."""
+def max_pool2d_forward(x, pool_size, strides, padding, with_argmax=True, out=None):
+    """(y, argmax); argmax is None when ``with_argmax`` is False (inference). ``out``: optional
+    C-contiguous float32 array of y's shape to write y into (inference only)."""
     x, window, out_shape = _setup(x, pool_size, strides, padding, "max_pool2d_forward")
+    if not with_argmax:
+        if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32
+                                or out.shape != out_shape or not out.flags.c_contiguous):
+            raise ValueError(f"max_pool2d_forward: out must be a C-contiguous float32 array of shape {out_shape}, "
+                             f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+        y = np.empty(out_shape, np.float32) if out is None else out
+        max_pool_rows_kernel(x, *window, y)
+        return y, None
+    if out is not None:
+        raise ValueError("max_pool2d_forward: out is for inference (with_argmax=False) only.")
     y = np.empty(out_shape, np.float32)
-    argmax = np.empty(out_shape if with_argmax else (1, 1, 1, 1), np.int32)
-    max_pool_kernel(x, *window, y, argmax, with_argmax)
-    return y, (argmax if with_argmax else None)
+    argmax = np.empty(out_shape, np.int32)
+    max_pool_kernel(x, *window, y, argmax)
+    return y, argmax
 
 
 def max_pool2d_backward(dy, argmax, x_shape):

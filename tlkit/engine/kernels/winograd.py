@@ -8,6 +8,7 @@ multiplies per 16 outputs instead of 144: about 4x fewer flops than the direct c
 
     u = transform_filter(w)                  # (36, C, F); cache it while w does not change
     y = conv3x3(x, None, u, b, 1, 1, x.shape[1:3], relu=True)   # == 'same' conv + bias + ReLU
+    dw = conv3x3_backward_weights(x, dy, 1, 1)                  # its kernel gradient, same 4x saving
 
 Interpolation points 0, +-1, +-2, inf (Lavin & Gray 2015); float32 error stays ~1e-5 of the
 output's scale for VGG-sized inputs. `applicable` says when this beats the direct path.
@@ -132,9 +133,11 @@ def input_transform(x, tile_rows, tr0, tiles_h, tiles_w, pad_top, pad_left, v):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y):
-    """y[4x4 block of tile t] = A^T m[:, t] A (+ b, ReLU), cropped at the bottom/right edges."""
-    _, oh, ow, f = y.shape
+def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, lo=0):
+    """y[4x4 block of tile t, channels lo:lo + F] = A^T m[:, t] A (+ b, ReLU), cropped at the
+    bottom/right edges."""
+    _, oh, ow, _ = y.shape
+    f = m.shape[2]
     for job in prange(tile_rows):
         img = (tr0 + job) // tiles_h
         tr = (tr0 + job) % tiles_h
@@ -172,13 +175,15 @@ def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y):
                     o[i, 0, c] = r0; o[i, 1, c] = r1; o[i, 2, c] = r2; o[i, 3, c] = r3
             for i in range(min(4, oh - tr * 4)):
                 for j in range(min(4, ow - tc * 4)):
+                    dst = y[img, tr * 4 + i, tc * 4 + j, lo:lo + f]  # contiguous: vectorizes
                     for c in range(f):
-                        y[img, tr * 4 + i, tc * 4 + j, c] = o[i, j, c]
+                        dst[c] = o[i, j, c]
 
 
-def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu):
+def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0):
     """y (N, OH, OW, F): 3x3 stride-1 correlation of x (N, H, W, C) with w, padded by (pad_top,
-    pad_left) before and zeros as needed after; u = transform_filter(w) if already known."""
+    pad_left) before and zeros as needed after; u = transform_filter(w) if already known.
+    out: optional C-contiguous (N, OH, OW, >= lo + F) array; y goes to its channels [lo, lo + F)."""
     if u is None:
         u = transform_filter(w)
     n, _, _, ch = x.shape
@@ -188,7 +193,7 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu):
                          "Recompute it with winograd_transform_filter(kernel).")
     oh, ow = out_hw
     tiles_h, tiles_w = -(-oh // 4), -(-ow // 4)
-    y = np.empty((n, oh, ow, f), np.float32)
+    y = np.empty((n, oh, ow, f), np.float32) if out is None else out
     has_bias = b is not None
     bias = b if has_bias else np.zeros(f, np.float32)
     # A chunk is a run of tile rows, possibly spanning images (rows are numbered image-major).
@@ -202,5 +207,99 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu):
         t = rows * tiles_w
         input_transform(x, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
         np.matmul(v[:, :t], u, out=m[:, :t])
-        output_transform(m, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y)
-    return y
+        output_transform(m, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo)
+    return y[..., lo:lo + f]
+
+
+# ---------------------------------------------------------------------------------------------
+# weight gradient: the adjoint of the forward above. With M[k] = V[k] @ U[k] and y = A^T M A per
+# tile, dL/dU[k] = sum over tiles of V[k]^T @ (A dy_t A^T)[k], then dw = G^T dU G: 36 products
+# (C x tiles) @ (tiles x F), 4x fewer flops than the im2col product, same transforms of x.
+
+@njit(cache=True, nogil=True, parallel=True)
+def output_transform_adjoint(dy, tile_rows, tr0, tiles_h, tiles_w, dm):
+    """dm[:, t, f] = A dy_t A^T, dy_t the 4x4 block of dy under tile t (zeros past the edges)."""
+    _, oh, ow, f = dy.shape
+    for job in prange(tile_rows):
+        img = (tr0 + job) // tiles_h
+        tr = (tr0 + job) % tiles_h
+        e = np.zeros((4, 4, f), np.float32)
+        s = np.empty((6, 4, f), np.float32)
+        for tc in range(tiles_w):
+            t = job * tiles_w + tc
+            rows = min(4, oh - tr * 4)
+            cols = min(4, ow - tc * 4)
+            if rows < 4 or cols < 4:
+                e[:] = 0.0
+            for i in range(rows):
+                for j in range(cols):
+                    for c in range(f):
+                        e[i, j, c] = dy[img, tr * 4 + i, tc * 4 + j, c]
+            for j in range(4):  # s = A e (along rows)
+                for c in range(f):
+                    e0 = e[0, j, c]; e1 = e[1, j, c]; e2 = e[2, j, c]; e3 = e[3, j, c]
+                    s[0, j, c] = e0
+                    s[1, j, c] = e0 + e1 + e2 + e3
+                    s[2, j, c] = e0 - e1 + e2 - e3
+                    s[3, j, c] = e0 + 2.0 * e1 + 4.0 * e2 + 8.0 * e3
+                    s[4, j, c] = e0 - 2.0 * e1 + 4.0 * e2 - 8.0 * e3
+                    s[5, j, c] = e3
+            for i in range(6):  # dm = s A^T (along columns)
+                for c in range(f):
+                    e0 = s[i, 0, c]; e1 = s[i, 1, c]; e2 = s[i, 2, c]; e3 = s[i, 3, c]
+                    dm[i * 6 + 0, t, c] = e0
+                    dm[i * 6 + 1, t, c] = e0 + e1 + e2 + e3
+                    dm[i * 6 + 2, t, c] = e0 - e1 + e2 - e3
+                    dm[i * 6 + 3, t, c] = e0 + 2.0 * e1 + 4.0 * e2 + 8.0 * e3
+                    dm[i * 6 + 4, t, c] = e0 - 2.0 * e1 + 4.0 * e2 - 8.0 * e3
+                    dm[i * 6 + 5, t, c] = e3
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def filter_transform_adjoint(du, dw):
+    """dw[:, :, c, f] = G^T du[:, c, f] G (du (36, C, F) -> dw (3, 3, C, F))."""
+    _, ch, nf = du.shape
+    for c in prange(ch):
+        t = np.empty((6, 3, nf), np.float32)  # G^T along the columns index
+        for i in range(6):
+            for f in range(nf):
+                u0 = du[6 * i, c, f]; u1 = du[6 * i + 1, c, f]; u2 = du[6 * i + 2, c, f]
+                u3 = du[6 * i + 3, c, f]; u4 = du[6 * i + 4, c, f]; u5 = du[6 * i + 5, c, f]
+                t[i, 0, f] = u0 * 0.25 - (u1 + u2) * (1.0 / 6.0) + (u3 + u4) * (1.0 / 24.0)
+                t[i, 1, f] = (u2 - u1) * (1.0 / 6.0) + (u3 - u4) * (1.0 / 12.0)
+                t[i, 2, f] = (u3 + u4 - u1 - u2) * (1.0 / 6.0) + u5
+        for j in range(3):  # G^T along the rows index
+            for f in range(nf):
+                u0 = t[0, j, f]; u1 = t[1, j, f]; u2 = t[2, j, f]
+                u3 = t[3, j, f]; u4 = t[4, j, f]; u5 = t[5, j, f]
+                dw[0, j, c, f] = u0 * 0.25 - (u1 + u2) * (1.0 / 6.0) + (u3 + u4) * (1.0 / 24.0)
+                dw[1, j, c, f] = (u2 - u1) * (1.0 / 6.0) + (u3 - u4) * (1.0 / 12.0)
+                dw[2, j, c, f] = (u3 + u4 - u1 - u2) * (1.0 / 6.0) + u5
+
+
+def conv3x3_backward_weights(x, dy, pad_top, pad_left):
+    """dw (3, 3, C, F) of the conv3x3 above, given x (N, H, W, C) and dy = dL/dy (N, OH, OW, F)."""
+    n, _, _, ch = x.shape
+    _, oh, ow, f = dy.shape
+    tiles_h, tiles_w = -(-oh // 4), -(-ow // 4)
+    total_rows = n * tiles_h
+    rows_per_chunk = max(CHUNK_BYTES // (36 * tiles_w * (ch + f) * 4), -(-MIN_TILES // tiles_w))
+    rows_per_chunk = min(rows_per_chunk, total_rows)
+    v = np.empty((36, rows_per_chunk * tiles_w, ch), np.float32)
+    dm = np.empty((36, rows_per_chunk * tiles_w, f), np.float32)
+    du = np.empty((36, ch, f), np.float32)
+    part = None if rows_per_chunk == total_rows else np.empty_like(du)
+    for r0 in range(0, total_rows, rows_per_chunk):
+        rows = min(rows_per_chunk, total_rows - r0)
+        t = rows * tiles_w
+        input_transform(x, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
+        output_transform_adjoint(dy, rows, r0, tiles_h, tiles_w, dm)
+        vt = v[:, :t].transpose(0, 2, 1)
+        if r0 == 0:
+            np.matmul(vt, dm[:, :t], out=du)
+        else:
+            np.matmul(vt, dm[:, :t], out=part)
+            du += part
+    dw = np.empty((3, 3, ch, f), np.float32)
+    filter_transform_adjoint(du, dw)
+    return dw

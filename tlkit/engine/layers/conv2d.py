@@ -90,11 +90,11 @@ class Conv2D(Layer):
             out.append(-(-size // s) if self.padding == "same" else (size - span) // s + 1)
         return (n, out[0], out[1], self.filters)
 
-    def _conv(self, x):
+    def _conv(self, x, out=None):
         kernels = conv_kernels()
         return kernels.conv2d_forward(
             x, self.kernel.value, None if self.bias is None else self.bias.value, self.strides, self.padding,
-            self.dilation_rate, relu=self.activation == "relu", wino_filter=self._winograd_filter(kernels))
+            self.dilation_rate, relu=self.activation == "relu", wino_filter=self._winograd_filter(kernels), out=out)
 
     def _winograd_filter(self, kernels):
         """A frozen 3x3 kernel's Winograd transform, computed once (optimizers update trainable kernels
@@ -108,10 +108,15 @@ class Conv2D(Layer):
             self._wino_cache = cached
         return cached[1]
 
-    def call(self, inputs, training=False):
-        y = self._conv(inputs)
+    def call(self, inputs, training=False, out=None):
+        """out: optional float32 array (or channel slice of one) to write the result into; the
+        Functional graph passes one at inference to skip Concatenate copies and reuse memory."""
+        y = self._conv(inputs, out)
         if self.activation not in ("relu", "linear"):
-            y = activations.apply(self.activation, y)
+            if out is None:
+                y = activations.apply(self.activation, y)
+            else:
+                y[...] = activations.apply(self.activation, y)
         return y
 
     def forward(self, inputs, training=False):

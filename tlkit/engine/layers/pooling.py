@@ -47,8 +47,11 @@ class _Pooling2D(Layer):
 
 
 class MaxPooling2D(_Pooling2D):
-    def call(self, inputs, training=False):
-        return pool_kernels().max_pool2d_forward(inputs, self.pool_size, self.strides, self.padding, with_argmax=False)[0]
+    def call(self, inputs, training=False, out=None):
+        """out: optional C-contiguous float32 array to write the result into (the Functional graph
+        passes recycled buffers at inference)."""
+        return pool_kernels().max_pool2d_forward(inputs, self.pool_size, self.strides, self.padding,
+                                                 with_argmax=False, out=out)[0]
 
     def forward(self, inputs, training=False):
         y, argmax = pool_kernels().max_pool2d_forward(inputs, self.pool_size, self.strides, self.padding)

@@ -1,0 +1,142 @@
+"""Inference writes outputs into buffers the Functional graph provides: Concatenate inputs straight
+into slices of its output (no copy), other intermediates into buffers recycled between calls.
+Checked against the plain path (each layer allocates its own output) and plain numpy."""
+import numpy as np
+import pytest
+
+import tlkit
+from tlkit import layers as L
+from tlkit.engine.kernels import conv, pool
+from tlkit.engine.tape import GradientTape
+
+
+def numpy_conv(x, w, b, stride=1, pad=0):
+    """Direct NHWC correlation with symmetric zero padding, float64."""
+    x = np.pad(x.astype(np.float64), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    kh, kw, _, f = w.shape
+    oh, ow = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    y = np.zeros((x.shape[0], oh, ow, f)) + b
+    for i in range(kh):
+        for j in range(kw):
+            y += x[:, i:i + stride * oh:stride, j:j + stride * ow:stride] @ w[i, j]
+    return y
+
+
+@pytest.mark.parametrize("k, stride, padding, cin", [(1, 1, "valid", 8), (3, 1, "same", 16), (3, 2, "valid", 3),
+                                                     (3, 1, "same", 4)])
+def test_conv_writes_into_a_channel_slice_and_nothing_else(rng, k, stride, padding, cin):
+    # (3, 1, same, 16) takes the Winograd route, the others im2col or the 1x1 product.
+    x = rng.standard_normal((2, 12, 12, cin)).astype(np.float32)
+    w = rng.standard_normal((k, k, cin, 16)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    expected = np.maximum(numpy_conv(x, w, b, stride, (k // 2) if padding == "same" else 0), 0)
+    buf = np.full(expected.shape[:3] + (40,), 7.0, np.float32)
+    got = conv.conv2d_forward(x, w, b, (stride, stride), padding, relu=True, out=buf[..., 8:24])
+    assert np.shares_memory(got, buf) and got.shape == expected.shape
+    np.testing.assert_allclose(buf[..., 8:24], expected, rtol=1e-4, atol=1e-4)
+    assert (buf[..., :8] == 7).all() and (buf[..., 24:] == 7).all()
+
+
+def test_conv_out_that_is_no_channel_slice_still_gets_the_result(rng):
+    x = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 4, 3)).astype(np.float32)
+    flat = np.zeros(2 * 6 * 6 * 5, np.float32)
+    out = flat.reshape(2, 6, 6, 5)[..., 2:]  # its base is the 1-D array: computed, then copied in
+    conv.conv2d_forward(x, w, out=out)
+    np.testing.assert_allclose(out, numpy_conv(x, w, 0), rtol=1e-5, atol=1e-5)
+    assert (flat.reshape(2, 6, 6, 5)[..., :2] == 0).all()
+
+
+def test_bad_out_says_what_is_wrong(rng):
+    x = np.zeros((1, 4, 4, 2), np.float32)
+    w = np.zeros((1, 1, 2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"out must be a float32 array of shape \(1, 4, 4, 3\)"):
+        conv.conv2d_forward(x, w, out=np.zeros((1, 4, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="channels must be contiguous"):
+        conv.conv2d_forward(x, w, out=np.zeros((1, 4, 4, 6), np.float32)[..., ::2])
+    with pytest.raises(ValueError, match="C-contiguous float32 array of shape"):
+        pool.max_pool2d_forward(x, (2, 2), (2, 2), "valid", with_argmax=False, out=np.zeros((1, 2, 2, 2)))
+    with pytest.raises(ValueError, match="inference"):
+        pool.max_pool2d_forward(x, (2, 2), (2, 2), "valid", out=np.zeros((1, 2, 2, 2), np.float32))
+
+
+def test_max_pool_writes_into_out(rng):
+    x = rng.standard_normal((2, 9, 9, 5)).astype(np.float32)
+    out = np.empty((2, 4, 4, 5), np.float32)
+    y, _ = pool.max_pool2d_forward(x, (3, 3), (2, 2), "valid", with_argmax=False, out=out)
+    assert y is out
+    expected = np.max([x[:, i:i + 7:2, j:j + 7:2] for i in range(3) for j in range(3)], axis=0)
+    np.testing.assert_array_equal(out, expected)
+
+
+def fire_net(extra_outputs=False):
+    """Two fire modules and a pool; optionally also a Reshape of an inner activation as an output
+    (it views a buffer the graph would otherwise recycle) and a concat of a graph input."""
+    inp = tlkit.Input((9, 9, 4))
+    x = L.Conv2D(8, 3, strides=2, activation="relu")(inp)
+    x = L.MaxPooling2D(2, strides=1, padding="same")(x)
+    for i in range(2):
+        s = L.Conv2D(4, 1, activation="relu")(x)
+        x = L.Concatenate()([L.Conv2D(6, 1, activation="relu")(s),
+                             L.Conv2D(6, 3, padding="same", activation="sigmoid")(s)])
+    outputs = [L.MaxPooling2D(2)(x)]
+    if extra_outputs:
+        outputs.append(L.Reshape((-1,))(s))
+        outputs.append(L.Concatenate()([inp, L.Conv2D(2, 1)(inp)]))
+    return tlkit.Model(inp, outputs)
+
+
+@pytest.mark.parametrize("extra_outputs", [False, True])
+def test_graph_inference_matches_plain_execution_and_keeps_returned_arrays(rng, extra_outputs):
+    model = fire_net(extra_outputs)
+    graph = model._graph
+    # Both expand convs of both fire modules write in place (and the conv concatenated to the input).
+    assert len(graph._slices) == (5 if extra_outputs else 4)
+    x1, x2 = (rng.standard_normal((3, 9, 9, 4)).astype(np.float32) for _ in range(2))
+    first = [o.copy() for o in tlkit.engine.symbolic.flatten(model.predict_on_batch(x1))]
+    kept = tlkit.engine.symbolic.flatten(model.predict_on_batch(x1))
+    second = tlkit.engine.symbolic.flatten(model.predict_on_batch(x2))  # recycles last call's buffers
+    for got, want in zip(second, graph._run_plain([x2], False)):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(kept, first):  # arrays handed out earlier are never reused
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(first, graph._run_plain([x1], False)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_fire_module_output_matches_numpy(rng):
+    inp = tlkit.Input((6, 6, 3))
+    s = L.Conv2D(4, 1, activation="relu")(inp)
+    model = tlkit.Model(inp, L.MaxPooling2D(2)(L.Concatenate()([L.Conv2D(5, 1, activation="relu")(s),
+                                                              L.Conv2D(5, 3, padding="same", activation="relu")(s)])))
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    (ws, bs), (w1, b1), (w3, b3) = [layer.get_weights() for layer in model.layers if layer.weights]
+    sq = np.maximum(numpy_conv(x, ws, bs), 0)
+    cat = np.concatenate([np.maximum(numpy_conv(sq, w1, b1), 0), np.maximum(numpy_conv(sq, w3, b3, 1, 1), 0)], -1)
+    expected = cat.reshape(2, 3, 2, 3, 2, 10).max(axis=(2, 4))
+    for _ in range(2):
+        np.testing.assert_allclose(model.predict_on_batch(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_through_the_fire_module_are_unchanged(rng):
+    # Under a tape layers allocate their own outputs; inference must not have disturbed that.
+    model = fire_net()
+    x = rng.standard_normal((2, 9, 9, 4)).astype(np.float32)
+    model.predict_on_batch(x)
+    with GradientTape() as tape:
+        y = model(x, training=True)
+    grads = tape.gradient([y], [2 * y])  # d(sum y^2)/dy
+    np.testing.assert_allclose(y, model.predict_on_batch(x), rtol=1e-6, atol=1e-6)
+    assert {id(v) for v in model.trainable_weights} == set(grads)
+    # Finite differences on one weight of the first expand3x3 conv.
+    var = [v for v in model.trainable_weights if v.shape == (3, 3, 4, 6)][0]
+    value = var.numpy()
+    eps = 1e-2
+    losses = []
+    for sign in (1, -1):
+        bumped = value.copy()
+        bumped[1, 1, 0, 0] += sign * eps
+        var.assign(bumped)
+        losses.append(float((model.predict_on_batch(x).astype(np.float64) ** 2).sum()))
+    var.assign(value)
+    np.testing.assert_allclose(grads[id(var)][1][1, 1, 0, 0], (losses[0] - losses[1]) / (2 * eps), rtol=2e-2, atol=1e-3)
