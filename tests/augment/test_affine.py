@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tlkit.augment import ImageDataGenerator, apply_affine_transform
-from tlkit.augment.affine import warp
+from tlkit.augment.affine import transform_matrices, warp
 
 PEERS_PYTHON = "/work/peers/bin/python"
 
@@ -174,3 +174,83 @@ def test_same_picture_and_parameters_as_keras(tmp_path):
                 assert (ours[k] is None) == (v is None), k
                 if v is not None:
                     assert float(ours[k]) == pytest.approx(v), k
+
+
+# ----- the fast paths: batch sampling and matrices, fixed-point interior, specialised borders -----
+SAMPLERS = [
+    dict(rotation_range=30, width_shift_range=0.2, height_shift_range=0.2, zoom_range=0.2, horizontal_flip=True),
+    dict(rotation_range=10, width_shift_range=4.0, height_shift_range=0.3, shear_range=5, zoom_range=[0.5, 1.0],
+         vertical_flip=True, channel_shift_range=10, brightness_range=[0.5, 1.5]),
+    dict(width_shift_range=3, height_shift_range=[-0.25, 0.5], zoom_range=[0.5, 0.6], horizontal_flip=True),
+    dict(),
+    dict(width_shift_range=True, zoom_range=[1, 1], data_format="channels_first"),
+]
+
+
+@pytest.mark.parametrize("config", SAMPLERS)
+def test_batch_sampling_draws_what_image_by_image_sampling_draws(config):
+    gen = ImageDataGenerator(**config)
+    shape = (3, 20, 30) if config.get("data_format") == "channels_first" else (20, 30, 3)
+    batch_rs, image_rs = np.random.RandomState(7), np.random.RandomState(7)
+    batch = gen._sample_batch(batch_rs, shape, 9)
+    for i in range(9):
+        for key, value in gen._sample(image_rs, shape).items():
+            if value is None:
+                assert np.isnan(batch[key][i]), key
+            else:
+                assert batch[key][i] == value, key  # bit for bit: same seed, same Keras parameters
+    assert batch_rs.random_sample() == image_rs.random_sample()  # and the stream continues in step
+
+
+def test_transform_matrices_equal_the_per_image_matrices():
+    rng = np.random.default_rng(8)
+    n, h, w = 40, 9, 14
+    p = dict(theta=rng.uniform(-180, 180, n), tx=rng.uniform(-5, 5, n), ty=rng.uniform(-5, 5, n),
+             shear=rng.uniform(-30, 30, n), zx=rng.uniform(0.5, 2, n), zy=rng.uniform(0.5, 2, n))
+    flips = dict(flip_horizontal=rng.random(n) < 0.5, flip_vertical=rng.random(n) < 0.5)
+    got = transform_matrices(h, w, **p, **flips)
+    for i in range(n):
+        m = reference_matrix(h, w, **{k: v[i] for k, v in p.items()})
+        if flips["flip_horizontal"][i]:
+            m = m @ np.array([[1, 0, 0], [0, -1, w - 1], [0, 0, 1]])
+        if flips["flip_vertical"][i]:
+            m = m @ np.array([[-1, 0, h - 1], [0, 1, 0], [0, 0, 1]])
+        np.testing.assert_allclose(got[i], m[:2], atol=1e-12)
+    right_angles = transform_matrices(h, h, theta=np.array([90.0, 180, -90]), tx=2, flip_horizontal=True)
+    assert np.array_equal(right_angles, np.rint(right_angles))  # snapped: whole pixels stay exact
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_channels_and_source_dtypes_match_numpy_reference(channels, dtype):
+    rng = np.random.default_rng(channels)
+    x = (rng.random((2, 13, 17, channels)) * 255).astype(dtype)
+    m = np.array([reference_matrix(13, 17, theta=25, tx=2, zx=0.8, zy=1.3)[:2],
+                  reference_matrix(13, 17, theta=-70, ty=-3, shear=15)[:2]])
+    got = warp(x[:, ::-1][:, ::-1], m, "nearest", scale=[2.0, 0.5], offset=[1.0, -1.0])  # strided source too
+    for i, (s, o) in enumerate([(2.0, 1.0), (0.5, -1.0)]):
+        want = reference_warp_nearest_fill(x[i].astype(np.float64), m[i]) * s + o
+        np.testing.assert_allclose(got[i], want, atol=2e-3 * max(s, 1))
+
+
+def test_long_rows_stay_accurate():
+    """The interior runs in fixed point, re-anchored every few thousand columns: no drift along long rows."""
+    x = np.random.default_rng(9).uniform(0, 255, (3, 6000, 1)).astype(np.float32)
+    m = np.array([[0.0, 1e-4, 0.3], [0.0, 0.61, 0.7]])  # a slight slope, so columns land between pixels
+    got = warp(x[None], m[None], "constant", cval=-1)[0]
+    want = reference_warp_nearest_fill(x.astype(np.float64), m)
+    inside = (np.arange(6000) * 0.61 + 0.7) <= 5999
+    np.testing.assert_allclose(got[:, inside], want[:, inside], atol=2e-3)
+    assert np.all(got[:, ~inside] == -1)
+
+
+@pytest.mark.parametrize("mode", ["constant", "nearest", "reflect", "wrap"])
+@pytest.mark.parametrize("order", [0, 1])
+def test_serial_and_parallel_kernels_agree(mode, order):
+    rng = np.random.default_rng(10)
+    x = rng.integers(0, 256, (5, 11, 9, 3)).astype(np.uint8)
+    m = np.stack([reference_matrix(11, 9, theta=t, tx=1.5, zx=z, zy=z)[:2]
+                  for t, z in zip(rng.uniform(-60, 60, 5), rng.uniform(0.6, 1.4, 5))])
+    serial = warp(x, m, mode, 7.0, order)
+    parallel = warp(x, m, mode, 7.0, order, parallel=True)
+    assert np.array_equal(serial, parallel)

@@ -30,23 +30,45 @@ FILL_MODES = tuple(kernels.FILL_MODES)
 def transform_matrix(h, w, theta=0.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=1.0,
                      flip_horizontal=False, flip_vertical=False):
     """The 2x3 matrix mapping an output (row, col) to its input (row, col)."""
-    t = math.radians(theta)
-    s = math.radians(shear)
-    rotation = np.array([[math.cos(t), -math.sin(t), 0], [math.sin(t), math.cos(t), 0], [0, 0, 1.0]])
-    shift = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1.0]])
-    shearing = np.array([[1, -math.sin(s), 0], [0, math.cos(s), 0], [0, 0, 1.0]])
-    zoom = np.diag([zx, zy, 1.0])
-    m = rotation @ shift @ shearing @ zoom
-    ox, oy = h / 2 - 0.5, w / 2 - 0.5  # Keras passes (h, w) for (x, y)
-    m = np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1.0]]) @ m @ np.array([[1, 0, -ox], [0, 1, -oy], [0, 0, 1.0]])
-    m = m[[1, 0]][:, [1, 0, 2]]  # (x, y) -> (row, col)
-    m = np.vstack([m, [0, 0, 1.0]])
-    # Flips act on the output after the warp: fold them in as an output remap.
-    if flip_horizontal:
-        m = m @ np.array([[1, 0, 0], [0, -1, w - 1], [0, 0, 1.0]])
-    if flip_vertical:
-        m = m @ np.array([[-1, 0, h - 1], [0, 1, 0], [0, 0, 1.0]])
-    return snap(m[:2])
+    return transform_matrices(h, w, theta, tx, ty, shear, zx, zy, flip_horizontal, flip_vertical)[0]
+
+
+def transform_matrices(h, w, theta=0.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=1.0,
+                       flip_horizontal=False, flip_vertical=False):
+    """``transform_matrix`` for whole arrays of parameters at once: (N, 2, 3), N from broadcasting.
+
+        >>> transform_matrices(224, 224, theta=np.array([0.0, 30.0]), zx=1.1, zy=1.1).shape
+        (2, 2, 3)
+
+    The product rotation @ shift @ shear @ zoom written out entry by entry, so
+    a batch costs a few numpy operations instead of N small matrix products.
+    """
+    theta, tx, ty, shear, zx, zy, flip_horizontal, flip_vertical = np.broadcast_arrays(
+        *(np.atleast_1d(np.asarray(v, np.float64)) for v in (theta, tx, ty, shear, zx, zy, flip_horizontal,
+                                                             flip_vertical)))
+    t = np.deg2rad(theta)
+    s = np.deg2rad(shear)
+    cos_t, sin_t, sin_s, cos_s = np.cos(t), np.sin(t), np.sin(s), np.cos(s)
+    # (x, y) linear part and translation of rotation @ shift @ shear @ zoom
+    a00 = cos_t * zx
+    a01 = (cos_t * -sin_s - sin_t * cos_s) * zy
+    a10 = sin_t * zx
+    a11 = (sin_t * -sin_s + cos_t * cos_s) * zy
+    b0 = cos_t * tx - sin_t * ty
+    b1 = sin_t * tx + cos_t * ty
+    ox, oy = h / 2 - 0.5, w / 2 - 0.5  # Keras passes (h, w) for (x, y): about the centre, b + o - A o
+    b0 = b0 + ox - (a00 * ox + a01 * oy)
+    b1 = b1 + oy - (a10 * ox + a11 * oy)
+    # (x, y) -> (row, col): swap both axes
+    m = np.stack([np.stack([a11, a10, b1], -1), np.stack([a01, a00, b0], -1)], -2)
+    # Flips act on the output after the warp: fold them in as an output remap (m @ flip).
+    fh = flip_horizontal.astype(bool)
+    m[fh, :, 2] += (w - 1) * m[fh, :, 1]
+    m[fh, :, 1] *= -1
+    fv = flip_vertical.astype(bool)
+    m[fv, :, 2] += (h - 1) * m[fv, :, 0]
+    m[fv, :, 0] *= -1
+    return snap(m)
 
 
 def snap(m):

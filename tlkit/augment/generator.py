@@ -35,6 +35,10 @@ def _shift_amount(rs, spec, size):
     return value
 
 
+_PARAMETERS = ("theta", "tx", "ty", "shear", "zx", "zy", "flip_horizontal", "flip_vertical",
+               "channel_shift_intensity", "brightness")
+
+
 class ImageDataGenerator:
     """Keras's ImageDataGenerator (keras-preprocessing 1.1 / tf.keras), much faster.
 
@@ -143,6 +147,53 @@ class ImageDataGenerator:
         """Random parameters for one image of shape ``img_shape``, as Keras draws them."""
         return self._sample(np.random.RandomState(seed) if seed is not None else np.random, img_shape)
 
+    def _uniform_draws(self, rows, cols):
+        """Keras's per-image draws as (name, low, high, factor) when every one is a plain uniform, else None.
+
+        ``rs.uniform(low, high)`` is ``low + (high - low) * rs.random_sample()``, so a batch can take all its
+        doubles in one call and still get, bit for bit, the values of the image-by-image loop.
+        """
+        draws = []
+        if self.rotation_range:
+            draws.append(("theta", -self.rotation_range, self.rotation_range, 1.0))
+        for name, spec, size in (("tx", self.height_shift_range, rows), ("ty", self.width_shift_range, cols)):
+            if not np.any(spec):
+                continue
+            if isinstance(spec, (bool, np.bool_)):
+                spec = float(spec)
+            if isinstance(spec, (int, np.integer, list, tuple, np.ndarray)):
+                return None  # rs.choice: a variable number of draws per image
+            draws.append((name, -spec, spec, size if spec < 1 else 1.0))
+        if self.shear_range:
+            draws.append(("shear", -self.shear_range, self.shear_range, 1.0))
+        if not (self.zoom_range[0] == 1 and self.zoom_range[1] == 1):
+            draws += [("zx", self.zoom_range[0], self.zoom_range[1], 1.0),
+                      ("zy", self.zoom_range[0], self.zoom_range[1], 1.0)]
+        draws += [("flip_horizontal", 0.0, 1.0, 1.0), ("flip_vertical", 0.0, 1.0, 1.0)]
+        if self.channel_shift_range != 0:
+            draws.append(("channel_shift_intensity", -self.channel_shift_range, self.channel_shift_range, 1.0))
+        if self.brightness_range is not None:
+            draws.append(("brightness", self.brightness_range[0], self.brightness_range[1], 1.0))
+        return draws
+
+    def _sample_batch(self, rs, img_shape, n):
+        """Parameters of ``n`` images as arrays, drawn from ``rs`` exactly as ``n`` calls of ``_sample`` would."""
+        rows, cols = img_shape[self.row_axis - 1], img_shape[self.col_axis - 1]
+        draws = self._uniform_draws(rows, cols)
+        if draws is None:
+            params = [self._sample(rs, img_shape) for _ in range(n)]
+            out = {k: np.array([np.nan if p[k] is None else p[k] for p in params], np.float64) for k in _PARAMETERS}
+        else:
+            u = rs.random_sample(n * len(draws)).reshape(n, len(draws)) if n else np.empty((0, len(draws)))
+            out = {"theta": np.zeros(n), "tx": np.zeros(n), "ty": np.zeros(n), "shear": np.zeros(n),
+                   "zx": np.ones(n), "zy": np.ones(n), "channel_shift_intensity": np.full(n, np.nan),
+                   "brightness": np.full(n, np.nan)}
+            for j, (name, low, high, factor) in enumerate(draws):
+                out[name] = (low + (high - low) * u[:, j]) * factor
+            out["flip_horizontal"] = (out["flip_horizontal"] < 0.5) & bool(self.horizontal_flip)
+            out["flip_vertical"] = (out["flip_vertical"] < 0.5) & bool(self.vertical_flip)
+        return out
+
     def _matrix(self, p, h, w):
         return affine.transform_matrix(h, w, p.get("theta", 0), p.get("tx", 0), p.get("ty", 0), p.get("shear", 0),
                                        p.get("zx", 1), p.get("zy", 1), bool(p.get("flip_horizontal", False)),
@@ -168,15 +219,17 @@ class ImageDataGenerator:
     def _warp(self, images, params, scale=None, out_dtype="float32"):
         """(N, H, W, C) images through per-image parameters; None when nothing changes them."""
         n, h, w, c = images.shape
-        mats = np.empty((n, 2, 3))
-        identity = True
-        for i, p in enumerate(params):
-            mats[i] = self._matrix(p, h, w)
-            identity = identity and np.array_equal(mats[i], [[1, 0, 0], [0, 1, 0]])
+        mats = np.stack([self._matrix(p, h, w) for p in params]) if n else np.empty((0, 2, 3))
         shifts = np.array([np.nan if p.get("channel_shift_intensity") is None else p["channel_shift_intensity"]
                            for p in params], np.float32)
         brightness = np.array([np.nan if p.get("brightness") is None else p["brightness"] for p in params],
                               np.float32)
+        return self._warp_batch(images, mats, shifts, brightness, scale, out_dtype)
+
+    def _warp_batch(self, images, mats, shifts, brightness, scale=None, out_dtype="float32"):
+        """(N, H, W, C) images through (N, 2, 3) matrices, then channel shifts and brightness (NaN: none)."""
+        n, h, w, c = images.shape
+        identity = np.array_equal(mats, np.broadcast_to([[1.0, 0, 0], [0, 1, 0]], mats.shape))
         intensity = not (np.isnan(shifts).all() and np.isnan(brightness).all())
         if identity and not intensity and scale is None:
             if out_dtype is None:
@@ -196,14 +249,18 @@ class ImageDataGenerator:
 
     def _transform_batch(self, images, rs):
         """A batch (N, H, W, C) of uint8 or float images to the generator's layout and dtype, augmented
-        with parameters drawn from ``rs`` image by image."""
+        with parameters drawn from ``rs`` as Keras draws them image by image (all at once when it can)."""
+        n, h, w = images.shape[:3]
         shape = images.shape[1:]
         if self.data_format == "channels_first":
             shape = (shape[2], shape[0], shape[1])
-        params = [self._sample(rs, shape) for _ in range(len(images))]
+        p = self._sample_batch(rs, shape, n)
+        mats = affine.transform_matrices(h, w, p["theta"], p["tx"], p["ty"], p["shear"], p["zx"], p["zy"],
+                                         p["flip_horizontal"], p["flip_vertical"]) if n else np.empty((0, 2, 3))
         fused = bool(self.rescale) and self.preprocessing_function is None \
             and self.channel_shift_range == 0 and self.brightness_range is None
-        out = self._warp(images, params, scale=self.rescale if fused else None)
+        out = self._warp_batch(images, mats, p["channel_shift_intensity"].astype(np.float32),
+                               p["brightness"].astype(np.float32), scale=self.rescale if fused else None)
         if self.data_format == "channels_first":
             out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
         out = self._standardize_batch(out, rescaled=fused)
