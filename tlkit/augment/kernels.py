@@ -83,6 +83,20 @@ def _lerp4(img, p, q, right, fy, fx):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _lerp_pixel(img, orow, o, p, q, right, fy, fx, nch):
+    """All channels of output pixel ``o`` from the 2x2 source pixels at p (top) and q (bottom)."""
+    if nch == 3:  # the common case, unrolled
+        u1, u2 = np.uint64(1), np.uint64(2)
+        orow[o] = _lerp4(img, p, q, right, fy, fx)
+        orow[o + u1] = _lerp4(img, p + u1, q + u1, right, fy, fx)
+        orow[o + u2] = _lerp4(img, p + u2, q + u2, right, fy, fx)
+    else:
+        for ch in range(nch):
+            k = np.uint64(ch)
+            orow[o + k] = _lerp4(img, p + k, q + k, right, fy, fx)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _clamp(i, n):
     return 0 if i < 0 else (n - 1 if i >= n else i)
 
@@ -112,9 +126,7 @@ def _border_span(img, orow, c0, c1, r, m, h, w, nch, order, mode, fill):
             p = np.uint64(_clamp(int(yf), h) * rowlen + x0)
             q = np.uint64(_clamp(int(yf) + 1, h) * rowlen + x0)
             right = np.uint64(_clamp(int(xf) + 1, w) * nch - x0)
-            for ch in range(nch):
-                k = np.uint64(ch)
-                orow[o + k] = _lerp4(img, p + k, q + k, right, fy, fx)
+            _lerp_pixel(img, orow, o, p, q, right, fy, fx, nch)
 
 
 @njit(cache=True, nogil=True)
@@ -126,7 +138,6 @@ def _clamped_span(img, orow, c0, c1, r, m, h, w, nch, constant, fill):
     and a clamped position needs no floor (it is >= 0).
     """
     rowlen = w * nch
-    u1, u2 = np.uint64(1), np.uint64(2)
     for c in range(c0, c1):
         y = r * m[0, 0] + c * m[0, 1] + m[0, 2]  # scipy's operation order
         x = r * m[1, 0] + c * m[1, 1] + m[1, 2]
@@ -144,14 +155,7 @@ def _clamped_span(img, orow, c0, c1, r, m, h, w, nch, constant, fill):
         p = np.uint64(yi * rowlen + xi * nch)
         q = np.uint64(min(yi + 1, h - 1) * rowlen + xi * nch)
         right = np.uint64((min(xi + 1, w - 1) - xi) * nch)
-        if nch == 3:  # the common case, unrolled
-            orow[o] = _lerp4(img, p, q, right, fy, fx)
-            orow[o + u1] = _lerp4(img, p + u1, q + u1, right, fy, fx)
-            orow[o + u2] = _lerp4(img, p + u2, q + u2, right, fy, fx)
-        else:
-            for ch in range(nch):
-                k = np.uint64(ch)
-                orow[o + k] = _lerp4(img, p + k, q + k, right, fy, fx)
+        _lerp_pixel(img, orow, o, p, q, right, fy, fx, nch)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -185,7 +189,6 @@ def _bilinear_span(img, orow, first, stop, y_row, x_row, dy, dx, w, nch):
     """
     rowlen = np.uint64(w * nch)
     step = np.uint64(nch)
-    u1, u2 = np.uint64(1), np.uint64(2)
     sy = np.int64(round(dy * _ONE))
     sx = np.int64(round(dx * _ONE))
     for start in range(first, stop, _ANCHOR):
@@ -199,15 +202,7 @@ def _bilinear_span(img, orow, first, stop, y_row, x_row, dy, dx, w, nch):
             fx = np.float32(xx & _FRACTION) * _INV_ONE
             yy += sy
             xx += sx
-            o = np.uint64(c) * step
-            if nch == 3:  # the common case, unrolled
-                orow[o] = _lerp4(img, p, q, step, fy, fx)
-                orow[o + u1] = _lerp4(img, p + u1, q + u1, step, fy, fx)
-                orow[o + u2] = _lerp4(img, p + u2, q + u2, step, fy, fx)
-            else:
-                for ch in range(nch):
-                    k = np.uint64(ch)
-                    orow[o + k] = _lerp4(img, p + k, q + k, step, fy, fx)
+            _lerp_pixel(img, orow, np.uint64(c) * step, p, q, step, fy, fx, nch)
 
 
 @njit(cache=True, nogil=True)
