@@ -1,7 +1,7 @@
 """The layer graph behind the Functional API: ordering, validation and execution.
 
-Inference (no tape recording) places outputs itself for layers whose ``call`` takes ``out=``
-(Conv2D, MaxPooling2D):
+Calls that are not recorded on a tape (all of inference, and a frozen prefix while training)
+place outputs themselves for layers whose ``call`` takes ``out=`` (Conv2D, MaxPooling2D):
 - a channel Concatenate's inputs are written straight into slices of its output, so the
   concatenation costs no copy (SqueezeNet's fire modules);
 - other intermediate outputs come from a pool of buffers recycled from the previous call:
@@ -122,14 +122,14 @@ class Graph:
         return slices, assembled, pooled
 
     def run(self, arrays, training):
-        if active_tape() is not None:  # recording for gradients: layers keep their own outputs
-            return self._run_plain(arrays, training)
+        tape = active_tape()
         values = {id(t): a for t, a in zip(self.inputs, arrays)}
         free, self._free = self._free, {}  # this run's own pool: concurrent runs never share a buffer
         released = {}
         owned = {}  # id(tensor) -> the recycled buffer it lives in
         concat_bufs = {}  # id(concat node) -> its output buffer, from when its first input is placed
         placed = set()  # ids of concatenation inputs already written into their slice
+        pinned = []  # arrays a tape record may hold on to: their buffers are never recycled
 
         def buffer_for(t, shape):
             shape = tuple(shape)
@@ -143,7 +143,11 @@ class Graph:
         for node, release in zip(self.nodes, self._release_after):
             args = [values[id(t)] for t in node.inputs]
             t = node.outputs[0]
-            if id(node) in self._assembled:
+            if tape is not None and self._records(node, args, tape):
+                # This call keeps its inputs for backward and makes its own outputs.
+                pinned.extend(args)
+                result = node.layer(args if node.input_structure else args[0], training=training, **node.kwargs)
+            elif id(node) in self._assembled:
                 result = self._concatenate(node, args, concat_bufs.pop(id(node), None), placed, buffer_for)
             else:
                 out = None
@@ -167,10 +171,16 @@ class Graph:
                 values.pop(gone, None)
                 buf = owned.pop(gone, None)
                 # Recycle only if nothing still alive views it (e.g. a Reshape of it).
-                if buf is not None and not any(np.may_share_memory(buf, v) for v in values.values()):
+                if buf is not None and not any(np.may_share_memory(buf, v) for v in [*values.values(), *pinned]):
                     released.setdefault(buf.shape, []).append(buf)
         self._free = released
         return [values[id(t)] for t in self.outputs]
+
+    @staticmethod
+    def _records(node, args, tape):
+        """Whether this call goes on the tape (see Layer._concrete_call): it has trainable weights or
+        an input that depends on some. A frozen prefix does not, and runs exactly as inference."""
+        return bool(node.layer.trainable_weights) or any(tape.requires_grad(a) for a in args)
 
     @staticmethod
     def _concatenate(node, args, buf, placed, buffer_for):
@@ -190,15 +200,4 @@ class Graph:
             lo = hi
         node.layer._last_output_shape = (None,) + buf.shape[1:]
         return buf
-
-    def _run_plain(self, arrays, training):
-        values = {id(t): a for t, a in zip(self.inputs, arrays)}
-        for node, release in zip(self.nodes, self._release_after):
-            args = [values[id(t)] for t in node.inputs]
-            result = node.layer(args if node.input_structure else args[0], training=training, **node.kwargs)
-            for t, r in zip(node.outputs, flatten(result)):
-                values[id(t)] = r
-            for tid in release:
-                values.pop(tid, None)
-        return [values[id(t)] for t in self.outputs]
 
