@@ -180,3 +180,64 @@ def test_frozen_prefix_under_a_tape_recycles_buffers_but_never_what_the_tape_kee
         for key in want:
             np.testing.assert_allclose(got[key][1], want[key][1], rtol=1e-5, atol=1e-5)
     assert graph._free, "the frozen layers' outputs should have gone back to the pool"
+
+
+def fused_pairs(model):
+    graph = model._graph
+    return sorted((n.layer.name, p.layer.name) for n in graph.nodes for p in [graph._conv_pools.get(id(n))] if p)
+
+
+@pytest.mark.parametrize("shape, conv, pool", [
+    ((17, 17, 3), dict(filters=8, kernel_size=3, strides=2, activation="relu"), dict(pool_size=3, strides=2)),
+    ((15, 15, 3), dict(filters=5, kernel_size=3, padding="same"), dict(pool_size=2, padding="same")),
+    ((14, 13, 16), dict(filters=24, kernel_size=3, padding="same", activation="relu"), dict(pool_size=2)),
+])
+def test_conv_then_max_pool_run_fused_and_match_the_layers_one_by_one(rng, shape, conv, pool):
+    # Small windows take the direct fused kernel; the 16-channel 3x3 conv the Winograd one.
+    inp = tlkit.Input(shape)
+    y = L.MaxPooling2D(name="pool", **pool)(L.Conv2D(name="conv", **conv)(inp))
+    model = tlkit.Model(inp, L.Conv2D(4, 1, name="after")(y))
+    assert fused_pairs(model) == [("conv", "pool")]
+    for _ in range(2):  # the second call runs in recycled buffers
+        x = rng.standard_normal((3,) + shape).astype(np.float32)
+        np.testing.assert_allclose(model.predict_on_batch(x), plain_run(model._graph, [x])[0], rtol=1e-4, atol=1e-4)
+
+
+def test_conv_and_pool_stay_apart_when_fusing_would_change_or_lose_something(rng):
+    inp = tlkit.Input((12, 12, 3))
+    shared = L.Conv2D(4, 3, activation="relu", name="shared")(inp)  # a second consumer needs its output
+    sig = L.Conv2D(4, 3, activation="sigmoid", name="sig")(inp)  # the fused kernels do ReLU or nothing
+    returned = L.Conv2D(4, 3, name="returned")(inp)  # a model output must exist
+    wide = L.Conv2D(16, 3, padding="same", name="wide")(tlkit.Input((12, 12, 16)))
+    outputs = [L.MaxPooling2D(name="p1")(shared), L.Flatten()(shared), L.MaxPooling2D(name="p2")(sig),
+               L.MaxPooling2D(name="p3")(returned), returned]
+    model = tlkit.Model(inp, outputs)
+    assert fused_pairs(model) == []
+    x = rng.standard_normal((2, 12, 12, 3)).astype(np.float32)
+    for got, want in zip(model.predict_on_batch(x), plain_run(model._graph, [x])):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # A Winograd conv fuses only with a 2x2 stride-2 pool.
+    assert not wide.node.layer.fuses_max_pool((None, 12, 12, 16), L.MaxPooling2D(3, strides=2))
+    assert wide.node.layer.fuses_max_pool((None, 12, 12, 16), L.MaxPooling2D(2))
+
+
+def test_a_max_pool_feeding_a_concatenation_gets_its_own_buffer(rng):
+    # Pooling writes whole C-contiguous arrays only; it used to be handed a channel slice.
+    inp = tlkit.Input((8, 8, 3))
+    x = L.Conv2D(4, 1)(inp)
+    model = tlkit.Model(inp, L.Concatenate()([L.MaxPooling2D(2)(x), L.Conv2D(2, 2, strides=2)(x)]))
+    data = rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.predict_on_batch(data), plain_run(model._graph, [data])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_squeezenet_fuses_conv1_with_pool1():
+    from tlkit.zoo import SqueezeNet
+
+    assert fused_pairs(SqueezeNet(weights=None, input_shape=(227, 227, 3))) == [("conv1", "pool1")]
+
+
+def test_vgg16_fuses_each_block_s_last_conv_with_its_pool():
+    from tlkit.zoo import VGG16
+
+    model = VGG16(include_top=False, weights=None, input_shape=(128, 128, 3))  # block5: 8x8, Winograd
+    assert fused_pairs(model) == [(f"block{b}_conv{3 if b > 2 else 2}", f"block{b}_pool") for b in range(1, 6)]

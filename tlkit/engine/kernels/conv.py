@@ -13,15 +13,22 @@ so the 2 cores see at most one pool of busy threads at a time.
 
 Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when that is faster (see winograd.py);
 pass ``wino_filter=winograd_transform_filter(w)`` to reuse the filter transform across calls.
+Small windows (kh * kw * C <= direct_conv.MAX_K, e.g. 3x3 over RGB) skip im2col + BLAS, whose
+products are too thin there, for a direct kernel with bias and ReLU fused (see direct_conv.py).
+A conv whose output only feeds a max pooling (SqueezeNet's conv1 + pool1) can run fused with it,
+so the conv output is never stored whole (small windows; Winograd convs with a 2x2/2 pool):
+
+    p = conv2d_maxpool_forward(x, w, b, strides=2, relu=True, pool_size=3, pool_strides=2)
 """
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
-from tlkit.engine.kernels import winograd
+from tlkit.engine.kernels import direct_conv, winograd
 from tlkit.engine.kernels.padding import conv_output_shape, pads
+from tlkit.engine.kernels.pool import max_pool2d_forward
 
-__all__ = ["conv_output_shape", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weights",
-           "winograd_transform_filter"]
+__all__ = ["conv_output_shape", "conv2d_forward", "conv2d_maxpool_forward", "fuses_max_pool",
+           "conv2d_backward_input", "conv2d_backward_weights", "winograd_transform_filter"]
 
 winograd_transform_filter = winograd.transform_filter
 
@@ -143,6 +150,15 @@ def _kernel(w, channels, fn):
     return np.ascontiguousarray(w, dtype=np.float32)
 
 
+def _bias(b, filters, fn):
+    if b is None:
+        return None
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    if b.shape != (filters,):
+        raise ValueError(f"{fn}: bias must have shape ({filters},) (one per filter), got {b.shape}.")
+    return b
+
+
 class _Geometry:
     """Output size and padding of one convolution, validated."""
 
@@ -223,10 +239,7 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
     fn = "conv2d_forward"
     x = _as_nhwc(x, "x", fn)
     w = _kernel(w, x.shape[3], fn)
-    if b is not None:
-        b = np.ascontiguousarray(b, dtype=np.float32)
-        if b.shape != (w.shape[3],):
-            raise ValueError(f"{fn}: bias must have shape ({w.shape[3]},) (one per filter), got {b.shape}.")
+    b = _bias(b, w.shape[3], fn)
     g = _Geometry(x.shape, w.shape[:2], strides, padding, dilation, fn)
     lo = 0
     if out is not None:
@@ -239,7 +252,86 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
     if winograd.applicable(x.shape, w.shape, g.strides, g.dilation):
         return winograd.conv3x3(x, w if wino_filter is None else None, wino_filter, b, g.pad_top, g.pad_left,
                                 (g.oh, g.ow), relu, out, lo)
+    if direct_conv.applicable(w.shape, g.dilation):
+        f = w.shape[3]
+        y = np.empty((x.shape[0], g.oh, g.ow, f), np.float32) if out is None else out
+        direct_conv.conv_bias_relu(x, w.reshape(-1, f), _zeros_if_none(b, f), relu, g.kh, g.kw, *g.strides,
+                                   g.pad_top, g.pad_left, y, lo)
+        return y[..., lo:lo + f]
     return _direct(x, w.reshape(-1, w.shape[3]), b, g.window, g.pad_top, g.pad_left, (g.oh, g.ow), relu, out, lo)
+
+
+def fuses_max_pool(input_shape, kernel_shape, strides, dilation, pool_size, pool_strides=None,
+                   pool_padding="valid"):
+    """True when conv2d_maxpool_forward runs this conv and max pool in one pass, never holding the
+    full conv output: small windows (direct_conv), or Winograd convs with a 2x2 stride-2 'valid'
+    pool. input_shape: (batch or None, H, W, C); kernel_shape: (kh, kw, C, F)."""
+    fn = "fuses_max_pool"
+    strides, dilation = _pair(strides, "strides", fn), _pair(dilation, "dilation", fn)
+    pool = _pair(pool_size, "pool_size", fn)
+    pool_strides = pool if pool_strides is None else _pair(pool_strides, "pool_strides", fn)
+    if direct_conv.applicable(kernel_shape, dilation, pooled=True):
+        return True
+    return _winograd_pools(input_shape, kernel_shape, strides, dilation, pool, pool_strides, pool_padding)
+
+
+def _winograd_pools(x_shape, w_shape, strides, dilation, pool, pool_strides, pool_padding):
+    """The Winograd output transform can pool 2x2/2 blocks while they are still in registers."""
+    return (pool == (2, 2) and pool_strides == (2, 2) and pool_padding == "valid"
+            and None not in tuple(x_shape[1:3])  # sizes known only at call time: Winograd may not apply
+            and winograd.applicable(x_shape, w_shape, strides, dilation))
+
+
+def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=False, pool_size=(2, 2),
+                           pool_strides=None, pool_padding="valid", out=None, wino_filter=None):
+    """max_pool(conv2d_forward(x, w, b, strides, padding, relu=relu)): (N, PH, PW, F) float32.
+
+    pool_size / pool_strides / pool_padding are MaxPooling2D's (pool_strides None means
+    pool_size, as in Keras; TF padding: a padded cell never wins). When ``fuses_max_pool`` says
+    so, one fused kernel computes only the few conv rows (or Winograd tiles) each pooled row
+    needs; otherwise this is exactly the two calls. out: optional C-contiguous float32 array of
+    the pooled shape to write into. wino_filter: as for conv2d_forward.
+
+        p = conv2d_maxpool_forward(x, w, b, strides=2, relu=True, pool_size=3, pool_strides=2)
+    """
+    fn = "conv2d_maxpool_forward"
+    x = _as_nhwc(x, "x", fn)
+    w = _kernel(w, x.shape[3], fn)
+    b = _bias(b, w.shape[3], fn)
+    g = _Geometry(x.shape, w.shape[:2], strides, padding, (1, 1), fn)
+    pool = _pair(pool_size, "pool_size", fn)
+    pool_strides = pool if pool_strides is None else _pair(pool_strides, "pool_strides", fn)
+    if pool_padding not in ("valid", "same"):
+        raise ValueError(f"{fn}: pool_padding must be 'valid' or 'same', got {pool_padding!r}.")
+    if pool_padding == "valid" and (pool[0] > g.oh or pool[1] > g.ow):
+        raise ValueError(f"{fn}: pool_size {pool} does not fit in the convolution's {g.oh}x{g.ow} output with "
+                         "pool_padding='valid'. Use a smaller pool, pool_padding='same' or a larger input.")
+    p_rows, p_cols = conv_output_shape((g.oh, g.ow), pool, pool_strides, pool_padding)
+    shape = (x.shape[0], p_rows, p_cols, w.shape[3])
+    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape
+                            or not out.flags.c_contiguous):
+        raise ValueError(f"{fn}: out must be a C-contiguous float32 array of shape {shape} (the pooled output), "
+                         f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+    y = np.empty(shape, np.float32) if out is None else out
+    if _winograd_pools(x.shape, w.shape, g.strides, g.dilation, pool, pool_strides, pool_padding):
+        winograd.conv3x3(x, w if wino_filter is None else None, wino_filter, b, g.pad_top, g.pad_left,
+                         (g.oh, g.ow), relu, y, pool2=True)
+        return y
+    if not direct_conv.applicable(w.shape, g.dilation, pooled=True):
+        conv_y = conv2d_forward(x, w, b, g.strides, padding, relu=relu, wino_filter=wino_filter)
+        return max_pool2d_forward(conv_y, pool, pool_strides, pool_padding, with_argmax=False, out=y)[0]
+    # Each image's pooled rows are split into parts so that small batches still feed every thread.
+    parts = min(p_rows, max(1, -(-4 * get_num_threads() // x.shape[0])))
+    f = w.shape[3]
+    direct_conv.conv_bias_relu_maxpool(
+        x, w.reshape(-1, f), _zeros_if_none(b, f), relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left,
+        (g.oh, g.ow), *pool, *pool_strides, pads(g.oh, pool[0], pool_strides[0], pool_padding)[0],
+        pads(g.ow, pool[1], pool_strides[1], pool_padding)[0], parts, y)
+    return y
+
+
+def _zeros_if_none(b, filters):
+    return np.zeros(filters, np.float32) if b is None else b
 
 
 def conv2d_backward_input(dy, w, x_shape, strides=(1, 1), padding="valid", dilation=(1, 1)):

@@ -133,9 +133,10 @@ def input_transform(x, tile_rows, tr0, tiles_h, tiles_w, pad_top, pad_left, v):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, lo=0):
+def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, lo=0, pool2=False):
     """y[4x4 block of tile t, channels lo:lo + F] = A^T m[:, t] A (+ b, ReLU), cropped at the
-    bottom/right edges."""
+    bottom/right edges. pool2: y is the 2x2 stride-2 ('valid') max pool of that instead, each
+    block's 2x2 pooled values taken while it is in registers (tiles start at multiples of 4)."""
     _, oh, ow, _ = y.shape
     f = m.shape[2]
     for job in prange(tile_rows):
@@ -173,6 +174,14 @@ def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, 
                     if relu:
                         r0 = max(r0, 0.0); r1 = max(r1, 0.0); r2 = max(r2, 0.0); r3 = max(r3, 0.0)
                     o[i, 0, c] = r0; o[i, 1, c] = r1; o[i, 2, c] = r2; o[i, 3, c] = r3
+            if pool2:  # y is (N, conv_h // 2, conv_w // 2, .)
+                for i in range(min(2, oh - tr * 2)):
+                    for j in range(min(2, ow - tc * 2)):
+                        dst = y[img, tr * 2 + i, tc * 2 + j, lo:lo + f]
+                        for c in range(f):
+                            dst[c] = max(max(o[2 * i, 2 * j, c], o[2 * i, 2 * j + 1, c]),
+                                         max(o[2 * i + 1, 2 * j, c], o[2 * i + 1, 2 * j + 1, c]))
+                continue
             for i in range(min(4, oh - tr * 4)):
                 for j in range(min(4, ow - tc * 4)):
                     dst = y[img, tr * 4 + i, tc * 4 + j, lo:lo + f]  # contiguous: vectorizes
@@ -180,10 +189,12 @@ def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, 
                         dst[c] = o[i, j, c]
 
 
-def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0):
+def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=False):
     """y (N, OH, OW, F): 3x3 stride-1 correlation of x (N, H, W, C) with w, padded by (pad_top,
     pad_left) before and zeros as needed after; u = transform_filter(w) if already known.
-    out: optional C-contiguous (N, OH, OW, >= lo + F) array; y goes to its channels [lo, lo + F)."""
+    out: optional C-contiguous (N, OH, OW, >= lo + F) array; y goes to its channels [lo, lo + F).
+    pool2: return the 2x2 stride-2 'valid' max pool of y instead, (N, OH // 2, OW // 2, F) (out
+    then has that shape), without ever holding y."""
     if u is None:
         u = transform_filter(w)
     n, _, _, ch = x.shape
@@ -193,7 +204,8 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0):
                          "Recompute it with winograd_transform_filter(kernel).")
     oh, ow = out_hw
     tiles_h, tiles_w = -(-oh // 4), -(-ow // 4)
-    y = np.empty((n, oh, ow, f), np.float32) if out is None else out
+    y_shape = (n, oh // 2, ow // 2, f) if pool2 else (n, oh, ow, f)
+    y = np.empty(y_shape, np.float32) if out is None else out
     has_bias = b is not None
     bias = b if has_bias else np.zeros(f, np.float32)
     # A chunk is a run of tile rows, possibly spanning images (rows are numbered image-major).
@@ -207,7 +219,7 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0):
         t = rows * tiles_w
         input_transform(x, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
         np.matmul(v[:, :t], u, out=m[:, :t])
-        output_transform(m, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo)
+        output_transform(m, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
     return y[..., lo:lo + f]
 
 

@@ -108,9 +108,27 @@ class Conv2D(Layer):
             self._wino_cache = cached
         return cached[1]
 
-    def call(self, inputs, training=False, out=None):
+    def fuses_max_pool(self, input_shape, pool):
+        """Whether ``call(x, pool=pool)`` computes this conv and the max pool in one pass, so the
+        full-size conv output never exists (small windows; Winograd convs with a 2x2/2 pool)."""
+        kernel_shape = self.kernel_size + (input_shape[-1], self.filters)
+        return self.activation in ("relu", "linear") and conv_kernels().fuses_max_pool(
+            input_shape, kernel_shape, self.strides, self.dilation_rate, pool.pool_size, pool.strides, pool.padding)
+
+    def call(self, inputs, training=False, out=None, pool=None):
         """out: optional float32 array (or channel slice of one) to write the result into; the
-        Functional graph passes one at inference to skip Concatenate copies and reuse memory."""
+        Functional graph passes one at inference to skip Concatenate copies and reuse memory.
+        pool: a MaxPooling2D to apply to the result in the same pass; returns the pooled output
+        (the graph passes one when it is this conv's only consumer and ``fuses_max_pool``)."""
+        if pool is not None:
+            if self.activation not in ("relu", "linear"):
+                raise ValueError(f"Layer '{self.name}': only a ReLU or linear Conv2D fuses with a max pool, "
+                                 f"not activation {self.activation!r}.")
+            kernels = conv_kernels()
+            return kernels.conv2d_maxpool_forward(
+                inputs, self.kernel.value, None if self.bias is None else self.bias.value, self.strides,
+                self.padding, relu=self.activation == "relu", pool_size=pool.pool_size, pool_strides=pool.strides,
+                pool_padding=pool.padding, out=out, wino_filter=self._winograd_filter(kernels))
         y = self._conv(inputs, out)
         if self.activation not in ("relu", "linear"):
             if out is None:

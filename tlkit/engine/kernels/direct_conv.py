@@ -1,0 +1,201 @@
+"""Direct convolution for small windows (K = kh * kw * C small, e.g. a network's first RGB layer),
+with bias + ReLU applied before the store, and optionally max pooling fused in.
+
+    wk = w.reshape(-1, F)                    # (K, F) C-contiguous, rows ordered (i, j, c) like Keras
+    conv_bias_relu(x, wk, b, True, 3, 3, 2, 2, 0, 0, y, 0)                 # y: (N, OH, OW, >= F)
+    conv_bias_relu_maxpool(x, wk, b, True, 3, 3, 2, 2, 0, 0, (oh, ow),
+                           3, 3, 2, 2, 0, 0, parts, pooled)                # pooled: (N, PH, PW, F)
+
+Why: with K = 27 (3x3 over RGB) im2col + BLAS is a very thin product, then a second pass adds
+bias/ReLU and a third (the pool) reads the whole output back from memory. Here every output
+pixel's F filters are accumulated in one contiguous vector (filters innermost, so LLVM
+vectorizes over them), and the fused kernel keeps only the few conv rows a pooled row needs (a
+ring of pool-height rows per job, reused by the next pooled row of the same image).
+
+Each job first copies the kh input rows it reads into a zero-padded scratch (TF 'same' padding
+included), so the inner loops have no bounds checks: one kernel row's taps are one contiguous
+run of kw * C floats. Callers (tlkit.engine.kernels.conv) validate shapes and choose the route.
+"""
+import numpy as np
+from numba import njit, prange
+
+# Largest window (kh * kw * C) and filter count for which the direct kernel beats im2col + BLAS,
+# alone (MAX_K) and fused with a max pooling (MAX_K_POOLED: it also saves writing the conv
+# output and reading it back). Measured on this 2-core AVX-512 machine with
+# OPENBLAS_THREAD_TIMEOUT=4 OMP_WAIT_POLICY=passive, so that neither side pays for the other's
+# spinning threads: scripts/bench_direct_conv.py --sweep. The accumulators live in L1, not in
+# registers (numba cannot keep a vector of F sums in registers across taps), which is why wider
+# windows go back to BLAS.
+MAX_K = 27
+MAX_K_POOLED = 36
+MAX_FILTERS = 256
+
+
+def applicable(kernel_shape, dilation, pooled=False):
+    """True when the direct kernel is valid (dilation 1) and faster than im2col + BLAS (then a
+    separate max pooling when ``pooled``)."""
+    kh, kw, ch, f = kernel_shape
+    return (tuple(dilation) == (1, 1) and kh * kw * ch <= (MAX_K_POOLED if pooled else MAX_K)
+            and f <= MAX_FILTERS)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window(out_index, stride, pad_before, size, length):
+    """[lo, hi) of the real (unpadded) cells of one pooling window: padded cells never win."""
+    start = out_index * stride - pad_before
+    return max(start, 0), min(start + size, length)
+
+
+@njit(cache=True, nogil=True)
+def _load_rows(x, n, r, sh, pad_top, pad_left, rows):
+    """rows[i] = input row r * sh + i - pad_top of image n as a flat run, pad_left zero pixels in
+    front and zeros after it up to rows' width; all zeros when that row is padding."""
+    _, h, w, ch = x.shape
+    width = rows.shape[1]
+    front = pad_left * ch
+    n_copy = min(w * ch, width - front)
+    for i in range(rows.shape[0]):
+        ih = r * sh + i - pad_top
+        dst = rows[i]
+        if ih < 0 or ih >= h:
+            dst[:] = 0.0
+            continue
+        src = x[n, ih].reshape(w * ch)
+        for k in range(front):
+            dst[k] = 0.0
+        for k in range(n_copy):
+            dst[front + k] = src[k]
+        for k in range(front + n_copy, width):
+            dst[k] = 0.0
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _conv_row(rows, wk, bias, relu, kw, sw, ch, acc, out, r, lo):
+    """out[r, c, lo:lo + F] = (ReLU of) bias + window(c) . wk for every output column c, windows
+    read from the padded rows of _load_rows. acc: (4, F) scratch.
+
+    Four pixels share each pass over the weights: every weight loaded serves four FMAs and the
+    four accumulator chains overlap. Plain 2-D indexing only: views made inside these loops
+    would cost reference counting on every tap.
+    """
+    run = kw * ch  # one kernel row's taps: contiguous in rows[i] and in wk
+    step = sw * ch
+    f = wk.shape[1]
+    ow = out.shape[1]
+    c = 0
+    while c < ow:
+        block = min(4, ow - c)
+        x0 = c * step
+        if block == 4:
+            for q in range(f):
+                acc[0, q] = bias[q]
+                acc[1, q] = bias[q]
+                acc[2, q] = bias[q]
+                acc[3, q] = bias[q]
+            for i in range(rows.shape[0]):
+                for t in range(run):
+                    v0 = rows[i, x0 + t]
+                    v1 = rows[i, x0 + step + t]
+                    v2 = rows[i, x0 + 2 * step + t]
+                    v3 = rows[i, x0 + 3 * step + t]
+                    k = i * run + t
+                    for q in range(f):  # contiguous over filters: vector FMAs
+                        wv = wk[k, q]
+                        acc[0, q] += v0 * wv
+                        acc[1, q] += v1 * wv
+                        acc[2, q] += v2 * wv
+                        acc[3, q] += v3 * wv
+        else:  # the row's last few pixels
+            for p in range(block):
+                for q in range(f):
+                    acc[p, q] = bias[q]
+                for i in range(rows.shape[0]):
+                    for t in range(run):
+                        v = rows[i, x0 + p * step + t]
+                        k = i * run + t
+                        for q in range(f):
+                            acc[p, q] += v * wk[k, q]
+        for p in range(block):
+            for q in range(f):
+                v = acc[p, q]
+                if relu and v < 0.0:
+                    v = 0.0
+                out[r, c + p, lo + q] = v
+        c += block
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def conv_bias_relu(x, wk, bias, relu, kh, kw, sh, sw, pad_top, pad_left, y, lo):
+    """y[n, r, c, lo:lo + F] = (ReLU of) conv(x, wk)[n, r, c] + bias; one output row per job.
+
+    x: (N, H, W, C) C-contiguous; wk: (kh * kw * C, F) C-contiguous; bias: (F,) (zeros for none);
+    y: (N, OH, OW, >= lo + F) C-contiguous.
+    """
+    n_img, _, _, ch = x.shape
+    _, oh, ow, _ = y.shape
+    span = ((ow - 1) * sw + kw) * ch
+    for job in prange(n_img * oh):
+        n = job // oh
+        r = job % oh
+        rows = np.empty((kh, span), np.float32)
+        acc = np.empty((4, wk.shape[1]), np.float32)
+        _load_rows(x, n, r, sh, pad_top, pad_left, rows)
+        _conv_row(rows, wk, bias, relu, kw, sw, ch, acc, y[n], r, lo)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def conv_bias_relu_maxpool(x, wk, bias, relu, kh, kw, sh, sw, pad_top, pad_left, conv_hw,
+                           ph, pw, psh, psw, ptop, pleft, parts, y):
+    """y = max_pool(conv_bias_relu(x, ...)) without the conv output ever existing in full.
+
+    conv_hw: (OH, OW) of the convolution; (ph, pw), (psh, psw), (ptop, pleft): the pooling window,
+    strides and leading padding (TF: padded cells never win). Each image's pooled rows are split
+    into ``parts`` jobs; a job keeps a ring of ph conv rows (slot r % ph), so conv rows shared by
+    consecutive pooled rows are computed once. y: (N, PH, PW, F) C-contiguous.
+    """
+    n_img, _, _, ch = x.shape
+    oh, ow = conv_hw
+    _, p_rows, p_cols, f = y.shape
+    span = ((ow - 1) * sw + kw) * ch
+    per = -(-p_rows // parts)
+    for job in prange(n_img * parts):
+        n = job // parts
+        p0 = (job % parts) * per
+        p1 = min(p0 + per, p_rows)
+        rows = np.empty((kh, span), np.float32)
+        acc = np.empty((4, f), np.float32)
+        ring = np.empty((ph, ow, f), np.float32)
+        held = np.full(ph, -1, np.int64)  # conv row each ring slot holds
+        rows_max = np.empty((ow, f), np.float32)
+        for pr in range(p0, p1):
+            r0, r1 = _window(pr, psh, ptop, ph, oh)
+            for r in range(r0, r1):  # at most ph consecutive rows: distinct slots
+                slot = r % ph
+                if held[slot] != r:
+                    _load_rows(x, n, r, sh, pad_top, pad_left, rows)
+                    _conv_row(rows, wk, bias, relu, kw, sw, ch, acc, ring, slot, 0)
+                    held[slot] = r
+            # Max over the window's rows, then over each window's columns. Innermost indices are
+            # range() counters (numba then drops its negative-index checks) and the selects are
+            # unconditional (a select vectorizes, a branch would not).
+            first = r0 % ph
+            for c in range(ow):
+                for q in range(f):
+                    rows_max[c, q] = ring[first, c, q]
+            for r in range(r0 + 1, r1):
+                slot = r % ph
+                for c in range(ow):
+                    for q in range(f):
+                        a = rows_max[c, q]
+                        v = ring[slot, c, q]
+                        rows_max[c, q] = v if v > a else a
+            out = y[n, pr]
+            for pc in range(p_cols):
+                c0, c1 = _window(pc, psw, pleft, pw, ow)
+                for q in range(f):
+                    out[pc, q] = rows_max[c0, q]
+                for c in range(c0 + 1, c1):
+                    for q in range(f):
+                        a = out[pc, q]
+                        v = rows_max[c, q]
+                        out[pc, q] = v if v > a else a
