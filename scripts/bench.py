@@ -1,7 +1,7 @@
 """Every performance figure of issue 7, side by side with the peers, in one run.
 
-    python scripts/bench.py                 # all sections, tables on stdout (~15 min on 2 cores)
-    python scripts/bench.py --quick         # fewer steps and no scaling tables
+    python scripts/bench.py                 # all sections, tables on stdout (~25 min on 2 cores)
+    python scripts/bench.py --quick         # fewer steps, one round, no scaling tables
     python scripts/bench.py --write         # also rewrite the '## Performance' section of BENCHMARKS.md
 
 What it measures (tlkit through its public model API, as users run it; peers when --peer-python has
@@ -15,7 +15,8 @@ them, by default /work/peers/bin/python):
   startup         `import tlkit` with a warm numba cache, and the one-off numba compile time
                   (first forward + backward + augmentation with an empty cache).
 Every measurement runs in its own subprocess, so peak memory is its own and tlkit's process never
-loads TensorFlow or torch. Machines are noisy: read the ratios, which come from the same run.
+loads TensorFlow or torch. Machines are noisy: each peer comparison runs --rounds times in turn
+(tlkit, torch, Keras, tlkit, ...) and reports medians and the range of the per-round ratios.
 """
 import argparse
 import json
@@ -177,18 +178,36 @@ def fmt(r, key="ips", spec=".2f"):
 
 
 def ratio(a, b):
-    return f"{a['ips'] / b['ips']:.2f}x" if a and b else "-"
+    """tlkit / peer of the medians, and the range of the per-round ratios (rounds ran back to back)."""
+    if not a or not b:
+        return "-"
+    rounds = sorted(x / y for x, y in zip(a["rounds"], b["rounds"]))
+    spread = f" ({rounds[0]:.2f}-{rounds[-1]:.2f})" if len(rounds) > 1 else ""
+    return f"{a['ips'] / b['ips']:.2f}x{spread}"
 
 
-def comparison(runs, peer_python):
+def interleaved(frameworks, task, batch, runs, rounds, peer_python):
+    """Each framework measured ``rounds`` times, in turn (tlkit, torch, Keras, tlkit, ...), so a slow
+    spell of this shared machine hits them all alike; {framework: median img/s, max peak, per round}."""
+    got = {f: [] for f in frameworks}
+    for _ in range(rounds):
+        for f in frameworks:
+            r = measure(f, task, batch, 224, runs, peer_python)
+            if r:
+                got[f].append(r)
+    return {f: {"ips": statistics.median(r["ips"] for r in rs), "peak_mb": max(r["peak_mb"] for r in rs),
+                "rounds": [r["ips"] for r in rs]} if len(rs) == rounds else None for f, rs in got.items()}
+
+
+def comparison(runs, rounds, peer_python):
     rows = ["| figure | tlkit img/s | torch img/s | Keras img/s | tlkit / torch | tlkit / Keras | "
             "tlkit peak MB | torch peak MB | Keras peak MB | bar |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     cases = [("vgg16-forward", 8, ">= 1.5x both, memory <= Keras"), ("vgg16-finetune", 8, ">= 1.5x torch"),
              ("squeezenet", 32, ">= 1x Keras")]
     for task, batch, bar in cases:
-        got = {f: measure(f, task, batch, 224, runs, peer_python)
-               for f in (("tlkit", "keras") if task == "squeezenet" else ("tlkit", "torch", "keras"))}
+        frameworks = ("tlkit", "keras") if task == "squeezenet" else ("tlkit", "torch", "keras")
+        got = interleaved(frameworks, task, batch, runs, rounds, peer_python)
         t, p, k = got.get("tlkit"), got.get("torch"), got.get("keras")
         rows.append(f"| {task}, batch {batch} | {fmt(t)} | {fmt(p)} | {fmt(k)} | {ratio(t, p)} | {ratio(t, k)} | "
                     f"{fmt(t, 'peak_mb', '.0f')} | {fmt(p, 'peak_mb', '.0f')} | {fmt(k, 'peak_mb', '.0f')} | {bar} |")
@@ -225,7 +244,8 @@ def startup():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=3, help="timed steps per measurement (x4 for SqueezeNet)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved repeats of each peer comparison")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--peer-python", default=PEER_PYTHON if os.path.exists(PEER_PYTHON) else None)
     p.add_argument("--write", action="store_true")
@@ -237,8 +257,8 @@ def main():
         return run_worker(framework, task, int(batch), int(size), int(runs))
     if args.startup_worker:
         return startup_worker()
-    runs = 2 if args.quick else args.runs
-    sections = ["### Against the peers (224x224, 2 cores)\n\n" + comparison(runs, args.peer_python)]
+    runs, rounds = (2, 1) if args.quick else (args.runs, args.rounds)
+    sections = ["### Against the peers (224x224, 2 cores)\n\n" + comparison(runs, rounds, args.peer_python)]
     if not args.quick:
         sections.append("### Scaling (tlkit)\n\n" + scaling(runs))
     sections.append("### Start-up\n\n" + startup())
@@ -248,9 +268,11 @@ def main():
         from acceptance_finetune import write_section
 
         command = "python scripts/bench.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
-        write_section("## Performance", f"Command: `{command.strip()}` (median of {runs} timed steps, "
-                                        f"{4 * runs} for SqueezeNet, after 2 warm-up steps; peak = max RSS of "
-                                        f"the measuring process)\n\n{text}\n")
+        write_section("## Performance", f"Command: `{command.strip()}` (each figure: median of {runs} timed "
+                                        f"steps, {4 * runs} for SqueezeNet, after 2 warm-up steps; against the "
+                                        f"peers, the median of {rounds} rounds run in turn, with the range of "
+                                        f"the per-round ratios in brackets; peak = max RSS of the measuring "
+                                        f"process)\n\n{text}\n")
 
 
 if __name__ == "__main__":
