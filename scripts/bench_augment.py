@@ -8,13 +8,15 @@ Workload: 224x224x3 uint8 images, rotation 30 + width/height shift 0.2 + zoom
 all cores. Then flow_from_directory end to end (decode + resize + augment +
 batch) on ../shared/data/datasets/hymenoptera_data/train. The peers run in a
 subprocess with /work/peers/bin/python (``--peer-python``) when it exists;
-timings are noisy on a shared machine, so compare the ratios of one run.
+timings are noisy on a shared machine, so tlkit and the peers run in turn
+(--rounds) and the table gives medians and the range of the per-round ratios.
 """
 import argparse
 import json
 import os
 import pathlib
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -182,12 +184,19 @@ def bench_peers(n, cores):
     return out
 
 
-def table(r, cores, command):
+def table(rounds, cores, command):
+    """Medians over the rounds; ratios are of the medians, with the range of per-round ratios."""
+    r = {k: statistics.median(x[k] for x in rounds if k in x) for k in set().union(*rounds)}
+
     def cell(key):
         return f"{r[key]:,.0f}" if key in r else "n/a"
 
     def ratio(a, b):
-        return f"{r[a] / r[b]:.1f}x" if a in r and b in r else "n/a"
+        if a not in r or b not in r:
+            return "n/a"
+        each = sorted(x[a] / x[b] for x in rounds if a in x and b in x)
+        spread = f" ({each[0]:.1f}-{each[-1]:.1f})" if len(each) > 1 else ""
+        return f"{r[a] / r[b]:.1f}x{spread}"
 
     lines = [
         f"Command: `{command}` ({platform.machine()}, {cores} cores, Python {platform.python_version()}). "
@@ -241,22 +250,26 @@ def main():
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--peer-python", default="/work/peers/bin/python")
+    ap.add_argument("--rounds", type=int, default=3, help="tlkit and peers measured in turn this many times")
     ap.add_argument("--write", action="store_true", help="update the Augmentation section of BENCHMARKS.md")
     ap.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peer:
         print(json.dumps(bench_peers(args.images, args.cores)))
         return
-    results = bench_tlkit(args.images, args.cores)
-    if os.path.exists(args.peer_python):
-        proc = subprocess.run([args.peer_python, __file__, "--peer", "--images", str(args.images),
-                               "--cores", str(args.cores)], capture_output=True, text=True)
-        if proc.returncode == 0:
-            results.update(json.loads(proc.stdout.strip().splitlines()[-1]))
-        else:
-            print("peer run failed:\n" + proc.stderr[-3000:], file=sys.stderr)
-    command = "python scripts/bench_augment.py" + (" --write" if args.write else "")
-    text = table(results, args.cores, command)
+    rounds = []
+    for _ in range(args.rounds):  # tlkit and the peers in turn, so a slow spell hits both
+        results = bench_tlkit(args.images, args.cores)
+        if os.path.exists(args.peer_python):
+            proc = subprocess.run([args.peer_python, __file__, "--peer", "--images", str(args.images),
+                                   "--cores", str(args.cores)], capture_output=True, text=True)
+            if proc.returncode == 0:
+                results.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+            else:
+                print("peer run failed:\n" + proc.stderr[-3000:], file=sys.stderr)
+        rounds.append(results)
+    command = " ".join(["python scripts/bench_augment.py"] + sys.argv[1:])
+    text = table(rounds, args.cores, command)
     print(text)
     if args.write:
         write_section(text)

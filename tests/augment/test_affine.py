@@ -244,6 +244,17 @@ def test_long_rows_stay_accurate():
     assert np.all(got[:, ~inside] == -1)
 
 
+@pytest.mark.parametrize("m", [
+    [[0.0, 1e-4, 0.3], [0.0, 0.61, -2000.7]],  # ~3300 columns left of the image: the fixed-point edge loop
+    [[0.0, 1e-4, -1.3], [0.0, 0.41, -2000.7]],  # all above it, one span of 6000 columns: the float fallback
+    [[0.0, 0.0, 1.5], [0.0, 1e6, 9e8]],  # positions past fixed point's range: the float fallback
+])
+def test_nearest_fill_clamps_positions_outside_the_image(m):
+    x = np.random.default_rng(11).uniform(0, 255, (3, 6000, 2)).astype(np.float32)
+    got = warp(x[None], np.array([m]), "nearest")[0]
+    np.testing.assert_allclose(got, reference_warp_nearest_fill(x.astype(np.float64), np.array(m)), atol=2e-3)
+
+
 @pytest.mark.parametrize("mode", ["constant", "nearest", "reflect", "wrap"])
 @pytest.mark.parametrize("order", [0, 1])
 def test_serial_and_parallel_kernels_agree(mode, order):

@@ -205,6 +205,47 @@ def _bilinear_span(img, orow, first, stop, y_row, x_row, dy, dx, w, nch):
             _lerp_pixel(img, orow, np.uint64(c) * step, p, q, step, fy, fx, nch)
 
 
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _bilinear_edge_span(img, orow, c0, c1, y_row, x_row, dy, dx, h, w, nch):
+    """Columns [c0, c1) near or outside the border in 'nearest' mode: ``_bilinear_span`` with the
+    fixed-point position clamped into the image. Clamping makes the value continuous across the
+    border, so the fixed point's tiny rounding cannot flip a decision as it could for 'constant'.
+    The caller keeps c1 - c0 <= _ANCHOR and positions well inside the fixed-point range."""
+    rowlen = np.uint64(w * nch)
+    step = np.uint64(nch)
+    y_max = np.int64(h - 1) << 32
+    x_max = np.int64(w - 1) << 32
+    sy = np.int64(round(dy * _ONE))
+    sx = np.int64(round(dx * _ONE))
+    yy = np.int64(round((y_row + c0 * dy) * _ONE))
+    xx = np.int64(round((x_row + c0 * dx) * _ONE))
+    for c in range(c0, c1):
+        cy = min(max(yy, 0), y_max)
+        cx = min(max(xx, 0), x_max)
+        yi = np.uint64(cy >> 32)
+        xi = np.uint64(cx >> 32)
+        p = yi * rowlen + xi * step
+        q = p + rowlen if cy < y_max else p  # on the last row the bottom weight is 0
+        right = step if cx < x_max else np.uint64(0)
+        fy = np.float32(cy & _FRACTION) * _INV_ONE
+        fx = np.float32(cx & _FRACTION) * _INV_ONE
+        yy += sy
+        xx += sx
+        _lerp_pixel(img, orow, np.uint64(c) * step, p, q, right, fy, fx, nch)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _edge_span_fits(c0, c1, y_row, x_row, dy, dx):
+    """Whether _bilinear_edge_span may take columns [c0, c1): short enough that the fixed-point
+    step's rounding stays negligible, positions far from overflowing 32.32 fixed point."""
+    if c1 - c0 > _ANCHOR:
+        return False
+    for c in (c0, c1):
+        if not (abs(y_row + c * dy) < _MAX_FIXED_SIZE and abs(x_row + c * dx) < _MAX_FIXED_SIZE):
+            return False
+    return True
+
+
 @njit(cache=True, nogil=True)
 def _nearest_span(img, orow, first, stop, r, m, w, nch):
     """Columns [first, stop) of one output row by nearest neighbour, all inside the image."""
@@ -259,7 +300,13 @@ def _warp_image(src, m, out, order, mode, cval, scale, offset, scratch):
             _nearest_span(scratch, orow, first, stop, r, m, w, nch)
         else:
             _bilinear_span(scratch, orow, first, stop, y_row, x_row, dy, dx, w, nch)
-        if order == 1 and (mode == _NEAREST or mode == _CONSTANT):
+        if order == 1 and mode == _NEAREST and fits:
+            for c0, c1 in ((0, first), (stop, wo)):
+                if _edge_span_fits(c0, c1, y_row, x_row, dy, dx):
+                    _bilinear_edge_span(scratch, orow, c0, c1, y_row, x_row, dy, dx, h, w, nch)
+                else:
+                    _clamped_span(scratch, orow, c0, c1, r, m, h, w, nch, False, fill)
+        elif order == 1 and (mode == _NEAREST or mode == _CONSTANT):
             _clamped_span(scratch, orow, 0, first, r, m, h, w, nch, mode == _CONSTANT, fill)
             _clamped_span(scratch, orow, stop, wo, r, m, h, w, nch, mode == _CONSTANT, fill)
         else:
