@@ -491,12 +491,10 @@ class DataFrameIterator(BatchFromFilesMixin, Iterator):
             self.classes = np.asarray(self.classes, dtype="int32")
         self.samples = len(self.filenames)
         validated = "validated" if validate_filenames else "non-validated"
-        if not verbose:
-            pass
-        elif class_mode in ("input", "multi_output", "raw", None):
-            print(f"Found {self.samples} {validated} image filenames.")
-        else:
-            print(f"Found {self.samples} {validated} image filenames belonging to {self.num_classes} classes.")
+        if verbose:
+            classes_part = "" if class_mode in ("input", "multi_output", "raw", None) else \
+                f" belonging to {self.num_classes} classes"
+            print(f"Found {self.samples} {validated} image filenames{classes_part}.")
         super().__init__(self.samples, batch_size, shuffle, seed, workers)
 
     def _check_params(self, names, y, weights, classes):

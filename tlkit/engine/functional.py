@@ -183,17 +183,11 @@ class _Run:
             if buf is not None and not any(np.may_share_memory(buf, v) for v in [*self.values.values(), *self.pinned]):
                 self.released.setdefault(buf.shape, []).append(buf)
 
-    def records(self, node, args):
-        """Whether this call goes on the tape (see Layer._concrete_call): it has trainable weights or
-        an input that depends on some. A frozen prefix does not, and runs exactly as inference."""
-        return self.tape is not None and (bool(node.layer.trainable_weights)
-                                          or any(self.tape.requires_grad(a) for a in args))
-
     def compute(self, node):
         """Run one node (or a convolution and the max pool after it); its outputs go into values."""
         args = [self.values[id(t)] for t in node.inputs]
         layer_args = args if node.input_structure else args[0]
-        if self.records(node, args):
+        if self.tape is not None and node.layer._records_on(self.tape, args):
             # This call keeps its inputs for backward and makes its own outputs.
             self.pinned.extend(args)
             result, produced = node.layer(layer_args, training=self.training, **node.kwargs), node

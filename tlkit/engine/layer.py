@@ -265,14 +265,19 @@ class Layer:
             if tape is not None and any(tape.requires_grad(x) for x in xs):
                 self._check_outputs_tracked(tape, out)
             return out
+        if not self._records_on(tape, xs):
+            return self.call(args, training=training, **kwargs)
         needs_in = [tape.requires_grad(x) for x in xs]
         needs_w = bool(self.trainable_weights)
-        if not any(needs_in) and not needs_w:
-            return self.call(args, training=training, **kwargs)
         out, cache = self.forward(args, training=training, **kwargs)
         outs = [o.view() if any(o is x for x in xs) else o for o in flatten(out)]
         tape.record(self, cache, xs, outs, needs_in, needs_w)
         return outs if isinstance(out, (list, tuple)) else outs[0]
+
+    def _records_on(self, tape, xs):
+        """Whether a call on ``xs`` needs a gradient, so goes on ``tape``: the layer has trainable
+        weights or an input depends on some. A frozen prefix does not: it runs as inference."""
+        return bool(self.trainable_weights) or any(tape.requires_grad(x) for x in xs)
 
     def _check_outputs_tracked(self, tape, out):
         for o in flatten(out):

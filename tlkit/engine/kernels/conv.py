@@ -25,6 +25,7 @@ from numba import get_num_threads, njit, prange
 
 from tlkit.engine.kernels import direct_conv, winograd
 from tlkit.engine.kernels.padding import conv_output_shape, pads
+from tlkit.engine.kernels.pool import check_out as check_pooled_out
 from tlkit.engine.kernels.pool import max_pool2d_forward
 
 __all__ = ["conv_output_shape", "conv2d_forward", "conv2d_maxpool_forward", "fuses_max_pool",
@@ -308,10 +309,7 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
                          "pool_padding='valid'. Use a smaller pool, pool_padding='same' or a larger input.")
     p_rows, p_cols = conv_output_shape((g.oh, g.ow), pool, pool_strides, pool_padding)
     shape = (x.shape[0], p_rows, p_cols, w.shape[3])
-    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape
-                            or not out.flags.c_contiguous):
-        raise ValueError(f"{fn}: out must be a C-contiguous float32 array of shape {shape} (the pooled output), "
-                         f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+    check_pooled_out(out, shape, fn)
     y = np.empty(shape, np.float32) if out is None else out
     if _winograd_pools(x.shape, w.shape, g.strides, g.dilation, pool, pool_strides, pool_padding):
         winograd.conv3x3(x, w if wino_filter is None else None, wino_filter, b, g.pad_top, g.pad_left,

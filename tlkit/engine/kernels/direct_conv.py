@@ -19,6 +19,8 @@ run of kw * C floats. Callers (tlkit.engine.kernels.conv) validate shapes and ch
 import numpy as np
 from numba import njit, prange
 
+from tlkit.engine.kernels.pool import _window, max_into, pool_columns
+
 # Largest window (kh * kw * C) and filter count for which the direct kernel beats im2col + BLAS,
 # alone (MAX_K) and fused with a max pooling (MAX_K_POOLED: it also saves writing the conv
 # output and reading it back). Measured on this 2-core AVX-512 machine with
@@ -37,13 +39,6 @@ def applicable(kernel_shape, dilation, pooled=False):
     kh, kw, ch, f = kernel_shape
     return (tuple(dilation) == (1, 1) and kh * kw * ch <= (MAX_K_POOLED if pooled else MAX_K)
             and f <= MAX_FILTERS)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _window(out_index, stride, pad_before, size, length):
-    """[lo, hi) of the real (unpadded) cells of one pooling window: padded cells never win."""
-    start = out_index * stride - pad_before
-    return max(start, 0), min(start + size, length)
 
 
 @njit(cache=True, nogil=True)
@@ -166,7 +161,7 @@ def conv_bias_relu_maxpool(x, wk, bias, relu, kh, kw, sh, sw, pad_top, pad_left,
         acc = np.empty((4, f), np.float32)
         ring = np.empty((ph, ow, f), np.float32)
         held = np.full(ph, -1, np.int64)  # conv row each ring slot holds
-        rows_max = np.empty((ow, f), np.float32)
+        rows_max = np.empty(ow * f, np.float32)
         for pr in range(p0, p1):
             r0, r1 = _window(pr, psh, ptop, ph, oh)
             for r in range(r0, r1):  # at most ph consecutive rows: distinct slots
@@ -175,27 +170,9 @@ def conv_bias_relu_maxpool(x, wk, bias, relu, kh, kw, sh, sw, pad_top, pad_left,
                     _load_rows(x, n, r, sh, pad_top, pad_left, rows)
                     _conv_row(rows, wk, bias, relu, kw, sw, ch, acc, ring, slot, 0)
                     held[slot] = r
-            # Max over the window's rows, then over each window's columns. Innermost indices are
-            # range() counters (numba then drops its negative-index checks) and the selects are
-            # unconditional (a select vectorizes, a branch would not).
-            first = r0 % ph
-            for c in range(ow):
-                for q in range(f):
-                    rows_max[c, q] = ring[first, c, q]
+            # Max over the window's rows, then over each window's columns (as the max pool does).
+            run = ow * f
+            rows_max[:] = ring[r0 % ph].reshape(run)
             for r in range(r0 + 1, r1):
-                slot = r % ph
-                for c in range(ow):
-                    for q in range(f):
-                        a = rows_max[c, q]
-                        v = ring[slot, c, q]
-                        rows_max[c, q] = v if v > a else a
-            out = y[n, pr]
-            for pc in range(p_cols):
-                c0, c1 = _window(pc, psw, pleft, pw, ow)
-                for q in range(f):
-                    out[pc, q] = rows_max[c0, q]
-                for c in range(c0 + 1, c1):
-                    for q in range(f):
-                        a = out[pc, q]
-                        v = rows_max[c, q]
-                        out[pc, q] = v if v > a else a
+                max_into(rows_max, ring[r % ph].reshape(run))
+            pool_columns(rows_max, f, pw, psw, pleft, y[n, pr])

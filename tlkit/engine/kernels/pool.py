@@ -59,35 +59,44 @@ def max_pool_kernel(x, ph, pw, sh, sw, top, left, y, argmax):
                             arg[k] = base + k
 
 
+@njit(cache=True, nogil=True, inline="always")
+def max_into(acc, src):
+    """acc = max(acc, src), element-wise over two 1-D runs of the same length."""
+    # Indexing 1-D runs with range() counters only: numba then skips negative-index wraparound
+    # checks, and the unconditional store (a select) vectorizes where a branch would not.
+    for k in range(acc.shape[0]):
+        a = acc[k]
+        v = src[k]
+        acc[k] = v if v > a else a
+
+
+@njit(cache=True, nogil=True, inline="always")
+def pool_columns(rows_max, ch, pw, sw, left, out):
+    """out[c] = the max over pooling window c of ``rows_max``, a 1-D run of W pixels x ch values
+    that already holds the max over the window's rows; out: (OW, ch)."""
+    w = rows_max.shape[0] // ch
+    for c in range(out.shape[0]):
+        w0, w1 = _window(c, sw, left, pw, w)
+        dst = out[c]
+        dst[:] = rows_max[w0 * ch:(w0 + 1) * ch]
+        for j in range(w0 + 1, w1):
+            max_into(dst, rows_max[j * ch:(j + 1) * ch])
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def max_pool_rows_kernel(x, ph, pw, sh, sw, top, left, y):
     """Inference max pooling, no argmax: rows first, then columns (see the module docstring)."""
     n_img, h, w, ch = x.shape
-    _, oh, ow, _ = y.shape
+    _, oh, _, _ = y.shape
     run = w * ch
     for job in prange(n_img * oh):
         n = job // oh
         r = job % oh
         h0, h1 = _window(r, sh, top, ph, h)
-        # Indexing 1-D views with range() counters only: numba then skips negative-index wraparound
-        # checks, which would keep LLVM from vectorizing these loops.
         rows_max = x[n, h0].copy().reshape(run)
         for i in range(h0 + 1, h1):
-            row = x[n, i].reshape(run)
-            for k in range(run):  # unconditional stores: a select vectorizes, a branch does not
-                a = rows_max[k]
-                v = row[k]
-                rows_max[k] = v if v > a else a
-        for c in range(ow):
-            w0, w1 = _window(c, sw, left, pw, w)
-            out = y[n, r, c]
-            out[:] = rows_max[w0 * ch:(w0 + 1) * ch]
-            for j in range(w0 + 1, w1):
-                col = rows_max[j * ch:(j + 1) * ch]
-                for k in range(ch):
-                    a = out[k]
-                    v = col[k]
-                    out[k] = v if v > a else a
+            max_into(rows_max, x[n, i].reshape(run))
+        pool_columns(rows_max, ch, pw, sw, left, y[n, r])
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -150,15 +159,20 @@ def _setup(x, pool_size, strides, padding, fn):
     return x, (int(ph), int(pw), int(sh), int(sw), top, left), (x.shape[0], oh, ow, x.shape[3])
 
 
+def check_out(out, shape, fn):
+    """An ``out=`` for a pooled result: None, or a C-contiguous float32 array of exactly ``shape``."""
+    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape
+                            or not out.flags.c_contiguous):
+        raise ValueError(f"{fn}: out must be a C-contiguous float32 array of shape {shape}, "
+                         f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+
+
 def max_pool2d_forward(x, pool_size, strides, padding, with_argmax=True, out=None):
     """(y, argmax); argmax is None when ``with_argmax`` is False (inference). ``out``: optional
     C-contiguous float32 array of y's shape to write y into (inference only)."""
     x, window, out_shape = _setup(x, pool_size, strides, padding, "max_pool2d_forward")
     if not with_argmax:
-        if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32
-                                or out.shape != out_shape or not out.flags.c_contiguous):
-            raise ValueError(f"max_pool2d_forward: out must be a C-contiguous float32 array of shape {out_shape}, "
-                             f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+        check_out(out, out_shape, "max_pool2d_forward")
         y = np.empty(out_shape, np.float32) if out is None else out
         max_pool_rows_kernel(x, *window, y)
         return y, None
