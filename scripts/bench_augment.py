@@ -76,7 +76,7 @@ def bench_tlkit(n, cores):
 
     def batches():
         for i in range(0, n, BATCH):
-            gen._transform_batch(x[i:i + BATCH], rs)  # dropped at once, as a training loop would
+            gen.transform_batch(x[i:i + BATCH], rs)  # dropped at once, as a training loop would
 
     one = rate(batches, n)
     numba.set_num_threads(cores)

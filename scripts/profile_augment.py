@@ -60,7 +60,7 @@ def main():
     out = np.empty(x.shape, np.float32)
     one, zero = np.ones(n, np.float32), np.zeros(n, np.float32)
     variants = {
-        "_transform_batch (all of it)": lambda: gen._transform_batch(x, rs),
+        "transform_batch (all of it)": lambda: gen.transform_batch(x, rs),
         "sampling + matrices": sample_and_matrices,
         "kernel, nearest fill": lambda: kernels.warp_affine_serial(x, mats, out, 1, 1, 0.0, one, zero),
         "kernel, constant fill": lambda: kernels.warp_affine_serial(x, mats, out, 1, 0, 0.0, one, zero),

@@ -41,8 +41,8 @@ def test_random_parameters_follow_keras_sampling():
 def test_rescale_fused_equals_keras_order(images):
     fused = ImageDataGenerator(rotation_range=20, rescale=1 / 255)
     plain = ImageDataGenerator(rotation_range=20)
-    a = fused._transform_batch(images, np.random.RandomState(5))
-    b = plain._transform_batch(images, np.random.RandomState(5)) / 255
+    a = fused.transform_batch(images, np.random.RandomState(5))
+    b = plain.transform_batch(images, np.random.RandomState(5)) / 255
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 

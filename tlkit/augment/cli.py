@@ -80,7 +80,7 @@ def augment(source, count, out, size, rotation, shift, zoom, shear, flip, bright
                              zoom_range=zoom, shear_range=shear, horizontal_flip=flip in ("horizontal", "both"),
                              vertical_flip=flip in ("vertical", "both"), brightness_range=brightness,
                              channel_shift_range=channel_shift, fill_mode=fill_mode)
-    tiles = gen._transform_batch(images, np.random.RandomState(seed))
+    tiles = gen.transform_batch(images, np.random.RandomState(seed))
     tiles = np.clip(np.rint(tiles), 0, 255).astype(np.uint8)
     grid = make_grid(tiles, columns or math.ceil(math.sqrt(count)))
     from PIL import Image

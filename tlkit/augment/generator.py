@@ -86,7 +86,7 @@ class ImageDataGenerator:
             self.channel_axis, self.row_axis, self.col_axis = 3, 1, 2
         if validation_split and not 0 < validation_split < 1:
             raise ValueError(f"`validation_split` must be strictly between 0 and 1.  Received: {validation_split}")
-        self._validation_split = validation_split
+        self.validation_split = validation_split
 
         self.mean = None
         self.std = None
@@ -247,14 +247,15 @@ class ImageDataGenerator:
             kernels.adjust_intensity(out, shifts, brightness, c == 4)
         return out
 
-    def _transform_batch(self, images, rs):
+    def transform_batch(self, images, rng):
         """A batch (N, H, W, C) of uint8 or float images to the generator's layout and dtype, augmented
-        with parameters drawn from ``rs`` as Keras draws them image by image (all at once when it can)."""
+        with parameters drawn from the RandomState ``rng`` as Keras draws them image by image (all at
+        once when it can). What the iterators call."""
         n, h, w = images.shape[:3]
         shape = images.shape[1:]
         if self.data_format == "channels_first":
             shape = (shape[2], shape[0], shape[1])
-        p = self._sample_batch(rs, shape, n)
+        p = self._sample_batch(rng, shape, n)
         mats = affine.transform_matrices(h, w, p["theta"], p["tx"], p["ty"], p["shear"], p["zx"], p["zy"],
                                          p["flip_horizontal"], p["flip_vertical"]) if n else np.empty((0, 2, 3))
         fused = bool(self.rescale) and self.preprocessing_function is None \

@@ -12,6 +12,12 @@ seeded with (seed, e, b). So the same seed gives the same batches whatever the
 number of workers, and ``workers=0`` computes them in the caller's thread.
 ``next()`` walks epoch after epoch, reshuffling at each wrap as Keras does;
 ``it[i]`` serves the epoch that ``on_epoch_end()`` advances.
+
+An iterator asks its ``augmenter`` (an ImageDataGenerator, a Pipeline, or anything with the same
+two members) for nothing else than:
+- ``transform_batch(images, rng)``: an (N, H, W, C) uint8 or float batch, augmented with draws
+  from the RandomState ``rng``, in the augmenter's layout and dtype;
+- ``validation_split``: the fraction that ``subset="validation"`` takes (0: no split).
 """
 import collections
 import math
@@ -150,6 +156,11 @@ class Iterator:
     def _get_batches_of_transformed_samples(self, index_array, rs):
         raise NotImplementedError
 
+    @property
+    def image_data_generator(self):
+        """Keras's name for the augmenter."""
+        return self.augmenter
+
     # ----- shared by all iterators -----
     def _save_batch(self, batch_x, index_array, rs):
         for i, j in enumerate(index_array):
@@ -167,7 +178,7 @@ def _check_subset(subset):
 class NumpyArrayIterator(Iterator):
     """Batches of augmented images from an array (``ImageDataGenerator.flow``)."""
 
-    def __init__(self, x, y, image_data_generator, batch_size=32, shuffle=False, sample_weight=None, seed=None,
+    def __init__(self, x, y, augmenter, batch_size=32, shuffle=False, sample_weight=None, seed=None,
                  data_format="channels_last", save_to_dir=None, save_prefix="", save_format="png", subset=None,
                  ignore_class_split=False, dtype="float32", workers=None):
         self.dtype = dtype or "float32"
@@ -190,7 +201,7 @@ class NumpyArrayIterator(Iterator):
                              f"x.shape = {x.shape}, sample_weight.shape = {np.asarray(sample_weight).shape}")
         _check_subset(subset)
         if subset is not None:
-            split_idx = int(len(x) * image_data_generator._validation_split)
+            split_idx = int(len(x) * augmenter.validation_split)
             if (y is not None and not ignore_class_split
                     and not np.array_equal(np.unique(y[:split_idx]), np.unique(y[split_idx:]))):
                 raise ValueError("Training and validation subsets have different number of classes after the "
@@ -217,7 +228,7 @@ class NumpyArrayIterator(Iterator):
                           f'({self.x.shape[channels_axis]} channels).')
         self.y = None if y is None else np.asarray(y)
         self.sample_weight = None if sample_weight is None else np.asarray(sample_weight)
-        self.image_data_generator = image_data_generator
+        self.augmenter = augmenter
         self.data_format = data_format
         self.save_to_dir, self.save_prefix, self.save_format = save_to_dir, save_prefix, save_format
         super().__init__(len(self.x), batch_size, shuffle, seed, workers)
@@ -226,7 +237,7 @@ class NumpyArrayIterator(Iterator):
         images = self.x[index_array]
         if self.data_format == "channels_first":
             images = images.transpose(0, 2, 3, 1)
-        batch_x = self.image_data_generator._transform_batch(images, rs)
+        batch_x = self.augmenter.transform_batch(images, rs)
         if self.save_to_dir:
             self._save_batch(batch_x, index_array, rs)
         misc = [m[index_array] for m in self.x_misc]
@@ -241,9 +252,9 @@ class NumpyArrayIterator(Iterator):
 class BatchFromFilesMixin:
     """Decoding, substitution of unreadable files, labels: what folder and table iterators share."""
 
-    def set_processing_attrs(self, image_data_generator, target_size, color_mode, data_format, save_to_dir,
+    def set_processing_attrs(self, augmenter, target_size, color_mode, data_format, save_to_dir,
                              save_prefix, save_format, subset, interpolation, keep_aspect_ratio):
-        self.image_data_generator = image_data_generator
+        self.augmenter = augmenter
         self.target_size = tuple(int(v) for v in target_size)
         self.keep_aspect_ratio = keep_aspect_ratio
         if color_mode not in {"rgb", "rgba", "grayscale"}:
@@ -259,7 +270,7 @@ class BatchFromFilesMixin:
         self.save_to_dir, self.save_prefix, self.save_format = save_to_dir, save_prefix, save_format
         self.interpolation = interpolation
         _check_subset(subset)
-        split = getattr(image_data_generator, "_validation_split", 0.0)
+        split = 0.0 if augmenter is None else augmenter.validation_split
         if subset is not None and not split:
             raise ValueError(f'subset="{subset}" needs a validation_split in the generator (e.g. '
                              'ImageDataGenerator(validation_split=0.2)).')
@@ -305,8 +316,8 @@ class BatchFromFilesMixin:
             j, images[i] = self._load(int(j))
             used.append(j)
         index_array = np.asarray(used, dtype=np.intp)
-        if self.image_data_generator is not None:
-            batch_x = self.image_data_generator._transform_batch(images, rs)
+        if self.augmenter is not None:
+            batch_x = self.augmenter.transform_batch(images, rs)
         else:
             batch_x = images.astype(self.dtype)
             if self.data_format == "channels_first":
@@ -347,13 +358,13 @@ class DirectoryIterator(BatchFromFilesMixin, Iterator):
 
     allowed_class_modes = {"categorical", "binary", "sparse", "input", None}
 
-    def __init__(self, directory, image_data_generator, target_size=(256, 256), color_mode="rgb", classes=None,
+    def __init__(self, directory, augmenter, target_size=(256, 256), color_mode="rgb", classes=None,
                  class_mode="categorical", batch_size=32, shuffle=True, seed=None, data_format=None,
                  save_to_dir=None, save_prefix="", save_format="png", follow_links=False, subset=None,
                  interpolation="nearest", keep_aspect_ratio=False, dtype=None, workers=None, verbose=1):
         data_format = data_format or "channels_last"
         self.verbose = verbose
-        self.set_processing_attrs(image_data_generator, target_size, color_mode, data_format, save_to_dir,
+        self.set_processing_attrs(augmenter, target_size, color_mode, data_format, save_to_dir,
                                   save_prefix, save_format, subset, interpolation, keep_aspect_ratio)
         directory = os.fspath(directory)
         if not os.path.isdir(directory):
@@ -426,13 +437,13 @@ class DataFrameIterator(BatchFromFilesMixin, Iterator):
 
     allowed_class_modes = {"binary", "categorical", "input", "multi_output", "raw", "sparse", None}
 
-    def __init__(self, dataframe, directory=None, image_data_generator=None, x_col="filename", y_col="class",
+    def __init__(self, dataframe, directory=None, augmenter=None, x_col="filename", y_col="class",
                  weight_col=None, target_size=(256, 256), color_mode="rgb", classes=None, class_mode="categorical",
                  batch_size=32, shuffle=True, seed=None, data_format="channels_last", save_to_dir=None,
                  save_prefix="", save_format="png", subset=None, interpolation="nearest", keep_aspect_ratio=False,
                  dtype="float32", validate_filenames=True, workers=None, verbose=1):
         self.verbose = verbose
-        self.set_processing_attrs(image_data_generator, target_size, color_mode, data_format, save_to_dir,
+        self.set_processing_attrs(augmenter, target_size, color_mode, data_format, save_to_dir,
                                   save_prefix, save_format, subset, interpolation, keep_aspect_ratio)
         self.directory = os.fspath(directory) if directory else ""
         self.class_mode = class_mode

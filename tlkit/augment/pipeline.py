@@ -171,7 +171,7 @@ class Pipeline:
             raise ValueError(f"validation_split must be strictly between 0 and 1, got {validation_split}.")
         self.fill_mode, self.cval, self.interpolation_order = fill_mode, cval, interpolation_order
         self.dtype = dtype
-        self._validation_split = validation_split
+        self.validation_split = validation_split
 
     def draws(self, rs, n, h, w):
         out = []
@@ -182,9 +182,11 @@ class Pipeline:
             out.append(d)
         return out
 
-    def _transform_batch(self, images, rs, parallel=False):
+    def transform_batch(self, images, rng, parallel=False):
+        """An (N, H, W, C) batch through the transforms, with draws from the RandomState ``rng``
+        (the iterators' augmenter protocol); ``parallel`` spreads the pass over threads."""
         n, h, w, c = images.shape
-        draws = self.draws(rs, n, h, w)
+        draws = self.draws(rng, n, h, w)
         out = affine.warp(images, affine.snap(np.stack([d.m[:2] for d in draws])), self.fill_mode, self.cval,
                           self.interpolation_order, [d.scale for d in draws], [d.offset for d in draws],
                           parallel=parallel)
@@ -203,7 +205,7 @@ class Pipeline:
             raise ValueError(f"Pipeline expects (N, H, W, C) images or one (H, W, C) image, got shape "
                              f"{images.shape}.")
         rs = np.random.RandomState(seed) if seed is not None else np.random
-        out = self._transform_batch(images, rs, parallel=True)
+        out = self.transform_batch(images, rs, parallel=True)
         return out[0] if single else out
 
     def flow(self, x, y=None, batch_size=32, shuffle=True, seed=None, **kwargs):
