@@ -13,7 +13,8 @@ from tlkit.augment.affine import apply_affine_transform, apply_channel_shift, fl
 from tlkit.augment.generator import ImageDataGenerator
 from tlkit.augment.image_io import (IMAGE_EXTENSIONS, ImageLoadError, array_to_img, img_to_array, load_img,
                                     save_img)
-from tlkit.augment.iterators import DataFrameIterator, DirectoryIterator, Iterator, NumpyArrayIterator
+from tlkit.augment.file_iterators import DataFrameIterator, DirectoryIterator
+from tlkit.augment.iterators import Iterator, NumpyArrayIterator
 from tlkit.augment.pipeline import (Pipeline, RandomBrightness, RandomChannelShift, RandomFlip, RandomRotation,
                                     RandomShear, RandomShift, RandomZoom, Rescale)
 

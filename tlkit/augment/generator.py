@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 
 from tlkit.augment import affine, kernels
+from tlkit.augment.file_iterators import DataFrameIterator, DirectoryIterator
+from tlkit.augment.iterators import NumpyArrayIterator
 
 
 def _shift_amount(rs, spec, size):
@@ -355,8 +357,6 @@ class ImageDataGenerator:
     def flow(self, x, y=None, batch_size=32, shuffle=True, sample_weight=None, seed=None, save_to_dir=None,
              save_prefix="", save_format="png", ignore_class_split=False, subset=None, workers=None):
         """Augmented batches from arrays (a ``NumpyArrayIterator``)."""
-        from tlkit.augment.iterators import NumpyArrayIterator
-
         return NumpyArrayIterator(x, y, self, batch_size=batch_size, shuffle=shuffle, sample_weight=sample_weight,
                                   seed=seed, data_format=self.data_format, save_to_dir=save_to_dir,
                                   save_prefix=save_prefix, save_format=save_format,
@@ -371,8 +371,6 @@ class ImageDataGenerator:
 
         ``workers`` (threads preparing batches ahead) and ``verbose`` (0: no scan progress bar, no
         "Found ..." line) are tlkit additions."""
-        from tlkit.augment.iterators import DirectoryIterator
-
         return DirectoryIterator(directory, self, target_size=target_size, color_mode=color_mode, classes=classes,
                                  class_mode=class_mode, data_format=self.data_format, batch_size=batch_size,
                                  shuffle=shuffle, seed=seed, save_to_dir=save_to_dir, save_prefix=save_prefix,
@@ -386,8 +384,6 @@ class ImageDataGenerator:
                             save_format="png", subset=None, interpolation="nearest", validate_filenames=True,
                             keep_aspect_ratio=False, workers=None, verbose=1, **kwargs):
         """Augmented batches from a table of file names (pandas DataFrame or dict of columns)."""
-        from tlkit.augment.iterators import DataFrameIterator
-
         for old in ("has_ext", "sort", "drop_duplicates"):
             if old in kwargs:
                 warnings.warn(f"{old} is deprecated and ignored.", DeprecationWarning)

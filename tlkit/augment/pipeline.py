@@ -18,6 +18,8 @@ import math
 import numpy as np
 
 from tlkit.augment import affine, kernels
+from tlkit.augment.file_iterators import DirectoryIterator
+from tlkit.augment.iterators import NumpyArrayIterator
 
 
 class _Draw:
@@ -210,15 +212,11 @@ class Pipeline:
 
     def flow(self, x, y=None, batch_size=32, shuffle=True, seed=None, **kwargs):
         """Batches from arrays, as ``ImageDataGenerator.flow``."""
-        from tlkit.augment.iterators import NumpyArrayIterator
-
         return NumpyArrayIterator(x, y, self, batch_size=batch_size, shuffle=shuffle, seed=seed,
                                   dtype=self.dtype, **kwargs)
 
     def flow_from_directory(self, directory, target_size=(256, 256), batch_size=32, shuffle=True, seed=None,
                             **kwargs):
         """Batches from a folder of class subfolders, as ``ImageDataGenerator.flow_from_directory``."""
-        from tlkit.augment.iterators import DirectoryIterator
-
         return DirectoryIterator(directory, self, target_size=target_size, batch_size=batch_size, shuffle=shuffle,
                                  seed=seed, dtype=self.dtype, **kwargs)
