@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tlkit.engine.kernels import pool
-from tlkit.engine.kernels.padding import pads
+from tlkit.engine.kernels.geometry import pads
 
 CASES = [  # (input hw, pool, strides, padding)
     ((6, 6), (2, 2), (2, 2), "valid"),

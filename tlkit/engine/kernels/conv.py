@@ -24,11 +24,11 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from tlkit.engine.kernels import direct_conv, winograd
-from tlkit.engine.kernels.padding import conv_output_shape, pads
+from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
 from tlkit.engine.kernels.pool import check_out as check_pooled_out
 from tlkit.engine.kernels.pool import max_pool2d_forward
 
-__all__ = ["conv_output_shape", "conv2d_forward", "conv2d_maxpool_forward", "fuses_max_pool",
+__all__ = ["conv2d_forward", "conv2d_maxpool_forward", "fuses_max_pool",
            "conv2d_backward_input", "conv2d_backward_weights", "winograd_transform_filter"]
 
 winograd_transform_filter = winograd.transform_filter
@@ -134,13 +134,6 @@ def _as_nhwc(a, what, fn):
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _pair(v, what, fn):
-    v = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    if len(v) != 2 or not all(isinstance(i, (int, np.integer)) and i > 0 for i in v):
-        raise ValueError(f"{fn}: {what} must be a positive int or a pair of positive ints, got {v!r}.")
-    return int(v[0]), int(v[1])
-
-
 def _kernel(w, channels, fn):
     w = np.asarray(w)
     if w.ndim != 4:
@@ -164,10 +157,9 @@ class _Geometry:
     """Output size and padding of one convolution, validated."""
 
     def __init__(self, x_shape, kernel_hw, strides, padding, dilation, fn):
-        self.strides = _pair(strides, "strides", fn)
-        self.dilation = _pair(dilation, "dilation", fn)
-        if padding not in ("valid", "same"):
-            raise ValueError(f"{fn}: padding must be 'valid' or 'same', got {padding!r}.")
+        self.strides = pair(strides, "strides", fn)
+        self.dilation = pair(dilation, "dilation", fn)
+        padding = padding_mode(padding, fn=fn)
         self.kh, self.kw = kernel_hw
         self.h, self.w = x_shape[1], x_shape[2]
         self.oh, self.ow = conv_output_shape((self.h, self.w), kernel_hw, self.strides, padding, self.dilation)
@@ -268,9 +260,9 @@ def fuses_max_pool(input_shape, kernel_shape, strides, dilation, pool_size, pool
     full conv output: small windows (direct_conv), or Winograd convs with a 2x2 stride-2 'valid'
     pool. input_shape: (batch or None, H, W, C); kernel_shape: (kh, kw, C, F)."""
     fn = "fuses_max_pool"
-    strides, dilation = _pair(strides, "strides", fn), _pair(dilation, "dilation", fn)
-    pool = _pair(pool_size, "pool_size", fn)
-    pool_strides = pool if pool_strides is None else _pair(pool_strides, "pool_strides", fn)
+    strides, dilation = pair(strides, "strides", fn), pair(dilation, "dilation", fn)
+    pool = pair(pool_size, "pool_size", fn)
+    pool_strides = pool if pool_strides is None else pair(pool_strides, "pool_strides", fn)
     if direct_conv.applicable(kernel_shape, dilation, pooled=True):
         return True
     return _winograd_pools(input_shape, kernel_shape, strides, dilation, pool, pool_strides, pool_padding)
@@ -300,10 +292,9 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
     w = _kernel(w, x.shape[3], fn)
     b = _bias(b, w.shape[3], fn)
     g = _Geometry(x.shape, w.shape[:2], strides, padding, (1, 1), fn)
-    pool = _pair(pool_size, "pool_size", fn)
-    pool_strides = pool if pool_strides is None else _pair(pool_strides, "pool_strides", fn)
-    if pool_padding not in ("valid", "same"):
-        raise ValueError(f"{fn}: pool_padding must be 'valid' or 'same', got {pool_padding!r}.")
+    pool = pair(pool_size, "pool_size", fn)
+    pool_strides = pool if pool_strides is None else pair(pool_strides, "pool_strides", fn)
+    pool_padding = padding_mode(pool_padding, "pool_padding", fn)
     if pool_padding == "valid" and (pool[0] > g.oh or pool[1] > g.ow):
         raise ValueError(f"{fn}: pool_size {pool} does not fit in the convolution's {g.oh}x{g.ow} output with "
                          "pool_padding='valid'. Use a smaller pool, pool_padding='same' or a larger input.")

@@ -17,7 +17,7 @@ vectorize fully), then over each window's columns in that one-row buffer.
 import numpy as np
 from numba import njit, prange
 
-from tlkit.engine.kernels.padding import conv_output_shape, pads
+from tlkit.engine.kernels.geometry import conv_output_shape, pads
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
 

@@ -1,5 +1,6 @@
 """Conv2D: 2-D convolution over NHWC images, kernels stored (kh, kw, in, out) as Keras does."""
 from tlkit.engine import activations, initializers, regularizers
+from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, padding_mode, pair
 from tlkit.engine.layer import Layer
 
 
@@ -7,23 +8,6 @@ def conv_kernels():
     """The numba kernels, imported on first use so ``import tlkit`` stays light."""
     from tlkit.engine.kernels import conv
     return conv
-
-
-def pair(value, what):
-    """Normalize an int or a 2-sequence of ints to a tuple, as Keras's conv arguments."""
-    if isinstance(value, int):
-        value = (value, value)
-    value = tuple(value)
-    if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
-        raise ValueError(f"The `{what}` argument must be a tuple of 2 positive integers. Received: {what}={value}")
-    return value
-
-
-def padding_arg(padding):
-    padding = str(padding).lower()
-    if padding not in ("valid", "same"):
-        raise ValueError(f"The `padding` argument must be one of 'valid', 'same'. Received: padding={padding}")
-    return padding
 
 
 class Conv2D(Layer):
@@ -49,7 +33,7 @@ class Conv2D(Layer):
         self.filters = filters
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.strides = pair(strides, "strides")
-        self.padding = padding_arg(padding)
+        self.padding = padding_mode(padding)
         self.dilation_rate = pair(dilation_rate, "dilation_rate")
         if self.strides != (1, 1) and self.dilation_rate != (1, 1):
             raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
@@ -75,20 +59,15 @@ class Conv2D(Layer):
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
-        out = []
-        for size, k, s, d in zip((h, w), self.kernel_size, self.strides, self.dilation_rate):
-            if size is None:
-                out.append(None)
-                continue
-            span = (k - 1) * d + 1
-            if self.padding == "valid" and size < span:
-                raise ValueError(
-                    f"Layer '{self.name}' (Conv2D): a {self.kernel_size[0]}x{self.kernel_size[1]} kernel "
-                    f"(dilation {self.dilation_rate}) does not fit in an input of shape {tuple(input_shape)} "
-                    "with padding='valid'. Use padding='same', a smaller kernel or a larger input."
-                )
-            out.append(-(-size // s) if self.padding == "same" else (size - span) // s + 1)
-        return (n, out[0], out[1], self.filters)
+        try:
+            oh, ow = conv_output_shape((h, w), self.kernel_size, self.strides, self.padding, self.dilation_rate)
+        except WindowTooLarge:
+            raise ValueError(
+                f"Layer '{self.name}' (Conv2D): a {self.kernel_size[0]}x{self.kernel_size[1]} kernel "
+                f"(dilation {self.dilation_rate}) does not fit in an input of shape {tuple(input_shape)} "
+                "with padding='valid'. Use padding='same', a smaller kernel or a larger input."
+            ) from None
+        return (n, oh, ow, self.filters)
 
     def _conv(self, x, out=None):
         kernels = conv_kernels()

@@ -1,6 +1,6 @@
 """MaxPooling2D and AveragePooling2D."""
 from tlkit.engine.layer import Layer
-from tlkit.engine.layers.conv2d import pair, padding_arg
+from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, padding_mode, pair
 
 
 def pool_kernels():
@@ -13,7 +13,7 @@ class _Pooling2D(Layer):
         super().__init__(**kwargs)
         self.pool_size = pair(pool_size, "pool_size")
         self.strides = pair(strides, "strides") if strides is not None else self.pool_size
-        self.padding = padding_arg(padding)
+        self.padding = padding_mode(padding)
         if data_format not in (None, "channels_last"):
             raise ValueError("tlkit works channels-last (NHWC): use data_format=None or 'channels_last'.")
         self.data_format = data_format
@@ -27,19 +27,13 @@ class _Pooling2D(Layer):
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
-        out = []
-        for size, k, s in zip((h, w), self.pool_size, self.strides):
-            if size is None:
-                out.append(None)
-            elif self.padding == "same":
-                out.append(-(-size // s))
-            else:
-                if size < k:
-                    raise ValueError(
-                        f"Layer '{self.name}' ({type(self).__name__}): pool size {self.pool_size} is larger than the "
-                        f"input {tuple(input_shape)} with padding='valid'. Use padding='same' or a larger input.")
-                out.append((size - k) // s + 1)
-        return (n, out[0], out[1], c)
+        try:
+            oh, ow = conv_output_shape((h, w), self.pool_size, self.strides, self.padding)
+        except WindowTooLarge:
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}): pool size {self.pool_size} is larger than the "
+                f"input {tuple(input_shape)} with padding='valid'. Use padding='same' or a larger input.") from None
+        return (n, oh, ow, c)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
