@@ -12,7 +12,6 @@ and ``backward(cache, dy, need_input_grad, need_weight_grad)`` returning
 subclassed model) needs no backward: the layers it calls record themselves on the tape.
 """
 import collections
-import re
 import threading
 
 import numpy as np
@@ -22,6 +21,7 @@ from tlkit.engine import regularizers as _regularizers
 from tlkit.engine.symbolic import KerasTensor, Node, as_float_array, flatten, is_symbolic
 from tlkit.engine.tape import active_tape
 from tlkit.engine.variable import Variable
+from tlkit.utils.text import format_shape, snake_case
 
 _name_counts = collections.defaultdict(int)
 _call_context = threading.local()
@@ -58,11 +58,6 @@ def _skipping_initializers():
 def reset_names():
     """Forget the per-class name counters (tests and fresh sessions)."""
     _name_counts.clear()
-
-
-def snake_case(name):
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower().replace("2_d", "2d").replace("1_d", "1d")
 
 
 class Layer:
@@ -231,12 +226,12 @@ class Layer:
         if len(shape) != ndim:
             raise ValueError(
                 f"Input 0 of layer '{self.name}' ({type(self).__name__}) is incompatible with the layer: "
-                f"expected ndim={ndim}, found ndim={len(shape)}. Full shape received: {_fmt(shape)}"
+                f"expected ndim={ndim}, found ndim={len(shape)}. Full shape received: {format_shape(shape)}"
             )
         if last is not None and shape[-1] is not None and shape[-1] != last:
             raise ValueError(
                 f"Input 0 of layer '{self.name}' ({type(self).__name__}) is incompatible with the layer: "
-                f"expected axis -1 of input shape to have value {last}, but received input with shape {_fmt(shape)}"
+                f"expected axis -1 of input shape to have value {last}, but received input with shape {format_shape(shape)}"
             )
 
     # ----- calling -----
@@ -337,7 +332,3 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
-
-
-def _fmt(shape):
-    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

@@ -11,6 +11,7 @@ from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.summary import summarize
 from tlkit.engine.symbolic import KerasTensor, as_float_array, flatten
 from tlkit.engine.trainer import Trainer
+from tlkit.utils.text import format_shape
 
 
 class Model(Trainer, Layer):
@@ -148,7 +149,7 @@ class Model(Trainer, Layer):
                                             for g, w in zip(got[1:], want[1:])):
                 raise ValueError(
                     f"Input {i} of model '{self.name}' is incompatible: the model expects shape "
-                    f"{_fmt(want)}, but it received an input with shape {_fmt(got)}."
+                    f"{format_shape(want)}, but it received an input with shape {format_shape(got)}."
                 )
 
     def call(self, inputs, training=False):
@@ -214,7 +215,3 @@ def _check_h5_path(filepath):
     import os
     if os.fspath(filepath).endswith(".keras"):
         raise ValueError(f"tlkit writes HDF5 files: use a path ending in .h5 (got {filepath}).")
-
-
-def _fmt(shape):
-    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

@@ -3,6 +3,7 @@ from tlkit.engine.layer import Layer
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.model import Model
 from tlkit.engine.symbolic import KerasTensor
+from tlkit.utils.text import format_shape
 
 
 class Sequential(Model):
@@ -92,7 +93,7 @@ class Sequential(Model):
         if len(input_shapes) != 1 or len(got) != len(want) or any(
                 w is not None and g != w for g, w in zip(got[1:], want[1:])):
             raise ValueError(f"Input 0 of model '{self.name}' is incompatible: the model expects shape "
-                             f"{_fmt(want)}, but it received an input with shape {_fmt(got)}.")
+                             f"{format_shape(want)}, but it received an input with shape {format_shape(got)}.")
 
     def build(self, input_shape=None):
         if self._input_layer is None:
@@ -123,7 +124,3 @@ class Sequential(Model):
     def get_config(self):
         from tlkit.engine.saving.config import sequential_config
         return sequential_config(self)
-
-
-def _fmt(shape):
-    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ")"

@@ -13,8 +13,9 @@ from tlkit.engine.metrics.accuracy import (Accuracy, BinaryAccuracy, Categorical
                                            binary_accuracy, categorical_accuracy, sparse_categorical_accuracy,
                                            sparse_top_k_categorical_accuracy, top_k_categorical_accuracy)
 from tlkit.engine.metrics.confusion import AUC, Precision, Recall
-from tlkit.engine.metrics.metric import Mean, MeanMetricWrapper, Metric, snake_case
+from tlkit.engine.metrics.metric import Mean, MeanMetricWrapper, Metric
 from tlkit.engine.metrics.regression import MeanAbsoluteError, MeanSquaredError
+from tlkit.utils.text import snake_case
 
 _CLASSES = (Mean, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, TopKCategoricalAccuracy,
             SparseTopKCategoricalAccuracy, Precision, Recall, AUC, MeanSquaredError, MeanAbsoluteError)

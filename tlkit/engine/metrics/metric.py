@@ -6,17 +6,10 @@
 0.4166666666666667
 >>> m.reset_state()
 """
-import re
-
 import numpy as np
 
 from tlkit.engine.losses.loss import squeeze_or_expand_to_same_rank
-
-
-def snake_case(name):
-    """Keras's to_snake_case: "SparseTopKCategoricalAccuracy" -> "sparse_top_k_categorical_accuracy", "AUC" -> "auc"."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+from tlkit.utils.text import snake_case
 
 
 class Metric:
