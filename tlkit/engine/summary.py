@@ -1,4 +1,5 @@
 """model.summary(): a Keras-style table of layers, output shapes and parameter counts."""
+from tlkit.utils.text import format_shape
 
 
 def _shape(shape):
@@ -6,7 +7,7 @@ def _shape(shape):
         return "?"
     if isinstance(shape, list):
         return ", ".join(_shape(s) for s in shape)
-    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    return format_shape(shape)
 
 
 def _bytes(n_params):
