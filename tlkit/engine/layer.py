@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 
+from tlkit.engine import activations as _activations
 from tlkit.engine import initializers as _initializers
 from tlkit.engine import regularizers as _regularizers
 from tlkit.engine.symbolic import KerasTensor, Node, as_float_array, flatten, is_symbolic
@@ -100,14 +101,12 @@ class Layer:
     def _set_kernel_arguments(self, activation, use_bias, kernel_initializer, bias_initializer,
                               kernel_regularizer, bias_regularizer):
         """Resolve the arguments every kernel+bias layer (Dense, Conv2D) takes, as Keras does."""
-        from tlkit.engine import activations, initializers, regularizers
-
-        self.activation = activations.get(activation)
+        self.activation = _activations.get(activation)
         self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
 
     def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True, regularizer=None):
         init = _initializers.get(initializer)
@@ -325,6 +324,10 @@ class Layer:
         if self._batch_input_shape is not None:
             config["batch_input_shape"] = list(self._batch_input_shape)
         return config
+
+    def config_class_name(self):
+        """The class name a model config stores for this layer; loading looks it up in the registry."""
+        return type(self).__name__
 
     @classmethod
     def from_config(cls, config):

@@ -3,11 +3,15 @@
 Both run through the same tape, so both train the same way; a model is also a layer and can
 be called inside another model (a frozen base under a new head).
 """
+import os
+
 import numpy as np
 
 from tlkit.engine.functional import Graph
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.input_layer import InputLayer
+from tlkit.engine.registry import register_model_class
+from tlkit.engine.saving.config import functional_config
 from tlkit.engine.summary import summarize
 from tlkit.engine.symbolic import KerasTensor, as_float_array, flatten
 from tlkit.engine.trainer import Trainer
@@ -190,28 +194,45 @@ class Model(Trainer, Layer):
         ``metadata`` (tlkit extension): a JSON-able dict stored with the model and read back as
         ``load_model(path).metadata`` (the CLI keeps class names and preprocessing there).
         """
-        from tlkit.engine.saving import hdf5
+        hdf5 = _hdf5()
         _check_h5_path(filepath)
         hdf5.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer,
                         metadata=metadata)
 
     def save_weights(self, filepath, overwrite=True):
-        from tlkit.engine.saving import hdf5
+        hdf5 = _hdf5()
         _check_h5_path(filepath)
         hdf5.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, by_name=False, skip_mismatch=False):
-        from tlkit.engine.saving import hdf5
+        hdf5 = _hdf5()
         hdf5.load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
 
     def get_config(self):
-        from tlkit.engine.saving.config import functional_config
         if self._graph is None:
             return {"name": self.name, "trainable": self.trainable}
         return functional_config(self)
 
+    def config_class_name(self):
+        if self._graph is None:
+            raise NotImplementedError(
+                f"Model '{self.name}' is a subclassed model: its architecture is Python code, which tlkit "
+                "never stores in files. Save its weights with model.save_weights(path) and rebuild the model "
+                "in code before load_weights(path)."
+            )
+        return "Functional"
+
+
+register_model_class(Model, "Functional", "Model")
+
+
+def _hdf5():
+    """The model-file module, imported on first save or load: h5py takes as long to import as the
+    rest of tlkit, and most sessions never write a file."""
+    from tlkit.engine.saving import hdf5
+    return hdf5
+
 
 def _check_h5_path(filepath):
-    import os
     if os.fspath(filepath).endswith(".keras"):
         raise ValueError(f"tlkit writes HDF5 files: use a path ending in .h5 (got {filepath}).")

@@ -2,6 +2,8 @@
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.model import Model
+from tlkit.engine.registry import register_model_class
+from tlkit.engine.saving.config import sequential_config
 from tlkit.engine.symbolic import KerasTensor
 from tlkit.utils.text import format_shape
 
@@ -122,5 +124,10 @@ class Sequential(Model):
         return rows
 
     def get_config(self):
-        from tlkit.engine.saving.config import sequential_config
         return sequential_config(self)
+
+    def config_class_name(self):
+        return "Sequential"
+
+
+register_model_class(Sequential, "Sequential")

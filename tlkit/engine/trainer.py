@@ -4,6 +4,8 @@ import warnings
 import numpy as np
 
 from tlkit.engine import data_adapter
+from tlkit.engine import losses as losses_mod
+from tlkit.engine import metrics as metrics_mod
 from tlkit.engine.activations import FUSABLE
 from tlkit.engine.callbacks.callback import CallbackList
 from tlkit.engine.callbacks.history import History
@@ -32,7 +34,7 @@ class Trainer:
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, weighted_metrics=None,
                 run_eagerly=None, steps_per_execution=1, jit_compile=None, **kwargs):
         """``model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])``."""
-        from tlkit.engine import losses as losses_mod
+        # Imported here: the optimizers' numba kernels would double the time of `import tlkit`.
         from tlkit.engine import optimizers as optimizers_mod
 
         if kwargs:
@@ -72,8 +74,6 @@ class Trainer:
 
     # ----- metrics -----
     def _build_metrics(self, ys, preds):
-        from tlkit.engine import metrics as metrics_mod
-
         names = self.output_names
         multi = len(names) > 1
         spec = self._metric_spec

@@ -1,34 +1,11 @@
 """Model architecture as JSON-able config, and back. A config is data: it names layer
 classes from a fixed registry (plus the caller's custom_objects) and is never evaluated."""
-
-
-def layer_registry():
-    from tlkit.engine import layers
-    from tlkit.engine.model import Model
-    from tlkit.engine.sequential import Sequential
-
-    registry = {name: getattr(layers, name) for name in layers.__all__ if name not in ("Input", "Layer")}
-    registry.update({"Functional": Model, "Model": Model, "Sequential": Sequential})
-    return registry
+from tlkit.engine import registry
+from tlkit.engine.layers.input_layer import InputLayer
 
 
 def serialize_layer(layer):
-    from tlkit.engine.model import Model
-    from tlkit.engine.sequential import Sequential
-
-    if isinstance(layer, Sequential):
-        class_name = "Sequential"
-    elif isinstance(layer, Model):
-        if layer._graph is None:
-            raise NotImplementedError(
-                f"Model '{layer.name}' is a subclassed model: its architecture is Python code, which tlkit "
-                "never stores in files. Save its weights with model.save_weights(path) and rebuild the model "
-                "in code before load_weights(path)."
-            )
-        class_name = "Functional"
-    else:
-        class_name = type(layer).__name__
-    return {"class_name": class_name, "config": layer.get_config()}
+    return {"class_name": layer.config_class_name(), "config": layer.get_config()}
 
 
 def functional_config(model):
@@ -64,10 +41,10 @@ def sequential_config(model):
 def deserialize_layer(entry, custom_objects=None):
     if not isinstance(entry, dict) or "class_name" not in entry:
         raise ValueError(f"Bad layer entry in model config: {str(entry)[:200]}")
-    registry = layer_registry()
-    registry.update(custom_objects or {})
+    classes = registry.config_classes()
+    classes.update(custom_objects or {})
     class_name = entry["class_name"]
-    cls = registry.get(class_name)
+    cls = classes.get(class_name)
     if cls is None:
         raise ValueError(
             f"Unknown layer: '{class_name}'. The model file names a layer class tlkit doesn't know. If it is "
@@ -88,9 +65,7 @@ def deserialize_layer(entry, custom_objects=None):
 
 
 def sequential_from_config(config, custom_objects=None):
-    from tlkit.engine.sequential import Sequential
-
-    model = Sequential(name=config.get("name"))
+    model = registry.model_class("Sequential")(name=config.get("name"))
     for entry in config.get("layers", []):
         model.add(deserialize_layer(entry, custom_objects))
     model._trainable = bool(config.get("trainable", True))  # not recursive: layers keep their own flags
@@ -98,9 +73,6 @@ def sequential_from_config(config, custom_objects=None):
 
 
 def functional_from_config(config, custom_objects=None):
-    from tlkit.engine.layers.input_layer import InputLayer
-    from tlkit.engine.model import Model
-
     created, outputs_of = {}, {}
     pending = []
     for entry in config.get("layers", []):
@@ -137,7 +109,7 @@ def functional_from_config(config, custom_objects=None):
         outputs = [outputs_of[(r[0], r[1])][r[2]] for r in config["output_layers"]]
     except (KeyError, IndexError, TypeError) as e:
         raise ValueError(f"The model config's inputs/outputs don't match its layers ({e}).") from None
-    model = Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
-                  name=config.get("name"))
+    model = registry.model_class("Functional")(inputs if len(inputs) > 1 else inputs[0],
+                                               outputs if len(outputs) > 1 else outputs[0], name=config.get("name"))
     model._trainable = bool(config.get("trainable", True))  # not recursive: layers keep their own flags
     return model
