@@ -54,7 +54,7 @@ def pooled_features(base, augmentation, subset, passes):
 def train_head(copies, val, seed, epochs=10):
     from tlkit.apps.finetune import make_optimizer
     from tlkit.apps.head import build_head
-    from tlkit.engine.random import set_random_seed
+    from tlkit.utils.random import set_random_seed
 
     set_random_seed(seed)
     head = build_head((1, 1, copies[0][0].shape[1]), 5, "gap,bn,dense:256,dropout:0.5")

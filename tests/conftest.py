@@ -24,6 +24,6 @@ def rng():
 @pytest.fixture(autouse=True)
 def _seed_tlkit():
     """Every test starts from the same tlkit RNG state, whatever ran before it (reproducible weights)."""
-    from tlkit.engine import random as tlkit_random
+    from tlkit.utils import random as tlkit_random
 
     tlkit_random.set_random_seed(1234)

@@ -9,7 +9,7 @@ first use, so ``import tlkit`` stays fast and compiles nothing.
 import importlib
 import os
 
-__version__ = "0.1.0"
+from tlkit.version import __version__  # noqa: F401
 
 # numba's OpenMP workers and OpenBLAS's threads take turns on the same cores; OpenMP's default
 # spin-wait after each parallel region steals the cores from the next BLAS product (measured: up to

@@ -11,7 +11,7 @@ import tlkit
 from tlkit import layers as L
 from tlkit.callbacks import (BackupAndRestore, Callback, CSVLogger, EarlyStopping, History, LambdaCallback,
                              LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN)
-from tlkit.engine import random as tl_random
+from tlkit.utils import random as tl_random
 
 
 def make_data(n=24, seed=0):

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from tlkit.engine.random import get_rng
+from tlkit.utils.random import get_rng
 
 
 def _is_array_like(x):

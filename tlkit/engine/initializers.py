@@ -1,7 +1,7 @@
 """Weight initializers with Keras's names, arguments and fan conventions."""
 import numpy as np
 
-from tlkit.engine.random import get_rng
+from tlkit.utils.random import get_rng
 
 
 def _fans(shape):

@@ -1,8 +1,8 @@
 """``tlkit.utils``: seeding, progress bars, small helpers."""
 import numpy as np
 
-from tlkit.engine.random import set_random_seed  # noqa: F401
 from tlkit.utils.progbar import Progbar  # noqa: F401
+from tlkit.utils.random import set_random_seed  # noqa: F401
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

@@ -8,7 +8,7 @@ import warnings
 import h5py
 import numpy as np
 
-from tlkit.engine import random as tl_random
+from tlkit.utils import random as tl_random
 from tlkit.engine.callbacks.callback import Callback
 from tlkit.utils.io import atomic_path, atomic_write_text
 

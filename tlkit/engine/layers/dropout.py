@@ -2,7 +2,7 @@
 import numpy as np
 
 from tlkit.engine.layer import Layer
-from tlkit.engine.random import get_rng
+from tlkit.utils.random import get_rng
 
 
 class Dropout(Layer):

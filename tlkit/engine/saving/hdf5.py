@@ -11,11 +11,13 @@ import os
 import h5py
 import numpy as np
 
-from tlkit.engine import random
+from tlkit.engine import optimizers
+from tlkit.utils import random
 from tlkit.engine.layer import skip_initializers
 from tlkit.engine.saving.config import deserialize_layer, serialize_layer
 from tlkit.engine.saving.legacy_h5 import model_layer_weights, read_layer_weights, write_layer_weights
 from tlkit.utils.io import atomic_path
+from tlkit.version import __version__
 
 
 class ModelFileError(ValueError):
@@ -40,11 +42,6 @@ def _reading(filepath, what="model"):
             "save or copy it again.") from None
 
 
-def _version():
-    from tlkit import __version__
-    return __version__
-
-
 def save_model(model, filepath, overwrite=True, include_optimizer=True, metadata=None):
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
@@ -54,7 +51,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, metadata
         with h5py.File(tmp, "w") as f:
             f.attrs["keras_version"] = "2.15.0"
             f.attrs["backend"] = "tlkit"
-            f.attrs["tlkit_version"] = _version()
+            f.attrs["tlkit_version"] = __version__
             f.attrs["model_config"] = json.dumps(config)
             if metadata is not None:
                 f.attrs["tlkit_metadata"] = json.dumps(metadata)
@@ -84,8 +81,6 @@ def _open(filepath):
 
 def load_model(filepath, custom_objects=None, compile=True):
     """The model saved by ``model.save(filepath)``, compiled as it was (optimizer state too)."""
-    from tlkit.engine import optimizers
-
     with _open(filepath) as f, _reading(filepath):
         if "model_config" not in f.attrs:
             raise ModelFileError(
@@ -127,7 +122,7 @@ def save_weights(model, filepath, overwrite=True):
         with h5py.File(tmp, "w") as f:
             f.attrs["keras_version"] = "2.15.0"
             f.attrs["backend"] = "tlkit"
-            f.attrs["tlkit_version"] = _version()
+            f.attrs["tlkit_version"] = __version__
             write_layer_weights(f, model_layer_weights(model))
 
 

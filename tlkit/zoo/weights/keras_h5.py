@@ -22,7 +22,7 @@ import os
 import h5py
 import numpy as np
 
-from tlkit import __version__
+from tlkit.version import __version__
 from tlkit.utils.io import atomic_path
 from tlkit.zoo.weights.weight_file import WeightFile, WeightFileError, bfloat16_to_float32, standardize_array
 
