@@ -103,7 +103,7 @@ def test_graph_inference_matches_plain_execution_and_keeps_returned_arrays(rng, 
     model = fire_net(extra_outputs)
     graph = model._graph
     # Both expand convs of both fire modules write in place (and the conv concatenated to the input).
-    assert len(graph._slices) == (5 if extra_outputs else 4)
+    assert len(graph.plan.slices) == (5 if extra_outputs else 4)
     x1, x2 = (rng.standard_normal((3, 9, 9, 4)).astype(np.float32) for _ in range(2))
     first = [o.copy() for o in tlkit.engine.symbolic.flatten(model.predict_on_batch(x1))]
     kept = tlkit.engine.symbolic.flatten(model.predict_on_batch(x1))
@@ -186,7 +186,7 @@ def test_frozen_prefix_under_a_tape_recycles_buffers_but_never_what_the_tape_kee
 
 def fused_pairs(model):
     graph = model._graph
-    return sorted((n.layer.name, p.layer.name) for n in graph.nodes for p in [graph._conv_pools.get(id(n))] if p)
+    return sorted((n.layer.name, p.layer.name) for n in graph.nodes for p, _ in [graph.plan.fused.get(id(n), (None, None))] if p)
 
 
 @pytest.mark.parametrize("shape, conv, pool", [

@@ -67,6 +67,20 @@ class Layer:
     # Subclasses that accept dL/d(pre-activation) in backward (softmax/sigmoid + cross-entropy fusion).
     supports_logit_fusion = False
 
+    # What inference may ask of this layer's ``call`` (planned in inference_plan.py). A subclass
+    # that overrides ``call`` declares these again: they hold for the class that defines ``call``.
+    accepts_output_buffer = False  # call(..., out=array) writes the output into ``array``
+    writes_channel_slice = False  # ... and ``array`` may be a channel slice of a wider array
+
+    def concatenates_channels(self, output_shape):
+        """Whether inference may write this layer's inputs straight into channel slices of its output."""
+        return False
+
+    def fuses_with(self, input_shape, consumer):
+        """The keyword with which ``call`` also computes ``consumer`` (the only layer reading this
+        one's output) in the same pass, or None."""
+        return None
+
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, batch_input_shape=None,
                  input_dim=None, **kwargs):
         if kwargs:

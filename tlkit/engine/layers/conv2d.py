@@ -2,6 +2,7 @@
 from tlkit.engine import activations, initializers, regularizers
 from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, padding_mode, pair
 from tlkit.engine.layer import Layer
+from tlkit.engine.layers.pooling import MaxPooling2D
 
 
 def conv_kernels():
@@ -18,6 +19,8 @@ class Conv2D(Layer):
     """
 
     supports_logit_fusion = True
+    accepts_output_buffer = True
+    writes_channel_slice = True
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
@@ -94,11 +97,14 @@ class Conv2D(Layer):
         return self.activation in ("relu", "linear") and conv_kernels().fuses_max_pool(
             input_shape, kernel_shape, self.strides, self.dilation_rate, pool.pool_size, pool.strides, pool.padding)
 
+    def fuses_with(self, input_shape, consumer):
+        return "pool" if type(consumer) is MaxPooling2D and self.fuses_max_pool(input_shape, consumer) else None
+
     def call(self, inputs, training=False, out=None, pool=None):
         """out: optional float32 array (or channel slice of one) to write the result into; the
-        Functional graph passes one at inference to skip Concatenate copies and reuse memory.
+        inference plan passes one to skip Concatenate copies and reuse memory.
         pool: a MaxPooling2D to apply to the result in the same pass; returns the pooled output
-        (the graph passes one when it is this conv's only consumer and ``fuses_max_pool``)."""
+        (the inference plan passes one when it is this conv's only consumer and ``fuses_max_pool``)."""
         if pool is not None:
             if self.activation not in ("relu", "linear"):
                 raise ValueError(f"Layer '{self.name}': only a ReLU or linear Conv2D fuses with a max pool, "

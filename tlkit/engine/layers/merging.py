@@ -45,6 +45,10 @@ class Concatenate(_Merge):
     def call(self, inputs, training=False):
         return np.concatenate(inputs, axis=self.axis)
 
+    def concatenates_channels(self, output_shape):
+        return (self.axis % len(output_shape) == len(output_shape) - 1
+                and all(d is not None for d in output_shape[1:]))
+
     def forward(self, inputs, training=False):
         return self.call(inputs), [x.shape[self.axis] for x in inputs]
 

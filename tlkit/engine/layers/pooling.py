@@ -41,9 +41,11 @@ class _Pooling2D(Layer):
 
 
 class MaxPooling2D(_Pooling2D):
+    accepts_output_buffer = True  # whole C-contiguous arrays only: no channel slices
+
     def call(self, inputs, training=False, out=None):
-        """out: optional C-contiguous float32 array to write the result into (the Functional graph
-        passes recycled buffers at inference)."""
+        """out: optional C-contiguous float32 array to write the result into (the inference plan
+        passes recycled buffers)."""
         return pool_kernels().max_pool2d_forward(inputs, self.pool_size, self.strides, self.padding,
                                                  with_argmax=False, out=out)[0]
 

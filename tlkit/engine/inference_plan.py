@@ -1,0 +1,176 @@
+"""Where a layer graph's outputs go when nothing records them (all of inference, and a frozen
+prefix while training): planned once per graph from what each layer declares it can do, then
+carried out call after call by an Execution.
+
+- a channel concatenation's inputs are written straight into slices of its output, so the
+  concatenation costs no copy (SqueezeNet's fire modules);
+- other intermediate outputs come from a pool of buffers recycled from the previous call: a
+  fresh 100 MB array costs tens of milliseconds of page faults, as much as the layer's own work;
+- a layer whose only consumer it can fuse with (a small-window convolution and its max pool)
+  computes both in one pass, so its full-size output never exists.
+
+What a layer declares (class attributes and methods of Layer; see conv2d.py, pooling.py and
+merging.py for the layers that declare them):
+- ``accepts_output_buffer``: ``call(..., out=array)`` writes its output into ``array``;
+- ``writes_channel_slice``: that ``out`` may be a channel slice of a wider array;
+- ``concatenates_channels(output_shape)``: its inputs may be written into slices of its output;
+- ``fuses_with(input_shape, consumer)``: the keyword with which ``call`` also computes the one
+  layer reading its output, or None.
+A declaration holds for the class that declares it together with its ``call``: a subclass that
+overrides ``call`` has to declare again (its new ``call`` may not take ``out=``).
+"""
+import numpy as np
+
+from tlkit.engine.symbolic import flatten
+from tlkit.engine.tape import active_tape
+
+
+def declares(layer, capability):
+    """The layer's value of ``capability``, if the class that set it also defines the ``call`` in use."""
+    mro = type(layer).__mro__
+    owner = next((k for k in mro if capability in vars(k)), None)
+    call_owner = next((k for k in mro if "call" in vars(k)), None)
+    return getattr(layer, capability) if owner is not None and owner is call_owner else None
+
+
+class InferencePlan:
+    """Placements of one graph: ``slices`` {id(tensor): (concat node, lo, hi)} for the concatenation
+    inputs written in place, ``assembled`` ids of the concatenation nodes built in a buffer,
+    ``pooled`` ids of the intermediate outputs that live in recycled buffers, and ``fused``
+    {id(node): (its consumer node, the call keyword)} for the pairs computed in one pass."""
+
+    def __init__(self, nodes, inputs, outputs):
+        kept = {id(t) for t in outputs} | {id(t) for t in inputs}
+        consumers = {}
+        for node in nodes:
+            for t in node.inputs:
+                consumers.setdefault(id(t), []).append(node)
+        self.fused = {}
+        for node in nodes:
+            t = node.outputs[0]
+            users = consumers.get(id(t), [])
+            fuses_with = declares(node.layer, "fuses_with")
+            if (fuses_with is not None and id(t) not in kept and len(node.outputs) == 1 and len(users) == 1
+                    and len(users[0].inputs) == 1):
+                keyword = fuses_with(node.inputs[0].shape, users[0].layer)
+                if keyword:
+                    self.fused[id(node)] = (users[0], keyword)
+
+        def takes_out(t):
+            return (id(t) not in kept and len(t.node.outputs) == 1
+                    and bool(declares(t.node.layer, "accepts_output_buffer")))
+
+        def takes_channel_slice(t):
+            return (takes_out(t) and bool(declares(t.node.layer, "writes_channel_slice"))
+                    and id(t.node) not in self.fused)
+
+        self.slices, self.assembled = {}, set()
+        for node in nodes:
+            concatenates = declares(node.layer, "concatenates_channels")
+            if concatenates is not None and concatenates(node.outputs[0].shape):
+                self.assembled.add(id(node))
+                lo = 0
+                for t in node.inputs:
+                    if (takes_channel_slice(t) and consumers[id(t)] == [node]
+                            and sum(u is t for u in node.inputs) == 1):
+                        self.slices[id(t)] = (node, lo, lo + t.shape[-1])
+                    lo += t.shape[-1]
+        self.pooled = {id(n.outputs[0]) for n in nodes
+                       if id(n.outputs[0]) not in self.slices and id(n.outputs[0]) not in kept
+                       and (takes_out(n.outputs[0]) or id(n) in self.assembled)}
+
+
+class Execution:
+    """One run of a planned graph: values by tensor id and where their memory comes from."""
+
+    def __init__(self, plan, inputs, arrays, training, free):
+        self.plan = plan
+        self.training = training
+        self.tape = active_tape()
+        self.values = {id(t): a for t, a in zip(inputs, arrays)}
+        self.free = free  # shape -> buffers released by the previous run
+        self.released = {}  # shape -> buffers released by this run
+        self.owned = {}  # id(tensor) -> the recycled buffer it lives in
+        self.concat_bufs = {}  # id(concat node) -> its output buffer, from when its first input is placed
+        self.placed = set()  # ids of concatenation inputs already written into their slice
+        self.pinned = []  # arrays a tape record may hold on to: their buffers are never recycled
+        self.done = set()  # ids of consumer nodes already computed with the node before them
+
+    def buffer_for(self, t, shape):
+        shape = tuple(shape)
+        if id(t) not in self.plan.pooled:
+            return np.empty(shape, np.float32)
+        # This run's released buffers first (fewer buffers held), then last run's.
+        stack = self.released.get(shape) or self.free.get(shape)
+        self.owned[id(t)] = stack.pop() if stack else np.empty(shape, np.float32)
+        return self.owned[id(t)]
+
+    def release(self, tensor_ids):
+        for gone in tensor_ids:
+            self.values.pop(gone, None)
+            buf = self.owned.pop(gone, None)
+            # Recycle only if nothing still alive views it (e.g. a Reshape of it).
+            if buf is not None and not any(np.may_share_memory(buf, v) for v in [*self.values.values(), *self.pinned]):
+                self.released.setdefault(buf.shape, []).append(buf)
+
+    def compute(self, node):
+        """Run one node (or a node and the consumer fused with it); its outputs go into values."""
+        if id(node) in self.done:
+            return
+        args = [self.values[id(t)] for t in node.inputs]
+        layer_args = args if node.input_structure else args[0]
+        if self.tape is not None and node.layer._records_on(self.tape, args):
+            # This call keeps its inputs for backward and makes its own outputs.
+            self.pinned.extend(args)
+            result, produced = node.layer(layer_args, training=self.training, **node.kwargs), node
+        elif id(node) in self.plan.assembled:
+            result, produced = self.concatenate(node, args), node
+        else:
+            consumer, keyword = self.plan.fused.get(id(node), (None, None))
+            produced = node if consumer is None else consumer
+            t = produced.outputs[0]
+
+            def out_shape():
+                shape = node.layer.compute_output_shape(tuple(args[0].shape))
+                return shape if consumer is None else consumer.layer.compute_output_shape(shape)
+
+            out = None
+            if id(t) in self.plan.slices:
+                cnode, lo, hi = self.plan.slices[id(t)]
+                shape = out_shape()
+                if id(cnode) not in self.concat_bufs:
+                    self.concat_bufs[id(cnode)] = self.buffer_for(cnode.outputs[0],
+                                                                  shape[:-1] + (cnode.outputs[0].shape[-1],))
+                out = self.concat_bufs[id(cnode)][..., lo:hi]
+                if out.shape != tuple(shape):  # inputs of unexpected sizes: let the layers raise
+                    out = None
+            elif id(t) in self.plan.pooled:
+                out = self.buffer_for(t, out_shape())
+            kwargs = node.kwargs if out is None else dict(node.kwargs, out=out)
+            if consumer is not None:
+                kwargs = dict(kwargs, **{keyword: consumer.layer})
+                self.done.add(id(consumer))
+            result = node.layer(layer_args, training=self.training, **kwargs)
+            if out is not None and result is out and id(t) in self.plan.slices:
+                self.placed.add(id(t))
+        for t, r in zip(produced.outputs, flatten(result)):
+            self.values[id(t)] = r
+
+    def concatenate(self, node, args):
+        """A channel concatenation into its buffer; inputs not already written in place are copied in."""
+        buf = self.concat_bufs.pop(id(node), None)
+        rest = args[0].shape[:-1]
+        if (any(a.ndim != len(rest) + 1 or a.shape[:-1] != rest for a in args)
+                or sum(a.shape[-1] for a in args) != node.outputs[0].shape[-1]
+                or buf is not None and buf.shape[:-1] != rest):
+            return node.layer(args)  # raises the layer's own error about the shapes
+        if buf is None:
+            buf = self.buffer_for(node.outputs[0], rest + (node.outputs[0].shape[-1],))
+        lo = 0
+        for t, a in zip(node.inputs, args):
+            hi = lo + a.shape[-1]
+            if id(t) not in self.placed:
+                buf[..., lo:hi] = a
+            lo = hi
+        node.layer._last_output_shape = (None,) + buf.shape[1:]
+        return buf
