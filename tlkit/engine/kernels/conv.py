@@ -5,7 +5,7 @@
     dw, db = conv2d_backward_weights(x, dy, w.shape, padding="same")
 
 How: the output is cut into tiles (a block of output rows of one image, or several whole
-images) whose im2col patch matrix fits in ~TILE_BYTES; numba fills the patches, numpy's BLAS
+images) whose im2col patch matrix fits in ~TILE_BYTES; numba fills the patches (im2col.py), numpy's BLAS
 does the product straight into the output, then a numba pass adds bias and ReLU on the tile
 while it is still in cache. No batch-sized im2col buffer ever exists. 1x1 stride-1 convs are
 plain products over (N*H*W, C), no copy. numba regions and BLAS calls alternate, never nest,
@@ -21,10 +21,11 @@ so the conv output is never stored whole (small windows; Winograd convs with a 2
     p = conv2d_maxpool_forward(x, w, b, strides=2, relu=True, pool_size=3, pool_strides=2)
 """
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads
 
 from tlkit.engine.kernels import direct_conv, winograd
 from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
+from tlkit.engine.kernels.im2col import add_bias_relu, col2im_rows, im2col_rows
 from tlkit.engine.kernels.pool import check_out as check_pooled_out
 from tlkit.engine.kernels.pool import max_pool2d_forward
 
@@ -36,92 +37,6 @@ winograd_transform_filter = winograd.transform_filter
 # Patch-matrix budget per tile. 4 MB sits in L2+L3 here and keeps BLAS products >= ~1000 rows on
 # VGG16's layers; see BENCHMARKS.md (scripts/bench_engine.py --tiles) for the sweep.
 TILE_BYTES = 4 << 20
-
-
-# ---------------------------------------------------------------------------------------------
-# numba kernels
-
-@njit(cache=True, nogil=True, parallel=True)
-def im2col_rows(x, n0, n1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_w, patches):
-    """patches[((n - n0) * (r1 - r0) + r - r0) * out_w + c] = flattened (kh, kw, C) window of
-    output pixel (n, r, c), zeros where it hangs over the (implicitly padded) border."""
-    _, h, w, ch = x.shape
-    k_total = kh * kw * ch
-    run = kw * ch  # with dilation 1, one kernel row's taps are one contiguous run of x
-    xf = x.reshape(-1)
-    pf = patches.reshape(-1)
-    rows = r1 - r0
-    for job in prange((n1 - n0) * rows):
-        n = n0 + job // rows
-        r = r0 + job % rows
-        base = job * out_w * k_total
-        for i in range(kh):
-            ih = r * sh + i * dh - pad_top
-            for c in range(out_w):
-                dst = base + c * k_total + i * run
-                iw0 = c * sw - pad_left
-                if ih < 0 or ih >= h:
-                    pf[dst:dst + run] = 0.0
-                elif dw == 1 and iw0 >= 0 and iw0 + kw <= w:
-                    src = ((n * h + ih) * w + iw0) * ch
-                    pf[dst:dst + run] = xf[src:src + run]
-                else:
-                    for j in range(kw):
-                        iw = iw0 + j * dw
-                        d = dst + j * ch
-                        if 0 <= iw < w:
-                            src = ((n * h + ih) * w + iw) * ch
-                            pf[d:d + ch] = xf[src:src + ch]
-                        else:
-                            pf[d:d + ch] = 0.0
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def add_bias_relu(y, b, has_bias, relu, lo=0):
-    """In place on columns [lo, lo + len(b)) of a (rows, columns) block: y += b; y = max(y, 0)."""
-    rows, f = y.shape[0], b.shape[0]
-    for i in prange(rows):
-        row = y[i, lo:lo + f]  # a contiguous slice of a C-contiguous block vectorizes; a strided view would not
-        for j in range(f):
-            v = row[j]
-            if has_bias:
-                v += b[j]
-            if relu and v < 0.0:
-                v = 0.0
-            row[j] = v
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def col2im_rows(dpatches, n0, n1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_w, dx):
-    """Adjoint of im2col_rows: dx += the patches' gradients at the pixels they were read from.
-
-    Parallel over input rows (each thread owns whole dx rows, so no write races), gathering from
-    every (output row, kernel row) pair that reads the row.
-    """
-    _, h, w, ch = dx.shape
-    rows = r1 - r0
-    lo = max(r0 * sh - pad_top, 0)
-    hi = min((r1 - 1) * sh - pad_top + (kh - 1) * dh + 1, h)
-    span = max(hi - lo, 0)
-    for job in prange((n1 - n0) * span):
-        n = n0 + job // span
-        ih = lo + job % span
-        for i in range(kh):
-            t = ih + pad_top - i * dh
-            if t < 0 or t % sh != 0:
-                continue
-            r = t // sh
-            if r < r0 or r >= r1:
-                continue
-            base = ((n - n0) * rows + r - r0) * out_w
-            for c in range(out_w):
-                p = dpatches[base + c]
-                for j in range(kw):
-                    iw = c * sw + j * dw - pad_left
-                    if 0 <= iw < w:
-                        k = (i * kw + j) * ch
-                        for q in range(ch):
-                            dx[n, ih, iw, q] += p[k + q]
 
 
 # ---------------------------------------------------------------------------------------------
