@@ -9,7 +9,7 @@ images) whose im2col patch matrix fits in ~TILE_BYTES; numba fills the patches (
 does the product straight into the output, then a numba pass adds bias and ReLU on the tile
 while it is still in cache. No batch-sized im2col buffer ever exists. 1x1 stride-1 convs are
 plain products over (N*H*W, C), no copy. numba regions and BLAS calls alternate, never nest,
-so the 2 cores see at most one pool of busy threads at a time.
+so the cores see at most one pool of busy threads at a time.
 
 Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when that is faster (see winograd.py);
 pass ``wino_filter=winograd_transform_filter(w)`` to reuse the filter transform across calls.
@@ -34,8 +34,9 @@ __all__ = ["conv2d_forward", "conv2d_maxpool_forward", "fuses_max_pool",
 
 winograd_transform_filter = winograd.transform_filter
 
-# Patch-matrix budget per tile. 4 MB sits in L2+L3 here and keeps BLAS products >= ~1000 rows on
-# VGG16's layers; see BENCHMARKS.md (scripts/bench_engine.py --tiles) for the sweep.
+# Patch-matrix budget per tile: small enough to stay in L2+L3 on common server CPUs, large enough
+# to keep BLAS products >= ~1000 rows on VGG16's layers; BENCHMARKS.md has the sweep
+# (scripts/bench_engine.py --tiles), to rerun on a CPU with much smaller caches.
 TILE_BYTES = 4 << 20
 
 

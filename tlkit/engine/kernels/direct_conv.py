@@ -23,9 +23,9 @@ from tlkit.engine.kernels.pool import _window, max_into, pool_columns
 
 # Largest window (kh * kw * C) and filter count for which the direct kernel beats im2col + BLAS,
 # alone (MAX_K) and fused with a max pooling (MAX_K_POOLED: it also saves writing the conv
-# output and reading it back). Measured on this 2-core AVX-512 machine with
-# OPENBLAS_THREAD_TIMEOUT=4 OMP_WAIT_POLICY=passive, so that neither side pays for the other's
-# spinning threads: scripts/bench_direct_conv.py --sweep. The accumulators live in L1, not in
+# output and reading it back). Measured with scripts/bench_direct_conv.py --sweep (on a 2-core
+# AVX-512 CPU; rerun it on a different one) under OPENBLAS_THREAD_TIMEOUT=4
+# OMP_WAIT_POLICY=passive, so that neither side pays for the other's spinning threads. The accumulators live in L1, not in
 # registers (numba cannot keep a vector of F sums in registers across taps), which is why wider
 # windows go back to BLAS.
 MAX_K = 27

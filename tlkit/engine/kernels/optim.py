@@ -2,7 +2,8 @@
 
 Every kernel works on flat float32 arrays in place and takes float32 scalars, so the arithmetic is
 float32 in Keras's operation order. Elementwise only (no reductions), hence bitwise deterministic
-whatever the thread count. On 7M parameters Adam takes ~4 ms here against ~30 ms with in-place numpy.
+whatever the thread count. Memory-bound, so one pass instead of ~10 makes an Adam step several times
+faster than in-place numpy (measured on 7M parameters: ~4 ms against ~30 ms on a 2-core CPU).
 """
 import numpy as np
 from numba import njit, prange
