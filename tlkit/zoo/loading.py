@@ -10,12 +10,16 @@ expect torch preprocessing, which is recorded as ``model.preprocessing``::
     base.preprocessing          # "torch"
     x = preprocess_input(images, mode=base.preprocessing)
 """
+import contextlib
 import importlib
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from tlkit.engine.layer import skip_initializers
+from tlkit.engine.layers import GlobalAveragePooling2D, GlobalMaxPooling2D
+from tlkit.engine.model import Model
 from tlkit.zoo.weights import VGG16_WEIGHTS, VGG16_WEIGHTS_NOTOP, get_file, read_weight_file
 
 ARCHITECTURES = {"vgg16": "VGG16", "squeezenet": "SqueezeNet"}
@@ -28,7 +32,7 @@ def check_zoo_arguments(arch, include_top, weights, input_shape, pooling, classe
     if weights == "imagenet" and not allow_imagenet:
         raise ValueError(
             f"{arch} has no official Keras ImageNet weight file to download. Pass the path of a weight file instead, "
-            f"e.g. {arch}(weights='../shared/data/weights/{SQUEEZENET_FILE}'), or a PyTorch/safetensors file "
+            f"e.g. {arch}(weights='path/to/{SQUEEZENET_FILE}'), or a PyTorch/safetensors file "
             "(converted on the fly, or once with `tlkit convert`).")
     if not (weights in (None, "imagenet") or os.path.exists(os.fspath(weights))):
         raise ValueError(
@@ -74,7 +78,7 @@ def imagenet_weights(arch, include_top):
     """The cached (or freshly downloaded and checked) official Keras file."""
     if arch != "vgg16":
         raise ValueError(f"{ARCHITECTURES[arch]} has no official Keras ImageNet weight file; pass the path of one, "
-                         f"e.g. weights='../shared/data/weights/{SQUEEZENET_FILE}'")
+                         f"e.g. weights='path/to/{SQUEEZENET_FILE}'")
     return get_file(*(VGG16_WEIGHTS if include_top else VGG16_WEIGHTS_NOTOP))
 
 
@@ -226,19 +230,12 @@ def _preview(names, count=6):
 def initial_weights(weights):
     """Context for building a zoo network: skip the random initial values when a weight file will
     replace them (VGG16 has 138M of them: seconds of work thrown away)."""
-    import contextlib
-
-    from tlkit.engine.layer import skip_initializers
-
     return skip_initializers() if weights is not None else contextlib.nullcontext()
 
 
 def finish_zoo_model(inputs, x, name, arch, preprocessing, weights, include_top, pooling):
     """Keras's common ending of an application: optional global pooling without the top, the
     Model, its preprocessing mode, and the weights."""
-    from tlkit.engine.layers import GlobalAveragePooling2D, GlobalMaxPooling2D
-    from tlkit.engine.model import Model
-
     if not include_top and pooling == "avg":
         x = GlobalAveragePooling2D(name="global_average_pooling2d")(x)
     elif not include_top and pooling == "max":
