@@ -15,7 +15,6 @@ others (empty, truncated, not images) instead of failing mid-epoch.
 """
 import io
 import os
-import pathlib
 import tempfile
 import warnings
 
@@ -309,7 +308,3 @@ def scan_images(paths, threads=8, verbose=1):
     good = [p for p, r in zip(paths, reasons) if r is None]
     bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
     return good, bad
-
-
-def is_path(x):
-    return isinstance(x, (str, bytes, os.PathLike, pathlib.Path))

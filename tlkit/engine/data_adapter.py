@@ -6,10 +6,6 @@ import numpy as np
 from tlkit.utils.random import get_rng
 
 
-def _is_array_like(x):
-    return isinstance(x, np.ndarray) or (isinstance(x, (list, tuple)) and x and isinstance(x[0], np.ndarray))
-
-
 def _leaves(struct):
     if struct is None:
         return []

@@ -56,11 +56,6 @@ def _skipping_initializers():
     return getattr(_call_context, "skip_init", False)
 
 
-def reset_names():
-    """Forget the per-class name counters (tests and fresh sessions)."""
-    _name_counts.clear()
-
-
 class Layer:
     """Base class of every tlkit layer (and of Model)."""
 

@@ -110,15 +110,3 @@ def _accumulate(grads, array, g):
 
 def active_tape():
     return getattr(_local, "tape", None)
-
-
-class no_record:
-    """Run code with no tape active (inference inside a training step)."""
-
-    def __enter__(self):
-        self._outer = getattr(_local, "tape", None)
-        _local.tape = None
-
-    def __exit__(self, *exc):
-        _local.tape = self._outer
-        return False
