@@ -1,18 +1,12 @@
-"""ImageDataGenerator's API, NumpyArrayIterator, the threaded prefetch and the Pipeline."""
+"""ImageDataGenerator's API, NumpyArrayIterator and the threaded prefetch."""
 import threading
 
 import numpy as np
 import pytest
 
-from tlkit.augment import (ImageDataGenerator, Pipeline, RandomBrightness, RandomFlip, RandomRotation, RandomShift,
-                           Rescale)
+from tlkit.augment import ImageDataGenerator
 
 AUG = dict(rotation_range=30, width_shift_range=0.2, height_shift_range=0.2, zoom_range=0.2, horizontal_flip=True)
-
-
-@pytest.fixture
-def images():
-    return np.random.default_rng(0).integers(0, 256, (10, 12, 12, 3)).astype(np.uint8)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -176,30 +170,3 @@ def test_channels_first(images):
     a = ImageDataGenerator(**AUG, data_format="channels_first").flow(chw, batch_size=10, seed=3, shuffle=False)[0]
     b = ImageDataGenerator(**AUG).flow(images, batch_size=10, seed=3, shuffle=False)[0]
     np.testing.assert_allclose(a, b.transpose(0, 3, 1, 2), atol=1e-4)
-
-
-# ----- Pipeline -----
-def test_pipeline_exact_cases(images):
-    flip = Pipeline([RandomFlip("horizontal_and_vertical"), Rescale(2.0, 1.0)])(images, seed=0)
-    for got, x in zip(flip, images.astype(np.float32) * 2 + 1):
-        assert any(np.array_equal(got, v) for v in (x, x[:, ::-1], x[::-1], x[::-1, ::-1]))
-    turn = Pipeline([RandomRotation((90, 90)), RandomRotation((90, 90))])(images)
-    assert np.array_equal(turn, images[:, ::-1, ::-1].astype(np.float32))
-    shift = Pipeline([RandomShift(width=(2, 2))], fill_mode="constant", cval=-1)(images[0])
-    assert np.array_equal(shift[:, 2:], images[0, :, :-2]) and np.all(shift[:, :2] == -1)
-
-
-def test_pipeline_is_seeded_and_fuses_brightness(images):
-    p = Pipeline([RandomRotation(20), RandomBrightness((2, 2))])
-    a, b = p(images, seed=3), p(images, seed=3)
-    assert np.array_equal(a, b)
-    plain = Pipeline([RandomRotation(20), RandomBrightness((1, 1))])(images, seed=3)
-    np.testing.assert_allclose(a, plain * 2, rtol=1e-6)
-
-
-def test_pipeline_flow(images):
-    it = Pipeline([RandomFlip()]).flow(images, np.arange(10), batch_size=5, seed=0)
-    x, y = next(it)
-    assert x.shape == (5, 12, 12, 3) and x.dtype == np.float32 and len(y) == 5
-    with pytest.raises(TypeError, match="transform"):
-        Pipeline([lambda x: x])
