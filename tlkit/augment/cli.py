@@ -62,6 +62,8 @@ def make_grid(tiles, columns, pad=2):
 def augment(source, count, out, size, rotation, shift, zoom, shear, flip, brightness, channel_shift, fill_mode,
             columns, seed):
     """A grid of augmented versions of SOURCE (a picture, or pictures sampled from a folder)."""
+    # Imported when the command runs: every `tlkit` command line registers this one, and the
+    # generator brings numba with it.
     from tlkit.augment.generator import ImageDataGenerator
     from tlkit.augment.image_io import atomic_save, decode, list_pictures, scan_images
 
