@@ -87,7 +87,7 @@ def test_subclassed_model_tracks_layers_and_gradients(rng):
     assert len(model.trainable_weights) == 4 and model.layers == [model.hidden, model.out]
     with GradientTape() as tape:
         out = model(x, training=True)
-    grads = tape.gradient([out], [np.ones_like(out)])
+    grads = tape.backprop([out], [np.ones_like(out)])
     assert {id(v) for v in model.trainable_weights} == set(grads)
 
 

@@ -176,7 +176,7 @@ class Trainer:
             self._build_metrics(ys, preds)
         total, per_output, grads, fused = self._compute_losses(preds, ys, sws, tape)
         if variables:
-            weight_grads = tape.gradient(preds, grads, skip=fused)
+            weight_grads = tape.backprop(preds, grads, skip=fused)
             missing = [v.name for v in variables if id(v) not in weight_grads]
             if missing and not getattr(self, "_warned_missing_grads", False):
                 self._warned_missing_grads = True
