@@ -21,17 +21,21 @@ from tlkit.engine.model import Model  # noqa: E402
 from tlkit.engine.sequential import Sequential  # noqa: E402
 
 _SUBMODULES = ("activations", "augment", "callbacks", "initializers", "layers", "losses", "metrics", "models",
-               "optimizers", "regularizers", "utils", "zoo")
+               "ops", "optimizers", "random", "regularizers", "utils", "zoo")
+# Names Keras keeps at its top level, loaded on first use.
+_LAZY = {"GradientTape": "tlkit.engine.tape", "Variable": "tlkit.engine.variable", "Layer": "tlkit.engine.layer"}
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"tlkit.{name}")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'tlkit' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_SUBMODULES))
+    return sorted(list(globals()) + list(_SUBMODULES) + list(_LAZY))
 
 
-__all__ = ["Input", "Model", "Sequential", "__version__", *_SUBMODULES]
+__all__ = ["Input", "Model", "Sequential", "__version__", *_SUBMODULES, *_LAZY]

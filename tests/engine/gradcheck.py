@@ -10,7 +10,7 @@ def analytic(fn, inputs, weights, projection):
         for x in inputs:
             tape.watch(x)
         out = fn(inputs if len(inputs) > 1 else inputs[0])
-    wgrads, xgrads = tape.gradient([out], [projection], sources=inputs)
+    wgrads, xgrads = tape.backprop([out], [projection], sources=inputs)
     return xgrads, [wgrads.get(id(v), (v, np.zeros_like(v.value)))[1] for v in weights]
 
 

@@ -139,7 +139,7 @@ def test_gradients_through_the_fire_module_are_unchanged(rng):
     model.predict_on_batch(x)
     with GradientTape() as tape:
         y = model(x, training=True)
-    grads = tape.gradient([y], [2 * y])  # d(sum y^2)/dy
+    grads = tape.backprop([y], [2 * y])  # d(sum y^2)/dy
     np.testing.assert_allclose(y, model.predict_on_batch(x), rtol=1e-6, atol=1e-6)
     assert {id(v) for v in model.trainable_weights} == set(grads)
     # Finite differences on one weight of the first expand3x3 conv.
@@ -172,11 +172,11 @@ def test_frozen_prefix_under_a_tape_recycles_buffers_but_never_what_the_tape_kee
     dy = rng.standard_normal((2, 8, 8, 4)).astype(np.float32)
     with GradientTape() as tape:  # reference: the layers called by hand, no buffer ever shared
         y_ref = L.Add()([b(a(x)), d(c(x))])
-    want = tape.gradient([y_ref], [dy])
+    want = tape.backprop([y_ref], [dy])
     for step in range(3):  # later steps run with the buffers recycled from earlier ones
         with GradientTape() as tape:
             y = model(x, training=True)
-        got = tape.gradient([y], [dy])
+        got = tape.backprop([y], [dy])
         np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
         assert set(got) == {id(b.kernel), id(b.bias)} == set(want)
         for key in want:

@@ -28,7 +28,7 @@ def test_small_network_matches_torch(rng):
     with GradientTape() as tape:
         tape.watch(xb)
         y = model(xb, training=True)
-    wgrads, (dx,) = tape.gradient([y], [dy], sources=[xb])
+    wgrads, (dx,) = tape.backprop([y], [dy], sources=[xb])
 
     def conv_w(name):
         k, b = model.get_layer(name).get_weights()

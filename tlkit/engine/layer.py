@@ -18,8 +18,9 @@ import numpy as np
 
 from tlkit.engine import activations as _activations
 from tlkit.engine import initializers as _initializers
+from tlkit.engine import layer_calls
 from tlkit.engine import regularizers as _regularizers
-from tlkit.engine.symbolic import KerasTensor, Node, as_float_array, flatten, is_symbolic
+from tlkit.engine.symbolic import KerasTensor, Node, flatten, is_symbolic
 from tlkit.engine.tape import active_tape
 from tlkit.engine.variable import Variable
 from tlkit.utils.text import format_shape, snake_case
@@ -117,14 +118,28 @@ class Layer:
         self.kernel_regularizer = _regularizers.get(kernel_regularizer)
         self.bias_regularizer = _regularizers.get(bias_regularizer)
 
-    def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True, regularizer=None):
-        init = _initializers.get(initializer)
-        shape = tuple(int(s) for s in shape)
+    def add_weight(self, shape=(), initializer="glorot_uniform", name=None, trainable=True, regularizer=None,
+                   dtype=None, **kwargs):
+        """A new Variable of this layer (Keras's arguments; constraint/aggregation/autocast are accepted
+        when left at their defaults)."""
+        unsupported = {k: v for k, v in kwargs.items() if k not in ("autocast", "aggregation", "synchronization")
+                       and v is not None}
+        if unsupported:
+            raise ValueError(f"add_weight: tlkit does not support {sorted(unsupported)}; remove them.")
+        init = _initializers.get("zeros" if initializer is None else initializer)
+        shape = tuple(int(s) for s in (shape or ()))
         value = np.zeros(shape, np.float32) if _skipping_initializers() else init(shape)
         var = Variable(value, name=f"{self.name}/{name or 'weight'}", trainable=trainable,
-                       regularizer=_regularizers.get(regularizer))
+                       regularizer=_regularizers.get(regularizer), dtype=dtype)
         self._own_weights.append(var)
         return var
+
+    def add_variable(self, shape, initializer, dtype=None, trainable=True, name=None, **kwargs):
+        return self.add_weight(shape, initializer, name=name, trainable=trainable, dtype=dtype, **kwargs)
+
+    def add_loss(self, loss):
+        """Add a loss (e.g. an activity penalty computed with ops in call()); training adds it to the loss."""
+        layer_calls.add_loss(self, loss)
 
     @property
     def trainable(self):
@@ -207,8 +222,10 @@ class Layer:
 
     @property
     def losses(self):
-        """Regularization penalties of the trainable weights, as floats."""
-        return [v.regularizer(v.value) for v in self.trainable_weights if v.regularizer is not None]
+        """Regularization penalties of the trainable weights (floats), then the losses added with
+        add_loss in the last call."""
+        return [v.regularizer(v.value) for v in self.trainable_weights if v.regularizer is not None] + \
+            layer_calls.added_losses(self)
 
     # ----- building and shapes -----
     def build(self, input_shape):
@@ -248,13 +265,14 @@ class Layer:
             return self._symbolic_call(inputs, **kwargs)
         if training is None:
             training = getattr(_call_context, "training", False)
-        xs = [as_float_array(x) for x in flatten(inputs)]
+        xs = [layer_calls.layer_input(x) for x in flatten(inputs)]
         self._maybe_build([x.shape for x in xs])
         args = xs if isinstance(inputs, (list, tuple)) else xs[0]
         outer = getattr(_call_context, "training", False)
         _call_context.training = bool(training)
         try:
-            out = self._concrete_call(args, xs, bool(training), **kwargs)
+            with layer_calls.outermost_call(self):
+                out = self._concrete_call(args, xs, bool(training), **kwargs)
             self._last_output_shape = (None,) + tuple(out.shape[1:]) if isinstance(out, np.ndarray) else None
             return out
         finally:
@@ -263,17 +281,19 @@ class Layer:
     def _concrete_call(self, args, xs, training, **kwargs):
         tape = active_tape()
         has_backward = type(self).backward is not Layer.backward
-        if tape is None or not has_backward:
-            out = self.call(args, training=training, **kwargs)
+        if not has_backward:  # composed of layers and ops, which record themselves
+            out = self.call(args, **layer_calls.call_kwargs(self, training, kwargs))
             if tape is not None and any(tape.requires_grad(x) for x in xs):
                 self._check_outputs_tracked(tape, out)
             return out
-        if not self._records_on(tape, xs):
+        args = layer_calls.plain_args(args)
+        if tape is None or not self._records_on(tape, xs):
             return self.call(args, training=training, **kwargs)
         needs_in = [tape.requires_grad(x) for x in xs]
         needs_w = bool(self.trainable_weights)
         out, cache = self.forward(args, training=training, **kwargs)
-        outs = [o.view() if any(o is x for x in xs) else o for o in flatten(out)]
+        # Tensor views: new objects (never an input's), whose operators stay differentiable.
+        outs = layer_calls.as_tensor_outputs(flatten(out))
         tape.record(self, cache, xs, outs, needs_in, needs_w)
         return outs if isinstance(out, (list, tuple)) else outs[0]
 
@@ -287,8 +307,8 @@ class Layer:
             if isinstance(o, np.ndarray) and not tape.requires_grad(o):
                 raise RuntimeError(
                     f"'{self.name}' ({type(self).__name__}).call() returned an array that was not produced by "
-                    "a tlkit layer, so gradients can't flow through it. Compute it with layers (e.g. "
-                    "tlkit.layers.Add, Concatenate, Activation) or give the layer a backward() method."
+                    "a tlkit layer or op, so gradients can't flow through it. Compute it with tlkit.ops (or "
+                    "layers such as tlkit.layers.Add), or give the layer a backward() method."
                 )
 
     def _symbolic_call(self, inputs, **kwargs):

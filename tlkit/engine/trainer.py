@@ -10,8 +10,10 @@ from tlkit.engine.activations import FUSABLE
 from tlkit.engine.callbacks.callback import CallbackList
 from tlkit.engine.callbacks.history import History
 from tlkit.engine.callbacks.progbar_logger import ProgbarLogger
+from tlkit.engine.layer_calls import added_losses
 from tlkit.engine.symbolic import flatten
 from tlkit.engine.tape import GradientTape
+from tlkit.engine.tensor import Tensor, plain
 
 
 def _verbose(verbose):
@@ -148,9 +150,9 @@ class Trainer:
                 value, grad = loss.value_and_grad_logits(y, logits, activation, sample_weight=sw)
                 fused.add(record)
             elif tape is not None:
-                value, grad = loss.value_and_grad(y, pred, sample_weight=sw)
+                value, grad = loss.value_and_grad(y, plain(pred), sample_weight=sw)
             else:
-                value, grad = float(loss(y, pred, sample_weight=sw)), None
+                value, grad = float(loss(y, plain(pred), sample_weight=sw)), None
             total += weight * float(value)
             per_output.append(float(value))
             grads.append(None if grad is None else (grad * np.float32(weight)).astype(np.float32, copy=False))
@@ -176,7 +178,10 @@ class Trainer:
             self._build_metrics(ys, preds)
         total, per_output, grads, fused = self._compute_losses(preds, ys, sws, tape)
         if variables:
-            weight_grads = tape.gradient(preds, grads, skip=fused)
+            # Losses added in call() (add_loss) that depend on weights count with gradient 1.
+            extra = [t for t in added_losses(self) if isinstance(t, Tensor) and tape.requires_grad(t)]
+            weight_grads = tape.backprop(preds + extra, grads + [np.ones(t.shape, t.dtype) for t in extra],
+                                         skip=fused)
             missing = [v.name for v in variables if id(v) not in weight_grads]
             if missing and not getattr(self, "_warned_missing_grads", False):
                 self._warned_missing_grads = True
@@ -192,8 +197,8 @@ class Trainer:
                     g = g + var.regularizer.gradient(var.value)
                 pairs.append((g.astype(np.float32, copy=False), var))
             self.optimizer.apply_gradients(pairs)
-        self._update_metrics(total, per_output, preds, ys, sws, len(flatten(x)[0]) if not isinstance(x, dict)
-                             else len(next(iter(x.values()))))
+        self._update_metrics(total, per_output, [plain(p) for p in preds], ys, sws,
+                             len(flatten(x)[0]) if not isinstance(x, dict) else len(next(iter(x.values()))))
         return self._logs()
 
     def test_step(self, x, y, sample_weight=None):

@@ -33,20 +33,20 @@ _CLASS_BY_NAME = {cls.__name__: cls for cls in _CLASSES}
 
 
 class LossFunctionWrapper(Loss):
-    """A plain ``fn(y_true, y_pred, **kwargs) -> per-sample losses`` as a Loss: evaluation only.
+    """A plain ``fn(y_true, y_pred, **kwargs) -> per-sample losses`` as a Loss. Written with tlkit.ops
+    (or numpy operators on y_pred, a Tensor), it trains: the tape differentiates it."""
 
-    tlkit cannot differentiate an arbitrary function; to train with a custom loss, subclass Loss and
-    implement ``call_with_grad``.
-    """
+    _differentiated_by_ops = True
 
     def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
         super().__init__(name=name or getattr(fn, "__name__", "loss"), reduction=reduction, dtype=dtype)
         self.fn, self._fn_kwargs = fn, kwargs
 
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
     def call_with_grad(self, y_true, y_pred, need_grad=True):
-        if need_grad:
-            return super().call_with_grad(y_true, y_pred, need_grad)
-        return np.asarray(self.fn(y_true, y_pred, **self._fn_kwargs), np.float64), None
+        return np.asarray(self.call(y_true, y_pred), np.float64), None
 
     def get_config(self):
         return {**super().get_config(), "fn": getattr(self.fn, "__name__", repr(self.fn)), **self._fn_kwargs}

@@ -55,8 +55,15 @@ class Loss:
     def call(self, y_true, y_pred):
         return self.call_with_grad(y_true, y_pred, need_grad=False)[0]
 
+    @property
+    def _differentiated_by_ops(self):
+        """A subclass that defines only ``call`` (written with tlkit.ops) is differentiated by the tape."""
+        return type(self).call_with_grad is Loss.call_with_grad and type(self).call is not Loss.call
+
     def call_with_grad(self, y_true, y_pred, need_grad=True):
         """(per-sample losses, d losses / d y_pred or None [, mask of valid entries or None])."""
+        if not need_grad and self._differentiated_by_ops:
+            return np.asarray(self.call(y_true, y_pred), np.float64), None
         raise NotImplementedError(
             f"{type(self).__name__} cannot be used for training: implement "
             "`call_with_grad(y_true, y_pred, need_grad=True) -> (per_sample_losses, d_losses_d_y_pred)`."
@@ -82,12 +89,20 @@ class Loss:
 
     # ----- public API -----
     def __call__(self, y_true, y_pred, sample_weight=None):
+        from tlkit.engine.losses import differentiable
+
+        if differentiable.tracks(y_pred):  # inside a GradientTape: a differentiable Tensor
+            return differentiable.recorded_call(self, y_true, y_pred, sample_weight)
         result = self.call_with_grad(y_true, y_pred, need_grad=False)
         value, _ = self._reduce(result[0], None, _mask_of(result), sample_weight, np.shape(y_pred))
         return value
 
     def value_and_grad(self, y_true, y_pred, sample_weight=None):
         """``(reduced loss as float, d loss / d y_pred as float32 array of y_pred's shape)``."""
+        if self._differentiated_by_ops:
+            from tlkit.engine.losses import differentiable
+
+            return differentiable.value_and_grad(self, y_true, y_pred, sample_weight)
         return self._value_and_grad(self.call_with_grad(y_true, y_pred, need_grad=True), sample_weight,
                                     np.shape(y_pred))
 

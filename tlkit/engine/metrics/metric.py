@@ -28,8 +28,29 @@ class Metric:
     def result(self):
         raise NotImplementedError
 
+    def add_variable(self, shape, initializer, dtype=None, aggregation="sum", name=None):
+        """A state Variable (Keras 3): ``self.count = self.add_variable((), "zeros", name="count")``."""
+        from tlkit.engine.variable import Variable
+
+        var = Variable(initializer=initializer, shape=tuple(shape), name=f"{self.name}/{name or 'variable'}",
+                       trainable=False, dtype=dtype or self.dtype)
+        self.__dict__.setdefault("_state_variables", []).append(var)
+        return var
+
+    def add_weight(self, shape=(), initializer="zeros", dtype=None, name=None, **kwargs):
+        return self.add_variable(shape, initializer or "zeros", dtype=dtype, name=name)
+
+    @property
+    def variables(self):
+        return list(self.__dict__.get("_state_variables", ()))
+
     def reset_state(self):
-        raise NotImplementedError
+        """Zero every state Variable (Keras's default); metrics that keep other state override this."""
+        if not self.variables:
+            raise NotImplementedError(f"{type(self).__name__} must implement reset_state() (or keep its state "
+                                      "in variables made with add_variable/add_weight).")
+        for var in self.variables:
+            var.assign(np.zeros(var.shape, var.dtype))
 
     def __call__(self, *args, **kwargs):
         """Update with one batch and return the running result."""

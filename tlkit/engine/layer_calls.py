@@ -1,0 +1,86 @@
+"""What a Layer call does beyond the layer's own maths: Keras's optional call arguments, inputs that
+keep their tape identity, and losses added with ``add_loss`` during a call."""
+import inspect
+import threading
+
+import numpy as np
+
+from tlkit.engine.symbolic import as_float_array
+from tlkit.engine.tensor import Tensor
+
+_accepts = {}  # Layer subclass -> (call takes training, call takes mask)
+_state = threading.local()
+_any_added_losses = [False]
+
+
+def call_kwargs(layer, training, kwargs):
+    """The keyword arguments for ``layer.call``: ``training``/``mask`` only when call declares them (or **kwargs)."""
+    cls = type(layer)
+    accepts = _accepts.get(cls)
+    if accepts is None:
+        params = inspect.signature(cls.call).parameters
+        var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        accepts = _accepts[cls] = ("training" in params or var_kw, "mask" in params or var_kw)
+    if accepts == (True, True):
+        return dict(kwargs, training=training)
+    out = dict(kwargs)
+    if accepts[0]:
+        out["training"] = training
+    if not accepts[1]:
+        out.pop("mask", None)
+    return out
+
+
+def layer_input(x):
+    """A call input as a float32 array. A Tensor stays the same object (the tape knows it by identity);
+    a Tensor or Variable of another dtype becomes float32 through ops.cast, which records."""
+    if isinstance(x, Tensor) and x.dtype == np.float32:
+        return x
+    if isinstance(x, Tensor) or hasattr(x, "_tensor_value"):
+        from tlkit.engine import ops
+
+        return ops.cast(x, "float32")
+    return as_float_array(x)
+
+
+def plain_args(args):
+    """The layer's own numpy maths gets plain arrays: a Tensor's operators would record ops."""
+    if isinstance(args, list):
+        return [a.view(np.ndarray) if isinstance(a, Tensor) else a for a in args]
+    return args.view(np.ndarray) if isinstance(args, Tensor) else args
+
+
+def as_tensor_outputs(outs):
+    return [o.view(Tensor) if isinstance(o, np.ndarray) else o for o in outs]
+
+
+class outermost_call:
+    """Marks a layer call; the outermost one first clears the losses layers added in the previous call."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __enter__(self):
+        depth = getattr(_state, "depth", 0)
+        if depth == 0 and _any_added_losses[0]:
+            for layer in [self.layer] + self.layer._all_layers():
+                if layer.__dict__.get("_added_losses"):
+                    layer._added_losses = []
+        _state.depth = depth + 1
+
+    def __exit__(self, *exc):
+        _state.depth -= 1
+        return False
+
+
+def add_loss(layer, loss):
+    _any_added_losses[0] = True
+    layer.__dict__.setdefault("_added_losses", []).append(loss)
+
+
+def added_losses(layer):
+    """Losses added with add_loss during the last call, by this layer and those inside it."""
+    out = []
+    for sub in [layer] + layer._all_layers():
+        out.extend(sub.__dict__.get("_added_losses", ()))
+    return out
