@@ -492,7 +492,8 @@ def report_markdown(rep, config):
     lines += ["", "## Per class", "", report_mod.markdown_table(rep), ""]
     if rep["skipped_images"]:
         lines += [f"## Skipped images ({len(rep['skipped_images'])})", ""]
-        lines += [f"- `{s['path']}`: {s['reason']}" for s in rep["skipped_images"]]
+        lines += [f"- `{report_mod.one_line(s['path'])}`: {report_mod.one_line(s['reason'])}"
+                  for s in rep["skipped_images"]]
         lines.append("")
     lines += ["## Settings", "", "```json", json.dumps(rep["settings"], indent=2), "```", ""]
     return "\n".join(lines)
