@@ -2,7 +2,6 @@
 disk (14.6). Each process is acted on when it reports a point of the run (hooked_cli.py), never after a sleep."""
 import os
 import subprocess
-import sys
 
 import pytest
 from test_kill_and_resume import Reported, command, folder, hooked, read_history  # noqa: F401 (folder: a fixture)

@@ -20,13 +20,12 @@ from tlkit.apps import report as report_mod
 from tlkit.apps.dataset import DataFolderError, find_layout
 from tlkit.apps.head import build_head, parse_head
 from tlkit.apps.plots import plot_confusion, plot_curves
-from tlkit.apps.run_dir import RunDirError, epoch_sync, finite_guard, open_run, require_finite_weights, save_state
-from tlkit.apps.run_dir import prepare as prepare_run_dir  # noqa: F401 (the run folder's checks, kept importable)
+from tlkit.apps.run_dir import RunDirError, prepare as prepare_run_dir  # noqa: F401 (kept importable from here)
+from tlkit.apps.run_dir import epoch_sync, finite_guard, open_run, require_finite_weights, save_state
 from tlkit.utils.io import atomic_write_text
 from tlkit.utils.progbar import Progbar
 
 BASES = ("vgg16", "squeezenet")
-__all__ = ["FinetuneConfig", "RunDirError", "run"]
 
 
 @dataclasses.dataclass
