@@ -106,6 +106,7 @@ def finetune(data_dir, quiet, verbose, brightness, flip, out, **options):
 def predict(model_path, images, top, fmt, batch_size):
     """Class names and probabilities for each image (files or folders)."""
     from tlkit.apps.inference import collect_images, load_classifier, predict_files
+    from tlkit.apps.report import one_line
 
     model, meta = load_classifier(model_path)
     paths = collect_images(images)
@@ -121,11 +122,11 @@ def predict(model_path, images, top, fmt, batch_size):
             for rank, (c, pr) in enumerate(ranked, 1):
                 click.echo(f"{_csv(p)},{rank},{_csv(c)},{pr:.6f}")
     else:
-        width = min(60, max(len(p) for p, _ in results)) if results else 10
+        width = min(60, max(len(one_line(p)) for p, _ in results)) if results else 10
         for p, ranked in results:
-            click.echo(f"{p:<{width}}  " + "  ".join(f"{c} {pr:.3f}" for c, pr in ranked))
+            click.echo(f"{one_line(p):<{width}}  " + "  ".join(f"{one_line(c)} {pr:.3f}" for c, pr in ranked))
     for p, reason in failures:
-        click.echo(f"skipped {p}: {reason}", err=True)
+        click.echo(f"skipped {one_line(p)}: {one_line(reason)}", err=True)
 
 
 def _csv(text):

@@ -92,6 +92,9 @@ def test_run_folder_refuses_foreign_and_different_runs(tmp_path):
     config = finetune.FinetuneConfig(data_dir=str(tmp_path), out=str(tmp_path / "run"), epochs=2)
     state = finetune.prepare_run_dir(config)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["settings"] == state["settings"]
+    # A run with a completed epoch (its backup) is worth keeping; one without is not (test_run_lifecycle.py).
+    (tmp_path / "run" / "backup" / "stage1").mkdir(parents=True)
+    (tmp_path / "run" / "backup" / "stage1" / "latest.backup.h5").write_bytes(b"one epoch")
     with pytest.raises(finetune.RunDirError, match="--resume"):
         finetune.prepare_run_dir(config)
     other = finetune.FinetuneConfig(data_dir=str(tmp_path), out=str(tmp_path / "run"), epochs=3, resume=True)

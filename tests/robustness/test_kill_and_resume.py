@@ -1,11 +1,12 @@
-"""`tlkit finetune` killed at random moments (SIGKILL), then --resume: always finishes, nothing corrupt,
+"""`tlkit finetune` killed at chosen moments (SIGKILL), then --resume: always finishes, nothing corrupt,
 every completed epoch in the history exactly once. Ctrl-C (SIGINT) stops cleanly."""
 import csv
 import os
+import queue
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -38,18 +39,47 @@ def command(folder, out, resume=False, epochs=EPOCHS):
     return cmd + (["--resume"] if resume else [])
 
 
-def epochs_done(out):
-    try:
-        return len(read_history(out / "history.csv"))
-    except (FileNotFoundError, StopIteration):
-        return 0
+HOOKED_CLI = os.path.join(os.path.dirname(__file__), "hooked_cli.py")
 
 
-def wait_for_new_epoch(out, proc, timeout=120):
-    before = epochs_done(out)
-    deadline = time.time() + timeout
-    while proc.poll() is None and epochs_done(out) <= before and time.time() < deadline:
-        time.sleep(0.02)
+class Reported:
+    """A subprocess whose stdout lines are collected by a thread, so the test can wait for what it reports."""
+
+    def __init__(self, cmd, env):
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        self.lines = queue.Queue()
+        self.output = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, prefix, timeout=600):
+        """The first line starting with ``prefix``; fails if the process ends first. (The timeout only
+        stops a hung test; nothing waits on it.)"""
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if line is None:
+                self.proc.wait()
+                pytest.fail(f"the run ended (exit {self.proc.returncode}) before reporting {prefix!r}:\n"
+                            + "".join(self.output[-30:]))
+            if line.startswith(prefix):
+                return line.strip()
+
+    def finish(self, timeout=600):
+        """Wait for the process to end; its whole output."""
+        self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=timeout)
+        return "".join(self.output)
+
+
+def hooked(hooks, folder, out, resume=False, epochs=EPOCHS):
+    """The command with test hooks (tests/robustness/hooked_cli.py): the run stops at a known point."""
+    return [sys.executable, HOOKED_CLI, hooks] + command(folder, out, resume, epochs)[3:]
 
 
 def read_history(path):
@@ -57,23 +87,26 @@ def read_history(path):
         return list(csv.DictReader(f))
 
 
-def test_sigkill_at_random_moments_then_resume_finishes_with_each_epoch_once(folder, tmp_path):
+# Where each SIGKILL lands, as the run reports it (hooked_cli.py holds the run there): start-up; mid-save of
+# a backup (temporary written, not renamed); mid-epoch; between a backup and history.csv; mid-save of
+# stage1.h5 after the last epoch. Epochs count from 1 as fit counts them, so after each kill the resumed
+# run reaches the next point: kill 2 leaves 2 epochs backed up, kill 3 leaves 3, kill 4 leaves 5.
+KILL_POINTS = ["hold@features", "hold@replace:latest.backup.h5:3", "hold@batch:4:2",
+               "hold@replace:history.csv:2", "hold@replace:stage1.h5:1"]
+
+
+def test_sigkill_at_known_moments_then_resume_finishes_with_each_epoch_once(folder, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    rng = np.random.default_rng(0)
     kills = 0
-    for attempt in range(5):  # killed at a random moment each time ...
-        proc = subprocess.Popen(command(folder, out, resume=attempt > 0), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=env)
-        if attempt == 0:
-            time.sleep(rng.uniform(0.3, 1.5))  # during start-up, scanning or feature caching
-        else:
-            wait_for_new_epoch(out, proc)  # then somewhere in the next epoch or its saving
-            time.sleep(rng.uniform(0.0, 0.4))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+    for attempt, point in enumerate(KILL_POINTS):  # killed at a known moment each time ...
+        run = Reported(hooked(point, folder, out, resume=attempt > 0), env)
+        run.wait_for("HOLD")
+        run.proc.send_signal(signal.SIGKILL)
+        kills += 1
+        run.proc.wait()
+        if "replace:" in point:  # it really died mid-save: the temporary is there, the rename never came
+            assert list(out.rglob(f".{point.split(':')[1]}.*.tmp")), point
         # Whatever was on disk when it died must be readable.
         import tlkit
         for name in ("best.h5", "stage1.h5"):
@@ -97,18 +130,13 @@ def test_sigkill_at_random_moments_then_resume_finishes_with_each_epoch_once(fol
 def test_sigint_stops_cleanly_and_resume_continues(folder, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    epochs = 60  # long enough that Ctrl-C always lands mid-run
-    proc = subprocess.Popen(command(folder, out, epochs=epochs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=env)
-    # Wait until at least one epoch is done, then press Ctrl-C.
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "history.csv").exists():
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    output = proc.communicate(timeout=120)[0].decode()
-    if proc.returncode == 0:
-        pytest.skip("the run finished before Ctrl-C arrived")
-    assert proc.returncode == 130, output
+    epochs = 6
+    # Ctrl-C once the run reports its second epoch done (it holds there until the signal comes).
+    run = Reported(hooked("hold@epoch:2", folder, out, epochs=epochs), env)
+    run.wait_for("HOLD")
+    run.proc.send_signal(signal.SIGINT)
+    output = run.finish()
+    assert run.proc.returncode == 130, output
     assert "--resume" in output and "Traceback" not in output
     done = read_history(out / "history.csv")
     assert 1 <= len(done) < epochs

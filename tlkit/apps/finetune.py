@@ -20,15 +20,12 @@ from tlkit.apps import report as report_mod
 from tlkit.apps.dataset import DataFolderError, find_layout
 from tlkit.apps.head import build_head, parse_head
 from tlkit.apps.plots import plot_confusion, plot_curves
-from tlkit.utils.io import atomic_write_text, remove_stale_temporaries
+from tlkit.apps.run_dir import RunDirError, prepare as prepare_run_dir  # noqa: F401 (kept importable from here)
+from tlkit.apps.run_dir import epoch_sync, finite_guard, open_run, require_finite_weights, save_state
+from tlkit.utils.io import atomic_write_text
 from tlkit.utils.progbar import Progbar
 
 BASES = ("vgg16", "squeezenet")
-RUN_FILE = "run.json"
-
-
-class RunDirError(ValueError):
-    """The output folder holds something that this run must not overwrite."""
 
 
 @dataclasses.dataclass
@@ -79,41 +76,6 @@ class FinetuneConfig:
 def _say(config, text):
     if config.verbose:
         print(text, flush=True)
-
-
-# ----- the run folder -----
-def prepare_run_dir(config):
-    out = config.out
-    state_path = os.path.join(out, RUN_FILE)
-    settings = config.settings()
-    if os.path.exists(state_path):
-        with open(state_path, encoding="utf-8") as f:
-            state = json.load(f)
-        if not config.resume:
-            raise RunDirError(
-                f"{out} already holds a run (started {state.get('started', '?')}). Pass --resume to continue "
-                "it, or choose another --out folder.")
-        differences = {k: (state["settings"].get(k), v) for k, v in settings.items()
-                       if state["settings"].get(k) != v}
-        if differences:
-            listed = "; ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in differences.items())
-            raise RunDirError(f"--resume with different settings than the run in {out} ({listed}). Use the "
-                              "same options, or a new --out folder.")
-        remove_stale_temporaries(out)  # half-written files of the run that was killed
-        return state
-    if os.path.isdir(out) and os.listdir(out):
-        raise RunDirError(f"{out} exists and is not empty, but holds no tlkit run. Choose another --out folder.")
-    if config.resume:
-        raise RunDirError(f"--resume: there is no run to resume in {out}.")
-    os.makedirs(out, exist_ok=True)
-    state = {"settings": settings, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "stage1_done": False,
-             "finished": False, "stage1_history": None, "timings": {}}
-    save_state(out, state)
-    return state
-
-
-def save_state(out, state):
-    atomic_write_text(os.path.join(out, RUN_FILE), json.dumps(state, indent=2))
 
 
 # ----- data -----
@@ -243,6 +205,9 @@ class CachedVariants:
     def on_epoch_end(self):
         self.epoch += 1
 
+    def start_epoch(self, epoch):
+        self.epoch = epoch
+
 
 # ----- models -----
 def build_base(config):
@@ -335,19 +300,23 @@ def write_history_csv(path, history):
 # ----- the run -----
 def run(config):
     """Train, evaluate and write everything into ``config.out``; returns the report dict."""
-    from tlkit.engine import callbacks as cb
-    from tlkit.engine.layers.input_layer import Input
-    from tlkit.engine.model import Model
-    from tlkit.engine.sequential import Sequential
-    from tlkit.engine.random import set_random_seed
-
     if config.epochs < 1:
         raise ValueError("--epochs must be at least 1.")
     if config.fine_tune_epochs and not (config.fine_tune_layers or config.fine_tune_from):
         raise ValueError("--fine-tune-epochs needs --fine-tune-layers N or --fine-tune-from LAYER to say what to "
                          "unfreeze.")
     layout = find_layout(config.data_dir)
-    state = prepare_run_dir(config)
+    with open_run(config, layout["classes"], say=lambda text: _say(config, text)) as state:
+        return _train_and_report(config, layout, state)
+
+
+def _train_and_report(config, layout, state):
+    from tlkit.engine import callbacks as cb
+    from tlkit.engine.layers.input_layer import Input
+    from tlkit.engine.model import Model
+    from tlkit.engine.sequential import Sequential
+    from tlkit.engine.random import set_random_seed
+
     set_random_seed(config.seed)
     out = config.out
     classes = layout["classes"]
@@ -358,9 +327,6 @@ def run(config):
     mode = getattr(base, "preprocessing", "caffe")
     _say(config, f"Scanning {config.data_dir}")
     train_it, train_plain, val_it = make_iterators(config, layout)
-    # Both subsets of a --val-split scan the same folder: report each unreadable file once.
-    skipped = list(dict(list(getattr(train_it, "skipped", [])) +
-                        list(getattr(val_it, "skipped", []) if val_it else [])).items())
     if train_it.samples == 0:
         raise DataFolderError(f"No readable training images in {layout['train']}.")
     feature_shape = base.output_shape[1:]
@@ -385,7 +351,9 @@ def run(config):
             (val_x,), val_y = compute_features(base, val_it, mode, "validation", config.verbose, pool=pool)
             val_data = (val_x, val_y)
         trained.compile(make_optimizer(config.optimizer, config.lr), "categorical_crossentropy", ["accuracy"])
-        callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage1"))]
+        # The backup stays until the run is finished: stage 1 is not done before stage1.h5 and run.json say so.
+        callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage1"), delete_checkpoint=False),
+                     finite_guard(config.lr)]
         callbacks += _run_callbacks(config, full, 1, None)
         if config.early_stopping:
             callbacks.append(cb.EarlyStopping(monitor="val_loss" if val_data else "loss",
@@ -397,6 +365,8 @@ def run(config):
             x, steps = variants[0], None
             if len(variants) > 1:
                 x, y, steps = CachedVariants(variants, y, config.batch_size, config.seed), None, None
+        if y is None:  # batches drawn per epoch: a resumed run must draw those of its epoch
+            callbacks.insert(1, epoch_sync(x.source if isinstance(x, Preprocessed) else x))
         history = trained.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, steps_per_epoch=steps,
                               validation_data=val_data, class_weight=class_weight, callbacks=callbacks,
                               verbose=config.verbose)
@@ -404,6 +374,7 @@ def run(config):
         timings["stage1_epochs"] = len(history.history.get("loss", []))
         state["stage1_history"] = combine_histories(None, history.history, 1)
         state["stage1_done"] = True
+        require_finite_weights(full, "stage 1")
         full.save(os.path.join(out, "stage1.h5"))
         save_state(out, state)
     else:
@@ -415,10 +386,12 @@ def run(config):
         t_stage = time.time()
         unfreeze_top(base, config.fine_tune_layers, config.fine_tune_from)
         full.compile(make_optimizer(config.optimizer, config.fine_tune_lr), "categorical_crossentropy", ["accuracy"])
-        callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage2"))]
+        train_images = train_it if config.augment else train_plain
+        callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage2"), delete_checkpoint=False),
+                     finite_guard(config.fine_tune_lr), epoch_sync(train_images, offset=config.epochs)]
         callbacks += _run_callbacks(config, full, 2, state["stage1_history"])
         val_images = Preprocessed(val_it, mode) if val_it is not None else None
-        history = full.fit(Preprocessed(train_it if config.augment else train_plain, mode),
+        history = full.fit(Preprocessed(train_images, mode),
                            steps_per_epoch=len(train_it), epochs=config.fine_tune_epochs,
                            validation_data=val_images, validation_steps=len(val_it) if val_it else None,
                            class_weight=class_weight, callbacks=callbacks, verbose=config.verbose)
@@ -436,10 +409,13 @@ def run(config):
     plot_confusion(np.array(rep["confusion"]), classes, os.path.join(out, "confusion.png"))
     metadata = {"classes": classes, "image_size": config.image_size, "preprocessing": mode, "base": config.base,
                 "weights": str(config.weights), "settings": config.settings()}
+    require_finite_weights(full, "the final model")
     full.save(os.path.join(out, "model.h5"), metadata=metadata)
     val_acc = history_all.get("val_accuracy") or history_all.get("accuracy") or [None]
     finite = [v if v is not None and np.isfinite(v) else -1 for v in val_acc]
-    n_train = train_it.samples
+    skipped = unreadable_images(train_it, train_plain, val_it)
+    failed = {p for p, _ in skipped}  # files that broke after the scan are in no batch
+    n_train = train_it.samples - sum(1 for p in train_it.filepaths if p in failed)
     epochs_run = len(history_all.get("stage", []))
     total = time.time() - t0
     rep.update({
@@ -458,6 +434,16 @@ def run(config):
     _say(config, f"\nDone. Validation accuracy {rep['accuracy']:.4f}. Results in {out}/ (model.h5, report.md, "
                  "curves.png, confusion.png).")
     return rep
+
+
+def unreadable_images(*iterators):
+    """[(path, reason)] of every file the iterators left out, at the scan or when decoding, each once
+    (the subsets of a --val-split and the plain and augmented iterators read the same files)."""
+    found = {}
+    for it in iterators:
+        for path, reason in getattr(it, "skipped", []) if it is not None else []:
+            found.setdefault(path, reason)
+    return list(found.items())
 
 
 def _throughput(timings, n_train):
@@ -505,7 +491,8 @@ def report_markdown(rep, config):
     lines += ["", "## Per class", "", report_mod.markdown_table(rep), ""]
     if rep["skipped_images"]:
         lines += [f"## Skipped images ({len(rep['skipped_images'])})", ""]
-        lines += [f"- `{s['path']}`: {s['reason']}" for s in rep["skipped_images"]]
+        lines += [f"- `{report_mod.one_line(s['path'])}`: {report_mod.one_line(s['reason'])}"
+                  for s in rep["skipped_images"]]
         lines.append("")
     lines += ["## Settings", "", "```json", json.dumps(rep["settings"], indent=2), "```", ""]
     return "\n".join(lines)

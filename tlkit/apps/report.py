@@ -2,6 +2,16 @@
 import numpy as np
 
 
+def one_line(text):
+    """``text`` fit for one line of a table: control characters (a newline in a folder name) escaped as
+    Python writes them (\\n), everything printable, non-ASCII included, kept."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+def _cell(text):
+    return one_line(text).replace("|", "\\|")
+
+
 def confusion_matrix(y_true, y_pred, num_classes):
     m = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(m, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
@@ -25,11 +35,11 @@ def classification_report(y_true, y_pred, class_names):
 
 def format_report(report):
     """Plain-text table, as printed by ``tlkit evaluate``."""
-    names = report["classes"]
+    names = [one_line(n) for n in report["classes"]]
     width = max(12, max((len(n) for n in names), default=0) + 2)
     lines = [f"{'class':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
-    for name in names:
-        r = report["per_class"][name]
+    for name, key in zip(names, report["classes"]):
+        r = report["per_class"][key]
         lines.append(f"{name:<{width}}{r['precision']:>10.3f}{r['recall']:>10.3f}{r['f1']:>10.3f}{r['support']:>10d}")
     lines.append(f"\naccuracy: {report['accuracy']:.4f}   macro F1: {report['macro_f1']:.4f}")
     lines.append("\nconfusion matrix (rows: true, columns: predicted)")
@@ -44,5 +54,5 @@ def markdown_table(report):
     rows = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for name in report["classes"]:
         r = report["per_class"][name]
-        rows.append(f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |")
+        rows.append(f"| {_cell(name)} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |")
     return "\n".join(rows)

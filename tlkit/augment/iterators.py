@@ -100,6 +100,17 @@ class Iterator:
         """Move ``it[i]`` to the next epoch (a new shuffle)."""
         self.epoch += 1
 
+    def start_epoch(self, epoch):
+        """Serve ``epoch`` from its first batch, by ``next()`` and ``it[i]`` alike: a run resumed at a
+        later epoch then sees the same shuffles and transforms as one that never stopped."""
+        with self.lock:
+            upcoming = self._pending[0][:2] if self._pending else tuple(self._stream)
+            if upcoming != (epoch, 0):  # else the batches prepared ahead are the right ones
+                self._pending.clear()
+                self._stream = [epoch, 0]
+                self.batch_index = 0
+            self.epoch = epoch
+
     def reset(self):
         """Restart ``next()`` at the first batch of a fresh epoch."""
         with self.lock:
@@ -135,14 +146,14 @@ class Iterator:
                     weakref.finalize(self, self._pool.close)
                 while len(self._pending) < self.max_queue_size:
                     self._schedule()
-                b, job = self._pending.popleft()
+                _, b, job = self._pending.popleft()
                 self._schedule()
             self.batch_index = (b + 1) % len(self)
         return self._make_batch(*args) if job is None else job.result()
 
     def _schedule(self):
         epoch, b, order = self._advance()
-        self._pending.append((b, self._pool.submit(self._make_batch, epoch, b, order)))
+        self._pending.append((epoch, b, self._pool.submit(self._make_batch, epoch, b, order)))
 
     def close(self):
         """Stop the worker threads (they also stop when the iterator is garbage collected)."""

@@ -1,7 +1,29 @@
-"""Atomic file writes: a crash mid-write leaves the previous file intact."""
+"""Atomic file writes: a crash mid-write leaves the previous file intact, a full disk is a clear error."""
 import contextlib
+import errno
+import io
 import os
+import shutil
 import tempfile
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """A write failed for lack of space (or quota); the message says where and what is free."""
+
+
+def _disk_full(path, error):
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MB free there"
+    except OSError:
+        free = "free space unknown"
+    reason = "no space left on device" if error.errno == errno.ENOSPC else "disk quota exceeded"
+    e = DiskFullError(f"{reason} while writing {path} ({free}). Nothing was overwritten: free some space or "
+                      "write to another folder.")
+    e.errno = error.errno
+    return e
 
 
 @contextlib.contextmanager
@@ -21,9 +43,11 @@ def atomic_path(path):
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(e, OSError) and not isinstance(e, DiskFullError) and e.errno in _DISK_FULL:
+            raise _disk_full(path, e) from None
         raise
 
 
@@ -37,6 +61,26 @@ def atomic_write_bytes(path, data):
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_h5_file(path):
+    """An ``h5py.File`` built in memory; on success its bytes replace ``path`` atomically.
+
+    >>> with atomic_h5_file("model.h5") as f:
+    ...     f.attrs["name"] = "x"
+
+    libhdf5 writing straight to a full disk can crash the process (its error path fails while
+    freeing the file), leaving temporaries behind. Built in memory, the file reaches the disk through
+    one plain write, where a full disk is an ordinary OSError (a DiskFullError) and the previous
+    file stays intact. The cost is one copy of the file in memory while it is written.
+    """
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        yield f
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def remove_stale_temporaries(folder):

@@ -10,7 +10,7 @@ import numpy as np
 
 from tlkit.utils import random as tl_random
 from tlkit.engine.callbacks.callback import Callback
-from tlkit.utils.io import atomic_path, atomic_write_text
+from tlkit.utils.io import atomic_h5_file, atomic_path, atomic_write_text
 
 _FORMAT = "tlkit-backup-1"
 
@@ -165,20 +165,19 @@ class BackupAndRestore(Callback):
                 shutil.copyfile(self._path, tmp)
         optimizer_state = model.optimizer.get_state() if model.optimizer is not None else {}
         backup_id = uuid.uuid4().hex
-        with atomic_path(self._path) as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = _FORMAT
-                f.attrs["backup_id"] = backup_id
-                f.attrs["completed_epochs"] = completed_epochs
-                f.attrs["history"] = json.dumps(history)
-                f.attrs["rng_state"] = json.dumps(rng_state)
-                weights = f.create_group("weights")
-                for i, w in enumerate(model.get_weights()):
-                    weights.create_dataset(str(i), data=w)
-                group = f.create_group("optimizer")
-                group.attrs["keys"] = json.dumps(list(optimizer_state))
-                for i, value in enumerate(optimizer_state.values()):
-                    group.create_dataset(str(i), data=np.asarray(value))
+        with atomic_h5_file(self._path) as f:  # built in memory: a full disk can't crash libhdf5
+            f.attrs["format"] = _FORMAT
+            f.attrs["backup_id"] = backup_id
+            f.attrs["completed_epochs"] = completed_epochs
+            f.attrs["history"] = json.dumps(history)
+            f.attrs["rng_state"] = json.dumps(rng_state)
+            weights = f.create_group("weights")
+            for i, w in enumerate(model.get_weights()):
+                weights.create_dataset(str(i), data=w)
+            group = f.create_group("optimizer")
+            group.attrs["keys"] = json.dumps(list(optimizer_state))
+            for i, value in enumerate(optimizer_state.values()):
+                group.create_dataset(str(i), data=np.asarray(value))
         self._backup_id = backup_id
 
     def on_train_end(self, logs=None):

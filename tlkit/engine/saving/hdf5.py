@@ -16,7 +16,7 @@ from tlkit.utils import random
 from tlkit.engine.layer import skip_initializers
 from tlkit.engine.saving.config import deserialize_layer, serialize_layer
 from tlkit.engine.saving.legacy_h5 import model_layer_weights, read_layer_weights, write_layer_weights
-from tlkit.utils.io import atomic_path
+from tlkit.utils.io import atomic_h5_file
 from tlkit.version import __version__
 
 
@@ -47,23 +47,22 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, metadata
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
     config = serialize_layer(model)
-    with atomic_path(filepath) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["keras_version"] = "2.15.0"
-            f.attrs["backend"] = "tlkit"
-            f.attrs["tlkit_version"] = __version__
-            f.attrs["model_config"] = json.dumps(config)
-            if metadata is not None:
-                f.attrs["tlkit_metadata"] = json.dumps(metadata)
-            if model.compiled and model._compile_config is not None:
-                f.attrs["training_config"] = json.dumps(model._compile_config)
-            write_layer_weights(f.create_group("model_weights"), model_layer_weights(model))
-            if include_optimizer and model.optimizer is not None and hasattr(model.optimizer, "get_state"):
-                state = model.optimizer.get_state()
-                g = f.create_group("optimizer_weights")
-                for key, value in state.items():
-                    g.create_dataset(key, data=np.asarray(value))
-                g.attrs["weight_names"] = np.array([k.encode("utf8") for k in state])
+    with atomic_h5_file(filepath) as f:  # built in memory: a full disk can't crash libhdf5
+        f.attrs["keras_version"] = "2.15.0"
+        f.attrs["backend"] = "tlkit"
+        f.attrs["tlkit_version"] = __version__
+        f.attrs["model_config"] = json.dumps(config)
+        if metadata is not None:
+            f.attrs["tlkit_metadata"] = json.dumps(metadata)
+        if model.compiled and model._compile_config is not None:
+            f.attrs["training_config"] = json.dumps(model._compile_config)
+        write_layer_weights(f.create_group("model_weights"), model_layer_weights(model))
+        if include_optimizer and model.optimizer is not None and hasattr(model.optimizer, "get_state"):
+            state = model.optimizer.get_state()
+            g = f.create_group("optimizer_weights")
+            for key, value in state.items():
+                g.create_dataset(key, data=np.asarray(value))
+            g.attrs["weight_names"] = np.array([k.encode("utf8") for k in state])
 
 
 def _open(filepath):
@@ -118,12 +117,11 @@ def save_weights(model, filepath, overwrite=True):
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
-    with atomic_path(filepath) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["keras_version"] = "2.15.0"
-            f.attrs["backend"] = "tlkit"
-            f.attrs["tlkit_version"] = __version__
-            write_layer_weights(f, model_layer_weights(model))
+    with atomic_h5_file(filepath) as f:
+        f.attrs["keras_version"] = "2.15.0"
+        f.attrs["backend"] = "tlkit"
+        f.attrs["tlkit_version"] = __version__
+        write_layer_weights(f, model_layer_weights(model))
 
 
 def load_weights(model, filepath, by_name=False, skip_mismatch=False):
