@@ -18,10 +18,27 @@ def load_classifier(path):
     meta.setdefault("preprocessing", "caffe")
     n_out = model.output_shape[-1]
     meta.setdefault("classes", [str(i) for i in range(n_out)])
+    _check_metadata(meta, path)
     if len(meta["classes"]) != n_out:
         raise ValueError(f"{path}: the model has {n_out} outputs but its metadata names {len(meta['classes'])} "
                          "classes.")
     return model, meta
+
+
+def _check_metadata(meta, path):
+    """The fields predict relies on have the types tlkit writes (an edited file may not)."""
+    from tlkit.engine.saving.errors import ModelFileError
+
+    size, classes = meta["image_size"], meta["classes"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 16384:
+        raise ModelFileError(path, f"its metadata gives image_size {size!r:.60}, not a positive whole number",
+                             "Save the model again with tlkit finetune")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise ModelFileError(path, f"its metadata gives classes {classes!r:.60}, not a list of names",
+                             "Save the model again with tlkit finetune")
+    if not isinstance(meta["preprocessing"], str):
+        raise ModelFileError(path, f"its metadata gives preprocessing {meta['preprocessing']!r:.60}, not a name",
+                             "Save the model again with tlkit finetune")
 
 
 def collect_images(paths):
