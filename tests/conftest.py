@@ -48,13 +48,15 @@ resource.setrlimit(resource.RLIMIT_AS, (_cap, _cap))
 
 def run_bounded(setup, attack, headroom_mb=600, timeout=600):
     """Run ``setup`` (imports, file making), then cap the address space at what it uses plus
-    ``headroom_mb`` and run ``attack``. Returns the CompletedProcess (text output)."""
-    program = textwrap.dedent(setup) + _LIMIT.format(headroom_mb=headroom_mb) + textwrap.dedent(attack)
+    ``headroom_mb`` (None: no cap) and run ``attack``. Returns the CompletedProcess (text output);
+    a program still running after ``timeout`` seconds (a hang) raises subprocess.TimeoutExpired."""
+    limit = _LIMIT.format(headroom_mb=headroom_mb) if headroom_mb is not None else ""
+    program = textwrap.dedent(setup) + limit + textwrap.dedent(attack)
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture
 def bounded_python():
-    """``bounded_python.run(setup, attack, headroom_mb=600)`` (see ``run_bounded``)."""
+    """``bounded_python.run(setup, attack, headroom_mb=600, timeout=600)`` (see ``run_bounded``)."""
     return types.SimpleNamespace(run=run_bounded)

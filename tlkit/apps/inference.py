@@ -4,7 +4,8 @@ import os
 import numpy as np
 
 from tlkit.apps import report as report_mod
-from tlkit.apps.dataset import IMAGE_EXTENSIONS, class_folders
+from tlkit.apps.dataset import class_folders
+from tlkit.augment.folders import image_files
 
 
 def load_classifier(path):
@@ -42,15 +43,13 @@ def _check_metadata(meta, path):
 
 
 def collect_images(paths):
-    """Image files from files and folders (recursively), sorted, hidden files left out."""
-    found = []
+    """Image files from files and folders (recursively, each real folder once), sorted, hidden files
+    left out, FIFOs and devices in folders never opened (see ``tlkit.augment.folders``)."""
+    found, seen = [], set()
     for p in paths:
         p = os.fspath(p)
         if os.path.isdir(p):
-            for root, dirs, files in os.walk(p, followlinks=True):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found += [os.path.join(root, f) for f in sorted(files)
-                          if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+            found += image_files(p, follow_links=True, seen=seen)
         elif os.path.exists(p):
             found.append(p)
         else:
