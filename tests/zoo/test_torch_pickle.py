@@ -364,3 +364,10 @@ def test_tied_and_half_precision_weights_stay_within_the_bound(tmp_path, torch_f
              "head.weight": torch_files.TensorView(storage, 0, (1024, 1024), (1024, 1))}
     wf = read_torch_state_dict(torch_files.write(tmp_path / "tied16.pt", state))
     assert wf.tensors["head.weight"].dtype == np.float32 and wf.tensors["head.weight"].shape == (1024, 1024)
+
+
+@pytest.mark.parametrize("size, stride", [((0, 2**61), (1, 1)), ((1,) * 40, (1,) * 40)])
+def test_tensor_shapes_numpy_cannot_make_are_refused_clearly(tmp_path, torch_files, size, stride):
+    state = {"t": torch_files.TensorView(np.zeros(1, np.float32), 0, size, stride)}
+    with pytest.raises(WeightFileError, match="dimensions|too large"):
+        read_torch_state_dict(torch_files.write(tmp_path / "dims.pt", state))

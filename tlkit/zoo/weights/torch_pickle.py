@@ -19,7 +19,8 @@ import numpy as np
 
 from tlkit.engine.saving.keras_h5_layout import SLACK_BYTES
 from tlkit.zoo.weights.keras_v3 import read_member
-from tlkit.zoo.weights.weight_file import WeightFile, WeightFileError, bfloat16_to_float32, standardize_array
+from tlkit.zoo.weights.weight_file import (WeightFile, WeightFileError, bfloat16_to_float32, shape_problem,
+                                           standardize_array)
 
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
 # Tied weights list one storage twice, and float16 doubles when widened: real files stay far below.
@@ -105,6 +106,9 @@ def _tensor(storage, storage_offset, size, stride, requires_grad=False, backward
     size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
     if not _is_count(storage_offset) or len(size) != len(stride):
         raise ValueError(f"invalid tensor geometry: offset {storage_offset!r}, size {size}, stride {stride}")
+    problem = shape_problem(size, buffer.itemsize)
+    if problem:
+        raise ValueError(f"tensor {problem}")
     count = int(np.prod(size, dtype=object))
     if count:
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))

@@ -15,6 +15,23 @@ from tlkit.engine.saving.errors import DEFAULT_FIX, UnreadableFileError, WeightF
 from tlkit.engine.saving.keras_h5_layout import bfloat16_to_float32, standardize_array  # noqa: F401 (re-exported)
 
 
+# numpy 1 allows 32 dimensions, numpy 2 allows 64; no weight has more than a handful.
+MAX_DIMS = 32
+
+
+def shape_problem(shape, itemsize):
+    """Why numpy could not make an array of ``shape`` (a tuple of non-negative ints), or None: too
+    many dimensions, or a size (zero dimensions left out, as numpy counts it) past the address space."""
+    if len(shape) > MAX_DIMS:
+        return f"has {len(shape)} dimensions (at most {MAX_DIMS} are supported)"
+    nonzero = 1
+    for n in shape:
+        nonzero *= max(n, 1)
+    if nonzero * itemsize >= 2**63:
+        return f"has shape {list(shape)!r:.100}, too large for any array even if empty"
+    return None
+
+
 @dataclass
 class WeightFile:
     """The arrays of one weight file, in file order.
