@@ -57,7 +57,9 @@ def open_regular_file(path):
         if st.st_size > MAX_FILE_BYTES:
             raise ImageLoadError(f"{path}: {st.st_size} bytes is larger than any picture tlkit decodes "
                                  f"({MAX_FILE_BYTES} bytes).")
-        return os.fdopen(fd, "rb"), st.st_size
+        f = os.fdopen(fd, "rb")
+        f.raw.name = os.fsdecode(path)  # Pillow's messages name the file, not the descriptor
+        return f, st.st_size
     except BaseException:
         os.close(fd)
         raise

@@ -11,8 +11,13 @@ tables::
 """
 from dataclasses import dataclass, field
 
-from tlkit.engine.saving.errors import DEFAULT_FIX, UnreadableFileError, WeightFileError  # noqa: F401 (re-exported)
-from tlkit.engine.saving.keras_h5_layout import bfloat16_to_float32, standardize_array  # noqa: F401 (re-exported)
+# The error family and the array helpers live in the engine (its HDF5 reader uses them); the zoo's
+# readers take them from here.
+from tlkit.engine.saving.errors import DEFAULT_FIX, UnreadableFileError, WeightFileError
+from tlkit.engine.saving.keras_h5_layout import bfloat16_to_float32, standardize_array
+
+__all__ = ["DEFAULT_FIX", "MAX_DIMS", "UnreadableFileError", "WeightFile", "WeightFileError", "bfloat16_to_float32",
+           "shape_problem", "standardize_array"]
 
 
 # numpy 1 allows 32 dimensions, numpy 2 allows 64; no weight has more than a handful.
