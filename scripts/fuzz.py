@@ -6,7 +6,11 @@
 
 Targets: safetensors, torch (the restricted unpickler, inside a torch.save zip), keras_h5
 (through h5py), model_h5 (tlkit.models.load_model: config JSON + weights), image (tlkit's image
-loader). Each target starts from valid seed files written here, lets atheris mutate them, and
+loader), and two structure-aware targets whose input bytes choose the attack rather than being
+the file: torch_views (many tensor views of one storage, any offsets, sizes and strides: the
+reader must stay within 4x the storage bytes) and model_shapes (a model.h5 whose weight
+datasets declare any shape, chunked or not, written or not: load_model must refuse a wrong or
+unbacked shape before reading it). Each target starts from seed files written here, lets atheris mutate them, and
 treats as a crash anything other than the clear error the reader is documented to raise
 (WeightFileError / ModelFileError / the loader's error) - a MemoryError, a hang, a segfault, an
 IndexError from deep inside, or a pickle that runs code (the marker file the torch payload
@@ -28,7 +32,7 @@ import tempfile
 import zipfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TARGETS = ("safetensors", "torch", "keras_h5", "model_h5", "image")
+TARGETS = ("safetensors", "torch", "keras_h5", "model_h5", "image", "torch_views", "model_shapes")
 MARKER = pathlib.Path(tempfile.gettempdir()) / "tlkit_fuzz_pwned"
 
 
@@ -62,6 +66,9 @@ def seed_files(target, folder):
         model = tlkit.Sequential([tlkit.Input((4, 4, 2)), L.Conv2D(2, 3), L.Flatten(), L.Dense(2)])
         model.compile("adam", "mse")
         model.save(folder / "m.h5")
+    elif target in ("torch_views", "model_shapes"):  # the bytes drive a FuzzedDataProvider
+        for i in range(4):
+            (folder / f"r{i}").write_bytes(rng.integers(0, 256, 64 * (i + 1), dtype=np.uint8).tobytes())
     elif target == "image":
         from PIL import Image
 
@@ -95,10 +102,42 @@ def torch_zip_evil():
     return out.getvalue()
 
 
+def _pickle_int(value):
+    raw = value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw  # LONG1: any size
+
+
+def _pickle_text(text):
+    raw = text.encode()
+    return b"X" + len(raw).to_bytes(4, "little") + raw  # BINUNICODE
+
+
+def torch_views_zip(numel, views):
+    """A torch.save-like zip: one float32 storage of ``numel`` zeros (deflated, so the file stays
+    small) and ``views`` = [(offset, size, stride)] tensors on it, pickled as torch does."""
+    storage = (b"((" + _pickle_text("storage") + b"ctorch\nFloatStorage\n" + _pickle_text("0") + _pickle_text("cpu")
+               + _pickle_int(numel) + b"tQ")[1:]  # MARK ... TUPLE BINPERSID
+    body = b"\x80\x02}("
+    for i, (offset, size, stride) in enumerate(views):
+        body += (_pickle_text(f"t{i}") + b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + _pickle_int(offset)
+                 + b"(" + b"".join(map(_pickle_int, size)) + b"t(" + b"".join(map(_pickle_int, stride)) + b"t"
+                 + b"\x89ccollections\nOrderedDict\n)RtR")
+    body += b"u."
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", body)
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/data/0", bytes(4 * numel))
+        z.writestr("archive/version", "3\n")
+    return out.getvalue()
+
+
 # ---------------------------------------------------------------------------------------------
 # the fuzz targets (run inside the worker)
 
 def make_target(target):
+    import numpy as np
+
     from tlkit.engine.saving.hdf5 import ModelFileError
     from tlkit.zoo.weights import WeightFileError, read_weight_file
 
@@ -121,6 +160,67 @@ def make_target(target):
         def run(data):
             path.write_bytes(data)
             tlkit.models.load_model(path)
+    elif target == "torch_views":
+        import atheris
+
+        from tlkit.zoo.weights.torch_pickle import SLACK_BYTES, VIEW_AMPLIFICATION
+
+        expected = (WeightFileError,)
+
+        def run(data):
+            fdp = atheris.FuzzedDataProvider(data)
+            numel = fdp.ConsumeIntInRange(1, 1 << 20)
+            views = []
+            for _ in range(fdp.ConsumeIntInRange(1, 3000)):
+                ndim = fdp.ConsumeIntInRange(0, 3)
+                views.append((fdp.ConsumeIntInRange(0, numel), [fdp.ConsumeIntInRange(0, numel) for _ in range(ndim)],
+                              [fdp.ConsumeIntInRange(0, numel) for _ in range(ndim)]))
+            path.write_bytes(torch_views_zip(numel, views))
+            total = sum(a.nbytes for a in read_weight_file(path, format="torch").tensors.values())
+            if total > VIEW_AMPLIFICATION * 4 * numel + SLACK_BYTES:
+                raise RuntimeError(f"{total} tensor bytes read from a {4 * numel}-byte storage")
+    elif target == "model_shapes":
+        import atheris
+        import h5py
+
+        import tlkit
+        from tlkit import layers as L
+
+        expected = (ModelFileError,)
+        base = tmp / "base.h5"
+        model = tlkit.Sequential([tlkit.Input((4, 4, 2)), L.Conv2D(2, 3, name="conv"), L.Flatten(), L.Dense(2, name="d")])
+        model.compile("adam", "mse")
+        model.save(base)
+        datasets = ["model_weights/conv/kernel", "model_weights/conv/bias", "model_weights/d/kernel",
+                    "model_weights/d/bias"]
+
+        def run(data):
+            fdp = atheris.FuzzedDataProvider(data)
+            path.write_bytes(base.read_bytes())
+            with h5py.File(path, "r+") as f:
+                for name in datasets:
+                    if not fdp.ConsumeBool():
+                        continue
+                    shape = tuple(fdp.ConsumeIntInRange(0, 1 << fdp.ConsumeIntInRange(0, 31))
+                                  for _ in range(fdp.ConsumeIntInRange(0, 4)))
+                    chunked = bool(shape) and all(shape) and fdp.ConsumeBool()
+                    group, leaf = name.rsplit("/", 1)
+                    del f[group][leaf]
+                    try:
+                        ds = f[group].create_dataset(leaf, shape=shape, dtype="float32",
+                                                     chunks=tuple(1 for _ in shape) if chunked else None,
+                                                     compression="gzip" if chunked and fdp.ConsumeBool() else None)
+                        size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+                        if fdp.ConsumeBool() and size <= 4096:
+                            ds[...] = np.ones(shape, np.float32)
+                    except (ValueError, OSError, MemoryError):  # HDF5 won't make it: not the reader's input
+                        if leaf in f[group]:
+                            del f[group][leaf]
+                        f[group].create_dataset(leaf, data=np.zeros(3, np.float32))
+            loaded = tlkit.models.load_model(path)
+            for got, want in zip(loaded.get_weights(), model.get_weights()):
+                if got.shape != want.shape:
+                    raise RuntimeError(f"loaded a weight of shape {got.shape} where the model has {want.shape}")
     else:
         fmt = {"keras_h5": "keras_h5", "safetensors": "safetensors", "torch": "torch"}[target]
         expected = (WeightFileError,)
@@ -147,7 +247,7 @@ def worker(target, seconds, corpus):
         import tlkit.zoo.weights  # noqa: F401  (instrument the readers for coverage guidance)
         if target == "image":
             import tlkit.augment.image_io  # noqa: F401
-        if target == "model_h5":
+        if target in ("model_h5", "model_shapes"):
             import tlkit.engine.saving.hdf5  # noqa: F401
     MARKER.unlink(missing_ok=True)
     fn = make_target(target)
@@ -162,7 +262,9 @@ def run_target(target, seconds):
         corpus = pathlib.Path(tmp) / "corpus"
         seed_files(target, corpus)
         proc = subprocess.run([sys.executable, __file__, "--worker", target, "--seconds", str(seconds),
-                               "--corpus", str(corpus)], capture_output=True, text=True)
+                               "--corpus", str(corpus)], capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(  # this checkout's tlkit
+                                  [str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p])))
         log = proc.stdout + proc.stderr
         execs = _stat(log, r"stat::number_of_executed_units:\s+(\d+)")
         corpus_size = len(list(corpus.iterdir()))

@@ -207,3 +207,23 @@ def test_corrupted_valid_files_only_raise_weightfileerror(tmp_path, data):
     path = tmp_path / "fuzz.safetensors"
     path.write_bytes(bytes(content))
     _read_or_weightfileerror(path)
+
+
+@pytest.mark.parametrize("shape, pattern", [([1] * 65, "65 dimensions"), ([1] * 33, "33 dimensions"),
+                                            ([0, 2**62], "too large"), ([2**62, 0, 4], "too large")])
+def test_shapes_numpy_cannot_make_are_refused_clearly(tmp_path, shape, pattern):
+    """Issue 14.12: these passed the size check (0 bytes) and then raised numpy's ValueError."""
+    nbytes = 4 * int(np.prod(shape, dtype=object))  # the size check passes: the data is all there
+    header = json.dumps({"t": {"dtype": "F32", "shape": shape, "data_offsets": [0, nbytes]}}).encode()
+    path = tmp_path / "dims.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(nbytes))
+    with pytest.raises(WeightFileError, match=pattern) as info:
+        read_safetensors(path)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_many_dims_within_the_limit_still_read(tmp_path):
+    header = json.dumps({"t": {"dtype": "F32", "shape": [1] * 32, "data_offsets": [0, 4]}}).encode()
+    path = tmp_path / "dims.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + np.float32(7).tobytes())
+    assert read_safetensors(path).tensors["t"].reshape(-1).tolist() == [7.0]

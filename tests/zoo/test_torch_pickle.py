@@ -304,3 +304,70 @@ def test_our_test_writer_matches_torch(tmp_path, rng, torch_files):
     assert list(loaded) == list(state)
     for name, array in state.items():
         np.testing.assert_array_equal(loaded[name].numpy(), array)
+
+
+# --- view amplification (issue 14.1) -------------------------------------------------------------
+
+
+def _many_views_file(path, torch_files, views, storage_floats=1 << 20):
+    """``views`` tensors, each the whole of one shared ``storage_floats``-float storage (a 4 MB storage
+    stored once; a reader copying every view would need ``views`` x 4 MB)."""
+    storage = np.zeros(storage_floats, np.float32)
+    state = {f"t{i}": torch_files.TensorView(storage, 0, (storage_floats,), (1,)) for i in range(views)}
+    return torch_files.write(path, state)
+
+
+def test_many_views_of_one_storage_are_refused_within_bounded_memory(tmp_path, torch_files, bounded_python):
+    path = _many_views_file(tmp_path / "views.pt", torch_files, views=500)  # 2 GB if every view were copied
+    result = bounded_python.run(
+        "from tlkit.zoo.weights import WeightFileError, read_torch_state_dict\n",
+        f"""
+        try:
+            read_torch_state_dict({str(path)!r})
+            print("READ")
+        except WeightFileError as e:
+            print("REFUSED", e)
+        """, headroom_mb=400)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("REFUSED") and "views repeat the same data" in result.stdout, result.stdout
+    assert len(result.stdout.strip().splitlines()) == 1
+
+
+def test_one_tensor_listed_many_times_is_refused(tmp_path, torch_files):
+    """The pickle memo makes repeats of one tensor nearly free in the file; their copies are not."""
+    view = torch_files.TensorView(np.zeros(1 << 18, np.float16), 0, (1 << 18,), (1,))
+    path = torch_files.write(tmp_path / "memo.pt", {"repeated": [view] * 100})
+    with pytest.raises(WeightFileError, match="views repeat the same data"):
+        read_torch_state_dict(path)
+
+
+def test_views_are_sliced_from_one_storage_read_once(tmp_path, torch_files, monkeypatch):
+    storage = np.arange(12, dtype=np.float32)
+    state = {"a": torch_files.TensorView(storage, 0, (3, 4), (4, 1)), "b": torch_files.TensorView(storage, 4, (8,), (1,)),
+             "tied": torch_files.TensorView(storage, 0, (3, 4), (4, 1))}
+    path = torch_files.write(tmp_path / "tied.pt", state)
+    reads = []
+    original = torch_pickle.read_member
+    monkeypatch.setattr(torch_pickle, "read_member", lambda a, n, *args, **kw: reads.append(n) or original(a, n, *args, **kw))
+    wf = read_torch_state_dict(path)
+    assert [n for n in reads if "/data/" in n] == ["archive/data/0"]
+    np.testing.assert_array_equal(wf.tensors["a"], storage.reshape(3, 4))
+    np.testing.assert_array_equal(wf.tensors["b"], storage[4:])
+    np.testing.assert_array_equal(wf.tensors["tied"], wf.tensors["a"])
+    assert np.shares_memory(wf.tensors["a"], wf.tensors["b"])  # slices of the one storage, not copies
+
+
+def test_tied_and_half_precision_weights_stay_within_the_bound(tmp_path, torch_files):
+    """Real files: a tied float16 embedding (two names, one storage, widened to float32) reads."""
+    storage = np.ones(1 << 20, np.float16)
+    state = {"embed.weight": torch_files.TensorView(storage, 0, (1024, 1024), (1024, 1)),
+             "head.weight": torch_files.TensorView(storage, 0, (1024, 1024), (1024, 1))}
+    wf = read_torch_state_dict(torch_files.write(tmp_path / "tied16.pt", state))
+    assert wf.tensors["head.weight"].dtype == np.float32 and wf.tensors["head.weight"].shape == (1024, 1024)
+
+
+@pytest.mark.parametrize("size, stride", [((0, 2**61), (1, 1)), ((1,) * 40, (1,) * 40)])
+def test_tensor_shapes_numpy_cannot_make_are_refused_clearly(tmp_path, torch_files, size, stride):
+    state = {"t": torch_files.TensorView(np.zeros(1, np.float32), 0, size, stride)}
+    with pytest.raises(WeightFileError, match="dimensions|too large"):
+        read_torch_state_dict(torch_files.write(tmp_path / "dims.pt", state))

@@ -1,7 +1,7 @@
 """Finding the classes and splits of an image folder, with errors a person can act on."""
 import os
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif")
+from tlkit.augment.folders import IMAGE_EXTENSIONS, image_files, subfolders
 
 
 class DataFolderError(ValueError):
@@ -10,18 +10,13 @@ class DataFolderError(ValueError):
 
 def _subdirs(path):
     try:
-        entries = sorted(os.scandir(path), key=lambda e: e.name)
+        return subfolders(path)
     except PermissionError:
         raise DataFolderError(f"Can't read folder {path}: permission denied.") from None
-    return [e.name for e in entries if e.is_dir(follow_symlinks=True) and not e.name.startswith(".")]
 
 
 def _count_images(path):
-    n = 0
-    for root, dirs, files in os.walk(path, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        n += sum(1 for f in files if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
-    return n
+    return len(image_files(path, follow_links=True))
 
 
 def class_folders(path, role="data"):
@@ -41,7 +36,7 @@ def class_folders(path, role="data"):
     if empty:
         raise DataFolderError(
             f"Class folder(s) {', '.join(repr(c) for c in empty)} in {path} hold no images "
-            f"({', '.join(IMAGE_EXTENSIONS)}). Add images or remove the folder(s).")
+            f"({', '.join('.' + e for e in IMAGE_EXTENSIONS)}). Add images or remove the folder(s).")
     return classes
 
 

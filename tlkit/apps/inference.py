@@ -4,7 +4,8 @@ import os
 import numpy as np
 
 from tlkit.apps import report as report_mod
-from tlkit.apps.dataset import IMAGE_EXTENSIONS, class_folders
+from tlkit.apps.dataset import class_folders
+from tlkit.augment.folders import image_files
 
 
 def load_classifier(path):
@@ -18,22 +19,37 @@ def load_classifier(path):
     meta.setdefault("preprocessing", "caffe")
     n_out = model.output_shape[-1]
     meta.setdefault("classes", [str(i) for i in range(n_out)])
+    _check_metadata(meta, path)
     if len(meta["classes"]) != n_out:
         raise ValueError(f"{path}: the model has {n_out} outputs but its metadata names {len(meta['classes'])} "
                          "classes.")
     return model, meta
 
 
+def _check_metadata(meta, path):
+    """The fields predict relies on have the types tlkit writes (an edited file may not)."""
+    from tlkit.engine.saving.errors import ModelFileError
+
+    size, classes = meta["image_size"], meta["classes"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 16384:
+        raise ModelFileError(path, f"its metadata gives image_size {size!r:.60}, not a positive whole number",
+                             "Save the model again with tlkit finetune")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise ModelFileError(path, f"its metadata gives classes {classes!r:.60}, not a list of names",
+                             "Save the model again with tlkit finetune")
+    if not isinstance(meta["preprocessing"], str):
+        raise ModelFileError(path, f"its metadata gives preprocessing {meta['preprocessing']!r:.60}, not a name",
+                             "Save the model again with tlkit finetune")
+
+
 def collect_images(paths):
-    """Image files from files and folders (recursively), sorted, hidden files left out."""
-    found = []
+    """Image files from files and folders (recursively, each real folder once), sorted, hidden files
+    left out, FIFOs and devices in folders never opened (see ``tlkit.augment.folders``)."""
+    found, seen = [], set()
     for p in paths:
         p = os.fspath(p)
         if os.path.isdir(p):
-            for root, dirs, files in os.walk(p, followlinks=True):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found += [os.path.join(root, f) for f in sorted(files)
-                          if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+            found += image_files(p, follow_links=True, seen=seen)
         elif os.path.exists(p):
             found.append(p)
         else:

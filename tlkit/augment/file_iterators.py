@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from tlkit.augment import image_io
+from tlkit.augment import folders, image_io
 from tlkit.augment.iterators import Iterator, check_subset
 
 
@@ -139,7 +139,7 @@ class DirectoryIterator(BatchFromFilesMixin, Iterator):
         self.class_mode = class_mode
         self.dtype = dtype or "float32"
         if not classes:
-            classes = [d for d in sorted(os.listdir(directory)) if os.path.isdir(os.path.join(directory, d))]
+            classes = folders.subfolders(directory)
         self.num_classes = len(classes)
         self.class_indices = dict(zip(classes, range(len(classes))))
         filenames, labels = [], []

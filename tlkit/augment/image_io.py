@@ -15,14 +15,14 @@ others (empty, truncated, not images) instead of failing mid-epoch.
 """
 import io
 import os
+import stat
 import tempfile
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
 
-# Keras's extensions, plus webp and gif.
-IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff", "webp", "gif")
+from tlkit.augment.folders import IMAGE_EXTENSIONS, image_files
 
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -36,20 +36,50 @@ CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 # Beyond this many decoded pixels a picture is refused rather than risk running out of memory
 # (Pillow's own decompression-bomb threshold); JPEGs are draft-decoded below it when they can be.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+# The largest file a picture within MAX_PIXELS can honestly be (uncompressed 16-bit RGBA, plus
+# room for metadata): nothing bigger is read, so a huge or endless file cannot fill memory.
+MAX_FILE_BYTES = 8 * MAX_PIXELS + (16 << 20)
 
 
 class ImageLoadError(ValueError):
     """A file that is not a readable picture (empty, truncated, corrupt, not an image, too large)."""
 
 
+def open_regular_file(path):
+    """(binary file object, size) of ``path`` if it is a regular file of at most MAX_FILE_BYTES.
+    A FIFO, device or socket is refused without blocking (opened non-blocking, then checked)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageLoadError(f"{path}: not a regular file (a FIFO, device or socket), not a picture.")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ImageLoadError(f"{path}: {st.st_size} bytes is larger than any picture tlkit decodes "
+                                 f"({MAX_FILE_BYTES} bytes).")
+        f = os.fdopen(fd, "rb")
+        f.raw.name = os.fsdecode(path)  # Pillow's messages name the file, not the descriptor
+        return f, st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_bounded(f, path):
+    data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageLoadError(f"{path}: larger than any picture tlkit decodes ({MAX_FILE_BYTES} bytes).")
+    return data
+
+
 def _open(path):
     if isinstance(path, io.IOBase):
-        data = path.read()
+        data = _read_bounded(path, path)
     else:
         if not isinstance(path, (str, bytes, os.PathLike)):
             raise TypeError(f"path should be path-like or io.BytesIO, not {type(path)}")
-        with open(path, "rb") as f:
-            data = f.read()
+        f, _ = open_regular_file(path)
+        with f:
+            data = _read_bounded(f, path)
     if not data:
         raise ImageLoadError(f"{path}: the file is empty.")
     # (no warnings.catch_warnings here: it is not thread-safe, and this runs in worker threads)
@@ -239,15 +269,18 @@ def _tail_ok(f, size, fmt):
 def check_image(path):
     """None for a file that looks like a readable picture, else the reason it is not."""
     try:
-        size = os.path.getsize(path)
+        f, size = open_regular_file(path)
         if size == 0:
+            f.close()
             return "empty file"
-        with open(path, "rb") as f:
+        with f:
             img = Image.open(f)
             fmt = img.format
             img.verify()  # parses the structure (PNG chunks and CRCs), decodes nothing
             if not _tail_ok(f, size, fmt):
                 return f"truncated {fmt} file"
+    except ImageLoadError as e:
+        return str(e).split(": ", 1)[-1]
     except Exception as e:
         return f"not a readable image ({type(e).__name__}: {e})"
     return None
@@ -256,18 +289,10 @@ def check_image(path):
 def list_pictures(directory, follow_links=False, extensions=IMAGE_EXTENSIONS):
     """Files under ``directory`` with a picture extension, sorted as Keras sorts them.
 
-    Unlike Keras, hidden files and folders are left out: they are system litter (macOS's
-    ``._photo.jpg`` resource forks, ``.thumbnails/``), not pictures of the class."""
-    walked = []
-    for root, dirs, files in os.walk(directory, followlinks=follow_links):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        walked.append((root, files))
-    found = []
-    for root, files in sorted(walked, key=lambda t: t[0]):
-        for name in sorted(files):
-            if not name.startswith(".") and name.lower().endswith(tuple("." + e for e in extensions)):
-                found.append(os.path.join(root, name))
-    return found
+    Unlike Keras, hidden files and folders are left out (they are system litter: macOS's
+    ``._photo.jpg`` resource forks, ``.thumbnails/``), and so are FIFOs and devices; linked
+    folders are walked once each (see ``tlkit.augment.folders``)."""
+    return image_files(directory, follow_links, extensions)
 
 
 # (path, size, mtime) -> reason or None: a folder read by several iterators (training and

@@ -15,13 +15,13 @@ from tlkit.engine import optimizers
 from tlkit.utils import random
 from tlkit.engine.layer import skip_initializers
 from tlkit.engine.saving.config import deserialize_layer, serialize_layer
-from tlkit.engine.saving.legacy_h5 import model_layer_weights, read_layer_weights, write_layer_weights
+from tlkit.engine.saving.errors import ModelFileError, UnreadableFileError
+from tlkit.engine.saving.keras3_h5_layout import is_keras3_layout, read_keras3_layers
+from tlkit.engine.saving.keras_h5_layout import (check_dataset, decode_text, has_attr_list, read_checked,
+                                                 read_json_object_attr, read_layer_weights, string_list_attr,
+                                                 write_json_attr, write_layer_weights)
 from tlkit.utils.io import atomic_h5_file
 from tlkit.version import __version__
-
-
-class ModelFileError(ValueError):
-    """A file that is not a readable tlkit/Keras model or weight file."""
 
 
 # What h5py and a malformed config raise from inside a damaged file: never shown raw to a user.
@@ -35,6 +35,8 @@ def _reading(filepath, what="model"):
         yield
     except (ModelFileError, FileNotFoundError):
         raise
+    except UnreadableFileError as e:  # the shared layout reader's refusals, already one clear line
+        raise ModelFileError(str(e)) from None
     except _LOW_LEVEL_ERRORS as e:
         detail = f"{type(e).__name__}: {e}"
         raise ModelFileError(
@@ -53,7 +55,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, metadata
         f.attrs["tlkit_version"] = __version__
         f.attrs["model_config"] = json.dumps(config)
         if metadata is not None:
-            f.attrs["tlkit_metadata"] = json.dumps(metadata)
+            write_json_attr(f, "tlkit_metadata", metadata)
         if model.compiled and model._compile_config is not None:
             f.attrs["training_config"] = json.dumps(model._compile_config)
         write_layer_weights(f.create_group("model_weights"), model_layer_weights(model))
@@ -87,7 +89,7 @@ def load_model(filepath, custom_objects=None, compile=True):
                 "the model in code (or with tlkit.zoo) and call model.load_weights(path)."
             )
         try:
-            config = json.loads(_text(f.attrs["model_config"]))
+            config = json.loads(decode_text(f.attrs["model_config"]))
         except (ValueError, TypeError) as e:
             raise ModelFileError(f"{filepath}: the model config is not valid JSON ({e}).") from None
         # The weights come from the file: don't draw initial values (slow for big models, and it would
@@ -100,16 +102,18 @@ def load_model(filepath, custom_objects=None, compile=True):
             raise ModelFileError(f"{filepath}: its model config can't be used: {e}") from None
         finally:
             random.set_state(rng_state)
-        model.metadata = json.loads(_text(f.attrs["tlkit_metadata"])) if "tlkit_metadata" in f.attrs else {}
+        model.metadata = read_json_object_attr(f, "tlkit_metadata", filepath) or {}
         weights_group = f["model_weights"] if "model_weights" in f else f
-        _assign_by_order(model, read_layer_weights(weights_group, filepath), filepath)
+        _assign(model, weights_group, filepath)
         if compile and "training_config" in f.attrs:
-            training = json.loads(_text(f.attrs["training_config"]))
+            training = json.loads(decode_text(f.attrs["training_config"]))
             model.compile(optimizer=optimizers.get(training["optimizer"]), loss=training.get("loss"),
                           metrics=training.get("metrics"), loss_weights=training.get("loss_weights"))
             if "optimizer_weights" in f:
                 g = f["optimizer_weights"]
-                model.optimizer.set_state({k: np.asarray(g[k][()]) for k in _decode(g.attrs["weight_names"])})
+                names = string_list_attr(g, "weight_names", filepath, owner="'optimizer_weights'")
+                datasets = {k: check_dataset(g, k, filepath, f"optimizer state '{k}'") for k in names}
+                model.optimizer.set_state({k: read_checked(ds, float32=False) for k, ds in datasets.items()})
     return model
 
 
@@ -125,61 +129,67 @@ def save_weights(model, filepath, overwrite=True):
 
 
 def load_weights(model, filepath, by_name=False, skip_mismatch=False):
-    """Weights from a tlkit/Keras 2 HDF5 file (weights-only or full model), by layer order or by name."""
+    """Weights from a tlkit/Keras HDF5 file (weights-only or full model, Keras 2 or Keras 3 layout), by
+    layer order or by name. Shapes are compared with the model's before any array is read."""
     with _open(filepath) as f, _reading(filepath, "weight"):
         group = f["model_weights"] if "model_weights" in f else f
-        if "layer_names" not in group.attrs:
-            from tlkit.zoo.weights import read_weight_file  # Keras 3 .weights.h5 and other layouts
-            stored = list(read_weight_file(filepath).layers.items())
-        else:
-            stored = read_layer_weights(group, filepath)
-    if by_name:
-        _assign_by_name(model, stored, skip_mismatch, filepath)
-    else:
-        _assign_by_order(model, stored, filepath, skip_mismatch)
-
-
-def _with_weights(layers):
-    return [layer for layer in layers if layer.weights]
-
-
-def _assign_by_order(model, stored, filepath, skip_mismatch=False):
-    layers = _with_weights(model.layers)
-    stored = [(name, arrays) for name, arrays in stored if arrays]
-    if len(layers) != len(stored):
-        raise ModelFileError(
-            f"{filepath} has weights for {len(stored)} layers but model '{model.name}' has {len(layers)} layers "
-            "with weights. Is it the file of a different architecture? Use load_weights(path, by_name=True) to "
-            "match layers by name."
-        )
-    for layer, (name, arrays) in zip(layers, stored):
-        _set_layer(layer, name, arrays, filepath, skip_mismatch)
-
-
-def _assign_by_name(model, stored, skip_mismatch, filepath):
-    stored = dict(stored)
-    for layer in _with_weights(model.layers):
-        if layer.name in stored:
-            _set_layer(layer, layer.name, stored[layer.name], filepath, skip_mismatch)
-
-
-def _set_layer(layer, stored_name, arrays, filepath, skip_mismatch):
-    shapes = [v.shape for v in layer.weights]
-    got = [tuple(a.shape) for a in arrays]
-    if shapes != got:
-        if skip_mismatch:
+        if has_attr_list(group, "layer_names"):
+            _assign(model, group, filepath, by_name, skip_mismatch)
             return
-        raise ModelFileError(
-            f"Layer '{layer.name}' expects weights of shapes {shapes}, but {filepath} has {got} for layer "
-            f"'{stored_name}'. The file belongs to a different architecture (or pass skip_mismatch=True with "
-            "by_name=True to skip such layers)."
-        )
-    layer.set_weights(arrays)
+        if not is_keras3_layout(f):
+            raise ModelFileError(filepath, "it has no 'layer_names' attribute and no Keras 3 'layers' group: it is "
+                                           "not a Keras/tlkit weight file", "Give a file written by save_weights")
+        stored = [(name, arrays) for name, _, arrays in read_keras3_layers(f, filepath)[0]]
+    _match(model, [(name, [a.shape for a in arrays]) for name, arrays in stored], filepath, by_name, skip_mismatch)
+    _set(model, stored, filepath, by_name, skip_mismatch)
 
 
-def _text(value):
-    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+def _assign(model, group, filepath, by_name=False, skip_mismatch=False):
+    """Read the Keras 2 tree in ``group`` into ``model``, refusing mismatched shapes before reading."""
+    stored = read_layer_weights(group, filepath,
+                                check=lambda declared: _match(model, declared, filepath, by_name, skip_mismatch))
+    _set(model, [(name, arrays) for name, _, arrays in stored], filepath, by_name, skip_mismatch)
 
 
-def _decode(names):
-    return [_text(n) for n in names]
+def _match(model, declared, filepath, by_name, skip_mismatch):
+    """[(layer, stored name, index in ``declared``)] for the layers to set; raises ModelFileError on a
+    mismatch (unless ``skip_mismatch``). ``declared``: [(stored layer name, [shape, ...])]."""
+    layers = [layer for layer in model.layers if layer.weights]
+    if by_name:
+        index = {name: i for i, (name, _) in enumerate(declared)}
+        pairs = [(layer, layer.name, index[layer.name]) for layer in layers if layer.name in index]
+    else:
+        with_weights = [i for i, (_, shapes) in enumerate(declared) if shapes]
+        if len(layers) != len(with_weights):
+            raise ModelFileError(
+                f"{filepath} has weights for {len(with_weights)} layers but model '{model.name}' has {len(layers)} "
+                "layers with weights. Is it the file of a different architecture? Use load_weights(path, "
+                "by_name=True) to match layers by name."
+            )
+        pairs = [(layer, declared[i][0], i) for layer, i in zip(layers, with_weights)]
+    matched = []
+    for layer, stored_name, i in pairs:
+        shapes = [tuple(v.shape) for v in layer.weights]
+        got = [tuple(s) for s in declared[i][1]]
+        if shapes == got:
+            matched.append((layer, stored_name, i))
+        elif not skip_mismatch:
+            raise ModelFileError(
+                f"Layer '{layer.name}' expects weights of shapes {shapes}, but {filepath} has {got} for layer "
+                f"'{stored_name}'. The file belongs to a different architecture (or pass skip_mismatch=True with "
+                "by_name=True to skip such layers)."
+            )
+    return matched
+
+
+def _set(model, stored, filepath, by_name, skip_mismatch):
+    declared = [(name, [a.shape for a in arrays]) for name, arrays in stored]
+    for layer, _, i in _match(model, declared, filepath, by_name, skip_mismatch):
+        layer.set_weights(stored[i][1])
+
+
+def model_layer_weights(model):
+    """[(layer name, [(weight name, array), ...])] in ``model.layers`` order, for ``write_layer_weights``."""
+    return [(layer.name, [(v.name.split("/", 1)[-1] if v.name.startswith(layer.name + "/") else v.name, v.value)
+                          for v in layer.weights]) for layer in model.layers]
+

@@ -11,8 +11,9 @@ import os
 import struct
 import zipfile
 
+from tlkit.engine.saving.keras_h5_layout import HDF5_SIGNATURE
 from tlkit.zoo.weights.download import VGG16_WEIGHTS, VGG16_WEIGHTS_NOTOP, DownloadError, get_file
-from tlkit.zoo.weights.keras_h5 import HDF5_SIGNATURE, read_keras_h5, write_keras_h5
+from tlkit.zoo.weights.keras_h5 import read_keras_h5, write_keras_h5
 from tlkit.zoo.weights.keras_v3 import read_keras_archive
 from tlkit.zoo.weights.safetensors import read_safetensors, write_safetensors
 from tlkit.zoo.weights.torch_pickle import read_torch_state_dict

@@ -1,10 +1,7 @@
-"""Keras 3 weights: ``model.save_weights("m.weights.h5")`` and ``model.save("m.keras")``.
+"""Keras 3 ``.keras`` archives: a zip of ``config.json``, ``metadata.json`` and ``model.weights.h5``.
 
-Keras 3 stores each object's variables at ``<path>/vars/0, 1, ...`` where the path follows the
-object tree: ``layers/<auto name>/vars`` for a model's layers, ``layers/<sub model>/layers/...``
-for nested models, and the layer's real name in the ``vars`` group's ``name`` attribute. A
-``.keras`` file is a zip of ``config.json``, ``metadata.json`` and ``model.weights.h5``; the
-weights are read from the zip in memory and the config is never looked at.
+The weights are read from the zip in memory (by the same reader as a ``.weights.h5`` file) and
+the config is never looked at::
 
     wf = read_keras_archive("model.keras")
     wf.layers["block1_conv1"]        # [kernel, bias]
@@ -15,61 +12,11 @@ import json
 import os
 import zipfile
 
-import h5py
+from tlkit.engine.saving.keras_h5_layout import MAX_EXPANSION, SLACK_BYTES, open_h5
+from tlkit.zoo.weights.keras_h5 import read_keras_h5_group
+from tlkit.zoo.weights.weight_file import WeightFileError
 
-from tlkit.zoo.weights.keras_h5 import MAX_EXPANSION, SLACK_BYTES, _decode, open_h5, read_dataset, read_keras_h5_group
-from tlkit.zoo.weights.weight_file import WeightFile, WeightFileError
-
-# Training state and bookkeeping, not model weights.
-NOT_WEIGHTS = {"optimizer", "compile_metrics", "compile_loss", "metrics", "loss_tracker"}
 WEIGHTS_MEMBER = "model.weights.h5"
-
-
-def read_v3_group(root, path, file_format="keras_weights_h5"):
-    """Walk an open Keras 3 weights file; layer name -> arrays in ``vars`` order."""
-    layers, weight_names, paths = {}, {}, {}
-
-    def visit(group, h5_path, name_prefix):
-        for key in group:
-            if key == "vars" or key in NOT_WEIGHTS:
-                continue
-            child = group[key]
-            child_path = f"{h5_path}/{key}" if h5_path else key
-            if not isinstance(child, h5py.Group):
-                raise WeightFileError(path, f"'{child_path}' is a {type(child).__name__}; expected a group")
-            if "vars" not in child:  # a container such as "layers": its children share our prefix
-                visit(child, child_path, name_prefix)
-                continue
-            name = name_prefix + _vars_name(child["vars"], key)
-            if name in layers:  # two objects with one name: fall back to the unique file path
-                name = child_path
-            arrays, names = _read_vars(child["vars"], f"{child_path}/vars", path)
-            if arrays:
-                layers[name], weight_names[name], paths[name] = arrays, names, child_path
-            visit(child, child_path, name + "/")
-
-    if "vars" in root:  # the model's own variables (rare)
-        arrays, names = _read_vars(root["vars"], "vars", path)
-        if arrays:
-            name = _vars_name(root["vars"], "top_level_model_weights")
-            layers[name], weight_names[name], paths[name] = arrays, names, ""
-    visit(root, "", "")
-    return WeightFile(path, file_format, layers=layers, weight_names=weight_names, attrs={"paths": paths})
-
-
-def _vars_name(vars_group, fallback):
-    name = _decode(vars_group.attrs.get("name", fallback))
-    return name if isinstance(name, str) and name else fallback
-
-
-def _read_vars(vars_group, vars_path, path):
-    if not isinstance(vars_group, h5py.Group):
-        raise WeightFileError(path, f"'{vars_path}' should be a group of numbered arrays")
-    keys = list(vars_group)
-    if any(not k.isdigit() for k in keys) or sorted(int(k) for k in keys) != list(range(len(keys))):
-        raise WeightFileError(path, f"'{vars_path}' should hold arrays named 0, 1, 2, ..., found {keys[:10]}")
-    names = [str(i) for i in range(len(keys))]  # numeric order: "10" comes after "9"
-    return [read_dataset(vars_group, n, path, f"'{vars_path}/{n}'") for n in names], names
 
 
 def read_keras_archive(path):

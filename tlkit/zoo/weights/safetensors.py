@@ -16,7 +16,8 @@ import struct
 import numpy as np
 
 from tlkit.utils.io import atomic_path
-from tlkit.zoo.weights.weight_file import WeightFile, WeightFileError, bfloat16_to_float32, standardize_array
+from tlkit.zoo.weights.weight_file import (WeightFile, WeightFileError, bfloat16_to_float32, shape_problem,
+                                           standardize_array)
 
 # safetensors name -> numpy dtype (little-endian); BF16 is read as raw bits then widened.
 DTYPES = {
@@ -112,6 +113,9 @@ def _check_specs(header, data_size, path):
         nbytes = int(np.prod(shape, dtype=object)) * np.dtype(DTYPES[dtype_name]).itemsize
         if nbytes != end - begin:
             raise WeightFileError(path, f"{where} has shape {shape} {dtype_name} ({nbytes} bytes) but spans {end - begin}", FIX)
+        problem = shape_problem(shape, np.dtype(DTYPES[dtype_name]).itemsize)
+        if problem:
+            raise WeightFileError(path, f"{where} {problem}", FIX)
         specs[name] = (dtype_name, tuple(shape), begin, end)
     position = 0
     for name, (_, _, begin, end) in sorted(specs.items(), key=lambda item: (item[1][2], item[1][3])):

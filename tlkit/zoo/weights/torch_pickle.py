@@ -17,10 +17,14 @@ import zipfile
 
 import numpy as np
 
+from tlkit.engine.saving.keras_h5_layout import SLACK_BYTES
 from tlkit.zoo.weights.keras_v3 import read_member
-from tlkit.zoo.weights.weight_file import WeightFile, WeightFileError, bfloat16_to_float32, standardize_array
+from tlkit.zoo.weights.weight_file import (WeightFile, WeightFileError, bfloat16_to_float32, shape_problem,
+                                           standardize_array)
 
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
+# Tied weights list one storage twice, and float16 doubles when widened: real files stay far below.
+VIEW_AMPLIFICATION = 4
 LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickled torch magic number, pre-1.6 files
 RESAVE = (
     "Load it in PyTorch 1.6 or newer and save the state dict again: "
@@ -51,10 +55,32 @@ class _Global:
 
 
 class _Storage:
-    __slots__ = ("array",)
+    __slots__ = ("array", "budget")
 
-    def __init__(self, array):
+    def __init__(self, array, budget):
         self.array = array
+        self.budget = budget
+
+
+class _ViewBudget:
+    """Bytes of tensor data one file may make: ``VIEW_AMPLIFICATION`` times the storage bytes it
+    really holds (each storage read once), plus slack for tiny files. Views share storages, so a
+    small file can otherwise ask for the same megabytes thousands of times over."""
+
+    def __init__(self, path):
+        self.path, self.stored, self.used = path, 0, 0
+
+    def add_storage(self, nbytes):
+        self.stored += nbytes
+
+    def charge(self, nbytes):
+        """Count a tensor's bytes before it is built; refuse when the total passes the bound."""
+        self.used += nbytes
+        limit = VIEW_AMPLIFICATION * self.stored + SLACK_BYTES
+        if self.used > limit:
+            raise WeightFileError(
+                self.path, f"its tensors add up to more than {self.used} bytes from {self.stored} bytes of storage "
+                           f"(views repeat the same data more than {VIEW_AMPLIFICATION} times over)", RESAVE)
 
 
 # Storage element types, by legacy storage class and by dtype name (numpy dtype, little-endian).
@@ -80,6 +106,9 @@ def _tensor(storage, storage_offset, size, stride, requires_grad=False, backward
     size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
     if not _is_count(storage_offset) or len(size) != len(stride):
         raise ValueError(f"invalid tensor geometry: offset {storage_offset!r}, size {size}, stride {stride}")
+    problem = shape_problem(size, buffer.itemsize)
+    if problem:
+        raise ValueError(f"tensor {problem}")
     count = int(np.prod(size, dtype=object))
     if count:
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
@@ -88,17 +117,29 @@ def _tensor(storage, storage_offset, size, stride, requires_grad=False, backward
                              f"reaches past its {buffer.size}-element storage")
         if count > buffer.size:  # only overlapping (zero-stride) views can do this: refuse the blow-up
             raise ValueError(f"tensor of size {size} has more elements than its {buffer.size}-element storage")
-    view = np.lib.stride_tricks.as_strided(
-        buffer[storage_offset:] if count else buffer[:0],
-        shape=size, strides=[s * buffer.itemsize for s in stride] if count else None, writeable=False,
-    )
-    array = np.array(view)  # own, contiguous copy: storages are shared by views
+    storage.budget.charge(count * buffer.itemsize)  # before anything is allocated for this tensor
+    if _is_c_contiguous(size, stride):  # a plain slice of the storage: no copy
+        array = buffer[storage_offset:storage_offset + count].reshape(size)
+    else:
+        array = np.array(np.lib.stride_tricks.as_strided(
+            buffer[storage_offset:] if count else buffer[:0],
+            shape=size, strides=[s * buffer.itemsize for s in stride] if count else None, writeable=False,
+        ))
     if array.dtype.kind == "u" and array.dtype.itemsize == 2:
         # Only bfloat16 maps to 16-bit unsigned here (torch.uint16 is not allowed above).
         array = bfloat16_to_float32(array)
     if isinstance(metadata, dict) and metadata.get("neg"):
         array = -array
     return array
+
+
+def _is_c_contiguous(size, stride):
+    expected = 1
+    for n, s in zip(reversed(size), reversed(stride)):
+        if n != 1 and s != expected:
+            return False
+        expected *= n
+    return True
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride):
@@ -145,10 +186,11 @@ ALLOWED_GLOBALS = _allowed_globals()
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickles tensor data only; storages come from ``load_storage(key, numpy_dtype, numel)``."""
 
-    def __init__(self, file, load_storage):
+    def __init__(self, file, load_storage, path="file"):
         super().__init__(file)
         self.load_storage = load_storage
         self.storages = {}
+        self.budget = _ViewBudget(path)
 
     def find_class(self, module, name):
         try:
@@ -167,8 +209,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         if not (isinstance(key, str) and key.isalnum() and _is_count(numel)):
             raise pickle.UnpicklingError(f"invalid storage reference {pid!r:.80}")
         if key not in self.storages:
-            array = self.load_storage(key, storage_type.numpy_dtype, numel)
-            self.storages[key] = (_Storage(array), storage_type.numpy_dtype, numel)
+            array = self.load_storage(key, storage_type.numpy_dtype, numel)  # each storage read once
+            self.budget.add_storage(array.nbytes)
+            self.storages[key] = (_Storage(array, self.budget), storage_type.numpy_dtype, numel)
         storage, numpy_dtype, known_numel = self.storages[key]
         if (numpy_dtype, known_numel) != (storage_type.numpy_dtype, numel):
             raise pickle.UnpicklingError(f"storage '{key}' is referenced with two different types or sizes")
@@ -192,7 +235,9 @@ def read_torch_state_dict(path, float32=True):
         raise WeightFileError(path, "it uses PyTorch's legacy (pre-1.6, non-zip) serialization, which is not supported", RESAVE)
     try:
         with zipfile.ZipFile(path) as archive:
-            obj, byteorder = _unpickle(archive, path)
+            obj, byteorder, budget = _unpickle(archive, path)
+        tensors = {}
+        _flatten(obj, "", tensors)
     except WeightFileError:
         raise
     except pickle.UnpicklingError as e:
@@ -202,11 +247,12 @@ def read_torch_state_dict(path, float32=True):
         raise WeightFileError(path, f"it is not a readable zip archive ({type(e).__name__}: {e})", RESAVE) from e
     except Exception as e:  # malformed pickles surface as many exception types
         raise WeightFileError(path, f"its data.pkl is malformed ({type(e).__name__}: {e})", RESAVE) from e
-    tensors = {}
-    _flatten(obj, "", tensors)
     if not tensors:
         raise WeightFileError(path, f"it holds no tensors (top-level object: {type(obj).__name__})", RESAVE)
+    budget.used = 0  # the same tensor may be listed many times (pickle memo): count what the copies take
     for name, array in tensors.items():
+        widened = array.dtype.kind == "f" and (float32 or array.dtype.itemsize == 2)
+        budget.charge(array.size * 4 if widened else array.nbytes)
         tensors[name] = standardize_array(array, float32)
     return WeightFile(path, "torch", tensors=tensors, attrs={"byteorder": byteorder})
 
@@ -237,8 +283,8 @@ def _unpickle(archive, path):
         return np.frombuffer(data, dtype=dtype)
 
     pickle_bytes = read_member(archive, pickles[0], path, max_bytes=MAX_PICKLE_BYTES)
-    obj = RestrictedUnpickler(io.BytesIO(pickle_bytes), load_storage).load()
-    return obj, byteorder
+    unpickler = RestrictedUnpickler(io.BytesIO(pickle_bytes), load_storage, path)
+    return unpickler.load(), byteorder, unpickler.budget
 
 
 def _flatten(obj, prefix, out):

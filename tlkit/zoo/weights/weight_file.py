@@ -11,24 +11,30 @@ tables::
 """
 from dataclasses import dataclass, field
 
-import numpy as np
+# The error family and the array helpers live in the engine (its HDF5 reader uses them); the zoo's
+# readers take them from here.
+from tlkit.engine.saving.errors import DEFAULT_FIX, UnreadableFileError, WeightFileError
+from tlkit.engine.saving.keras_h5_layout import bfloat16_to_float32, standardize_array
 
-DEFAULT_FIX = (
-    "Check that the file is complete (download or save it again) and that it is a Keras "
-    ".h5 / .weights.h5 / .keras, a .safetensors or a PyTorch .pt/.pth weight file"
-)
+__all__ = ["DEFAULT_FIX", "MAX_DIMS", "UnreadableFileError", "WeightFile", "WeightFileError", "bfloat16_to_float32",
+           "shape_problem", "standardize_array"]
 
 
-class WeightFileError(ValueError):
-    """A weight file is unreadable, damaged, or not what it claims to be.
+# numpy 1 allows 32 dimensions, numpy 2 allows 64; no weight has more than a handful.
+MAX_DIMS = 32
 
-    The message says which file, what is wrong and what to do.
-    """
 
-    def __init__(self, path, problem="", fix=DEFAULT_FIX):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"cannot read weight file '{path}': {problem}. {fix}." if problem else str(path))
+def shape_problem(shape, itemsize):
+    """Why numpy could not make an array of ``shape`` (a tuple of non-negative ints), or None: too
+    many dimensions, or a size (zero dimensions left out, as numpy counts it) past the address space."""
+    if len(shape) > MAX_DIMS:
+        return f"has {len(shape)} dimensions (at most {MAX_DIMS} are supported)"
+    nonzero = 1
+    for n in shape:
+        nonzero *= max(n, 1)
+    if nonzero * itemsize >= 2**63:
+        return f"has shape {list(shape)!r:.100}, too large for any array even if empty"
+    return None
 
 
 @dataclass
@@ -56,14 +62,3 @@ class WeightFile:
         count = sum(len(v) for v in self.layers.values()) + len(self.tensors)
         return f"WeightFile({self.path!r}, format={self.format!r}, arrays={count})"
 
-
-def standardize_array(array, float32=True):
-    """Native byte order, C-contiguous; floating types become float32 when ``float32``."""
-    array = np.asarray(array)
-    dtype = np.float32 if float32 and array.dtype.kind == "f" else array.dtype.newbyteorder("=")
-    return np.asarray(array, dtype=dtype, order="C")  # unlike ascontiguousarray, keeps 0-d arrays 0-d
-
-
-def bfloat16_to_float32(raw_uint16):
-    """bfloat16 is the top half of a float32: shift the 16 stored bits up."""
-    return (np.asarray(raw_uint16, dtype=np.uint32) << 16).view(np.float32)

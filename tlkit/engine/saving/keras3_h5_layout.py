@@ -1,0 +1,65 @@
+"""The Keras 3 weight layout inside HDF5 (``model.save_weights("m.weights.h5")``, and the
+``model.weights.h5`` member of a ``.keras`` zip), read with the same checks as the Keras 2 layout.
+
+Keras 3 stores each object's variables at ``<path>/vars/0, 1, ...`` where the path follows the
+object tree: ``layers/<auto name>/vars`` for a model's layers, ``layers/<sub model>/layers/...``
+for nested models, and the layer's real name in the ``vars`` group's ``name`` attribute.
+"""
+import h5py
+
+from tlkit.engine.saving.errors import WeightFileError
+from tlkit.engine.saving.keras_h5_layout import decode_text, read_dataset
+
+# Training state and bookkeeping, not model weights.
+NOT_WEIGHTS = {"optimizer", "compile_metrics", "compile_loss", "metrics", "loss_tracker"}
+
+
+def is_keras3_layout(root):
+    return "layers" in root or "vars" in root or "_layer_checkpoint_dependencies" in root
+
+
+def read_keras3_layers(root, path):
+    """([(layer name, [weight name, ...], [array, ...]), ...], {layer name: path in the file})."""
+    layers, paths = {}, {}
+
+    def visit(group, h5_path, name_prefix):
+        for key in group:
+            if key == "vars" or key in NOT_WEIGHTS:
+                continue
+            child = group[key]
+            child_path = f"{h5_path}/{key}" if h5_path else key
+            if not isinstance(child, h5py.Group):
+                raise WeightFileError(path, f"'{child_path}' is a {type(child).__name__}; expected a group")
+            if "vars" not in child:  # a container such as "layers": its children share our prefix
+                visit(child, child_path, name_prefix)
+                continue
+            name = name_prefix + _vars_name(child["vars"], key)
+            if name in layers:  # two objects with one name: fall back to the unique file path
+                name = child_path
+            names, arrays = _read_vars(child["vars"], f"{child_path}/vars", path)
+            if arrays:
+                layers[name], paths[name] = (names, arrays), child_path
+            visit(child, child_path, name + "/")
+
+    if "vars" in root:  # the model's own variables (rare)
+        names, arrays = _read_vars(root["vars"], "vars", path)
+        if arrays:
+            name = _vars_name(root["vars"], "top_level_model_weights")
+            layers[name], paths[name] = (names, arrays), ""
+    visit(root, "", "")
+    return [(name, names, arrays) for name, (names, arrays) in layers.items()], paths
+
+
+def _vars_name(vars_group, fallback):
+    name = decode_text(vars_group.attrs.get("name", fallback))
+    return name if isinstance(name, str) and name else fallback
+
+
+def _read_vars(vars_group, vars_path, path):
+    if not isinstance(vars_group, h5py.Group):
+        raise WeightFileError(path, f"'{vars_path}' should be a group of numbered arrays")
+    keys = list(vars_group)
+    if any(not k.isdigit() for k in keys) or sorted(int(k) for k in keys) != list(range(len(keys))):
+        raise WeightFileError(path, f"'{vars_path}' should hold arrays named 0, 1, 2, ..., found {keys[:10]}")
+    names = [str(i) for i in range(len(keys))]  # numeric order: "10" comes after "9"
+    return names, [read_dataset(vars_group, n, path, f"'{vars_path}/{n}'") for n in names]
