@@ -16,11 +16,12 @@ others (empty, truncated, not images) instead of failing mid-epoch.
 import io
 import os
 import pathlib
-import tempfile
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from tlkit.utils.io import atomic_path
 
 # Keras's extensions, plus webp and gif.
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff", "webp", "gif")
@@ -198,20 +199,13 @@ def array_to_img(x, data_format=None, scale=True, dtype=None):
 def atomic_save(img, path, file_format=None, **kwargs):
     """Save a PIL image through a temporary file in the same folder, then rename."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
     file_format = file_format or Image.registered_extensions().get(os.path.splitext(path)[1].lower())
     if file_format is None:
         raise ValueError(f"{path}: cannot tell the image format from the extension; pass file_format "
                          "(e.g. 'png' or 'jpeg').")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             img.save(f, format=file_format, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
