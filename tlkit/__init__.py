@@ -25,13 +25,17 @@ _SUBMODULES = ("activations", "augment", "callbacks", "initializers", "layers", 
 
 
 def __getattr__(name):
+    if name == "finetune":  # the whole `tlkit finetune` job as a function (tlkit.apps.api)
+        from tlkit.apps.api import finetune
+
+        return finetune
     if name in _SUBMODULES:
         return importlib.import_module(f"tlkit.{name}")
     raise AttributeError(f"module 'tlkit' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_SUBMODULES))
+    return sorted(list(globals()) + list(_SUBMODULES) + ["finetune"])
 
 
-__all__ = ["Input", "Model", "Sequential", "__version__", *_SUBMODULES]
+__all__ = ["Input", "Model", "Sequential", "__version__", "finetune", *_SUBMODULES]

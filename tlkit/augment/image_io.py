@@ -59,6 +59,8 @@ def _open(path):
         return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise ImageLoadError(f"{path}: too many pixels to decode safely ({e}).") from None
+    except Image.UnidentifiedImageError:  # its message would name the BytesIO, not the file
+        raise ImageLoadError(f"{path}: not a picture (no image format recognised in its content).") from None
     except Exception as e:
         raise ImageLoadError(f"{path}: not a readable image ({type(e).__name__}: {e}).") from None
 
