@@ -4,8 +4,6 @@ asks 0.85 of the command), not the 0.63 the earlier recipe got."""
 import pathlib
 import re
 
-import pytest
-
 README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 
 
