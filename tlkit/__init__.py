@@ -27,6 +27,10 @@ _LAZY = {"GradientTape": "tlkit.engine.tape", "Variable": "tlkit.engine.variable
 
 
 def __getattr__(name):
+    if name == "finetune":  # the whole `tlkit finetune` job as a function (tlkit.apps.api)
+        from tlkit.apps.api import finetune
+
+        return finetune
     if name in _SUBMODULES:
         return importlib.import_module(f"tlkit.{name}")
     if name in _LAZY:
@@ -35,7 +39,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_SUBMODULES) + list(_LAZY))
+    return sorted(list(globals()) + list(_SUBMODULES) + list(_LAZY) + ["finetune"])
 
 
-__all__ = ["Input", "Model", "Sequential", "__version__", *_SUBMODULES, *_LAZY]
+__all__ = ["Input", "Model", "Sequential", "__version__", "finetune", *_SUBMODULES, *_LAZY]

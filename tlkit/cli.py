@@ -1,4 +1,5 @@
 """The ``tlkit`` command line: finetune, predict, evaluate, summary, convert, augment."""
+import importlib
 import json
 import os
 import sys
@@ -6,19 +7,52 @@ import sys
 import click
 
 from tlkit import __version__
+from tlkit.augment.options import augmentation_options
+
+
+# Mistakes a person can fix: shown as one line, never a traceback (TLKIT_DEBUG=1 shows it).
+USER_ERRORS = (ValueError, OSError, RuntimeError)
+EXIT_ERROR = 1
+PREDICT_PROGRESS_DELAY = 2.0  # seconds: a few pictures finish silently, a large folder shows a bar
 
 
 class TlkitGroup(click.Group):
-    """Turns the errors a person can fix into a one-line message and exit code 1, not a traceback."""
+    """Every error a person can fix, click's usage errors included, becomes one ``Error: ...`` line
+    that says what to do, and exit code 1. ``--help`` and ``--version`` exit 0."""
 
-    def invoke(self, ctx):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:  # a caller who wants click's exceptions gets them
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            return super().invoke(ctx)
-        except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError, RuntimeError) as e:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:  # --help, --version, ctx.exit(): not errors
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("\nInterrupted.", err=True)
+            sys.exit(130)
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()) as e:  # plain `tlkit`: the help
+            click.echo(e.format_message())
+            sys.exit(0)
+        except click.ClickException as e:
+            _fail(_click_message(e))
+        except USER_ERRORS as e:
             if os.environ.get("TLKIT_DEBUG"):
                 raise
-            click.echo(f"Error: {e}", err=True)
-            sys.exit(1)
+            _fail(str(e))
+        sys.exit(0)
+
+
+def _click_message(e):
+    message = e.format_message()
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.UsageError) and ctx is not None:
+        message = message.rstrip(".") + f". See '{ctx.command_path} --help'."
+    return message
+
+
+def _fail(message):
+    click.echo("Error: " + " ".join(str(message).split()), err=True)  # one line, whatever the message held
+    sys.exit(EXIT_ERROR)
 
 
 @click.group(cls=TlkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,22 +61,10 @@ def main():
     """tlkit: transfer learning and image augmentation on the CPU."""
 
 
-def _pair(value):
-    if value is None:
-        return None
-    parts = [float(v) for v in str(value).split(",")]
-    if len(parts) == 1:
-        delta = parts[0]
-        return (1 - delta, 1 + delta) if delta < 1 else None
-    if len(parts) != 2:
-        raise click.BadParameter("give LOW,HIGH (e.g. 0.8,1.2) or one spread (0.2 = 0.8,1.2)")
-    return tuple(parts)
-
-
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--base", type=click.Choice(["vgg16", "squeezenet"]), default="vgg16", show_default=True,
-              help="The frozen ImageNet base.")
+              help="The frozen ImageNet base (see `tlkit models`).")
 @click.option("--weights", default="imagenet", show_default=True,
               help="'imagenet' (cached or downloaded), a weight file path, or 'none' for random weights.")
 @click.option("--image-size", type=click.IntRange(32, 1024), default=224, show_default=True)
@@ -52,15 +74,7 @@ def _pair(value):
               help="Random augmentation of training images (by default horizontal flips only). While it only "
                    "flips, the frozen base's outputs for every flip are computed once and later epochs cost a "
                    "fraction; --rotation/--shift/--zoom/--shear/--brightness make the base run every epoch.")
-@click.option("--rotation", type=click.FloatRange(0, 180), default=0.0, show_default=True, help="Degrees.")
-@click.option("--shift", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Fraction of size.")
-@click.option("--zoom", type=click.FloatRange(0, 1), default=0.0, show_default=True)
-@click.option("--shear", type=click.FloatRange(0, 90), default=0.0, show_default=True, help="Degrees.")
-@click.option("--flip", type=click.Choice(["none", "horizontal", "vertical", "both"]), default="horizontal",
-              show_default=True)
-@click.option("--brightness", default=None, help="LOW,HIGH factors, e.g. 0.8,1.2.")
-@click.option("--fill-mode", type=click.Choice(["nearest", "constant", "reflect", "wrap"]), default="nearest",
-              show_default=True)
+@augmentation_options(flip_default="horizontal")
 @click.option("--val-split", type=click.FloatRange(0, 0.9), default=0.2, show_default=True,
               help="Fraction held out for validation when DATA_DIR has no val/ folder.")
 @click.option("--head", default="gap,bn,dense:256,dropout:0.5", show_default=True,
@@ -82,13 +96,12 @@ def _pair(value):
 @click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0: silent, 1: progress bars, 2: one line per epoch (for logs).")
 @click.option("--quiet", is_flag=True, help="Same as --verbose 0.")
-def finetune(data_dir, quiet, verbose, brightness, flip, out, **options):
+def finetune(data_dir, quiet, verbose, out, **options):
     """Train a classifier on DATA_DIR (one subfolder per class, or train/ and val/)."""
     from tlkit.apps.finetune import FinetuneConfig, run
 
     out = out or os.path.join("runs", os.path.basename(os.path.abspath(data_dir)))
-    config = FinetuneConfig(data_dir=data_dir, out=out, brightness=_pair(brightness), flip=flip,
-                            verbose=0 if quiet else verbose, **options)
+    config = FinetuneConfig(data_dir=data_dir, out=out, verbose=0 if quiet else verbose, **options)
     try:
         run(config)
     except KeyboardInterrupt:
@@ -107,12 +120,21 @@ def predict(model_path, images, top, fmt, batch_size):
     """Class names and probabilities for each image (files or folders)."""
     from tlkit.apps.inference import collect_images, load_classifier, predict_files
     from tlkit.apps.report import one_line
+    from tlkit.utils.progbar import Progbar, progress_enabled
 
     model, meta = load_classifier(model_path)
     paths = collect_images(images)
     if not paths:
-        raise ValueError("No images found in the given paths.")
-    results, failures = predict_files(model, meta, paths, top=top, batch_size=batch_size)
+        raise ValueError("No images found in the given paths: give picture files or folders holding them.")
+    # On stderr, so the table/csv/json on stdout stays clean; shown only when the folder takes a while.
+    bar = Progbar(len(paths), verbose=1 if progress_enabled() else 0, unit_name="image", file=sys.stderr,
+                  delay=PREDICT_PROGRESS_DELAY)
+    results, failures = predict_files(model, meta, paths, top=top, batch_size=batch_size, progress=bar)
+    if not results:
+        for p, reason in failures:
+            click.echo(f"skipped {one_line(p)}: {one_line(reason)}", err=True)
+        raise ValueError(f"none of the {len(paths)} file(s) could be read as a picture (see 'skipped' above); "
+                         "give JPEG, PNG, BMP, GIF, TIFF or WebP pictures.")
     if fmt == "json":
         click.echo(json.dumps([{"path": p, "predictions": [{"class": c, "probability": pr} for c, pr in ranked]}
                                for p, ranked in results], indent=2))
@@ -122,11 +144,13 @@ def predict(model_path, images, top, fmt, batch_size):
             for rank, (c, pr) in enumerate(ranked, 1):
                 click.echo(f"{_csv(p)},{rank},{_csv(c)},{pr:.6f}")
     else:
-        width = min(60, max(len(one_line(p)) for p, _ in results)) if results else 10
+        width = min(60, max(len(one_line(p)) for p, _ in results))
         for p, ranked in results:
             click.echo(f"{one_line(p):<{width}}  " + "  ".join(f"{one_line(c)} {pr:.3f}" for c, pr in ranked))
     for p, reason in failures:
         click.echo(f"skipped {one_line(p)}: {one_line(reason)}", err=True)
+    if failures:
+        click.echo(f"{len(results)} picture(s) predicted, {len(failures)} skipped.", err=True)
 
 
 def _csv(text):
@@ -143,16 +167,21 @@ def _csv(text):
 def evaluate(model_path, data_dir, confusion_path, batch_size):
     """Accuracy, per-class report and confusion matrix of MODEL on DATA_DIR/class/* images."""
     from tlkit.apps.inference import evaluate_folder, load_classifier
-    from tlkit.apps.plots import plot_confusion
-    from tlkit.apps.report import format_report
+    from tlkit.apps.plots import plot_confusion, plot_misclassified
+    from tlkit.apps.report import format_mistakes, format_report
 
     model, meta = load_classifier(model_path)
     rep = evaluate_folder(model, meta, data_dir, batch_size=batch_size)
     click.echo(format_report(rep))
+    for line in format_mistakes(rep):
+        click.echo(line)
     path = confusion_path or os.path.join(os.path.dirname(os.path.abspath(model_path)), "confusion_eval.png")
-    import numpy as np
-    plot_confusion(np.array(rep["confusion"]), rep["classes"], path)
+    plot_confusion(rep["confusion"], rep["classes"], path)
     click.echo(f"\nconfusion matrix picture: {path}")
+    if rep["confidently_wrong"]:
+        wrong_path = os.path.join(os.path.dirname(os.path.abspath(path)), "misclassified_eval.png")
+        plot_misclassified(rep["confidently_wrong"], wrong_path)
+        click.echo(f"most confidently wrong images: {wrong_path}")
     if rep["skipped_images"]:
         click.echo(f"{len(rep['skipped_images'])} unreadable image(s) skipped.", err=True)
 
@@ -170,12 +199,26 @@ def summary(model_path):
 
 
 def _register_optional_commands():
-    for module, name in (("tlkit.augment.cli", "augment"), ("tlkit.zoo.cli", "convert")):
+    """Commands in their own modules. A third-party package they need may be missing: the command
+    then says which one to install. A broken import inside tlkit itself is a bug and is raised."""
+    for module, name in (("tlkit.augment.cli", "augment"), ("tlkit.zoo.cli", "convert"), ("tlkit.apps.models", "models")):
         try:
-            mod = __import__(module, fromlist=[name])
-        except ImportError:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name is None or e.name.split(".")[0] == "tlkit":
+                raise
+            main.add_command(_needs_package(name, e.name))
             continue
         main.add_command(getattr(mod, name))
+
+
+def _needs_package(name, package):
+    @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                   help=f"(unavailable: needs the Python package '{package}')")
+    def unavailable():
+        raise RuntimeError(f"tlkit {name} needs the Python package '{package}': pip install {package}")
+
+    return unavailable
 
 
 _register_optional_commands()

@@ -50,7 +50,7 @@ def test_run_folder_holds_everything_promised(trained):
     assert json.loads((run / "classes.json").read_text()) == ["circles", "stripes"]
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["epoch"] for r in rows] == ["0", "1", "2"] and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"] and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
     report = json.loads((run / "report.json").read_text())
     assert set(report["per_class"]) == {"circles", "stripes"}
     assert report["epochs"] == 3 and report["train_images"] + report["val_images"] == 24
@@ -157,7 +157,7 @@ def test_second_stage_unfreezes_the_top_and_trains_on(tmp_path):
     assert result.exit_code == 0, result.output
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["stage"] for r in rows] == ["1", "1", "2", "2"] and [r["epoch"] for r in rows] == ["0", "1", "2", "3"]
+    assert [r["stage"] for r in rows] == ["1", "1", "2", "2"] and [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
     stage1 = tlkit.models.load_model(run / "stage1.h5")
     final = tlkit.models.load_model(run / "model.h5")
     changed = [l.name for l, m in zip(stage1.get_layer("squeezenet").layers, final.get_layer("squeezenet").layers)

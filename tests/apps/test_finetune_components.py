@@ -85,7 +85,7 @@ def test_history_csv_has_each_epoch_once_across_stages(tmp_path):
     finetune.write_history_csv(tmp_path / "history.csv", both)
     lines = (tmp_path / "history.csv").read_text().splitlines()
     assert lines[0] == "epoch,stage,accuracy,loss,val_loss"
-    assert lines[1:] == ["0,1,0.5,1.0,", "1,1,0.8,0.5,", "2,2,0.9,0.4,0.6"]
+    assert lines[1:] == ["1,1,0.5,1.0,", "2,1,0.8,0.5,", "3,2,0.9,0.4,0.6"]  # epochs from 1, as on the console
 
 
 def test_run_folder_refuses_foreign_and_different_runs(tmp_path):

@@ -119,7 +119,7 @@ def test_sigkill_at_known_moments_then_resume_finishes_with_each_epoch_once(fold
     assert result.returncode == 0, result.stdout + result.stderr
     assert kills >= 3, "the run finished before it could be killed: make the run longer"
     history = read_history(out / "history.csv")
-    assert [int(r["epoch"]) for r in history] == list(range(EPOCHS))
+    assert [int(r["epoch"]) for r in history] == list(range(1, EPOCHS + 1))  # counted from 1, as on the console
     assert all(r["stage"] == "1" for r in history)
     import tlkit
     model = tlkit.models.load_model(out / "model.h5")
@@ -143,4 +143,4 @@ def test_sigint_stops_cleanly_and_resume_continues(folder, tmp_path):
     result = subprocess.run(command(folder, out, resume=True, epochs=epochs), capture_output=True, text=True,
                             env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == list(range(epochs))
+    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == list(range(1, epochs + 1))

@@ -17,15 +17,18 @@ import time
 import numpy as np
 
 from tlkit.apps import report as report_mod
+from tlkit.apps import run_report
 from tlkit.apps.dataset import DataFolderError, find_layout
+from tlkit.apps.features import CachedVariants, Preprocessed, compute_features, flip_variants
 from tlkit.apps.head import build_head, parse_head
-from tlkit.apps.plots import plot_confusion, plot_curves
+from tlkit.apps.models import BASES
+from tlkit.apps.options import check_config
+from tlkit.apps.plots import plot_confusion, plot_curves, plot_misclassified
 from tlkit.apps.run_dir import RunDirError, prepare as prepare_run_dir  # noqa: F401 (kept importable from here)
 from tlkit.apps.run_dir import epoch_sync, finite_guard, open_run, require_finite_weights, save_state
+from tlkit.apps.warmup import warm_up
+from tlkit.augment.options import generator_arguments
 from tlkit.utils.io import atomic_write_text
-from tlkit.utils.progbar import Progbar
-
-BASES = ("vgg16", "squeezenet")
 
 
 @dataclasses.dataclass
@@ -82,12 +85,8 @@ def _say(config, text):
 def _augmentation(config):
     if not config.augment:
         return {}
-    aug = {"rotation_range": config.rotation, "width_shift_range": config.shift, "height_shift_range": config.shift,
-           "zoom_range": config.zoom, "shear_range": config.shear, "fill_mode": config.fill_mode,
-           "horizontal_flip": config.flip in ("horizontal", "both"), "vertical_flip": config.flip in ("vertical", "both")}
-    if config.brightness is not None:
-        aug["brightness_range"] = list(config.brightness)
-    return aug
+    return generator_arguments(config.rotation, config.shift, config.zoom, config.shear, config.flip,
+                               config.brightness, config.fill_mode)
 
 
 def make_iterators(config, layout):
@@ -102,8 +101,9 @@ def make_iterators(config, layout):
     plain_gen = ImageDataGenerator(validation_split=split)
     train = train_gen.flow_from_directory(layout["train"], shuffle=True, subset="training" if split else None,
                                           **common)
+    # The same images again, unshuffled: "Found N images" was already said for them.
     train_plain = plain_gen.flow_from_directory(layout["train"], shuffle=False,
-                                                subset="training" if split else None, **common)
+                                                subset="training" if split else None, **{**common, "verbose": 0})
     if layout["val"] is not None:
         val = plain_gen.flow_from_directory(layout["val"], shuffle=False, **common)
     elif split:
@@ -111,102 +111,6 @@ def make_iterators(config, layout):
     else:
         val = None
     return train, train_plain, val
-
-
-class Preprocessed:
-    """A batch iterator whose images get the base's preprocessing (and optionally go through the base)."""
-
-    def __init__(self, source, mode, base=None):
-        self.source, self.mode, self.base = source, mode, base
-
-    def __len__(self):
-        return len(self.source)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        from tlkit.zoo.preprocessing import preprocess_input
-
-        x, y = next(self.source)[:2]
-        x = preprocess_input(x, self.mode, inplace=True)
-        return (self.base.predict_on_batch(x) if self.base is not None else x), y
-
-
-NO_FLIP = (False, False)
-
-
-def flip_variants(config):
-    """[(horizontal, vertical), ...]: every picture the augmentation can make of an image, when it
-    only flips (so the base's outputs for all of them can be cached); None when it does more."""
-    if not config.augment:
-        return [NO_FLIP]
-    if config.rotation or config.shift or config.zoom or config.shear or config.brightness is not None:
-        return None
-    across = [False, True] if config.flip in ("horizontal", "both") else [False]
-    down = [False, True] if config.flip in ("vertical", "both") else [False]
-    return [(h, v) for v in down for h in across]
-
-
-def compute_features(base, iterator, mode, label, verbose=1, flips=(NO_FLIP,), pool=None):
-    """The frozen base's outputs for every image of a non-shuffled iterator, with a progress bar.
-
-    Returns ([outputs for each of ``flips``], labels). ``pool`` ('gap' or 'gmp') keeps only the
-    globally pooled outputs: what a head starting with that pooling sees, at a fraction of the memory.
-    """
-    from tlkit.zoo.preprocessing import preprocess_input
-
-    iterator.reset()
-    bar = Progbar(len(iterator), verbose=verbose, unit_name="batch")
-    feats, labels = [[] for _ in flips], []
-    if verbose:
-        mirrored = f", {len(flips)} flips of each" if len(flips) > 1 else ""
-        print(f"Caching base features for {label} ({iterator.samples} images{mirrored})", flush=True)
-    for i in range(len(iterator)):
-        x, y = next(iterator)[:2]
-        for k, (across, down) in enumerate(flips):
-            v = x[:, ::-1 if down else 1, ::-1 if across else 1]
-            f = base.predict_on_batch(preprocess_input(np.array(v, np.float32), mode, inplace=True))
-            if pool is not None:
-                f = f.mean(axis=(1, 2)) if pool == "gap" else f.max(axis=(1, 2))
-            feats[k].append(f)
-        labels.append(y)
-        bar.update(i + 1)
-    iterator.reset()
-    return [np.concatenate(f) for f in feats], np.concatenate(labels)
-
-
-class CachedVariants:
-    """Training batches of cached base outputs: each epoch a new shuffle, and each sample one of
-    its cached variants (e.g. the image or its mirror) drawn at random, as the augmentation would.
-
-        >>> batches = CachedVariants([feats, feats_mirrored], labels, batch_size=32, seed=0)
-        >>> head.fit(batches, epochs=10)
-    """
-
-    def __init__(self, variants, labels, batch_size, seed):
-        self.variants, self.labels, self.batch_size, self.seed = variants, labels, batch_size, seed
-        self.epoch = 0
-
-    def __len__(self):
-        return -(-len(self.labels) // self.batch_size)
-
-    def __getitem__(self, i):
-        rs = np.random.RandomState([self.seed % 2**32, self.epoch])
-        order = rs.permutation(len(self.labels))
-        choice = rs.randint(len(self.variants), size=len(self.labels))
-        idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-        x = np.empty((len(idx),) + self.variants[0].shape[1:], self.variants[0].dtype)
-        for k, v in enumerate(self.variants):
-            mask = choice[idx] == k
-            x[mask] = v[idx[mask]]
-        return x, self.labels[idx]
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-    def start_epoch(self, epoch):
-        self.epoch = epoch
 
 
 # ----- models -----
@@ -236,7 +140,7 @@ def balanced_class_weight(labels, num_classes):
 
 
 # ----- callbacks that keep the run folder current -----
-def _run_callbacks(config, full_model, stage, prior_history):
+def _run_callbacks(config, full_model, stage, prior_history, metadata, monitor):
     from tlkit.engine.callbacks import Callback
 
     out = config.out
@@ -256,16 +160,16 @@ def _run_callbacks(config, full_model, stage, prior_history):
             current = {k: list(v)[:epoch] for k, v in past.items()}
             for k, v in logs.items():
                 current.setdefault(k, [None] * epoch).append(v)
-            if self.best == -np.inf:
-                vals = [v for v in current.get("val_accuracy", [])[:-1] if v is not None and np.isfinite(v)]
-                self.best = max(vals, default=-np.inf)
             combined = combine_histories(prior_history, current, stage)
+            if self.best == -np.inf:  # the best of the whole run before this epoch (stage 1 included)
+                vals = [v for v in combined.get(monitor, [])[:-1] if v is not None and np.isfinite(v)]
+                self.best = max(vals, default=-np.inf)
             write_history_csv(os.path.join(out, "history.csv"), combined)
             plot_curves(combined, os.path.join(out, "curves.png"))
-            value = logs.get("val_accuracy", logs.get("accuracy"))
+            value = logs.get(monitor)
             if value is not None and np.isfinite(value) and value > self.best:
                 self.best = value
-                full_model.save(os.path.join(out, "best.h5"))
+                full_model.save(os.path.join(out, "best.h5"), metadata=metadata)
 
     return [RunFolderWriter()]
 
@@ -288,7 +192,7 @@ def write_history_csv(path, history):
     writer = csv.writer(buf)
     writer.writerow(["epoch"] + keys)
     for i in range(n):
-        row = [i]
+        row = [i + 1]  # epochs count from 1, as on the console and in the report
         for k in keys:
             values = history.get(k, [])
             v = values[i] if i < len(values) else None
@@ -300,11 +204,7 @@ def write_history_csv(path, history):
 # ----- the run -----
 def run(config):
     """Train, evaluate and write everything into ``config.out``; returns the report dict."""
-    if config.epochs < 1:
-        raise ValueError("--epochs must be at least 1.")
-    if config.fine_tune_epochs and not (config.fine_tune_layers or config.fine_tune_from):
-        raise ValueError("--fine-tune-epochs needs --fine-tune-layers N or --fine-tune-from LAYER to say what to "
-                         "unfreeze.")
+    check_config(config)  # every option, before any work
     layout = find_layout(config.data_dir)
     with open_run(config, layout["classes"], say=lambda text: _say(config, text)) as state:
         return _train_and_report(config, layout, state)
@@ -315,7 +215,7 @@ def _train_and_report(config, layout, state):
     from tlkit.engine.layers.input_layer import Input
     from tlkit.engine.model import Model
     from tlkit.engine.sequential import Sequential
-    from tlkit.engine.random import set_random_seed
+    from tlkit.utils.random import set_random_seed
 
     set_random_seed(config.seed)
     out = config.out
@@ -325,6 +225,9 @@ def _train_and_report(config, layout, state):
     t0 = time.time()
     base = build_base(config)
     mode = getattr(base, "preprocessing", "caffe")
+    # Every model file of the run (best.h5, stage1.h5, model.h5) can be used by predict and evaluate.
+    metadata = {"classes": classes, "image_size": config.image_size, "preprocessing": mode, "base": config.base,
+                "weights": str(config.weights), "settings": config.settings()}
     _say(config, f"Scanning {config.data_dir}")
     train_it, train_plain, val_it = make_iterators(config, layout)
     if train_it.samples == 0:
@@ -335,10 +238,15 @@ def _train_and_report(config, layout, state):
     full = Model(inp, head(base(inp)), name=f"{config.base}_finetuned")
     class_weight = balanced_class_weight(train_it.classes, len(classes)) if config.class_weight == "auto" else None
     timings = state.setdefault("timings", {})
+    monitor = run_report.monitored(val_it is not None)
+    stopper = None
+    warm_up(base, lambda text: _say(config, text))
 
     # Stage 1: the head on the frozen base.
     if not state["stage1_done"]:
         t_stage = time.time()
+        _say(config, f"\nStage 1: training the head on the frozen {config.base} base ({config.epochs} epochs, "
+                     f"learning rate {config.lr:g})")
         flips = flip_variants(config)
         # Cached outputs go through a head starting with global pooling already pooled: the
         # head's other layers (shared with it) train on them.
@@ -354,10 +262,10 @@ def _train_and_report(config, layout, state):
         # The backup stays until the run is finished: stage 1 is not done before stage1.h5 and run.json say so.
         callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage1"), delete_checkpoint=False),
                      finite_guard(config.lr)]
-        callbacks += _run_callbacks(config, full, 1, None)
+        callbacks += _run_callbacks(config, full, 1, None, metadata, monitor)
         if config.early_stopping:
-            callbacks.append(cb.EarlyStopping(monitor="val_loss" if val_data else "loss",
-                                              patience=config.early_stopping, restore_best_weights=True))
+            stopper = cb.EarlyStopping(monitor=monitor, patience=config.early_stopping, restore_best_weights=True)
+            callbacks.append(stopper)
         if flips is None:  # the augmentation changes the pictures: the base runs on them every epoch
             x, steps, y = Preprocessed(train_it, mode, base), len(train_it), None
         else:
@@ -375,21 +283,30 @@ def _train_and_report(config, layout, state):
         state["stage1_history"] = combine_histories(None, history.history, 1)
         state["stage1_done"] = True
         require_finite_weights(full, "stage 1")
-        full.save(os.path.join(out, "stage1.h5"))
+        full.save(os.path.join(out, "stage1.h5"), metadata=metadata)
         save_state(out, state)
     else:
         full.load_weights(os.path.join(out, "stage1.h5"))
 
     # Stage 2: unfreeze the top of the base and train on slowly.
     history_all = state["stage1_history"]
+    stage_first_epoch, unfrozen = 1, None
     if config.fine_tune_epochs:
         t_stage = time.time()
-        unfreeze_top(base, config.fine_tune_layers, config.fine_tune_from)
+        unfrozen = unfreeze_top(base, config.fine_tune_layers, config.fine_tune_from)
+        stage_first_epoch = len(state["stage1_history"].get("stage", [])) + 1
+        _say(config, f"\nStage 2 (from epoch {stage_first_epoch}): unfreezing {len(unfrozen)} layers from "
+                     f"{unfrozen[0]} ({', '.join(unfrozen)}); {config.fine_tune_epochs} epochs, learning rate "
+                     f"{config.fine_tune_lr:g}")
         full.compile(make_optimizer(config.optimizer, config.fine_tune_lr), "categorical_crossentropy", ["accuracy"])
         train_images = train_it if config.augment else train_plain
         callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage2"), delete_checkpoint=False),
                      finite_guard(config.fine_tune_lr), epoch_sync(train_images, offset=config.epochs)]
-        callbacks += _run_callbacks(config, full, 2, state["stage1_history"])
+        callbacks += _run_callbacks(config, full, 2, state["stage1_history"], metadata, monitor)
+        stopper = None
+        if config.early_stopping:
+            stopper = cb.EarlyStopping(monitor=monitor, patience=config.early_stopping, restore_best_weights=True)
+            callbacks.append(stopper)
         val_images = Preprocessed(val_it, mode) if val_it is not None else None
         history = full.fit(Preprocessed(train_images, mode),
                            steps_per_epoch=len(train_it), epochs=config.fine_tune_epochs,
@@ -400,39 +317,48 @@ def _train_and_report(config, layout, state):
         history_all = combine_histories(state["stage1_history"], history.history, 2)
 
     # Evaluation and the files people look at.
+    kept = run_report.kept_weights(history_all, monitor, stopper, stage_first_epoch, config.early_stopping)
+    _say(config, f"\nmodel.h5 holds the weights of epoch {kept['epoch']}: {kept['reason']}.")
     eval_it = val_it if val_it is not None else train_plain
-    probs = full.predict(Preprocessed(eval_it, mode), steps=len(eval_it), verbose=0) if eval_it is not None else None
+    probs = full.predict(Preprocessed(eval_it, mode), steps=len(eval_it), verbose=0)
     y_true = np.asarray(eval_it.classes)[: len(probs)]
-    rep = report_mod.classification_report(y_true, probs.argmax(axis=1), classes)
+    y_pred = probs.argmax(axis=1)
+    rep = report_mod.classification_report(y_true, y_pred, classes)
+    run_report.mark_kept(history_all, kept["epoch"])
     write_history_csv(os.path.join(out, "history.csv"), history_all)
-    plot_curves(history_all, os.path.join(out, "curves.png"))
+    stage2_note = f"{len(unfrozen)} layers from {unfrozen[0]}" if unfrozen else None
+    plot_curves(history_all, os.path.join(out, "curves.png"), kept["epoch"], stage2_note)
     plot_confusion(np.array(rep["confusion"]), classes, os.path.join(out, "confusion.png"))
-    metadata = {"classes": classes, "image_size": config.image_size, "preprocessing": mode, "base": config.base,
-                "weights": str(config.weights), "settings": config.settings()}
+    wrong = report_mod.confidently_wrong(list(eval_it.filepaths)[: len(probs)], y_true, y_pred, probs.max(axis=1),
+                                         classes)
+    plot_misclassified(wrong, os.path.join(out, "misclassified.png"))
     require_finite_weights(full, "the final model")
     full.save(os.path.join(out, "model.h5"), metadata=metadata)
-    val_acc = history_all.get("val_accuracy") or history_all.get("accuracy") or [None]
-    finite = [v if v is not None and np.isfinite(v) else -1 for v in val_acc]
+    best, best_value = run_report.best_epoch(history_all, monitor)
     skipped = unreadable_images(train_it, train_plain, val_it)
     failed = {p for p, _ in skipped}  # files that broke after the scan are in no batch
     n_train = train_it.samples - sum(1 for p in train_it.filepaths if p in failed)
-    epochs_run = len(history_all.get("stage", []))
     total = time.time() - t0
     rep.update({
         "evaluated_on": "validation" if val_it is not None else "training (no validation data)",
-        "best_epoch": int(np.argmax(finite)) + 1 if finite else None, "best_val_accuracy": max(finite),
-        "epochs": epochs_run, "train_images": n_train, "val_images": val_it.samples if val_it else 0,
+        "kept_weights": kept, "best": {"epoch": best, "monitor": monitor, "value": best_value},
+        "best_epoch": best, "best_val_accuracy": best_value,
+        "stages": run_report.stages(history_all, unfrozen),
+        "most_confused": report_mod.most_confused(rep["confusion"], classes), "confidently_wrong": wrong,
+        "epochs": len(history_all.get("stage", [])), "train_images": n_train,
+        "val_images": val_it.samples if val_it else 0,
         "skipped_images": [{"path": str(p), "reason": str(r)} for p, r in skipped],
-        "timings": timings, "images_per_second": _throughput(timings, n_train),
+        "timings": timings, "images_per_second": run_report.throughput(timings, n_train),
         "wall_seconds_this_session": total, "settings": config.settings(),
     })
     atomic_write_text(os.path.join(out, "report.json"), json.dumps(rep, indent=2))
-    atomic_write_text(os.path.join(out, "report.md"), report_markdown(rep, config))
+    atomic_write_text(os.path.join(out, "report.md"), run_report.report_markdown(rep, config))
     state["finished"] = True
     save_state(out, state)
     shutil.rmtree(os.path.join(out, "backup"), ignore_errors=True)  # per-epoch backups: no longer needed
-    _say(config, f"\nDone. Validation accuracy {rep['accuracy']:.4f}. Results in {out}/ (model.h5, report.md, "
-                 "curves.png, confusion.png).")
+    _say(config, f"\nDone. Accuracy of model.h5 (epoch {kept['epoch']}) on {rep['evaluated_on']}: "
+                 f"{rep['accuracy']:.4f}. Results in {out}/ (model.h5, best.h5, report.md, curves.png, "
+                 "confusion.png, misclassified.png).")
     return rep
 
 
@@ -444,15 +370,6 @@ def unreadable_images(*iterators):
         for path, reason in getattr(it, "skipped", []) if it is not None else []:
             found.setdefault(path, reason)
     return list(found.items())
-
-
-def _throughput(timings, n_train):
-    out = {}
-    for stage in (1, 2):
-        secs, epochs = timings.get(f"stage{stage}_seconds"), timings.get(f"stage{stage}_epochs")
-        if secs and epochs:
-            out[f"stage{stage}"] = n_train * epochs / secs
-    return out
 
 
 def unfreeze_top(base, layers=0, from_layer=None):
@@ -471,28 +388,3 @@ def unfreeze_top(base, layers=0, from_layer=None):
     for layer in base.layers[:cut]:
         layer.trainable = False
     return [l.name for l in base.layers[cut:] if l.weights]
-
-
-def report_markdown(rep, config):
-    lines = [f"# tlkit finetune report", "",
-             f"- data: `{os.path.abspath(config.data_dir)}` ({rep['train_images']} training, {rep['val_images']} "
-             f"validation images)",
-             f"- base: {config.base} (weights: {config.weights}), image size {config.image_size}, head "
-             f"`{config.head}`",
-             f"- accuracy on {rep['evaluated_on']}: **{rep['accuracy']:.4f}** (macro F1 {rep['macro_f1']:.4f})",
-             f"- best epoch: {rep['best_epoch']} (validation accuracy {rep['best_val_accuracy']:.4f})",
-             f"- epochs: {rep['epochs']}", ""]
-    t = rep["timings"]
-    for stage in (1, 2):
-        if f"stage{stage}_seconds" in t:
-            ips = rep["images_per_second"].get(f"stage{stage}")
-            lines.append(f"- stage {stage}: {t[f'stage{stage}_seconds']:.1f} s" +
-                         (f", {ips:.1f} training images/s" if ips else ""))
-    lines += ["", "## Per class", "", report_mod.markdown_table(rep), ""]
-    if rep["skipped_images"]:
-        lines += [f"## Skipped images ({len(rep['skipped_images'])})", ""]
-        lines += [f"- `{report_mod.one_line(s['path'])}`: {report_mod.one_line(s['reason'])}"
-                  for s in rep["skipped_images"]]
-        lines.append("")
-    lines += ["## Settings", "", "```json", json.dumps(rep["settings"], indent=2), "```", ""]
-    return "\n".join(lines)

@@ -66,12 +66,16 @@ def _load_batch(paths, size):
             arrays.append(img_to_array(load_img(p, target_size=(size, size))))
             ok.append(p)
         except Exception as e:  # an unreadable image is reported, never fatal
-            failed.append((p, f"{type(e).__name__}: {e}"))
+            reason = str(e)
+            reason = reason[len(p) + 2:] if reason.startswith(f"{p}: ") else f"{type(e).__name__}: {reason}"
+            failed.append((p, reason))
     return (np.stack(arrays) if arrays else None), ok, failed
 
 
-def predict_files(model, meta, paths, top=1, batch_size=32):
-    """[(path, [(class, probability), ...])], [(path, reason)] for images that couldn't be read."""
+def predict_files(model, meta, paths, top=1, batch_size=32, progress=None):
+    """[(path, [(class, probability), ...])], [(path, reason)] for images that couldn't be read.
+
+    ``progress``: a Progbar (or anything with ``update(done)``) told the number of images handled."""
     from tlkit.zoo.preprocessing import preprocess_input
 
     results, failures = [], []
@@ -79,12 +83,13 @@ def predict_files(model, meta, paths, top=1, batch_size=32):
     for start in range(0, len(paths), batch_size):
         x, ok, failed = _load_batch(paths[start:start + batch_size], meta["image_size"])
         failures += failed
-        if x is None:
-            continue
-        probs = model.predict_on_batch(preprocess_input(x, meta["preprocessing"], inplace=True))
-        for p, row in zip(ok, probs):
-            order = np.argsort(-row)[:top]
-            results.append((p, [(meta["classes"][i], float(row[i])) for i in order]))
+        if x is not None:
+            probs = model.predict_on_batch(preprocess_input(x, meta["preprocessing"], inplace=True))
+            for p, row in zip(ok, probs):
+                order = np.argsort(-row)[:top]
+                results.append((p, [(meta["classes"][i], float(row[i])) for i in order]))
+        if progress is not None:
+            progress.update(min(start + batch_size, len(paths)))
     return results, failures
 
 
@@ -100,16 +105,20 @@ def evaluate_folder(model, meta, data_dir, batch_size=32, verbose=1):
                          f"{known}.")
     items = [(p, known.index(c)) for c in classes for p in collect_images([os.path.join(data_dir, c)])]
     bar = Progbar(len(items), verbose=verbose, unit_name="image")
-    y_true, y_pred, failures = [], [], []
+    y_true, y_pred, confidence, scored, failures = [], [], [], [], []
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         results, failed = predict_files(model, meta, [p for p, _ in chunk], top=1, batch_size=batch_size)
         failures += failed
         label_of = dict(chunk)
         for path, ranked in results:
+            scored.append(path)
             y_true.append(label_of[path])
             y_pred.append(known.index(ranked[0][0]))
+            confidence.append(ranked[0][1])
         bar.update(min(start + batch_size, len(items)))
     rep = report_mod.classification_report(y_true, y_pred, known)
     rep["skipped_images"] = [{"path": p, "reason": r} for p, r in failures]
+    rep["most_confused"] = report_mod.most_confused(rep["confusion"], known)
+    rep["confidently_wrong"] = report_mod.confidently_wrong(scored, y_true, y_pred, confidence, known)
     return rep

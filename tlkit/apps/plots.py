@@ -1,115 +1,112 @@
-"""Training curves and confusion matrices drawn with Pillow (no plotting dependency)."""
-import math
+"""The pictures of a run, drawn with matplotlib (Agg, no display): training curves, confusion matrix,
+and the most confidently wrong images.
 
+Each ``draw_*`` returns the figure (tests measure it); each ``plot_*`` draws and writes a PNG.
+"""
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
-from tlkit.utils.io import atomic_path
+from tlkit.utils.figures import image_grid, new_figure, save_figure
 
-TRAIN_COLOR = (31, 119, 180)
-VAL_COLOR = (255, 127, 14)
-GRID = (225, 225, 225)
-TEXT = (40, 40, 40)
+TRAIN_COLOR = "tab:blue"
+VAL_COLOR = "tab:orange"
+MAX_ANNOTATED_CLASSES = 30  # beyond this the counts would not be readable in the cells
 
 
-def _font(size):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: a fixed bitmap font
-        return ImageFont.load_default()
+def _finite_series(values):
+    x = np.arange(1, len(values) + 1, dtype=float)
+    y = np.array([np.nan if v is None else float(v) for v in values], float)
+    keep = np.isfinite(y)
+    return x[keep], y[keep]
 
 
-def _nice_ticks(lo, hi, count=5):
-    if not math.isfinite(lo) or not math.isfinite(hi):
-        return [0.0, 1.0]
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
-    raw = (hi - lo) / count
-    mag = 10 ** math.floor(math.log10(raw))
-    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=10 * mag)
-    start = math.floor(lo / step) * step
-    ticks = []
-    t = start
-    while t <= hi + step * 0.5:
-        ticks.append(round(t, 10))
-        t += step
-    return ticks
+def draw_curves(history, kept_epoch=None, stage2_note=None):
+    """Loss and accuracy per epoch (counted from 1), training and validation. A dashed line marks where
+    stage 2 began (from ``history["stage"]``), a dotted one the epoch whose weights were kept."""
+    stages = list(history.get("stage", []))
+    stage2_start = stages.index(2) + 1 if 2 in stages else None
+    fig = new_figure((11, 4.4))
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        drawn = False
+        for label, key, color in (("training", metric, TRAIN_COLOR), ("validation", f"val_{metric}", VAL_COLOR)):
+            x, y = _finite_series(history.get(key) or [])
+            if len(x):
+                ax.plot(x, y, "o-", color=color, label=label, markersize=4)
+                drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        if stage2_start is not None:
+            ax.axvline(stage2_start - 0.5, color="gray", linestyle="--", linewidth=1,
+                       label="stage 2 begins" + (f" ({stage2_note})" if stage2_note else ""))
+        if kept_epoch is not None:
+            ax.axvline(kept_epoch, color="green", linestyle=":", linewidth=1.5, label=f"kept: epoch {kept_epoch}")
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+        ax.grid(True, color="0.9")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if drawn or stage2_start is not None or kept_epoch is not None:
+            # Below the axes: a legend never covers a curve.
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8, frameon=False)
+    return fig
 
 
-def _panel(draw, box, title, series, font, small):
-    """One line chart in ``box`` (x0, y0, x1, y1); series: [(label, values, color), ...]."""
-    x0, y0, x1, y1 = box
-    draw.text((x0 + (x1 - x0) // 2, y0), title, fill=TEXT, font=font, anchor="mt")
-    left, top, right, bottom = x0 + 60, y0 + 30, x1 - 15, y1 - 45
-    values = [v for _, vals, _ in series for v in vals if v is not None and math.isfinite(v)]
-    n = max((len(vals) for _, vals, _ in series), default=0)
-    if not values or n == 0:
-        draw.text(((left + right) // 2, (top + bottom) // 2), "no data", fill=TEXT, font=small, anchor="mm")
-        return
-    ticks = _nice_ticks(min(values), max(values))
-    lo, hi = ticks[0], ticks[-1]
-    sx = lambda i: left + (right - left) * (i / max(n - 1, 1))
-    sy = lambda v: bottom - (bottom - top) * ((v - lo) / (hi - lo))
-    for t in ticks:
-        y = sy(t)
-        draw.line([(left, y), (right, y)], fill=GRID)
-        draw.text((left - 6, y), f"{t:g}", fill=TEXT, font=small, anchor="rm")
-    step = max(1, math.ceil(n / 10))
-    for i in range(0, n, step):
-        draw.text((sx(i), bottom + 6), str(i + 1), fill=TEXT, font=small, anchor="mt")
-    draw.text(((left + right) // 2, bottom + 24), "epoch", fill=TEXT, font=small, anchor="mt")
-    draw.rectangle([left, top, right, bottom], outline=TEXT)
-    for li, (label, vals, color) in enumerate(series):
-        pts = [(sx(i), sy(v)) for i, v in enumerate(vals) if v is not None and math.isfinite(v)]
-        if len(pts) > 1:
-            draw.line(pts, fill=color, width=3)
-        for p in pts:
-            draw.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=color)
-        lx, ly = right - 110, top + 8 + 18 * li
-        draw.line([(lx, ly + 6), (lx + 20, ly + 6)], fill=color, width=3)
-        draw.text((lx + 26, ly), label, fill=TEXT, font=small)
+def plot_curves(history, path, kept_epoch=None, stage2_note=None):
+    save_figure(draw_curves(history, kept_epoch, stage2_note), path)
 
 
-def plot_curves(history, path, stage_boundaries=()):
-    """Loss and accuracy per epoch, training and validation, side by side, as a PNG."""
-    img = Image.new("RGB", (1100, 450), "white")
-    draw = ImageDraw.Draw(img)
-    font, small = _font(18), _font(13)
-    for k, metric in enumerate(("loss", "accuracy")):
-        series = [(name, list(history.get(key, [])), color)
-                  for name, key, color in (("training", metric, TRAIN_COLOR), ("validation", f"val_{metric}", VAL_COLOR))
-                  if history.get(key)]
-        _panel(draw, (k * 550, 10, (k + 1) * 550, 440), metric, series, font, small)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-
-
-def plot_confusion(matrix, class_names, path, title="Confusion matrix (rows: true, columns: predicted)"):
-    """A heat map of counts with the class names, as a PNG."""
+def draw_confusion(matrix, class_names, title="Confusion matrix"):
+    """A heat map of counts, rows the true class and columns the predicted one, sized for the class count."""
     matrix = np.asarray(matrix)
     n = len(class_names)
-    cell = max(28, min(80, 640 // max(n, 1)))
-    font, small = _font(16), _font(max(10, min(14, cell // 3)))
-    label_w = max(90, 8 * max((len(c) for c in class_names), default=4))
-    width, height = label_w + cell * n + 40, label_w + cell * n + 70
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    draw.text((width // 2, 10), title, fill=TEXT, font=font, anchor="mt")
-    ox, oy = label_w + 20, label_w + 40
-    peak = matrix.max() if matrix.size else 1
-    for i in range(n):
-        for j in range(n):
-            v = matrix[i, j]
-            shade = int(255 - 200 * (v / peak if peak else 0))
-            fill = (shade, shade, 255) if i != j else (shade, 255, shade)
-            box = [ox + j * cell, oy + i * cell, ox + (j + 1) * cell, oy + (i + 1) * cell]
-            draw.rectangle(box, fill=fill, outline=(255, 255, 255))
-            draw.text(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), str(int(v)), fill=TEXT, font=small,
-                      anchor="mm")
-        draw.text((ox - 6, oy + i * cell + cell / 2), class_names[i], fill=TEXT, font=small, anchor="rm")
-        label = Image.new("RGBA", (label_w, cell), (255, 255, 255, 0))
-        ImageDraw.Draw(label).text((0, cell / 2), class_names[i], fill=TEXT, font=small, anchor="lm")
-        rotated = label.rotate(90, expand=True)
-        img.paste(rotated, (int(ox + i * cell), int(oy - label_w - 4)), rotated)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    longest = max((len(str(c)) for c in class_names), default=1)
+    side = min(max(3.0, 0.32 * n), 30.0) + min(longest, 40) * 0.08
+    fig = new_figure((side + 1.5, side + 1.0))
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="Blues", vmin=0)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    fontsize = 10 if n <= 10 else max(5, 10 - n // 10)
+    ax.set_xticks(range(n), [str(c) for c in class_names], rotation=90 if n > 4 or longest > 8 else 0,
+                  fontsize=fontsize)
+    ax.set_yticks(range(n), [str(c) for c in class_names], fontsize=fontsize)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= MAX_ANNOTATED_CLASSES:
+        peak = matrix.max() if matrix.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=fontsize,
+                        color="white" if peak and matrix[i, j] > peak / 2 else "black")
+    return fig
+
+
+def plot_confusion(matrix, class_names, path, title="Confusion matrix"):
+    save_figure(draw_confusion(matrix, class_names, title), path)
+
+
+def draw_misclassified(items, tile=128, columns=None):
+    """A grid of the most confidently wrong images; ``items``: [{"path", "true", "predicted", "probability"}]."""
+    from tlkit.augment import img_to_array, load_img
+
+    images, titles = [], []
+    for item in items:
+        try:
+            images.append(img_to_array(load_img(item["path"], target_size=(tile, tile))).astype(np.uint8))
+        except Exception:  # the file changed since it was scored: a grey tile, still labelled
+            images.append(np.full((tile, tile, 3), 200, np.uint8))
+        titles.append(f"true: {_short(item['true'])}\npredicted: {_short(item['predicted'])} "
+                      f"{item['probability']:.2f}")
+    if not images:
+        fig = new_figure((4, 1.5))
+        fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+        return fig
+    return image_grid(images, titles, columns, title="Most confidently wrong")
+
+
+def plot_misclassified(items, path):
+    save_figure(draw_misclassified(items), path)
+
+
+def _short(name, width=18):
+    name = str(name)
+    return name if len(name) <= width else name[:width - 1] + "…"

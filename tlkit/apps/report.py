@@ -56,3 +56,32 @@ def markdown_table(report):
         r = report["per_class"][name]
         rows.append(f"| {_cell(name)} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |")
     return "\n".join(rows)
+
+
+def most_confused(confusion, class_names, count=5):
+    """The class pairs mixed up most often: [{"true", "predicted", "count"}], largest first."""
+    cm = np.asarray(confusion)
+    pairs = [(int(cm[i, j]), i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j]]
+    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+    return [{"true": class_names[i], "predicted": class_names[j], "count": c} for c, i, j in pairs[:count]]
+
+
+def confidently_wrong(paths, y_true, y_pred, confidence, class_names, count=16):
+    """The wrong predictions made with the highest probability: [{"path", "true", "predicted", "probability"}]."""
+    wrong = [k for k in range(len(paths)) if y_true[k] != y_pred[k]]
+    wrong.sort(key=lambda k: -confidence[k])
+    return [{"path": str(paths[k]), "true": class_names[y_true[k]], "predicted": class_names[y_pred[k]],
+             "probability": float(confidence[k])} for k in wrong[:count]]
+
+
+def format_mistakes(report):
+    """Text lines on the most-confused pairs and the most confidently wrong images (for the console)."""
+    lines = []
+    if report.get("most_confused"):
+        lines.append("\nmost confused (true -> predicted: count)")
+        lines += [f"  {p['true']} -> {p['predicted']}: {p['count']}" for p in report["most_confused"]]
+    if report.get("confidently_wrong"):
+        lines.append("\nmost confidently wrong")
+        lines += [f"  {w['path']}: {w['true']} predicted as {w['predicted']} ({w['probability']:.3f})"
+                  for w in report["confidently_wrong"][:5]]
+    return lines

@@ -18,7 +18,6 @@ along the rows, and the centre of a non-square image is taken as
 keras-preprocessing 1.1.2 instead shifted rows by ``tx`` and rotated about
 (h/2 + 0.5, w/2 + 0.5), one pixel off the centre.
 """
-import math
 
 import numpy as np
 

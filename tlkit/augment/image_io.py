@@ -16,13 +16,13 @@ others (empty, truncated, not images) instead of failing mid-epoch.
 import io
 import os
 import stat
-import tempfile
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from tlkit.augment.folders import IMAGE_EXTENSIONS, image_files
+from tlkit.utils.io import atomic_path
 
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -87,6 +87,8 @@ def _open(path):
         return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise ImageLoadError(f"{path}: too many pixels to decode safely ({e}).") from None
+    except Image.UnidentifiedImageError:  # its message would name the BytesIO, not the file
+        raise ImageLoadError(f"{path}: not a picture (no image format recognised in its content).") from None
     except Exception as e:
         raise ImageLoadError(f"{path}: not a readable image ({type(e).__name__}: {e}).") from None
 
@@ -227,20 +229,13 @@ def array_to_img(x, data_format=None, scale=True, dtype=None):
 def atomic_save(img, path, file_format=None, **kwargs):
     """Save a PIL image through a temporary file in the same folder, then rename."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
     file_format = file_format or Image.registered_extensions().get(os.path.splitext(path)[1].lower())
     if file_format is None:
         raise ValueError(f"{path}: cannot tell the image format from the extension; pass file_format "
                          "(e.g. 'png' or 'jpeg').")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             img.save(f, format=file_format, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):

@@ -13,7 +13,7 @@ from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.registry import register_model_class
 from tlkit.engine.saving.config import functional_config
 from tlkit.engine.summary import summarize
-from tlkit.engine.symbolic import KerasTensor, as_float_array, flatten
+from tlkit.engine.symbolic import flatten
 from tlkit.engine.trainer import Trainer
 from tlkit.utils.text import format_shape
 

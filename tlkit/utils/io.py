@@ -38,6 +38,8 @@ def atomic_path(path):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     os.close(fd)
+    # mkstemp creates the file 0600; the finished file gets the mode any other program's would (umask).
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -49,6 +51,12 @@ def atomic_path(path):
         if isinstance(e, OSError) and not isinstance(e, DiskFullError) and e.errno in _DISK_FULL:
             raise _disk_full(path, e) from None
         raise
+
+
+def _current_umask():
+    mask = os.umask(0)  # the only portable way to read it is to set it and put it back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path, text):

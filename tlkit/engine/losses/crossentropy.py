@@ -85,6 +85,8 @@ def _sparse(labels, p, from_logits, ignore_class, need_grad):
         raise ValueError(
             "Arguments `target` and `output` must have the same shape up until the last dimension: "
             f"target.shape={labels.shape}, output.shape={p.shape}"
+            + (". The targets look one-hot: use categorical_crossentropy, or integer labels with "
+               "sparse_categorical_crossentropy." if labels.shape == p.shape else "")
         )
     valid = _check_labels(labels.astype(np.float64), p.shape[-1], ignore_class)
     index = np.where(valid, labels, 0).astype(np.intp)[..., None]

@@ -1,0 +1,85 @@
+"""``tlkit models``: the bases ``tlkit finetune`` can use, what they expect, and their layer names.
+
+    tlkit models                 # a table, then each base's layers usable with --fine-tune-from
+    tlkit models --format json   # the same, for scripts
+"""
+import functools
+import json
+import os
+
+import click
+
+BASES = ("vgg16", "squeezenet")
+_INFO = {
+    "vgg16": {"name": "VGG16", "trained_size": 224, "min_size": 32, "preprocessing": "caffe",
+              "weights": "imagenet: downloaded once into $TLKIT_HOME/models, or a weight file path"},
+    "squeezenet": {"name": "SqueezeNet v1.1", "trained_size": 227, "min_size": 32, "preprocessing": "caffe",
+                   "weights": "a weight file path (no official download), e.g. "
+                              "squeezenet_v1.1_weights_tf_dim_ordering_tf_kernels_notop.h5"},
+}
+
+
+@functools.lru_cache(maxsize=None)
+def base_layers(base):
+    """((layer name, has weights), ...) of the base without its top, in order; built with zero weights
+    (cheap: nothing is drawn at random or read from a file)."""
+    from tlkit.engine.layer import skip_initializers
+    from tlkit.zoo import SqueezeNet, VGG16
+
+    if base not in BASES:
+        raise ValueError(f"Unknown --base {base!r}; choose one of {', '.join(BASES)} (see `tlkit models`).")
+    factory = VGG16 if base == "vgg16" else SqueezeNet
+    with skip_initializers():
+        model = factory(include_top=False, weights=None, input_shape=(224, 224, 3))
+    return tuple((layer.name, bool(layer.weights)) for layer in model.layers[1:])  # [0] is the input
+
+
+def parameter_count(base):
+    from tlkit.zoo.loading import architecture_module
+
+    shapes = architecture_module(base).weight_shapes(include_top=False)
+    return int(sum(int(_product(shape)) for _, layer_shapes in shapes for shape in layer_shapes))
+
+
+def _product(shape):
+    out = 1
+    for s in shape:
+        out *= s
+    return out
+
+
+def offline_weights(base):
+    """Whether ``--weights imagenet`` works without a network: the checked file is in the cache."""
+    if base != "vgg16":
+        return False
+    from tlkit.zoo.weights.download import VGG16_WEIGHTS_NOTOP, cache_folder
+
+    return os.path.isfile(os.path.join(cache_folder(), VGG16_WEIGHTS_NOTOP.fname))
+
+
+def describe(base):
+    info = dict(_INFO[base])
+    layers = base_layers(base)
+    info.update({"base": base, "parameters": parameter_count(base), "imagenet_weights_offline": offline_weights(base),
+                 "layers": [name for name, _ in layers],
+                 "layers_with_weights": [name for name, weighted in layers if weighted]})
+    return info
+
+
+@click.command("models")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def models(fmt):
+    """The bases for `tlkit finetune --base`: input sizes, preprocessing, parameters, weights, layer names."""
+    infos = [describe(b) for b in BASES]
+    if fmt == "json":
+        click.echo(json.dumps(infos, indent=2))
+        return
+    click.echo(f"{'base':<12}{'parameters':>12}  {'trained at':<11}{'preprocessing':<15}imagenet weights offline")
+    for i in infos:
+        offline = "yes (cached)" if i["imagenet_weights_offline"] else "no"
+        click.echo(f"{i['base']:<12}{i['parameters']:>12,}  {i['trained_size']:>3} px     {i['preprocessing']:<15}"
+                   f"{offline}")
+    for i in infos:
+        click.echo(f"\n{i['name']} (--base {i['base']}): --image-size {i['min_size']} or more; weights: {i['weights']}.")
+        click.echo("  layers for --fine-tune-from (stage 2 trains the weighted layers from there on):")
+        click.echo("  " + ", ".join(i["layers"]))

@@ -1,0 +1,76 @@
+"""Every ``tlkit finetune`` option checked before any work starts (the command line and ``tlkit.finetune``
+share it): a mistake is one error naming the option, not a surprise after an hour of stage 1."""
+import math
+import os
+
+from tlkit.apps.head import parse_head
+from tlkit.apps.models import BASES, base_layers
+from tlkit.augment.options import generator_arguments, parse_brightness
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "adagrad")
+
+
+def _positive_finite(flag, value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{flag} {value}: give a positive learning rate, e.g. 1e-3.")
+    return number
+
+
+def _integer(flag, value, lowest):
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ValueError(f"{flag} {value!r}: give a whole number of at least {lowest}.")
+    return value
+
+
+def check_config(config):
+    """Raise ValueError / FileNotFoundError for the first wrong option; normalises ``config.brightness``
+    to (low, high). Checks --fine-tune-from against the base's layer names without loading weights."""
+    if config.base not in BASES:
+        raise ValueError(f"--base {config.base!r}: choose one of {', '.join(BASES)} (see `tlkit models`).")
+    _integer("--epochs", config.epochs, 1)
+    _integer("--batch-size", config.batch_size, 1)
+    _integer("--image-size", config.image_size, 32)
+    _integer("--fine-tune-epochs", config.fine_tune_epochs, 0)
+    _integer("--fine-tune-layers", config.fine_tune_layers, 0)
+    if config.early_stopping is not None:
+        _integer("--early-stopping", config.early_stopping, 1)
+    config.lr = _positive_finite("--lr", config.lr)
+    config.fine_tune_lr = _positive_finite("--fine-tune-lr", config.fine_tune_lr)
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"--optimizer {config.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}.")
+    if not (isinstance(config.val_split, (int, float)) and 0 <= config.val_split <= 0.9):
+        raise ValueError(f"--val-split {config.val_split}: give a fraction from 0 to 0.9.")
+    if config.class_weight not in (None, "auto"):
+        raise ValueError(f"--class-weight {config.class_weight!r}: the only choice is 'auto'.")
+    weights = config.weights
+    if weights not in (None, "none", "imagenet") and not os.path.isfile(os.fspath(weights)):
+        raise FileNotFoundError(f"--weights {weights}: file not found. Give the path of a weight file, 'imagenet' or "
+                                "'none'.")
+    parse_head(config.head)
+    config.brightness = parse_brightness(config.brightness)
+    generator_arguments(config.rotation, config.shift, config.zoom, config.shear, config.flip, config.brightness,
+                        config.fill_mode)
+    _check_fine_tuning(config)
+
+
+def _check_fine_tuning(config):
+    layers, start, epochs = config.fine_tune_layers, config.fine_tune_from, config.fine_tune_epochs
+    if (layers or start) and not epochs:
+        flag = "--fine-tune-layers" if layers else "--fine-tune-from"
+        raise ValueError(f"{flag} says what stage 2 unfreezes, but stage 2 needs --fine-tune-epochs N to run.")
+    if epochs and not (layers or start):
+        raise ValueError("--fine-tune-epochs needs --fine-tune-layers N or --fine-tune-from LAYER to say what to "
+                         "unfreeze.")
+    if layers and start:
+        raise ValueError("--fine-tune-layers and --fine-tune-from both say where stage 2 starts: give one.")
+    names = base_layers(config.base)
+    if start is not None and start not in [n for n, _ in names]:
+        raise ValueError(f"--fine-tune-from: the {config.base} base has no layer '{start}'. Its layers: "
+                         f"{', '.join(n for n, _ in names)} (also listed by `tlkit models`).")
+    weighted = sum(1 for _, w in names if w)
+    if layers > weighted:
+        raise ValueError(f"--fine-tune-layers {layers}: the {config.base} base has only {weighted} layers with weights.")
