@@ -9,6 +9,7 @@ OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: some machines set them because old OpenBLA
 compute wrong results on their CPU; they also pin a current numpy/torch to a slower kernel. For
 benchmarks (only) ``peer_env`` drops both together, and every worker reports the kernel its BLAS
 then picked (threadpoolctl's 'architecture'), so a pinned or odd kernel shows in the output.
+OMP_WAIT_POLICY is dropped as well: peers run on their own defaults (tlkit sets its own at import).
 """
 import os
 import subprocess
@@ -80,6 +81,7 @@ def peer_env(base=None, extra=None):
     env = dict(os.environ if base is None else base)
     env.pop("OPENBLAS_CORETYPE", None)
     env.pop("OPENBLAS_L2_SIZE", None)
+    env.pop("OMP_WAIT_POLICY", None)  # peers on their own defaults; tlkit sets its own at import
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.update(extra or {})
     return env

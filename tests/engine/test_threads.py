@@ -1,5 +1,6 @@
-"""tlkit's thread configuration (tlkit/utils/threads.py): what importing tlkit sets, what the first
-kernel call limits, and that the split products compute the same as numpy. No timings here."""
+"""tlkit's thread configuration (tlkit/utils/threads.py) and cold start: what importing tlkit sets, what the first
+kernel call limits, that the split products compute the same as numpy, and how many kernel
+specialisations a SqueezeNet run compiles. No timings here."""
 import json
 import os
 import subprocess
@@ -112,3 +113,36 @@ def test_info_reports_threadpools():
     got = threads.info()
     assert got["numba_threads"] >= 1
     assert any(p["user_api"] == "blas" for p in got["threadpools"])
+
+
+SQUEEZENET_RUN = """
+import importlib, json, pkgutil, numpy as np
+import tlkit
+from tlkit import layers as L
+from tlkit.zoo import SqueezeNet
+import tlkit.engine.kernels as kernels
+tlkit.utils.set_random_seed(0)
+base = SqueezeNet(weights=None, input_shape=(64, 64, 3))
+x = np.random.default_rng(0).random((4, 64, 64, 3)).astype(np.float32)
+base.predict_on_batch(x)
+for layer in base.layers:
+    layer.trainable = layer.name.startswith("fire9")
+inp = tlkit.Input((64, 64, 3))
+model = tlkit.Model(inp, L.Dense(2, activation="softmax")(L.GlobalAveragePooling2D()(base(inp))))
+model.compile("adam", "sparse_categorical_crossentropy")
+model.train_on_batch(x, np.arange(4) % 2)
+counts = {}
+for info in pkgutil.iter_modules(kernels.__path__):
+    module = importlib.import_module(f"tlkit.engine.kernels.{info.name}")
+    for name, obj in vars(module).items():
+        if hasattr(obj, "signatures") and obj.signatures:
+            counts[f"{info.name}.{name}"] = len(obj.signatures)
+print(json.dumps(counts))
+"""
+
+
+def test_a_squeezenet_run_compiles_each_kernel_once():
+    # Each extra specialisation (e.g. a literal argument beside an int64 one) is seconds of cold start.
+    counts = run_python(SQUEEZENET_RUN)
+    assert counts, "no kernel ran"
+    assert {k: v for k, v in counts.items() if v > 1} == {}
