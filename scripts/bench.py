@@ -344,13 +344,7 @@ def main():
             f"batch 1) after 2 warm-up steps; ratios: tlkit / fastest peer, per-round range in brackets. "
             f"GFLOP/s: the network's multiply-adds x2 per second. Run check: {verdict}.\n\n"
             + "\n".join(rows) + "\n\nThreadpools per worker (threadpoolctl): " + "; ".join(threads) + "\n")
-    print(text)
-    if args.write:
-        from acceptance_finetune import write_section
-
-        command = "python scripts/bench.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
-        write_section("## Against the peers", f"Command: `{command.strip()}`\n\n{text}")
-
+    machine.publish("## Against the peers", text, args.write)
 
 if __name__ == "__main__":
     main()

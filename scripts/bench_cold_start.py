@@ -59,6 +59,7 @@ def main():
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "datasets" / "hymenoptera_data" / "train"))
     p.add_argument("--base", choices=("squeezenet", "vgg16"), default="squeezenet")
     p.add_argument("--per-class", type=int, default=8)
+    p.add_argument("--write", action="store_true", help="also rewrite BENCHMARKS.md's '## Cold start' section")
     args = p.parse_args()
     load_before = machine.loadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,13 +71,13 @@ def main():
         counts = specialisations(cache)
         warm = finetune(tmp / "data", tmp / "run2", cache, args.base)
     multi = {k: v for k, v in counts.items() if v > 1}
-    print(f"{machine.header()} (before: {load_before})\n")
-    print(f"| first `tlkit finetune --base {args.base} --weights none --epochs 1` ({args.per_class} images per class) "
-          f"| seconds |\n|---|---:|\n| empty numba cache | {cold:.1f} |\n| warm cache | {warm:.1f} |\n"
-          f"| compile time (difference) | {cold - warm:.1f} |\n")
-    print(f"Compiled: {sum(counts.values())} specialisations of {len(counts)} kernels; "
-          f"with more than one: " + (", ".join(f"{k} x{v}" for k, v in sorted(multi.items())) or "none"))
-
+    text = (f"{machine.header()} (before: {load_before})\n\n"
+            f"| first `tlkit finetune --base {args.base} --weights none --epochs 1` ({args.per_class} images per class) "
+            f"| seconds |\n|---|---:|\n| empty numba cache | {cold:.1f} |\n| warm cache | {warm:.1f} |\n"
+            f"| compile time (difference) | {cold - warm:.1f} |\n\n"
+            f"Compiled: {sum(counts.values())} specialisations of {len(counts)} kernels; with more than one: "
+            + (", ".join(f"{k} x{v}" for k, v in sorted(multi.items())) or "none") + "\n")
+    machine.publish("## Cold start", text, args.write)
 
 if __name__ == "__main__":
     main()

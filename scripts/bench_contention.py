@@ -159,6 +159,7 @@ def main():
     p.add_argument("--steps", type=int, default=10, help="steps each process reports per scenario")
     p.add_argument("--peer-python", default=PEER_PYTHON)
     p.add_argument("--tlkit-path", help="checkout whose tlkit to measure (default: this one)")
+    p.add_argument("--write", action="store_true", help="also rewrite BENCHMARKS.md's '## Sharing the machine' section")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -185,11 +186,11 @@ def main():
     rows += [f"| tlkit + busy loop | tlkit {ips(tl_busy):.1f} | tlkit {solo / tl_busy:.0%}, "
              f"busy loop {busy_solo / busy_with:.0%} | tlkit's share >= loop's | "
              f"{'yes' if solo / tl_busy >= busy_solo / busy_with else 'NO'} |"]
-    print(f"{args.model} base forward, batch {args.batch}, median of {args.steps} steps per process. "
-          f"{machine.header()} (before: {load_before})\n")
-    print("| scenario | tlkit img/s | share of solo throughput | bar | met |\n|---|---|---|---|---|")
-    print("\n".join(rows))
-
+    text = (f"{args.model} base forward, batch {args.batch}, median of {args.steps} steps per process. "
+            f"{machine.header()} (before: {load_before})\n\n"
+            "| scenario | tlkit img/s | share of solo throughput | bar | met |\n|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+    machine.publish("## Sharing the machine", text, args.write)
 
 if __name__ == "__main__":
     main()

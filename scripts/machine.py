@@ -13,6 +13,7 @@ OMP_WAIT_POLICY is dropped as well: peers run on their own defaults (tlkit sets 
 """
 import os
 import subprocess
+import sys
 import time
 
 
@@ -94,3 +95,14 @@ def header(sgemm=None, torch_sgemm=None):
     if torch_sgemm:
         parts.append(f"torch sgemm {torch_sgemm:.0f} GFLOP/s")
     return "; ".join(parts)
+
+
+def publish(section, text, write):
+    """Print a result; with ``write``, also put it under ``section`` in BENCHMARKS.md with its command."""
+    print(text)
+    if write:
+        from acceptance_finetune import write_section
+
+        script = os.path.relpath(sys.argv[0], os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        command = " ".join(["python", script] + [a for a in sys.argv[1:] if a != "--write"])
+        write_section(section, f"Command: `{command}`\n\n{text.rstrip()}\n")

@@ -112,13 +112,13 @@ def torch_worker(model_name, batch, runs, task):
             relu = modules[i + 1]
             name = next(convs)
             if task == "finetune" and name.startswith("block5"):
-                w = [p.requires_grad_(True) for p in m.parameters()]
+                for p in m.parameters():
+                    p.requires_grad_(True)
                 xin = x.clone().requires_grad_(name != "block5_conv1")
 
                 def step(m=m, relu=relu, xin=xin):
                     relu(m(xin)).sum().backward()
                 rows[name] = best_ms(step, runs)
-                del w
             else:
                 with torch.inference_mode():
                     rows[name] = best_ms(lambda m=m, relu=relu, x=x: relu(m(x)), runs)
@@ -199,6 +199,7 @@ def main():
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-step", action="store_true", help="skip the VGG16 block5 training step")
     p.add_argument("--peer-python", default=PEER_PYTHON)
+    p.add_argument("--write", action="store_true", help="also rewrite BENCHMARKS.md's '## Where the time goes' section")
     p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -219,7 +220,7 @@ def main():
             continue
         what = "forward" if task == "forward" else "block5 fine-tuning step (block5: forward + backward)"
         sections.append(f"### {model_name} {what}, batch {batch}\n\n{table(model_name, batch, task, tl, tc)}")
-    print("\n\n".join(sections))
+    machine.publish("## Where the time goes", "\n\n".join(sections) + "\n", args.write)
 
 
 if __name__ == "__main__":

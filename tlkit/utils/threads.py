@@ -8,7 +8,8 @@ other's next step; across processes, the spinning threads take the other process
 So:
   - numba's OpenMP workers sleep as soon as a region ends: OMP_WAIT_POLICY=PASSIVE, which
     tlkit/__init__ sets (from ENV_DEFAULTS) before any kernel loads libgomp;
-  - BLAS runs single-threaded inside tlkit (``limit_blas()``, via threadpoolctl, on first use);
+  - BLAS runs single-threaded (``limit_blas()``, via threadpoolctl, at tlkit's first product; this
+    holds for the whole process, so a user's own numpy products then run on one thread too);
     ``matmul`` splits each large product over tlkit's own threads, which block (never spin) while idle.
 Thread count: numba's (``numba.get_num_threads()``, NUMBA_NUM_THREADS), one number for both.
 
