@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -153,7 +152,7 @@ def keras_step(model, task, batch, weights_file):
         try:
             step()
             step()
-            timings[jit] = min(_timed(step) for _ in range(2))
+            timings[jit] = min(machine.timed(step) for _ in range(2))
         except Exception as e:  # noqa: BLE001 - an XLA failure just leaves the plain graph
             print(f"keras jit_compile={jit} failed: {type(e).__name__}: {e}"[:300], file=sys.stderr)
     best = min(timings, key=timings.get)
@@ -184,19 +183,13 @@ def onnxruntime_step(model, task, batch, weights_file):
 STEPS = {"tlkit": tlkit_step, "torch": torch_step, "keras": keras_step, "onnxruntime": onnxruntime_step}
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def run_worker(framework, model, task, batch, runs, weights_file):
     step, agrees, extra = STEPS[framework](model, task, batch, weights_file)
     for _ in range(2):  # warm-up: numba cache load, graph tracing, allocators
         step()
     if model == "squeezenet" or batch == 1:  # sub-second steps: time more of them, the median steadies
         runs *= 4
-    times = [_timed(step) for _ in range(runs)]
+    times = [machine.timed(step) for _ in range(runs)]
     print(json.dumps({"ips": batch / statistics.median(times), "agrees": agrees, **extra,
                       "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "threads": machine.thread_report()}))

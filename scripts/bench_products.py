@@ -12,7 +12,6 @@ import argparse
 import pathlib
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -27,16 +26,6 @@ SHAPES = [  # (a, b): Winograd stacks of VGG16 b8 blocks 1/3/5, an im2col tile, 
     ((36, 2000, 64), (36, 64, 64)), ((36, 1000, 256), (36, 256, 256)), ((36, 300, 512), (36, 512, 512)),
     ((4096, 576), (576, 64)), ((96800, 64), (64, 16)), ((23328, 16), (16, 64)), ((2704, 512), (512, 64)),
 ]
-
-
-def best_seconds(fn, repeats=5):
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main():
@@ -57,9 +46,9 @@ def main():
     for _ in range(args.rounds):
         for i, (a, b, out) in enumerate(ops):
             with threadpool_limits(cores, user_api="blas"):
-                got.setdefault((i, "blas"), []).append(best_seconds(lambda: np.matmul(a, b, out=out)))
+                got.setdefault((i, "blas"), []).append(machine.best_seconds(lambda: np.matmul(a, b, out=out)))
             with threadpool_limits(1, user_api="blas"):
-                got.setdefault((i, "split"), []).append(best_seconds(lambda: threads.matmul(a, b, out)))
+                got.setdefault((i, "split"), []).append(machine.best_seconds(lambda: threads.matmul(a, b, out)))
     lines = [f"{machine.header()} (before: {load_before}); median of {args.rounds} rounds, best of 5 calls each\n",
              f"| product | BLAS's own {cores} threads GFLOP/s | tlkit split GFLOP/s | split / BLAS |",
              "|---|---:|---:|---:|"]

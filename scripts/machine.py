@@ -47,7 +47,7 @@ def sgemm_gflops(n=2048, repeats=5):
     b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
     out = np.empty((n, n), np.float32)
     np.dot(a, b, out=out)
-    best = min(_timed(lambda: np.dot(a, b, out=out)) for _ in range(repeats))
+    best = min(timed(lambda: np.dot(a, b, out=out)) for _ in range(repeats))
     return 2 * n ** 3 / best / 1e9
 
 
@@ -56,14 +56,21 @@ def torch_sgemm_gflops(n=2048, repeats=5):
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    best = min(timed(lambda: torch.mm(a, b)) for _ in range(repeats))
     return 2 * n ** 3 / best / 1e9
 
 
-def _timed(fn):
+def timed(fn):
+    """Seconds one call of fn takes."""
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def best_seconds(fn, repeats=5):
+    """The fastest of ``repeats`` calls after one warm-up call."""
+    fn()
+    return min(timed(fn) for _ in range(repeats))
 
 
 def thread_report():

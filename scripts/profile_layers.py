@@ -20,7 +20,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -32,13 +31,7 @@ import peer_models  # noqa: E402
 
 
 def best_ms(fn, runs):
-    fn()
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+    return machine.best_seconds(fn, runs) * 1e3
 
 
 # ---------------------------------------------------------------------------------------------
