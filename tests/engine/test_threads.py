@@ -1,6 +1,6 @@
-"""tlkit's thread configuration (tlkit/utils/threads.py) and cold start: what importing tlkit sets, what the first
-kernel call limits, that the split products compute the same as numpy, and how many kernel
-specialisations a SqueezeNet run compiles. No timings here."""
+"""tlkit's thread configuration (tlkit/utils/threads.py) and cold start: what importing tlkit
+sets, what the first kernel call limits, that split products compute what numpy does (also in a
+forked child), and how many kernel specialisations a SqueezeNet run compiles. No timings here."""
 import json
 import os
 import subprocess
@@ -146,3 +146,22 @@ def test_a_squeezenet_run_compiles_each_kernel_once():
     counts = run_python(SQUEEZENET_RUN)
     assert counts, "no kernel ran"
     assert {k: v for k, v in counts.items() if v > 1} == {}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_split_products_work_in_a_forked_child(monkeypatch):
+    monkeypatch.setattr(threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)
+    a = np.random.default_rng(3).standard_normal((64, 32)).astype(np.float32)
+    b = np.random.default_rng(4).standard_normal((32, 16)).astype(np.float32)
+    threads.matmul(a, b, np.empty((64, 16), np.float32))  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:  # child: the inherited pool has no threads, so a stale pool never runs the work
+        import threading
+        out = np.zeros((64, 16), np.float32)
+        worker = threading.Thread(target=threads.matmul, args=(a, b, out), daemon=True)
+        worker.start()
+        worker.join(120)  # only a hang reaches this bound
+        os._exit(2 if worker.is_alive() else 0 if np.allclose(out, a @ b, rtol=1e-4, atol=1e-4) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -29,7 +29,7 @@ ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 # Products smaller than this run on the calling thread: a hand-off costs ~20-50 us.
 MIN_SPLIT_FLOPS = 4_000_000
 
-_state = {"pool": None, "workers": 0, "blas_limited": False}
+_state = {"pool": None, "workers": 0, "pid": None, "blas_limited": False}
 _lock = threading.Lock()
 
 
@@ -61,11 +61,12 @@ def limit_blas():
 
 def _pool(workers):
     with _lock:
-        if _state["workers"] != workers:
-            if _state["pool"] is not None:
+        # A forked child inherits the pool object but not its threads: it builds its own.
+        if _state["workers"] != workers or _state["pid"] != os.getpid():
+            if _state["pool"] is not None and _state["pid"] == os.getpid():
                 _state["pool"].shutdown(wait=True)
-            _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="tlkit-blas") if workers else None
-            _state["workers"] = workers
+            _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="tlkit-blas")
+            _state["workers"], _state["pid"] = workers, os.getpid()
         return _state["pool"]
 
 
