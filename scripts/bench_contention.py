@@ -3,6 +3,7 @@
     python scripts/bench_contention.py                 # SqueezeNet b32, ~3-5 min on 2 cores
     python scripts/bench_contention.py --model vgg16 --batch 8 --steps 6
     python scripts/bench_contention.py --tlkit-path /work/main   # the same against another checkout (A/B)
+    python scripts/bench_contention.py --tlkit-env OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=100000   # A/B a setting
 
 Scenarios (every process is a fresh interpreter; tlkit and the peer run the same model and batch):
   solo           tlkit alone; then torch alone; then a pure-Python busy loop alone
@@ -98,7 +99,8 @@ class Proc:
     def __init__(self, kind, args):
         python = args.peer_python if kind == "torch" else sys.executable
         path = [args.tlkit_path or str(REPO), str(SCRIPTS)]
-        env = machine.peer_env(extra={"PYTHONPATH": os.pathsep.join(path)})
+        extra = dict(e.split("=", 1) for e in args.tlkit_env) if kind == "tlkit" else {}
+        env = machine.peer_env(extra={"PYTHONPATH": os.pathsep.join(path), **extra})
         self.kind = kind
         self.proc = subprocess.Popen([python, __file__, "--worker", kind, args.model, str(args.batch)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
@@ -159,6 +161,8 @@ def main():
     p.add_argument("--steps", type=int, default=10, help="steps each process reports per scenario")
     p.add_argument("--peer-python", default=PEER_PYTHON)
     p.add_argument("--tlkit-path", help="checkout whose tlkit to measure (default: this one)")
+    p.add_argument("--tlkit-env", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="environment for the tlkit processes only, e.g. OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=100000")
     p.add_argument("--write", action="store_true", help="also rewrite BENCHMARKS.md's '## Sharing the machine' section")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
