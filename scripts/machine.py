@@ -17,6 +17,10 @@ import sys
 import time
 
 
+# A 1-minute load average above this, on any core count, means something else ran during the benchmark.
+LOADED = 0.5
+
+
 def cpu_model():
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -101,6 +105,8 @@ def header(sgemm=None, torch_sgemm=None):
         parts.append(f"numpy sgemm {sgemm:.0f} GFLOP/s")
     if torch_sgemm:
         parts.append(f"torch sgemm {torch_sgemm:.0f} GFLOP/s")
+    if os.getloadavg()[0] > LOADED:
+        parts.append(f"**LOADED** (1-min load > {LOADED}): other work shared the cores, these figures are unreliable")
     return "; ".join(parts)
 
 
