@@ -298,7 +298,7 @@ def main():
             model, task, batch = CASES[case]
             names = [f for f in frameworks if not (task == "finetune" and f == "onnxruntime")]
             results[case] = interleaved(case, names, args, os.path.join(tmp, f"{model}.npz"))
-    header = machine.header(sgemm_rate, torch_sgemm["gflops"] if torch_sgemm else None)
+    header = machine.header(sgemm_rate, torch_sgemm["gflops"] if torch_sgemm else None, load_before)
     rows = ["| case | " + " | ".join(f"{f} img/s (GFLOP/s)" for f in frameworks) + " | tlkit / best peer | "
             + " | ".join(f"{f} peak MB" for f in frameworks) + " | agrees (worst) |",
             "|---|" + "---:|" * (2 * len(frameworks) + 2)]
@@ -332,7 +332,7 @@ def main():
     threads = sorted({f"{f}: " + ", ".join(f"{t['api']} {t['threads']}t {t['architecture']}".strip()
                                              for t in r["threads"]) for got in results.values()
                       for f, r in got.items()})
-    text = (f"{header}; load before: {load_before}, after: {machine.loadavg()}.\n"
+    text = (f"{header}.\n"
             f"Median of {args.rounds} interleaved round(s) of {args.runs} timed steps (x4 for SqueezeNet and "
             f"batch 1) after 2 warm-up steps; ratios: tlkit / fastest peer, per-round range in brackets. "
             f"GFLOP/s: the network's multiply-adds x2 per second. Run check: {verdict}.\n\n"

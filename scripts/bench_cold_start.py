@@ -71,7 +71,7 @@ def main():
         counts = specialisations(cache)
         warm = finetune(tmp / "data", tmp / "run2", cache, args.base)
     multi = {k: v for k, v in counts.items() if v > 1}
-    text = (f"{machine.header()} (before: {load_before})\n\n"
+    text = (f"{machine.header(load_before=load_before)}\n\n"
             f"| first `tlkit finetune --base {args.base} --weights none --epochs 1` ({args.per_class} images per class) "
             f"| seconds |\n|---|---:|\n| empty numba cache | {cold:.1f} |\n| warm cache | {warm:.1f} |\n"
             f"| compile time (difference) | {cold - warm:.1f} |\n\n"

@@ -191,7 +191,7 @@ def main():
              f"busy loop {busy_solo / busy_with:.0%} | tlkit's share >= loop's | "
              f"{'yes' if solo / tl_busy >= busy_solo / busy_with else 'NO'} |"]
     text = (f"{args.model} base forward, batch {args.batch}, median of {args.steps} steps per process. "
-            f"{machine.header()} (before: {load_before})\n\n"
+            f"{machine.header(load_before=load_before)}\n\n"
             "| scenario | tlkit img/s | share of solo throughput | bar | met |\n|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n")
     machine.publish("## Sharing the machine", text, args.write)

@@ -49,7 +49,7 @@ def main():
                 got.setdefault((i, "blas"), []).append(machine.best_seconds(lambda: np.matmul(a, b, out=out)))
             with threadpool_limits(1, user_api="blas"):
                 got.setdefault((i, "split"), []).append(machine.best_seconds(lambda: threads.matmul(a, b, out)))
-    lines = [f"{machine.header()} (before: {load_before}); median of {args.rounds} rounds, best of 5 calls each\n",
+    lines = [f"{machine.header(load_before=load_before)}; median of {args.rounds} rounds, best of 5 calls each\n",
              f"| product | BLAS's own {cores} threads GFLOP/s | tlkit split GFLOP/s | split / BLAS |",
              "|---|---:|---:|---:|"]
     for i, (a, b, _) in enumerate(ops):

@@ -99,13 +99,16 @@ def peer_env(base=None, extra=None):
     return env
 
 
-def header(sgemm=None, torch_sgemm=None):
-    parts = [f"CPU: {cpu_model()} (lscpu), {cores()} cores", f"load average {loadavg()}"]
+def header(sgemm=None, torch_sgemm=None, load_before=None):
+    """One line for a table: CPU, cores, load now and before the run, BLAS rates. A benchmark loads
+    the machine itself, so the LOADED verdict reads the load from before it started."""
+    load_before = load_before or loadavg()
+    parts = [f"CPU: {cpu_model()} (lscpu), {cores()} cores", f"load average before {load_before}, after {loadavg()}"]
     if sgemm:
         parts.append(f"numpy sgemm {sgemm:.0f} GFLOP/s")
     if torch_sgemm:
         parts.append(f"torch sgemm {torch_sgemm:.0f} GFLOP/s")
-    if os.getloadavg()[0] > LOADED:
+    if float(load_before.split()[0]) > LOADED:
         parts.append(f"**LOADED** (1-min load > {LOADED}): other work shared the cores, these figures are unreliable")
     return "; ".join(parts)
 

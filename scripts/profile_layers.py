@@ -200,7 +200,8 @@ def main():
         fn = tlkit_worker if framework == "tlkit" else torch_worker
         return fn(model_name, int(batch), int(runs), task)
     with_torch = not args.no_torch and os.path.exists(args.peer_python)
-    sections = [f"{machine.header()}; best of {args.runs} calls per layer after a warm-up."]
+    load_before = machine.loadavg()
+    sections = []
     jobs = [(m, "forward") for m in args.models]
     if "vgg16" in args.models and not args.no_step:
         jobs.append(("vgg16", "finetune"))
@@ -213,6 +214,7 @@ def main():
             continue
         what = "forward" if task == "forward" else "block5 fine-tuning step (block5: forward + backward)"
         sections.append(f"### {model_name} {what}, batch {batch}\n\n{table(model_name, batch, task, tl, tc)}")
+    sections.insert(0, f"{machine.header(load_before=load_before)}; best of {args.runs} calls per layer after a warm-up.")
     machine.publish("## Where the time goes", "\n\n".join(sections) + "\n", args.write)
 
 
