@@ -1,22 +1,26 @@
-"""Every performance figure of issue 7, side by side with the peers, in one run.
+"""tlkit against torch, Keras 3 and ONNX Runtime on the same networks with the same weights (issue 16).
 
-    python scripts/bench.py                 # all sections, tables on stdout (~25 min on 2 cores)
-    python scripts/bench.py --quick         # fewer steps, one round, no scaling tables
-    python scripts/bench.py --write         # also rewrite the '## Performance' section of BENCHMARKS.md
+    python scripts/bench.py                    # every case, 3 interleaved rounds (~25-35 min on 2 cores)
+    python scripts/bench.py --quick            # 1 round, 2 timed steps: a smoke run (~8 min)
+    python scripts/bench.py --cases vgg16-forward-8 squeezenet-forward-32 --frameworks tlkit onnxruntime
+    python scripts/bench.py --write            # also rewrite the '## Against the peers' section of BENCHMARKS.md
 
-What it measures (tlkit through its public model API, as users run it; peers when --peer-python has
-them, by default /work/peers/bin/python):
-  vgg16-forward   VGG16(include_top=False) forward, 224x224, batch 8; images/s and peak RSS.
-  vgg16-finetune  one training step, blocks 1-4 frozen, block5 trainable, GAP + Dense(10) head, SGD,
-                  batch 8 (tlkit: compile + train_on_batch; torch: autograd; Keras: train_on_batch).
-  squeezenet      SqueezeNet v1.1 base forward, 224x224, batch 32 (tlkit vs TF-Keras).
-  scaling         tlkit VGG16 forward against batch (1, 8, 32), image size (128, 224, 320) and
-                  threads (1 vs 2).
-  startup         `import tlkit` with a warm numba cache, and the one-off numba compile time
-                  (first forward + backward + augmentation with an empty cache).
-Every measurement runs in its own subprocess, so peak memory is its own and tlkit's process never
-loads TensorFlow or torch. Machines are noisy: each peer comparison runs --rounds times in turn
-(tlkit, torch, Keras, tlkit, ...) and reports medians and the range of the per-round ratios.
+Cases: VGG16 conv base forward 224x224 at batch 8 and 1; SqueezeNet v1.1 base forward at batch 32
+and 1; one VGG16 block5 fine-tuning step at batch 8 (blocks 1-4 frozen, GAP + Dense(10) head,
+SGD momentum 0.9, cross-entropy) for tlkit, torch and Keras.
+Each framework on its fastest fp32 path: torch channels_last + inference_mode (autograd for the
+step); Keras 3 as a tf.function, with and without XLA (jit_compile) timed in the worker and the
+faster kept; ONNX Runtime on the model exported from the torch module (opset 23, all graph
+optimizations, intra-op threads = cores).
+Honesty rules: every framework runs in its own process (its peak RSS is its own); rounds are
+interleaved (tlkit, torch, keras, onnxruntime, tlkit, ...) so a slow spell hits all alike; all load
+the conv weights tlkit drew and check their output against tlkit's on one input (the 'agrees'
+column: max |difference| / max |output|); each table says the CPU, core count, load, numpy's and
+torch's sgemm rate, and every figure comes with its effective GFLOP/s (the network's
+multiply-adds x2 / time; Winograd can make this exceed the BLAS rate). A peer whose VGG16
+forward runs below half the machine's sgemm rate marks the run SUSPECT: that peer is not on its
+fast path (or the machine was busy). OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are dropped for the
+workers (see machine.py); each worker's threadpools are listed at the end.
 """
 import argparse
 import json
@@ -27,253 +31,313 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
 PEER_PYTHON = "/work/peers/bin/python"
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(SCRIPTS))
+
+import machine  # noqa: E402
+import peer_models  # noqa: E402
+
+FRAMEWORKS = ("tlkit", "torch", "keras", "onnxruntime")
+CASES = {  # name: (model, task, batch)
+    "vgg16-forward-8": ("vgg16", "forward", 8),
+    "vgg16-forward-1": ("vgg16", "forward", 1),
+    "squeezenet-forward-32": ("squeezenet", "forward", 32),
+    "squeezenet-forward-1": ("squeezenet", "forward", 1),
+    "vgg16-finetune-8": ("vgg16", "finetune", 8),
+}
+LR, MOMENTUM, CLASSES = 0.01, 0.9, 10
 
 
 # ---------------------------------------------------------------------------------------------
-# workers (each returns a zero-argument step function)
+# workers: build the model from the weight file, check it, return a zero-argument step
 
-def tlkit_worker(task, batch, size):
+def tlkit_step(model, task, batch, weights_file):
     import numpy as np
 
     import tlkit
     from tlkit import layers as L
-    from tlkit.zoo import SqueezeNet, VGG16
 
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, size, size, 3)).astype(np.float32)
-    if task == "squeezenet":
-        base = SqueezeNet(weights=None, input_shape=(size, size, 3))
+    names, weights, x_ref, y_ref = peer_models.load(weights_file)
+    base = peer_models.tlkit_model(model)
+    for name, (kernel, bias) in zip(names, weights, strict=True):
+        base.get_layer(name).set_weights([kernel, bias])
+    agrees = peer_models.agreement(base.predict_on_batch(x_ref), y_ref)
+    x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32)
+    if task == "forward":
         base.trainable = False
-        return lambda: base.predict_on_batch(x)
-    base = VGG16(include_top=False, weights=None, input_shape=(size, size, 3))
-    if task == "vgg16-forward":
-        base.trainable = False
-        return lambda: base.predict_on_batch(x)
+        return (lambda: base.predict_on_batch(x)), agrees, {}
     for layer in base.layers:
         layer.trainable = layer.name.startswith("block5")
-    inp = tlkit.Input((size, size, 3))
-    model = tlkit.Model(inp, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(base(inp))))
-    model.compile(tlkit.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
-    y = rng.integers(0, 10, batch)
-    return lambda: model.train_on_batch(x, y)
+    inp = tlkit.Input((224, 224, 3))
+    net = tlkit.Model(inp, L.Dense(CLASSES)(L.GlobalAveragePooling2D()(base(inp))))
+    net.compile(tlkit.optimizers.SGD(LR, momentum=MOMENTUM),
+                tlkit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    y = np.random.default_rng(0).integers(0, CLASSES, batch)
+    return (lambda: net.train_on_batch(x, y)), agrees, {}
 
 
-def torch_worker(task, batch, size):
+def torch_step(model, task, batch, weights_file):
+    import numpy as np
     import torch
     from torch import nn
 
-    import bench_engine
-
-    if task == "vgg16-forward":
-        return bench_engine.torch_worker("forward", batch, size, 0)
-    base, x = bench_engine.torch_vgg16_base(batch, size)
-    head = nn.Linear(512, 10)
-    for p in base.parameters():
+    torch.set_num_threads(machine.cores())
+    _, weights, x_ref, y_ref = peer_models.load(weights_file)
+    net = peer_models.torch_model(model, weights)
+    with torch.inference_mode():
+        agrees = peer_models.agreement(peer_models.torch_output(net(peer_models.torch_input(x_ref))), y_ref)
+    x = peer_models.torch_input(np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32))
+    if task == "forward":
+        def forward():
+            with torch.inference_mode():
+                net(x)
+        return forward, agrees, {}
+    for p in net.parameters():
         p.requires_grad_(False)
-    trainable = [p for m in list(base)[-7:] for p in m.parameters()] + list(head.parameters())
+    block5 = [p for m in list(net)[-7:] for p in m.parameters()]  # 3 convs (+ ReLUs) and the pool
+    head = nn.Linear(512, CLASSES)
+    trainable = block5 + list(head.parameters())
     for p in trainable:
         p.requires_grad_(True)
-    opt = torch.optim.SGD(trainable, lr=0.01)
-    y = torch.randint(0, 10, (batch,))
+    net.train()
+    opt = torch.optim.SGD(trainable, lr=LR, momentum=MOMENTUM)
+    y = torch.from_numpy(np.random.default_rng(0).integers(0, CLASSES, batch))
 
     def step():
-        opt.zero_grad()
-        logits = head(base(x).mean(dim=(2, 3)))
-        nn.functional.cross_entropy(logits, y).backward()
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(head(net(x).mean(dim=(2, 3))), y).backward()
         opt.step()
-    return step
+    return step, agrees, {}
 
 
-def keras_worker(task, batch, size):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def keras_step(model, task, batch, weights_file):
     import keras
     import numpy as np
+    import tensorflow as tf
 
-    x = np.random.default_rng(0).standard_normal((batch, size, size, 3)).astype(np.float32)
-    if task == "squeezenet":
-        import tf_keras
+    names, weights, x_ref, y_ref = peer_models.load(weights_file)
+    base = peer_models.keras_model(model, names, weights)
+    agrees = peer_models.agreement(base(x_ref, training=False), y_ref)
+    x = tf.constant(np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32))
+    if task == "forward":
+        variants = {jit: tf.function(lambda x: base(x, training=False), jit_compile=jit) for jit in (False, True)}
+        make = lambda jit: (lambda: variants[jit](x).numpy())  # noqa: E731
+    else:
+        for layer in base.layers:
+            layer.trainable = layer.name.startswith("block5")
+        inp = keras.Input((224, 224, 3))
+        net = keras.Model(inp, keras.layers.Dense(CLASSES)(keras.layers.GlobalAveragePooling2D()(base(inp))))
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        y = tf.constant(np.random.default_rng(0).integers(0, CLASSES, batch))
+        opts = {jit: keras.optimizers.SGD(LR, momentum=MOMENTUM) for jit in (False, True)}
 
-        from keras_finetune import squeezenet
-        model = squeezenet(tf_keras, (size, size, 3))
-        return lambda: model.predict_on_batch(x)
-    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(size, size, 3))
-    if task == "vgg16-forward":
-        return lambda: base.predict_on_batch(x)
-    for layer in base.layers:
-        layer.trainable = layer.name.startswith("block5")
-    inp = keras.Input((size, size, 3))
-    model = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(
-        keras.layers.GlobalAveragePooling2D()(base(inp))))
-    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
-    y = np.random.default_rng(0).integers(0, 10, batch)
-    return lambda: model.train_on_batch(x, y)
+        def train(jit):
+            opt = opts[jit]
+
+            def one(x, y):
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(y, net(x, training=True))
+                grads = tape.gradient(loss, net.trainable_variables)
+                opt.apply_gradients(zip(grads, net.trainable_variables))
+                return loss
+            return tf.function(one, jit_compile=jit)
+        variants = {jit: train(jit) for jit in (False, True)}
+        make = lambda jit: (lambda: variants[jit](x, y).numpy())  # noqa: E731
+    timings = {}
+    for jit in (False, True):  # measure and pick: XLA helps some graphs on some CPUs, hurts others
+        step = make(jit)
+        try:
+            step()
+            step()
+            timings[jit] = min(machine.timed(step) for _ in range(2))
+        except Exception as e:  # noqa: BLE001 - an XLA failure just leaves the plain graph
+            print(f"keras jit_compile={jit} failed: {type(e).__name__}: {e}"[:300], file=sys.stderr)
+    best = min(timings, key=timings.get)
+    return make(best), agrees, {"jit_compile": best}
 
 
-WORKERS = {"tlkit": tlkit_worker, "torch": torch_worker, "keras": keras_worker}
-
-
-def run_worker(framework, task, batch, size, runs):
-    step = WORKERS[framework](task, batch, size)
-    for _ in range(2):  # warm-up: numba cache load, TF tracing (it keeps warming past its first call), allocators
-        step()
-    if task == "squeezenet":  # sub-second steps: time more of them, the median steadies
-        runs *= 4
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    print(json.dumps({"ips": batch / median, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-
-
-def startup_worker():
-    """Compile everything a fine-tuning run needs, from an empty numba cache (set by the caller)."""
-    t0 = time.perf_counter()
+def onnxruntime_step(model, task, batch, weights_file):
     import numpy as np
+    import onnxruntime as ort
 
+    onnx_file = f"{weights_file}.b{batch}.onnx"  # exported by the driver's prepare step (torch not loaded here)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = machine.cores()
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
+    _, _, x_ref, y_ref = peer_models.load(weights_file)
+    ref_session = session if batch == x_ref.shape[0] else ort.InferenceSession(
+        f"{weights_file}.b{x_ref.shape[0]}.onnx", options, providers=["CPUExecutionProvider"])
+    nchw = lambda a: np.ascontiguousarray(a.transpose(0, 3, 1, 2))  # noqa: E731
+    y = ref_session.run(None, {"x": nchw(x_ref)})[0].transpose(0, 2, 3, 1)
+    del ref_session
+    agrees = peer_models.agreement(y, y_ref)
+    x = nchw(np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32))
+    return (lambda: session.run(None, {"x": x})), agrees, {}
+
+
+STEPS = {"tlkit": tlkit_step, "torch": torch_step, "keras": keras_step, "onnxruntime": onnxruntime_step}
+
+
+def run_worker(framework, model, task, batch, runs, weights_file):
+    step, agrees, extra = STEPS[framework](model, task, batch, weights_file)
+    for _ in range(2):  # warm-up: numba cache load, graph tracing, allocators
+        step()
+    if model == "squeezenet" or batch == 1:  # sub-second steps: time more of them, the median steadies
+        runs *= 4
+    times = [machine.timed(step) for _ in range(runs)]
+    print(json.dumps({"ips": batch / statistics.median(times), "agrees": agrees, **extra,
+                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "threads": machine.thread_report()}))
+
+
+def prepare_worker(model, weights_file, batches):
+    """tlkit process: draw the weights, write them with a reference output (batch 1)."""
     import tlkit
-    from tlkit import layers as L
-    from tlkit.augment import ImageDataGenerator
 
-    model = tlkit.Sequential([tlkit.Input((32, 32, 3)), L.Conv2D(16, 3, padding="same", activation="relu"),
-                              L.Conv2D(16, 3, padding="same", activation="relu"), L.MaxPooling2D(),
-                              L.AveragePooling2D(), L.GlobalAveragePooling2D(), L.Dense(2, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-    x = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
-    gen = ImageDataGenerator(rotation_range=10, zoom_range=0.1, horizontal_flip=True)
-    model.fit(gen.flow(x, np.arange(8) % 2, batch_size=4), epochs=1, verbose=0)
-    model.predict(x, verbose=0)
-    print(json.dumps({"seconds": time.perf_counter() - t0}))
+    tlkit.utils.set_random_seed(0)
+    peer_models.dump(peer_models.tlkit_model(model), weights_file, batch=1)
+
+
+def export_worker(model, weights_file, batches):
+    _, weights, _, _ = peer_models.load(weights_file)
+    for batch in sorted(set(batches) | {1}):
+        peer_models.onnx_session(model, weights, batch, f"{weights_file}.b{batch}.onnx")
+
+
+def sgemm_worker(which):
+    rate = machine.torch_sgemm_gflops() if which == "torch" else machine.sgemm_gflops()
+    print(json.dumps({"gflops": rate, "threads": machine.thread_report()}))
 
 
 # ---------------------------------------------------------------------------------------------
 # driver
 
-def measure(framework, task, batch, size, runs, peer_python, threads=None):
-    python = sys.executable if framework == "tlkit" else peer_python
-    if python is None:
-        return None
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "scripts")]))
-    if threads:
-        env.update(NUMBA_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    cmd = [python, __file__, "--worker", framework, task, str(batch), str(size), str(runs)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def call(python, *argv, quiet=False):
+    env = machine.peer_env(extra={"PYTHONPATH": os.pathsep.join([str(REPO), str(SCRIPTS)])})
+    done = subprocess.run([python, __file__, *argv], capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        print(f"  {framework} {task} b{batch} {size}px failed:\n{done.stderr[-1500:]}", file=sys.stderr)
+        if not quiet:
+            print(f"  {' '.join(argv[:4])} failed:\n{done.stderr[-1500:]}", file=sys.stderr)
         return None
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"  {framework:5s} {task:15s} b{batch:<3d} {size}px threads={threads or 'all'}: {result['ips']:7.2f} img/s, "
-          f"peak {result['peak_mb']:6.0f} MB", file=sys.stderr, flush=True)
-    return result
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {}
 
 
-def fmt(r, key="ips", spec=".2f"):
-    return format(r[key], spec) if r else "-"
+def flops_per_image(model, task):
+    """Multiply-adds x 2 of the conv layers (forward; the step adds block5's weight and input
+    gradients, less block5_conv1's input gradient, which a frozen prefix never needs)."""
+    layers = peer_models.conv_shapes(model)
+    forward = sum(f for _, f in layers)
+    if task == "forward":
+        return forward
+    block5 = [f for name, f in layers if name.startswith("block5")]
+    return forward + 2 * sum(block5) - block5[0]
 
 
-def ratio(a, b):
-    """tlkit / peer of the medians, and the range of the per-round ratios (rounds ran back to back)."""
-    if not a or not b:
-        return "-"
-    rounds = sorted(x / y for x, y in zip(a["rounds"], b["rounds"]))
-    spread = f" ({rounds[0]:.2f}-{rounds[-1]:.2f})" if len(rounds) > 1 else ""
-    return f"{a['ips'] / b['ips']:.2f}x{spread}"
-
-
-def interleaved(frameworks, task, batch, runs, rounds, peer_python):
-    """Each framework measured ``rounds`` times, in turn (tlkit, torch, Keras, tlkit, ...), so a slow
-    spell of this shared machine hits them all alike; {framework: median img/s, max peak, per round}."""
+def interleaved(case, frameworks, args, weights_file):
+    model, task, batch = CASES[case]
     got = {f: [] for f in frameworks}
-    for _ in range(rounds):
+    for _ in range(args.rounds):
         for f in frameworks:
-            r = measure(f, task, batch, 224, runs, peer_python)
+            python = sys.executable if f == "tlkit" else args.peer_python
+            r = call(python, "--worker", f, model, task, str(batch), str(args.runs), weights_file)
             if r:
                 got[f].append(r)
+                print(f"  {case:22s} {f:11s} {r['ips']:8.2f} img/s  peak {r['peak_mb']:6.0f} MB  "
+                      f"agrees {r['agrees']:.1e}{'  jit' if r.get('jit_compile') else ''}", file=sys.stderr, flush=True)
     return {f: {"ips": statistics.median(r["ips"] for r in rs), "peak_mb": max(r["peak_mb"] for r in rs),
-                "rounds": [r["ips"] for r in rs]} if len(rs) == rounds else None for f, rs in got.items()}
-
-
-def comparison(runs, rounds, peer_python):
-    rows = ["| figure | tlkit img/s | torch img/s | Keras img/s | tlkit / torch | tlkit / Keras | "
-            "tlkit peak MB | torch peak MB | Keras peak MB | bar |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    cases = [("vgg16-forward", 8, ">= 1.5x both, memory <= Keras"), ("vgg16-finetune", 8, ">= 1.5x torch"),
-             ("squeezenet", 32, ">= 1x Keras")]
-    for task, batch, bar in cases:
-        frameworks = ("tlkit", "keras") if task == "squeezenet" else ("tlkit", "torch", "keras")
-        got = interleaved(frameworks, task, batch, runs, rounds, peer_python)
-        t, p, k = got.get("tlkit"), got.get("torch"), got.get("keras")
-        rows.append(f"| {task}, batch {batch} | {fmt(t)} | {fmt(p)} | {fmt(k)} | {ratio(t, p)} | {ratio(t, k)} | "
-                    f"{fmt(t, 'peak_mb', '.0f')} | {fmt(p, 'peak_mb', '.0f')} | {fmt(k, 'peak_mb', '.0f')} | {bar} |")
-    return "\n".join(rows)
-
-
-def scaling(runs):
-    rows = ["| batch | image size | threads | tlkit VGG16 forward img/s |", "|---:|---:|---:|---:|"]
-    for batch, size, threads in ([(b, 224, None) for b in (1, 8, 32)] + [(8, s, None) for s in (128, 320)] +
-                                 [(8, 224, 1)]):
-        r = measure("tlkit", "vgg16-forward", batch, size, runs, None, threads)
-        rows.append(f"| {batch} | {size} | {threads or 2} | {fmt(r)} |")
-    return "\n".join(rows)
-
-
-def startup():
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    with tempfile.TemporaryDirectory() as cache:
-        cold = subprocess.run([sys.executable, __file__, "--startup-worker"], capture_output=True, text=True,
-                              env=dict(env, NUMBA_CACHE_DIR=cache))
-        warm = subprocess.run([sys.executable, __file__, "--startup-worker"], capture_output=True, text=True,
-                              env=dict(env, NUMBA_CACHE_DIR=cache))
-    seconds = [json.loads(r.stdout.strip().splitlines()[-1])["seconds"] for r in (cold, warm)]
-    imports = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import tlkit"], check=True, env=env)
-        imports.append(time.perf_counter() - t0)
-    return ("| startup | seconds |\n|---|---:|\n"
-            f"| `python -c 'import tlkit'` (whole process, median of 5) | {statistics.median(imports):.2f} |\n"
-            f"| first tiny fit + predict, empty numba cache (compiles every kernel) | {seconds[0]:.1f} |\n"
-            f"| the same with the cache warm | {seconds[1]:.1f} |")
+                "agrees": max(r["agrees"] for r in rs), "rounds": [r["ips"] for r in rs],
+                "jit": rs[-1].get("jit_compile"), "threads": rs[-1]["threads"]}
+            for f, rs in got.items() if rs}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=int, default=3, help="timed steps per measurement (x4 for SqueezeNet)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved repeats of each peer comparison")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--peer-python", default=PEER_PYTHON if os.path.exists(PEER_PYTHON) else None)
+    p.add_argument("--runs", type=int, default=3, help="timed steps per measurement (x4 for SqueezeNet and batch 1)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every case")
+    p.add_argument("--quick", action="store_true", help="1 round, 2 timed steps")
+    p.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
+    p.add_argument("--peer-python", default=PEER_PYTHON)
     p.add_argument("--write", action="store_true")
-    p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
-    p.add_argument("--startup-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    p.add_argument("--prepare", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--export", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--sgemm", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        framework, task, batch, size, runs = args.worker
-        return run_worker(framework, task, int(batch), int(size), int(runs))
-    if args.startup_worker:
-        return startup_worker()
-    runs, rounds = (2, 1) if args.quick else (args.runs, args.rounds)
-    sections = ["### Against the peers (224x224, 2 cores)\n\n" + comparison(runs, rounds, args.peer_python)]
-    if not args.quick:
-        sections.append("### Scaling (tlkit)\n\n" + scaling(runs))
-    sections.append("### Start-up\n\n" + startup())
-    text = "\n\n".join(sections)
-    print(text)
-    if args.write:
-        from acceptance_finetune import write_section
-
-        command = "python scripts/bench.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
-        write_section("## Performance", f"Command: `{command.strip()}` (each figure: median of {runs} timed "
-                                        f"steps, {4 * runs} for SqueezeNet, after 2 warm-up steps; against the "
-                                        f"peers, the median of {rounds} rounds run in turn, with the range of "
-                                        f"the per-round ratios in brackets; peak = max RSS of the measuring "
-                                        f"process)\n\n{text}\n")
-
+        framework, model, task, batch, runs, weights_file = args.worker
+        return run_worker(framework, model, task, int(batch), int(runs), weights_file)
+    if args.prepare or args.export:
+        model, weights_file, *batches = args.prepare or args.export
+        return (prepare_worker if args.prepare else export_worker)(model, weights_file, [int(b) for b in batches])
+    if args.sgemm:
+        return sgemm_worker(args.sgemm)
+    if args.quick:
+        args.runs, args.rounds = 2, 1
+    have_peers = os.path.exists(args.peer_python)
+    frameworks = [f for f in args.frameworks if f == "tlkit" or have_peers]
+    load_before = machine.loadavg()
+    sgemm = call(sys.executable, "--sgemm", "numpy")
+    torch_sgemm = call(args.peer_python, "--sgemm", "torch") if have_peers else None
+    sgemm_rate = sgemm["gflops"] if sgemm else None
+    results, suspect = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in sorted({CASES[c][0] for c in args.cases}):
+            weights_file = os.path.join(tmp, f"{model}.npz")
+            call(sys.executable, "--prepare", model, weights_file)
+            if "onnxruntime" in frameworks:
+                batches = [str(CASES[c][2]) for c in args.cases if CASES[c][:2] == (model, "forward")]
+                call(args.peer_python, "--export", model, weights_file, *batches)
+        for case in args.cases:
+            model, task, batch = CASES[case]
+            names = [f for f in frameworks if not (task == "finetune" and f == "onnxruntime")]
+            results[case] = interleaved(case, names, args, os.path.join(tmp, f"{model}.npz"))
+    header = machine.header(sgemm_rate, torch_sgemm["gflops"] if torch_sgemm else None, load_before)
+    rows = ["| case | " + " | ".join(f"{f} img/s (GFLOP/s)" for f in frameworks) + " | tlkit / best peer | "
+            + " | ".join(f"{f} peak MB" for f in frameworks) + " | agrees (worst) |",
+            "|---|" + "---:|" * (2 * len(frameworks) + 2)]
+    for case, got in results.items():
+        model, task, batch = CASES[case]
+        gflop = flops_per_image(model, task) / 1e9
+        cells, peaks = [], []
+        for f in frameworks:
+            r = got.get(f)
+            if not r:
+                cells.append("-")
+                peaks.append("-")
+                continue
+            rate = r["ips"] * gflop
+            mark = " (XLA)" if r.get("jit") else ""
+            cells.append(f"{r['ips']:.2f} ({rate:.0f}){mark}")
+            peaks.append(f"{r['peak_mb']:.0f}")
+            if f != "tlkit" and model == "vgg16" and task == "forward" and sgemm_rate and rate < sgemm_rate / 2:
+                suspect.append(f"{f} {case}: {rate:.0f} GFLOP/s < half of sgemm {sgemm_rate:.0f}")
+        peers = {f: r for f, r in got.items() if f != "tlkit"}
+        best = max(peers, key=lambda f: peers[f]["ips"]) if peers else None
+        if best and "tlkit" in got:
+            rounds = sorted(a / b for a, b in zip(got["tlkit"]["rounds"], peers[best]["rounds"]))
+            spread = f" ({rounds[0]:.2f}-{rounds[-1]:.2f})" if len(rounds) > 1 else ""
+            ratio = f"{got['tlkit']['ips'] / peers[best]['ips']:.2f}x {best}{spread}"
+        else:
+            ratio = "-"
+        worst = max((r["agrees"] for r in got.values()), default=float("nan"))
+        rows.append(f"| {case} | " + " | ".join(cells) + f" | {ratio} | " + " | ".join(peaks) + f" | {worst:.0e} |")
+    verdict = ("**SUSPECT**: " + "; ".join(suspect)) if suspect else "peers at >= half the sgemm rate on VGG16: plausible"
+    threads = sorted({f"{f}: " + ", ".join(f"{t['api']} {t['threads']}t {t['architecture']}".strip()
+                                             for t in r["threads"]) for got in results.values()
+                      for f, r in got.items()})
+    text = (f"{header}.\n"
+            f"Median of {args.rounds} interleaved round(s) of {args.runs} timed steps (x4 for SqueezeNet and "
+            f"batch 1) after 2 warm-up steps; ratios: tlkit / fastest peer, per-round range in brackets. "
+            f"GFLOP/s: the network's multiply-adds x2 per second. Run check: {verdict}.\n\n"
+            + "\n".join(rows) + "\n\nThreadpools per worker (threadpoolctl): " + "; ".join(threads) + "\n")
+    machine.publish("## Against the peers", text, args.write)
 
 if __name__ == "__main__":
     main()

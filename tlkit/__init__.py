@@ -7,14 +7,14 @@ Submodules (``tlkit.layers``, ``tlkit.optimizers``, ``tlkit.augment``, ``tlkit.z
 first use, so ``import tlkit`` stays fast and compiles nothing.
 """
 import importlib
-import os
 
 from tlkit.version import __version__  # noqa: F401
 
-# numba's OpenMP workers and OpenBLAS's threads take turns on the same cores; OpenMP's default
-# spin-wait after each parallel region steals the cores from the next BLAS product (measured: up to
-# 5x slower VGG16 on 2 busy cores). Sleep instead. Set here, before any kernel can load libgomp.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# No pool may spin-wait while another works (see tlkit/utils/threads.py); set before any kernel
+# loads libgomp.
+from tlkit.utils.threads import set_env_defaults  # noqa: E402
+
+set_env_defaults()
 
 from tlkit.engine.layers.input_layer import Input  # noqa: E402
 from tlkit.engine.model import Model  # noqa: E402

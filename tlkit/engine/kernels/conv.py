@@ -28,6 +28,7 @@ from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads,
 from tlkit.engine.kernels.im2col import add_bias_relu, col2im_rows, im2col_rows
 from tlkit.engine.kernels.pool import check_out as check_pooled_out
 from tlkit.engine.kernels.pool import max_pool2d_forward
+from tlkit.utils.threads import matmul
 
 __all__ = ["conv2d_forward", "conv2d_maxpool_forward", "fuses_max_pool",
            "conv2d_backward_input", "conv2d_backward_weights", "winograd_transform_filter"]
@@ -113,7 +114,6 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
     y = np.empty((n, out_h, out_w, f), np.float32) if out is None else out
     wide = y.reshape(-1, y.shape[3])
     y2 = wide[:, lo:lo + f]
-    product = np.dot if y2.flags.c_contiguous else np.matmul  # np.dot only writes C-contiguous out
     has_bias = b is not None
     bias = b if has_bias else np.zeros(f, np.float32)
     direct_1x1 = _pointwise(window) and (pad_top, pad_left) == (0, 0) and out_hw == (x.shape[1], x.shape[2])
@@ -129,7 +129,7 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
         else:
             im2col_rows(x, n0, n1, r0, r1, *window, pad_top, pad_left, out_w, patches)
             src = patches[:m]
-        product(src, wmat, out=y2[a:a + m])
+        matmul(src, wmat, y2[a:a + m])
         if has_bias or relu:
             add_bias_relu(wide[a:a + m], bias, has_bias, relu, lo)
     return y[..., lo:lo + f]
@@ -269,7 +269,7 @@ def conv2d_backward_input(dy, w, x_shape, strides=(1, 1), padding="valid", dilat
     for n0, n1, r0, r1 in tiles:
         a = (n0 * g.oh + r0) * g.ow
         m = (n1 - n0) * (r1 - r0) * g.ow
-        np.dot(dy2[a:a + m], wmat_t, out=dpatches[:m])
+        matmul(dy2[a:a + m], wmat_t, dpatches[:m])
         col2im_rows(dpatches, n0, n1, r0, r1, *g.window, g.pad_top, g.pad_left, g.ow, dx)
     return dx
 
@@ -289,7 +289,7 @@ def conv2d_backward_weights(x, dy, kernel_shape, strides=(1, 1), padding="valid"
     dy2 = dy.reshape(-1, f)
     db = dy2.sum(0, dtype=np.float32)
     if _pointwise(g.window):
-        return (x.reshape(-1, ch).T @ dy2).reshape(kernel_shape), db
+        return matmul(x.reshape(-1, ch).T, dy2, np.empty((ch, f), np.float32)).reshape(kernel_shape), db
     if winograd.applicable(x.shape, kernel_shape, g.strides, g.dilation, (g.oh, g.ow)):
         return winograd.conv3x3_backward_weights(x, dy, g.pad_top, g.pad_left), db
     dw = np.zeros((kh * kw * ch, f), np.float32)
@@ -300,7 +300,7 @@ def conv2d_backward_weights(x, dy, kernel_shape, strides=(1, 1), padding="valid"
         a = (n0 * g.oh + r0) * g.ow
         m = (n1 - n0) * (r1 - r0) * g.ow
         im2col_rows(x, n0, n1, r0, r1, *g.window, g.pad_top, g.pad_left, g.ow, patches)
-        np.dot(patches[:m].T, dy2[a:a + m], out=part)
+        matmul(patches[:m].T, dy2[a:a + m], part)
         dw += part
     return dw.reshape(kernel_shape), db
 

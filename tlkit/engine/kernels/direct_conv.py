@@ -162,13 +162,14 @@ def conv_bias_relu_maxpool(x, wk, bias, relu, kh, kw, sh, sw, pad_top, pad_left,
         ring = np.empty((ph, ow, f), np.float32)
         held = np.full(ph, -1, np.int64)  # conv row each ring slot holds
         rows_max = np.empty(ow * f, np.float32)
+        no_offset = np.int64(0)  # typed int64 like conv_bias_relu's lo: one _conv_row specialisation, not two
         for pr in range(p0, p1):
             r0, r1 = _window(pr, psh, ptop, ph, oh)
             for r in range(r0, r1):  # at most ph consecutive rows: distinct slots
                 slot = r % ph
                 if held[slot] != r:
                     _load_rows(x, n, r, sh, pad_top, pad_left, rows)
-                    _conv_row(rows, wk, bias, relu, kw, sw, ch, acc, ring, slot, 0)
+                    _conv_row(rows, wk, bias, relu, kw, sw, ch, acc, ring, slot, no_offset)
                     held[slot] = r
             # Max over the window's rows, then over each window's columns (as the max pool does).
             run = ow * f

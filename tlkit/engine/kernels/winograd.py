@@ -16,6 +16,8 @@ output's scale for VGG-sized inputs. `applicable` says when this beats the direc
 import numpy as np
 from numba import njit, prange
 
+from tlkit.utils.threads import matmul
+
 # Filter transform for points (0, 1, -1, 2, -2, inf); the matching input (B^T) and output (A^T)
 # transforms are written out term by term in the numba kernels below.
 G = np.array([[1 / 4, 0, 0],
@@ -218,7 +220,7 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
         rows = min(rows_per_chunk, total_rows - r0)
         t = rows * tiles_w
         input_transform(x, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
-        np.matmul(v[:, :t], u, out=m[:, :t])
+        matmul(v[:, :t], u, m[:, :t])
         output_transform(m, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
     return y[..., lo:lo + f]
 
@@ -308,9 +310,9 @@ def conv3x3_backward_weights(x, dy, pad_top, pad_left):
         output_transform_adjoint(dy, rows, r0, tiles_h, tiles_w, dm)
         vt = v[:, :t].transpose(0, 2, 1)
         if r0 == 0:
-            np.matmul(vt, dm[:, :t], out=du)
+            matmul(vt, dm[:, :t], du)
         else:
-            np.matmul(vt, dm[:, :t], out=part)
+            matmul(vt, dm[:, :t], part)
             du += part
     dw = np.empty((3, 3, ch, f), np.float32)
     filter_transform_adjoint(du, dw)

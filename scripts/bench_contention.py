@@ -1,0 +1,200 @@
+"""Does tlkit share the machine fairly? Issue 16's contention bars, each process on its own.
+
+    python scripts/bench_contention.py                 # SqueezeNet b32, ~3-5 min on 2 cores
+    python scripts/bench_contention.py --model vgg16 --batch 8 --steps 6
+    python scripts/bench_contention.py --tlkit-path /work/main   # the same against another checkout (A/B)
+    python scripts/bench_contention.py --tlkit-env OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=100000   # A/B a setting
+
+Scenarios (every process is a fresh interpreter; tlkit and the peer run the same model and batch):
+  solo           tlkit alone; then torch alone; then a pure-Python busy loop alone
+  tlkit + tlkit  two tlkit processes        bar: each keeps >= 40% of its solo throughput
+  tlkit + torch  tlkit next to torch        bar: tlkit slowed no more than torch is slowed by tlkit
+  tlkit + busy   tlkit next to a busy loop  (the same comparison against a single busy thread)
+How: each worker warms up (2 steps), says "ready" and waits; when all are ready the driver says
+"go", every worker reports each step's duration as it finishes, and once each has reported
+--steps steps the driver says "stop". So the counted steps all ran while the others ran too; no
+sleeps, no fixed durations. Throughput = batch / median step time.
+"""
+import argparse
+import json
+import os
+import pathlib
+import queue
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+PEER_PYTHON = "/work/peers/bin/python"
+sys.path.insert(0, str(SCRIPTS))
+
+import machine  # noqa: E402
+
+BUSY_ITERATIONS = 2_000_000  # one busy-loop "step": ~0.1 s of pure Python
+
+
+# ---------------------------------------------------------------------------------------------
+# workers
+
+def make_step(kind, model, batch):
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32)
+    if kind == "tlkit":
+        import peer_models
+
+        net = peer_models.tlkit_model(model)
+        return lambda: net.predict_on_batch(x)
+    if kind == "torch":
+        import torch
+
+        import peer_models
+
+        torch.set_num_threads(machine.cores())
+        net = peer_models.torch_model(model)
+        xt = peer_models.torch_input(x)
+
+        def step():
+            with torch.inference_mode():
+                net(xt)
+        return step
+
+    def busy():
+        total = 0
+        for i in range(BUSY_ITERATIONS):
+            total += i
+        return total
+    return busy
+
+
+def worker(kind, model, batch):
+    step = make_step(kind, model, batch)
+    for _ in range(2):
+        step()
+    print(json.dumps({"event": "ready", "threads": machine.thread_report()}), flush=True)
+    stop = threading.Event()
+
+    def listen():
+        for line in sys.stdin:
+            if line.strip() == "stop":
+                break
+        stop.set()
+
+    if sys.stdin.readline().strip() != "go":
+        return
+    threading.Thread(target=listen, daemon=True).start()
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        step()
+        print(json.dumps({"event": "step", "seconds": time.perf_counter() - t0}), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+
+class Proc:
+    def __init__(self, kind, args):
+        python = args.peer_python if kind == "torch" else sys.executable
+        path = [args.tlkit_path or str(REPO), str(SCRIPTS)]
+        extra = dict(e.split("=", 1) for e in args.tlkit_env) if kind == "tlkit" else {}
+        env = machine.peer_env(extra={"PYTHONPATH": os.pathsep.join(path), **extra})
+        self.kind = kind
+        self.proc = subprocess.Popen([python, __file__, "--worker", kind, args.model, str(args.batch)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.lines = queue.Queue()
+        self.steps, self.ready = [], None
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.lines.put(json.loads(line))
+        self.lines.put(None)
+
+    def wait_for(self, predicate):
+        while not predicate():
+            msg = self.lines.get()
+            if msg is None:
+                raise RuntimeError(f"{self.kind} worker exited (code {self.proc.wait()})")
+            if msg["event"] == "ready":
+                self.ready = msg
+            else:
+                self.steps.append(msg["seconds"])
+
+    def send(self, word):
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+
+
+def scenario(kinds, args):
+    """{index: median step seconds} for processes of ``kinds`` running together."""
+    procs = [Proc(kind, args) for kind in kinds]
+    try:
+        for p in procs:
+            p.wait_for(lambda p=p: p.ready is not None)
+        for p in procs:
+            p.send("go")
+        for p in procs:
+            p.wait_for(lambda p=p: len(p.steps) >= args.steps)
+        counted = [list(p.steps) for p in procs]  # all reported while every process was running
+        for p in procs:
+            p.send("stop")
+        for p in procs:
+            p.proc.stdin.close()
+            p.proc.wait(timeout=600)
+    finally:
+        for p in procs:
+            if p.proc.poll() is None:
+                p.proc.kill()
+    for p in procs:
+        print(f"  {' + '.join(kinds):14s} {p.kind:5s} threads: {p.ready['threads']}", file=sys.stderr)
+    return [statistics.median(s) for s in counted]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=("squeezenet", "vgg16"), default="squeezenet")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=10, help="steps each process reports per scenario")
+    p.add_argument("--peer-python", default=PEER_PYTHON)
+    p.add_argument("--tlkit-path", help="checkout whose tlkit to measure (default: this one)")
+    p.add_argument("--tlkit-env", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="environment for the tlkit processes only, e.g. OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=100000")
+    p.add_argument("--write", action="store_true", help="also rewrite BENCHMARKS.md's '## Sharing the machine' section")
+    p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        kind, model, batch = args.worker
+        return worker(kind, model, int(batch))
+    has_torch = os.path.exists(args.peer_python)
+    load_before = machine.loadavg()
+    ips = lambda s: args.batch / s  # noqa: E731
+    solo = scenario(["tlkit"], args)[0]
+    pair = scenario(["tlkit", "tlkit"], args)
+    busy_solo = scenario(["busy"], args)[0]
+    tl_busy, busy_with = scenario(["tlkit", "busy"], args)
+    rows = [f"| tlkit alone | {ips(solo):.1f} | 100% | | |",
+            f"| two tlkit processes | {ips(pair[0]):.1f}, {ips(pair[1]):.1f} | "
+            f"{solo / pair[0]:.0%}, {solo / pair[1]:.0%} | each >= 40% | "
+            f"{'yes' if min(solo / pair[0], solo / pair[1]) >= 0.4 else 'NO'} |"]
+    if has_torch:
+        torch_solo = scenario(["torch"], args)[0]
+        tl_torch, torch_with = scenario(["tlkit", "torch"], args)
+        rows += [f"| torch alone | {ips(torch_solo):.1f} | 100% | | |",
+                 f"| tlkit + torch | tlkit {ips(tl_torch):.1f}, torch {ips(torch_with):.1f} | "
+                 f"tlkit {solo / tl_torch:.0%}, torch {torch_solo / torch_with:.0%} | tlkit's share >= torch's | "
+                 f"{'yes' if solo / tl_torch >= torch_solo / torch_with else 'NO'} |"]
+    rows += [f"| tlkit + busy loop | tlkit {ips(tl_busy):.1f} | tlkit {solo / tl_busy:.0%}, "
+             f"busy loop {busy_solo / busy_with:.0%} | tlkit's share >= loop's | "
+             f"{'yes' if solo / tl_busy >= busy_solo / busy_with else 'NO'} |"]
+    text = (f"{args.model} base forward, batch {args.batch}, median of {args.steps} steps per process. "
+            f"{machine.header(load_before=load_before)}\n\n"
+            "| scenario | tlkit img/s | share of solo throughput | bar | met |\n|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+    machine.publish("## Sharing the machine", text, args.write)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""tlkit's thread configuration (tlkit/utils/threads.py) and cold start: what importing tlkit
+sets, what the first kernel call limits, that split products compute what numpy does (also in a
+forked child), and how many kernel specialisations a SqueezeNet run compiles. No timings here."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tlkit.utils import threads
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_python(code, **env):
+    full = dict(os.environ, PYTHONPATH=REPO)
+    for key, value in env.items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+IMPORT_ONLY = """
+import json, os, numpy, numba, threadpoolctl
+before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+import tlkit
+from tlkit.engine.kernels import conv, winograd
+try:
+    layer = numba.threading_layer()
+except ValueError:
+    layer = None
+compiled = sum(len(f.signatures) for m in (conv, winograd) for f in vars(m).values() if hasattr(f, "signatures"))
+after = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+print(json.dumps({"wait": os.environ.get("OMP_WAIT_POLICY"), "layer": layer, "compiled": compiled,
+                  "blas_before": before, "blas_after": after}))
+"""
+
+
+def test_import_sets_passive_openmp_and_touches_nothing_else():
+    got = run_python(IMPORT_ONLY, OMP_WAIT_POLICY=None, OPENBLAS_NUM_THREADS="2")
+    assert got["wait"] == "PASSIVE"
+    assert got["layer"] is None, "importing tlkit launched numba's thread pool"
+    assert got["compiled"] == 0, "importing tlkit compiled kernels"
+    assert got["blas_after"] == got["blas_before"], "importing tlkit changed BLAS's threads"
+
+
+def test_import_keeps_the_users_own_wait_policy():
+    assert run_python(IMPORT_ONLY, OMP_WAIT_POLICY="ACTIVE")["wait"] == "ACTIVE"
+
+
+FIRST_CONV = """
+import json, numpy as np, threadpoolctl
+from tlkit.engine.kernels import conv
+import numba
+x = np.random.default_rng(0).standard_normal((2, 20, 20, 16)).astype(np.float32)
+w = np.random.default_rng(1).standard_normal((3, 3, 16, 32)).astype(np.float32)
+y = conv.conv2d_forward(x, w, padding="same")
+blas = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+print(json.dumps({"layer": numba.threading_layer(), "blas": blas, "finite": bool(np.isfinite(y).all())}))
+"""
+
+
+def test_first_kernel_call_runs_blas_on_one_thread_and_numba_on_openmp_or_workqueue():
+    got = run_python(FIRST_CONV, OPENBLAS_NUM_THREADS="2")
+    assert got["finite"]
+    assert got["blas"] and set(got["blas"]) == {1}, got
+    assert got["layer"] in ("omp", "workqueue", "tbb")
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_split_products_match_numpy(monkeypatch, workers):
+    monkeypatch.setattr(threads, "num_threads", lambda: workers)
+    monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)  # split even these small products
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((301, 70)).astype(np.float32)
+    b = rng.standard_normal((70, 45)).astype(np.float32)
+    ref = a.astype(np.float64) @ b
+
+    out = np.empty((301, 45), np.float32)
+    np.testing.assert_allclose(threads.matmul(a, b, out), ref, rtol=1e-4, atol=1e-4)
+
+    wide = np.zeros((301, 100), np.float32)  # strided out: a channel slice of a wider buffer
+    threads.matmul(a, b, wide[:, 20:65])
+    np.testing.assert_allclose(wide[:, 20:65], ref, rtol=1e-4, atol=1e-4)
+    assert not wide[:, :20].any() and not wide[:, 65:].any(), "wrote outside its slice"
+
+    stack_a = rng.standard_normal((36, 50, 20)).astype(np.float32)
+    stack_b = rng.standard_normal((36, 20, 30)).astype(np.float32)
+    stack_out = np.empty((36, 50, 30), np.float32)
+    np.testing.assert_allclose(threads.matmul(stack_a, stack_b, stack_out),
+                               stack_a.astype(np.float64) @ stack_b, rtol=1e-4, atol=1e-4)
+
+
+def test_transposed_left_operand(monkeypatch):
+    monkeypatch.setattr(threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)
+    rng = np.random.default_rng(2)
+    patches = rng.standard_normal((400, 27)).astype(np.float32)
+    dy = rng.standard_normal((400, 8)).astype(np.float32)
+    out = np.empty((27, 8), np.float32)
+    np.testing.assert_allclose(threads.matmul(patches.T, dy, out), patches.T.astype(np.float64) @ dy,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_info_reports_threadpools():
+    got = threads.info()
+    assert got["numba_threads"] >= 1
+    assert any(p["user_api"] == "blas" for p in got["threadpools"])
+
+
+SQUEEZENET_RUN = """
+import importlib, json, pkgutil, numpy as np
+import tlkit
+from tlkit import layers as L
+from tlkit.zoo import SqueezeNet
+import tlkit.engine.kernels as kernels
+tlkit.utils.set_random_seed(0)
+base = SqueezeNet(weights=None, input_shape=(64, 64, 3))
+x = np.random.default_rng(0).random((4, 64, 64, 3)).astype(np.float32)
+base.predict_on_batch(x)
+for layer in base.layers:
+    layer.trainable = layer.name.startswith("fire9")
+inp = tlkit.Input((64, 64, 3))
+model = tlkit.Model(inp, L.Dense(2, activation="softmax")(L.GlobalAveragePooling2D()(base(inp))))
+model.compile("adam", "sparse_categorical_crossentropy")
+model.train_on_batch(x, np.arange(4) % 2)
+counts = {}
+for info in pkgutil.iter_modules(kernels.__path__):
+    module = importlib.import_module(f"tlkit.engine.kernels.{info.name}")
+    for name, obj in vars(module).items():
+        if hasattr(obj, "signatures") and obj.signatures:
+            counts[f"{info.name}.{name}"] = len(obj.signatures)
+print(json.dumps(counts))
+"""
+
+
+def test_a_squeezenet_run_compiles_each_kernel_once():
+    # Each extra specialisation (e.g. a literal argument beside an int64 one) is seconds of cold start.
+    counts = run_python(SQUEEZENET_RUN)
+    assert counts, "no kernel ran"
+    assert {k: v for k, v in counts.items() if v > 1} == {}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_split_products_work_in_a_forked_child(monkeypatch):
+    monkeypatch.setattr(threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)
+    a = np.random.default_rng(3).standard_normal((64, 32)).astype(np.float32)
+    b = np.random.default_rng(4).standard_normal((32, 16)).astype(np.float32)
+    threads.matmul(a, b, np.empty((64, 16), np.float32))  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:  # child: the inherited pool has no threads, so a stale pool never runs the work
+        import threading
+        out = np.zeros((64, 16), np.float32)
+        worker = threading.Thread(target=threads.matmul, args=(a, b, out), daemon=True)
+        worker.start()
+        worker.join(120)  # only a hang reaches this bound
+        os._exit(2 if worker.is_alive() else 0 if np.allclose(out, a @ b, rtol=1e-4, atol=1e-4) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
