@@ -13,20 +13,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tlkit"
 MAX_LINES = 400
 
-# Files being split on other branches; the lead empties this list after merging them.
-TOO_LONG_FOR_NOW = {
-    "tlkit/apps/finetune.py",  # issue 15.1: the finetune app split by concern
-}
-
-# Imports being removed on other branches; the lead empties these after merging them.
-UPWARD_FOR_NOW = {
-    # issue 15.2: the Keras 3 and other weight layouts move into the engine's h5 reader
-    ("tlkit.engine.saving.hdf5", "tlkit.zoo"),
-}
-CYCLES_FOR_NOW = [
-    # issue 15.2: keras_v3 stops importing keras_h5's helpers (a shared h5 helper module)
-    {"tlkit.zoo.weights.keras_h5", "tlkit.zoo.weights.keras_v3"},
-]
+# Exceptions to the rules below, each with its reason. Empty: every rule holds.
+TOO_LONG_FOR_NOW = set()
+UPWARD_FOR_NOW = set()
+CYCLES_FOR_NOW = []
 
 
 def module_name(path):

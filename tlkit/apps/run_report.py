@@ -119,3 +119,13 @@ def throughput(timings, n_train):
         if secs and epochs:
             out[f"stage{stage}"] = n_train * epochs / secs
     return out
+
+
+def unreadable_images(*iterators):
+    """[(path, reason)] of every file the iterators left out, at the scan or when decoding, each once
+    (the subsets of a --val-split and the plain and augmented iterators read the same files)."""
+    found = {}
+    for it in iterators:
+        for path, reason in getattr(it, "skipped", []) if it is not None else []:
+            found.setdefault(path, reason)
+    return list(found.items())
