@@ -8,7 +8,7 @@ def one_line(text):
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
 
 
-def _cell(text):
+def table_cell(text):
     return one_line(text).replace("|", "\\|")
 
 
@@ -54,7 +54,7 @@ def markdown_table(report):
     rows = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for name in report["classes"]:
         r = report["per_class"][name]
-        rows.append(f"| {_cell(name)} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |")
+        rows.append(f"| {table_cell(name)} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |")
     return "\n".join(rows)
 
 

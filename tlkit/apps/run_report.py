@@ -96,11 +96,13 @@ def report_markdown(rep, config):
               "![confusion matrix](confusion.png)", ""]
     if rep.get("most_confused"):
         lines += ["## Most confused classes", "", "| true | predicted | count |", "|---|---|---:|"]
-        lines += [f"| {p['true']} | {p['predicted']} | {p['count']} |" for p in rep["most_confused"]]
+        cell = report_mod.table_cell
+        lines += [f"| {cell(p['true'])} | {cell(p['predicted'])} | {p['count']} |" for p in rep["most_confused"]]
         lines.append("")
     if rep.get("confidently_wrong"):
         lines += ["## Most confidently wrong", "", "![most confidently wrong images](misclassified.png)", ""]
-        lines += [f"- `{w['path']}`: {w['true']}, predicted {w['predicted']} ({w['probability']:.3f})"
+        one = report_mod.one_line
+        lines += [f"- `{one(w['path'])}`: {one(w['true'])}, predicted {one(w['predicted'])} ({w['probability']:.3f})"
                   for w in rep["confidently_wrong"]]
         lines.append("")
     if rep["skipped_images"]:
