@@ -240,7 +240,7 @@ class Trainer:
                                                                                    validation_split)
         if class_weight is not None:
             if data_adapter.is_batch_source(x):
-                x = _ClassWeighted(x, class_weight)
+                x = data_adapter.ClassWeighted(x, class_weight)
             else:
                 cw = data_adapter.class_weight_to_sample_weight(flatten(y)[0] if not isinstance(y, dict)
                                                                 else next(iter(y.values())), class_weight)
@@ -371,32 +371,3 @@ def _jsonable(spec):
         return {"class_name": type(spec).__name__, "config": spec.get_config()}
     return getattr(spec, "__name__", str(spec))
 
-
-class _ClassWeighted:
-    """Wraps a batch iterator so each batch carries class-weight sample weights."""
-
-    def __init__(self, source, class_weight):
-        self.source, self.class_weight = source, class_weight
-        self._it = None
-
-    def __len__(self):
-        return len(self.source)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._it is None:
-            self._it = iter(self.source) if hasattr(self.source, "__next__") else _cycle(self.source)
-        batch = next(self._it)
-        x, y, sw = data_adapter.unpack(batch)
-        cw = data_adapter.class_weight_to_sample_weight(y, self.class_weight)
-        return x, y, cw if sw is None else np.asarray(sw) * cw
-
-
-def _cycle(sequence):
-    while True:
-        for i in range(len(sequence)):
-            yield sequence[i]
-        if hasattr(sequence, "on_epoch_end"):
-            sequence.on_epoch_end()

@@ -4,7 +4,7 @@ analytic gradient. Either way a loss is differentiable in a custom training loop
 import numpy as np
 
 from tlkit.engine import ops
-from tlkit.engine.losses.loss import squeeze_or_expand_to_same_rank
+from tlkit.engine.losses.ranks import squeeze_or_expand_to_same_rank
 from tlkit.engine.tape import GradientTape, active_tape
 from tlkit.engine.tensor import Tensor
 
