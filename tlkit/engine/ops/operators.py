@@ -4,6 +4,7 @@ when it loads, so tensor.py and variable.py need not import the ops (which impor
 import numpy as np
 
 from tlkit.engine.ops import dispatch, linalg, math_ops as m, shape_ops as s
+from tlkit.engine.tape import active_tape
 from tlkit.engine.tensor import Tensor, plain
 from tlkit.engine.variable import Variable
 
@@ -84,11 +85,25 @@ def _squeeze(self, axis=None):
     return s.squeeze(self, axis)
 
 
+def _in_place(op, ndarray_method):
+    """``t += x``: in place, as numpy, unless the tape tracks an operand; then a new recorded Tensor (as
+    TensorFlow's immutable tensors give), since a change in place would hide from the gradient."""
+    def method(self, other):
+        tape = active_tape()
+        if tape is not None and (tape.requires_grad(self) or tape.requires_grad(other)):
+            return op(self, other)
+        return ndarray_method(self, other)
+    return method
+
+
 TENSOR_METHODS = {
     "__array_ufunc__": _array_ufunc, "__array_function__": _array_function, "__getitem__": _getitem,
     "reshape": _reshape, "transpose": _transpose, "T": property(_transpose), "astype": _astype,
     "sum": _reduction(m.sum), "mean": _reduction(m.mean), "max": _max, "min": _min,
     "flatten": _flatten, "ravel": _flatten, "squeeze": _squeeze,
+    "__iadd__": _in_place(m.add, np.ndarray.__iadd__), "__isub__": _in_place(m.subtract, np.ndarray.__isub__),
+    "__imul__": _in_place(m.multiply, np.ndarray.__imul__),
+    "__itruediv__": _in_place(m.divide, np.ndarray.__itruediv__),
 }
 
 
