@@ -75,6 +75,14 @@ class Model(Trainer, Layer):
         return list(self._graph.outputs) if self._graph is not None else None
 
     @property
+    def input(self):
+        return _one_or_list(self.inputs, self, "input")
+
+    @property
+    def output(self):
+        return _one_or_list(self.outputs, self, "output")
+
+    @property
     def input_shape(self):
         shapes = [t.shape for t in self._graph.inputs] if self._graph is not None else []
         return shapes[0] if len(shapes) == 1 else shapes
@@ -224,6 +232,12 @@ class Model(Trainer, Layer):
 
 
 register_model_class(Model, "Functional", "Model")
+
+
+def _one_or_list(tensors, model, what):
+    if tensors is None:
+        raise AttributeError(f"Model '{model.name}' has no {what}: it is a subclassed model without a layer graph.")
+    return tensors[0] if len(tensors) == 1 else tensors
 
 
 def _hdf5():
