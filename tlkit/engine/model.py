@@ -3,6 +3,7 @@
 Both run through the same tape, so both train the same way; a model is also a layer and can
 be called inside another model (a frozen base under a new head).
 """
+import json
 import os
 
 import numpy as np
@@ -11,7 +12,7 @@ from tlkit.engine.functional import Graph
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.registry import register_model_class
-from tlkit.engine.saving.config import functional_config
+from tlkit.engine.saving.config import functional_config, functional_from_config
 from tlkit.engine.summary import summarize
 from tlkit.engine.symbolic import KerasTensor, as_float_array, flatten
 from tlkit.engine.trainer import Trainer
@@ -220,6 +221,18 @@ class Model(Trainer, Layer):
         if self._graph is None:
             return {"name": self.name, "trainable": self.trainable}
         return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A Functional model from ``get_config()`` (layers from the registry and ``custom_objects``), or
+        ``cls(**config)`` for a subclassed model's own config."""
+        if "layers" in config and "input_layers" in config:
+            return functional_from_config(config, custom_objects, model_class=cls)
+        return cls(**config)
+
+    def to_json(self, **kwargs):
+        """The architecture as JSON (no weights): ``models.model_from_json(text)`` rebuilds it."""
+        return json.dumps({"class_name": self.config_class_name(), "config": self.get_config()}, **kwargs)
 
     def config_class_name(self):
         if self._graph is None:
