@@ -17,6 +17,7 @@ go straight to the fused built-in step (no repacking of the batch, no extra tape
 import numpy as np
 
 from tlkit.engine import ops
+from tlkit.engine.data_adapter import unpack
 from tlkit.engine.layer_calls import added_losses
 from tlkit.engine.metrics.metric import Metric
 from tlkit.engine.symbolic import flatten
@@ -28,21 +29,6 @@ def pack_data(x, y=None, sample_weight=None):
     if y is None and sample_weight is None:
         return (x,) if isinstance(x, (list, tuple)) else x
     return (x, y) if sample_weight is None else (x, y, sample_weight)
-
-
-def unpack_data(data):
-    """(x, y, sample_weight) from a step's ``data`` (Keras's unpack_x_y_sample_weight)."""
-    if isinstance(data, list):
-        data = tuple(data)
-    if not isinstance(data, tuple):
-        return data, None, None
-    if len(data) == 1:
-        return data[0], None, None
-    if len(data) == 2:
-        return data[0], data[1], None
-    if len(data) == 3:
-        return data
-    raise ValueError(f"A step's data must be x, (x,), (x, y) or (x, y, sample_weight); got a tuple of {len(data)}.")
 
 
 def as_logs(result):
@@ -160,13 +146,13 @@ class StepAPI:
     def train_step(self, data):
         """One training step on ``data`` (what fit yields per batch); returns the logs. Override it to train
         your own way; ``super().train_step(data)`` runs the built-in one."""
-        return self._fused_train_step(*unpack_data(data))
+        return self._fused_train_step(*unpack(data))
 
     def test_step(self, data):
-        return self._fused_test_step(*unpack_data(data))
+        return self._fused_test_step(*unpack(data))
 
     def predict_step(self, data):
-        x, _, _ = unpack_data(data)
+        x, _, _ = unpack(data)
         return self(x, training=False)
 
     def _overrides(self, step):
