@@ -53,6 +53,18 @@ def recorded_call(loss, y_true, y_pred, sample_weight):
                                   lambda g: (np.asarray(g * grad, dtype),))
 
 
+def per_sample_call(loss, y_true, y_pred):
+    """``loss``'s per-sample values (no reduction) as one recorded op, with its analytic gradient: each value
+    depends only on its own sample's entries along the loss's reduced axis."""
+    values, grad = loss.call_with_grad(y_true, np.asarray(y_pred), need_grad=True)[:2]
+    shape, dtype = np.shape(y_pred), np.asarray(y_pred).dtype
+
+    def vjp(g):
+        g = np.asarray(g, np.float64).reshape(np.shape(values))
+        return (np.asarray(np.expand_dims(g, loss._reduced_axis) * grad, dtype).reshape(shape),)
+    return ops.custom_gradient_op(f"{loss.name}_values", [y_pred], np.asarray(values, np.float32), vjp)
+
+
 def tracks(y_pred):
     tape = active_tape()
     return tape is not None and tape.requires_grad(y_pred)
