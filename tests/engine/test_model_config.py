@@ -115,3 +115,15 @@ def test_clone_model_refuses_a_subclassed_model():
             return x
     with pytest.raises(ValueError, match="subclassed"):
         tlkit.models.clone_model(Sub())
+
+
+def test_layers_serialize_and_deserialize_one_layer():
+    layer = tlkit.layers.Dense(3, activation="relu", name="d")
+    entry = tlkit.layers.serialize(layer)
+    assert entry["class_name"] == "Dense" and entry["config"]["units"] == 3
+    copy = tlkit.layers.deserialize(json.loads(json.dumps(entry)))
+    assert type(copy) is L.Dense and copy.get_config() == layer.get_config() and copy is not layer
+    custom = tlkit.layers.deserialize(tlkit.layers.serialize(Scale(4.0)), custom_objects={"Scale": Scale})
+    assert isinstance(custom, Scale) and custom.factor == 4.0
+    with pytest.raises(ValueError, match="custom_objects"):
+        tlkit.layers.deserialize(tlkit.layers.serialize(Scale(4.0)))
