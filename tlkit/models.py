@@ -1,4 +1,6 @@
-"""``tlkit.models``: load_model, Model, Sequential."""
+"""``tlkit.models``: load_model, model_from_json, clone_model, Model, Sequential."""
+from tlkit.engine.cloning import clone_model  # noqa: F401
 from tlkit.engine.model import Model  # noqa: F401
+from tlkit.engine.saving.config import model_from_json  # noqa: F401
 from tlkit.engine.saving.hdf5 import ModelFileError, load_model  # noqa: F401
 from tlkit.engine.sequential import Sequential  # noqa: F401

@@ -1,5 +1,6 @@
 """Keras code that writes its own maths trains: custom layers, add_loss, function and Loss-subclass
-losses, optimizer.apply_gradients/apply, Metric subclasses, and the keras-io training loop from scratch."""
+losses, optimizer.apply_gradients/apply, Metric subclasses. (The keras-io training loop from scratch
+lives in tests/keras_guides/.)"""
 import numpy as np
 import pytest
 
@@ -175,31 +176,3 @@ def test_metric_subclasses_work_in_compile(rng):
     logs = model.evaluate(x, y[:, None], batch_size=64, verbose=0, return_dict=True)
     assert logs["categorical_true_positives"] == float((preds.argmax(1) == y).sum())
 
-
-def test_training_loop_from_scratch(rng):
-    """keras-io "writing a training loop from scratch", with tlkit imports and small random data."""
-    x_train, y_train = separable(rng, n=512, d=20, classes=4)
-    inputs = tlkit.Input(shape=(20,), name="digits")
-    h = L.Dense(32, activation="relu")(inputs)
-    h = L.Dense(32, activation="relu")(h)
-    outputs = L.Dense(4, name="predictions")(h)
-    model = tlkit.Model(inputs=inputs, outputs=outputs)
-    optimizer = tlkit.optimizers.Adam(learning_rate=1e-3)
-    loss_fn = tlkit.losses.SparseCategoricalCrossentropy(from_logits=True)
-    train_acc_metric = tlkit.metrics.SparseCategoricalAccuracy()
-    batch_size, losses = 32, []
-    for epoch in range(6):
-        for step in range(len(x_train) // batch_size):
-            x_batch = x_train[step * batch_size:(step + 1) * batch_size]
-            y_batch = y_train[step * batch_size:(step + 1) * batch_size]
-            with tlkit.GradientTape() as tape:
-                logits = model(x_batch, training=True)
-                loss_value = loss_fn(y_batch, logits)
-            grads = tape.gradient(loss_value, model.trainable_weights)
-            optimizer.apply_gradients(zip(grads, model.trainable_weights))
-            train_acc_metric.update_state(y_batch, logits)
-            losses.append(float(loss_value))
-        train_acc = float(train_acc_metric.result())
-        train_acc_metric.reset_state()
-    assert np.mean(losses[-16:]) < 0.5 * np.mean(losses[:16])
-    assert train_acc > 0.8  # chance is 0.25

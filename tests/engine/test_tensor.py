@@ -38,3 +38,14 @@ def test_numpy_functions_without_an_op_compute_on_values():
     out = np.linalg.det(np.diag(np.asarray(t)))
     assert float(out) == 1.0
     assert np.allclose(t, 1.0)
+
+
+def test_in_place_arithmetic_on_a_tracked_tensor_stays_differentiable():
+    x = np.array([1.0, -2.0, 3.0])
+    with tlkit.GradientTape() as tape:
+        tape.watch(x)
+        y = ops.multiply(x, 2.0)
+        y += x  # d/dx (2x + x) = 3; in place would hide the second term from the tape
+        y *= x  # d/dx (3x * x) = 6x
+        loss = ops.sum(y)
+    np.testing.assert_allclose(tape.gradient(loss, x), 6.0 * x)

@@ -153,3 +153,33 @@ def class_weight_to_sample_weight(y, class_weight):
     if missing:
         raise ValueError(f"class_weight has no entry for class(es) {sorted(missing)}; give a weight for every class.")
     return np.array([table[int(c)] for c in labels], np.float32)
+
+
+class ClassWeighted:
+    """Wraps a batch iterator so each batch carries class-weight sample weights."""
+
+    def __init__(self, source, class_weight):
+        self.source, self.class_weight = source, class_weight
+        self._it = None
+
+    def __len__(self):
+        return len(self.source)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._it is None:
+            self._it = iter(self.source) if hasattr(self.source, "__next__") else _cycle(self.source)
+        batch = next(self._it)
+        x, y, sw = unpack(batch)
+        cw = class_weight_to_sample_weight(y, self.class_weight)
+        return x, y, cw if sw is None else np.asarray(sw) * cw
+
+
+def _cycle(sequence):
+    while True:
+        for i in range(len(sequence)):
+            yield sequence[i]
+        if hasattr(sequence, "on_epoch_end"):
+            sequence.on_epoch_end()

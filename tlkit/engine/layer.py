@@ -36,6 +36,11 @@ def unique_name(base):
     return base if n == 0 else f"{base}_{n}"
 
 
+def reset_names():
+    """Start every layer name over ('dense', 'dense_1'...), as Keras's clear_session does."""
+    _name_counts.clear()
+
+
 class skip_initializers:
     """Build layers with zero weights instead of drawing initial values (they are about to be loaded):
     saves the time of initializing e.g. VGG16's 138M weights, and draws nothing from the RNG.
@@ -329,6 +334,24 @@ class Layer:
         node.input_structure = isinstance(inputs, (list, tuple))
         self._inbound_nodes.append(node)
         return outs if multi else outs[0]
+
+    @property
+    def input(self):
+        """The symbolic tensor(s) this layer was last called on in a Functional graph."""
+        node = self._last_node("input")
+        return list(node.inputs) if node.input_structure else node.inputs[0]
+
+    @property
+    def output(self):
+        """The symbolic tensor(s) this layer's last Functional call produced."""
+        outs = self._last_node("output").outputs
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    def _last_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has no {what}: it was never called on a symbolic tensor "
+                                 "(tlkit.Input or another layer's output).")
+        return self._inbound_nodes[-1]
 
     def call(self, inputs, training=False):
         raise NotImplementedError(f"Layer {type(self).__name__} must implement call().")

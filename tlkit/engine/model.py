@@ -3,6 +3,7 @@
 Both run through the same tape, so both train the same way; a model is also a layer and can
 be called inside another model (a frozen base under a new head).
 """
+import json
 import os
 
 import numpy as np
@@ -11,7 +12,7 @@ from tlkit.engine.functional import Graph
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.registry import register_model_class
-from tlkit.engine.saving.config import functional_config
+from tlkit.engine.saving.config import functional_config, functional_from_config
 from tlkit.engine.summary import summarize
 from tlkit.engine.symbolic import flatten
 from tlkit.engine.trainer import Trainer
@@ -73,6 +74,14 @@ class Model(Trainer, Layer):
     @property
     def outputs(self):
         return list(self._graph.outputs) if self._graph is not None else None
+
+    @property
+    def input(self):
+        return _one_or_list(self.inputs, self, "input")
+
+    @property
+    def output(self):
+        return _one_or_list(self.outputs, self, "output")
 
     @property
     def input_shape(self):
@@ -213,6 +222,18 @@ class Model(Trainer, Layer):
             return {"name": self.name, "trainable": self.trainable}
         return functional_config(self)
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A Functional model from ``get_config()`` (layers from the registry and ``custom_objects``), or
+        ``cls(**config)`` for a subclassed model's own config."""
+        if "layers" in config and "input_layers" in config:
+            return functional_from_config(config, custom_objects, model_class=cls)
+        return cls(**config)
+
+    def to_json(self, **kwargs):
+        """The architecture as JSON (no weights): ``models.model_from_json(text)`` rebuilds it."""
+        return json.dumps({"class_name": self.config_class_name(), "config": self.get_config()}, **kwargs)
+
     def config_class_name(self):
         if self._graph is None:
             raise NotImplementedError(
@@ -224,6 +245,12 @@ class Model(Trainer, Layer):
 
 
 register_model_class(Model, "Functional", "Model")
+
+
+def _one_or_list(tensors, model, what):
+    if tensors is None:
+        raise AttributeError(f"Model '{model.name}' has no {what}: it is a subclassed model without a layer graph.")
+    return tensors[0] if len(tensors) == 1 else tensors
 
 
 def _hdf5():

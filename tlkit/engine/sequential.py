@@ -3,7 +3,7 @@ from tlkit.engine.layer import Layer
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.model import Model
 from tlkit.engine.registry import register_model_class
-from tlkit.engine.saving.config import sequential_config
+from tlkit.engine.saving.config import sequential_config, sequential_from_config
 from tlkit.engine.symbolic import KerasTensor
 from tlkit.utils.text import format_shape
 
@@ -125,6 +125,10 @@ class Sequential(Model):
 
     def get_config(self):
         return sequential_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return sequential_from_config(config, custom_objects, model_class=cls)
 
     def config_class_name(self):
         return "Sequential"

@@ -11,6 +11,7 @@ from tlkit.engine.callbacks.callback import CallbackList
 from tlkit.engine.callbacks.history import History
 from tlkit.engine.callbacks.progbar_logger import ProgbarLogger
 from tlkit.engine.layer_calls import added_losses
+from tlkit.engine.step_api import StepAPI
 from tlkit.engine.symbolic import flatten
 from tlkit.engine.tape import GradientTape
 from tlkit.engine.tensor import Tensor, plain
@@ -20,7 +21,7 @@ def _verbose(verbose):
     return 1 if verbose == "auto" else int(verbose)
 
 
-class Trainer:
+class Trainer(StepAPI):
     """Mixed into Model: everything about training."""
 
     def __init__(self):
@@ -51,6 +52,10 @@ class Trainer:
         self._metric_spec = metrics
         self._weighted_metric_spec = weighted_metrics
         self._metrics = None  # made on the first batch, when target shapes are known
+        self._compiled_metrics = None
+        self._loss_trackers = [metrics_mod.Mean(name="loss")]
+        if len(names) > 1:
+            self._loss_trackers += [metrics_mod.Mean(name=f"{n}_loss") for n in names]
         self.compiled = True
         self._compile_config = {"optimizer": optimizers_mod.serialize(self.optimizer), "loss": _jsonable(loss),
                                 "metrics": _jsonable(metrics), "loss_weights": _jsonable(loss_weights)}
@@ -94,15 +99,13 @@ class Trainer:
                     metric = metrics_mod.get(ident)
                     label = ident if isinstance(ident, str) else metric.name
                 self._metrics.append((i, f"{name}_{label}" if multi else label, metric))
-        self._loss_trackers = [metrics_mod.Mean(name="loss")]
-        if multi:
-            self._loss_trackers += [metrics_mod.Mean(name=f"{n}_loss") for n in names]
 
     def reset_metrics(self):
         for _, _, metric in self._metrics or []:
             metric.reset_state()
         for tracker in getattr(self, "_loss_trackers", []):
             tracker.reset_state()
+        self._reset_step_metrics()
 
     def _logs(self):
         logs = {t.name: float(t.result()) for t in self._loss_trackers}
@@ -163,11 +166,14 @@ class Trainer:
         self._loss_trackers[0].update_state(total, sample_weight=batch_size)
         for tracker, value in zip(self._loss_trackers[1:], per_output):
             tracker.update_state(value, sample_weight=batch_size)
+        self._update_compiled_metrics(preds, ys, sws)
+
+    def _update_compiled_metrics(self, preds, ys, sws):
         for i, _, metric in self._metrics:
             if ys[i] is not None:
                 metric.update_state(ys[i], preds[i], sample_weight=sws[i])
 
-    def train_step(self, x, y, sample_weight=None):
+    def _fused_train_step(self, x, y, sample_weight=None):
         self._require_compiled()
         with GradientTape() as tape:
             preds = flatten(self(x, training=True))
@@ -201,7 +207,7 @@ class Trainer:
                              len(flatten(x)[0]) if not isinstance(x, dict) else len(next(iter(x.values()))))
         return self._logs()
 
-    def test_step(self, x, y, sample_weight=None):
+    def _fused_test_step(self, x, y, sample_weight=None):
         self._require_compiled()
         preds = flatten(self(x, training=False))
         ys = self._targets(y)
@@ -240,7 +246,7 @@ class Trainer:
                                                                                    validation_split)
         if class_weight is not None:
             if data_adapter.is_batch_source(x):
-                x = _ClassWeighted(x, class_weight)
+                x = data_adapter.ClassWeighted(x, class_weight)
             else:
                 cw = data_adapter.class_weight_to_sample_weight(flatten(y)[0] if not isinstance(y, dict)
                                                                 else next(iter(y.values())), class_weight)
@@ -262,7 +268,7 @@ class Trainer:
             cbs.on_epoch_begin(epoch)
             for step, (bx, by, bsw) in enumerate(train.epoch()):
                 cbs.on_train_batch_begin(step)
-                logs = self.train_step(bx, by, bsw)
+                logs = self._run_train_step(bx, by, bsw)
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
@@ -291,7 +297,7 @@ class Trainer:
         logs = {}
         for step, (bx, by, bsw) in enumerate(batches.epoch()):
             cbs.on_test_batch_begin(step)
-            logs = self.test_step(bx, by, bsw)
+            logs = self._run_test_step(bx, by, bsw)
             cbs.on_test_batch_end(step, logs)
         batches.on_epoch_end()
         cbs.on_test_end(logs)
@@ -319,7 +325,7 @@ class Trainer:
         outs = []
         for step, (bx, _, _) in enumerate(batches.epoch()):
             cbs.on_predict_batch_begin(step)
-            out = self(bx, training=False)
+            out = self._run_predict_step(bx)
             outs.append(flatten(out))
             cbs.on_predict_batch_end(step, {"outputs": out})
         batches.on_epoch_end()
@@ -336,13 +342,13 @@ class Trainer:
             sample_weight = cw if sample_weight is None else np.asarray(sample_weight) * cw
         if reset_metrics:
             self.reset_metrics()
-        logs = self.train_step(x, y, sample_weight)
+        logs = self._run_train_step(x, y, sample_weight)
         return _result(logs, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, reset_metrics=True, return_dict=False):
         if reset_metrics:
             self.reset_metrics()
-        return _result(self.test_step(x, y, sample_weight), return_dict)
+        return _result(self._run_test_step(x, y, sample_weight), return_dict)
 
     def predict_on_batch(self, x):
         return self(x, training=False)
@@ -371,32 +377,3 @@ def _jsonable(spec):
         return {"class_name": type(spec).__name__, "config": spec.get_config()}
     return getattr(spec, "__name__", str(spec))
 
-
-class _ClassWeighted:
-    """Wraps a batch iterator so each batch carries class-weight sample weights."""
-
-    def __init__(self, source, class_weight):
-        self.source, self.class_weight = source, class_weight
-        self._it = None
-
-    def __len__(self):
-        return len(self.source)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._it is None:
-            self._it = iter(self.source) if hasattr(self.source, "__next__") else _cycle(self.source)
-        batch = next(self._it)
-        x, y, sw = data_adapter.unpack(batch)
-        cw = data_adapter.class_weight_to_sample_weight(y, self.class_weight)
-        return x, y, cw if sw is None else np.asarray(sw) * cw
-
-
-def _cycle(sequence):
-    while True:
-        for i in range(len(sequence)):
-            yield sequence[i]
-        if hasattr(sequence, "on_epoch_end"):
-            sequence.on_epoch_end()

@@ -7,7 +7,7 @@ from tlkit.engine.layers.dense import Dense
 from tlkit.engine.layers.dropout import Dropout
 from tlkit.engine.layers.global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
 from tlkit.engine.layers.input_layer import Input, InputLayer
-from tlkit.engine.layers.merging import Add, Concatenate
+from tlkit.engine.layers.merging import Add, Concatenate, add, concatenate
 from tlkit.engine.layers.pooling import AveragePooling2D, MaxPooling2D
 from tlkit.engine.layers.reshaping import Flatten, Reshape, ZeroPadding2D
 
@@ -21,5 +21,5 @@ __all__ = [
     "Layer", "Activation", "BatchNormalization", "Conv2D", "Dense", "Dropout", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "Input", "InputLayer", "Add", "Concatenate", "AveragePooling2D", "MaxPooling2D",
     "Flatten", "Reshape", "ZeroPadding2D", "Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
-    "GlobalMaxPool2D",
+    "GlobalMaxPool2D", "add", "concatenate",
 ]

@@ -18,8 +18,14 @@ class InputLayer(Layer):
             if s is not None and s <= 0:
                 raise ValueError(f"Input shape must have positive sizes, got {self.batch_shape[1:]}.")
         self.built = True
-        self.output = KerasTensor(self.batch_shape, name=self.name)
-        Node(self, [], [self.output])
+        self._tensor = KerasTensor(self.batch_shape, name=self.name)
+        Node(self, [], [self._tensor])
+
+    @property
+    def output(self):
+        return self._tensor
+
+    input = output
 
     def call(self, inputs, training=False):
         return inputs

@@ -82,3 +82,13 @@ class Add(_Merge):
 
     def backward(self, n, dy, need_input_grad=True, need_weight_grad=True):
         return [dy] * n, []
+
+
+def add(inputs, **kwargs):
+    """Keras's functional form: ``add([a, b])`` is ``Add(**kwargs)([a, b])``."""
+    return Add(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """Keras's functional form: ``concatenate([a, b], axis)`` is ``Concatenate(axis, **kwargs)([a, b])``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)

@@ -6,16 +6,46 @@
 >>> value, grad = loss.value_and_grad(y_true, y_pred, sample_weight=None)
 >>> losses.mean_squared_error(y_true, y_pred)         # function form: per-sample values
 """
+import functools
 import inspect
 
 import numpy as np
 
+from tlkit.engine.losses import differentiable
 from tlkit.engine.losses.crossentropy import (BinaryCrossentropy, CategoricalCrossentropy,
                                               SparseCategoricalCrossentropy, binary_crossentropy,
                                               categorical_crossentropy, sparse_categorical_crossentropy)
 from tlkit.engine.losses.loss import Loss
 from tlkit.engine.losses.regression import (Huber, MeanAbsoluteError, MeanSquaredError, huber, mean_absolute_error,
                                             mean_squared_error)
+
+
+
+def _recording(fn, cls):
+    """``fn`` (a per-sample function form) that, inside a GradientTape tracking y_pred, records its values as
+    one op with the gradient of ``cls`` (same maths), so ``loss = losses.mean_squared_error(y, model(x))``
+    trains in a custom loop."""
+    params = list(inspect.signature(fn).parameters.values())[2:]
+    accepted = set(inspect.signature(cls).parameters)
+
+    @functools.wraps(fn)
+    def function(y_true, y_pred, *args, **kwargs):
+        if not differentiable.tracks(y_pred):
+            return fn(y_true, y_pred, *args, **kwargs)
+        options = {**{p.name: p.default for p in params}, **dict(zip([p.name for p in params], args)), **kwargs}
+        if any(k not in accepted and v != next(p.default for p in params if p.name == k) for k, v in options.items()):
+            return fn(y_true, y_pred, *args, **kwargs)  # an option the class lacks: fn's own checks answer
+        return differentiable.per_sample_call(cls(**{k: v for k, v in options.items() if k in accepted}),
+                                              y_true, y_pred)
+    return function
+
+
+(categorical_crossentropy, sparse_categorical_crossentropy, binary_crossentropy, mean_squared_error,
+ mean_absolute_error, huber) = (
+    _recording(categorical_crossentropy, CategoricalCrossentropy),
+    _recording(sparse_categorical_crossentropy, SparseCategoricalCrossentropy),
+    _recording(binary_crossentropy, BinaryCrossentropy), _recording(mean_squared_error, MeanSquaredError),
+    _recording(mean_absolute_error, MeanAbsoluteError), _recording(huber, Huber))
 
 _CLASSES = (CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError,
             MeanAbsoluteError, Huber)

@@ -18,7 +18,8 @@ below the others) and keeps a useful gradient -- the behaviour of Keras/TF when 
 """
 import numpy as np
 
-from tlkit.engine.losses.loss import Loss, as_float, squeeze_or_expand_to_same_rank
+from tlkit.engine.losses.loss import Loss, as_float
+from tlkit.engine.losses.ranks import squeeze_or_expand_to_same_rank
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 

@@ -4,7 +4,7 @@ analytic gradient. Either way a loss is differentiable in a custom training loop
 import numpy as np
 
 from tlkit.engine import ops
-from tlkit.engine.losses.loss import squeeze_or_expand_to_same_rank
+from tlkit.engine.losses.ranks import squeeze_or_expand_to_same_rank
 from tlkit.engine.tape import GradientTape, active_tape
 from tlkit.engine.tensor import Tensor
 
@@ -51,6 +51,18 @@ def recorded_call(loss, y_true, y_pred, sample_weight):
     dtype = np.asarray(y_pred).dtype
     return ops.custom_gradient_op(f"{loss.name}_loss", [y_pred], np.asarray(value, dtype),
                                   lambda g: (np.asarray(g * grad, dtype),))
+
+
+def per_sample_call(loss, y_true, y_pred):
+    """``loss``'s per-sample values (no reduction) as one recorded op, with its analytic gradient: each value
+    depends only on its own sample's entries along the loss's reduced axis."""
+    values, grad = loss.call_with_grad(y_true, np.asarray(y_pred), need_grad=True)[:2]
+    shape, dtype = np.shape(y_pred), np.asarray(y_pred).dtype
+
+    def vjp(g):
+        g = np.asarray(g, np.float64).reshape(np.shape(values))
+        return (np.asarray(np.expand_dims(g, loss._reduced_axis) * grad, dtype).reshape(shape),)
+    return ops.custom_gradient_op(f"{loss.name}_values", [y_pred], np.asarray(values, np.float32), vjp)
 
 
 def tracks(y_pred):

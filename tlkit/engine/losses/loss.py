@@ -10,6 +10,9 @@ per-sample loss may only depend on its own entries of y_pred, so that derivative
 """
 import numpy as np
 
+from tlkit.engine.losses import differentiable
+from tlkit.engine.losses.ranks import squeeze_or_expand_to_same_rank
+
 REDUCTIONS = ("sum_over_batch_size", "sum", None, "none", "mean", "mean_with_sample_weight")
 
 
@@ -18,21 +21,6 @@ def standardize_reduction(reduction):
         raise ValueError(f"Invalid value for argument `reduction`. Expected one of {REDUCTIONS}. "
                          f"Received: reduction={reduction!r}")
     return reduction
-
-
-def squeeze_or_expand_to_same_rank(x1, x2, expand_rank_1=True):
-    """Keras's rank alignment: drop (or, for rank 1, add) a trailing size-1 axis when ranks differ by one."""
-    if x1.ndim == x2.ndim + 1 and x1.shape[-1] == 1:
-        if x2.ndim == 1 and expand_rank_1:
-            x2 = x2[..., None]
-        else:
-            x1 = x1[..., 0]
-    elif x2.ndim == x1.ndim + 1 and x2.shape[-1] == 1:
-        if x1.ndim == 1 and expand_rank_1:
-            x1 = x1[..., None]
-        else:
-            x2 = x2[..., 0]
-    return x1, x2
 
 
 def as_float(x):
@@ -89,8 +77,6 @@ class Loss:
 
     # ----- public API -----
     def __call__(self, y_true, y_pred, sample_weight=None):
-        from tlkit.engine.losses import differentiable
-
         if differentiable.tracks(y_pred):  # inside a GradientTape: a differentiable Tensor
             return differentiable.recorded_call(self, y_true, y_pred, sample_weight)
         result = self.call_with_grad(y_true, y_pred, need_grad=False)
@@ -100,8 +86,6 @@ class Loss:
     def value_and_grad(self, y_true, y_pred, sample_weight=None):
         """``(reduced loss as float, d loss / d y_pred as float32 array of y_pred's shape)``."""
         if self._differentiated_by_ops:
-            from tlkit.engine.losses import differentiable
-
             return differentiable.value_and_grad(self, y_true, y_pred, sample_weight)
         return self._value_and_grad(self.call_with_grad(y_true, y_pred, need_grad=True), sample_weight,
                                     np.shape(y_pred))

@@ -5,7 +5,8 @@
 """
 import numpy as np
 
-from tlkit.engine.losses.loss import Loss, as_float, squeeze_or_expand_to_same_rank
+from tlkit.engine.losses.loss import Loss, as_float
+from tlkit.engine.losses.ranks import squeeze_or_expand_to_same_rank
 
 
 def _error(y_true, y_pred):

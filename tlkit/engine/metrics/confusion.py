@@ -10,7 +10,7 @@ Keras's optimized path does, instead of comparing with every threshold.
 """
 import numpy as np
 
-from tlkit.engine.losses.loss import squeeze_or_expand_to_same_rank
+from tlkit.engine.losses.ranks import squeeze_or_expand_to_same_rank
 from tlkit.engine.metrics.metric import Metric
 
 EPSILON = 1e-7

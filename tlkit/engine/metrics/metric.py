@@ -8,7 +8,7 @@
 """
 import numpy as np
 
-from tlkit.engine.losses.loss import squeeze_or_expand_to_same_rank
+from tlkit.engine.losses.ranks import squeeze_or_expand_to_same_rank
 from tlkit.utils.text import snake_case
 
 

@@ -25,6 +25,9 @@ from tlkit.engine.ops.shape_ops import (arange, broadcast_to, cast, concatenate,
                                         stack, stop_gradient, swapaxes, take, take_along_axis, top_k, transpose,
                                         unstack, zeros, zeros_like)
 from tlkit.engine.tensor import Tensor
+from tlkit.engine.ops import operators
+
+operators.install()  # Tensor's and Variable's operators record on the tape from here on
 
 __all__ = [
     "Tensor", "abs", "absolute", "add", "amax", "amin", "arange", "argmax", "argmin", "argsort", "average_pool",

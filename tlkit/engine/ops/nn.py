@@ -2,6 +2,7 @@
 large ops), moments, norms and crossentropies, as in ``keras.ops``."""
 import numpy as np
 
+from tlkit.engine.kernels.geometry import padding_mode, pair
 from tlkit.engine.ops import math_ops as m
 from tlkit.engine.ops.core import primitive, value_of
 from tlkit.engine.ops.shape_ops import cast, one_hot
@@ -105,10 +106,6 @@ def log_softmax(x, axis=-1):
 
 
 # ----- convolution and pooling: the engine's kernels (float32, NHWC) -----
-def _pair(v):
-    return (int(v), int(v)) if np.isscalar(v) else tuple(int(i) for i in v)
-
-
 def _nhwc(data_format, what):
     if data_format not in (None, "channels_last"):
         raise ValueError(f"tlkit.ops.{what} works channels-last (NHWC): pass data_format=None or 'channels_last'.")
@@ -142,7 +139,9 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
     if np.ndim(value_of(inputs)) != 4:
         raise ValueError("tlkit.ops.conv supports 2-D convolution only: inputs must be (batch, height, width, "
                          f"channels), got {np.ndim(value_of(inputs))} dimensions.")
-    return _conv(inputs, kernel, strides=_pair(strides), padding=str(padding).lower(), dilation=_pair(dilation_rate))
+    fn = "tlkit.ops.conv"
+    return _conv(inputs, kernel, strides=pair(strides, "strides", fn), padding=padding_mode(padding, fn=fn),
+                 dilation=pair(dilation_rate, "dilation_rate", fn))
 
 
 def _max_pool_forward(x, pool_size, strides, padding):
@@ -181,8 +180,10 @@ def _pool_args(inputs, pool_size, strides, padding, data_format, what):
     if np.ndim(value_of(inputs)) != 4:
         raise ValueError(f"tlkit.ops.{what} supports 2-D pooling only: inputs must be (batch, height, width, "
                          f"channels), got {np.ndim(value_of(inputs))} dimensions.")
-    size = _pair(pool_size)
-    return dict(pool_size=size, strides=size if strides is None else _pair(strides), padding=str(padding).lower())
+    fn = f"tlkit.ops.{what}"
+    size = pair(pool_size, "pool_size", fn)
+    return dict(pool_size=size, strides=size if strides is None else pair(strides, "strides", fn),
+                padding=padding_mode(padding, fn=fn))
 
 
 def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):

@@ -1,5 +1,7 @@
 """Model architecture as JSON-able config, and back. A config is data: it names layer
 classes from a fixed registry (plus the caller's custom_objects) and is never evaluated."""
+import json
+
 from tlkit.engine import registry
 from tlkit.engine.layers.input_layer import InputLayer
 
@@ -64,15 +66,24 @@ def deserialize_layer(entry, custom_objects=None):
         raise ValueError(f"Layer '{class_name}' in the model file has an invalid config: {e}") from None
 
 
-def sequential_from_config(config, custom_objects=None):
-    model = registry.model_class("Sequential")(name=config.get("name"))
+def model_from_json(json_string, custom_objects=None):
+    """The model ``model.to_json()`` describes (new weights), as Keras's ``models.model_from_json``."""
+    try:
+        entry = json.loads(json_string)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model_from_json needs the JSON text of model.to_json() ({e}).") from None
+    return deserialize_layer(entry, custom_objects)
+
+
+def sequential_from_config(config, custom_objects=None, model_class=None):
+    model = (model_class or registry.model_class("Sequential"))(name=config.get("name"))
     for entry in config.get("layers", []):
         model.add(deserialize_layer(entry, custom_objects))
     model._trainable = bool(config.get("trainable", True))  # not recursive: layers keep their own flags
     return model
 
 
-def functional_from_config(config, custom_objects=None):
+def functional_from_config(config, custom_objects=None, model_class=None):
     created, outputs_of = {}, {}
     pending = []
     for entry in config.get("layers", []):
@@ -109,7 +120,7 @@ def functional_from_config(config, custom_objects=None):
         outputs = [outputs_of[(r[0], r[1])][r[2]] for r in config["output_layers"]]
     except (KeyError, IndexError, TypeError) as e:
         raise ValueError(f"The model config's inputs/outputs don't match its layers ({e}).") from None
-    model = registry.model_class("Functional")(inputs if len(inputs) > 1 else inputs[0],
-                                               outputs if len(outputs) > 1 else outputs[0], name=config.get("name"))
+    model = (model_class or registry.model_class("Functional"))(
+        inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0], name=config.get("name"))
     model._trainable = bool(config.get("trainable", True))  # not recursive: layers keep their own flags
     return model
