@@ -35,7 +35,7 @@ def test_a_second_run_on_a_locked_folder_is_refused_and_a_killed_runs_lock_does_
     third = subprocess.run(command(folder, out, resume=True, epochs=4), capture_output=True, text=True, env=env,
                            timeout=600)
     assert third.returncode == 0, third.stdout + third.stderr
-    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [0, 1, 2, 3]
+    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [1, 2, 3, 4]
     assert not (out / ".tlkit-run.lock").exists()
 
 
@@ -99,4 +99,4 @@ def test_a_disk_filling_up_mid_run_keeps_the_previous_model_and_resume_finishes(
     done = subprocess.run(command(folder, out, resume=True, epochs=4), capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [0, 1, 2, 3]
+    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [1, 2, 3, 4]

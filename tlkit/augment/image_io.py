@@ -276,6 +276,8 @@ def check_image(path):
                 return f"truncated {fmt} file"
     except ImageLoadError as e:
         return str(e).split(": ", 1)[-1]
+    except Image.UnidentifiedImageError:  # its message names the open file object, not the picture
+        return "not a picture (no image format recognised in its content)"
     except Exception as e:
         return f"not a readable image ({type(e).__name__}: {e})"
     return None
