@@ -277,7 +277,7 @@ def check_image(path):
     except ImageLoadError as e:
         return str(e).split(": ", 1)[-1]
     except Image.UnidentifiedImageError:  # its message names the open file object, not the picture
-        return "not a picture (no image format recognised in its content)"
+        return "not a readable image (no picture format recognised in its content)"
     except Exception as e:
         return f"not a readable image ({type(e).__name__}: {e})"
     return None
