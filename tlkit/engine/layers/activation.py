@@ -6,6 +6,8 @@ from tlkit.engine.layer import Layer
 class Activation(Layer):
     """``Activation("relu")``; the backward works from the output alone."""
 
+    preserves_shape = True
+
     supports_logit_fusion = True
 
     def __init__(self, activation, **kwargs):

@@ -9,6 +9,8 @@ class BatchNormalization(Layer):
     """Normalizes over every axis but ``axis``. A frozen layer (trainable=False) always runs
     in inference mode, as in Keras, so fine-tuning a frozen base doesn't wreck its statistics."""
 
+    preserves_shape = True
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):

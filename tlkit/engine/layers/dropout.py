@@ -6,6 +6,8 @@ from tlkit.utils.random import get_rng
 
 
 class Dropout(Layer):
+
+    preserves_shape = True
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= rate < 1:
