@@ -1,4 +1,5 @@
 """``tlkit.models``: load_model, Model, Sequential."""
+import tlkit.augment.layers  # noqa: F401  (registers the preprocessing layers a model file may name)
 from tlkit.engine.model import Model  # noqa: F401
 from tlkit.engine.saving.hdf5 import ModelFileError, load_model  # noqa: F401
 from tlkit.engine.sequential import Sequential  # noqa: F401
