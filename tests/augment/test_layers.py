@@ -170,9 +170,9 @@ def count_warps(monkeypatch):
     calls = []
     real = fusion._warp
 
-    def counting(images, step):
+    def counting(images, step, parallel=True):
         calls.append(step.size)
-        return real(images, step)
+        return real(images, step, parallel)
 
     monkeypatch.setattr(fusion, "_warp", counting)
     return calls

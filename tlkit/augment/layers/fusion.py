@@ -73,18 +73,19 @@ def same_buffer(x, y):
             and x.__array_interface__["data"][0] == y.__array_interface__["data"][0])
 
 
-def _warp(images, step):
+def _warp(images, step, parallel=True):
     n, c = images.shape[0], images.shape[3]
     out = np.empty((n,) + step.size + (c,), np.float32)
     if n == 0:
         return out
     mode, value = step.fill or ("nearest", 0.0)
     return affine.warp(images, step.mats, mode, value, 0 if step.order is None else step.order, out=out,
-                       parallel=True)
+                       parallel=parallel)
 
 
-def run_layers(images, layers, training):
-    """(N, H, W, C) images through ``layers`` (each drawing for this batch), as float32."""
+def run_layers(images, layers, training, parallel=True):
+    """(N, H, W, C) images through ``layers`` (each drawing for this batch), as float32.
+    ``parallel``: numba's thread pool for the warp (worker threads pass False: no nested pools)."""
     x = images
     owned = False  # whether x is this function's own buffer (colour maps then work in place)
     n, h, w, c = x.shape
@@ -101,7 +102,7 @@ def run_layers(images, layers, training):
     def flush_geometry():
         nonlocal x, owned, geo
         if geo is not None:
-            x, owned, geo = _warp(x, geo), True, None
+            x, owned, geo = _warp(x, geo, parallel), True, None
 
     for layer in layers:
         step = layer.draw(n, h, w, training)
