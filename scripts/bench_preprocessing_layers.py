@@ -9,24 +9,14 @@ the two take rounds in turn (one timed batch each, warm processes), so load chan
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
+from bench_augment import cpu_model  # scripts/ is on the path when this file runs
+
 PEERS_PYTHON = "/work/peers/bin/python"
 BATCH = (64, 224, 224, 3)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def build(framework):

@@ -1,8 +1,6 @@
 """image_dataset_from_directory, timeseries_dataset_from_array, pad_sequences: Keras's semantics."""
 import json
 import os
-import pathlib
-import subprocess
 
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ from tlkit import layers
 from tlkit.augment import image_dataset_from_directory
 from tlkit.utils import pad_sequences, timeseries_dataset_from_array
 
-PEERS_PYTHON = "/work/peers/bin/python"
 
 
 @pytest.fixture
@@ -145,8 +142,7 @@ def test_timeseries_windows_and_targets():
         timeseries_dataset_from_array(data, None, 3, sampling_rate=0)
 
 
-@pytest.mark.skipif(not os.path.exists(PEERS_PYTHON), reason="the peers venv with Keras is not installed")
-def test_same_as_keras(folder, tmp_path):
+def test_same_as_keras(folder, tmp_path, keras_oracle):
     cases = [
         {"fn": "image_dataset_from_directory", "directory": str(folder),
          "kwargs": {"shuffle": False, "image_size": [8, 8], "batch_size": 7}},
@@ -165,12 +161,7 @@ def test_same_as_keras(folder, tmp_path):
     ]
     with open(tmp_path / "cases.json", "w") as f:
         json.dump(cases, f)
-    oracle = pathlib.Path(__file__).with_name("keras_dataset_oracle.py")
-    proc = subprocess.run([PEERS_PYTHON, str(oracle), str(tmp_path / "cases.json"), str(tmp_path / "out.npz")],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.skip(f"Keras oracle could not run: {proc.stderr[-500:]}")
-    keras = np.load(tmp_path / "out.npz")
+    keras = keras_oracle("keras_dataset_oracle.py", tmp_path / "cases.json", tmp_path / "out.npz")
     for i, case in enumerate(cases):
         if case["fn"] == "image_dataset_from_directory":
             got = image_dataset_from_directory(case["directory"], verbose=False, **case["kwargs"])

@@ -2,8 +2,6 @@
 import io
 import json
 import os
-import pathlib
-import subprocess
 
 import numpy as np
 import pytest
@@ -12,7 +10,6 @@ from PIL import Image, ImageEnhance
 from tlkit.augment import DataFrameIterator, ImageDataGenerator, apply_affine_transform
 from tlkit.preprocessing import image as kimage
 
-PEERS_PYTHON = "/work/peers/bin/python"
 HWC = {"row_axis": 0, "col_axis": 1, "channel_axis": 2}
 
 
@@ -203,8 +200,7 @@ def test_empty_directory_behaves_as_keras(tmp_path, capsys):
 
 
 # ----- Keras itself, when the peers' Python has it -----
-@pytest.mark.skipif(not os.path.exists(PEERS_PYTHON), reason="the peers venv with Keras is not installed")
-def test_same_outputs_as_keras(tmp_path, picture):
+def test_same_outputs_as_keras(tmp_path, picture, keras_oracle):
     cases, arrays = [], {}
 
     def add(case, x=None):
@@ -240,12 +236,7 @@ def test_same_outputs_as_keras(tmp_path, picture):
                      "kwargs": {"color_mode": color_mode, "target_size": [4, 5]},
                      "to_array": {"data_format": data_format, "dtype": dtype}})
     np.savez(tmp_path / "cases.npz", cases=json.dumps(cases), **arrays)
-    oracle = pathlib.Path(__file__).with_name("keras_functional_oracle.py")
-    proc = subprocess.run([PEERS_PYTHON, str(oracle), str(tmp_path / "cases.npz"), str(tmp_path / "out.npz")],
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        pytest.skip(f"Keras oracle could not run: {proc.stderr[-500:]}")
-    keras = np.load(tmp_path / "out.npz")
+    keras = keras_oracle("keras_functional_oracle.py", tmp_path / "cases.npz", tmp_path / "out.npz")
     for i, case in enumerate(cases):
         x = arrays.get(f"x{i}")
         kwargs = case.get("kwargs", {})

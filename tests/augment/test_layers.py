@@ -1,8 +1,5 @@
 """Keras 3's image preprocessing layers: numpy references, fusion, seeds, saving, fit, Keras as an oracle."""
 import json
-import os
-import pathlib
-import subprocess
 
 import numpy as np
 import pytest
@@ -11,7 +8,6 @@ import tlkit
 from tlkit import layers
 from tlkit.augment.layers import fusion
 
-PEERS_PYTHON = "/work/peers/bin/python"
 
 
 class FixedRng:
@@ -259,8 +255,7 @@ def test_fit_through_preprocessing_layers(batch):
 
 
 # ----- Keras itself, when the peers' Python has it -----
-@pytest.mark.skipif(not os.path.exists(PEERS_PYTHON), reason="the peers venv with Keras is not installed")
-def test_same_pictures_as_keras_for_the_same_draws(tmp_path):
+def test_same_pictures_as_keras_for_the_same_draws(tmp_path, keras_oracle):
     rng = np.random.default_rng(5)
     x = rng.uniform(0, 255, (3, 11, 14, 3)).astype(np.float32)
     cases = [
@@ -289,12 +284,7 @@ def test_same_pictures_as_keras_for_the_same_draws(tmp_path):
     arrays = {f"x{i}": x for i in range(len(cases))}
     spec = [{"layer": name, "config": config, "draw": draw, "training": True} for name, config, draw, _ in cases]
     np.savez(tmp_path / "cases.npz", cases=json.dumps(spec), **arrays)
-    oracle = pathlib.Path(__file__).with_name("keras_layers_oracle.py")
-    proc = subprocess.run([PEERS_PYTHON, str(oracle), str(tmp_path / "cases.npz"), str(tmp_path / "out.npz")],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.skip(f"Keras oracle could not run: {proc.stderr[-500:]}")
-    keras = np.load(tmp_path / "out.npz")
+    keras = keras_oracle("keras_layers_oracle.py", tmp_path / "cases.npz", tmp_path / "out.npz")
     for i, (name, config, _, draws) in enumerate(cases):
         layer = getattr(layers, name)(**config)
         if draws is not None:
