@@ -112,10 +112,25 @@ def test_crops_and_resizing(batch):
     assert layers.RandomCrop(8, 6).compute_output_shape((None, 12, 12, 3)) == (None, 8, 6, 3)
 
 
+def test_random_erasing_boxes_and_probability(batch):
+    layer = fixed(layers.RandomErasing(fill_value=7.0), [[0.25, 0.16], [0.25, 0.16], [0.25, 0.16]],
+                  [0.5, 0.0, 0.3], [0.0, 1.0, 0.3], [1.0, 1.0, 0.2], [0.5, 0.99, 0.5])
+    got = layer(batch, training=True)
+    want = batch.copy()
+    want[0, 0:5, 3:9] = 7.0  # 6 x 4.8 box at (x 3, y 0): rows < 4.8, columns 3..8
+    want[1, 8:12, 0:6] = 7.0  # at (x 0, y 7.2)
+    np.testing.assert_array_equal(got, want)  # image 2: its draw 0.5 is not below its probability 0.2
+    noisy = layers.RandomErasing(seed=1, value_range=(0, 1))(batch / 255, training=True)
+    assert noisy.min() >= 0 and noisy.max() <= 1 and not np.array_equal(noisy, batch / 255)
+    with pytest.raises(ValueError, match="`fill_value` argument should be a number"):
+        layers.RandomErasing(fill_value="red")
+
+
 def test_random_layers_are_identity_at_inference_and_reproducible_by_seed(batch):
     for make in (lambda s: layers.RandomFlip(seed=s), lambda s: layers.RandomRotation(0.2, seed=s),
                  lambda s: layers.RandomZoom(0.2, seed=s), lambda s: layers.RandomTranslation(0.1, 0.1, seed=s),
-                 lambda s: layers.RandomContrast(0.4, seed=s), lambda s: layers.RandomBrightness(0.2, seed=s)):
+                 lambda s: layers.RandomContrast(0.4, seed=s), lambda s: layers.RandomBrightness(0.2, seed=s),
+                 lambda s: layers.RandomErasing(seed=s)):
         np.testing.assert_array_equal(make(1)(batch, training=False), batch)
         a = make(5)(batch, training=True)
         np.testing.assert_array_equal(a, make(5)(batch, training=True))
@@ -228,7 +243,8 @@ def all_layers_model():
         tlkit.Input((12, 12, 3)), layers.RandomFlip("horizontal", seed=1),
         layers.RandomRotation(0.1, fill_mode="constant", seed=2), layers.RandomZoom(0.1, 0.2, seed=3),
         layers.RandomTranslation(0.1, 0.05, seed=4), layers.RandomContrast(0.2, seed=5),
-        layers.RandomBrightness(0.1, seed=6), layers.RandomCrop(11, 11, seed=7), layers.CenterCrop(10, 10),
+        layers.RandomBrightness(0.1, seed=6), layers.RandomErasing(0.5, fill_value=0.0, seed=8),
+        layers.RandomCrop(11, 11, seed=7), layers.CenterCrop(10, 10),
         layers.Resizing(8, 8, crop_to_aspect_ratio=True), layers.Rescaling(1 / 255, -0.5), layers.Normalization(),
         layers.Flatten(), layers.Dense(2, activation="softmax")])
     return model
@@ -236,14 +252,14 @@ def all_layers_model():
 
 def test_config_round_trip_and_hdf5_save_load(tmp_path, batch):
     model = all_layers_model()
-    model.layers[10].adapt(layers.Rescaling(1 / 255, -0.5)(layers.Resizing(8, 8)(batch)))
+    model.layers[11].adapt(layers.Rescaling(1 / 255, -0.5)(layers.Resizing(8, 8)(batch)))
     for layer in model.layers:
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config(), type(layer).__name__
     model.save(tmp_path / "m.h5")
     loaded = tlkit.models.load_model(tmp_path / "m.h5")
     assert [type(a).__name__ for a in loaded.layers] == [type(a).__name__ for a in model.layers]
-    np.testing.assert_allclose(loaded.layers[10].adapt_mean.numpy(), model.layers[10].adapt_mean.numpy())
+    np.testing.assert_allclose(loaded.layers[11].adapt_mean.numpy(), model.layers[11].adapt_mean.numpy())
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
 
 

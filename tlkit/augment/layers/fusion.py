@@ -42,6 +42,14 @@ class ColorStep:
         self.a, self.b, self.lo, self.hi, self.contrast = a, b, lo, hi, contrast
 
 
+class ArrayStep:
+    """A step that is neither a warp nor a colour map (RandomErasing): ``apply(x)`` edits x, the
+    run's own float32 buffer, in place after everything before it has been applied."""
+
+    def __init__(self, apply):
+        self.apply = apply
+
+
 class ClipAffine:
     """A folded run of colour steps: x -> clip(a * x + b, lo, hi), (N, C) float64 each."""
 
@@ -119,6 +127,12 @@ def run_layers(images, layers, training, parallel=True):
             h, w = step.size
             continue
         flush_geometry()
+        if isinstance(step, ArrayStep):
+            flush_color()
+            if not owned:
+                x, owned = np.array(x, np.float32), True
+            step.apply(x)
+            continue
         if step.contrast is not None:
             x = np.ascontiguousarray(x, np.float32)
             mean = color_kernels.channel_means(x, col.a, col.b, col.lo, col.hi)
