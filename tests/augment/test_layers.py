@@ -126,6 +126,44 @@ def test_random_erasing_boxes_and_probability(batch):
         layers.RandomErasing(fill_value="red")
 
 
+def test_mixup_blends_images_and_one_hot_labels(batch):
+    y = np.eye(3, dtype=np.float32)
+    layer = layers.MixUp(alpha=0.4, seed=0)
+    rng = np.random.default_rng(0)  # the layer's draws for seed 0: the partner order, then the weights
+    order = rng.permutation(3)
+    weight = rng.beta(0.4, 0.4, 3)
+    out = layer({"images": batch, "labels": y})
+    w = weight.reshape(3, 1, 1, 1)
+    np.testing.assert_allclose(out["images"], w * batch + (1 - w) * batch[order], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(out["labels"], weight[:, None] * y + (1 - weight[:, None]) * y[order], atol=1e-6)
+    np.testing.assert_allclose(out["labels"].sum(1), 1, atol=1e-6)
+    assert layers.MixUp()(batch, training=False) is batch
+    with pytest.raises(ValueError, match="MixUp needs one-hot labels"):
+        layers.MixUp()({"images": batch, "labels": np.arange(3)})
+
+
+def test_soft_labels_train_through_categorical_crossentropy(batch):
+    mix = layers.MixUp(alpha=0.3, seed=1)
+    y = np.eye(2, dtype=np.float32)[[0, 1, 0]]
+
+    def batches():
+        while True:
+            out = mix({"images": batch / 255, "labels": y})
+            yield out["images"], out["labels"]
+
+    model = tlkit.Sequential([tlkit.Input((12, 12, 3)), layers.Flatten(), layers.Dense(2, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    before = model.evaluate(batch / 255, y, verbose=0)
+    model.fit(batches(), steps_per_epoch=20, epochs=2, verbose=0)
+    assert model.evaluate(batch / 255, y, verbose=0) < before
+
+
+def test_called_on_data_outside_a_model_they_augment_as_keras(batch):
+    assert not np.array_equal(layers.RandomRotation(0.2, seed=3)(batch), batch)  # training=True by default
+    model = tlkit.Sequential([tlkit.Input((12, 12, 3)), layers.RandomRotation(0.2, seed=3)])
+    np.testing.assert_array_equal(model.predict(batch, verbose=0), batch)
+
+
 def test_random_layers_are_identity_at_inference_and_reproducible_by_seed(batch):
     for make in (lambda s: layers.RandomFlip(seed=s), lambda s: layers.RandomRotation(0.2, seed=s),
                  lambda s: layers.RandomZoom(0.2, seed=s), lambda s: layers.RandomTranslation(0.1, 0.1, seed=s),

@@ -47,6 +47,13 @@ class ImagePreprocessingLayer(Layer):
         self._rng = np.random.default_rng(seed) if seed is not None else None
         self._expect = None  # the fused output a previous layer of the run handed on to this one
 
+    def __call__(self, inputs, training=None, **kwargs):
+        # Keras 3's preprocessing layers default to training=True when called on data outside a
+        # model (``RandomFlip()(images)`` flips); inside one, the model's training flag decides.
+        if training is None and getattr(layer_calls._state, "depth", 0) == 0:
+            training = True
+        return super().__call__(inputs, training=training, **kwargs)
+
     def rng(self):
         """This layer's generator when seeded (same seed, same output), else tlkit's shared one."""
         return self._rng or get_rng()
