@@ -4,8 +4,9 @@
     python scripts/bench_augment.py --write    # also update the Augmentation section of BENCHMARKS.md
 
 Workload: 224x224x3 uint8 images, rotation 30 + width/height shift 0.2 + zoom
-0.2 + horizontal flip, float32 out; images per second on one thread and on
-all cores. Then flow_from_directory end to end (decode + resize + augment +
+0.2 + horizontal flip, nearest-edge fill, float32 out; images per second on one
+core (every one-thread figure pinned to the same core, ``--cpu``, with
+os.sched_setaffinity) and on all cores. Then flow_from_directory end to end (decode + resize + augment +
 batch) on ../shared/data/datasets/hymenoptera_data/train. The peers run in a
 subprocess with /work/peers/bin/python (``--peer-python``) when it exists;
 timings are noisy on a shared machine, so tlkit and the peers run in turn
@@ -47,6 +48,32 @@ def stream_rate(iterator, batch, min_time=3.0):
     return drawn / (time.perf_counter() - t)
 
 
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class pinned:
+    """Run the block on one core only (the one-thread figures of every library share it)."""
+
+    def __init__(self, cpu):
+        self.cpu = cpu
+
+    def __enter__(self):
+        self.saved = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {self.cpu})
+
+    def __exit__(self, *exc):
+        os.sched_setaffinity(0, self.saved)
+        return False
+
+
 def rate(fn, count, min_time=1.0):
     """Images per second: best of repeated timed runs (after one warm-up)."""
     fn()
@@ -60,7 +87,7 @@ def rate(fn, count, min_time=1.0):
 
 
 # ----- tlkit (main python) -----
-def bench_tlkit(n, cores):
+def bench_tlkit(n, cores, cpu):
     import numba
     import numpy as np
 
@@ -78,7 +105,8 @@ def bench_tlkit(n, cores):
         for i in range(0, n, BATCH):
             gen.transform_batch(x[i:i + BATCH], rs)  # dropped at once, as a training loop would
 
-    one = rate(batches, n)
+    with pinned(cpu):
+        one = rate(batches, n)
     numba.set_num_threads(cores)
     it = gen.flow(x, batch_size=BATCH, shuffle=True, seed=0, workers=cores)
     allc = stream_rate(it, BATCH)
@@ -103,7 +131,7 @@ def bench_tlkit(n, cores):
 
 
 # ----- peers (run inside /work/peers/bin/python) -----
-def bench_peers(n, cores):
+def bench_peers(n, cores, cpu):
     import numpy as np
 
     x = images(n)
@@ -114,7 +142,8 @@ def bench_peers(n, cores):
 
         gen = ImageDataGenerator(**AUG)
         xf = x[:16].astype(np.float32)
-        out["keras_1"] = rate(lambda: [gen.random_transform(im) for im in xf], len(xf))
+        with pinned(cpu):
+            out["keras_1"] = rate(lambda: [gen.random_transform(im) for im in xf], len(xf))
         if DATA.is_dir():
             import contextlib
             import io
@@ -140,12 +169,13 @@ def bench_peers(n, cores):
                                 border_mode=cv2.BORDER_REPLICATE, p=1.0),
                        A.HorizontalFlip(p=0.5)])
 
-        def run():
+        def run():  # uint8 in, float32 out, as tlkit's generator gives
             for im in x:
                 t(image=im)["image"].astype(np.float32)
 
         cv2.setNumThreads(1)
-        out["albumentations_1"] = rate(run, n)
+        with pinned(cpu):
+            out["albumentations_1"] = rate(run, n)
         # All cores as a data loader would use them: one Python thread per core, each running
         # single-threaded OpenCV (which releases the GIL), over its share of the images.
         from concurrent.futures import ThreadPoolExecutor
@@ -178,13 +208,14 @@ def bench_peers(n, cores):
                     img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
                 np.asarray(img, dtype=np.float32)
 
-        out["pillow_1"] = rate(run, n)
+        with pinned(cpu):
+            out["pillow_1"] = rate(run, n)
     except ImportError:
         pass
     return out
 
 
-def table(rounds, cores, command):
+def table(rounds, cores, command, cpu, load):
     """Medians over the rounds; ratios are of the medians, with the range of per-round ratios."""
     r = {k: statistics.median(x[k] for x in rounds if k in x) for k in set().union(*rounds)}
 
@@ -199,8 +230,9 @@ def table(rounds, cores, command):
         return f"{r[a] / r[b]:.1f}x{spread}"
 
     lines = [
-        f"Command: `{command}` ({platform.machine()}, {cores} cores, Python {platform.python_version()}). "
-        "Images per second, higher is better; ratios are tlkit / peer from the same run.",
+        f"Command: `{command}` ({cpu_model()}, {cores} cores, Python {platform.python_version()}; load average "
+        f"{load[0]:.1f} before, {load[1]:.1f} after). Images per second, higher is better; ratios are tlkit / "
+        f"peer from the same round. One-thread figures: every library pinned to core {cpu}.",
         "",
         f"Random affine (rotation 30, shifts 0.2, zoom 0.2, horizontal flip), {SIZE}x{SIZE}x3 uint8 in, float32 out:",
         "",
@@ -251,25 +283,30 @@ def main():
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--peer-python", default="/work/peers/bin/python")
     ap.add_argument("--rounds", type=int, default=3, help="tlkit and peers measured in turn this many times")
+    ap.add_argument("--cpu", type=int, default=0, help="the core every one-thread measurement is pinned to")
     ap.add_argument("--write", action="store_true", help="update the Augmentation section of BENCHMARKS.md")
     ap.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peer:
-        print(json.dumps(bench_peers(args.images, args.cores)))
+        print(json.dumps(bench_peers(args.images, args.cores, args.cpu)))
         return
+    print(f"CPU: {cpu_model()}", flush=True)
+    load_before = os.getloadavg()[0]
     rounds = []
     for _ in range(args.rounds):  # tlkit and the peers in turn, so a slow spell hits both
-        results = bench_tlkit(args.images, args.cores)
+        results = bench_tlkit(args.images, args.cores, args.cpu)
         if os.path.exists(args.peer_python):
             proc = subprocess.run([args.peer_python, __file__, "--peer", "--images", str(args.images),
-                                   "--cores", str(args.cores)], capture_output=True, text=True)
+                                   "--cores", str(args.cores), "--cpu", str(args.cpu)], capture_output=True,
+                                  text=True)
             if proc.returncode == 0:
                 results.update(json.loads(proc.stdout.strip().splitlines()[-1]))
             else:
                 print("peer run failed:\n" + proc.stderr[-3000:], file=sys.stderr)
         rounds.append(results)
+        print(f"round {len(rounds)}: " + ", ".join(f"{k} {results[k]:,.0f}" for k in sorted(results)), flush=True)
     command = " ".join(["python scripts/bench_augment.py"] + sys.argv[1:])
-    text = table(rounds, args.cores, command)
+    text = table(rounds, args.cores, command, args.cpu, (load_before, os.getloadavg()[0]))
     print(text)
     if args.write:
         write_section(text)

@@ -1,9 +1,6 @@
 """The fused affine path against exact answers, a plain numpy reference, scipy and Keras."""
 import json
 import math
-import os
-import pathlib
-import subprocess
 
 import numpy as np
 import pytest
@@ -11,7 +8,6 @@ import pytest
 from tlkit.augment import ImageDataGenerator, apply_affine_transform
 from tlkit.augment.affine import transform_matrices, warp
 
-PEERS_PYTHON = "/work/peers/bin/python"
 
 
 def hwc(x, **kw):
@@ -129,8 +125,7 @@ def test_axis_errors_are_keras_errors():
         hwc(x, theta=3, fill_mode="mirror")
 
 
-@pytest.mark.skipif(not os.path.exists(PEERS_PYTHON), reason="the peers venv with Keras is not installed")
-def test_same_picture_and_parameters_as_keras(tmp_path):
+def test_same_picture_and_parameters_as_keras(tmp_path, keras_oracle):
     """Keras 3's legacy ImageDataGenerator (tf.keras's convention), run in the peers' Python."""
     rng = np.random.default_rng(0)
     cases, arrays = [], {}
@@ -156,12 +151,7 @@ def test_same_picture_and_parameters_as_keras(tmp_path):
         arrays[f"x{len(cases)}"] = np.zeros((20, 30, 3), np.float32)
         cases.append({"generator": gen, "seed": seed})
     np.savez(tmp_path / "cases.npz", cases=json.dumps(cases), **arrays)
-    oracle = pathlib.Path(__file__).with_name("keras_oracle.py")
-    proc = subprocess.run([PEERS_PYTHON, str(oracle), str(tmp_path / "cases.npz"), str(tmp_path / "out.npz")],
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        pytest.skip(f"Keras oracle could not run: {proc.stderr[-500:]}")
-    keras = np.load(tmp_path / "out.npz")
+    keras = keras_oracle("keras_oracle.py", tmp_path / "cases.npz", tmp_path / "out.npz")
     for i, case in enumerate(cases):
         gen = ImageDataGenerator(**case["generator"])
         if "params" in case:

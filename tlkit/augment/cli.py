@@ -32,13 +32,14 @@ def augment(source, count, out, size, columns, seed, **flags):
     # Imported when the command runs: every `tlkit` command line registers this one, and the
     # generator brings numba with it.
     from tlkit.augment.generator import ImageDataGenerator
-    from tlkit.augment.image_io import decode, list_pictures, scan_images
+    from tlkit.augment.folders import image_files
+    from tlkit.augment.image_io import decode, scan_images
     from tlkit.utils.figures import image_grid, save_figure
 
     if os.path.splitext(out)[1].lower() not in (".png", ".jpg", ".jpeg"):
         raise click.BadParameter(f"cannot write {out!r}; use a .png or .jpg file name", param_hint="--out")
     if os.path.isdir(source):
-        paths, bad = scan_images(list_pictures(source, follow_links=True))
+        paths, bad = scan_images(image_files(source, follow_links=True))
         if not paths:
             raise click.ClickException(f"{source} holds no readable pictures.")
         for p, reason in bad:

@@ -145,7 +145,7 @@ class DirectoryIterator(BatchFromFilesMixin, Iterator):
         filenames, labels = [], []
         for name in classes:
             folder = os.path.join(directory, name)
-            found = image_io.list_pictures(folder, follow_links, self.white_list_formats)
+            found = folders.image_files(folder, follow_links, self.white_list_formats)
             if self.split:
                 found = found[int(self.split[0] * len(found)):int(self.split[1] * len(found))]
             filenames += [os.path.join(name, os.path.relpath(p, folder)) for p in found]
@@ -199,6 +199,8 @@ class DataFrameIterator(BatchFromFilesMixin, Iterator):
     """
 
     allowed_class_modes = {"binary", "categorical", "input", "multi_output", "raw", "sparse", None}
+    # Keras's list: a table naming .gif or .webp files gets them dropped, as in Keras.
+    white_list_formats = folders.KERAS_IMAGE_EXTENSIONS
 
     def __init__(self, dataframe, directory=None, augmenter=None, x_col="filename", y_col="class",
                  weight_col=None, target_size=(256, 256), color_mode="rgb", classes=None, class_mode="categorical",
@@ -224,8 +226,8 @@ class DataFrameIterator(BatchFromFilesMixin, Iterator):
         self._check_params(names, y, cols.get(weight_col) if weight_col else None, classes)
         rows = list(range(len(names)))
         if validate_filenames:
-            ok = [i for i in rows if str(names[i]).lower().endswith(tuple("." + e for e in self.white_list_formats))
-                  and os.path.isfile(os.path.join(self.directory, names[i]))]
+            ok = [i for i in rows if folders.validate_filename(os.path.join(self.directory, names[i]),
+                                                                self.white_list_formats)]
             if len(ok) < len(rows):
                 warnings.warn(f'Found {len(rows) - len(ok)} invalid image filename(s) in x_col="{x_col}". These '
                               "filename(s) will be ignored.")

@@ -14,12 +14,25 @@ import os
 import stat
 import warnings
 
-# Keras's extensions, plus webp and gif (without the dot, as Keras's white_list_formats).
-IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff", "webp", "gif")
+# Keras 2's white_list_formats (its iterators, DataFrameIterator and list_pictures), without the dot.
+KERAS_IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff")
+# What tlkit's folder readers take: Keras's, plus webp and gif.
+IMAGE_EXTENSIONS = KERAS_IMAGE_EXTENSIONS + ("webp", "gif")
 
 
 def has_image_extension(name, extensions=IMAGE_EXTENSIONS):
+    """True when ``name`` ends with one of ``extensions`` (a string or a tuple, with or without the dot)."""
+    if isinstance(extensions, str):
+        extensions = (extensions,)
     return name.lower().endswith(tuple("." + e.lower().lstrip(".") for e in extensions))
+
+
+def validate_filename(filename, white_list_formats):
+    """Keras's ``validate_filename``: ``filename`` is an existing file with one of the extensions.
+
+    Unlike Keras's bare ``endswith``, the extension must follow a dot: ``photo.xpng`` is not a PNG.
+    """
+    return has_image_extension(os.fspath(filename), white_list_formats) and os.path.isfile(filename)
 
 
 def _identity(path):

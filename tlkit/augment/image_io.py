@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from tlkit.augment.folders import IMAGE_EXTENSIONS, image_files
+from tlkit.augment.folders import KERAS_IMAGE_EXTENSIONS, image_files
 from tlkit.utils.io import atomic_path
 
 INTERPOLATIONS = {
@@ -108,7 +108,13 @@ def _to_8bit(img):
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
 
 
-def _convert(img, color_mode):
+# Keras's load_img keeps these modes for grayscale: 16/32-bit values come back unchanged.
+WIDE_GRAYSCALE_MODES = ("L", "I;16", "I")
+
+
+def _convert(img, color_mode, keep_wide=False):
+    if keep_wide and color_mode == "grayscale" and img.mode in WIDE_GRAYSCALE_MODES:
+        return img
     if img.mode in ("I", "F") or img.mode.startswith("I;16"):
         img = _to_8bit(img)
     if img.mode == "P" or img.mode == "PA":
@@ -126,8 +132,10 @@ def _check_args(color_mode, interpolation):
                          f"methods are {', '.join(INTERPOLATIONS)}")
 
 
-def open_image(path, color_mode="rgb", target_size=None, interpolation="nearest", keep_aspect_ratio=False):
-    """A loaded PIL image in ``color_mode``, oriented and resized to ``target_size`` (rows, cols)."""
+def open_image(path, color_mode="rgb", target_size=None, interpolation="nearest", keep_aspect_ratio=False,
+               keep_wide=False):
+    """A loaded PIL image in ``color_mode``, oriented and resized to ``target_size`` (rows, cols).
+    ``keep_wide``: 16/32-bit grayscale stays so (Keras's load_img); otherwise it becomes 8 bits."""
     _check_args(color_mode, interpolation)
     img = _open(path)
     try:
@@ -146,7 +154,7 @@ def open_image(path, color_mode="rgb", target_size=None, interpolation="nearest"
         img.load()
         if orientation != 1:
             img = ImageOps.exif_transpose(img)
-        img = _convert(img, color_mode)
+        img = _convert(img, color_mode, keep_wide)
     except ImageLoadError:
         raise
     except Exception as e:
@@ -176,13 +184,14 @@ def load_img(path, grayscale=False, color_mode="rgb", target_size=None, interpol
              keep_aspect_ratio=False):
     """Keras's ``load_img``: a PIL image, ``target_size`` = (height, width).
 
-    Unlike Keras, EXIF orientation is applied, JPEGs much larger than the
-    target are draft-decoded, and 16-bit pictures come back as 8 bits.
+    As in Keras, a 16/32-bit grayscale picture read as "grayscale" keeps its values (mode "I;16"
+    or "I"). Unlike Keras, EXIF orientation is applied and JPEGs much larger than the target
+    are draft-decoded; a 16-bit picture read as "rgb"/"rgba" is scaled to 8 bits, not clipped.
     """
     if grayscale:
         warnings.warn("grayscale is deprecated. Please use color_mode = 'grayscale'")
         color_mode = "grayscale"
-    return open_image(path, color_mode, target_size, interpolation, keep_aspect_ratio)
+    return open_image(path, color_mode, target_size, interpolation, keep_aspect_ratio, keep_wide=True)
 
 
 def img_to_array(img, data_format=None, dtype=None):
@@ -238,15 +247,33 @@ def atomic_save(img, path, file_format=None, **kwargs):
             img.save(f, format=file_format, **kwargs)
 
 
+def _png_wide_grayscale(img):
+    """PNG holds 16-bit grayscale, not Pillow's 32-bit mode "I": store values 0..65535 as 16 bits
+    (Keras's save_img fails there), and refuse others with what to do instead."""
+    a = np.asarray(img)
+    if a.min() < 0 or a.max() > 65535:
+        raise ValueError(f"PNG stores grayscale values 0..65535; these range over {a.min()}..{a.max()}. "
+                         "Save as .tiff, or pass scale=True.")
+    return Image.fromarray(a.astype(np.uint16))  # Pillow names a uint16 array "I;16"
+
+
 def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
     """Keras's ``save_img``: write an image array to ``path`` (atomically)."""
+    if file_format is not None and file_format.lower() == "jpg":
+        file_format = "jpeg"
     img = array_to_img(x, data_format=data_format, scale=scale)
-    if img.mode == "RGBA" and (file_format == "jpg" or file_format == "jpeg"
-                               or str(path).lower().endswith((".jpg", ".jpeg"))):
+    if img.mode == "RGBA" and ((file_format or "").lower() == "jpeg"
+                               or (file_format is None and str(path).lower().endswith((".jpg", ".jpeg")))):
         warnings.warn("The JPG format does not support RGBA images, converting to RGB.")
         img = img.convert("RGB")
-    if file_format in ("jpg",):
-        file_format = "jpeg"
+    fmt = (file_format or os.path.splitext(str(path))[1].lstrip(".")).lower()
+    if img.mode == "I" and fmt == "png":
+        img = _png_wide_grayscale(img)
+    if hasattr(path, "write"):  # a file object, as Keras allows: the caller names the format
+        if file_format is None:
+            raise ValueError("save_img to a file object needs file_format (e.g. 'png' or 'jpeg').")
+        img.save(path, format=file_format, **kwargs)
+        return
     atomic_save(img, path, file_format, **kwargs)
 
 
@@ -283,13 +310,14 @@ def check_image(path):
     return None
 
 
-def list_pictures(directory, follow_links=False, extensions=IMAGE_EXTENSIONS):
-    """Files under ``directory`` with a picture extension, sorted as Keras sorts them.
+def list_pictures(directory, ext=KERAS_IMAGE_EXTENSIONS):
+    """Keras's ``list_pictures``: files under ``directory`` (recursively) whose name ends with ``.ext``
+    for one of ``ext`` (a string or a tuple); links to folders are not followed, as in Keras.
 
     Unlike Keras, hidden files and folders are left out (they are system litter: macOS's
-    ``._photo.jpg`` resource forks, ``.thumbnails/``), and so are FIFOs and devices; linked
-    folders are walked once each (see ``tlkit.augment.folders``)."""
-    return image_files(directory, follow_links, extensions)
+    ``._photo.jpg`` resource forks, ``.thumbnails/``), and so are FIFOs and devices, and the
+    list is sorted (by folder, then name) instead of in the file system's order."""
+    return image_files(directory, False, ext)
 
 
 # (path, size, mtime) -> reason or None: a folder read by several iterators (training and

@@ -27,7 +27,7 @@ import weakref
 
 import numpy as np
 
-from tlkit.augment import image_io
+from tlkit.augment import folders, image_io
 from tlkit.augment.prefetch import WorkerPool
 
 
@@ -38,7 +38,7 @@ def default_workers():
 class Iterator:
     """Base class: ordering, seeding, ``len``/``[i]``/``next`` and the prefetch."""
 
-    white_list_formats = image_io.IMAGE_EXTENSIONS
+    white_list_formats = folders.IMAGE_EXTENSIONS
 
     def __init__(self, n, batch_size, shuffle, seed, workers=None, max_queue_size=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

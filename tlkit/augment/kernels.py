@@ -28,8 +28,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-FILL_MODES = {"constant": 0, "nearest": 1, "reflect": 2, "wrap": 3}
-_CONSTANT, _NEAREST, _REFLECT = 0, 1, 2
+# "grid-wrap" repeats the picture with period n (Keras 3 / TensorFlow's "wrap"); scipy's "wrap" has period n - 1.
+FILL_MODES = {"constant": 0, "nearest": 1, "reflect": 2, "wrap": 3, "grid-wrap": 4}
+_CONSTANT, _NEAREST, _REFLECT, _GRID_WRAP = 0, 1, 2, 4
 # Pixels this close to the border take the exact (scipy-identical) path.
 _MARGIN = 1e-6
 _OUTSIDE = -2.0
@@ -66,6 +67,9 @@ def _map_coordinate(v, n, mode):
         if v >= period:
             v -= period * float(int(v / period))
         return period - v - 1.0 if v >= n else v
+    if mode == _GRID_WRAP:
+        v = v - n * math.floor(v / n)
+        return v if v <= n - 1 else float(n - 1)  # between the last pixel and the first: the seam is clamped
     period = n - 1.0  # wrap
     if v < 0.0:
         return v + period * float(int(-v / period) + 1)

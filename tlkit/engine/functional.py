@@ -23,6 +23,8 @@ class Graph:
             if not isinstance(t.node.layer, InputLayer):
                 raise ValueError(f"Model '{model_name}': inputs must come straight from tlkit.Input(); "
                                  f"{t.name} is the output of layer '{t.node.layer.name}'.")
+        for t in self.outputs:  # read by the model's caller too: a layer producing it must not fuse it away
+            t.read_by_caller = True
         self.nodes = self._order(model_name)
         self._release_after = self._last_uses()
         self.plan = InferencePlan(self.nodes, self.inputs, self.outputs)

@@ -41,17 +41,6 @@ def reset_names():
     _name_counts.clear()
 
 
-def _traced_output_shape(layer, input_shape):
-    def dummy(shape):
-        return np.zeros([1 if d is None else d for d in shape], np.float32)
-
-    many = isinstance(input_shape, list)
-    inputs = [dummy(s) for s in input_shape] if many else dummy(input_shape)
-    out = layer.call(inputs, **layer_calls.call_kwargs(layer, False, {}))
-    shapes = [(None,) + tuple(np.shape(o))[1:] for o in flatten(out)]
-    return shapes if isinstance(out, (list, tuple)) else shapes[0]
-
-
 class skip_initializers:
     """Build layers with zero weights instead of drawing initial values (they are about to be loaded):
     saves the time of initializing e.g. VGG16's 138M weights, and draws nothing from the RNG.
@@ -257,7 +246,7 @@ class Layer:
         the batch dimension unknown again, as Keras traces ``call`` symbolically."""
         if self.preserves_shape:
             return input_shape
-        return _traced_output_shape(self, input_shape)
+        return layer_calls.traced_output_shape(self, input_shape)
 
     def _maybe_build(self, input_shapes):
         shape = input_shapes[0] if len(input_shapes) == 1 else input_shapes

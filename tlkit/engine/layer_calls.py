@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 
-from tlkit.engine.symbolic import as_float_array
+from tlkit.engine.symbolic import as_float_array, flatten
 from tlkit.engine.tensor import Tensor
 
 _accepts = {}  # Layer subclass -> (call takes training, call takes mask)
@@ -84,3 +84,15 @@ def added_losses(layer):
     for sub in [layer] + layer._all_layers():
         out.extend(sub.__dict__.get("_added_losses", ()))
     return out
+
+
+def traced_output_shape(layer, input_shape):
+    """The shape(s) ``layer.call`` returns for ``input_shape``: run once on zeros (unknown sizes as 1)."""
+    def dummy(shape):
+        return np.zeros([1 if d is None else d for d in shape], np.float32)
+
+    many = isinstance(input_shape, list)
+    inputs = [dummy(s) for s in input_shape] if many else dummy(input_shape)
+    out = layer.call(inputs, **call_kwargs(layer, False, {}))
+    shapes = [(None,) + tuple(np.shape(o))[1:] for o in flatten(out)]
+    return shapes if isinstance(out, (list, tuple)) else shapes[0]

@@ -18,6 +18,7 @@ class KerasTensor:
         self.name = name or f"keras_tensor_{next(_uid)}"
         self.node = node  # the Node that produced it
         self.index = index  # which of that node's outputs
+        self.consumers = []  # the Nodes that read it (preprocessing layers fuse along single-reader chains)
 
     @property
     def ndim(self):
@@ -43,6 +44,9 @@ class Node:
         self.kwargs = kwargs or {}
         for i, t in enumerate(self.outputs):
             t.node, t.index = self, i
+        for t in self.inputs:
+            if hasattr(t, "consumers"):
+                t.consumers.append(self)
 
 
 def is_symbolic(x):
