@@ -58,6 +58,9 @@ def deserialize_layer(entry, custom_objects=None):
     if class_name == "InputLayer":
         config.pop("sparse", None)
         config.pop("ragged", None)
+    for key in ("layer", "backward_layer"):  # wrappers (Bidirectional, TimeDistributed) hold a layer config
+        if isinstance(config.get(key), dict) and "class_name" in config[key]:
+            config[key] = deserialize_layer(config[key], custom_objects)
     try:
         return cls.from_config(config)
     except TypeError as e:
