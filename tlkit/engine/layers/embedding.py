@@ -38,6 +38,9 @@ class Embedding(Layer):
             self._initial_weights = None
         self.built = True
 
+    def _check_input_shapes(self, input_shapes):
+        """Any number of ids per sample (the last axis is the sequence, not features)."""
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
