@@ -24,6 +24,8 @@ class Initializer:
 
     @classmethod
     def from_config(cls, config):
+        # Keras 3.12+ writes input_axes/output_axes (fan axes for einsum kernels); None is the default.
+        config = {k: v for k, v in config.items() if not (k in ("input_axes", "output_axes") and v is None)}
         return cls(**config)
 
 

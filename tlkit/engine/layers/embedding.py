@@ -12,9 +12,12 @@ class Embedding(Layer):
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
                  embeddings_constraint=None, mask_zero=False, weights=None, input_length=None, lora_rank=None,
-                 **kwargs):
-        if embeddings_constraint is not None or lora_rank is not None:
-            raise ValueError("Embedding: tlkit does not support embeddings_constraint or lora_rank; remove them.")
+                 activity_regularizer=None, quantization_config=None, **kwargs):
+        unsupported = {"embeddings_constraint": embeddings_constraint, "lora_rank": lora_rank,
+                       "activity_regularizer": activity_regularizer, "quantization_config": quantization_config}
+        if any(v is not None for v in unsupported.values()):
+            raise ValueError(f"Embedding: tlkit does not support {sorted(k for k, v in unsupported.items() if v is not None)}"
+                             "; remove them.")
         if input_length is not None and "input_shape" not in kwargs and "batch_input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)  # Keras 2's way of giving the sequence length
         super().__init__(**kwargs)

@@ -38,6 +38,8 @@ class Bidirectional(_MaskedCall):
     """``Bidirectional(LSTM(32, return_sequences=True), merge_mode="concat")``: a forward and a backward
     copy of the layer (weights in that order, as Keras), outputs merged (None: both returned)."""
 
+    keras3_subpaths = ("forward_layer", "backward_layer")  # where Keras 3 weight files keep the two copies
+
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
         layer = _inner(layer, "Bidirectional")
         if merge_mode not in MERGE_MODES:
