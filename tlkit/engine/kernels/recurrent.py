@@ -12,6 +12,7 @@ matmul over all steps at the end. Works in the dtype of x (float32, or float64 f
 import numpy as np
 
 from tlkit.engine.kernels import recurrent_cells as cells
+from tlkit.utils.blas import blas_threads
 
 GATES = {"lstm": 4, "gru": 3, "simple": 1}
 
@@ -56,7 +57,17 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
         hr = np.empty((t_len, n, units), dt)
         rb = np.zeros(3 * units, dt) if recurrent_bias is None else recurrent_bias
     rec = np.empty((n, GATES[cell] * units), dt)
-    for t in range(t_len):
+    with blas_threads(1):  # per-step products are small: threads cost more than they give (utils/blas.py)
+        _forward_steps(cell, xw, recurrent_kernel, rb if cell == "gru" else None, h, c, out, zero_out, gates, hr, m,
+                       act, ract, rec, recurrent_dropout)
+    return Sequence(cell=cell, x=x_tm, kernel=kernel, recurrent_kernel=recurrent_kernel, m=m, h=h, c=c, out=out,
+                    gates=gates, hr=hr, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
+                    has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
+
+
+def _forward_steps(cell, xw, recurrent_kernel, rb, h, c, out, zero_out, gates, hr, m, act, ract, rec,
+                   recurrent_dropout):
+    for t in range(xw.shape[0]):
         hp = h[t] if recurrent_dropout is None else h[t] * recurrent_dropout
         np.matmul(hp, recurrent_kernel, out=rec)
         prev_out = out[t - 1] if t else zero_out
@@ -67,9 +78,6 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
             cells.gru_step_forward(xw[t], rec, rb, h[t], prev_out, m[t], act, ract, gates[t], hr[t], h[t + 1], out[t])
         else:
             cells.simple_step_forward(xw[t], rec, h[t], prev_out, m[t], act, h[t + 1], out[t])
-    return Sequence(cell=cell, x=x_tm, kernel=kernel, recurrent_kernel=recurrent_kernel, m=m, h=h, c=c, out=out,
-                    gates=gates, hr=hr, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
-                    has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
 
 
 def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None):
@@ -86,23 +94,11 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None):
     dzr = np.empty((t_len, n, g), dt) if seq.cell == "gru" else dzx
     rkt = np.ascontiguousarray(seq.recurrent_kernel.T)
     back = np.empty((n, units), dt)
-    rd = seq.recurrent_dropout
-    for t in range(t_len - 1, -1, -1):
-        dout = zeros if d_out is None else d_out[t]
-        if seq.cell == "lstm":
-            cells.lstm_step_backward(dout, carry_o, carry_h, carry_c, seq.gates[t], seq.c[t + 1], seq.c[t], seq.m[t],
-                                     seq.act, seq.ract, dzx[t])
-        elif seq.cell == "gru":
-            cells.gru_step_backward(dout, carry_o, carry_h, seq.gates[t], seq.hr[t], seq.h[t], seq.m[t], seq.act,
-                                    seq.ract, dzx[t], dzr[t])
-        else:
-            cells.simple_step_backward(dout, carry_o, carry_h, seq.h[t + 1], seq.m[t], seq.act, dzx[t])
-        np.matmul(dzr[t], rkt, out=back)
-        if rd is not None:
-            back *= rd
-        carry_h += back
+    with blas_threads(1):  # as in rnn_forward
+        _backward_steps(seq, d_out, zeros, carry_o, carry_h, carry_c, dzx, dzr, rkt, back)
     x2 = seq.x.reshape(t_len * n, -1)
     dzx2, dzr2 = dzx.reshape(t_len * n, g), dzr.reshape(t_len * n, g)
+    rd = seq.recurrent_dropout
     h_prev = seq.h[:-1] if rd is None else seq.h[:-1] * rd
     grads = {
         "x": (dzx2 @ seq.kernel.T).reshape(seq.x.shape),
@@ -114,3 +110,20 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None):
         "c0": carry_c if seq.cell == "lstm" else None,
     }
     return grads
+
+
+def _backward_steps(seq, d_out, zeros, carry_o, carry_h, carry_c, dzx, dzr, rkt, back):
+    for t in range(seq.out.shape[0] - 1, -1, -1):
+        dout = zeros if d_out is None else d_out[t]
+        if seq.cell == "lstm":
+            cells.lstm_step_backward(dout, carry_o, carry_h, carry_c, seq.gates[t], seq.c[t + 1], seq.c[t], seq.m[t],
+                                     seq.act, seq.ract, dzx[t])
+        elif seq.cell == "gru":
+            cells.gru_step_backward(dout, carry_o, carry_h, seq.gates[t], seq.hr[t], seq.h[t], seq.m[t], seq.act,
+                                    seq.ract, dzx[t], dzr[t])
+        else:
+            cells.simple_step_backward(dout, carry_o, carry_h, seq.h[t + 1], seq.m[t], seq.act, dzx[t])
+        np.matmul(dzr[t], rkt, out=back)
+        if seq.recurrent_dropout is not None:
+            back *= seq.recurrent_dropout
+        carry_h += back
