@@ -71,3 +71,27 @@ def test_model_files_with_recurrent_layers_round_trip(tmp_path, rng):
     fresh = _functional_model()
     fresh.load_weights(tmp_path / "w.weights.h5")
     np.testing.assert_allclose(fresh.predict(x, verbose=0), want, rtol=1e-5)
+
+
+def test_masked_sequence_loss_counts_real_steps_only(rng):
+    ids = np.array([[3, 1, 4, 0, 0], [2, 7, 1, 8, 2], [5, 0, 0, 0, 0]] * 4)
+    labels = rng.integers(0, 4, ids.shape)
+    model = tlkit.models.Sequential([tlkit.Input((5,)), L.Embedding(10, 4, mask_zero=True),
+                                     L.LSTM(6, return_sequences=True),
+                                     L.TimeDistributed(L.Dense(4, activation="softmax"))])
+    model.compile(optimizer=tlkit.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+    probs = model.predict(ids, verbose=0)
+    nll = -np.log(np.take_along_axis(probs, labels[..., None], axis=-1)[..., 0])
+    real = ids != 0
+    np.testing.assert_allclose(model.evaluate(ids, labels, verbose=0), nll[real].mean(), rtol=1e-4)
+    # labels on padded steps change nothing in training
+    other = labels.copy()
+    other[~real] = (other[~real] + 1) % 4
+    start = model.get_weights()
+    model.fit(ids, labels, epochs=1, batch_size=12, shuffle=False, verbose=0)
+    trained = model.get_weights()
+    model.set_weights(start)
+    model.fit(ids, other, epochs=1, batch_size=12, shuffle=False, verbose=0)
+    for a, b in zip(trained, model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(trained[0], start[0])

@@ -11,6 +11,7 @@ from tlkit.engine.callbacks.callback import CallbackList
 from tlkit.engine.callbacks.history import History
 from tlkit.engine.callbacks.progbar_logger import ProgbarLogger
 from tlkit.engine.layer_calls import added_losses
+from tlkit.engine.layers.masking import mask_of
 from tlkit.engine.symbolic import flatten
 from tlkit.engine.tape import GradientTape
 from tlkit.engine.tensor import Tensor, plain
@@ -150,9 +151,9 @@ class Trainer:
                 value, grad = loss.value_and_grad_logits(y, logits, activation, sample_weight=sw)
                 fused.add(record)
             elif tape is not None:
-                value, grad = loss.value_and_grad(y, plain(pred), sample_weight=sw)
+                value, grad = loss.value_and_grad(y, plain(pred), sample_weight=sw, mask=mask_of(pred))
             else:
-                value, grad = float(loss(y, plain(pred), sample_weight=sw)), None
+                value, grad = float(loss(y, plain(pred), sample_weight=sw, mask=mask_of(pred))), None
             total += weight * float(value)
             per_output.append(float(value))
             grads.append(None if grad is None else (grad * np.float32(weight)).astype(np.float32, copy=False))
