@@ -95,3 +95,22 @@ def test_masked_sequence_loss_counts_real_steps_only(rng):
     for a, b in zip(trained, model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     assert not np.allclose(trained[0], start[0])
+
+
+def test_encoder_decoder_with_initial_state_trains_and_reloads(tmp_path, rng):
+    enc_in, dec_in = tlkit.Input((6, 3)), tlkit.Input((4, 2))
+    encoder = L.LSTM(5, return_state=True)
+    _, h, c = encoder(enc_in)
+    dec = L.LSTM(5, return_sequences=True)(dec_in, initial_state=[h, c])
+    model = tlkit.models.Model([enc_in, dec_in], L.TimeDistributed(L.Dense(1))(dec))
+    x = [rng.standard_normal((16, 6, 3)).astype(np.float32), rng.standard_normal((16, 4, 2)).astype(np.float32)]
+    y = np.repeat(x[0][:, :1, :1], 4, axis=1)  # the decoder must learn the encoder's first step
+    model.compile(optimizer=tlkit.optimizers.Adam(0.01), loss="mse")
+    encoder_kernel = encoder.kernel.numpy()
+    history = model.fit(x, y, epochs=5, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    # gradients reached the encoder through the decoder's initial state
+    assert not np.allclose(encoder.kernel.numpy(), encoder_kernel)
+    model.save(tmp_path / "seq2seq.h5")
+    again = tlkit.models.load_model(tmp_path / "seq2seq.h5")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
