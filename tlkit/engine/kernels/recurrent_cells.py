@@ -43,6 +43,12 @@ def _act_grad(code, y):
     return 1.0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _carry_masked_output(dout, carry_o, b):
+    """A masked step repeats the previous output, so its output gradient goes on to the step before."""
+    carry_o[b] += dout[b]
+
+
 @njit(cache=True, nogil=True)
 def lstm_step_forward(xw, rec, c_prev, h_prev, out_prev, m, act, ract, gates, c, h, out):
     """Gates i, f, c, o (Keras order): c = f*c_prev + i*g, h = o*act(c)."""
@@ -77,8 +83,7 @@ def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act
     n, u = carry_h.shape
     for b in range(n):
         if m[b] == 0:
-            for j in range(u):
-                carry_o[b, j] += dout[b, j]
+            _carry_masked_output(dout, carry_o, b)
             dz[b] = 0.0
             continue
         for j in range(u):
@@ -131,8 +136,7 @@ def gru_step_backward(dout, carry_o, carry_h, gates, hr, h_prev, m, act, ract, d
     n, u = carry_h.shape
     for b in range(n):
         if m[b] == 0:
-            for j in range(u):
-                carry_o[b, j] += dout[b, j]
+            _carry_masked_output(dout, carry_o, b)
             dzx[b] = 0.0
             dzr[b] = 0.0
             continue
@@ -173,8 +177,7 @@ def simple_step_backward(dout, carry_o, carry_h, h, m, act, dz):
     n, u = carry_h.shape
     for b in range(n):
         if m[b] == 0:
-            for j in range(u):
-                carry_o[b, j] += dout[b, j]
+            _carry_masked_output(dout, carry_o, b)
             dz[b] = 0.0
             continue
         for j in range(u):
