@@ -11,10 +11,9 @@ from tlkit.engine.callbacks.callback import CallbackList
 from tlkit.engine.callbacks.history import History
 from tlkit.engine.callbacks.progbar_logger import ProgbarLogger
 from tlkit.engine.layer_calls import added_losses
-from tlkit.engine.layers.masking import mask_of
 from tlkit.engine.symbolic import flatten
 from tlkit.engine.tape import GradientTape
-from tlkit.engine.tensor import Tensor, plain
+from tlkit.engine.tensor import Tensor, mask_of, plain
 
 
 def _verbose(verbose):

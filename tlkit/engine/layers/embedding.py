@@ -3,8 +3,8 @@ import numpy as np
 
 from tlkit.engine import initializers, regularizers
 from tlkit.engine.layer import Layer
-from tlkit.engine.layers.masking import attach_mask
 from tlkit.engine.symbolic import is_symbolic
+from tlkit.engine.tensor import attach_mask
 
 
 class Embedding(Layer):

@@ -3,28 +3,12 @@
 A mask is a (batch, timesteps) boolean array, True on real steps. It rides on the array a layer
 returns as its ``_keras_mask`` attribute (as in Keras 3), so it follows the data through Sequential
 and Functional models without a separate channel; layers that use it (recurrent layers, masked
-pooling) read it with ``mask_of``.
+pooling, losses) read it with ``mask_of`` (tensor.py, beside the Tensor that carries it).
 """
 import numpy as np
 
 from tlkit.engine.layer import Layer
-from tlkit.engine.tensor import Tensor
-
-
-def mask_of(x):
-    """The mask an array carries, or None."""
-    return getattr(x, "_keras_mask", None)
-
-
-def attach_mask(x, mask):
-    """``x`` (a Tensor view when it is a plain array) carrying ``mask``; x keeps its tape identity
-    when it already is a Tensor."""
-    if mask is None:
-        return x
-    if not isinstance(x, Tensor):
-        x = x.view(Tensor)
-    x._keras_mask = np.asarray(mask, bool)
-    return x
+from tlkit.engine.tensor import attach_mask
 
 
 class Masking(Layer):

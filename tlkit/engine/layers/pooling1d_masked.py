@@ -2,8 +2,8 @@
 import numpy as np
 
 from tlkit.engine.layer import Layer
-from tlkit.engine.layers.masking import mask_of
 from tlkit.engine.symbolic import is_symbolic
+from tlkit.engine.tensor import mask_of
 
 
 def masked_mean_weights(mask, shape):

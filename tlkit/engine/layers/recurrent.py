@@ -12,8 +12,8 @@ from tlkit.engine import initializers, regularizers
 from tlkit.engine.kernels.recurrent import rnn_backward, rnn_forward
 from tlkit.engine.kernels.recurrent_cells import ACTIVATION_CODES
 from tlkit.engine.layer import Layer
-from tlkit.engine.layers.masking import attach_mask, mask_of
 from tlkit.engine.symbolic import is_symbolic
+from tlkit.engine.tensor import attach_mask, mask_of
 from tlkit.utils.random import get_rng
 from tlkit.utils.text import snake_case
 

@@ -4,8 +4,8 @@ import numpy as np
 
 from tlkit.engine import ops
 from tlkit.engine.layer import Layer
-from tlkit.engine.layers.masking import attach_mask, mask_of
 from tlkit.engine.symbolic import is_symbolic
+from tlkit.engine.tensor import attach_mask, mask_of
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
