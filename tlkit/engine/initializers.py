@@ -24,6 +24,8 @@ class Initializer:
 
     @classmethod
     def from_config(cls, config):
+        # Keras 3.12+ writes input_axes/output_axes (fan axes for einsum kernels); None is the default.
+        config = {k: v for k, v in config.items() if not (k in ("input_axes", "output_axes") and v is None)}
         return cls(**config)
 
 
@@ -156,6 +158,25 @@ class LecunUniform(VarianceScaling):
         return {"seed": self.seed}
 
 
+class Orthogonal(Initializer):
+    """Keras's Orthogonal: a random orthogonal matrix (rows = product of all but the last axis) times gain."""
+
+    def __init__(self, gain=1.0, seed=None):
+        self.gain, self.seed = gain, seed
+
+    def __call__(self, shape, dtype="float32"):
+        rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
+        a = _rng(self.seed).standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+
 def _rng(seed):
     return get_rng() if seed is None else np.random.default_rng(seed)
 
@@ -184,7 +205,7 @@ ALL = {
     "variance_scaling": VarianceScaling,
     "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
     "he_normal": HeNormal, "he_uniform": HeUniform,
-    "lecun_normal": LecunNormal, "lecun_uniform": LecunUniform,
+    "lecun_normal": LecunNormal, "lecun_uniform": LecunUniform, "orthogonal": Orthogonal,
 }
 _BY_CLASS = {cls.__name__: cls for cls in ALL.values()}
 

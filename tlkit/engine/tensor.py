@@ -32,3 +32,19 @@ class Tensor(np.ndarray):
 
     def __reduce__(self):  # pickles (and deep-copies) as a plain array
         return self.view(np.ndarray).__reduce__()
+
+
+def mask_of(x):
+    """The Keras mask (batch, steps) an array carries (layers/masking.py), or None."""
+    return getattr(x, "_keras_mask", None)
+
+
+def attach_mask(x, mask):
+    """``x`` (a Tensor view when it is a plain array) carrying ``mask``; x keeps its tape identity
+    when it already is a Tensor."""
+    if mask is None:
+        return x
+    if not isinstance(x, Tensor):
+        x = x.view(Tensor)
+    x._keras_mask = np.asarray(mask, bool)
+    return x

@@ -14,7 +14,7 @@ from tlkit.engine.layer_calls import added_losses
 from tlkit.engine.step_api import StepAPI
 from tlkit.engine.symbolic import flatten
 from tlkit.engine.tape import GradientTape
-from tlkit.engine.tensor import Tensor, plain
+from tlkit.engine.tensor import Tensor, mask_of, plain
 
 
 def _verbose(verbose):
@@ -153,9 +153,9 @@ class Trainer(StepAPI):
                 value, grad = loss.value_and_grad_logits(y, logits, activation, sample_weight=sw)
                 fused.add(record)
             elif tape is not None:
-                value, grad = loss.value_and_grad(y, plain(pred), sample_weight=sw)
+                value, grad = loss.value_and_grad(y, plain(pred), sample_weight=sw, mask=mask_of(pred))
             else:
-                value, grad = float(loss(y, plain(pred), sample_weight=sw)), None
+                value, grad = float(loss(y, plain(pred), sample_weight=sw, mask=mask_of(pred))), None
             total += weight * float(value)
             per_output.append(float(value))
             grads.append(None if grad is None else (grad * np.float32(weight)).astype(np.float32, copy=False))

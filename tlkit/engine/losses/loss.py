@@ -76,25 +76,28 @@ class Loss:
                                     np.shape(logits))
 
     # ----- public API -----
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
+        """``mask``: Keras's (a (batch, steps) mask on y_pred, by default the one y_pred carries): masked
+        entries count neither in the sum nor in the mean."""
         if differentiable.tracks(y_pred):  # inside a GradientTape: a differentiable Tensor
             return differentiable.recorded_call(self, y_true, y_pred, sample_weight)
+        mask = getattr(y_pred, "_keras_mask", None) if mask is None else mask
         result = self.call_with_grad(y_true, y_pred, need_grad=False)
-        value, _ = self._reduce(result[0], None, _mask_of(result), sample_weight, np.shape(y_pred))
+        value, _ = self._reduce(result[0], None, _mask_of(result, mask), sample_weight, np.shape(y_pred))
         return value
 
-    def value_and_grad(self, y_true, y_pred, sample_weight=None):
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, mask=None):
         """``(reduced loss as float, d loss / d y_pred as float32 array of y_pred's shape)``."""
         if self._differentiated_by_ops:
             return differentiable.value_and_grad(self, y_true, y_pred, sample_weight)
         return self._value_and_grad(self.call_with_grad(y_true, y_pred, need_grad=True), sample_weight,
-                                    np.shape(y_pred))
+                                    np.shape(y_pred), mask)
 
-    def _value_and_grad(self, result, sample_weight, pred_shape):
+    def _value_and_grad(self, result, sample_weight, pred_shape, mask=None):
         if self.reduction in (None, "none"):
             raise ValueError("A loss with reduction=None has no single value to differentiate; use "
                              "'sum_over_batch_size' (the default) or 'sum' for training.")
-        return self._reduce(result[0], result[1], _mask_of(result), sample_weight, pred_shape)
+        return self._reduce(result[0], result[1], _mask_of(result, mask), sample_weight, pred_shape)
 
     def _reduce(self, values, grads, mask, sample_weight, pred_shape):
         """Keras's reduce_weighted_values (mask folded into the weights), and the chain rule through it."""
@@ -142,8 +145,16 @@ class Loss:
         return f"<{type(self).__name__} name={self.name}>"
 
 
-def _mask_of(result):
-    return result[2] if len(result) > 2 else None
+def _mask_of(result, keras_mask=None):
+    """The entries that count: the loss's own valid entries, and-ed with a Keras mask on y_pred."""
+    own = result[2] if len(result) > 2 else None
+    if keras_mask is None:
+        return own
+    keras_mask = np.asarray(keras_mask, bool)
+    if keras_mask.shape != np.shape(result[0]):
+        raise ValueError(f"The output's mask has shape {keras_mask.shape} but the loss has one value per entry of "
+                         f"shape {np.shape(result[0])}; masks apply to per-step losses (return_sequences=True).")
+    return keras_mask if own is None else np.logical_and(own, keras_mask)
 
 
 def _chain(grads, weights, values_shape, per_sample_shape, pred_shape, scale, axis):

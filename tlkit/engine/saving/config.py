@@ -60,6 +60,10 @@ def deserialize_layer(entry, custom_objects=None):
     if class_name == "InputLayer":
         config.pop("sparse", None)
         config.pop("ragged", None)
+        config.pop("optional", None)  # Keras 3.6+: whether the input may be None
+    for key in ("layer", "backward_layer"):  # wrappers (Bidirectional, TimeDistributed) hold a layer config
+        if isinstance(config.get(key), dict) and "class_name" in config[key]:
+            config[key] = deserialize_layer(config[key], custom_objects)
     try:
         return cls.from_config(config)
     except TypeError as e:

@@ -16,7 +16,7 @@ from tlkit.utils import random
 from tlkit.engine.layer import skip_initializers
 from tlkit.engine.saving.config import deserialize_layer, serialize_layer
 from tlkit.engine.saving.errors import ModelFileError, UnreadableFileError
-from tlkit.engine.saving.keras3_h5_layout import is_keras3_layout, read_keras3_layers
+from tlkit.engine.saving.keras3_h5_layout import arrays_in_model_order, is_keras3_layout, read_keras3_layers
 from tlkit.engine.saving.keras_h5_layout import (check_dataset, decode_text, has_attr_list, read_checked,
                                                  read_json_object_attr, read_layer_weights, string_list_attr,
                                                  write_json_attr, write_layer_weights)
@@ -139,7 +139,10 @@ def load_weights(model, filepath, by_name=False, skip_mismatch=False):
         if not is_keras3_layout(f):
             raise ModelFileError(filepath, "it has no 'layer_names' attribute and no Keras 3 'layers' group: it is "
                                            "not a Keras/tlkit weight file", "Give a file written by save_weights")
-        stored = [(name, arrays) for name, _, arrays in read_keras3_layers(f, filepath)[0]]
+        entries, paths = read_keras3_layers(f, filepath)
+        stored = [(name, arrays) for name, _, arrays in entries]
+        if not by_name:
+            stored = arrays_in_model_order(model.layers, paths, stored) or stored
     _match(model, [(name, [a.shape for a in arrays]) for name, arrays in stored], filepath, by_name, skip_mismatch)
     _set(model, stored, filepath, by_name, skip_mismatch)
 

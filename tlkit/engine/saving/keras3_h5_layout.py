@@ -63,3 +63,33 @@ def _read_vars(vars_group, vars_path, path):
         raise WeightFileError(path, f"'{vars_path}' should hold arrays named 0, 1, 2, ..., found {keys[:10]}")
     names = [str(i) for i in range(len(keys))]  # numeric order: "10" comes after "9"
     return names, [read_dataset(vars_group, n, path, f"'{vars_path}/{n}'") for n in names]
+
+
+def arrays_in_model_order(layers, paths, stored):
+    """The file's arrays per model layer with weights, found where Keras 3 puts them: ``layers/<key>``, the
+    key being the layer's class in snake case numbered in model order (dense, dense_1, ...), whatever the
+    layers' names and the file's alphabetical order. A layer holding several variable groups (Bidirectional's
+    forward and backward layers) gets them in the order its ``keras3_subpaths`` names (else by path).
+    None when the file's keys are not those of the model's layers."""
+    from tlkit.utils.text import snake_case
+
+    by_path = {paths[name]: arrays for name, arrays in stored}
+    counts, out = {}, []
+    for layer in layers:
+        base = snake_case(type(layer).__name__)
+        key = base if base not in counts else f"{base}_{counts[base]}"
+        counts[base] = counts.get(base, 0) + 1
+        if not layer.weights:
+            continue
+        prefix = f"layers/{key}"
+        found = sorted(p for p in by_path if p == prefix or p.startswith(prefix + "/"))
+        if not found:
+            return None
+        order = getattr(layer, "keras3_subpaths", ())
+
+        def rank(path, prefix=prefix, order=order):
+            rest = path[len(prefix) + 1:]
+            return next((i for i, sub in enumerate(order) if rest.startswith(sub)), len(order)), path
+
+        out.append((layer.name, [a for p in sorted(found, key=rank) for a in by_path[p]]))
+    return out

@@ -1,0 +1,110 @@
+"""Recurrent kernels: forward against a plain numpy loop, backward through time against central
+differences in float64 (masks, states, recurrent dropout, sequence and last-output gradients)."""
+import numpy as np
+import pytest
+
+from tlkit.engine.kernels.recurrent import GATES, rnn_forward, rnn_backward
+
+
+def _sig(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def reference(cell, x, w, r, b, rb, h0, c0, mask, rd):
+    """Straightforward per-step numpy (time-major), masked steps keep state and repeat the output."""
+    h, c, prev_out, outs = h0.copy(), c0.copy(), np.zeros_like(h0), []
+    u = r.shape[0]
+    for t in range(x.shape[0]):
+        hp = h * rd
+        if cell == "lstm":
+            z = x[t] @ w + b + hp @ r
+            i, f, g, o = _sig(z[:, :u]), _sig(z[:, u:2 * u]), np.tanh(z[:, 2 * u:3 * u]), _sig(z[:, 3 * u:])
+            cn = f * c + i * g
+            hn = o * np.tanh(cn)
+        elif cell == "gru":
+            xz, hz = x[t] @ w + b, hp @ r + rb
+            zg, rg = _sig(xz[:, :u] + hz[:, :u]), _sig(xz[:, u:2 * u] + hz[:, u:2 * u])
+            hh = np.tanh(xz[:, 2 * u:] + rg * hz[:, 2 * u:])
+            hn, cn = zg * h + (1 - zg) * hh, c
+        else:
+            hn, cn = np.tanh(x[t] @ w + b + hp @ r), c
+        keep = mask[t][:, None] > 0
+        h, c = np.where(keep, hn, h), np.where(keep, cn, c)
+        prev_out = np.where(keep, hn, prev_out)
+        outs.append(prev_out)
+    return np.stack(outs), h, c
+
+
+def _case(cell, seed=0, t=5, n=3, n_in=4, u=3):
+    rng = np.random.default_rng(seed)
+    g = GATES[cell] * u
+    arrays = dict(x=rng.standard_normal((t, n, n_in)), w=rng.standard_normal((n_in, g)) * 0.5,
+                  r=rng.standard_normal((u, g)) * 0.5, b=rng.standard_normal(g) * 0.3,
+                  rb=rng.standard_normal(g) * 0.3, h0=rng.standard_normal((n, u)) * 0.5,
+                  c0=rng.standard_normal((n, u)) * 0.5)
+    mask = np.ones((t, n), np.uint8)
+    mask[3:, 0] = 0  # right padding
+    mask[0, 1] = 0  # leading masked step: output stays 0 until the first real step
+    mask[2, 2] = 0  # a hole
+    rd = (rng.random((n, u)) > 0.3) / 0.7
+    return arrays, mask, rd
+
+
+def _run(cell, a, mask, rd):
+    return rnn_forward(cell, a["x"], a["w"], a["r"], a["b"], a["rb"] if cell == "gru" else None, a["h0"], a["c0"],
+                       mask, "tanh", "sigmoid", rd)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple"])
+def test_forward_matches_numpy_loop(cell):
+    a, mask, rd = _case(cell)
+    seq = _run(cell, a, mask, rd)
+    out, h, c = reference(cell, a["x"], a["w"], a["r"], a["b"], a["rb"], a["h0"], a["c0"], mask, rd)
+    np.testing.assert_allclose(seq.out, out, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(seq.h[-1], h, rtol=1e-10, atol=1e-12)
+    if cell == "lstm":
+        np.testing.assert_allclose(seq.c[-1], c, rtol=1e-10, atol=1e-12)
+    assert np.all(seq.out[0, 1] == 0)  # masked first step: zero output, as Keras
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple"])
+@pytest.mark.parametrize("use_mask", [True, False])
+def test_backward_through_time_matches_finite_differences(cell, use_mask):
+    a, mask, rd = _case(cell, seed=1)
+    if not use_mask:
+        mask, rd = None, None
+    rng = np.random.default_rng(2)
+    p_seq = rng.standard_normal(a["x"].shape[:2] + (3,))
+    p_last, p_h, p_c = (rng.standard_normal((3, 3)) for _ in range(3))
+
+    def loss():
+        s = _run(cell, a, mask, rd)
+        value = (s.out * p_seq).sum() + (s.out[-1] * p_last).sum() + (s.h[-1] * p_h).sum()
+        return value + ((s.c[-1] * p_c).sum() if cell == "lstm" else 0.0)
+
+    seq = _run(cell, a, mask, rd)
+    grads = rnn_backward(seq, p_seq, p_last, p_h, p_c if cell == "lstm" else None)
+    names = {"x": "x", "w": "kernel", "r": "recurrent_kernel", "b": "bias", "h0": "h0"}
+    if cell == "gru":
+        names["rb"] = "recurrent_bias"
+    if cell == "lstm":
+        names["c0"] = "c0"
+    eps = 1e-6
+    for key, gname in names.items():
+        arr = a[key].reshape(-1)
+        num = np.empty(arr.size)
+        for i in range(arr.size):
+            old = arr[i]
+            arr[i] = old + eps
+            up = loss()
+            arr[i] = old - eps
+            down = loss()
+            arr[i] = old
+            num[i] = (up - down) / (2 * eps)
+        np.testing.assert_allclose(grads[gname].reshape(-1), num, rtol=1e-6, atol=1e-8, err_msg=f"{cell} d{key}")
+
+
+def test_unknown_activation_is_a_clear_error():
+    a, mask, rd = _case("simple")
+    with pytest.raises(ValueError, match="supports activations"):
+        rnn_forward("simple", a["x"], a["w"], a["r"], a["b"], None, a["h0"], a["c0"], None, "softmax")

@@ -1,0 +1,187 @@
+"""Fused element-wise gate maths of one time step of LSTM, GRU (reset_after) and SimpleRNN, forward and
+backward, for the whole batch at once. The matrix products (input projection, recurrent product) are
+BLAS calls made by the drivers in ``recurrent.py``; these kernels do everything between them.
+
+Arrays are (batch, gates*units) rows of one step. ``m`` is the step's mask (1 = real step, 0 = masked):
+a masked sample keeps its previous state and repeats its previous output, as Keras does. Activations
+are coded as ints (see ``ACTIVATION_CODES``); their derivatives are taken from their outputs.
+"""
+import math
+
+from numba import njit
+
+ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3, "hard_sigmoid": 4}
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _act(code, v):
+    if code == 1:
+        return math.tanh(v)
+    if code == 2:
+        if v >= 0:
+            return 1.0 / (1.0 + math.exp(-v))
+        e = math.exp(v)
+        return e / (1.0 + e)
+    if code == 3:
+        return v if v > 0 else 0.0 * v
+    if code == 4:  # Keras 3: relu6(x + 3) / 6
+        return min(max(v / 6.0 + 0.5, 0.0 * v), 1.0 + 0.0 * v)
+    return v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _act_grad(code, y):
+    """d act / d input, from the activation's output y."""
+    if code == 1:
+        return 1.0 - y * y
+    if code == 2:
+        return y * (1.0 - y)
+    if code == 3:
+        return 1.0 if y > 0 else 0.0
+    if code == 4:
+        return 1.0 / 6.0 if 0.0 < y < 1.0 else 0.0
+    return 1.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _carry_masked_output(dout, carry_o, b):
+    """A masked step repeats the previous output, so its output gradient goes on to the step before."""
+    carry_o[b] += dout[b]
+
+
+@njit(cache=True, nogil=True)
+def lstm_step_forward(xw, rec, c_prev, h_prev, out_prev, m, act, ract, gates, c, h, out):
+    """Gates i, f, c, o (Keras order): c = f*c_prev + i*g, h = o*act(c)."""
+    n, u = h.shape
+    for b in range(n):
+        if m[b] == 0:
+            c[b] = c_prev[b]
+            h[b] = h_prev[b]
+            out[b] = out_prev[b]
+            gates[b] = 0.0
+            continue
+        for j in range(u):
+            i = _act(ract, xw[b, j] + rec[b, j])
+            f = _act(ract, xw[b, u + j] + rec[b, u + j])
+            g = _act(act, xw[b, 2 * u + j] + rec[b, 2 * u + j])
+            o = _act(ract, xw[b, 3 * u + j] + rec[b, 3 * u + j])
+            cj = f * c_prev[b, j] + i * g
+            hj = o * _act(act, cj)
+            gates[b, j] = i
+            gates[b, u + j] = f
+            gates[b, 2 * u + j] = g
+            gates[b, 3 * u + j] = o
+            c[b, j] = cj
+            h[b, j] = hj
+            out[b, j] = hj
+
+
+@njit(cache=True, nogil=True)
+def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act, ract, dz):
+    """dz (pre-activation gate gradients) of one step; updates the carried gradients of output, h and c.
+    carry_h is left as the part that does not pass through the recurrent kernel (the caller adds dz @ R.T)."""
+    n, u = carry_h.shape
+    for b in range(n):
+        if m[b] == 0:
+            _carry_masked_output(dout, carry_o, b)
+            dz[b] = 0.0
+            continue
+        for j in range(u):
+            dh = carry_h[b, j] + carry_o[b, j] + dout[b, j]
+            i = gates[b, j]
+            f = gates[b, u + j]
+            g = gates[b, 2 * u + j]
+            o = gates[b, 3 * u + j]
+            ac = _act(act, c[b, j])
+            dc = carry_c[b, j] + dh * o * _act_grad(act, ac)
+            dz[b, j] = dc * g * _act_grad(ract, i)
+            dz[b, u + j] = dc * c_prev[b, j] * _act_grad(ract, f)
+            dz[b, 2 * u + j] = dc * i * _act_grad(act, g)
+            dz[b, 3 * u + j] = dh * ac * _act_grad(ract, o)
+            carry_c[b, j] = dc * f
+            carry_h[b, j] = 0.0
+            carry_o[b, j] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def gru_step_forward(xw, rec, rec_bias, h_prev, out_prev, m, act, ract, gates, hr, h, out):
+    """Gates z, r, h (Keras order), reset after the recurrent product:
+    hh = act(x_h + r*(h_prev@R_h + b_h)), h = z*h_prev + (1-z)*hh. ``hr`` keeps h_prev@R_h + b_h."""
+    n, u = h.shape
+    for b in range(n):
+        if m[b] == 0:
+            h[b] = h_prev[b]
+            out[b] = out_prev[b]
+            gates[b] = 0.0
+            hr[b] = 0.0
+            continue
+        for j in range(u):
+            z = _act(ract, xw[b, j] + rec[b, j] + rec_bias[j])
+            r = _act(ract, xw[b, u + j] + rec[b, u + j] + rec_bias[u + j])
+            hrj = rec[b, 2 * u + j] + rec_bias[2 * u + j]
+            hh = _act(act, xw[b, 2 * u + j] + r * hrj)
+            hj = z * h_prev[b, j] + (1.0 - z) * hh
+            gates[b, j] = z
+            gates[b, u + j] = r
+            gates[b, 2 * u + j] = hh
+            hr[b, j] = hrj
+            h[b, j] = hj
+            out[b, j] = hj
+
+
+@njit(cache=True, nogil=True)
+def gru_step_backward(dout, carry_o, carry_h, gates, hr, h_prev, m, act, ract, dzx, dzr):
+    """dzx: gradient of the input projection's 3u pre-activations; dzr: of the recurrent product's.
+    carry_h becomes the direct path z*dh (the caller adds dzr @ R.T)."""
+    n, u = carry_h.shape
+    for b in range(n):
+        if m[b] == 0:
+            _carry_masked_output(dout, carry_o, b)
+            dzx[b] = 0.0
+            dzr[b] = 0.0
+            continue
+        for j in range(u):
+            dh = carry_h[b, j] + carry_o[b, j] + dout[b, j]
+            z = gates[b, j]
+            r = gates[b, u + j]
+            hh = gates[b, 2 * u + j]
+            da = dh * (1.0 - z) * _act_grad(act, hh)
+            dzp = dh * (h_prev[b, j] - hh) * _act_grad(ract, z)
+            drp = da * hr[b, j] * _act_grad(ract, r)
+            dzx[b, j] = dzp
+            dzx[b, u + j] = drp
+            dzx[b, 2 * u + j] = da
+            dzr[b, j] = dzp
+            dzr[b, u + j] = drp
+            dzr[b, 2 * u + j] = da * r
+            carry_h[b, j] = dh * z
+            carry_o[b, j] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def simple_step_forward(xw, rec, h_prev, out_prev, m, act, h, out):
+    n, u = h.shape
+    for b in range(n):
+        if m[b] == 0:
+            h[b] = h_prev[b]
+            out[b] = out_prev[b]
+            continue
+        for j in range(u):
+            hj = _act(act, xw[b, j] + rec[b, j])
+            h[b, j] = hj
+            out[b, j] = hj
+
+
+@njit(cache=True, nogil=True)
+def simple_step_backward(dout, carry_o, carry_h, h, m, act, dz):
+    n, u = carry_h.shape
+    for b in range(n):
+        if m[b] == 0:
+            _carry_masked_output(dout, carry_o, b)
+            dz[b] = 0.0
+            continue
+        for j in range(u):
+            dh = carry_h[b, j] + carry_o[b, j] + dout[b, j]
+            dz[b, j] = dh * _act_grad(act, h[b, j])
+            carry_h[b, j] = 0.0
+            carry_o[b, j] = 0.0
