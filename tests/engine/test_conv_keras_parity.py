@@ -1,4 +1,4 @@
-"""The new convolution, pooling and resizing layers against Keras 3 itself, with the same weights.
+"""The new convolution, pooling, resizing, normalization and activation layers against Keras 3 itself, with the same weights.
 
 Keras runs in the peers' Python (TLKIT_PEERS_PYTHON, default /work/peers/bin/python); the test skips
 without it. The numpy references in test_conv_layers.py / test_spatial_layers.py run everywhere.
@@ -49,6 +49,16 @@ CASES = {
     "upsampling_bilinear": ("UpSampling2D((2, 3), interpolation='bilinear')", (2, 4, 5, 2)),
     "cropping2d": ("Cropping2D(((1, 0), (2, 1)))", (2, 5, 6, 2)),
     "zeropadding3d": ("ZeroPadding3D(((0, 1), (2, 0), (1, 1)))", (1, 2, 3, 4, 2)),
+    "layer_norm": ("LayerNormalization(axis=[1, 2])", (2, 3, 4)),
+    "group_norm": ("GroupNormalization(groups=2)", (2, 3, 4, 6)),
+    "unit_norm": ("UnitNormalization()", (2, 5)),
+    "prelu": ("PReLU(shared_axes=[1])", (2, 3, 4)),
+    "leaky_relu_layer": ("LeakyReLU()", (2, 7)),
+    "elu_layer": ("ELU(0.5)", (2, 7)),
+    "softmax_layer": ("Softmax(axis=1)", (2, 4, 3)),
+    **{f"activation_{name}": (f"Activation('{name}')", (3, 8)) for name in (
+        "elu", "selu", "gelu", "silu", "swish", "leaky_relu", "relu6", "hard_sigmoid", "hard_swish", "mish",
+        "log_softmax")},
 }
 
 
@@ -58,7 +68,7 @@ def test_layers_equal_keras(tmp_path, rng):
     arrays, ours = {}, {}
     for name, (spec, shape) in CASES.items():
         layer = eval(spec, {**vars(L)})  # the same literal, with tlkit's layers
-        x = rng.standard_normal(shape).astype(np.float32)
+        x = (rng.standard_normal(shape) * 3).astype(np.float32)
         ours[name] = layer(x)
         weights = [rng.standard_normal(w.shape).astype(np.float32) for w in layer.weights]
         if weights:

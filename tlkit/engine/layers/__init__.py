@@ -1,6 +1,7 @@
 """tlkit layers (Keras names, arguments and defaults; channels-last)."""
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.activation import Activation
+from tlkit.engine.layers.activation_layers import ELU, LeakyReLU, PReLU, Softmax
 from tlkit.engine.layers.batch_normalization import BatchNormalization
 from tlkit.engine.layers.conv2d import Conv2D
 from tlkit.engine.layers.convolutional import Conv1D, Conv1DTranspose, Conv2DTranspose, Conv3D
@@ -11,6 +12,7 @@ from tlkit.engine.layers.global_pooling import (GlobalAveragePooling1D, GlobalAv
                                                 GlobalMaxPooling3D)
 from tlkit.engine.layers.input_layer import Input, InputLayer
 from tlkit.engine.layers.merging import Add, Concatenate
+from tlkit.engine.layers.normalization import GroupNormalization, LayerNormalization, UnitNormalization
 from tlkit.engine.layers.padding import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D
 from tlkit.engine.layers.pooling import AveragePooling2D, MaxPooling2D
 from tlkit.engine.layers.pooling_nd import AveragePooling1D, AveragePooling3D, MaxPooling1D, MaxPooling3D
@@ -47,4 +49,6 @@ __all__ = [
     "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling3D", "GlobalAvgPool1D", "GlobalAvgPool3D",
     "GlobalMaxPool1D", "GlobalMaxPool3D", "UpSampling1D", "UpSampling2D", "ZeroPadding1D", "ZeroPadding3D",
     "Cropping1D", "Cropping2D",
+    # normalization and activation layers
+    "LayerNormalization", "GroupNormalization", "UnitNormalization", "LeakyReLU", "PReLU", "ELU", "Softmax",
 ]

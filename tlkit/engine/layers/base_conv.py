@@ -79,8 +79,8 @@ class BaseConv(Layer):
                          zip(spatial, self.kernel_size, self.strides, self.dilation_rate))
         except WindowTooLarge:
             raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}): a kernel of size {self.kernel_size} (dilation "
-                f"{self.dilation_rate}) does not fit in an input of spatial shape {tuple(spatial)} with "
+                f"Layer '{self.name}' ({type(self).__name__}): a {'x'.join(map(str, self.kernel_size))} kernel "
+                f"(dilation {self.dilation_rate}) does not fit in an input of spatial shape {tuple(spatial)} with "
                 "padding='valid'. Use padding='same', a smaller kernel or a larger input.") from None
 
     def compute_output_shape(self, input_shape):
@@ -94,7 +94,7 @@ class BaseConv(Layer):
         return activations.apply(self.activation, self._convolve(inputs))
 
     def forward(self, inputs, training=False):
-        if self.activation in activations.FUSABLE:  # keep the logits, for a loss fused with the activation
+        if activations.keeps_input(self.activation):  # for a loss fused with the activation, or its backward
             z = self._convolve(inputs)
             return activations.apply(self.activation, z), (inputs, None, z)
         y = self.call(inputs)
@@ -108,7 +108,7 @@ class BaseConv(Layer):
         x, y, z = cache
         if y is None:
             y = activations.apply(self.activation, z)
-        dz = dy if pre_activation else activations.backward(self.activation, y, dy)
+        dz = dy if pre_activation else activations.backward(self.activation, y, dy, z)
         dx, dw, db = self._convolve_backward(x, dz, need_input_grad, need_weight_grad)
         grads = []
         if need_weight_grad:
