@@ -7,13 +7,17 @@ from tlkit.engine.layers.conv2d import Conv2D
 from tlkit.engine.layers.convolutional import Conv1D, Conv1DTranspose, Conv2DTranspose, Conv3D
 from tlkit.engine.layers.dense import Dense
 from tlkit.engine.layers.dropout import Dropout
+from tlkit.engine.layers.elementwise_merging import Average, Dot, Maximum, Minimum, Multiply, Subtract
 from tlkit.engine.layers.global_pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
                                                 GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                                 GlobalMaxPooling3D)
 from tlkit.engine.layers.input_layer import Input, InputLayer
 from tlkit.engine.layers.merging import Add, Concatenate
+from tlkit.engine.layers.noise import (ActivityRegularization, GaussianDropout, GaussianNoise, SpatialDropout1D,
+                                       SpatialDropout2D)
 from tlkit.engine.layers.normalization import GroupNormalization, LayerNormalization, UnitNormalization
 from tlkit.engine.layers.padding import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D
+from tlkit.engine.layers.permute import Permute
 from tlkit.engine.layers.pooling import AveragePooling2D, MaxPooling2D
 from tlkit.engine.layers.pooling_nd import AveragePooling1D, AveragePooling3D, MaxPooling1D, MaxPooling3D
 from tlkit.engine.layers.reshaping import Flatten, Reshape
@@ -51,4 +55,7 @@ __all__ = [
     "Cropping1D", "Cropping2D",
     # normalization and activation layers
     "LayerNormalization", "GroupNormalization", "UnitNormalization", "LeakyReLU", "PReLU", "ELU", "Softmax",
+    # reshaping, merging and regularization layers
+    "Permute", "Multiply", "Subtract", "Average", "Maximum", "Minimum", "Dot", "SpatialDropout1D",
+    "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization",
 ]
