@@ -184,3 +184,19 @@ def test_bad_convolution_arguments_get_clear_errors(make, message):
 def test_input_channels_must_divide_into_groups(rng):
     with pytest.raises(ValueError, match="divisible by groups=2"):
         L.Conv1D(4, 3, groups=2)(rng.standard_normal((1, 8, 3)).astype(np.float32))
+
+
+@pytest.mark.parametrize("padding, dilation", [("valid", 1), ("same", 2), ("causal", 3)])
+def test_wide_conv1d_tap_products_match_reference(rng, padding, dilation):
+    """Conv1D over >= TAP_PRODUCTS_MIN_CHANNELS channels takes the per-tap product route."""
+    from tlkit.engine.kernels import conv_nd
+    layer = L.Conv1D(5, 3, padding=padding, dilation_rate=dilation)
+    x = rng.standard_normal((3, 17, conv_nd.TAP_PRODUCTS_MIN_CHANNELS)).astype(np.float32)
+    y = layer(x)
+    if padding == "causal":
+        x_ref, padding = np.pad(x, ((0, 0), (2 * dilation, 0), (0, 0))), "valid"
+    else:
+        x_ref = x
+    close(y, reference_conv(x_ref, layer.kernel.value, (1,), padding, (dilation,)) + layer.bias.value,
+          what="forward")
+    check(_layer_fn(layer), [x], layer.weights)

@@ -75,10 +75,39 @@ def _causal_input(x, kernel, dilation):
     return np.pad(x, ((0, 0), (before, 0), (0, 0))) if before else x, before
 
 
+# From this many input channels on, a stride-1 1-D convolution runs as one product per kernel tap
+# over the whole batch (no patch matrix); below it, the patch matrix's longer products win
+# (scripts/bench_layers.py measures both against torch).
+TAP_PRODUCTS_MIN_CHANNELS = 128
+
+
+def _conv1d_taps(x, w, dilation):
+    """'valid' stride-1 1-D convolution as k products: the batch's steps laid end to end, row r of
+    the result is sum_j x_flat[r + j * dilation] @ w[j]; rows that straddle two sequences are dropped."""
+    n, length, c = x.shape
+    k, _, f = w.shape
+    out_len = length - (k - 1) * dilation
+    rows = n * length - (k - 1) * dilation
+    flat = x.reshape(-1, c)
+    z = np.empty((n * length, f), np.float32)
+    np.dot(flat[:rows], w[0], out=z[:rows])
+    part = np.empty((rows, f), np.float32)
+    for j in range(1, k):
+        np.dot(flat[j * dilation:j * dilation + rows], w[j], out=part)
+        z[:rows] += part
+    return np.ascontiguousarray(z.reshape(n, length, f)[:, :out_len])
+
+
 def _conv1d(x, w, strides, padding, dilation, groups):
     if padding == "causal":
         x, _ = _causal_input(x, w.shape[0], dilation[0])
         padding = "valid"
+    if strides == (1,) and groups == 1 and x.shape[2] >= TAP_PRODUCTS_MIN_CHANNELS:
+        before, after = pads(x.shape[1], w.shape[0], 1, padding, dilation[0])
+        if before or after:
+            x = np.pad(x, ((0, 0), (before, after), (0, 0)))
+        if x.shape[1] >= (w.shape[0] - 1) * dilation[0] + 1:
+            return _conv1d_taps(x, w, dilation[0])
     return _conv2d(x[:, None], w[None], (1,) + strides, padding, (1,) + dilation, groups)[:, 0]
 
 
