@@ -10,22 +10,14 @@ import pytest
 from tlkit.engine import optimizers
 from tlkit.engine.variable import Variable
 
+from test_optimizers import _problem
+from test_optimizers import _run as _run_variables
+
 PEERS_PYTHON = os.environ.get("TLKIT_PEERS_PYTHON", "/work/peers/bin/python")
-SHAPES = [(3, 4), (5,), (2, 2, 3)]
-
-
-def _problem(seed=0, steps=6, scale=1.0):
-    rng = np.random.default_rng(seed)
-    weights = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
-    grads = [[(scale * rng.standard_normal(s)).astype(np.float32) for s in SHAPES] for _ in range(steps)]
-    return weights, grads
 
 
 def _run(opt, weights, grad_steps):
-    variables = [Variable(w.copy(), name=f"layer/w{i}") for i, w in enumerate(weights)]
-    for grads in grad_steps:
-        opt.apply(grads, variables)
-    return [v.numpy() for v in variables]
+    return [v.numpy() for v in _run_variables(opt, weights, grad_steps)]
 
 
 def reference(kind, cfg, w, grads):
