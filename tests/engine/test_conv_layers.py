@@ -200,3 +200,20 @@ def test_wide_conv1d_tap_products_match_reference(rng, padding, dilation):
     close(y, reference_conv(x_ref, layer.kernel.value, (1,), padding, (dilation,)) + layer.bias.value,
           what="forward")
     check(_layer_fn(layer), [x], layer.weights)
+
+
+def test_conv1d_stack_learns_an_order_dependent_label(rng):
+    """A time-series model (Conv1D stack, pooling, global pooling) beats chance where the label depends
+    on the order of the steps: does the sequence rise (second half above the first) or fall?"""
+    import tlkit
+    n, steps = 256, 24
+    slope = rng.choice([-1.0, 1.0], n)
+    x = (slope[:, None] * np.linspace(-1, 1, steps)[None] + rng.normal(0, 0.7, (n, steps)))[..., None]
+    y = (slope > 0).astype(np.float32)
+    model = tlkit.Sequential([tlkit.Input((steps, 1)), L.Conv1D(8, 5, padding="causal", activation="relu"),
+                              L.MaxPooling1D(2), L.Conv1D(8, 3, strides=2, activation="tanh"),
+                              L.GlobalMaxPooling1D(), L.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=tlkit.optimizers.Adam(0.02), loss="binary_crossentropy", metrics=["accuracy"])
+    model.fit(x[:192].astype(np.float32), y[:192], epochs=30, batch_size=32, verbose=0)
+    _, accuracy = model.evaluate(x[192:].astype(np.float32), y[192:], verbose=0)
+    assert accuracy > 0.8, accuracy
