@@ -22,29 +22,42 @@ def _prefix(fn):
     return f"{fn}: " if fn else ""
 
 
-def pair(value, what, fn=None):
-    """(a, b) positive ints from an int or a 2-sequence of ints (Keras's kernel_size, strides...).
+def ntuple(value, rank, what, fn=None, allow_zero=False):
+    """``rank`` positive ints from an int or a ``rank``-sequence of ints (Keras's kernel_size,
+    strides... for 1-D, 2-D and 3-D layers). allow_zero: 0 is accepted too (output_padding).
     fn: the function to name in the error (kernels); layers leave it out."""
-    v = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(v) != 2 or not all(isinstance(i, (int, np.integer)) and i > 0 for i in v):
-        raise ValueError(f"{_prefix(fn)}{what} must be a positive int or a pair of positive ints, got {value!r}.")
-    return int(v[0]), int(v[1])
+    v = (value,) * rank if isinstance(value, (int, np.integer)) else tuple(value)
+    low = 0 if allow_zero else 1
+    if len(v) != rank or not all(isinstance(i, (int, np.integer)) and i >= low for i in v):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{_prefix(fn)}{what} must be a {kind} int or a tuple of {rank} {kind} ints, "
+                         f"got {value!r}.")
+    return tuple(int(i) for i in v)
 
 
-def padding_mode(padding, what="padding", fn=None):
-    """'valid' or 'same' (any case, as Keras accepts), else a ValueError naming ``what``."""
+def pair(value, what, fn=None):
+    """(a, b) positive ints from an int or a 2-sequence of ints (Keras's kernel_size, strides...)."""
+    return ntuple(value, 2, what, fn)
+
+
+def padding_mode(padding, what="padding", fn=None, causal=False):
+    """'valid' or 'same' (any case, as Keras accepts), or 'causal' where ``causal`` (Conv1D),
+    else a ValueError naming ``what``."""
     mode = str(padding).lower()
-    if mode not in ("valid", "same"):
-        raise ValueError(f"{_prefix(fn)}{what} must be 'valid' or 'same', got {padding!r}.")
+    allowed = ("valid", "same", "causal") if causal else ("valid", "same")
+    if mode not in allowed:
+        names = " or ".join(repr(m) for m in allowed)
+        raise ValueError(f"{_prefix(fn)}{what} must be {names}, got {padding!r}.")
     return mode
 
 
 def output_size(size, kernel, stride, padding, dilation=1):
-    """Output length along one axis (None for an unknown input length)."""
-    padding = padding_mode(padding)
+    """Output length along one axis (None for an unknown input length). 'causal' pads
+    (kernel - 1) * dilation cells before the input only, so its length is 'same''s."""
+    padding = padding_mode(padding, causal=True)
     if size is None:
         return None
-    if padding == "same":
+    if padding in ("same", "causal"):
         return -(-size // stride)
     span = (kernel - 1) * dilation + 1
     if size < span:
@@ -62,9 +75,26 @@ def same_padding(size, kernel, stride, dilation=1):
 
 
 def pads(size, kernel, stride, padding, dilation=1):
-    """(before, after) padding along one axis for 'valid' or 'same'."""
-    padding = padding_mode(padding)
+    """(before, after) padding along one axis for 'valid', 'same' or 'causal'."""
+    padding = padding_mode(padding, causal=True)
+    if padding == "causal":
+        return (kernel - 1) * dilation, 0
     return same_padding(size, kernel, stride, dilation) if padding == "same" else (0, 0)
+
+
+def transposed_output_size(size, kernel, stride, padding, output_padding=None, dilation=1):
+    """Output length of a transposed convolution (Keras's rule): the input length of the forward
+    convolution whose gradient it is. Without output_padding: 'same' in * stride, 'valid'
+    in * stride + max(span - stride, 0); with it: (in - 1) * stride + span - 2 * pad + output_padding,
+    pad = span // 2 for 'same', 0 for 'valid'."""
+    padding = padding_mode(padding)
+    if size is None:
+        return None
+    span = (kernel - 1) * dilation + 1
+    if output_padding is None:
+        return size * stride + (max(span - stride, 0) if padding == "valid" else 0)
+    pad = span // 2 if padding == "same" else 0
+    return (size - 1) * stride + span - 2 * pad + output_padding
 
 
 def conv_output_shape(in_hw, kernel_hw, strides, padding, dilation=(1, 1)):

@@ -1,4 +1,4 @@
-"""Activation: applies relu, sigmoid, tanh, softmax, softplus or linear."""
+"""Activation: applies any of the activations in tlkit.engine.activations."""
 from tlkit.engine import activations
 from tlkit.engine.layer import Layer
 
@@ -19,15 +19,15 @@ class Activation(Layer):
 
     def forward(self, inputs, training=False):
         y = self.call(inputs)
-        return y, (y, inputs if self.activation in activations.FUSABLE else None)
+        return y, (y, inputs if activations.keeps_input(self.activation) else None)
 
     @staticmethod
     def logits_from_cache(cache):
         return cache[1]
 
     def backward(self, cache, dy, need_input_grad=True, need_weight_grad=True, pre_activation=False):
-        y = cache[0]
-        return (dy if pre_activation else activations.backward(self.activation, y, dy)), []
+        y, z = cache
+        return (dy if pre_activation else activations.backward(self.activation, y, dy, z)), []
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}

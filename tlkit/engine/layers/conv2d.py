@@ -1,7 +1,6 @@
 """Conv2D: 2-D convolution over NHWC images, kernels stored (kh, kw, in, out) as Keras does."""
-from tlkit.engine import activations, initializers, regularizers
-from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, padding_mode, pair
-from tlkit.engine.layer import Layer
+from tlkit.engine import activations
+from tlkit.engine.layers.base_conv import BaseConv
 from tlkit.engine.layers.pooling import MaxPooling2D
 
 
@@ -11,13 +10,20 @@ def conv_kernels():
     return conv
 
 
-class Conv2D(Layer):
+def conv_nd_kernels():
+    from tlkit.engine.kernels import conv_nd
+    return conv_nd
+
+
+class Conv2D(BaseConv):
     """``Conv2D(64, 3, padding="same", activation="relu")``.
 
     'same' padding is TF/Keras's: output = ceil(input / stride), the odd pixel padded at the
-    bottom/right. Bias and ReLU are fused into the convolution's output pass.
+    bottom/right. Bias and ReLU are fused into the convolution's output pass. ``groups > 1``
+    splits the channels into groups convolved separately (kernel (kh, kw, in // groups, out)).
     """
 
+    rank = 2
     supports_logit_fusion = True
     accepts_output_buffer = True
     writes_channel_slice = True
@@ -26,51 +32,9 @@ class Conv2D(Layer):
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters <= 0:
-            raise ValueError(f"Invalid value for argument `filters`. Expected a strictly positive value. Received filters={filters}.")
-        if data_format not in (None, "channels_last"):
-            raise ValueError("tlkit works channels-last (NHWC): use data_format=None or 'channels_last'.")
-        if groups != 1:
-            raise ValueError("Conv2D: groups != 1 is not supported by tlkit.")
-        self.filters = filters
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.strides = pair(strides, "strides")
-        self.padding = padding_mode(padding)
-        self.dilation_rate = pair(dilation_rate, "dilation_rate")
-        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
-            raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                             f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}")
-        self.data_format = data_format
-        self._set_kernel_arguments(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-                                   bias_regularizer)
-
-    def build(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(f"Input 0 of layer '{self.name}' (Conv2D) is incompatible with the layer: expected "
-                             f"ndim=4 (batch, height, width, channels), found ndim={len(input_shape)}. "
-                             f"Full shape received: {tuple(input_shape)}")
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(f"Layer '{self.name}' (Conv2D): the channel dimension of the inputs must be known.")
-        self.compute_output_shape(input_shape)
-        self.kernel = self.add_weight(self.kernel_size + (channels, self.filters), self.kernel_initializer,
-                                      "kernel", regularizer=self.kernel_regularizer)
-        self.bias = self.add_weight((self.filters,), self.bias_initializer, "bias",
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
-        self.built = True
-
-    def compute_output_shape(self, input_shape):
-        n, h, w, _ = input_shape
-        try:
-            oh, ow = conv_output_shape((h, w), self.kernel_size, self.strides, self.padding, self.dilation_rate)
-        except WindowTooLarge:
-            raise ValueError(
-                f"Layer '{self.name}' (Conv2D): a {self.kernel_size[0]}x{self.kernel_size[1]} kernel "
-                f"(dilation {self.dilation_rate}) does not fit in an input of shape {tuple(input_shape)} "
-                "with padding='valid'. Use padding='same', a smaller kernel or a larger input."
-            ) from None
-        return (n, oh, ow, self.filters)
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
+                         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+                         **kwargs)
 
     def _conv(self, x, out=None):
         kernels = conv_kernels()
@@ -94,7 +58,7 @@ class Conv2D(Layer):
         """Whether ``call(x, pool=pool)`` computes this conv and the max pool in one pass, so the
         full-size conv output never exists (small windows; Winograd convs with a 2x2/2 pool)."""
         kernel_shape = self.kernel_size + (input_shape[-1], self.filters)
-        return self.activation in ("relu", "linear") and conv_kernels().fuses_max_pool(
+        return self.groups == 1 and self.activation in ("relu", "linear") and conv_kernels().fuses_max_pool(
             input_shape, kernel_shape, self.strides, self.dilation_rate, pool.pool_size, pool.strides, pool.padding)
 
     def fuses_with(self, input_shape, consumer):
@@ -114,6 +78,12 @@ class Conv2D(Layer):
                 inputs, self.kernel.value, None if self.bias is None else self.bias.value, self.strides,
                 self.padding, relu=self.activation == "relu", pool_size=pool.pool_size, pool_strides=pool.strides,
                 pool_padding=pool.padding, out=out, wino_filter=self._winograd_filter(kernels))
+        if self.groups > 1:
+            y = super().call(inputs)
+            if out is not None:
+                out[...] = y
+                y = out
+            return y
         y = self._conv(inputs, out)
         if self.activation not in ("relu", "linear"):
             if out is None:
@@ -122,42 +92,22 @@ class Conv2D(Layer):
                 y[...] = activations.apply(self.activation, y)
         return y
 
-    def forward(self, inputs, training=False):
-        if self.activation in activations.FUSABLE:
-            z = self._conv(inputs)
-            return activations.apply(self.activation, z), (inputs, None, z)
-        y = self.call(inputs)
-        return y, (inputs, y, None)
+    def _convolve(self, x):
+        if self.groups > 1:
+            return conv_nd_kernels().conv_forward(x, self.kernel.value, self._bias_value(), self.strides,
+                                                  self.padding, self.dilation_rate, self.groups)
+        return self._conv(x)
 
-    @staticmethod
-    def logits_from_cache(cache):
-        return cache[2]
-
-    def backward(self, cache, dy, need_input_grad=True, need_weight_grad=True, pre_activation=False):
-        x, y, z = cache
-        if y is None:
-            y = activations.apply(self.activation, z)
-        dz = dy if pre_activation else activations.backward(self.activation, y, dy)
-        grads = []
-        if need_weight_grad:
-            dw, db = conv_kernels().conv2d_backward_weights(x, dz, self.kernel.shape, self.strides, self.padding,
-                                                          self.dilation_rate)
-            grads.append((self.kernel, dw))
-            if self.bias is not None:
-                grads.append((self.bias, db))
-        dx = None
-        if need_input_grad:
-            dx = conv_kernels().conv2d_backward_input(dz, self.kernel.value, x.shape, self.strides, self.padding,
-                                                    self.dilation_rate)
-        return dx, grads
-
-    def get_config(self):
-        return {
-            **super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
-            "strides": list(self.strides), "padding": self.padding, "data_format": self.data_format,
-            "dilation_rate": list(self.dilation_rate), "activation": self.activation, "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-        }
+    def _convolve_backward(self, x, dz, need_input, need_weights):
+        if self.groups > 1:
+            return conv_nd_kernels().conv_backward(x, dz, self.kernel.value, self.strides, self.padding,
+                                                   self.dilation_rate, self.groups, need_input, need_weights)
+        kernels = conv_kernels()
+        dw = db = dx = None
+        if need_weights:
+            dw, db = kernels.conv2d_backward_weights(x, dz, self.kernel.shape, self.strides, self.padding,
+                                                     self.dilation_rate)
+        if need_input:
+            dx = kernels.conv2d_backward_input(dz, self.kernel.value, x.shape, self.strides, self.padding,
+                                               self.dilation_rate)
+        return dx, dw, db

@@ -44,15 +44,15 @@ class Dense(Layer):
     def forward(self, inputs, training=False):
         z = self._logits(inputs)
         y = activations.apply(self.activation, z)
-        return y, (inputs, y, z if self.activation in activations.FUSABLE else None)
+        return y, (inputs, y, z if activations.keeps_input(self.activation) else None)
 
     @staticmethod
     def logits_from_cache(cache):
         return cache[2]
 
     def backward(self, cache, dy, need_input_grad=True, need_weight_grad=True, pre_activation=False):
-        x, y, _ = cache
-        dz = dy if pre_activation else activations.backward(self.activation, y, dy)
+        x, y, z = cache
+        dz = dy if pre_activation else activations.backward(self.activation, y, dy, z)
         grads = []
         if need_weight_grad:
             x2, dz2 = x.reshape(-1, x.shape[-1]), dz.reshape(-1, dz.shape[-1])

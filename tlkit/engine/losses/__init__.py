@@ -15,7 +15,12 @@ from tlkit.engine.losses import differentiable
 from tlkit.engine.losses.crossentropy import (BinaryCrossentropy, CategoricalCrossentropy,
                                               SparseCategoricalCrossentropy, binary_crossentropy,
                                               categorical_crossentropy, sparse_categorical_crossentropy)
+from tlkit.engine.losses.hinge import CategoricalHinge, Hinge, SquaredHinge, categorical_hinge, hinge, squared_hinge
 from tlkit.engine.losses.loss import Loss
+from tlkit.engine.losses.more_regression import (CosineSimilarity, KLDivergence, LogCosh, MeanAbsolutePercentageError,
+                                                 MeanSquaredLogarithmicError, Poisson, cosine_similarity,
+                                                 kl_divergence, log_cosh, mean_absolute_percentage_error,
+                                                 mean_squared_logarithmic_error, poisson)
 from tlkit.engine.losses.regression import (Huber, MeanAbsoluteError, MeanSquaredError, huber, mean_absolute_error,
                                             mean_squared_error)
 
@@ -48,16 +53,24 @@ def _recording(fn, cls):
     _recording(mean_absolute_error, MeanAbsoluteError), _recording(huber, Huber))
 
 _CLASSES = (CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError,
-            MeanAbsoluteError, Huber)
+            MeanAbsoluteError, Huber, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, CosineSimilarity,
+            LogCosh, Poisson, KLDivergence, Hinge, SquaredHinge, CategoricalHinge)
 _CLASS_OF_FUNCTION = {
     categorical_crossentropy: CategoricalCrossentropy, sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
     binary_crossentropy: BinaryCrossentropy, mean_squared_error: MeanSquaredError,
     mean_absolute_error: MeanAbsoluteError, huber: Huber,
+    mean_absolute_percentage_error: MeanAbsolutePercentageError,
+    mean_squared_logarithmic_error: MeanSquaredLogarithmicError, cosine_similarity: CosineSimilarity,
+    log_cosh: LogCosh, poisson: Poisson, kl_divergence: KLDivergence, hinge: Hinge, squared_hinge: SquaredHinge,
+    categorical_hinge: CategoricalHinge,
 }
 _FUNCTION_BY_NAME = {
     **{fn.__name__: fn for fn in _CLASS_OF_FUNCTION},
     "bce": binary_crossentropy, "BCE": binary_crossentropy, "mse": mean_squared_error, "MSE": mean_squared_error,
     "mae": mean_absolute_error, "MAE": mean_absolute_error,
+    "mape": mean_absolute_percentage_error, "MAPE": mean_absolute_percentage_error,
+    "msle": mean_squared_logarithmic_error, "MSLE": mean_squared_logarithmic_error,
+    "kld": kl_divergence, "KLD": kl_divergence, "logcosh": log_cosh,
 }
 _CLASS_BY_NAME = {cls.__name__: cls for cls in _CLASSES}
 
@@ -134,4 +147,7 @@ def get(identifier):
 __all__ = ["Loss", "LossFunctionWrapper", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
            "BinaryCrossentropy", "MeanSquaredError", "MeanAbsoluteError", "Huber", "categorical_crossentropy",
            "sparse_categorical_crossentropy", "binary_crossentropy", "mean_squared_error", "mean_absolute_error",
-           "huber", "get", "serialize", "deserialize"]
+           "huber", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "CosineSimilarity", "LogCosh",
+           "Poisson", "KLDivergence", "Hinge", "SquaredHinge", "CategoricalHinge", "mean_absolute_percentage_error",
+           "mean_squared_logarithmic_error", "cosine_similarity", "log_cosh", "poisson", "kl_divergence", "hinge",
+           "squared_hinge", "categorical_hinge", "get", "serialize", "deserialize"]

@@ -9,11 +9,17 @@ from tlkit.engine.losses.loss import Loss, as_float
 from tlkit.engine.losses.ranks import squeeze_or_expand_to_same_rank
 
 
-def _error(y_true, y_pred):
-    """y_pred - y_true after Keras's rank alignment (y_true (N,) vs y_pred (N, 1) and the like)."""
+def aligned(y_true, y_pred):
+    """(y_true, y_pred) as float64 after Keras's rank alignment (y_true (N,) vs y_pred (N, 1) and the like)."""
     y, p = squeeze_or_expand_to_same_rank(as_float(y_true), as_float(y_pred))
     if y.shape != p.shape:
         raise ValueError(f"y_true of shape {np.shape(y_true)} does not match y_pred of shape {np.shape(y_pred)}.")
+    return y, p
+
+
+def _error(y_true, y_pred):
+    """y_pred - y_true after Keras's rank alignment."""
+    y, p = aligned(y_true, y_pred)
     return p - y
 
 

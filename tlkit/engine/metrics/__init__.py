@@ -14,16 +14,23 @@ from tlkit.engine.metrics.accuracy import (Accuracy, BinaryAccuracy, Categorical
                                            sparse_top_k_categorical_accuracy, top_k_categorical_accuracy)
 from tlkit.engine.metrics.confusion import AUC, Precision, Recall
 from tlkit.engine.metrics.metric import Mean, MeanMetricWrapper, Metric
+from tlkit.engine.metrics.more_regression import (CategoricalHinge, CosineSimilarity, Hinge, KLDivergence,
+                                                  LogCoshError, MeanAbsolutePercentageError,
+                                                  MeanSquaredLogarithmicError, Poisson, SquaredHinge)
 from tlkit.engine.metrics.regression import MeanAbsoluteError, MeanSquaredError
 from tlkit.utils.text import snake_case
 
 _CLASSES = (Mean, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, TopKCategoricalAccuracy,
-            SparseTopKCategoricalAccuracy, Precision, Recall, AUC, MeanSquaredError, MeanAbsoluteError)
+            SparseTopKCategoricalAccuracy, Precision, Recall, AUC, MeanSquaredError, MeanAbsoluteError,
+            MeanAbsolutePercentageError, MeanSquaredLogarithmicError, CosineSimilarity, LogCoshError, Poisson,
+            KLDivergence, Hinge, SquaredHinge, CategoricalHinge)
 _CLASS_BY_NAME = {
     **{cls.__name__: cls for cls in _CLASSES},
     **{snake_case(cls.__name__): cls for cls in _CLASSES},
     "mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError, "MAE": MeanAbsoluteError,
-    "acc": Accuracy,
+    "acc": Accuracy, "mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
+    "msle": MeanSquaredLogarithmicError, "MSLE": MeanSquaredLogarithmicError, "logcosh": LogCoshError,
+    "kld": KLDivergence, "KLD": KLDivergence,
 }
 # Loss functions double as metrics ("categorical_crossentropy", "huber", ...): their epoch mean.
 _LOSS_FUNCTIONS = {fn.__name__: fn for fn in (
@@ -99,6 +106,8 @@ def resolve_accuracy(identifier, loss=None, y_true_shape=None, y_pred_shape=None
 
 __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy",
            "SparseCategoricalAccuracy", "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "Precision",
-           "Recall", "AUC", "MeanSquaredError", "MeanAbsoluteError", "accuracy", "binary_accuracy",
+           "Recall", "AUC", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+           "MeanSquaredLogarithmicError", "CosineSimilarity", "LogCoshError", "Poisson", "KLDivergence", "Hinge",
+           "SquaredHinge", "CategoricalHinge", "accuracy", "binary_accuracy",
            "categorical_accuracy", "sparse_categorical_accuracy", "top_k_categorical_accuracy",
            "sparse_top_k_categorical_accuracy", "get", "serialize", "deserialize", "resolve_accuracy"]

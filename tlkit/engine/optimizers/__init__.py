@@ -6,14 +6,20 @@
 >>> optimizers.deserialize(optimizers.serialize(opt))        # same configuration, fresh state
 """
 from tlkit.engine.optimizers import schedules
+from tlkit.engine.optimizers.adadelta import Adadelta
 from tlkit.engine.optimizers.adagrad import Adagrad
 from tlkit.engine.optimizers.adam import Adam
+from tlkit.engine.optimizers.adamax import Adamax
 from tlkit.engine.optimizers.adamw import AdamW
+from tlkit.engine.optimizers.ftrl import Ftrl
+from tlkit.engine.optimizers.lion import Lion
+from tlkit.engine.optimizers.nadam import Nadam
 from tlkit.engine.optimizers.optimizer import Optimizer
 from tlkit.engine.optimizers.rmsprop import RMSprop
 from tlkit.engine.optimizers.sgd import SGD
 
-_BY_LOWER_NAME = {cls.__name__.lower(): cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+_BY_LOWER_NAME = {cls.__name__.lower(): cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam,
+                                                        Ftrl, Lion)}
 
 
 def serialize(optimizer):
@@ -47,5 +53,6 @@ def get(identifier):
     raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}")
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "schedules", "get", "serialize",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Ftrl", "Lion",
+           "schedules", "get", "serialize",
            "deserialize"]
