@@ -10,6 +10,7 @@ Test modules get these through the ``torch_files`` fixture.
 import collections
 import io
 import pickle
+import sys
 import types
 import zipfile
 
@@ -72,9 +73,10 @@ class Payload:
 
 
 class _TorchLikePickler(pickle._Pickler):  # the pure-Python pickler: its save() can be extended
-    def __init__(self, file):
+    def __init__(self, file, legacy=False):
         super().__init__(file, protocol=2)
         self.storages = {}  # id(array) -> (key, array)
+        self.legacy = legacy  # legacy persistent ids carry a sixth item, the view metadata (None)
 
     def save(self, obj, save_persistent_id=True):
         if isinstance(obj, TorchGlobal):
@@ -88,7 +90,8 @@ class _TorchLikePickler(pickle._Pickler):  # the pure-Python pickler: its save()
         if not isinstance(obj, StorageRef):
             return None
         key, array = self.storages.setdefault(id(obj.array), (str(len(self.storages)), obj.array))
-        return "storage", TorchGlobal("torch", STORAGE_TYPES[array.dtype]), key, "cpu", array.size
+        pid = "storage", TorchGlobal("torch", STORAGE_TYPES[array.dtype]), key, "cpu", array.size
+        return pid + (None,) if self.legacy else pid
 
 
 def contiguous_tensor(array, parameter=False):
@@ -112,11 +115,50 @@ def write_torch_zip(path, obj, prefix="archive", pickle_bytes=None, byteorder="l
     return path
 
 
+def hostile_payloads(marker):
+    """(module, name, args): each call creates ``marker`` when a plain unpickler runs it."""
+    python = f"open({str(marker)!r}, 'w').close()"
+    return [
+        ("os", "system", (f"touch '{marker}'",)),
+        ("posix", "system", (f"touch '{marker}'",)),
+        ("builtins", "eval", (python,)),
+        ("builtins", "exec", (python,)),
+        ("subprocess", "check_call", (["touch", str(marker)],)),
+        ("subprocess", "Popen", ([sys.executable, "-c", python],)),
+    ]
+
+
+
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+
+
+def write_torch_legacy(path, obj, pickle_bytes=None, little_endian=True, records=None):
+    """``torch.save(obj, path, _use_new_zipfile_serialization=False)`` look-alike: magic number,
+    protocol 1001, sys info, the object pickle, the storage keys, then each storage as an 8-byte
+    element count and its bytes. ``records`` replaces the three header records (raw pickles)."""
+    buffer = io.BytesIO()
+    pickler = _TorchLikePickler(buffer, legacy=True)
+    pickler.dump(obj)
+    order = "<" if little_endian else ">"
+    header = records or [pickle.dumps(LEGACY_MAGIC_NUMBER, protocol=2), pickle.dumps(1001, protocol=2),
+                         pickle.dumps({"protocol_version": 1001, "little_endian": little_endian,
+                                       "type_sizes": {"short": 2, "int": 4, "long": 8}}, protocol=2)]
+    keys = [key for key, _ in pickler.storages.values()]
+    with open(path, "wb") as f:
+        f.write(b"".join(header) + (pickle_bytes if pickle_bytes is not None else buffer.getvalue()))
+        f.write(pickle.dumps(keys, protocol=2))
+        for _, array in pickler.storages.values():
+            f.write(np.array(array.size, order + "i8").tobytes())
+            f.write(array.astype(array.dtype.newbyteorder(order)).tobytes())
+    return path
+
+
 @pytest.fixture
 def torch_files():
     """These helpers (fixtures are how test modules share code here): ``torch_files.write(path, obj)``,
-    ``torch_files.Global``, ``torch_files.Payload``, ``torch_files.TensorView``."""
-    return types.SimpleNamespace(write=write_torch_zip, Global=TorchGlobal, Payload=Payload, TensorView=TensorView,
+    ``torch_files.write_legacy(path, obj)``, ``torch_files.Global``, ``torch_files.Payload``, ``torch_files.TensorView``."""
+    return types.SimpleNamespace(write=write_torch_zip, write_legacy=write_torch_legacy, Global=TorchGlobal,
+                                 Payload=Payload, TensorView=TensorView, hostile_payloads=hostile_payloads,
                                  contiguous_tensor=contiguous_tensor)
 
 

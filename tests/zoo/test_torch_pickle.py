@@ -5,7 +5,6 @@ torch needed) and, where torch is installed, by ``torch.save`` itself.
 """
 import collections
 import pickle
-import sys
 import zipfile
 
 import numpy as np
@@ -86,24 +85,11 @@ def test_big_endian_files(tmp_path, rng, torch_files):
 # --- hostile pickles ----------------------------------------------------------------------------
 
 
-def hostile_payloads(marker):
-    """(module, name, args): each call creates ``marker`` when a plain unpickler runs it."""
-    python = f"open({str(marker)!r}, 'w').close()"
-    return [
-        ("os", "system", (f"touch '{marker}'",)),
-        ("posix", "system", (f"touch '{marker}'",)),
-        ("builtins", "eval", (python,)),
-        ("builtins", "exec", (python,)),
-        ("subprocess", "check_call", (["touch", str(marker)],)),
-        ("subprocess", "Popen", ([sys.executable, "-c", python],)),
-    ]
-
-
 @pytest.mark.parametrize("index", range(6))
 @pytest.mark.parametrize("where", ["top", "after_a_tensor", "inside_a_tensor"])
 def test_hostile_pickle_is_refused_and_nothing_runs(tmp_path, torch_files, index, where):
     marker = tmp_path / "pwned"
-    module, name, args = hostile_payloads(marker)[index]
+    module, name, args = torch_files.hostile_payloads(marker)[index]
     payload = torch_files.Payload(torch_files.Global(module, name), *args)
     if where == "top":
         obj = payload
@@ -124,7 +110,7 @@ def test_hostile_pickle_is_refused_and_nothing_runs(tmp_path, torch_files, index
 def test_the_hostile_payload_really_runs_under_a_plain_unpickler(tmp_path, torch_files):
     """Control for the test above: the same bytes do create the marker when unpickled naively."""
     marker = tmp_path / "pwned"
-    module, name, args = hostile_payloads(marker)[0]
+    module, name, args = torch_files.hostile_payloads(marker)[0]
     path = torch_files.write(tmp_path / "evil.pth", torch_files.Payload(torch_files.Global(module, name), *args))
     with zipfile.ZipFile(path) as archive:
         data = archive.read("archive/data.pkl")
@@ -155,13 +141,6 @@ def test_unexpected_persistent_ids_are_refused(tmp_path, torch_files):
 
 
 # --- damaged and foreign files ------------------------------------------------------------------
-
-
-def test_legacy_non_zip_files_are_refused_with_a_way_out(tmp_path):
-    path = tmp_path / "old.pth"
-    path.write_bytes(torch_pickle.LEGACY_MAGIC + b"\x00" * 64)
-    with pytest.raises(WeightFileError, match=r"legacy .*not supported.*torch\.save"):
-        read_weight_file(path)
 
 
 def test_missing_or_short_storages_are_refused(tmp_path, torch_files):
