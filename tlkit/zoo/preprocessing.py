@@ -6,7 +6,7 @@ CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406], np.float32)
 TORCH_STD_RGB = np.array([0.229, 0.224, 0.225], np.float32)
 LITE_MEAN, LITE_STD = np.float32(127.0), np.float32(128.0)  # Google's efficientnet-lite builder
-MODES = ("caffe", "torch", "lite")
+MODES = ("caffe", "torch", "lite", "tf")
 
 
 def preprocess_input(x, mode="caffe", inplace=False):
@@ -15,6 +15,7 @@ def preprocess_input(x, mode="caffe", inplace=False):
     'caffe': RGB->BGR, minus the ImageNet mean per channel, no scaling (Keras's VGG16).
     'torch': /255, minus mean, divided by std, RGB (torchvision's models).
     'lite': (x - 127) / 128, RGB (EfficientNet-Lite).
+    'tf': x / 127.5 - 1, RGB (Keras's MobileNetV2).
     The caller's array is left alone unless ``inplace=True`` (and it is float32).
     """
     if mode not in MODES:
@@ -32,6 +33,9 @@ def preprocess_input(x, mode="caffe", inplace=False):
     elif mode == "lite":
         out -= LITE_MEAN
         out /= LITE_STD
+    elif mode == "tf":
+        out /= np.float32(127.5)
+        out -= np.float32(1)
     else:
         out /= 255.0
         out -= TORCH_MEAN_RGB
