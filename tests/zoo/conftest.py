@@ -231,8 +231,80 @@ def to_torchvision(arch_module, layers, fold_preprocessing=False):
     return state
 
 
+def made_up_bn_network(shapes, rng):
+    """{layer: arrays} for ``shapes`` = weight_shapes() of a network with BatchNormalization (4 arrays:
+    gamma, beta, mean, positive variance) and He-scaled kernels (biases zero)."""
+    layers = {}
+    for name, layer_shapes in shapes:
+        if len(layer_shapes) == 4:
+            n = layer_shapes[0][0]
+            arrays = [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)]
+        else:
+            kernel = layer_shapes[0]
+            fan_in = kernel[0] * kernel[1] if len(kernel) == 4 and kernel[-1] == 1 else int(np.prod(kernel[:-1]))
+            arrays = [rng.standard_normal(kernel) * np.sqrt(2.0 / fan_in)] + [np.zeros(s) for s in layer_shapes[1:]]
+        layers[name] = [np.asarray(a, np.float32) for a in arrays]
+    return layers
+
+
+def write_keras2_weights(path, model, layers, weight_names):
+    """Keras 2's save_weights layout, as in the published keras-applications files (mobilenet_v2_*,
+    resnet50_*): root attrs layer_names (every layer), backend, keras_version; per layer weight_names
+    "<layer>/<weight>:0", datasets under <layer>/<layer>/<weight>:0."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = np.array([layer.name.encode() for layer in model.layers])
+        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.2.4-tf"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            arrays = layers.get(layer.name, [])
+            names = [f"{layer.name}/{w}:0" for w in weight_names(layer.name, len(arrays))]
+            group.attrs["weight_names"] = np.array([n.encode() for n in names])
+            for name, array in zip(names, arrays):
+                group.create_dataset(name, data=array)
+    return path
+
+
+KERAS_APPLICATION = r'''
+import json, os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import h5py, numpy as np, keras
+factory, path, kwargs, x_path, out_path = sys.argv[1:6]
+model = getattr(keras.applications, factory)(weights=None, **json.loads(kwargs))
+with h5py.File(path, "r") as f:
+    for layer in model.layers:
+        if layer.weights:
+            group = f[layer.name]
+            layer.set_weights([np.asarray(group[n]) for n in group.attrs["weight_names"]])
+np.save(out_path, model.predict(np.load(x_path), verbose=0))
+'''
+
+
+def keras_application_outputs(tmp_path, factory, weights_path, x, **kwargs):
+    """keras.applications.<factory>(weights=None, **kwargs) given the file's weights by layer name, run
+    on ``x`` in the peers' Python (TLKIT_PEERS_PYTHON); skips the test when Keras is not there."""
+    import json
+    import os
+    import subprocess
+
+    python = os.environ.get("TLKIT_PEERS_PYTHON", "/work/peers/bin/python")
+    if not os.path.exists(python):
+        pytest.skip(f"no peers Python with Keras at {python}")
+    np.save(tmp_path / "x.npy", x)
+    result = subprocess.run([python, "-c", KERAS_APPLICATION, factory, str(weights_path), json.dumps(kwargs),
+                             str(tmp_path / "x.npy"), str(tmp_path / "keras.npy")],
+                            capture_output=True, text=True, timeout=900)
+    if result.returncode != 0 and "No module named" in result.stderr:
+        pytest.skip(f"Keras is not importable in {python}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return np.load(tmp_path / "keras.npy")
+
+
 @pytest.fixture
 def zoo_files():
-    """Helpers for made-up VGG16/SqueezeNet weights: ``made_up``, ``write_keras``, ``to_torchvision``."""
+    """Helpers for made-up zoo weights: ``made_up``, ``write_keras``, ``to_torchvision`` (VGG16/SqueezeNet);
+    ``made_up_bn``, ``write_keras2``, ``keras_outputs`` (networks with BatchNormalization)."""
     return types.SimpleNamespace(made_up=made_up_weights, write_keras=write_keras_published_layout,
-                                 to_torchvision=to_torchvision)
+                                 to_torchvision=to_torchvision, made_up_bn=made_up_bn_network,
+                                 write_keras2=write_keras2_weights, keras_outputs=keras_application_outputs)

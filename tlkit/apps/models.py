@@ -9,7 +9,7 @@ import os
 
 import click
 
-BASES = ("vgg16", "squeezenet", "efficientnet_lite0", "mobilenet_v2")
+BASES = ("vgg16", "squeezenet", "efficientnet_lite0", "mobilenet_v2", "resnet50")
 _INFO = {
     "vgg16": {"name": "VGG16", "trained_size": 224, "min_size": 32, "preprocessing": "caffe",
               "weights": "imagenet: downloaded once into $TLKIT_HOME/models, or a weight file path"},
@@ -22,6 +22,8 @@ _INFO = {
     "mobilenet_v2": {"name": "MobileNetV2 (alpha 1.0)", "trained_size": 224, "min_size": 32, "preprocessing": "tf",
                      "weights": "a weight file path, e.g. Keras's "
                                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"},
+    "resnet50": {"name": "ResNet50", "trained_size": 224, "min_size": 32, "preprocessing": "caffe",
+                 "weights": "a weight file path, e.g. Keras's resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"},
 }
 
 

@@ -23,7 +23,7 @@ from tlkit.engine.model import Model
 from tlkit.zoo.weights import VGG16_WEIGHTS, VGG16_WEIGHTS_NOTOP, get_file, read_weight_file
 
 ARCHITECTURES = {"vgg16": "VGG16", "squeezenet": "SqueezeNet", "efficientnet_lite0": "EfficientNetLite0",
-                 "mobilenet_v2": "MobileNetV2"}
+                 "mobilenet_v2": "MobileNetV2", "resnet50": "ResNet50"}
 # A layer's arrays in a PyTorch state dict, by how many arrays the layer has (BatchNorm: 4).
 TORCH_SUFFIXES = {1: ("weight",), 2: ("weight", "bias"), 4: ("weight", "bias", "running_mean", "running_var")}
 SQUEEZENET_FILE = "squeezenet_v1.1_weights_tf_dim_ordering_tf_kernels_notop.h5"
