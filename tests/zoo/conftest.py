@@ -129,6 +129,19 @@ def hostile_payloads(marker):
 
 
 
+def sample_state_dict(rng):
+    """Tensors of every kind a state dict holds: float32/16/64, int64 counter, bool mask, empty."""
+    return collections.OrderedDict([
+        ("conv.weight", rng.standard_normal((4, 3, 3, 3)).astype(np.float32)),
+        ("conv.bias", rng.standard_normal(4).astype(np.float32)),
+        ("half", rng.standard_normal((2, 5)).astype(np.float16)),
+        ("double", rng.standard_normal(3)),
+        ("bn.num_batches_tracked", np.array(7, np.int64)),
+        ("mask", np.array([True, False, True])),
+        ("empty", np.zeros((0, 3), np.float32)),
+    ])
+
+
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 
 
@@ -159,6 +172,7 @@ def torch_files():
     ``torch_files.write_legacy(path, obj)``, ``torch_files.Global``, ``torch_files.Payload``, ``torch_files.TensorView``."""
     return types.SimpleNamespace(write=write_torch_zip, write_legacy=write_torch_legacy, Global=TorchGlobal,
                                  Payload=Payload, TensorView=TensorView, hostile_payloads=hostile_payloads,
+                                 sample_state_dict=sample_state_dict,
                                  contiguous_tensor=contiguous_tensor)
 
 

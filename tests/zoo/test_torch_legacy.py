@@ -16,21 +16,9 @@ from tlkit.zoo.weights import WeightFileError, read_torch_state_dict, read_weigh
 from tlkit.zoo.weights import torch_legacy, torch_unpickler
 
 
-def sample_state_dict(rng):
-    return collections.OrderedDict([
-        ("conv.weight", rng.standard_normal((4, 3, 3, 3)).astype(np.float32)),
-        ("conv.bias", rng.standard_normal(4).astype(np.float32)),
-        ("half", rng.standard_normal((2, 5)).astype(np.float16)),
-        ("double", rng.standard_normal(3)),
-        ("bn.num_batches_tracked", np.array(7, np.int64)),
-        ("mask", np.array([True, False, True])),
-        ("empty", np.zeros((0, 3), np.float32)),
-    ])
-
-
 @pytest.mark.parametrize("little_endian", [True, False])
 def test_reads_names_in_order_and_values(tmp_path, rng, torch_files, little_endian):
-    state = sample_state_dict(rng)
+    state = torch_files.sample_state_dict(rng)
     path = torch_files.write_legacy(tmp_path / "w.pth", state, little_endian=little_endian)
     assert path.read_bytes().startswith(torch_legacy.LEGACY_MAGIC)
     wf = read_weight_file(path)

@@ -16,20 +16,8 @@ from tlkit.zoo.weights import WeightFileError, read_torch_state_dict, read_weigh
 from tlkit.zoo.weights import torch_pickle
 
 
-def sample_state_dict(rng):
-    return collections.OrderedDict([
-        ("conv.weight", rng.standard_normal((4, 3, 3, 3)).astype(np.float32)),
-        ("conv.bias", rng.standard_normal(4).astype(np.float32)),
-        ("half", rng.standard_normal((2, 5)).astype(np.float16)),
-        ("double", rng.standard_normal(3)),
-        ("bn.num_batches_tracked", np.array(7, np.int64)),
-        ("mask", np.array([True, False, True])),
-        ("empty", np.zeros((0, 3), np.float32)),
-    ])
-
-
 def test_reads_names_in_order_and_values(tmp_path, rng, torch_files):
-    state = sample_state_dict(rng)
+    state = torch_files.sample_state_dict(rng)
     wf = read_weight_file(torch_files.write(tmp_path / "w.pth", state))
     assert wf.format == "torch"
     assert list(wf.tensors) == list(state)
@@ -41,7 +29,7 @@ def test_reads_names_in_order_and_values(tmp_path, rng, torch_files):
 
 
 def test_float32_false_keeps_dtypes(tmp_path, rng, torch_files):
-    state = sample_state_dict(rng)
+    state = torch_files.sample_state_dict(rng)
     wf = read_torch_state_dict(torch_files.write(tmp_path / "w.pth", state), float32=False)
     for name, array in state.items():
         assert wf.tensors[name].dtype == array.dtype, name
@@ -168,7 +156,7 @@ def test_tensor_geometry_beyond_its_storage_is_refused(tmp_path, torch_files):
 
 
 def test_truncated_and_foreign_zips_are_refused(tmp_path, rng, torch_files):
-    path = torch_files.write(tmp_path / "w.pt", sample_state_dict(rng))
+    path = torch_files.write(tmp_path / "w.pt", torch_files.sample_state_dict(rng))
     data = path.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightFileError, match="cut.pt"):
@@ -278,7 +266,7 @@ def test_real_torchvision_shaped_vgg16_state_dict(tmp_path):
 def test_our_test_writer_matches_torch(tmp_path, rng, torch_files):
     """The torch-free writer the other tests rely on produces files torch itself loads."""
     torch = pytest.importorskip("torch")
-    state = sample_state_dict(rng)
+    state = torch_files.sample_state_dict(rng)
     loaded = torch.load(torch_files.write(tmp_path / "w.pth", state), weights_only=True)
     assert list(loaded) == list(state)
     for name, array in state.items():

@@ -1,6 +1,6 @@
 """Conv2D: 2-D convolution over NHWC images, kernels stored (kh, kw, in, out) as Keras does."""
 from tlkit.engine import activations, initializers, regularizers
-from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, padding_mode, pair
+from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, window_arguments
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.bn_folding import fold_batch_norm, folds_into
 from tlkit.engine.layers.pooling import MaxPooling2D
@@ -35,13 +35,8 @@ class Conv2D(Layer):
         if groups != 1:
             raise ValueError("Conv2D: groups != 1 is not supported by tlkit.")
         self.filters = filters
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.strides = pair(strides, "strides")
-        self.padding = padding_mode(padding)
-        self.dilation_rate = pair(dilation_rate, "dilation_rate")
-        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
-            raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                             f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}")
+        self.kernel_size, self.strides, self.padding, self.dilation_rate = window_arguments(
+            kernel_size, strides, padding, dilation_rate)
         self.data_format = data_format
         self._set_kernel_arguments(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                                    bias_regularizer)

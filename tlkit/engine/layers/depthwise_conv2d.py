@@ -1,7 +1,7 @@
 """DepthwiseConv2D and SeparableConv2D (NHWC), with Keras's arguments, weight names and layouts:
 depthwise kernel (kh, kw, in, depth_multiplier), pointwise kernel (1, 1, in * depth_multiplier, filters)."""
 from tlkit.engine import activations, initializers, regularizers
-from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, padding_mode, pair
+from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, window_arguments
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.bn_folding import fold_batch_norm, folds_into
 
@@ -30,13 +30,8 @@ class DepthwiseConv2D(Layer):
             raise ValueError("tlkit works channels-last (NHWC): use data_format=None or 'channels_last'.")
         if not isinstance(depth_multiplier, int) or depth_multiplier <= 0:
             raise ValueError(f"depth_multiplier must be a positive int, got {depth_multiplier!r}.")
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.strides = pair(strides, "strides")
-        self.padding = padding_mode(padding)
-        self.dilation_rate = pair(dilation_rate, "dilation_rate")
-        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
-            raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                             f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}")
+        self.kernel_size, self.strides, self.padding, self.dilation_rate = window_arguments(
+            kernel_size, strides, padding, dilation_rate)
         self.depth_multiplier, self.data_format = depth_multiplier, data_format
         self._set_kernel_arguments(activation, use_bias, depthwise_initializer, bias_initializer,
                                    depthwise_regularizer, bias_regularizer)
@@ -47,12 +42,17 @@ class DepthwiseConv2D(Layer):
                              f"inputs with known channels; got shape {tuple(input_shape)}.")
         return input_shape[-1]
 
-    def build(self, input_shape):
+    def _add_depthwise_kernel(self, input_shape):
+        """Checks the input, adds the (kh, kw, in, depth_multiplier) kernel; returns the input channels."""
         channels = self._check_input(input_shape)
         self.compute_output_shape(input_shape)
         self.depthwise_kernel = self.add_weight(self.kernel_size + (channels, self.depth_multiplier),
                                                 self.kernel_initializer, "depthwise_kernel",
                                                 regularizer=self.kernel_regularizer)
+        return channels
+
+    def build(self, input_shape):
+        channels = self._add_depthwise_kernel(input_shape)
         self.bias = self.add_weight((channels * self.depth_multiplier,), self.bias_initializer, "bias",
                                     regularizer=self.bias_regularizer) if self.use_bias else None
         self.built = True
@@ -139,11 +139,7 @@ class SeparableConv2D(DepthwiseConv2D):
         self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
 
     def build(self, input_shape):
-        channels = self._check_input(input_shape)
-        self.compute_output_shape(input_shape)
-        self.depthwise_kernel = self.add_weight(self.kernel_size + (channels, self.depth_multiplier),
-                                                self.kernel_initializer, "depthwise_kernel",
-                                                regularizer=self.kernel_regularizer)
+        channels = self._add_depthwise_kernel(input_shape)
         self.pointwise_kernel = self.add_weight((1, 1, channels * self.depth_multiplier, self.filters),
                                                 self.pointwise_initializer, "pointwise_kernel",
                                                 regularizer=self.pointwise_regularizer)
