@@ -19,6 +19,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's tlkit, not an installed one
 EXPORT = r'''
 import sys, torch
 m = torch.jit.load(sys.argv[1])
