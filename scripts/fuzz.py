@@ -4,7 +4,8 @@
     python scripts/fuzz.py --target safetensors --seconds 300
     python scripts/fuzz.py --all --seconds 120 --write     # each target in turn; RELIABILITY.md table
 
-Targets: safetensors, torch (the restricted unpickler, inside a torch.save zip), keras_h5
+Targets: safetensors, torch (the restricted unpickler, inside a torch.save zip), torch_legacy (the
+same unpickler behind PyTorch's pre-1.6 flat layout: header records, storage keys, counts), keras_h5
 (through h5py), model_h5 (tlkit.models.load_model: config JSON + weights), image (tlkit's image
 loader), and two structure-aware targets whose input bytes choose the attack rather than being
 the file: torch_views (many tensor views of one storage, any offsets, sizes and strides: the
@@ -32,7 +33,7 @@ import tempfile
 import zipfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TARGETS = ("safetensors", "torch", "keras_h5", "model_h5", "image", "torch_views", "model_shapes")
+TARGETS = ("safetensors", "torch", "torch_legacy", "keras_h5", "model_h5", "image", "torch_views", "model_shapes")
 MARKER = pathlib.Path(tempfile.gettempdir()) / "tlkit_fuzz_pwned"
 
 
@@ -54,6 +55,11 @@ def seed_files(target, folder):
         if valid is not None:
             (folder / "a.pt").write_bytes(valid)
         (folder / "evil.pt").write_bytes(torch_zip_evil())
+    elif target == "torch_legacy":
+        valid = torch_zip({"w": [1.0, 2.0, 3.0, 4.0], "b": [[1.0], [2.0]]}, legacy=True)
+        if valid is not None:
+            (folder / "a.pth").write_bytes(valid)
+        (folder / "evil.pth").write_bytes(torch_legacy_evil())
     elif target == "keras_h5":
         from tlkit.zoo.weights import write_keras_h5
 
@@ -80,21 +86,34 @@ def seed_files(target, folder):
         Image.fromarray(rng.integers(0, 65535, (8, 8), dtype=np.uint16)).save(folder / "i16.png")
 
 
-def torch_zip(tensors):
-    """A real torch.save zip when torch is importable (it only writes the seed), else None."""
+def torch_zip(tensors, legacy=False):
+    """A real torch.save file (zip, or legacy) when torch is importable (it only writes the seed), else None."""
     try:
         import torch
     except ImportError:
         return None
     buf = io.BytesIO()
-    torch.save({k: torch.tensor(v) for k, v in tensors.items()}, buf)
+    torch.save({k: torch.tensor(v) for k, v in tensors.items()}, buf, _use_new_zipfile_serialization=not legacy)
     return buf.getvalue()
 
 
+def _evil_pickle():
+    """A pickle that would create MARKER through os.system if it were ever run."""
+    return (b"\x80\x02cos\nsystem\nq\x00X" + len(f"touch {MARKER}").to_bytes(4, "little") +
+            f"touch {MARKER}".encode() + b"q\x01\x85q\x02Rq\x03.")
+
+
+def torch_legacy_evil():
+    """PyTorch's legacy header records (magic number, protocol 1001, sys info), then the hostile pickle."""
+    import pickle
+
+    header = [pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True})]
+    return b"".join(header) + _evil_pickle() + pickle.dumps([], protocol=2)
+
+
 def torch_zip_evil():
-    """A torch-like zip whose pickle would create MARKER through os.system if it were ever run."""
-    payload = (b"\x80\x02cos\nsystem\nq\x00X" + len(f"touch {MARKER}").to_bytes(4, "little") +
-               f"touch {MARKER}".encode() + b"q\x01\x85q\x02Rq\x03.")
+    """A torch-like zip whose pickle would create MARKER if it were ever run."""
+    payload = _evil_pickle()
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as z:
         z.writestr("archive/data.pkl", payload)
@@ -222,7 +241,7 @@ def make_target(target):
                 if got.shape != want.shape:
                     raise RuntimeError(f"loaded a weight of shape {got.shape} where the model has {want.shape}")
     else:
-        fmt = {"keras_h5": "keras_h5", "safetensors": "safetensors", "torch": "torch"}[target]
+        fmt = {"keras_h5": "keras_h5", "safetensors": "safetensors", "torch": "torch", "torch_legacy": "torch"}[target]
         expected = (WeightFileError,)
 
         def run(data):

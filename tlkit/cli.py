@@ -7,6 +7,7 @@ import sys
 import click
 
 from tlkit import __version__
+from tlkit.apps.models import BASES
 from tlkit.augment.options import augmentation_options
 
 
@@ -63,7 +64,7 @@ def main():
 
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--base", type=click.Choice(["vgg16", "squeezenet"]), default="vgg16", show_default=True,
+@click.option("--base", type=click.Choice(list(BASES)), default="vgg16", show_default=True,
               help="The frozen ImageNet base (see `tlkit models`).")
 @click.option("--weights", default="imagenet", show_default=True,
               help="'imagenet' (cached or downloaded), a weight file path, or 'none' for random weights.")
@@ -85,6 +86,9 @@ def main():
 @click.option("--fine-tune-layers", type=click.IntRange(0), default=0, show_default=True,
               help="Stage 2: unfreeze the last N base layers with weights.")
 @click.option("--fine-tune-from", default=None, help="Stage 2: unfreeze the base from this layer on.")
+@click.option("--fine-tune-batchnorm", is_flag=True,
+              help="Stage 2: also train the unfrozen BatchNormalization layers (by default they stay frozen, "
+                   "in inference mode with their ImageNet statistics).")
 @click.option("--fine-tune-epochs", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--fine-tune-lr", type=float, default=1e-5, show_default=True)
 @click.option("--early-stopping", type=click.IntRange(1), default=None, help="Patience in epochs.")

@@ -5,7 +5,6 @@ torch needed) and, where torch is installed, by ``torch.save`` itself.
 """
 import collections
 import pickle
-import sys
 import zipfile
 
 import numpy as np
@@ -17,20 +16,8 @@ from tlkit.zoo.weights import WeightFileError, read_torch_state_dict, read_weigh
 from tlkit.zoo.weights import torch_pickle
 
 
-def sample_state_dict(rng):
-    return collections.OrderedDict([
-        ("conv.weight", rng.standard_normal((4, 3, 3, 3)).astype(np.float32)),
-        ("conv.bias", rng.standard_normal(4).astype(np.float32)),
-        ("half", rng.standard_normal((2, 5)).astype(np.float16)),
-        ("double", rng.standard_normal(3)),
-        ("bn.num_batches_tracked", np.array(7, np.int64)),
-        ("mask", np.array([True, False, True])),
-        ("empty", np.zeros((0, 3), np.float32)),
-    ])
-
-
 def test_reads_names_in_order_and_values(tmp_path, rng, torch_files):
-    state = sample_state_dict(rng)
+    state = torch_files.sample_state_dict(rng)
     wf = read_weight_file(torch_files.write(tmp_path / "w.pth", state))
     assert wf.format == "torch"
     assert list(wf.tensors) == list(state)
@@ -42,7 +29,7 @@ def test_reads_names_in_order_and_values(tmp_path, rng, torch_files):
 
 
 def test_float32_false_keeps_dtypes(tmp_path, rng, torch_files):
-    state = sample_state_dict(rng)
+    state = torch_files.sample_state_dict(rng)
     wf = read_torch_state_dict(torch_files.write(tmp_path / "w.pth", state), float32=False)
     for name, array in state.items():
         assert wf.tensors[name].dtype == array.dtype, name
@@ -86,24 +73,11 @@ def test_big_endian_files(tmp_path, rng, torch_files):
 # --- hostile pickles ----------------------------------------------------------------------------
 
 
-def hostile_payloads(marker):
-    """(module, name, args): each call creates ``marker`` when a plain unpickler runs it."""
-    python = f"open({str(marker)!r}, 'w').close()"
-    return [
-        ("os", "system", (f"touch '{marker}'",)),
-        ("posix", "system", (f"touch '{marker}'",)),
-        ("builtins", "eval", (python,)),
-        ("builtins", "exec", (python,)),
-        ("subprocess", "check_call", (["touch", str(marker)],)),
-        ("subprocess", "Popen", ([sys.executable, "-c", python],)),
-    ]
-
-
 @pytest.mark.parametrize("index", range(6))
 @pytest.mark.parametrize("where", ["top", "after_a_tensor", "inside_a_tensor"])
 def test_hostile_pickle_is_refused_and_nothing_runs(tmp_path, torch_files, index, where):
     marker = tmp_path / "pwned"
-    module, name, args = hostile_payloads(marker)[index]
+    module, name, args = torch_files.hostile_payloads(marker)[index]
     payload = torch_files.Payload(torch_files.Global(module, name), *args)
     if where == "top":
         obj = payload
@@ -124,7 +98,7 @@ def test_hostile_pickle_is_refused_and_nothing_runs(tmp_path, torch_files, index
 def test_the_hostile_payload_really_runs_under_a_plain_unpickler(tmp_path, torch_files):
     """Control for the test above: the same bytes do create the marker when unpickled naively."""
     marker = tmp_path / "pwned"
-    module, name, args = hostile_payloads(marker)[0]
+    module, name, args = torch_files.hostile_payloads(marker)[0]
     path = torch_files.write(tmp_path / "evil.pth", torch_files.Payload(torch_files.Global(module, name), *args))
     with zipfile.ZipFile(path) as archive:
         data = archive.read("archive/data.pkl")
@@ -157,13 +131,6 @@ def test_unexpected_persistent_ids_are_refused(tmp_path, torch_files):
 # --- damaged and foreign files ------------------------------------------------------------------
 
 
-def test_legacy_non_zip_files_are_refused_with_a_way_out(tmp_path):
-    path = tmp_path / "old.pth"
-    path.write_bytes(torch_pickle.LEGACY_MAGIC + b"\x00" * 64)
-    with pytest.raises(WeightFileError, match=r"legacy .*not supported.*torch\.save"):
-        read_weight_file(path)
-
-
 def test_missing_or_short_storages_are_refused(tmp_path, torch_files):
     path = torch_files.write(tmp_path / "w.pt", {"w": np.ones((4, 4), np.float32)})
     with zipfile.ZipFile(path) as archive:
@@ -189,7 +156,7 @@ def test_tensor_geometry_beyond_its_storage_is_refused(tmp_path, torch_files):
 
 
 def test_truncated_and_foreign_zips_are_refused(tmp_path, rng, torch_files):
-    path = torch_files.write(tmp_path / "w.pt", sample_state_dict(rng))
+    path = torch_files.write(tmp_path / "w.pt", torch_files.sample_state_dict(rng))
     data = path.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightFileError, match="cut.pt"):
@@ -299,7 +266,7 @@ def test_real_torchvision_shaped_vgg16_state_dict(tmp_path):
 def test_our_test_writer_matches_torch(tmp_path, rng, torch_files):
     """The torch-free writer the other tests rely on produces files torch itself loads."""
     torch = pytest.importorskip("torch")
-    state = sample_state_dict(rng)
+    state = torch_files.sample_state_dict(rng)
     loaded = torch.load(torch_files.write(tmp_path / "w.pth", state), weights_only=True)
     assert list(loaded) == list(state)
     for name, array in state.items():

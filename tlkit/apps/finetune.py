@@ -23,7 +23,7 @@ from tlkit.apps import run_report
 from tlkit.apps.dataset import DataFolderError, find_layout
 from tlkit.apps.features import CachedVariants, Preprocessed, compute_features, flip_variants
 from tlkit.apps.head import build_head, parse_head
-from tlkit.apps.models import BASES
+from tlkit.apps.models import factory
 from tlkit.apps.options import check_config
 from tlkit.apps.plots import plot_confusion, plot_curves, plot_misclassified
 from tlkit.apps.run_history import combine_histories, write_history_csv
@@ -32,6 +32,7 @@ from tlkit.apps.run_dir import RunDirError, prepare as prepare_run_dir  # noqa: 
 from tlkit.apps.run_dir import epoch_sync, finite_guard, open_run, require_finite_weights, save_state
 from tlkit.apps.warmup import warm_up
 from tlkit.augment.options import generator_arguments
+from tlkit.engine.layers import BatchNormalization
 from tlkit.utils.io import atomic_write_text
 
 
@@ -59,6 +60,7 @@ class FinetuneConfig:
     lr: float = 1e-3
     fine_tune_layers: int = 0
     fine_tune_from: str = None
+    fine_tune_batchnorm: bool = False  # stage 2 leaves BatchNormalization frozen (inference mode) unless True
     fine_tune_epochs: int = 0
     fine_tune_lr: float = 1e-5
     early_stopping: int = None
@@ -119,13 +121,8 @@ def make_iterators(config, layout):
 
 # ----- models -----
 def build_base(config):
-    from tlkit.zoo import SqueezeNet, VGG16
-
-    if config.base not in BASES:
-        raise ValueError(f"Unknown --base {config.base!r}; choose one of {', '.join(BASES)}.")
-    factory = VGG16 if config.base == "vgg16" else SqueezeNet
     weights = None if config.weights in (None, "none") else config.weights
-    base = factory(include_top=False, weights=weights, input_shape=(config.image_size, config.image_size, 3))
+    base = factory(config.base)(include_top=False, weights=weights, input_shape=(config.image_size, config.image_size, 3))
     base.trainable = False
     return base
 
@@ -286,7 +283,8 @@ def _stage2(job):
 
     config, state, full = job.config, job.state, job.full
     t_stage = time.time()
-    job.unfrozen = unfreeze_top(job.base, config.fine_tune_layers, config.fine_tune_from)
+    job.unfrozen = unfreeze_top(job.base, config.fine_tune_layers, config.fine_tune_from,
+                              config.fine_tune_batchnorm)
     job.stage2_first_epoch = len(state["stage1_history"].get("stage", [])) + 1
     _say(config, f"\nStage 2 (from epoch {job.stage2_first_epoch}): unfreezing {len(job.unfrozen)} layers from "
                  f"{job.unfrozen[0]} ({', '.join(job.unfrozen)}); {config.fine_tune_epochs} epochs, learning rate "
@@ -359,8 +357,10 @@ def _outputs(job, history_all, t0):
     return rep
 
 
-def unfreeze_top(base, layers=0, from_layer=None):
-    """Make the top of the base trainable: its last ``layers`` layers with weights, or all from ``from_layer``."""
+def unfreeze_top(base, layers=0, from_layer=None, batch_norm=False):
+    """Make the top of the base trainable: its last ``layers`` layers with weights, or all from ``from_layer``.
+    BatchNormalization layers stay frozen (moving statistics, no updates) unless ``batch_norm``: a small
+    fine-tuning set's batch statistics would overwrite the ImageNet ones."""
     names = [l.name for l in base.layers]
     if from_layer is not None:
         if from_layer not in names:
@@ -374,4 +374,7 @@ def unfreeze_top(base, layers=0, from_layer=None):
     base.trainable = True
     for layer in base.layers[:cut]:
         layer.trainable = False
-    return [l.name for l in base.layers[cut:] if l.weights]
+    for layer in base.layers[cut:]:
+        if isinstance(layer, BatchNormalization) and not batch_norm:
+            layer.trainable = False
+    return [l.name for l in base.layers[cut:] if l.weights and l.trainable]

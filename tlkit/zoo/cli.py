@@ -49,11 +49,18 @@ def convert(src, dst, arch, source_format, include_top):
     metadata = {"architecture": arch, "preprocessing": match.preprocessing, "include_top": include_top,
                 "source_file": os.path.basename(src), "source_sha256": file_sha256(src),
                 "source_format": weight_file.format}
-    layers = [(name, [(f"{name}/kernel:0", kernel), (f"{name}/bias:0", bias)])
-              for name, _ in expected for kernel, bias in [match.arrays[name]]]
+    layers = [(name, [(f"{name}/{weight}:0", array) for weight, array in
+                      zip(weight_names(module, name, len(match.arrays[name])), match.arrays[name])])
+              for name, _ in expected]
     write_keras_h5(dst, layers, metadata)
     click.echo(f"wrote {dst}: {len(layers)} layers, preprocessing '{match.preprocessing}'. "
                f"Load it with {ARCHITECTURES[arch]}(include_top={include_top}, weights={dst!r}).")
+
+
+def weight_names(module, layer, count):
+    """Keras's names of a layer's arrays: the module says when they are not kernel (and bias)."""
+    names = getattr(module, "weight_names", None)
+    return names(layer, count) if names else ["kernel", "bias"][:count]
 
 
 def _reader_format(src, source_format):

@@ -22,7 +22,10 @@ from tlkit.engine.layers import GlobalAveragePooling2D, GlobalMaxPooling2D
 from tlkit.engine.model import Model
 from tlkit.zoo.weights import VGG16_WEIGHTS, VGG16_WEIGHTS_NOTOP, get_file, read_weight_file
 
-ARCHITECTURES = {"vgg16": "VGG16", "squeezenet": "SqueezeNet"}
+ARCHITECTURES = {"vgg16": "VGG16", "squeezenet": "SqueezeNet", "efficientnet_lite0": "EfficientNetLite0",
+                 "mobilenet_v2": "MobileNetV2", "resnet50": "ResNet50"}
+# A layer's arrays in a PyTorch state dict, by how many arrays the layer has (BatchNorm: 4).
+TORCH_SUFFIXES = {1: ("weight",), 2: ("weight", "bias"), 4: ("weight", "bias", "running_mean", "running_var")}
 SQUEEZENET_FILE = "squeezenet_v1.1_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
@@ -75,7 +78,9 @@ def load_zoo_weights(model, arch, weights, include_top):
 
 
 def imagenet_weights(arch, include_top):
-    """The cached (or freshly downloaded and checked) official Keras file."""
+    """The cached (or freshly downloaded and checked) official Keras file, or an installed package's."""
+    if arch == "efficientnet_lite0":
+        return architecture_module(arch).imagenet_weights_path()
     if arch != "vgg16":
         raise ValueError(f"{ARCHITECTURES[arch]} has no official Keras ImageNet weight file; pass the path of one, "
                          f"e.g. weights='path/to/{SQUEEZENET_FILE}'")
@@ -146,7 +151,7 @@ def match_weights(weight_file, arch, expected):
         match.preprocessing = metadata.get("preprocessing", module.PREPROCESSING)
     else:
         _match_torchvision(weight_file, module, expected, match)
-        match.preprocessing = "torch"
+        match.preprocessing = getattr(module, "TORCH_PREPROCESSING", "torch")
     return match
 
 
@@ -170,16 +175,18 @@ def _match_torchvision(weight_file, module, expected, match):
     used = set()
     for name, shapes in expected:
         prefix = module.TORCHVISION_NAMES.get(name)
-        keys = [f"{prefix}.weight", f"{prefix}.bias"] if prefix else []
-        source = f"{prefix}.weight, .bias" if prefix else "-"
+        suffixes = TORCH_SUFFIXES.get(len(shapes), ())
+        keys = [f"{prefix}.{suffix}" for suffix in suffixes] if prefix else []
+        source = f"{prefix}.{', .'.join(suffixes)}" if prefix else "-"
         if not keys or any(k not in tensors for k in keys):
             match.missing.append(name)
             match.rows.append((name, source, shapes, "MISSING"))
             continue
         used.update(keys)
-        weight, bias = (tensors[k] for k in keys)
-        if weight.ndim == 4:  # conv: (out, in, kh, kw) -> (kh, kw, in, out)
-            kernel = weight.transpose(2, 3, 1, 0)
+        weight, *rest = (tensors[k] for k in keys)
+        note = "rows reordered CHW->HWC" if name in module.FLATTENED_BEFORE else ""
+        if weight.ndim == 4:
+            kernel = _torch_conv_kernel(weight, shapes[0])
         elif weight.ndim == 2 and name in module.FLATTENED_BEFORE:
             channels = expected_shapes[module.FLATTENED_BEFORE[name]][-1][0]
             kernel = _chw_rows_to_hwc(weight, channels)
@@ -187,9 +194,17 @@ def _match_torchvision(weight_file, module, expected, match):
             kernel = weight.T
         else:
             kernel = weight
-        note = "rows reordered CHW->HWC" if name in module.FLATTENED_BEFORE else ""
-        _accept(match, name, source, [np.ascontiguousarray(kernel), bias], shapes, note)
+        _accept(match, name, source, [np.ascontiguousarray(kernel), *rest], shapes, note)
     match.unused = [key for key in tensors if key not in used]
+
+
+def _torch_conv_kernel(weight, expected):
+    """torch (out, in / groups, kh, kw) -> Keras's (kh, kw, in, out), or for a depthwise convolution
+    (groups = in: weight (in * M, 1, kh, kw)) -> (kh, kw, in, M)."""
+    out, per_group, kh, kw = weight.shape
+    if per_group == 1 and len(expected) == 4 and expected[2] > 1 and expected[2] * expected[3] == out:
+        return weight.reshape(expected[2], expected[3], kh, kw).transpose(2, 3, 0, 1)
+    return weight.transpose(2, 3, 1, 0)
 
 
 def _chw_rows_to_hwc(weight, channels):

@@ -51,6 +51,17 @@ def padding_mode(padding, what="padding", fn=None, causal=False):
     return mode
 
 
+def window_arguments(kernel_size, strides, padding, dilation_rate):
+    """A convolution layer's (kernel_size, strides, padding, dilation_rate), normalised and checked as
+    Keras does (strides and dilation cannot both exceed 1)."""
+    kernel_size, strides = pair(kernel_size, "kernel_size"), pair(strides, "strides")
+    padding, dilation_rate = padding_mode(padding), pair(dilation_rate, "dilation_rate")
+    if strides != (1, 1) and dilation_rate != (1, 1):
+        raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                         f"Received: strides={strides} and dilation_rate={dilation_rate}")
+    return kernel_size, strides, padding, dilation_rate
+
+
 def output_size(size, kernel, stride, padding, dilation=1):
     """Output length along one axis (None for an unknown input length). 'causal' pads
     (kernel - 1) * dilation cells before the input only, so its length is 'same''s."""

@@ -6,6 +6,7 @@ from tlkit.engine.layers.batch_normalization import BatchNormalization
 from tlkit.engine.layers.conv2d import Conv2D
 from tlkit.engine.layers.convolutional import Conv1D, Conv1DTranspose, Conv2DTranspose, Conv3D
 from tlkit.engine.layers.dense import Dense
+from tlkit.engine.layers.depthwise_conv2d import DepthwiseConv2D, SeparableConv2D
 from tlkit.engine.layers.dropout import Dropout
 from tlkit.engine.layers.elementwise_merging import Average, Dot, Maximum, Minimum, Multiply, Subtract
 from tlkit.engine.layers.embedding import Embedding
@@ -22,6 +23,7 @@ from tlkit.engine.layers.permute import Permute
 from tlkit.engine.layers.pooling import AveragePooling2D, MaxPooling2D
 from tlkit.engine.layers.pooling1d_masked import GlobalAveragePooling1D
 from tlkit.engine.layers.pooling_nd import AveragePooling1D, AveragePooling3D, MaxPooling1D, MaxPooling3D
+from tlkit.engine.layers.relu import ReLU
 from tlkit.engine.layers.recurrent_layers import GRU, LSTM, SimpleRNN
 from tlkit.engine.layers.reshaping import Flatten, Reshape
 from tlkit.engine.layers.rnn_wrappers import Bidirectional, RepeatVector, TimeDistributed
@@ -33,6 +35,7 @@ AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D
 Convolution1D = Conv1D
+SeparableConvolution2D = SeparableConv2D
 Convolution3D = Conv3D
 Convolution1DTranspose = Conv1DTranspose
 Convolution2DTranspose = Conv2DTranspose
@@ -50,6 +53,7 @@ __all__ = [
     "GlobalMaxPooling2D", "Input", "InputLayer", "Add", "Concatenate", "AveragePooling2D", "MaxPooling2D",
     "Flatten", "Reshape", "ZeroPadding2D", "Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
     "GlobalMaxPool2D", "add", "concatenate",
+    "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D", "ReLU",
     # recurrent and sequence layers
     "LSTM", "GRU", "SimpleRNN", "Bidirectional", "TimeDistributed", "RepeatVector", "Embedding", "Masking",
     # convolutions, poolings, padding and resizing beyond 2-D

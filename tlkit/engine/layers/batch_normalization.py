@@ -48,12 +48,24 @@ class BatchNormalization(Layer):
     def call(self, inputs, training=False):
         return self.forward(inputs, training)[0]
 
+    def uses_moving_statistics(self, training):
+        """Inference mode: not training, or frozen (Keras's trainable=False means inference behaviour)."""
+        return not (training and self.trainable)
+
+    def scale_and_shift(self):
+        """(scale, shift) per channel with inference output = x * scale + shift; a convolution just
+        before this layer folds them into its kernel and bias."""
+        gamma = self.gamma.value if self.gamma is not None else np.float32(1)
+        beta = self.beta.value if self.beta is not None else np.float32(0)
+        scale = (gamma / np.sqrt(self.moving_variance.value + self.epsilon)).astype(np.float32)
+        return scale, (beta - self.moving_mean.value * scale).astype(np.float32)
+
     def forward(self, inputs, training=False):
         gamma = self.gamma.value if self.gamma is not None else np.float32(1)
         beta = self.beta.value if self.beta is not None else np.float32(0)
-        if not (training and self.trainable):
-            inv = gamma / np.sqrt(self.moving_variance.value + self.epsilon)
-            return inputs * self._shape(inv) + self._shape(beta - self.moving_mean.value * inv), inputs
+        if self.uses_moving_statistics(training):
+            scale, shift = self.scale_and_shift()
+            return inputs * self._shape(scale) + self._shape(shift), inputs
         axes = self._reduce_axes()
         mean = inputs.mean(axis=axes, dtype=np.float64).astype(np.float32)
         var = inputs.var(axis=axes, dtype=np.float64).astype(np.float32)

@@ -1,6 +1,7 @@
 """Conv2D: 2-D convolution over NHWC images, kernels stored (kh, kw, in, out) as Keras does."""
 from tlkit.engine import activations
 from tlkit.engine.layers.base_conv import BaseConv
+from tlkit.engine.layers.bn_folding import fold_batch_norm, folds_into
 from tlkit.engine.layers.pooling import MaxPooling2D
 
 
@@ -62,13 +63,24 @@ class Conv2D(BaseConv):
             input_shape, kernel_shape, self.strides, self.dilation_rate, pool.pool_size, pool.strides, pool.padding)
 
     def fuses_with(self, input_shape, consumer):
+        if folds_into(self, consumer):
+            return "batch_norm"
         return "pool" if type(consumer) is MaxPooling2D and self.fuses_max_pool(input_shape, consumer) else None
 
-    def call(self, inputs, training=False, out=None, pool=None):
+    def call(self, inputs, training=False, out=None, pool=None, batch_norm=None):
         """out: optional float32 array (or channel slice of one) to write the result into; the
         inference plan passes one to skip Concatenate copies and reuse memory.
         pool: a MaxPooling2D to apply to the result in the same pass; returns the pooled output
-        (the inference plan passes one when it is this conv's only consumer and ``fuses_max_pool``)."""
+        (the inference plan passes one when it is this conv's only consumer and ``fuses_max_pool``).
+        batch_norm: the BatchNormalization reading this output, folded into the kernel and bias when
+        it uses its moving statistics; returns the normalized output."""
+        if batch_norm is not None:
+            if not batch_norm.uses_moving_statistics(training):
+                return batch_norm(self.call(inputs, training), training=training)
+            kernel, bias = fold_batch_norm(batch_norm, self.kernel.value,
+                                           None if self.bias is None else self.bias.value)
+            return conv_kernels().conv2d_forward(inputs, kernel, bias, self.strides, self.padding,
+                                                 self.dilation_rate, out=out)
         if pool is not None:
             if self.activation not in ("relu", "linear"):
                 raise ValueError(f"Layer '{self.name}': only a ReLU or linear Conv2D fuses with a max pool, "

@@ -31,7 +31,7 @@ READERS = {
     "safetensors": read_safetensors,
     "torch": read_torch_state_dict,
 }
-FORMATS_HELP = "Keras .h5 / .weights.h5 / .keras, .safetensors, or a PyTorch .pt/.pth (torch.save zip)"
+FORMATS_HELP = "Keras .h5 / .weights.h5 / .keras, .safetensors, or a PyTorch .pt/.pth (torch.save, zip or legacy)"
 
 
 def read_weight_file(path, format="auto"):
@@ -68,7 +68,7 @@ def sniff_format(path):
             return "torch"
         raise WeightFileError(path, f"it is a zip archive of neither Keras nor PyTorch (members: {names[:6]})")
     if head[:1] == b"\x80":
-        return "torch"  # a bare pickle: PyTorch's legacy format, which the torch reader explains
+        return "torch"  # a pickle: PyTorch's legacy format (the torch reader checks its magic number)
     if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= size - 8:
         return "safetensors"
     raise WeightFileError(path, f"its first bytes {head[:8]!r} match no supported format", f"Supported: {FORMATS_HELP}")

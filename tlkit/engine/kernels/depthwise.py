@@ -1,0 +1,147 @@
+"""Depthwise 2-D convolution (NHWC): forward, input gradient and kernel gradient.
+
+    y = depthwise_forward(x, kernel, (1, 1), "same")          # kernel (kh, kw, C, M) -> y (N, OH, OW, C*M)
+    dx = depthwise_backward_input(dy, kernel, x.shape, (1, 1), "same")
+    dk = depthwise_backward_kernel(x, dy, kernel.shape, (1, 1), "same")
+
+Output channel c*M + m is input channel c times kernel[..., c, m] (TF/Keras's order). A channel
+multiplier M > 1 repeats each input channel M times first, so every loop below runs over one
+contiguous run of channels (the shape that vectorizes). Padding is TF's: the odd pixel of 'same'
+goes at the bottom/right. One output (or, for the input gradient, input) row of one image is
+one parallel job; the kernel gradient sums per-thread partials.
+"""
+import numba
+import numpy as np
+from numba import njit, prange
+
+from tlkit.engine.kernels.geometry import conv_output_shape, pads
+
+__all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_kernel"]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _forward(x, k, sh, sw, dh, dw, top, left, y):
+    n_img, h, w, ch = x.shape
+    _, oh, ow, _ = y.shape
+    kh, kw, _ = k.shape
+    for job in prange(n_img * oh):
+        n = job // oh
+        r = job % oh
+        for c in range(ow):
+            out = y[n, r, c]
+            out[:] = 0.0
+            for i in range(kh):
+                ii = r * sh - top + i * dh
+                if ii < 0 or ii >= h:
+                    continue
+                for j in range(kw):
+                    jj = c * sw - left + j * dw
+                    if jj < 0 or jj >= w:
+                        continue
+                    src = x[n, ii, jj]
+                    kij = k[i, j]
+                    for q in range(ch):
+                        out[q] += src[q] * kij[q]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _backward_input(dy, k, sh, sw, dh, dw, top, left, dx):
+    n_img, h, w, ch = dx.shape
+    _, oh, ow, _ = dy.shape
+    kh, kw, _ = k.shape
+    for job in prange(n_img * h):
+        n = job // h
+        ii = job % h
+        for jj in range(w):
+            acc = dx[n, ii, jj]
+            acc[:] = 0.0
+            for i in range(kh):
+                rs = ii + top - i * dh  # = r * sh for the output row that reads (ii, jj) through tap i
+                if rs < 0 or rs % sh:
+                    continue
+                r = rs // sh
+                if r >= oh:
+                    continue
+                for j in range(kw):
+                    cs = jj + left - j * dw
+                    if cs < 0 or cs % sw:
+                        continue
+                    c = cs // sw
+                    if c >= ow:
+                        continue
+                    g = dy[n, r, c]
+                    kij = k[i, j]
+                    for q in range(ch):
+                        acc[q] += g[q] * kij[q]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _backward_kernel(x, dy, sh, sw, dh, dw, top, left, partial):
+    n_img, h, w, ch = x.shape
+    _, oh, ow, _ = dy.shape
+    threads, kh, kw, _ = partial.shape
+    jobs = n_img * oh
+    for t in prange(threads):
+        part = partial[t]
+        part[...] = 0.0
+        for job in range(t, jobs, threads):
+            n = job // oh
+            r = job % oh
+            for i in range(kh):
+                ii = r * sh - top + i * dh
+                if ii < 0 or ii >= h:
+                    continue
+                for c in range(ow):
+                    g = dy[n, r, c]
+                    for j in range(kw):
+                        jj = c * sw - left + j * dw
+                        if jj < 0 or jj >= w:
+                            continue
+                        src = x[n, ii, jj]
+                        acc = part[i, j]
+                        for q in range(ch):
+                            acc[q] += src[q] * g[q]
+
+
+def _geometry(in_hw, kernel_hw, strides, padding, dilation):
+    (oh, ow) = conv_output_shape(in_hw, kernel_hw, strides, padding, dilation)
+    top = pads(in_hw[0], kernel_hw[0], strides[0], padding, dilation[0])[0]
+    left = pads(in_hw[1], kernel_hw[1], strides[1], padding, dilation[1])[0]
+    return oh, ow, top, left
+
+
+def _repeat(x, multiplier):
+    x = np.ascontiguousarray(x, np.float32)
+    return x if multiplier == 1 else np.repeat(x, multiplier, axis=-1)
+
+
+def _flat_kernel(kernel):
+    kh, kw, ch, m = kernel.shape
+    return np.ascontiguousarray(kernel, np.float32).reshape(kh, kw, ch * m)
+
+
+def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1)):
+    kh, kw, ch, m = kernel.shape
+    oh, ow, top, left = _geometry(x.shape[1:3], (kh, kw), strides, padding, dilation)
+    y = np.empty((x.shape[0], oh, ow, ch * m), np.float32)
+    _forward(_repeat(x, m), _flat_kernel(kernel), strides[0], strides[1], dilation[0], dilation[1], top, left, y)
+    return y
+
+
+def depthwise_backward_input(dy, kernel, x_shape, strides, padding, dilation=(1, 1)):
+    kh, kw, ch, m = kernel.shape
+    _, _, top, left = _geometry(x_shape[1:3], (kh, kw), strides, padding, dilation)
+    dx = np.empty(tuple(x_shape[:3]) + (ch * m,), np.float32)
+    _backward_input(np.ascontiguousarray(dy, np.float32), _flat_kernel(kernel), strides[0], strides[1], dilation[0],
+                    dilation[1], top, left, dx)
+    return dx if m == 1 else dx.reshape(tuple(x_shape[:3]) + (ch, m)).sum(axis=-1)
+
+
+def depthwise_backward_kernel(x, dy, kernel_shape, strides, padding, dilation=(1, 1)):
+    kh, kw, ch, m = kernel_shape
+    _, _, top, left = _geometry(x.shape[1:3], (kh, kw), strides, padding, dilation)
+    threads = max(1, min(numba.get_num_threads(), x.shape[0] * dy.shape[1]))
+    partial = np.empty((threads, kh, kw, ch * m), np.float32)
+    _backward_kernel(_repeat(x, m), np.ascontiguousarray(dy, np.float32), strides[0], strides[1], dilation[0],
+                     dilation[1], top, left, partial)
+    return partial.sum(axis=0).reshape(kernel_shape)

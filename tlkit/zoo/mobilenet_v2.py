@@ -1,0 +1,118 @@
+"""MobileNetV2 (channels last) with keras.applications' arguments, layer names and weight order, so
+Keras's published files (``mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}[_no_top].h5``)
+load by name::
+
+    base = MobileNetV2(alpha=0.35, include_top=False, weights="mobilenet_v2_..._0.35_224_no_top.h5")
+    x = preprocess_input(images)          # x / 127.5 - 1 ('tf')
+"""
+from tlkit.engine.layers import (Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D, GlobalAveragePooling2D,
+                                 Input, ReLU, ZeroPadding2D)
+from tlkit.zoo import imagenet
+from tlkit.zoo.loading import check_zoo_arguments, finish_zoo_model, initial_weights
+from tlkit.zoo.preprocessing import preprocess_input as _preprocess
+
+PREPROCESSING = "tf"
+ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+# (filters, stride, expansion) of blocks 0..16, as in the paper and keras.applications.
+BLOCKS = ((16, 1, 1), (24, 2, 6), (24, 1, 6), (32, 2, 6), (32, 1, 6), (32, 1, 6), (64, 2, 6), (64, 1, 6),
+          (64, 1, 6), (64, 1, 6), (96, 1, 6), (96, 1, 6), (96, 1, 6), (160, 2, 6), (160, 1, 6), (160, 1, 6),
+          (320, 1, 6))
+TOP_LAYERS = ["predictions"]
+TORCHVISION_NAMES = {}  # torchvision's MobileNetV2 pads differently (symmetric): not this network
+FLATTENED_BEFORE = {}
+BN = {"epsilon": 1e-3, "momentum": 0.999}
+
+
+def make_divisible(value, divisor=8):
+    """The channel count nearest ``value`` that ``divisor`` divides, never more than 10% below it."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def _layout(alpha, classes, include_top):
+    """[(layer name, kind, weight shapes)] in network order; kind: conv, bn, dw, dense."""
+    out, channels = [], make_divisible(32 * alpha)
+    out += [("Conv1", [(3, 3, 3, channels)]), ("bn_Conv1", [(channels,)] * 4)]
+    for block_id, (filters, _, expansion) in enumerate(BLOCKS):
+        prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
+        wide, project = channels * expansion, make_divisible(int(filters * alpha))
+        if block_id:
+            out += [(prefix + "expand", [(1, 1, channels, wide)]), (prefix + "expand_BN", [(wide,)] * 4)]
+        out += [(prefix + "depthwise", [(3, 3, wide, 1)]), (prefix + "depthwise_BN", [(wide,)] * 4),
+                (prefix + "project", [(1, 1, wide, project)]), (prefix + "project_BN", [(project,)] * 4)]
+        channels = project
+    last = make_divisible(1280 * alpha) if alpha > 1.0 else 1280
+    out += [("Conv_1", [(1, 1, channels, last)]), ("Conv_1_bn", [(last,)] * 4)]
+    if include_top:
+        out.append(("predictions", [(last, classes), (classes,)]))
+    return out
+
+
+def weight_shapes(include_top=True, classes=1000, alpha=1.0):
+    """[(layer name, [weight shapes]), ...] in the network's order, without building it."""
+    return _layout(alpha, classes, include_top)
+
+
+def weight_names(layer, count):
+    if count == 4:
+        return ["gamma", "beta", "moving_mean", "moving_variance"]
+    return ["depthwise_kernel"] if layer.endswith("depthwise") else ["kernel", "bias"][:count]
+
+
+def _bn_relu(x, name, relu_name=None):
+    x = BatchNormalization(name=name, **BN)(x)
+    return ReLU(6.0, name=relu_name)(x) if relu_name else x
+
+
+def _same_pad_for_stride_2(x, name):
+    """keras.applications' correct_pad: TF's 'same' for a 3x3 stride-2 window, as explicit zeros."""
+    h, w = x.shape[1:3]
+    adjust = (1, 1) if h is None else (1 - h % 2, 1 - w % 2)
+    return ZeroPadding2D(((1 - adjust[0], 1), (1 - adjust[1], 1)), name=name)(x)
+
+
+def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet", input_tensor=None, pooling=None,
+                classes=1000, classifier_activation="softmax", name=None):
+    """keras.applications.MobileNetV2. ``weights``: None or the path of a weight file (Keras's
+    published .h5 for this alpha, or a tlkit file); inputs: ``preprocess_input`` of RGB in [0, 255]."""
+    if alpha not in ALPHAS:
+        raise ValueError(f"MobileNetV2: alpha can be one of {ALPHAS}, got {alpha!r}.")
+    input_shape = check_zoo_arguments("MobileNetV2", include_top, weights, input_shape, pooling, classes,
+                                      default_size=224, min_size=32, allow_imagenet=False)
+    with initial_weights(weights):
+        inputs = input_tensor if input_tensor is not None else Input(input_shape)
+        channels = make_divisible(32 * alpha)
+        x = Conv2D(channels, 3, strides=2, padding="same", use_bias=False, name="Conv1")(inputs)
+        x = _bn_relu(x, "bn_Conv1", "Conv1_relu")
+        for block_id, (filters, stride, expansion) in enumerate(BLOCKS):
+            prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
+            shortcut, project = x, make_divisible(int(filters * alpha))
+            if block_id:
+                x = Conv2D(channels * expansion, 1, padding="same", use_bias=False, name=prefix + "expand")(x)
+                x = _bn_relu(x, prefix + "expand_BN", prefix + "expand_relu")
+            if stride == 2:
+                x = _same_pad_for_stride_2(x, prefix + "pad")
+            x = DepthwiseConv2D(3, strides=stride, use_bias=False, padding="same" if stride == 1 else "valid",
+                                name=prefix + "depthwise")(x)
+            x = _bn_relu(x, prefix + "depthwise_BN", prefix + "depthwise_relu")
+            x = Conv2D(project, 1, padding="same", use_bias=False, name=prefix + "project")(x)
+            x = _bn_relu(x, prefix + "project_BN")
+            if channels == project and stride == 1:
+                x = Add(name=prefix + "add")([shortcut, x])
+            channels = project
+        last = make_divisible(1280 * alpha) if alpha > 1.0 else 1280
+        x = Conv2D(last, 1, use_bias=False, name="Conv_1")(x)
+        x = _bn_relu(x, "Conv_1_bn", "out_relu")
+        if include_top:
+            x = GlobalAveragePooling2D()(x)
+            x = Dense(classes, activation=classifier_activation, name="predictions")(x)
+    name = name or f"mobilenetv2_{alpha:0.2f}_{input_shape[0]}"
+    return finish_zoo_model(inputs, x, name, "mobilenet_v2", PREPROCESSING, weights, include_top, pooling)
+
+
+def preprocess_input(x, data_format=None, inplace=False):
+    """Keras's 'tf' preprocessing: x / 127.5 - 1."""
+    return _preprocess(x, PREPROCESSING, inplace=inplace)
+
+
+decode_predictions = imagenet.decode_predictions
