@@ -9,13 +9,13 @@ import h5py
 import numpy as np
 
 from tlkit.utils import random as tl_random
-from tlkit.engine.callbacks.callback import Callback
+from tlkit.engine.callbacks.callback import Callback, BatchSaveCounter
 from tlkit.utils.io import atomic_h5_file, atomic_path, atomic_write_text
 
 _FORMAT = "tlkit-backup-1"
 
 
-class BackupAndRestore(Callback):
+class BackupAndRestore(BatchSaveCounter, Callback):
     """Back up the training state to ``backup_dir``; a later ``fit`` with it resumes from there.
 
     >>> backup = BackupAndRestore("/tmp/run1_backup")
@@ -124,11 +124,7 @@ class BackupAndRestore(Callback):
         self._epoch_rng_state = tl_random.get_state()  # what a rerun of this epoch must start from
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
-            return
-        self._batches_seen_since_last_saving += 1
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
+        if self._batch_save_due():
             self._save(self._completed_epochs, self._epoch_rng_state, self._history_so_far())
 
     def on_epoch_end(self, epoch, logs=None):

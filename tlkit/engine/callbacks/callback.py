@@ -53,6 +53,20 @@ _HOOKS = [
 ]
 
 
+class BatchSaveCounter:
+    """``save_freq`` as Keras means it for checkpoints: "epoch", or an int N (every N batches)."""
+
+    def _batch_save_due(self):
+        """Count one batch; True when ``save_freq`` batches have passed since the last save."""
+        if self.save_freq == "epoch":
+            return False
+        self._batches_seen_since_last_saving += 1
+        if self._batches_seen_since_last_saving < self.save_freq:
+            return False
+        self._batches_seen_since_last_saving = 0
+        return True
+
+
 class CallbackList(Callback):
     """Calls each hook on every callback in order."""
 

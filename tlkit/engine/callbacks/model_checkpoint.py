@@ -5,10 +5,11 @@ import warnings
 
 import numpy as np
 
+from tlkit.engine.callbacks.callback import BatchSaveCounter
 from tlkit.engine.callbacks.early_stopping import MonitorCallback
 
 
-class ModelCheckpoint(MonitorCallback):
+class ModelCheckpoint(BatchSaveCounter, MonitorCallback):
     """Save the model each epoch (or every ``save_freq`` batches), or only when ``monitor`` improves.
 
     >>> ModelCheckpoint("ckpt/{epoch:02d}-{val_loss:.3f}.h5")                  # one file per epoch
@@ -43,11 +44,7 @@ class ModelCheckpoint(MonitorCallback):
         self._current_epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
-            return
-        self._batches_seen_since_last_saving += 1
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
+        if self._batch_save_due():
             self._save_model(self._current_epoch, batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):

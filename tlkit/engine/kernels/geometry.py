@@ -51,12 +51,12 @@ def padding_mode(padding, what="padding", fn=None, causal=False):
     return mode
 
 
-def window_arguments(kernel_size, strides, padding, dilation_rate):
+def window_arguments(kernel_size, strides, padding, dilation_rate, rank=2, causal=False):
     """A convolution layer's (kernel_size, strides, padding, dilation_rate), normalised and checked as
-    Keras does (strides and dilation cannot both exceed 1)."""
-    kernel_size, strides = pair(kernel_size, "kernel_size"), pair(strides, "strides")
-    padding, dilation_rate = padding_mode(padding), pair(dilation_rate, "dilation_rate")
-    if strides != (1, 1) and dilation_rate != (1, 1):
+    Keras does (strides and dilation cannot both exceed 1); ``causal`` admits padding="causal" (Conv1D)."""
+    kernel_size, strides = ntuple(kernel_size, rank, "kernel_size"), ntuple(strides, rank, "strides")
+    padding, dilation_rate = padding_mode(padding, causal=causal), ntuple(dilation_rate, rank, "dilation_rate")
+    if max(strides) > 1 and max(dilation_rate) > 1:
         raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
                          f"Received: strides={strides} and dilation_rate={dilation_rate}")
     return kernel_size, strides, padding, dilation_rate

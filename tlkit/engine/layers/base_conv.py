@@ -2,7 +2,7 @@
 shape, the activation around the convolution and the config. Subclasses set ``rank`` and supply
 ``_convolve(x)`` and ``_convolve_backward(x, dz, need_input, need_weights) -> (dx, dw, db)``."""
 from tlkit.engine import activations, initializers, regularizers
-from tlkit.engine.kernels.geometry import (WindowTooLarge, ntuple, output_size, padding_mode,
+from tlkit.engine.kernels.geometry import (WindowTooLarge, ntuple, output_size, window_arguments,
                                            transposed_output_size)
 from tlkit.engine.layer import Layer
 
@@ -32,13 +32,8 @@ class BaseConv(Layer):
         if not isinstance(groups, int) or groups <= 0 or filters % groups:
             raise ValueError(f"{kind}: `groups` must be a positive int dividing filters={filters}, got {groups}.")
         self.filters, self.groups = filters, groups
-        self.kernel_size = ntuple(kernel_size, self.rank, "kernel_size")
-        self.strides = ntuple(strides, self.rank, "strides")
-        self.padding = padding_mode(padding, causal=kind == "Conv1D")
-        self.dilation_rate = ntuple(dilation_rate, self.rank, "dilation_rate")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                             f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}")
+        self.kernel_size, self.strides, self.padding, self.dilation_rate = window_arguments(
+            kernel_size, strides, padding, dilation_rate, self.rank, causal=kind == "Conv1D")
         self.output_padding = None if output_padding is None else ntuple(output_padding, self.rank,
                                                                          "output_padding", allow_zero=True)
         if self.output_padding is not None and any(p >= s for p, s in zip(self.output_padding, self.strides)):
