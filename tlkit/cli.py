@@ -7,6 +7,8 @@ import sys
 import click
 
 from tlkit import __version__
+from tlkit.apps.distributed_cli import cluster_client, cluster_options, echo_throughput, image_bar, interrupted, \
+    wants_cluster
 from tlkit.augment.options import augmentation_options
 
 
@@ -116,20 +118,33 @@ def finetune(data_dir, quiet, verbose, out, **options):
 @click.option("--top", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-def predict(model_path, images, top, fmt, batch_size):
+@cluster_options
+def predict(model_path, images, top, fmt, batch_size, scheduler, cluster_workers, parts, resume):
     """Class names and probabilities for each image (files or folders)."""
     from tlkit.apps.inference import collect_images, load_classifier, predict_files
     from tlkit.apps.report import one_line
     from tlkit.utils.progbar import Progbar, progress_enabled
 
-    model, meta = load_classifier(model_path)
-    paths = collect_images(images)
-    if not paths:
-        raise ValueError("No images found in the given paths: give picture files or folders holding them.")
-    # On stderr, so the table/csv/json on stdout stays clean; shown only when the folder takes a while.
-    bar = Progbar(len(paths), verbose=1 if progress_enabled() else 0, unit_name="image", file=sys.stderr,
-                  delay=PREDICT_PROGRESS_DELAY)
-    results, failures = predict_files(model, meta, paths, top=top, batch_size=batch_size, progress=bar)
+    if wants_cluster(scheduler, cluster_workers, parts, resume):
+        try:
+            with cluster_client(scheduler, cluster_workers) as client:
+                from tlkit.distributed import distributed_predictions
+
+                results, failures, throughput = distributed_predictions(
+                    client, model_path, images, top, batch_size, parts, resume, bar=image_bar)
+        except KeyboardInterrupt:
+            interrupted(parts)
+        echo_throughput(throughput)
+        paths = results + failures
+    else:
+        model, meta = load_classifier(model_path)
+        paths = collect_images(images)
+        if not paths:
+            raise ValueError("No images found in the given paths: give picture files or folders holding them.")
+        # On stderr, so the table/csv/json on stdout stays clean; shown only when the folder takes a while.
+        bar = Progbar(len(paths), verbose=1 if progress_enabled() else 0, unit_name="image", file=sys.stderr,
+                      delay=PREDICT_PROGRESS_DELAY)
+        results, failures = predict_files(model, meta, paths, top=top, batch_size=batch_size, progress=bar)
     if not results:
         for p, reason in failures:
             click.echo(f"skipped {one_line(p)}: {one_line(reason)}", err=True)
@@ -164,14 +179,25 @@ def _csv(text):
 @click.option("--confusion", "confusion_path", default=None, help="Where to write confusion.png "
               "(default: next to the model).")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-def evaluate(model_path, data_dir, confusion_path, batch_size):
+@cluster_options
+def evaluate(model_path, data_dir, confusion_path, batch_size, scheduler, cluster_workers, parts, resume):
     """Accuracy, per-class report and confusion matrix of MODEL on DATA_DIR/class/* images."""
     from tlkit.apps.inference import evaluate_folder, load_classifier
     from tlkit.apps.plots import plot_confusion, plot_misclassified
     from tlkit.apps.report import format_mistakes, format_report
 
-    model, meta = load_classifier(model_path)
-    rep = evaluate_folder(model, meta, data_dir, batch_size=batch_size)
+    if wants_cluster(scheduler, cluster_workers, parts, resume):
+        try:
+            with cluster_client(scheduler, cluster_workers) as client:
+                from tlkit.distributed import distributed_evaluation
+
+                rep = distributed_evaluation(client, model_path, data_dir, batch_size, parts, resume, bar=image_bar)
+        except KeyboardInterrupt:
+            interrupted(parts)
+        echo_throughput(rep["throughput"])
+    else:
+        model, meta = load_classifier(model_path)
+        rep = evaluate_folder(model, meta, data_dir, batch_size=batch_size)
     click.echo(format_report(rep))
     for line in format_mistakes(rep):
         click.echo(line)
@@ -201,7 +227,8 @@ def summary(model_path):
 def _register_optional_commands():
     """Commands in their own modules. A third-party package they need may be missing: the command
     then says which one to install. A broken import inside tlkit itself is a bug and is raised."""
-    for module, name in (("tlkit.augment.cli", "augment"), ("tlkit.zoo.cli", "convert"), ("tlkit.apps.models", "models")):
+    for module, name in (("tlkit.augment.cli", "augment"), ("tlkit.zoo.cli", "convert"), ("tlkit.apps.models", "models"),
+                         ("tlkit.apps.distributed_cli", "features")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

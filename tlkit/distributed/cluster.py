@@ -1,0 +1,29 @@
+"""A Dask client for ``--scheduler tcp://HOST:PORT`` (an existing cluster) or ``--workers N`` (a local
+cluster of N worker processes sharing this machine's cores)."""
+import contextlib
+import os
+
+
+def local_threads(workers, cores=None):
+    """Threads per worker when ``workers`` processes share the machine's cores (at least one each)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers)
+
+
+@contextlib.contextmanager
+def connect(scheduler=None, workers=None, threads_per_worker=None):
+    """A ``distributed.Client``, closed (and its local cluster stopped) on leaving."""
+    from distributed import Client, LocalCluster
+
+    if scheduler and workers:
+        raise ValueError("give either --scheduler (an existing cluster) or --workers (a local one), not both.")
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    threads = threads_per_worker or local_threads(workers)
+    # No dashboard: a second local cluster on the machine would fight for its port.
+    with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None) \
+            as cluster, Client(cluster) as client:
+        yield client
