@@ -135,7 +135,7 @@ def predict(model_path, images, top, fmt, batch_size, scheduler, cluster_workers
         except KeyboardInterrupt:
             interrupted(parts)
         echo_throughput(throughput)
-        paths = results + failures
+        paths = [p for p, _ in results] + [p for p, _ in failures]
     else:
         model, meta = load_classifier(model_path)
         paths = collect_images(images)

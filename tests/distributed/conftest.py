@@ -1,4 +1,6 @@
 """A LocalCluster of 2 worker processes (1 thread each), tiny models saved to model files, tiny images."""
+import time
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,7 +11,7 @@ IMAGE_SIZE = 16
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
             distributed.Client(lc) as client:
         client.wait_for_workers(2)
         yield client
@@ -60,3 +62,16 @@ def image_folder(tmp_path_factory):
             Image.fromarray(pixels).save(root / name / f"{name}_{i:02d}.png")
     (root / "bees" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return root
+
+
+@pytest.fixture
+def wait_for():
+    """wait_for(predicate, what): until the program reports what the test waits for (bounded, never a
+    fixed sleep standing in for it)."""
+    def wait(predicate, what, timeout=180):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"gave up waiting for {what}"
+            time.sleep(0.05)
+
+    return wait

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import cloudpickle
 import numpy as np
@@ -38,14 +37,7 @@ def hold_after_first_batch(marker_folder):
     return os.getpid()
 
 
-def wait_for(predicate, what, timeout=180):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
-
-
-def test_killed_worker_mid_partition_every_image_once(cluster, feature_model, image_folder, tmp_path):
+def test_killed_worker_mid_partition_every_image_once(cluster, feature_model, image_folder, tmp_path, wait_for):
     markers = tmp_path / "markers"
     markers.mkdir()
     victim = sorted(cluster.scheduler_info()["workers"])[0]
@@ -138,3 +130,26 @@ def test_cluster_without_dask_is_a_one_line_error(classifier, image_folder):
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install tlkit[dask]" in lines[0], r.stderr
+
+
+def test_cli_evaluate_on_a_local_cluster_of_workers_matches_one_process(classifier, image_folder, tmp_path):
+    runner = CliRunner()
+    outputs = []
+    for extra in ([], ["--workers", "2"]):
+        r = runner.invoke(main, ["evaluate", classifier, str(image_folder), "--batch-size", "4",
+                                 "--confusion", str(tmp_path / "confusion.png")] + extra,
+                          env={"TLKIT_PROGRESS": "0"}, standalone_mode=False)
+        assert r.exception is None, r.exception
+        outputs.append(r.stdout[r.stdout.index("class "):])  # one process draws its bar on stdout first
+        assert "1 unreadable image(s) skipped" in r.stderr
+    assert outputs[1] == outputs[0] and "accuracy:" in outputs[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--parts", "somewhere"], "--parts and --resume go with --scheduler or --workers"),
+    (["--resume"], "--parts and --resume go with --scheduler or --workers"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "either --scheduler"),
+])
+def test_cluster_options_misused_are_one_line_errors(classifier, image_folder, args, message):
+    r = CliRunner().invoke(main, ["predict", classifier, str(image_folder)] + args)
+    assert r.exit_code == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

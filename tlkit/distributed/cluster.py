@@ -23,7 +23,7 @@ def connect(scheduler=None, workers=None, threads_per_worker=None):
             yield client
         return
     threads = threads_per_worker or local_threads(workers)
-    # No dashboard: a second local cluster on the machine would fight for its port.
-    with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None) \
+    # The dashboard (if bokeh is installed) on a free port: several local clusters may run on one machine.
+    with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=":0") \
             as cluster, Client(cluster) as client:
         yield client
