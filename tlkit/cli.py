@@ -7,8 +7,7 @@ import sys
 import click
 
 from tlkit import __version__
-from tlkit.apps.distributed_cli import cluster_client, cluster_options, echo_throughput, image_bar, interrupted, \
-    wants_cluster
+from tlkit.apps.distributed_cli import cluster_options, echo_throughput, image_bar, run_on_cluster, wants_cluster
 from tlkit.augment.options import augmentation_options
 
 
@@ -121,26 +120,19 @@ def finetune(data_dir, quiet, verbose, out, **options):
 @cluster_options
 def predict(model_path, images, top, fmt, batch_size, scheduler, cluster_workers, parts, resume):
     """Class names and probabilities for each image (files or folders)."""
-    from tlkit.apps.inference import collect_images, load_classifier, predict_files
+    from tlkit.apps.inference import load_classifier, predict_files, require_images
     from tlkit.apps.report import one_line
     from tlkit.utils.progbar import Progbar, progress_enabled
 
     if wants_cluster(scheduler, cluster_workers, parts, resume):
-        try:
-            with cluster_client(scheduler, cluster_workers) as client:
-                from tlkit.distributed import distributed_predictions
-
-                results, failures, throughput = distributed_predictions(
-                    client, model_path, images, top, batch_size, parts, resume, bar=image_bar)
-        except KeyboardInterrupt:
-            interrupted(parts)
+        results, failures, throughput = run_on_cluster(
+            scheduler, cluster_workers, parts, lambda dist, client: dist.distributed_predictions(
+                client, model_path, images, top, batch_size, parts, resume, bar=image_bar))
         echo_throughput(throughput)
         paths = [p for p, _ in results] + [p for p, _ in failures]
     else:
         model, meta = load_classifier(model_path)
-        paths = collect_images(images)
-        if not paths:
-            raise ValueError("No images found in the given paths: give picture files or folders holding them.")
+        paths = require_images(images)
         # On stderr, so the table/csv/json on stdout stays clean; shown only when the folder takes a while.
         bar = Progbar(len(paths), verbose=1 if progress_enabled() else 0, unit_name="image", file=sys.stderr,
                       delay=PREDICT_PROGRESS_DELAY)
@@ -187,13 +179,8 @@ def evaluate(model_path, data_dir, confusion_path, batch_size, scheduler, cluste
     from tlkit.apps.report import format_mistakes, format_report
 
     if wants_cluster(scheduler, cluster_workers, parts, resume):
-        try:
-            with cluster_client(scheduler, cluster_workers) as client:
-                from tlkit.distributed import distributed_evaluation
-
-                rep = distributed_evaluation(client, model_path, data_dir, batch_size, parts, resume, bar=image_bar)
-        except KeyboardInterrupt:
-            interrupted(parts)
+        rep = run_on_cluster(scheduler, cluster_workers, parts, lambda dist, client: dist.distributed_evaluation(
+            client, model_path, data_dir, batch_size, parts, resume, bar=image_bar))
         echo_throughput(rep["throughput"])
     else:
         model, meta = load_classifier(model_path)

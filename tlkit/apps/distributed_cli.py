@@ -66,11 +66,18 @@ def echo_throughput(rows):
         click.echo(line, err=True)
 
 
-def interrupted(parts):
-    kept = f"Finished partitions are kept in {parts}; run the same command with --resume" if parts else \
-        "Give --parts FOLDER to keep finished partitions and continue later with --resume"
-    click.echo(f"\nInterrupted. {kept}.", err=True)
-    sys.exit(130)
+def run_on_cluster(scheduler, cluster_workers, parts, job):
+    """``job(tlkit.distributed, client)`` on the cluster; Ctrl-C says where the finished partitions are."""
+    try:
+        with cluster_client(scheduler, cluster_workers) as client:
+            import tlkit.distributed
+
+            return job(tlkit.distributed, client)
+    except KeyboardInterrupt:
+        kept = f"Finished partitions are kept in {parts}; run the same command with --resume" if parts else \
+            "Give --parts FOLDER to keep finished partitions and continue later with --resume"
+        click.echo(f"\nInterrupted. {kept}.", err=True)
+        sys.exit(130)
 
 
 @click.command("features")
@@ -89,25 +96,17 @@ def interrupted(parts):
 def features(images, model, weights, image_size, pooling, batch_size, out, scheduler, cluster_workers, parts, resume):
     """The model's outputs for every image (files or folders) in one HDF5 feature file."""
     from tlkit.apps.feature_file import extract_features, load_feature_model, model_spec, write_feature_file
-    from tlkit.apps.inference import collect_images
+    from tlkit.apps.inference import require_images
     from tlkit.apps.report import one_line
 
     if wants_cluster(scheduler, cluster_workers, parts, resume):
         parts = parts or os.fspath(out) + ".parts"
-        try:
-            with cluster_client(scheduler, cluster_workers) as client:
-                from tlkit.distributed import distributed_features
-
-                done = distributed_features(client, images, model, weights, image_size, out, pooling, batch_size,
-                                            parts, resume, bar=image_bar)
-        except KeyboardInterrupt:
-            interrupted(parts)
+        done = run_on_cluster(scheduler, cluster_workers, parts, lambda dist, client: dist.distributed_features(
+            client, images, model, weights, image_size, out, pooling, batch_size, parts, resume, bar=image_bar))
         echo_throughput(done["throughput"])
         count, failures = done["images"], done["skipped"]
     else:
-        paths = collect_images(images)
-        if not paths:
-            raise ValueError("No images found in the given paths: give picture files or folders holding them.")
+        paths = require_images(images)
         feature_model, meta = load_feature_model(model_spec(model, weights, image_size))
         done_paths, array, failures = extract_features(feature_model, meta, paths, batch_size, pooling,
                                                        image_bar(len(paths)))

@@ -57,6 +57,14 @@ def collect_images(paths):
     return found
 
 
+def require_images(paths):
+    """``collect_images(paths)``; an error saying what to give when they hold no image."""
+    found = collect_images(paths)
+    if not found:
+        raise ValueError("No images found in the given paths: give picture files or folders holding them.")
+    return found
+
+
 def load_batch(paths, size):
     """(images decoded at size x size, or None; the paths read; [(path, reason)] unreadable)."""
     from tlkit.augment import img_to_array, load_img

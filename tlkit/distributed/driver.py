@@ -125,9 +125,9 @@ def distributed_features(client, images, model, weights="imagenet", image_size=2
     """Write the feature file ``out`` (as ``tlkit features`` on one machine does) from the cluster's
     partitions in ``parts`` (default ``OUT.parts``); returns {"images", "skipped", "throughput"}."""
     from tlkit.apps.feature_file import model_spec, write_feature_file
-    from tlkit.apps.inference import collect_images
+    from tlkit.apps.inference import require_images
 
-    paths = _images(images, collect_images)
+    paths = require_images(_as_list(images))
     folder = _Folder(parts or os.fspath(out) + ".parts")
     options = {"batch_size": batch_size, "pooling": pooling}
     store, count, summaries = run_job(client, folder.path, "features", model_spec(model, weights, image_size),
@@ -145,9 +145,9 @@ def distributed_features(client, images, model, weights="imagenet", image_size=2
 def distributed_predictions(client, model_path, images, top=1, batch_size=32, parts=None, resume=False,
                             partition_size=None, bar=None, on_partition=None):
     """(results, failures, throughput) as ``tlkit.apps.inference.predict_files`` gives them, in the same order."""
-    from tlkit.apps.inference import collect_images
+    from tlkit.apps.inference import require_images
 
-    paths = _images(images, collect_images)
+    paths = require_images(_as_list(images))
     return _predict_paths(client, model_path, paths, top, batch_size, parts, resume, partition_size, bar,
                           on_partition)
 
@@ -182,11 +182,8 @@ def _predict_paths(client, model_path, paths, top, batch_size, parts, resume, pa
     return results, failures, worker_throughput(summaries)
 
 
-def _images(images, collect_images):
-    paths = collect_images([images] if isinstance(images, (str, os.PathLike)) else images)
-    if not paths:
-        raise ValueError("No images found in the given paths: give picture files or folders holding them.")
-    return paths
+def _as_list(images):
+    return [images] if isinstance(images, (str, os.PathLike)) else images
 
 
 def _sized(bar, paths):
