@@ -76,15 +76,11 @@ def _warm(spec):
 
 def on_cluster(stack, folder, workers):
     """A LocalCluster of ``workers`` x 1 thread, warm; the runner of one timed job on it."""
-    from distributed import Client, LocalCluster
-
     from tlkit.apps.feature_file import model_spec
-    from tlkit.distributed import distributed_features
+    from tlkit.distributed import connect, distributed_features
 
     out = os.path.join(tempfile.mkdtemp(), "many.h5")
-    cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                               dashboard_address=":0"))
-    client = stack.enter_context(Client(cluster))
+    client = stack.enter_context(connect(workers=workers, threads_per_worker=1))  # as `--workers` makes it
     client.wait_for_workers(workers)
     client.run(_warm, model_spec("squeezenet", WEIGHTS, 224))
 

@@ -22,8 +22,15 @@ def connect(scheduler=None, workers=None, threads_per_worker=None):
         with Client(scheduler) as client:
             yield client
         return
+    import dask
+
     threads = threads_per_worker or local_threads(workers)
+    # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers; set at all, it stops glibc from adapting its mmap
+    # threshold, and the engine's large buffers come back as fresh pages on every call (docs/distributed.md).
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+               if k != "MALLOC_TRIM_THRESHOLD_"}
     # The dashboard (if bokeh is installed) on a free port: several local clusters may run on one machine.
-    with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=":0") \
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+            LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=":0") \
             as cluster, Client(cluster) as client:
         yield client
