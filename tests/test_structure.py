@@ -88,6 +88,9 @@ LAYERS = [
     (("tlkit.engine",), ("tlkit.engine", "tlkit.utils", "tlkit.version")),
     (("tlkit.augment",), ("tlkit.augment", "tlkit.engine", "tlkit.utils", "tlkit.version")),
     (("tlkit.zoo",), ("tlkit.zoo", "tlkit.augment", "tlkit.engine", "tlkit.utils", "tlkit.version")),
+    # tlkit.distributed (optional, needs dask) sits on top of the apps: only the CLI reaches it.
+    (("tlkit.apps",), ("tlkit.apps", "tlkit.zoo", "tlkit.augment", "tlkit.engine", "tlkit.utils", "tlkit.version",
+                       "tlkit.distributed")),
 ]
 
 

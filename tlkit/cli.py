@@ -8,6 +8,7 @@ import click
 
 from tlkit import __version__
 from tlkit.apps.models import BASES
+from tlkit.apps.distributed_cli import cluster_options, echo_throughput, image_bar, run_on_cluster, wants_cluster
 from tlkit.augment.options import augmentation_options
 
 
@@ -120,20 +121,26 @@ def finetune(data_dir, quiet, verbose, out, **options):
 @click.option("--top", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-def predict(model_path, images, top, fmt, batch_size):
+@cluster_options
+def predict(model_path, images, top, fmt, batch_size, scheduler, cluster_workers, parts, resume):
     """Class names and probabilities for each image (files or folders)."""
-    from tlkit.apps.inference import collect_images, load_classifier, predict_files
+    from tlkit.apps.inference import load_classifier, predict_files, require_images
     from tlkit.apps.report import one_line
     from tlkit.utils.progbar import Progbar, progress_enabled
 
-    model, meta = load_classifier(model_path)
-    paths = collect_images(images)
-    if not paths:
-        raise ValueError("No images found in the given paths: give picture files or folders holding them.")
-    # On stderr, so the table/csv/json on stdout stays clean; shown only when the folder takes a while.
-    bar = Progbar(len(paths), verbose=1 if progress_enabled() else 0, unit_name="image", file=sys.stderr,
-                  delay=PREDICT_PROGRESS_DELAY)
-    results, failures = predict_files(model, meta, paths, top=top, batch_size=batch_size, progress=bar)
+    if wants_cluster(scheduler, cluster_workers, parts, resume):
+        results, failures, throughput = run_on_cluster(
+            scheduler, cluster_workers, parts, lambda dist, client: dist.distributed_predictions(
+                client, model_path, images, top, batch_size, parts, resume, bar=image_bar))
+        echo_throughput(throughput)
+        paths = [p for p, _ in results] + [p for p, _ in failures]
+    else:
+        model, meta = load_classifier(model_path)
+        paths = require_images(images)
+        # On stderr, so the table/csv/json on stdout stays clean; shown only when the folder takes a while.
+        bar = Progbar(len(paths), verbose=1 if progress_enabled() else 0, unit_name="image", file=sys.stderr,
+                      delay=PREDICT_PROGRESS_DELAY)
+        results, failures = predict_files(model, meta, paths, top=top, batch_size=batch_size, progress=bar)
     if not results:
         for p, reason in failures:
             click.echo(f"skipped {one_line(p)}: {one_line(reason)}", err=True)
@@ -168,14 +175,20 @@ def _csv(text):
 @click.option("--confusion", "confusion_path", default=None, help="Where to write confusion.png "
               "(default: next to the model).")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-def evaluate(model_path, data_dir, confusion_path, batch_size):
+@cluster_options
+def evaluate(model_path, data_dir, confusion_path, batch_size, scheduler, cluster_workers, parts, resume):
     """Accuracy, per-class report and confusion matrix of MODEL on DATA_DIR/class/* images."""
     from tlkit.apps.inference import evaluate_folder, load_classifier
     from tlkit.apps.plots import plot_confusion, plot_misclassified
     from tlkit.apps.report import format_mistakes, format_report
 
-    model, meta = load_classifier(model_path)
-    rep = evaluate_folder(model, meta, data_dir, batch_size=batch_size)
+    if wants_cluster(scheduler, cluster_workers, parts, resume):
+        rep = run_on_cluster(scheduler, cluster_workers, parts, lambda dist, client: dist.distributed_evaluation(
+            client, model_path, data_dir, batch_size, parts, resume, bar=image_bar))
+        echo_throughput(rep["throughput"])
+    else:
+        model, meta = load_classifier(model_path)
+        rep = evaluate_folder(model, meta, data_dir, batch_size=batch_size)
     click.echo(format_report(rep))
     for line in format_mistakes(rep):
         click.echo(line)
@@ -205,7 +218,8 @@ def summary(model_path):
 def _register_optional_commands():
     """Commands in their own modules. A third-party package they need may be missing: the command
     then says which one to install. A broken import inside tlkit itself is a bug and is raised."""
-    for module, name in (("tlkit.augment.cli", "augment"), ("tlkit.zoo.cli", "convert"), ("tlkit.apps.models", "models")):
+    for module, name in (("tlkit.augment.cli", "augment"), ("tlkit.zoo.cli", "convert"), ("tlkit.apps.models", "models"),
+                         ("tlkit.apps.distributed_cli", "features")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

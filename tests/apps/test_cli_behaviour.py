@@ -14,7 +14,7 @@ from tlkit import cli
 from tlkit.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ALL_COMMANDS = ("finetune", "predict", "evaluate", "summary", "convert", "augment", "models")
+ALL_COMMANDS = ("finetune", "predict", "evaluate", "summary", "convert", "augment", "models", "features")
 
 
 def one_error_line(result):

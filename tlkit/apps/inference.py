@@ -57,7 +57,16 @@ def collect_images(paths):
     return found
 
 
-def _load_batch(paths, size):
+def require_images(paths):
+    """``collect_images(paths)``; an error saying what to give when they hold no image."""
+    found = collect_images(paths)
+    if not found:
+        raise ValueError("No images found in the given paths: give picture files or folders holding them.")
+    return found
+
+
+def load_batch(paths, size):
+    """(images decoded at size x size, or None; the paths read; [(path, reason)] unreadable)."""
     from tlkit.augment import img_to_array, load_img
 
     arrays, ok, failed = [], [], []
@@ -81,7 +90,7 @@ def predict_files(model, meta, paths, top=1, batch_size=32, progress=None):
     results, failures = [], []
     top = max(1, min(top, len(meta["classes"])))
     for start in range(0, len(paths), batch_size):
-        x, ok, failed = _load_batch(paths[start:start + batch_size], meta["image_size"])
+        x, ok, failed = load_batch(paths[start:start + batch_size], meta["image_size"])
         failures += failed
         if x is not None:
             probs = model.predict_on_batch(preprocess_input(x, meta["preprocessing"], inplace=True))
@@ -93,30 +102,36 @@ def predict_files(model, meta, paths, top=1, batch_size=32, progress=None):
     return results, failures
 
 
-def evaluate_folder(model, meta, data_dir, batch_size=32, verbose=1):
-    """Accuracy, per-class report and confusion matrix on DATA_DIR/class/* images."""
-    from tlkit.utils.progbar import Progbar
-
+def labelled_images(data_dir, known):
+    """[(path, class index)] of DATA_DIR/class/* images, checked against the model's class names."""
     classes = class_folders(data_dir, "evaluation")
-    known = meta["classes"]
     unknown = [c for c in classes if c not in known]
     if unknown:
         raise ValueError(f"{data_dir} has class folders the model doesn't know: {unknown}. The model's classes: "
                          f"{known}.")
-    items = [(p, known.index(c)) for c in classes for p in collect_images([os.path.join(data_dir, c)])]
+    return [(p, known.index(c)) for c in classes for p in collect_images([os.path.join(data_dir, c)])]
+
+
+def evaluate_folder(model, meta, data_dir, batch_size=32, verbose=1):
+    """Accuracy, per-class report and confusion matrix on DATA_DIR/class/* images."""
+    from tlkit.utils.progbar import Progbar
+
+    items = labelled_images(data_dir, meta["classes"])
     bar = Progbar(len(items), verbose=verbose, unit_name="image")
-    y_true, y_pred, confidence, scored, failures = [], [], [], [], []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
-        results, failed = predict_files(model, meta, [p for p, _ in chunk], top=1, batch_size=batch_size)
-        failures += failed
-        label_of = dict(chunk)
-        for path, ranked in results:
-            scored.append(path)
-            y_true.append(label_of[path])
-            y_pred.append(known.index(ranked[0][0]))
-            confidence.append(ranked[0][1])
-        bar.update(min(start + batch_size, len(items)))
+    results, failures = predict_files(model, meta, [p for p, _ in items], top=1, batch_size=batch_size,
+                                      progress=bar)
+    return evaluation_report(items, results, failures, meta["classes"])
+
+
+def evaluation_report(items, results, failures, known):
+    """The evaluation report of top-1 ``results`` [(path, [(class, probability)])] on labelled ``items``."""
+    label_of = dict(items)
+    y_true, y_pred, confidence, scored = [], [], [], []
+    for path, ranked in results:
+        scored.append(path)
+        y_true.append(label_of[path])
+        y_pred.append(known.index(ranked[0][0]))
+        confidence.append(ranked[0][1])
     rep = report_mod.classification_report(y_true, y_pred, known)
     rep["skipped_images"] = [{"path": p, "reason": r} for p, r in failures]
     rep["most_confused"] = report_mod.most_confused(rep["confusion"], known)

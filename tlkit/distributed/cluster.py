@@ -1,0 +1,36 @@
+"""A Dask client for ``--scheduler tcp://HOST:PORT`` (an existing cluster) or ``--workers N`` (a local
+cluster of N worker processes sharing this machine's cores)."""
+import contextlib
+import os
+
+
+def local_threads(workers, cores=None):
+    """Threads per worker when ``workers`` processes share the machine's cores (at least one each)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers)
+
+
+@contextlib.contextmanager
+def connect(scheduler=None, workers=None, threads_per_worker=None):
+    """A ``distributed.Client``, closed (and its local cluster stopped) on leaving."""
+    from distributed import Client, LocalCluster
+
+    if scheduler and workers:
+        raise ValueError("give either --scheduler (an existing cluster) or --workers (a local one), not both.")
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    import dask
+
+    threads = threads_per_worker or local_threads(workers)
+    # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers; set at all, it stops glibc from adapting its mmap
+    # threshold, and the engine's large buffers come back as fresh pages on every call (docs/distributed.md).
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+               if k != "MALLOC_TRIM_THRESHOLD_"}
+    # The dashboard (if bokeh is installed) on a free port: several local clusters may run on one machine.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+            LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=":0") \
+            as cluster, Client(cluster) as client:
+        yield client
