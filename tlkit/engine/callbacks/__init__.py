@@ -3,6 +3,7 @@ from tlkit.engine.callbacks.backup_and_restore import BackupAndRestore
 from tlkit.engine.callbacks.callback import Callback, CallbackList
 from tlkit.engine.callbacks.csv_logger import CSVLogger
 from tlkit.engine.callbacks.early_stopping import EarlyStopping
+from tlkit.engine.callbacks.gradient_monitor import GradientMonitor, GradientWarning
 from tlkit.engine.callbacks.history import History
 from tlkit.engine.callbacks.lambda_callback import LambdaCallback
 from tlkit.engine.callbacks.learning_rate_scheduler import LearningRateScheduler
@@ -12,4 +13,4 @@ from tlkit.engine.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from tlkit.engine.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "BackupAndRestore", "CSVLogger", "EarlyStopping",
-           "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN"]
+           "GradientMonitor", "GradientWarning", "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN"]
