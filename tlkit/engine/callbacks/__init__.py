@@ -10,9 +10,10 @@ from tlkit.engine.callbacks.learning_rate_scheduler import LearningRateScheduler
 from tlkit.engine.callbacks.model_checkpoint import ModelCheckpoint
 from tlkit.engine.callbacks.progbar_logger import ProgbarLogger
 from tlkit.engine.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from tlkit.engine.callbacks.resource_monitor import ResourceMonitor
 from tlkit.engine.callbacks.tensorboard import TensorBoard
 from tlkit.engine.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "BackupAndRestore", "CSVLogger", "EarlyStopping",
            "GradientMonitor", "GradientWarning", "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint",
-           "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN"]
+           "ReduceLROnPlateau", "ResourceMonitor", "TensorBoard", "TerminateOnNaN"]
