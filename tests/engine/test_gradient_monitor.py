@@ -100,3 +100,24 @@ def test_healthy_run_warns_nothing_and_records_norms_per_layer_and_epoch():
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="explode_factor"):
         GradientMonitor(explode_factor=0.5)
+
+
+def test_logged_group_norms_are_the_epoch_means_of_the_per_step_norms():
+    tlkit.utils.set_random_seed(0)
+    model = tlkit.Sequential([tlkit.Input((8,)), L.Dense(6, activation="relu", name="block1_a"),
+                              L.Dense(6, activation="relu", name="block1_b"), L.Dense(1, name="top")])
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.01), loss="mse")
+    per_step = []
+
+    class Record(tlkit.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):  # after the monitor: its per-layer norms of this step
+            norms = monitor.last_norms
+            per_step.append(np.sqrt(norms["block1_a"][0] ** 2 + norms["block1_b"][0] ** 2))
+
+    monitor = GradientMonitor(log_norms=True, group=lambda name: name.split("_")[0])
+    x, y = _data()
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[monitor, Record()]).history
+    assert set(history) == {"loss", "grad_norm/block1", "grad_norm/top", "learning_rate"}
+    np.testing.assert_allclose(history["grad_norm/block1"], [np.mean(per_step[:4]), np.mean(per_step[4:])],
+                               rtol=1e-9)
+    assert history["learning_rate"] == [pytest.approx(0.01)] * 2

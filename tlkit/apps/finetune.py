@@ -238,6 +238,7 @@ def _train_and_report(config, layout, state):
     full = Model(inp, head(base(inp)), name=f"{config.base}_finetuned")
     class_weight = balanced_class_weight(train_it.classes, len(classes)) if config.class_weight == "auto" else None
     timings = state.setdefault("timings", {})
+    gradient_warnings = state.setdefault("gradient_warnings", [])  # kept in run.json across --resume
     monitor = run_report.monitored(val_it is not None)
     stopper = None
     warm_up(base, lambda text: _say(config, text))
@@ -262,6 +263,7 @@ def _train_and_report(config, layout, state):
         # The backup stays until the run is finished: stage 1 is not done before stage1.h5 and run.json say so.
         callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage1"), delete_checkpoint=False),
                      finite_guard(config.lr)]
+        callbacks += run_report.monitoring_callbacks(gradient_warnings, lambda text: _say(config, text))
         callbacks += _run_callbacks(config, full, 1, None, metadata, monitor)
         if config.early_stopping:
             stopper = cb.EarlyStopping(monitor=monitor, patience=config.early_stopping, restore_best_weights=True)
@@ -302,6 +304,7 @@ def _train_and_report(config, layout, state):
         train_images = train_it if config.augment else train_plain
         callbacks = [cb.BackupAndRestore(os.path.join(out, "backup", "stage2"), delete_checkpoint=False),
                      finite_guard(config.fine_tune_lr), epoch_sync(train_images, offset=config.epochs)]
+        callbacks += run_report.monitoring_callbacks(gradient_warnings, lambda text: _say(config, text))
         callbacks += _run_callbacks(config, full, 2, state["stage1_history"], metadata, monitor)
         stopper = None
         if config.early_stopping:
@@ -349,6 +352,7 @@ def _train_and_report(config, layout, state):
         "val_images": val_it.samples if val_it else 0,
         "skipped_images": [{"path": str(p), "reason": str(r)} for p, r in skipped],
         "timings": timings, "images_per_second": run_report.throughput(timings, n_train),
+        "monitoring": run_report.monitoring_summary(history_all, gradient_warnings),
         "wall_seconds_this_session": total, "settings": config.settings(),
     })
     atomic_write_text(os.path.join(out, "report.json"), json.dumps(rep, indent=2))

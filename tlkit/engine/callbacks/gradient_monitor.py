@@ -59,11 +59,15 @@ class GradientMonitor(Callback):
     vanish_threshold / patience: a layer whose gradient norm stays below ``vanish_threshold`` times the
         largest layer gradient norm of the same step for ``patience`` consecutive steps has vanishing
         gradients (relative, so a small loss alone never triggers it; an all-zero gradient counts).
-    Each kind is warned about once per ``fit``, naming the worst layer, with advice. ``verbose=0`` keeps
-    the messages in ``self.warnings`` without calling ``warnings.warn``.
+    Each kind is warned about once per ``fit``, naming the worst layer, with advice: the message is kept
+    in ``self.warnings`` and passed to ``on_warning`` (default: ``warnings.warn`` as a GradientWarning).
+    log_norms: add to the epoch logs ``grad_norm/<group>`` (the epoch's mean over steps of the group's
+        gradient norm) and ``learning_rate`` (unless present), so History, CSV and TensorBoard record them;
+        ``group`` maps a layer name to its group (default: each layer its own).
     """
 
-    def __init__(self, explode_factor=1e3, vanish_threshold=1e-5, patience=20, smoothing=0.1, verbose=1):
+    def __init__(self, explode_factor=1e3, vanish_threshold=1e-5, patience=20, smoothing=0.1, on_warning=None,
+                 log_norms=False, group=None):
         super().__init__()
         if explode_factor <= 1 or not 0 < vanish_threshold < 1 or patience < 1 or not 0 < smoothing <= 1:
             raise ValueError("GradientMonitor needs explode_factor > 1, 0 < vanish_threshold < 1, patience >= 1 and "
@@ -72,7 +76,9 @@ class GradientMonitor(Callback):
         self.vanish_threshold = vanish_threshold
         self.patience = int(patience)
         self.smoothing = smoothing
-        self.verbose = verbose
+        self.on_warning = on_warning
+        self.log_norms = log_norms
+        self.group = group or (lambda layer: layer)
         self.warnings = []
         self.epoch_norms = []  # one {layer: mean gradient norm} per epoch
         self.last_norms = {}  # {layer: (gradient norm, weight norm, update/weight ratio)} of the last batch
@@ -85,7 +91,7 @@ class GradientMonitor(Callback):
         self._epoch_sum, self._epoch_count = {}, 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_sum, self._epoch_count = {}, 0
+        self._epoch_sum, self._group_sum, self._epoch_count = {}, {}, 0
 
     def on_train_batch_end(self, batch, logs=None):
         optimizer = getattr(self.model, "optimizer", None)
@@ -96,8 +102,13 @@ class GradientMonitor(Callback):
         norms = layer_update_norms(optimizer, self._owners)
         self.last_norms = norms
         self._epoch_count += 1
+        group_squares = {}
         for layer, (g, _, _) in norms.items():
             self._epoch_sum[layer] = self._epoch_sum.get(layer, 0.0) + g
+            group = self.group(layer)
+            group_squares[group] = group_squares.get(group, 0.0) + g * g
+        for group, squares in group_squares.items():
+            self._group_sum[group] = self._group_sum.get(group, 0.0) + math.sqrt(squares)
         if "explode" not in self._warned:
             self._check_explode(norms)
         if "vanish" not in self._warned:
@@ -147,9 +158,16 @@ class GradientMonitor(Callback):
     def _warn(self, kind, message):
         self._warned.add(kind)
         self.warnings.append(message)
-        if self.verbose:
-            warnings.warn(message, GradientWarning, stacklevel=2)
+        if self.on_warning is not None:
+            self.on_warning(message)
+        else:
+            warnings.warn(message, GradientWarning, stacklevel=3)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._epoch_count:
-            self.epoch_norms.append({k: v / self._epoch_count for k, v in self._epoch_sum.items()})
+        if not self._epoch_count:
+            return
+        self.epoch_norms.append({k: v / self._epoch_count for k, v in self._epoch_sum.items()})
+        if self.log_norms and logs is not None:
+            for group, total in self._group_sum.items():
+                logs[f"grad_norm/{group}"] = total / self._epoch_count
+            logs.setdefault("learning_rate", float(self.model.optimizer.learning_rate))
