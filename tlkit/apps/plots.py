@@ -9,8 +9,8 @@ from tlkit.utils.figures import image_grid, new_figure, save_figure
 
 TRAIN_COLOR = "tab:blue"
 VAL_COLOR = "tab:orange"
-MAX_ANNOTATED_CLASSES = 30
-GRAD_NORM_PREFIX = "grad_norm/"  # GradientMonitor(log_norms=True)'s history columns  # beyond this the counts would not be readable in the cells
+MAX_ANNOTATED_CLASSES = 30  # beyond this the counts would not be readable in the cells
+GRAD_NORM_PREFIX = "grad_norm/"  # the history columns of GradientMonitor(log_norms=True)
 
 
 def _finite_series(values):

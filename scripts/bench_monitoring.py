@@ -1,0 +1,123 @@
+"""What does training monitoring cost? fit() step time with monitoring on vs off (issue 19, bar <= 3%).
+
+Three variants, each measured in its own fresh process, in interleaved rounds (the order rotates every
+round, so load from other processes hits all alike):
+
+    base  the commit before monitoring (its optimizer kernels compute no norms), no monitoring callbacks
+    off   this tree (the kernels sum the squared norms in their pass), no monitoring callbacks
+    on    this tree with ResourceMonitor + GradientMonitor(log_norms=True), as `tlkit finetune` runs them
+
+Cases: "squeezenet_head" trains the default head (global average pooling + softmax) on a frozen
+SqueezeNet (the base runs forward every step, as with augmentation); "pooled_head" trains the softmax
+on cached pooled features (the smallest step tlkit finetune takes: the worst case for per-step
+overhead); "vgg16_block5" fine-tunes VGG16's block5 (earlier layers frozen) with the head. Random
+weights and images (the cost does not depend on the values).
+
+    python scripts/bench_monitoring.py --rounds 5
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+CASES = {"squeezenet_head": {"batch": 32, "steps": 8}, "pooled_head": {"batch": 32, "steps": 1500},
+         "vgg16_block5": {"batch": 8, "steps": 3}}
+
+CHILD = r"""
+import json, sys, time
+import numpy as np
+import tlkit
+from tlkit import layers as L
+from tlkit.engine.model import Model
+
+case, variant, batch, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+tlkit.utils.set_random_seed(0)
+rng = np.random.default_rng(0)
+classes = 5
+if case == "pooled_head":
+    model = tlkit.Sequential([tlkit.Input((512,)), L.Dense(classes, activation="softmax")])
+    x = rng.standard_normal((batch * steps, 512)).astype(np.float32)
+else:
+    from tlkit.zoo.squeezenet import SqueezeNet
+    from tlkit.zoo.vgg16 import VGG16
+    base = (SqueezeNet if case == "squeezenet_head" else VGG16)(include_top=False, weights=None,
+                                                               input_shape=(224, 224, 3))
+    for layer in base.layers:
+        layer.trainable = case == "vgg16_block5" and layer.name.startswith("block5")
+    inp = tlkit.Input((224, 224, 3))
+    out = L.Dense(classes, activation="softmax")(L.GlobalAveragePooling2D()(base(inp)))
+    model = Model(inp, out)
+    x = rng.standard_normal((batch * steps, 224, 224, 3)).astype(np.float32)
+y = tlkit.utils.to_categorical(rng.integers(0, classes, len(x)), classes)
+model.compile(tlkit.optimizers.Adam(1e-3), "categorical_crossentropy", ["accuracy"])
+callbacks = []
+if variant == "on":
+    from tlkit.callbacks import GradientMonitor, ResourceMonitor
+    callbacks = [ResourceMonitor(), GradientMonitor(log_norms=True, group=lambda name: name.split("_")[0])]
+model.fit(x[:batch * 2], y[:batch * 2], batch_size=batch, epochs=1, verbose=0, callbacks=callbacks)  # compile
+best = None
+for _ in range(2):
+    t = time.perf_counter()
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
+    elapsed = (time.perf_counter() - t) / steps
+    best = elapsed if best is None else min(best, elapsed)
+print(json.dumps({"step_seconds": best}))
+"""
+
+
+def measure(tree, case, variant):
+    env = dict(os.environ, PYTHONPATH=tree)
+    cfg = CASES[case]
+    out = subprocess.run([sys.executable, "-c", CHILD, case, variant, str(cfg["batch"]), str(cfg["steps"])],
+                         env=env, cwd=tree, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{case}/{variant} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["step_seconds"]
+
+
+def cpu_model():
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="7c30b33", help="commit without monitoring to compare against")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    args = parser.parse_args()
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average before: "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+    with tempfile.TemporaryDirectory() as base_tree:
+        archive = os.path.join(base_tree, "base.tar")
+        subprocess.run(["git", "-C", here, "archive", "-o", archive, args.base], check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(base_tree, filter="data")
+        trees = {"base": base_tree, "off": here, "on": here}
+        for case in args.cases:
+            times = {v: [] for v in trees}
+            order = list(trees)
+            for r in range(args.rounds):
+                for variant in order[r % 3:] + order[:r % 3]:
+                    times[variant].append(measure(trees[variant], case, variant))
+                print(f"{case} round {r + 1}/{args.rounds}: " +
+                      "  ".join(f"{v} {times[v][-1] * 1e3:.2f} ms" for v in trees), flush=True)
+            med = {v: statistics.median(t) for v, t in times.items()}
+            ratios = [on / base for on, base in zip(times["on"], times["base"])]
+            print(f"{case} (batch {CASES[case]['batch']}): median step base {med['base'] * 1e3:.2f} ms, off "
+                  f"{med['off'] * 1e3:.2f} ms, on {med['on'] * 1e3:.2f} ms; on/base {med['on'] / med['base']:.3f} "
+                  f"(per round {min(ratios):.3f}-{max(ratios):.3f}), on/off {med['on'] / med['off']:.3f}, "
+                  f"fastest rounds on/base {min(times['on']) / min(times['base']):.3f}", flush=True)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
