@@ -1,11 +1,13 @@
 """What does training monitoring cost? fit() step time with monitoring on vs off (issue 19, bar <= 3%).
 
-Three variants, each measured in its own fresh process, in interleaved rounds (the order rotates every
-round, so load from other processes hits all alike):
+Three variants of this tree, each measured in its own fresh process, in interleaved rounds (the order
+rotates every round, so load from other processes hits all alike):
 
-    base  the commit before monitoring (its optimizer kernels compute no norms), no monitoring callbacks
-    off   this tree (the kernels sum the squared norms in their pass), no monitoring callbacks
+    base  the optimizer kernels of the commit before monitoring (they sum no norms), no monitoring callbacks
+    off   this tree's kernels (they sum the squared norms in their pass), no monitoring callbacks
     on    this tree with ResourceMonitor + GradientMonitor(log_norms=True), as `tlkit finetune` runs them
+
+on/base is the whole cost of monitoring; on/off the callbacks' share.
 
 Cases: "squeezenet_head" trains the default head (global average pooling + softmax) on a frozen
 SqueezeNet (the base runs forward every step, as with augmentation); "pooled_head" trains the softmax
@@ -21,20 +23,27 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 
-CASES = {"squeezenet_head": {"batch": 32, "steps": 8}, "pooled_head": {"batch": 32, "steps": 1500},
-         "vgg16_block5": {"batch": 8, "steps": 3}}
+CASES = {"pooled_head": {"batch": 32, "steps": 1500}, "squeezenet_head": {"batch": 32, "steps": 4},
+         "vgg16_block5": {"batch": 8, "steps": 2}}
 
 CHILD = r"""
-import json, sys, time
+import importlib.util, json, sys, time
 import numpy as np
 import tlkit
 from tlkit import layers as L
 from tlkit.engine.model import Model
 
 case, variant, batch, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+if variant == "base":  # the kernels before monitoring, in place of this tree's
+    from tlkit.engine.kernels import optim
+    spec = importlib.util.spec_from_file_location("optim_base", sys.argv[5])
+    old = importlib.util.module_from_spec(spec)
+    sys.modules["optim_base"] = old  # numba's cache finds the module again by this name
+    spec.loader.exec_module(old)
+    for name in ("adam", "sgd_momentum", "rmsprop", "adagrad"):
+        setattr(optim, name, getattr(old, name))
 tlkit.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
 classes = 5
@@ -69,11 +78,11 @@ print(json.dumps({"step_seconds": best}))
 """
 
 
-def measure(tree, case, variant):
+def measure(tree, case, variant, base_kernels):
     env = dict(os.environ, PYTHONPATH=tree)
     cfg = CASES[case]
-    out = subprocess.run([sys.executable, "-c", CHILD, case, variant, str(cfg["batch"]), str(cfg["steps"])],
-                         env=env, cwd=tree, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, case, variant, str(cfg["batch"]), str(cfg["steps"]),
+                          base_kernels], env=env, cwd=tree, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"{case}/{variant} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])["step_seconds"]
@@ -96,20 +105,19 @@ def main():
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average before: "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
-    with tempfile.TemporaryDirectory() as base_tree:
-        archive = os.path.join(base_tree, "base.tar")
-        subprocess.run(["git", "-C", here, "archive", "-o", archive, args.base], check=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(base_tree, filter="data")
-        trees = {"base": base_tree, "off": here, "on": here}
+    with tempfile.TemporaryDirectory() as scratch:
+        base_kernels = os.path.join(scratch, "optim_base.py")
+        with open(base_kernels, "w") as f:
+            f.write(subprocess.run(["git", "-C", here, "show", f"{args.base}:tlkit/engine/kernels/optim.py"],
+                                   check=True, capture_output=True, text=True).stdout)
+        order = ["base", "off", "on"]
         for case in args.cases:
-            times = {v: [] for v in trees}
-            order = list(trees)
+            times = {v: [] for v in order}
             for r in range(args.rounds):
                 for variant in order[r % 3:] + order[:r % 3]:
-                    times[variant].append(measure(trees[variant], case, variant))
+                    times[variant].append(measure(here, case, variant, base_kernels))
                 print(f"{case} round {r + 1}/{args.rounds}: " +
-                      "  ".join(f"{v} {times[v][-1] * 1e3:.2f} ms" for v in trees), flush=True)
+                      "  ".join(f"{v} {times[v][-1] * 1e3:.2f} ms" for v in order), flush=True)
             med = {v: statistics.median(t) for v, t in times.items()}
             ratios = [on / base for on, base in zip(times["on"], times["base"])]
             print(f"{case} (batch {CASES[case]['batch']}): median step base {med['base'] * 1e3:.2f} ms, off "

@@ -121,3 +121,38 @@ def test_logged_group_norms_are_the_epoch_means_of_the_per_step_norms():
     np.testing.assert_allclose(history["grad_norm/block1"], [np.mean(per_step[:4]), np.mean(per_step[4:])],
                                rtol=1e-9)
     assert history["learning_rate"] == [pytest.approx(0.01)] * 2
+
+
+def test_fused_updates_stay_bit_identical_to_numpy_in_their_documented_order():
+    # The kernels vectorise their norm sums with fastmath "reassoc"; the updates must not be regrouped.
+    from tlkit.engine.kernels import optim
+
+    rng = np.random.default_rng(3)
+    f = np.float32
+    w, g, m, v, a = (rng.standard_normal(10_007).astype(f) for _ in range(5))
+    v, a = np.abs(v), a * f(0.01)  # a small average gradient keeps centered RMSprop's root real
+    lr, c1, c2, eps = f(1e-2), f(0.1), f(0.001), f(1e-7)
+
+    kw, km, kv = w.copy(), m.copy(), v.copy()
+    optim.adam(kw, g, km, kv, np.zeros(0, f), lr, c1, c2, eps, False)
+    rm, rv = m + (g - m) * c1, v + (g * g - v) * c2
+    assert np.array_equal(km, rm) and np.array_equal(kv, rv)
+    assert np.array_equal(kw, w - (rm * lr) / (np.sqrt(rv) + eps))
+
+    kw, kvel = w.copy(), m.copy()
+    optim.sgd_momentum(kw, g, kvel, lr, f(0.9), True)
+    vel = m * f(0.9) - g * lr
+    assert np.array_equal(kvel, vel) and np.array_equal(kw, w + (vel * f(0.9) - g * lr))
+
+    kw, kvel, kavg, kmom = w.copy(), v.copy(), a.copy(), m.copy()
+    optim.rmsprop(kw, g, kvel, kavg, kmom, lr, f(0.9), f(0.1), f(0.5), eps, True)
+    vel = f(0.9) * v + f(0.1) * (g * g)
+    avg = f(0.9) * a + f(0.1) * g
+    mom = f(0.5) * m + (lr * g) / np.sqrt(vel - avg * avg + eps)
+    assert np.array_equal(kavg, avg) and np.array_equal(kmom, mom)
+    assert np.array_equal(kw, w - mom)
+
+    kw, kacc = w.copy(), v.copy()
+    optim.adagrad(kw, g, kacc, lr, eps)
+    acc = v + g * g
+    assert np.array_equal(kacc, acc) and np.array_equal(kw, w - (lr * g) / np.sqrt(acc + eps))
