@@ -123,3 +123,21 @@ def test_unfreeze_top_by_count_and_by_name():
         finetune.unfreeze_top(base, from_layer="block9")
     with pytest.raises(ValueError, match="only 3 layers"):
         finetune.unfreeze_top(base, layers=5)
+
+
+def test_monitoring_summary_per_stage_and_gradient_warnings_in_the_report():
+    from tlkit.apps import run_report
+
+    history = {"stage": [1, 1, 2], "data_time": [1.0, 3.0, 2.0], "compute_time": [3.0, 5.0, 6.0],
+               "memory_peak_mb": [100.0, 120.0, 300.0], "cpu_percent": [150.0, 170.0, 190.0],
+               "images_per_sec": [10.0, 20.0, 5.0]}
+    message = "GradientMonitor: exploding gradients in layer 'predictions': ..."
+    summary = run_report.monitoring_summary(history, [message])
+    assert summary["stage1"] == {"peak_memory_mb": 120.0, "mean_cpu_percent": 160.0, "images_per_second": 15.0,
+                                 "data_seconds": 4.0, "compute_seconds": 8.0, "data_fraction": pytest.approx(1 / 3)}
+    assert summary["stage2"]["peak_memory_mb"] == 300.0 and summary["gradient_warnings"] == [message]
+    lines = "\n".join(run_report._monitoring_markdown(summary))
+    assert "- stage 1: peak memory 120 MB, mean CPU 160%" in lines and "(33% data)" in lines
+    assert f"## Gradient warnings\n\n- {message}" in lines
+    assert [run_report.gradient_group(n) for n in ("block5_conv1", "fire9/squeeze1x1", "head_dense_0",
+                                                   "predictions")] == ["block5", "fire9", "head", "head"]

@@ -133,3 +133,25 @@ def test_augment_preview_shows_the_original_first(tmp_path, monkeypatch):
     assert_everything_fits(fig)
     with Image.open(tmp_path / "grid.png") as im:
         assert im.format == "PNG" and im.width > 100
+
+
+def test_curves_gain_learning_rate_and_gradient_norm_panels_when_monitored():
+    history = dict(HISTORY, learning_rate=[1e-3, 1e-3, 1e-3, 1e-5, 1e-5],
+                   **{"grad_norm/head": [0.5, 0.3, 0.2, 0.1, 0.05], "grad_norm/block5": [None, None, None, 2e-3, 1e-3]})
+    fig = plots.draw_curves(history, kept_epoch=4)
+    assert_everything_fits(fig)
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    assert {"loss", "accuracy", "learning rate", "gradient norm (mean per step)"} <= set(by_title)
+    lr_ax, grad_ax = by_title["learning rate"], by_title["gradient norm (mean per step)"]
+    assert lr_ax.get_yscale() == "log" and grad_ax.get_yscale() == "log"
+    lines = {l.get_label(): l for l in grad_ax.get_lines() if len(set(l.get_xdata())) > 1 or l.get_label() != "_"}
+    assert list(lines["block5"].get_xdata()) == [4, 5]  # only stage 2 trains the base's blocks
+    np.testing.assert_allclose(lines["head"].get_ydata(), history["grad_norm/head"])
+    lo, hi = grad_ax.get_ylim()
+    assert lo <= 1e-3 and hi >= 0.5
+    renderer = fig.canvas.get_renderer()
+    titles = [by_title[t].title.get_window_extent(renderer) for t in ("learning rate", "gradient norm (mean per step)")]
+    for ax in (by_title["loss"], by_title["accuracy"]):  # the top row's legends stay clear of the row below
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not any(legend.overlaps(t) for t in titles)
+        assert not any(legend.overlaps(a.get_window_extent(renderer)) for a in (lr_ax, grad_ax))

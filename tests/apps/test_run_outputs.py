@@ -191,3 +191,27 @@ def test_python_api_returns_history_report_and_paths(tmp_path):
     for name in ("model", "best", "stage1", "history", "curves", "confusion", "report_md"):
         assert result.paths[name].startswith(str(tmp_path / "run")), name
     assert tlkit.models.load_model(result.paths["model"]).metadata["classes"] == ["circles", "stripes"]
+
+
+def test_monitoring_is_recorded_per_epoch_and_summarised_in_the_report(two_stage_run):
+    _, run, _ = two_stage_run
+    rows = read_history(run)
+    stage1 = [r for r in rows if r["stage"] == "1"]
+    stage2 = [r for r in rows if r["stage"] == "2"]
+    for r in rows:
+        assert float(r["grad_norm/head"]) > 0 and float(r["memory_peak_mb"]) >= float(r["memory_rss_mb"]) > 0
+        assert float(r["images_per_sec"]) > 0 and float(r["compute_time"]) > 0 and float(r["data_time"]) >= 0
+    # The base's block trains (and so has a gradient norm) in stage 2 only, at stage 2's learning rate.
+    assert all(r["grad_norm/fire9"] == "" for r in stage1)
+    assert all(float(r["grad_norm/fire9"]) > 0 for r in stage2)
+    assert all(float(r["learning_rate"]) == pytest.approx(1e-3) for r in stage2)
+    report = json.loads((run / "report.json").read_text())
+    monitoring = report["monitoring"]
+    assert monitoring["gradient_warnings"] == []  # a healthy run
+    for stage, stage_rows in (("stage1", stage1), ("stage2", stage2)):
+        m = monitoring[stage]
+        assert m["peak_memory_mb"] == pytest.approx(max(float(r["memory_peak_mb"]) for r in stage_rows))
+        assert m["data_seconds"] == pytest.approx(sum(float(r["data_time"]) for r in stage_rows))
+        assert 0 <= m["data_fraction"] <= 1 and m["mean_cpu_percent"] >= 0
+    md = (run / "report.md").read_text()
+    assert "## Resources" in md and "- stage 2: peak memory" in md and "## Gradient warnings\n\n- none" in md

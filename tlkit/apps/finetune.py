@@ -177,6 +177,13 @@ class _Job:
     def timings(self):
         return self.state.setdefault("timings", {})
 
+    @property
+    def gradient_warnings(self):
+        return self.state.setdefault("gradient_warnings", [])  # kept in run.json across --resume
+
+    def monitoring_callbacks(self):
+        return run_report.monitoring_callbacks(self.gradient_warnings, lambda text: _say(self.config, text))
+
 
 def _train_and_report(config, layout, state):
     from tlkit.utils.random import set_random_seed
@@ -253,6 +260,7 @@ def _stage1(job):
     # The backup stays until the run is finished: stage 1 is not done before stage1.h5 and run.json say so.
     callbacks = [cb.BackupAndRestore(os.path.join(job.out, "backup", "stage1"), delete_checkpoint=False),
                  finite_guard(config.lr)]
+    callbacks += job.monitoring_callbacks()
     callbacks += _run_callbacks(config, job.full, 1, None, job.metadata, job.monitor)
     _early_stopping(job, callbacks)
     if flips is None:  # the augmentation changes the pictures: the base runs on them every epoch
@@ -293,6 +301,7 @@ def _stage2(job):
     train_images = job.train_it if config.augment else job.train_plain
     callbacks = [cb.BackupAndRestore(os.path.join(job.out, "backup", "stage2"), delete_checkpoint=False),
                  finite_guard(config.fine_tune_lr), epoch_sync(train_images, offset=config.epochs)]
+    callbacks += job.monitoring_callbacks()
     callbacks += _run_callbacks(config, full, 2, state["stage1_history"], job.metadata, job.monitor)
     _early_stopping(job, callbacks)
     val_it = job.val_it
@@ -344,6 +353,7 @@ def _outputs(job, history_all, t0):
         "val_images": val_it.samples if val_it else 0,
         "skipped_images": [{"path": str(p), "reason": str(r)} for p, r in skipped],
         "timings": timings, "images_per_second": run_report.throughput(timings, n_train),
+        "monitoring": run_report.monitoring_summary(history_all, job.gradient_warnings),
         "wall_seconds_this_session": time.time() - t0, "settings": config.settings(),
     })
     atomic_write_text(os.path.join(out, "report.json"), json.dumps(rep, indent=2))

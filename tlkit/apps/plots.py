@@ -10,6 +10,7 @@ from tlkit.utils.figures import image_grid, new_figure, save_figure
 TRAIN_COLOR = "tab:blue"
 VAL_COLOR = "tab:orange"
 MAX_ANNOTATED_CLASSES = 30  # beyond this the counts would not be readable in the cells
+GRAD_NORM_PREFIX = "grad_norm/"  # the history columns of GradientMonitor(log_norms=True)
 
 
 def _finite_series(values):
@@ -21,12 +22,18 @@ def _finite_series(values):
 
 def draw_curves(history, kept_epoch=None, stage2_note=None):
     """Loss and accuracy per epoch (counted from 1), training and validation. A dashed line marks where
-    stage 2 began (from ``history["stage"]``), a dotted one the epoch whose weights were kept."""
+    stage 2 began (from ``history["stage"]``), a dotted one the epoch whose weights were kept. When the
+    history holds them, a second row shows the learning rate and the gradient norm of each group of
+    layers (``grad_norm/<group>`` columns, e.g. the head and each block of the base in stage 2)."""
     stages = list(history.get("stage", []))
     stage2_start = stages.index(2) + 1 if 2 in stages else None
-    fig = new_figure((11, 4.4))
-    axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    grad_keys = sorted(k for k in history if k.startswith(GRAD_NORM_PREFIX))
+    monitored = bool(grad_keys) or "learning_rate" in history
+    fig = new_figure((11, 8.4 if monitored else 4.4))
+    axes = fig.subplots(2, 2).ravel() if monitored else fig.subplots(1, 2)
+    if monitored:
+        _draw_monitoring(axes[2], axes[3], history, grad_keys, stage2_start)
+    for ax, metric in zip(axes[:2], ("loss", "accuracy")):
         drawn = False
         for label, key, color in (("training", metric, TRAIN_COLOR), ("validation", f"val_{metric}", VAL_COLOR)):
             x, y = _finite_series(history.get(key) or [])
@@ -48,6 +55,30 @@ def draw_curves(history, kept_epoch=None, stage2_note=None):
             # Below the axes: a legend never covers a curve.
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8, frameon=False)
     return fig
+
+
+def _draw_monitoring(lr_ax, grad_ax, history, grad_keys, stage2_start):
+    x, y = _finite_series(history.get("learning_rate") or [])
+    if len(x):
+        lr_ax.plot(x, y, "o-", color="tab:green", markersize=4)
+    else:
+        lr_ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=lr_ax.transAxes)
+    for key in grad_keys:
+        x, y = _finite_series(history[key])
+        keep = y > 0  # a log scale: a zero norm is shown by its absence
+        if keep.any():
+            grad_ax.plot(x[keep], y[keep], "o-", markersize=3, label=key[len(GRAD_NORM_PREFIX):])
+    if grad_keys:
+        grad_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, fontsize=7, frameon=False)
+    for ax, title in ((lr_ax, "learning rate"), (grad_ax, "gradient norm (mean per step)")):
+        if ax.lines:
+            ax.set_yscale("log")
+        if stage2_start is not None:
+            ax.axvline(stage2_start - 0.5, color="gray", linestyle="--", linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(True, color="0.9")
+        ax.xaxis.get_major_locator().set_params(integer=True)
 
 
 def plot_curves(history, path, kept_epoch=None, stage2_note=None):

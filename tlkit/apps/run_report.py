@@ -2,6 +2,7 @@
 trained, and report.md. One source for the console, report.json/md, history.csv and curves.png."""
 import json
 import os
+import re
 
 import numpy as np
 
@@ -70,6 +71,66 @@ def stages(history, stage2_layers=None):
     return out
 
 
+# ----- monitoring: resources and gradients -----
+def gradient_group(layer_name):
+    """The curves' gradient-norm group of a layer: "head" for the head's layers, else the block of the base
+    ("block5_conv1" -> "block5", "fire9/squeeze1x1" -> "fire9")."""
+    if layer_name.startswith("head_") or layer_name == "predictions":
+        return "head"
+    return re.split(r"[/_]", layer_name)[0]
+
+
+def monitoring_callbacks(gradient_warnings, say):
+    """ResourceMonitor and GradientMonitor for a stage's fit; warnings go to the console and the list."""
+    from tlkit.engine.callbacks import GradientMonitor, ResourceMonitor
+
+    def warn(message):
+        gradient_warnings.append(message)
+        say(f"\nWarning: {message}")
+
+    return [ResourceMonitor(), GradientMonitor(log_norms=True, group=gradient_group, on_warning=warn)]
+
+
+def monitoring_summary(history, gradient_warnings):
+    """Per stage: peak memory, mean CPU use, images/s and the data/compute split, from the history columns."""
+    column = list(history.get("stage", []))
+    out = {"gradient_warnings": list(gradient_warnings)}
+    for stage in (1, 2):
+        rows = [i for i, s in enumerate(column) if s == stage]
+
+        def values(key):
+            found = history.get(key) or []
+            return [float(found[i]) for i in rows if i < len(found) and found[i] is not None]
+
+        data, compute = sum(values("data_time")), sum(values("compute_time"))
+        if not rows or not data + compute:
+            continue
+        out[f"stage{stage}"] = {
+            "peak_memory_mb": max(values("memory_peak_mb"), default=None),
+            "mean_cpu_percent": float(np.mean(values("cpu_percent"))) if values("cpu_percent") else None,
+            "images_per_second": float(np.mean(values("images_per_sec"))),
+            "data_seconds": data, "compute_seconds": compute, "data_fraction": data / (data + compute),
+        }
+    return out
+
+
+def _monitoring_markdown(monitoring):
+    lines = []
+    for stage in (1, 2):
+        m = monitoring.get(f"stage{stage}")
+        if m:
+            memory = f"{m['peak_memory_mb']:.0f} MB" if m["peak_memory_mb"] is not None else "n/a"
+            cpu = f"{m['mean_cpu_percent']:.0f}%" if m["mean_cpu_percent"] is not None else "n/a"
+            lines.append(f"- stage {stage}: peak memory {memory}, mean CPU {cpu} (100% = one core), "
+                         f"{m['images_per_second']:.1f} images/s in training steps, {m['data_seconds']:.1f} s "
+                         f"waiting for data and {m['compute_seconds']:.1f} s computing "
+                         f"({100 * m['data_fraction']:.0f}% data)")
+    lines = ["## Resources", ""] + lines + [""] if lines else []
+    found = monitoring.get("gradient_warnings") or []
+    lines += ["## Gradient warnings", ""] + ([f"- {w}" for w in found] or ["- none"]) + [""]
+    return lines
+
+
 def report_markdown(rep, config):
     kept, best = rep["kept_weights"], rep["best"]
     lines = ["# tlkit finetune report", "",
@@ -92,7 +153,8 @@ def report_markdown(rep, config):
             ips = rep["images_per_second"].get(f"stage{stage}")
             lines.append(f"- stage {stage} time: {t[f'stage{stage}_seconds']:.1f} s" +
                          (f", {ips:.1f} training images/s" if ips else ""))
-    lines += ["", "![training curves](curves.png)", "", "## Per class", "", report_mod.markdown_table(rep), "",
+    lines += [""] + (_monitoring_markdown(rep["monitoring"]) if rep.get("monitoring") else [])
+    lines += ["![training curves](curves.png)", "", "## Per class", "", report_mod.markdown_table(rep), "",
               "![confusion matrix](confusion.png)", ""]
     if rep.get("most_confused"):
         lines += ["## Most confused classes", "", "| true | predicted | count |", "|---|---|---:|"]

@@ -27,7 +27,7 @@ class Adagrad(Optimizer):
         return [("accumulator", self.initial_accumulator_value)]
 
     def _update_step(self, index, gradient, value, learning_rate):
-        optim.adagrad(value, gradient, self._slot("accumulator", index), np.float32(learning_rate),
+        return optim.adagrad(value, gradient, self._slot("accumulator", index), np.float32(learning_rate),
                       np.float32(self.epsilon))
 
     def get_config(self):

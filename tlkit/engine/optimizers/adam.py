@@ -36,7 +36,7 @@ class Adam(Optimizer):
         beta_1_power = np.float32(self.beta_1) ** step
         beta_2_power = np.float32(self.beta_2) ** step
         alpha = np.float32(learning_rate) * np.sqrt(np.float32(1) - beta_2_power) / (np.float32(1) - beta_1_power)
-        optim.adam(value, gradient, self._slot("momentum", index), self._slot("velocity", index),
+        return optim.adam(value, gradient, self._slot("momentum", index), self._slot("velocity", index),
                    self._slot("velocity_hat", index) if self.amsgrad else _NO_SLOT, np.float32(alpha),
                    np.float32(1 - self.beta_1), np.float32(1 - self.beta_2), np.float32(self.epsilon),
                    bool(self.amsgrad))

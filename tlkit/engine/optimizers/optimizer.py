@@ -81,6 +81,11 @@ class Optimizer:
         self._index = {}  # id(variable) -> position in that list
         self._slots = {}  # slot name -> one float32 array per variable, by position
         self._decay_excluded_ids, self._decay_excluded_pattern = set(), None
+        # Gradient monitoring: {variable position: (|g|^2, |w|^2, |update|^2) or None} of the last step;
+        # the gradients themselves only while a callback asks for them (TensorBoard histograms).
+        self.last_update_norms = {}
+        self.keep_last_gradients = False
+        self.last_gradients = {}
 
     # ----- to be provided by subclasses -----
     def _slot_specs(self):
@@ -88,7 +93,11 @@ class Optimizer:
         return []
 
     def _update_step(self, index, gradient, value, learning_rate):
-        """Update ``value`` (flat float32 weights of variable ``index``) in place from the flat ``gradient``."""
+        """Update ``value`` (flat float32 weights of variable ``index``) in place from the flat ``gradient``.
+
+        Returns the squared norms (gradient, new weights, update) the fused kernel accumulated, or None
+        when the subclass does not compute them (monitoring then skips the variable).
+        """
         raise NotImplementedError
 
     def _slot(self, name, index):
@@ -118,6 +127,11 @@ class Optimizer:
         self._learning_rate = _check_learning_rate(learning_rate)
 
     # ----- building -----
+    @property
+    def variables(self):
+        """The variables the slots were built for, in position order ([] before the first step)."""
+        return list(self._variables or [])
+
     @property
     def built(self):
         return self._variables is not None
@@ -170,8 +184,15 @@ class Optimizer:
         pairs = list(zip(self._clip([g for g, _ in pairs]), [v for _, v in pairs]))
         lr = self.learning_rate
         self._apply_weight_decay([v for _, v in pairs], lr)
+        # --- update statistics for gradient monitoring (the kernels compute them in their one pass) ---
+        norms = {}
         for g, v in pairs:
-            self._update_step(self._index[id(v)], g.reshape(-1), v.value.reshape(-1), lr)
+            index = self._index[id(v)]
+            norms[index] = self._update_step(index, g.reshape(-1), v.value.reshape(-1), lr)
+        self.last_update_norms = norms
+        if self.keep_last_gradients:
+            self.last_gradients = {self._index[id(v)]: g for g, v in pairs}
+        # --- end of update statistics ---
         self.iterations += 1
 
     def _checked_pairs(self, grads, variables):

@@ -35,7 +35,7 @@ class RMSprop(Optimizer):
         return specs
 
     def _update_step(self, index, gradient, value, learning_rate):
-        optim.rmsprop(value, gradient, self._slot("velocity", index),
+        return optim.rmsprop(value, gradient, self._slot("velocity", index),
                       self._slot("average_gradient", index) if self.centered else _NO_SLOT,
                       self._slot("momentum", index) if self.momentum > 0 else _NO_SLOT,
                       np.float32(learning_rate), np.float32(self.rho), np.float32(1 - self.rho),

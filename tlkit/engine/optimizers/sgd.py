@@ -28,9 +28,8 @@ class SGD(Optimizer):
     def _update_step(self, index, gradient, value, learning_rate):
         lr = np.float32(learning_rate)
         if self.momentum == 0:
-            value -= gradient * lr
-            return
-        optim.sgd_momentum(value, gradient, self._slot("momentum", index), lr, np.float32(self.momentum),
+            return optim.sgd(value, gradient, lr)
+        return optim.sgd_momentum(value, gradient, self._slot("momentum", index), lr, np.float32(self.momentum),
                            self.nesterov)
 
     def get_config(self):
