@@ -3,6 +3,7 @@ is in the output exactly once. The CLI on a cluster gives what it gives in one p
 dask, `import tlkit` and the single-process path never import it, and asking for a cluster is a
 one-line error."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,7 +83,11 @@ def test_cli_predict_on_cluster_matches_one_process(cluster, classifier, image_f
     assert one.exception is None and many.exception is None, (one.exception, many.exception)
     assert many.stdout == one.stdout and one.stdout.count("\n") == 1 + 27 * 2
     assert "skipped" in many.stderr and "broken.jpg" in many.stderr
-    assert many.stderr.count("images/s") == 2  # per-worker throughput: 7 partitions of 4 on 2 workers
+    # Per-worker throughput: one line for each worker that got partitions (how the scheduler spreads
+    # 7 partitions over 2 workers depends on their speed), together covering all 28 images.
+    lines = [line for line in many.stderr.splitlines() if "images/s" in line]
+    assert 1 <= len(lines) <= 2
+    assert sum(int(re.search(r": (\d+) images in", line).group(1)) for line in lines) == 28
 
 
 def test_cli_features_on_cluster_matches_one_process(cluster, feature_model, image_folder, tmp_path):
