@@ -87,7 +87,10 @@ def test_interrupted_job_resumes_with_the_missing_partitions_only(cluster, featu
     wait_for(lambda: {p.name.split(".")[0] for p in (parts / "started").iterdir()} <= {
         p.name.split(".")[0] for p in parts.glob("part-*.npz")}, "the partitions started to finish")
     kept = sorted(p.name for p in parts.glob("part-*.npz"))
-    assert 1 <= len(kept) < 7  # the finished partitions stay on disk
+    assert len(kept) >= 1  # the finished partitions stay on disk
+    # How many partitions finish before the interrupt lands depends on the machine's speed (all 7 on a
+    # quiet one): drop the last finished one, as a kill mid-write would, so the resume always has work.
+    (parts / kept.pop()).unlink()
 
     with pytest.raises(ValueError, match="--resume"):  # an earlier run's partitions are never mixed in silently
         distributed_features(cluster, [image_folder], feature_model, out=tmp_path / "dist.h5", batch_size=BATCH,
