@@ -48,6 +48,12 @@ def test_pooling_after_dense_averages_the_real_steps_only(rng):
     m = (ids != 0)[..., None]
     want = (np.asarray(h) * m).sum(axis=1) / m.sum(axis=1)
     np.testing.assert_allclose(got, want, rtol=1e-6)
+    # the same through a model's predict (its inference path) and a Functional model
+    model = tlkit.models.Sequential([tlkit.Input((6,)), emb, dense, L.Dropout(0.5), L.GlobalAveragePooling1D()])
+    np.testing.assert_allclose(model.predict(ids, verbose=0), want, rtol=1e-6)
+    inp = tlkit.Input((6,))
+    functional = tlkit.models.Model(inp, L.GlobalAveragePooling1D()(dense(emb(inp))))
+    np.testing.assert_allclose(functional.predict(ids, verbose=0), want, rtol=1e-6)
 
 
 def _reference_loss_and_accuracy(probs, labels, mask):
