@@ -2,8 +2,6 @@
 the second (as Keras splits them); gradients into the states by finite differences; functional models with
 state inputs save and load; Keras 3 as an optional oracle (weights transferred)."""
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -12,8 +10,8 @@ import tlkit
 from tlkit import layers as L
 
 from gradcheck import check
+from keras_oracle import run_keras
 
-PEERS_PYTHON = os.environ.get("TLKIT_PEERS_PYTHON", "/work/peers/bin/python")
 MASK = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1], [1, 1, 0, 1, 1]], bool)
 
 
@@ -74,19 +72,12 @@ json.dump(np.asarray(y).tolist(), open(os.path.join(sys.argv[1], "keras.json"), 
 
 
 def test_keras_splits_the_states_the_same_way(tmp_path, rng):
-    if not os.path.exists(PEERS_PYTHON):
-        pytest.skip(f"Keras's Python ({PEERS_PYTHON}) is absent")
     x, hf, cf, hb, cb = _arrays(rng, (3, 5, 4), (3, 3), (3, 3), (3, 3), (3, 3))
     layer = L.Bidirectional(L.LSTM(3, return_sequences=True))
     layer(x)
     weights = [w + rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in layer.get_weights()]
     layer.set_weights(weights)
     np.savez(tmp_path / "case.npz", x=x, hf=hf, cf=cf, hb=hb, cb=cb, **{f"w{i}": w for i, w in enumerate(weights)})
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run([PEERS_PYTHON, "-c", KERAS_SIDE, str(tmp_path)], capture_output=True, text=True, env=env,
-                         timeout=600)
-    if run.returncode != 0 and "No module named" in run.stderr:
-        pytest.skip("Keras is not installed in the peers' Python")
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_keras(KERAS_SIDE, tmp_path)
     want = np.asarray(json.loads((tmp_path / "keras.json").read_text()), np.float32)
     np.testing.assert_allclose(layer(x, initial_state=[hf, cf, hb, cb]), want, rtol=1e-4, atol=1e-5)
