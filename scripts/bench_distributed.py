@@ -1,6 +1,10 @@
 """Throughput of `tlkit features` on one process vs a local Dask cluster (issue 22).
 
-    PYTHONPATH=. python scripts/bench_distributed.py [--folder ../shared/data/datasets/hymenoptera_data/val]
+    python scripts/bench_distributed.py            # 5 rounds, ~3 minutes on 2 cores
+    python scripts/bench_distributed.py --repeats 9 --folder ../shared/data/datasets/hymenoptera_data/val
+
+This checkout's tlkit is used by the script and by every process it starts (the Dask workers too),
+whatever is installed. Needs dask (pip install tlkit[dask]).
 
 Real SqueezeNet weights (../shared/data/weights), 224x224, average-pooled features. Each
 configuration is measured warm (numba kernels compiled, the model loaded on every worker) from the
@@ -25,6 +29,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# This checkout, for this process and the ones it starts (single-process runners and Dask workers).
+sys.path.insert(0, ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 WEIGHTS = os.path.join(DATA, "weights", "squeezenet_v1.1_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
@@ -102,6 +109,11 @@ def main():
     parser.add_argument("--folder", default=os.path.join(DATA, "datasets", "hymenoptera_data", "val"))
     parser.add_argument("--repeats", type=int, default=5, help="rounds; each configuration keeps its best")
     args = parser.parse_args()
+    if not os.path.isfile(WEIGHTS) or not os.path.isdir(args.folder):
+        sys.exit(f"needs the SqueezeNet weights ({WEIGHTS}) and an image folder ({args.folder}): see --help.")
+    from machine import cpu_model  # scripts/machine.py, beside this script
+
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; tlkit from {ROOT}", flush=True)
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
         runners = {"one process x 1 thread": one_process(stack, args.folder, 1),

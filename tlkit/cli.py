@@ -96,6 +96,11 @@ def main():
 @click.option("--class-weight", type=click.Choice(["auto"]), default=None, help="auto: balance classes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Compute stage 1's cached base features on this Dask cluster (pip install tlkit[dask]; the "
+                   "images and --out on storage the workers can read).")
+@click.option("--cluster-workers", type=click.IntRange(1, 256), default=None,
+              help="Compute stage 1's cached base features on a local Dask cluster of N worker processes.")
 @click.option("--out", "out", default=None, help="Run folder (default: runs/<data folder name>).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,

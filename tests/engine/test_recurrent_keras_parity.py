@@ -5,16 +5,14 @@ through the recurrent layers, Bidirectional and masked GlobalAveragePooling1D.
 Keras runs in the peers' Python (TLKIT_PEERS_PYTHON, default /work/peers/bin/python); the test skips
 without it. Weights are drawn at random (biases included), so a wrong gate order or layout shows.
 """
-import os
-import subprocess
-
 import numpy as np
 import pytest
 
 import tlkit
 from tlkit import layers as L
 
-PEERS_PYTHON = os.environ.get("TLKIT_PEERS_PYTHON", "/work/peers/bin/python")
+from keras_oracle import run_keras
+
 
 KERAS_SIDE = r'''
 import os, sys
@@ -86,15 +84,8 @@ def _tlkit_model(name):
 
 @pytest.fixture(scope="module")
 def keras_files(tmp_path_factory):
-    if not os.path.exists(PEERS_PYTHON):
-        pytest.skip(f"Keras's Python ({PEERS_PYTHON}) is absent")
     folder = tmp_path_factory.mktemp("keras_rnn")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run([PEERS_PYTHON, "-c", KERAS_SIDE, str(folder)], capture_output=True, text=True, env=env,
-                         timeout=600)
-    if run.returncode != 0 and "No module named 'keras'" in run.stderr:
-        pytest.skip("Keras is not installed in the peers' Python")
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_keras(KERAS_SIDE, folder)
     return folder
 
 

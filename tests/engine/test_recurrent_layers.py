@@ -185,8 +185,6 @@ def test_shapes_configs_and_keras_layouts(rng):
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match="reset_after=True"):
-        L.GRU(3, reset_after=False)
     with pytest.raises(ValueError, match="recurrent layer"):
         L.LSTM(3, activation="softmax")
     with pytest.raises(ValueError, match=r"\(batch, timesteps, features\)"):

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from tlkit.apps.models import BASES
+from tlkit.apps.models import BASES, factory
 
 POOLINGS = ("avg", "max", "none")
 FORMAT = "tlkit-features"
@@ -36,12 +36,9 @@ def load_feature_model(spec):
         model, meta = load_classifier(spec["path"])
         return model, {"image_size": meta["image_size"], "preprocessing": meta["preprocessing"],
                        "model": spec["path"], "weights": spec["path"]}
-    from tlkit.zoo import SqueezeNet, VGG16
-
-    factory = VGG16 if spec["base"] == "vgg16" else SqueezeNet
     weights = None if spec["weights"] in ("None", "none") else spec["weights"]
     size = spec["image_size"]
-    base = factory(include_top=False, weights=weights, input_shape=(size, size, 3))
+    base = factory(spec["base"])(include_top=False, weights=weights, input_shape=(size, size, 3))
     return base, {"image_size": size, "preprocessing": getattr(base, "preprocessing", "caffe"),
                   "model": spec["base"], "weights": spec["weights"]}
 
@@ -53,19 +50,32 @@ def pooled(outputs, pooling):
     return outputs.mean(axis=(1, 2)) if pooling == "avg" else outputs.max(axis=(1, 2))
 
 
-def extract_features(model, meta, paths, batch_size=32, pooling="avg", progress=None):
-    """(paths read, float32 features in their order, [(path, reason)] skipped); ``progress``: anything
-    with ``update(done)``, told the number of images handled."""
-    from tlkit.apps.inference import load_batch
+def flipped_outputs(model, x, preprocessing, flips, pooling):
+    """[float32 pooled outputs of ``model`` for each (horizontal, vertical) flip of the batch ``x``]
+    (pixels, (N, H, W, C)); ``x`` itself is left as it is."""
     from tlkit.zoo.preprocessing import preprocess_input
+
+    outs = []
+    for across, down in flips:
+        v = np.array(x[:, ::-1 if down else 1, ::-1 if across else 1], np.float32)
+        out = np.asarray(model.predict_on_batch(preprocess_input(v, preprocessing, inplace=True)))
+        outs.append(np.asarray(pooled(out, pooling), np.float32))
+    return outs
+
+
+def extract_features(model, meta, paths, batch_size=32, pooling="avg", progress=None, flips=None):
+    """(paths read, float32 features in their order, [(path, reason)] skipped); ``progress``: anything
+    with ``update(done)``, told the number of images handled. With ``flips`` [(horizontal, vertical)],
+    the features of each flip of each image: (N, len(flips), ...)."""
+    from tlkit.apps.inference import load_batch
 
     done, chunks, failures = [], [], []
     for start in range(0, len(paths), batch_size):
         x, ok, failed = load_batch(paths[start:start + batch_size], meta["image_size"])
         failures += failed
         if x is not None:
-            out = model.predict_on_batch(preprocess_input(x, meta["preprocessing"], inplace=True))
-            chunks.append(np.asarray(pooled(np.asarray(out), pooling), np.float32))
+            outs = flipped_outputs(model, x, meta["preprocessing"], flips or [(False, False)], pooling)
+            chunks.append(np.stack(outs, axis=1) if flips else outs[0])
             done += ok
         if progress is not None:
             progress.update(min(start + batch_size, len(paths)))

@@ -26,6 +26,7 @@ class Preprocessed:
 
 
 NO_FLIP = (False, False)
+HEAD_POOLING = {None: "none", "gap": "avg", "gmp": "max"}  # a head's first layer -> feature_file.pooled's name
 
 
 def flip_variants(config):
@@ -46,7 +47,7 @@ def compute_features(base, iterator, mode, label, verbose=1, flips=(NO_FLIP,), p
     Returns ([outputs for each of ``flips``], labels). ``pool`` ('gap' or 'gmp') keeps only the
     globally pooled outputs: what a head starting with that pooling sees, at a fraction of the memory.
     """
-    from tlkit.zoo.preprocessing import preprocess_input
+    from tlkit.apps.feature_file import flipped_outputs
 
     iterator.reset()
     bar = Progbar(len(iterator), verbose=verbose, unit_name="batch")
@@ -56,11 +57,7 @@ def compute_features(base, iterator, mode, label, verbose=1, flips=(NO_FLIP,), p
         print(f"Caching base features for {label} ({iterator.samples} images{mirrored})", flush=True)
     for i in range(len(iterator)):
         x, y = next(iterator)[:2]
-        for k, (across, down) in enumerate(flips):
-            v = x[:, ::-1 if down else 1, ::-1 if across else 1]
-            f = base.predict_on_batch(preprocess_input(np.array(v, np.float32), mode, inplace=True))
-            if pool is not None:
-                f = f.mean(axis=(1, 2)) if pool == "gap" else f.max(axis=(1, 2))
+        for k, f in enumerate(flipped_outputs(base, x, mode, flips, HEAD_POOLING[pool])):
             feats[k].append(f)
         labels.append(y)
         bar.update(i + 1)

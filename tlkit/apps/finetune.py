@@ -21,7 +21,8 @@ import numpy as np
 from tlkit.apps import report as report_mod
 from tlkit.apps import run_report
 from tlkit.apps.dataset import DataFolderError, find_layout
-from tlkit.apps.features import CachedVariants, Preprocessed, compute_features, flip_variants
+from tlkit.apps.cluster_features import cluster_features
+from tlkit.apps.features import NO_FLIP, CachedVariants, Preprocessed, compute_features, flip_variants
 from tlkit.apps.head import build_head, parse_head
 from tlkit.apps.models import factory
 from tlkit.apps.options import check_config
@@ -67,6 +68,8 @@ class FinetuneConfig:
     class_weight: str = None
     seed: int = 0
     workers: int = 2
+    scheduler: str = None  # stage 1's feature cache on this Dask cluster (apps/cluster_features.py)
+    cluster_workers: int = None  # ... or on a local Dask cluster of N worker processes
     out: str = "runs/finetune"
     resume: bool = False
     verbose: int = 1
@@ -74,7 +77,7 @@ class FinetuneConfig:
     def settings(self):
         """What defines the run (everything but where and how it is run)."""
         d = dataclasses.asdict(self)
-        for key in ("out", "resume", "verbose", "workers"):
+        for key in ("out", "resume", "verbose", "workers", "scheduler", "cluster_workers"):
             d.pop(key)
         d["data_dir"] = os.path.abspath(self.data_dir)
         if d["brightness"] is not None:
@@ -253,9 +256,16 @@ def _stage1(job):
     trained = Sequential([Input(feature_shape[-1:])] + job.head.layers[1:], name="head_on_pooled") if pool \
         else job.head
     val_data = None
-    if job.val_it is not None:
-        (val_x,), val_y = compute_features(base, job.val_it, mode, "validation", config.verbose, pool=pool)
-        val_data = (val_x, val_y)
+    with cluster_features(config, base, mode) as cluster:
+        def features(iterator, label, flips=(NO_FLIP,)):
+            if cluster is not None:
+                return cluster.compute(iterator, label, flips, pool)
+            return compute_features(base, iterator, mode, label, config.verbose, flips, pool)
+
+        if job.val_it is not None:
+            (val_x,), val_y = features(job.val_it, "validation")
+            val_data = (val_x, val_y)
+        cached = features(job.train_plain, "training", flips) if flips is not None else None
     trained.compile(make_optimizer(config.optimizer, config.lr), "categorical_crossentropy", ["accuracy"])
     # The backup stays until the run is finished: stage 1 is not done before stage1.h5 and run.json say so.
     callbacks = [cb.BackupAndRestore(os.path.join(job.out, "backup", "stage1"), delete_checkpoint=False),
@@ -266,7 +276,7 @@ def _stage1(job):
     if flips is None:  # the augmentation changes the pictures: the base runs on them every epoch
         x, steps, y = Preprocessed(job.train_it, mode, base), len(job.train_it), None
     else:
-        variants, y = compute_features(base, job.train_plain, mode, "training", config.verbose, flips, pool)
+        variants, y = cached
         x, steps = variants[0], None
         if len(variants) > 1:
             x, y, steps = CachedVariants(variants, y, config.batch_size, config.seed), None, None

@@ -1,5 +1,6 @@
 """Every ``tlkit finetune`` option checked before any work starts (the command line and ``tlkit.finetune``
 share it): a mistake is one error naming the option, not a surprise after an hour of stage 1."""
+import importlib.util
 import math
 import os
 
@@ -50,6 +51,7 @@ def check_config(config):
     if weights not in (None, "none", "imagenet") and not os.path.isfile(os.fspath(weights)):
         raise FileNotFoundError(f"--weights {weights}: file not found. Give the path of a weight file, 'imagenet' or "
                                 "'none'.")
+    _check_cluster(config)
     parse_head(config.head)
     config.brightness = parse_brightness(config.brightness)
     generator_arguments(config.rotation, config.shift, config.zoom, config.shear, config.flip, config.brightness,
@@ -74,3 +76,12 @@ def _check_fine_tuning(config):
     weighted = sum(1 for _, w in names if w)
     if layers > weighted:
         raise ValueError(f"--fine-tune-layers {layers}: the {config.base} base has only {weighted} layers with weights.")
+
+
+def _check_cluster(config):
+    if config.scheduler and config.cluster_workers:
+        raise ValueError("--scheduler and --cluster-workers both say where stage 1's features are computed: give one.")
+    if config.cluster_workers is not None:
+        _integer("--cluster-workers", config.cluster_workers, 1)
+    if (config.scheduler or config.cluster_workers) and importlib.util.find_spec("distributed") is None:
+        raise ValueError("--scheduler/--cluster-workers need dask, which is not installed: pip install tlkit[dask].")

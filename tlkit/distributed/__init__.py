@@ -11,8 +11,8 @@ except ModuleNotFoundError as e:  # pragma: no cover - depends on what is instal
     raise ModuleNotFoundError("tlkit's distributed mode needs dask: pip install tlkit[dask]", name=e.name) from None
 
 from tlkit.distributed.cluster import connect
-from tlkit.distributed.driver import (distributed_evaluation, distributed_features, distributed_predictions,
-                                      format_throughput, worker_throughput)
+from tlkit.distributed.driver import (distributed_evaluation, distributed_features, distributed_flipped_features,
+                                      distributed_predictions, format_throughput, worker_throughput)
 
-__all__ = ["connect", "distributed_evaluation", "distributed_features", "distributed_predictions",
-           "format_throughput", "worker_throughput"]
+__all__ = ["connect", "distributed_evaluation", "distributed_features", "distributed_flipped_features",
+           "distributed_predictions", "format_throughput", "worker_throughput"]

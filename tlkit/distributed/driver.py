@@ -13,6 +13,8 @@ import tempfile
 import threading
 import uuid
 
+import numpy as np
+
 from tlkit.distributed.partitions import PartitionStore, default_partition_size, partition_bounds
 from tlkit.distributed.tasks import PROGRESS_TOPIC, run_partition
 
@@ -132,14 +134,38 @@ def distributed_features(client, images, model, weights="imagenet", image_size=2
     options = {"batch_size": batch_size, "pooling": pooling}
     store, count, summaries = run_job(client, folder.path, "features", model_spec(model, weights, image_size),
                                       options, paths, resume, partition_size, _sized(bar, paths), on_partition)
+    done, failures, meta = _merged_listing(store, count)
+    write_feature_file(out, done, (store.read_features(i)[1] for i in range(count)), failures, meta, pooling)
+    folder.remove()
+    return {"images": len(done), "skipped": failures, "throughput": worker_throughput(summaries)}
+
+
+def distributed_flipped_features(client, paths, spec, flips, pooling="avg", batch_size=32, parts=None, resume=False,
+                                 partition_size=None, bar=None, on_partition=None):
+    """The outputs of the model ``spec`` (``tlkit.apps.feature_file.model_spec``) for each (horizontal,
+    vertical) flip in ``flips`` of each of ``paths``, as ``tlkit finetune`` caches them: (paths read,
+    [float32 array (N, ...) per flip], [(path, reason)] skipped, throughput). ``parts``: the partition
+    folder, kept only until the arrays are read (``resume`` continues an interrupted job's)."""
+    folder = _Folder(parts)
+    options = {"batch_size": batch_size, "pooling": pooling, "flips": [[bool(h), bool(v)] for h, v in flips]}
+    store, count, summaries = run_job(client, folder.path, "features", spec, options, list(paths), resume,
+                                      partition_size, _sized(bar, paths), on_partition)
+    done, failures, _ = _merged_listing(store, count)
+    stacked = [store.read_features(i)[1] for i in range(count)]
+    stacked = [a for a in stacked if len(a)]
+    variants = [np.concatenate([a[:, k] for a in stacked]) if stacked else None for k in range(len(flips))]
+    folder.remove()
+    return done, variants, failures, worker_throughput(summaries)
+
+
+def _merged_listing(store, count):
+    """(paths, skipped, model metadata) of a features job's partitions, in order."""
     done, failures, meta = [], [], None
     for i in range(count):
         p, _, failed, meta = store.read_features(i, arrays=False)
         done += p
         failures += failed
-    write_feature_file(out, done, (store.read_features(i)[1] for i in range(count)), failures, meta, pooling)
-    folder.remove()
-    return {"images": len(done), "skipped": failures, "throughput": worker_throughput(summaries)}
+    return done, failures, meta
 
 
 def distributed_predictions(client, model_path, images, top=1, batch_size=32, parts=None, resume=False,

@@ -2,10 +2,12 @@
 
 The model is kept in a process-wide cache keyed by its identity (the model spec: a base name and
 weights, or a model file with its size and modification time), so every partition a worker runs
-after its first reuses it. The worker's threads run partitions side by side: decoding overlaps, and
+after its first reuses it. The cache holds at most ``TLKIT_WORKER_MODELS`` models (default 2): a
+long-lived worker serving many jobs drops the one used least recently. The worker's threads run partitions side by side: decoding overlaps, and
 the forward passes take turns on the one model (its inference buffers are reused between calls), each
 spread over the worker's threads by numba.
 """
+import collections
 import json
 import os
 import socket
@@ -14,8 +16,17 @@ import time
 
 PROGRESS_TOPIC = "tlkit-progress"
 
-_models = {}
+_models = collections.OrderedDict()  # spec key -> entry, least recently used first
 _models_guard = threading.Lock()
+
+
+def model_cache_limit():
+    """How many models a worker process keeps (``TLKIT_WORKER_MODELS``, at least 1)."""
+    value = os.environ.get("TLKIT_WORKER_MODELS", "2")
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ValueError(f"TLKIT_WORKER_MODELS={value!r}: give a whole number of models, e.g. 2.") from None
 
 
 def _load(spec):
@@ -33,6 +44,10 @@ def worker_model(spec):
     key = json.dumps(spec, sort_keys=True)
     with _models_guard:
         entry = _models.setdefault(key, {"lock": threading.Lock(), "loaded": None})
+        _models.move_to_end(key)
+        # Beyond the limit the least recently used go (a partition still running keeps its reference).
+        while len(_models) > model_cache_limit():
+            _models.popitem(last=False)
     with entry["lock"]:
         if entry["loaded"] is not None:
             return entry["loaded"] + (False, 0.0)
@@ -83,7 +98,7 @@ def run_partition(folder, job, index, paths):
         from tlkit.apps.feature_file import extract_features
 
         done, features, failures = extract_features(model, meta, paths, options["batch_size"], options["pooling"],
-                                                    progress)
+                                                    progress, options.get("flips"))
         store.write_features(index, done, features, failures, meta)
     else:
         from tlkit.apps.inference import predict_files

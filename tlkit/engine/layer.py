@@ -22,6 +22,7 @@ from tlkit.engine import layer_calls
 from tlkit.engine import regularizers as _regularizers
 from tlkit.engine.symbolic import KerasTensor, Node, flatten, is_symbolic
 from tlkit.engine.tape import active_tape
+from tlkit.engine.tensor import pass_mask
 from tlkit.engine.variable import Variable
 from tlkit.utils.text import format_shape, snake_case
 
@@ -67,6 +68,7 @@ class Layer:
 
     # Subclasses that accept dL/d(pre-activation) in backward (softmax/sigmoid + cross-entropy fusion).
     supports_logit_fusion = False
+    supports_masking = False  # Keras's flag: the output carries the input's mask (tensor.pass_mask)
 
     # What inference may ask of this layer's ``call`` (planned in inference_plan.py). A subclass
     # that overrides ``call`` declares these again: they hold for the class that defines ``call``.
@@ -288,7 +290,7 @@ class Layer:
             with layer_calls.outermost_call(self):
                 out = self._concrete_call(args, xs, bool(training), **kwargs)
             self._last_output_shape = (None,) + tuple(out.shape[1:]) if isinstance(out, np.ndarray) else None
-            return out
+            return pass_mask(inputs, out) if self.supports_masking else out
         finally:
             _call_context.training = outer
 

@@ -39,6 +39,17 @@ def mask_of(x):
     return getattr(x, "_keras_mask", None)
 
 
+def pass_mask(inputs, out):
+    """Keras's default ``compute_mask`` for a layer that supports masking: ``out`` carrying the mask of
+    the first input, when the output keeps the masked (batch, steps) axes; ``out`` as it is otherwise."""
+    first = inputs[0] if isinstance(inputs, (list, tuple)) and inputs else inputs
+    mask = mask_of(first)
+    if mask is None or not isinstance(out, np.ndarray) or mask_of(out) is not None \
+            or out.shape[:mask.ndim] != mask.shape:
+        return out
+    return attach_mask(out, mask)
+
+
 def attach_mask(x, mask):
     """``x`` (a Tensor view when it is a plain array) carrying ``mask``; x keeps its tape identity
     when it already is a Tensor."""

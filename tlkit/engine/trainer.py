@@ -150,7 +150,7 @@ class Trainer(StepAPI):
             if (record is not None and record.layer.supports_logit_fusion and activation in FUSABLE
                     and loss.supports_logits_fusion(activation) and not _consumed_elsewhere(tape, pred)):
                 logits = record.layer.logits_from_cache(record.cache)
-                value, grad = loss.value_and_grad_logits(y, logits, activation, sample_weight=sw)
+                value, grad = loss.value_and_grad_logits(y, logits, activation, sample_weight=sw, mask=mask_of(pred))
                 fused.add(record)
             elif tape is not None:
                 value, grad = loss.value_and_grad(y, plain(pred), sample_weight=sw, mask=mask_of(pred))

@@ -26,6 +26,11 @@ def reference(cell, x, w, r, b, rb, h0, c0, mask, rd):
             zg, rg = _sig(xz[:, :u] + hz[:, :u]), _sig(xz[:, u:2 * u] + hz[:, u:2 * u])
             hh = np.tanh(xz[:, 2 * u:] + rg * hz[:, 2 * u:])
             hn, cn = zg * h + (1 - zg) * hh, c
+        elif cell == "gru_reset_before":  # Keras's reset_after=False: r scales the state before R_h
+            xz, hz = x[t] @ w + b, hp @ r[:, :2 * u]
+            zg, rg = _sig(xz[:, :u] + hz[:, :u]), _sig(xz[:, u:2 * u] + hz[:, u:])
+            hh = np.tanh(xz[:, 2 * u:] + (rg * hp) @ r[:, 2 * u:])
+            hn, cn = zg * h + (1 - zg) * hh, c
         else:
             hn, cn = np.tanh(x[t] @ w + b + hp @ r), c
         keep = mask[t][:, None] > 0
@@ -55,7 +60,7 @@ def _run(cell, a, mask, rd):
                        mask, "tanh", "sigmoid", rd)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "simple"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "gru_reset_before", "simple"])
 def test_forward_matches_numpy_loop(cell):
     a, mask, rd = _case(cell)
     seq = _run(cell, a, mask, rd)
@@ -67,7 +72,7 @@ def test_forward_matches_numpy_loop(cell):
     assert np.all(seq.out[0, 1] == 0)  # masked first step: zero output, as Keras
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "simple"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "gru_reset_before", "simple"])
 @pytest.mark.parametrize("use_mask", [True, False])
 def test_backward_through_time_matches_finite_differences(cell, use_mask):
     a, mask, rd = _case(cell, seed=1)

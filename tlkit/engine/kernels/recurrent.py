@@ -1,4 +1,5 @@
-"""Forward and backward through time for LSTM, GRU (reset_after) and SimpleRNN.
+"""Forward and backward through time for LSTM, GRU (reset_after, and reset before: gru_reset_before.py)
+and SimpleRNN.
 
     seq = rnn_forward("lstm", x_tm, W, R, b_in, None, h0, c0, mask_tm, "tanh", "sigmoid")
     grads = rnn_backward(seq, d_out_tm, d_last, d_h, d_c)
@@ -11,10 +12,11 @@ matmul over all steps at the end. Works in the dtype of x (float32, or float64 f
 """
 import numpy as np
 
+from tlkit.engine.kernels import gru_reset_before
 from tlkit.engine.kernels import recurrent_cells as cells
 from tlkit.utils.threads import limit_blas
 
-GATES = {"lstm": 4, "gru": 3, "simple": 1}
+GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
 
 
 class Sequence:
@@ -49,19 +51,25 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
     out = np.empty((t_len, n, units), dt)
     zero_out = np.zeros((n, units), dt)
     gates = np.empty((t_len, n, GATES[cell] * units), dt) if cell != "simple" else None
-    c = hr = None
-    if cell == "lstm":
+    c = hr = rh = None
+    if cell == "gru_reset_before":
+        rh = np.empty((t_len, n, units), dt)
+        limit_blas()
+        gru_reset_before.forward_steps(xw, recurrent_kernel, h, out, zero_out, gates, rh, m, act, ract,
+                                       recurrent_dropout)
+    elif cell == "lstm":
         c = np.empty((t_len + 1, n, units), dt)
         c[0] = c0
     elif cell == "gru":
         hr = np.empty((t_len, n, units), dt)
         rb = np.zeros(3 * units, dt) if recurrent_bias is None else recurrent_bias
     rec = np.empty((n, GATES[cell] * units), dt)
-    limit_blas()  # per-step products are small: BLAS threads would cost more than they give
-    _forward_steps(cell, xw, recurrent_kernel, rb if cell == "gru" else None, h, c, out, zero_out, gates, hr, m,
-                   act, ract, rec, recurrent_dropout)
+    if cell != "gru_reset_before":
+        limit_blas()  # per-step products are small: BLAS threads would cost more than they give
+        _forward_steps(cell, xw, recurrent_kernel, rb if cell == "gru" else None, h, c, out, zero_out, gates, hr, m,
+                       act, ract, rec, recurrent_dropout)
     return Sequence(cell=cell, x=x_tm, kernel=kernel, recurrent_kernel=recurrent_kernel, m=m, h=h, c=c, out=out,
-                    gates=gates, hr=hr, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
+                    gates=gates, hr=hr, rh=rh, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
                     has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
 
 
@@ -95,7 +103,10 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None):
     rkt = np.ascontiguousarray(seq.recurrent_kernel.T)
     back = np.empty((n, units), dt)
     limit_blas()  # as in rnn_forward
-    _backward_steps(seq, d_out, zeros, carry_o, carry_h, carry_c, dzx, dzr, rkt, back)
+    if seq.cell == "gru_reset_before":
+        gru_reset_before.backward_steps(seq, d_out, zeros, carry_o, carry_h, dzx)
+    else:
+        _backward_steps(seq, d_out, zeros, carry_o, carry_h, carry_c, dzx, dzr, rkt, back)
     x2 = seq.x.reshape(t_len * n, -1)
     dzx2, dzr2 = dzx.reshape(t_len * n, g), dzr.reshape(t_len * n, g)
     rd = seq.recurrent_dropout
@@ -103,7 +114,8 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None):
     grads = {
         "x": (dzx2 @ seq.kernel.T).reshape(seq.x.shape),
         "kernel": x2.T @ dzx2,
-        "recurrent_kernel": h_prev.reshape(t_len * n, units).T @ dzr2,
+        "recurrent_kernel": gru_reset_before.recurrent_kernel_grad(seq, dzx) if seq.cell == "gru_reset_before"
+        else h_prev.reshape(t_len * n, units).T @ dzr2,
         "bias": dzx2.sum(axis=0) if seq.has_bias else None,
         "recurrent_bias": dzr2.sum(axis=0) if seq.has_recurrent_bias else None,
         "h0": carry_h,

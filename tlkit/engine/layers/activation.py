@@ -6,6 +6,8 @@ from tlkit.engine.layer import Layer
 class Activation(Layer):
     """``Activation("relu")``; the backward works from the output alone."""
 
+    supports_masking = True  # the input's mask goes on to the output (Keras)
+
     preserves_shape = True
 
     supports_logit_fusion = True

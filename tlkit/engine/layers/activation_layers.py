@@ -8,6 +8,8 @@ from tlkit.engine.layer import Layer
 class LeakyReLU(Layer):
     """``LeakyReLU(negative_slope=0.3)``: x, or negative_slope * x below zero."""
 
+    supports_masking = True  # the input's mask goes on to the output (Keras)
+
     def __init__(self, negative_slope=0.3, **kwargs):
         negative_slope = kwargs.pop("alpha", negative_slope)  # Keras 2's name
         super().__init__(**kwargs)
@@ -26,6 +28,8 @@ class LeakyReLU(Layer):
 class ELU(Layer):
     """``ELU(alpha=1.0)``: x, or alpha * (exp(x) - 1) below zero."""
 
+    supports_masking = True  # the input's mask goes on to the output (Keras)
+
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__(**kwargs)
         self.alpha = float(alpha)
@@ -40,6 +44,8 @@ class ELU(Layer):
 
 class PReLU(Layer):
     """``PReLU(shared_axes=[1, 2])``: a learned slope below zero, one per cell of the non-shared axes."""
+
+    supports_masking = True  # the input's mask goes on to the output (Keras)
 
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None,
                  **kwargs):

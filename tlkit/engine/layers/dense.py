@@ -9,6 +9,8 @@ from tlkit.engine.layer import Layer
 class Dense(Layer):
     """``Dense(10, activation="softmax")``. Inputs of any rank; the product is on the last axis."""
 
+    supports_masking = True  # the input's mask goes on to the output (Keras)
+
     supports_logit_fusion = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",

@@ -7,6 +7,8 @@ from tlkit.utils.random import get_rng
 
 class Dropout(Layer):
 
+    supports_masking = True  # the input's mask goes on to the output (Keras)
+
     preserves_shape = True
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)

@@ -53,6 +53,8 @@ class _ScaleCenter(Layer):
 class LayerNormalization(_ScaleCenter):
     """``LayerNormalization(axis=-1, epsilon=1e-3)``: each sample normalized over ``axis``."""
 
+    supports_masking = True  # the input's mask goes on to the output (Keras)
+
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False, beta_initializer="zeros",
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, **kwargs):
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,

@@ -9,7 +9,7 @@ previous state and repeat the previous output; with ``return_sequences`` the mas
 import numpy as np
 
 from tlkit.engine import initializers, regularizers
-from tlkit.engine.kernels.recurrent import rnn_backward, rnn_forward
+from tlkit.engine.kernels.recurrent import GATES, rnn_backward, rnn_forward
 from tlkit.engine.kernels.recurrent_cells import ACTIVATION_CODES
 from tlkit.engine.layer import Layer
 from tlkit.engine.symbolic import is_symbolic
@@ -78,7 +78,7 @@ class RNNBase(Layer):
         self.built = True
 
     def _make_weights(self, n_in):
-        g = {"lstm": 4, "gru": 3, "simple": 1}[self.cell] * self.units
+        g = GATES[self.cell] * self.units
         prefix = f"{snake_case(type(self).__name__)}_cell/"
         self.kernel = self.add_weight((n_in, g), self.kernel_initializer, prefix + "kernel",
                                       regularizer=self.kernel_regularizer)

@@ -3,7 +3,8 @@ saved by Keras load as they are:
 
 - LSTM: kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,); gates i, f, c, o.
 - GRU (reset_after=True): kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u) = input and recurrent
-  biases; gates z, r, h.
+  biases; gates z, r, h. With reset_after=False (Keras 2's default): bias (3u,), and the reset gate
+  scales the state before its recurrent product (kernels/gru_reset_before.py).
 - SimpleRNN: kernel (in, u), recurrent_kernel (u, u), bias (u,).
 """
 import numpy as np
@@ -36,26 +37,28 @@ class LSTM(RNNBase):
 
 
 class GRU(RNNBase):
-    """``GRU(32)``, Keras 3's version: reset gate applied after the recurrent product (reset_after=True)."""
+    """``GRU(32)``: Keras 3's default applies the reset gate after the recurrent product
+    (reset_after=True, as cuDNN and PyTorch); ``reset_after=False`` is Keras 2's default GRU."""
 
     cell = "gru"
 
     def __init__(self, units, reset_after=True, **kwargs):
-        if not reset_after:
-            raise ValueError("tlkit's GRU implements reset_after=True (Keras's default, and the layout of cuDNN and "
-                             "PyTorch); rebuild the model with reset_after=True.")
         super().__init__(units, **kwargs)
-        self.reset_after = True
+        self.reset_after = bool(reset_after)
+        if not self.reset_after:
+            self.cell = "gru_reset_before"
 
     def _bias_shape(self, g):
-        return (2, g)
+        return (2, g) if self.reset_after else (g,)
 
     def _biases(self):
-        return (None, None) if self.bias is None else (self.bias.value[0], self.bias.value[1])
+        if self.bias is None or not self.reset_after:
+            return super()._biases()
+        return self.bias.value[0], self.bias.value[1]
 
     def _weight_grads(self, grads):
         out = super()._weight_grads(grads)
-        if self.bias is not None:
+        if self.bias is not None and self.reset_after:
             out[-1] = (self.bias, np.stack([grads["bias"], grads["recurrent_bias"]]))
         return out
 

@@ -10,6 +10,8 @@ from tlkit.engine.layer import Layer
 
 
 class ReLU(Layer):
+
+    supports_masking = True  # the input's mask goes on to the output (Keras)
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
         if max_value is not None and max_value < 0:

@@ -36,7 +36,8 @@ class _MaskedCall(Layer):
 
 class Bidirectional(_MaskedCall):
     """``Bidirectional(LSTM(32, return_sequences=True), merge_mode="concat")``: a forward and a backward
-    copy of the layer (weights in that order, as Keras), outputs merged (None: both returned)."""
+    copy of the layer (weights in that order, as Keras), outputs merged (None: both returned).
+    ``initial_state``: the forward copy's states, then the backward copy's (as Keras splits them)."""
 
     keras3_subpaths = ("forward_layer", "backward_layer")  # where Keras 3 weight files keep the two copies
 
@@ -61,7 +62,18 @@ class Bidirectional(_MaskedCall):
         self.return_sequences, self.return_state = layer.return_sequences, layer.return_state
         self._initial_weights = weights
 
+    def __call__(self, inputs, training=None, mask=None, initial_state=None, **kwargs):
+        if initial_state is not None:
+            states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+            want = self.forward_layer.n_states + self.backward_layer.n_states
+            if len(states) != want:
+                raise ValueError(f"Bidirectional '{self.name}' takes {want} initial state arrays (the forward "
+                                 f"layer's, then the backward layer's), got {len(states)}.")
+            inputs = [inputs] + states
+        return super().__call__(inputs, training=training, mask=mask, **kwargs)
+
     def build(self, input_shape):
+        input_shape = input_shape[0] if isinstance(input_shape, list) else input_shape
         for sub in (self.forward_layer, self.backward_layer):
             if not sub.built:
                 sub.build(input_shape)
@@ -77,6 +89,7 @@ class Bidirectional(_MaskedCall):
         return [shape, shape] if self.merge_mode is None else shape
 
     def compute_output_shape(self, input_shape):
+        input_shape = input_shape[0] if isinstance(input_shape, list) else input_shape
         out = self.forward_layer.compute_output_shape(input_shape)
         if not self.return_state:
             return self._merged_shape(tuple(out))
@@ -95,8 +108,10 @@ class Bidirectional(_MaskedCall):
         return [y, yb]
 
     def call(self, inputs, training=False, mask=None):
-        y = self.forward_layer(inputs, training=training, mask=mask)
-        yb = self.backward_layer(inputs, training=training, mask=mask)
+        x, states = (inputs[0], list(inputs[1:])) if isinstance(inputs, list) else (inputs, [])
+        half = self.forward_layer.n_states
+        y = self.forward_layer(x, training=training, mask=mask, initial_state=states[:half] or None)
+        yb = self.backward_layer(x, training=training, mask=mask, initial_state=states[half:] or None)
         states = []
         if self.return_state:
             y, states, yb, states_b = y[0], list(y[1:]), yb[0], list(yb[1:])

@@ -67,13 +67,14 @@ class Loss:
         return (self.fusable_activation is not None and activation == self.fusable_activation
                 and not getattr(self, "from_logits", False))
 
-    def value_and_grad_logits(self, y_true, logits, activation, sample_weight=None):
-        """Loss of ``activation(logits)`` and its gradient w.r.t. the logits, computed stably in log space."""
+    def value_and_grad_logits(self, y_true, logits, activation, sample_weight=None, mask=None):
+        """Loss of ``activation(logits)`` and its gradient w.r.t. the logits, computed stably in log space;
+        ``mask``: the Keras mask the activation's output carries."""
         if not self.supports_logits_fusion(activation):
             raise ValueError(f"{type(self).__name__} cannot fuse with a final {activation!r} activation; "
                              "check supports_logits_fusion(activation) first.")
         return self._value_and_grad(self.call_with_grad(y_true, logits, from_logits=True), sample_weight,
-                                    np.shape(logits))
+                                    np.shape(logits), mask)
 
     # ----- public API -----
     def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
@@ -103,17 +104,7 @@ class Loss:
         """Keras's reduce_weighted_values (mask folded into the weights), and the chain rule through it."""
         values = np.asarray(values, np.float64)
         per_sample_shape = values.shape
-        weights = None if sample_weight is None else as_float(sample_weight)
-        if mask is not None:
-            mask = mask.astype(np.float64)
-            if self.reduction in ("mean", "sum_over_batch_size"):
-                valid = mask.sum()
-                mask *= mask.size / valid if valid else 0.0  # mean over the valid entries only
-            if weights is not None:
-                mask, weights = squeeze_or_expand_to_same_rank(mask, weights)
-                weights = weights * mask
-            else:
-                weights = mask
+        weights = apply_mask(None if sample_weight is None else as_float(sample_weight), mask, self.reduction)
         if weights is not None:
             values, weights = squeeze_or_expand_to_same_rank(values, weights)
             weighted = values * weights
@@ -143,6 +134,21 @@ class Loss:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
+
+
+def apply_mask(sample_weight, mask, reduction):
+    """Keras's apply_mask: a 0/1 mask folded into the sample weights (the mask alone without them). With a
+    mean reduction, the valid entries weigh total/valid, so the mean is over them only; metrics pass "sum"."""
+    if mask is None:
+        return sample_weight
+    mask = np.asarray(mask, np.float64)
+    if reduction in ("mean", "sum_over_batch_size"):
+        valid = mask.sum()
+        mask = mask * (mask.size / valid if valid else 0.0)
+    if sample_weight is None:
+        return mask
+    mask, sample_weight = squeeze_or_expand_to_same_rank(mask, np.asarray(sample_weight, np.float64))
+    return sample_weight * mask
 
 
 def _mask_of(result, keras_mask=None):

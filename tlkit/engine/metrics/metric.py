@@ -8,7 +8,9 @@
 """
 import numpy as np
 
+from tlkit.engine.losses.loss import apply_mask
 from tlkit.engine.losses.ranks import squeeze_or_expand_to_same_rank
+from tlkit.engine.tensor import mask_of
 from tlkit.utils.text import snake_case
 
 
@@ -125,8 +127,8 @@ class MeanMetricWrapper(Mean):
         self._fn_kwargs = kwargs
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        super().update_state(self._fn(np.asarray(y_true), np.asarray(y_pred), **self._fn_kwargs),
-                             sample_weight=sample_weight)
+        values = self._fn(np.asarray(y_true), np.asarray(y_pred), **self._fn_kwargs)
+        super().update_state(values, sample_weight=apply_mask(sample_weight, mask_of(y_pred), "sum"))
 
     def get_config(self):
         return {**super().get_config(), "fn": getattr(self._fn, "__name__", repr(self._fn)), **self._fn_kwargs}
