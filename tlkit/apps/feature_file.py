@@ -1,6 +1,6 @@
 """``tlkit features``: a model's outputs for every image of a folder, in one HDF5 feature file.
 
-The model is a base by name (``vgg16``, ``squeezenet`` + ``--weights``) or a tlkit model file.
+The model is a base by name (any of ``tlkit models``, + ``--weights``) or a tlkit model file.
 The file holds, in the order of the images: ``features`` (float32, one row per image read),
 ``paths`` (UTF-8), ``skipped_paths`` / ``skipped_reasons`` (images that could not be read) and
 attributes saying which model, weights, image size, preprocessing and pooling made them.
@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from tlkit.apps.models import BASES
+from tlkit.apps.models import BASES, factory
 
 POOLINGS = ("avg", "max", "none")
 FORMAT = "tlkit-features"
@@ -36,12 +36,9 @@ def load_feature_model(spec):
         model, meta = load_classifier(spec["path"])
         return model, {"image_size": meta["image_size"], "preprocessing": meta["preprocessing"],
                        "model": spec["path"], "weights": spec["path"]}
-    from tlkit.zoo import SqueezeNet, VGG16
-
-    factory = VGG16 if spec["base"] == "vgg16" else SqueezeNet
     weights = None if spec["weights"] in ("None", "none") else spec["weights"]
     size = spec["image_size"]
-    base = factory(include_top=False, weights=weights, input_shape=(size, size, 3))
+    base = factory(spec["base"])(include_top=False, weights=weights, input_shape=(size, size, 3))
     return base, {"image_size": size, "preprocessing": getattr(base, "preprocessing", "caffe"),
                   "model": spec["base"], "weights": spec["weights"]}
 
