@@ -4,6 +4,8 @@
     python scripts/acceptance_finetune.py --datasets hymenoptera --epochs 3
     python scripts/acceptance_finetune.py --bases efficientnet_lite0 --peer-python none
     python scripts/acceptance_finetune.py --write              # also rewrite '## Fine-tuning' in BENCHMARKS.md
+    python scripts/acceptance_finetune.py --peer-python none --geometric-epochs 0 --fine-tune-epochs 0 \
+        --section "## Bases on the real folders" --write       # the bases table only (~15 min, quiet machine)
 
 Each base with real ImageNet weights (SqueezeNet v1.1 from ../shared/data/weights, EfficientNet-Lite0
 from its installed package, VGG16 from tlkit's download cache), frozen, a
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -70,7 +73,8 @@ def main():
     p.add_argument("--geometric-epochs", type=int, default=3,
                    help="also time flowers with rotation/shift/zoom on (the base runs every epoch); 0: skip")
     p.add_argument("--peer-python", default="/work/peers/bin/python", help="'none': no Keras runs")
-    p.add_argument("--write", action="store_true", help="rewrite the '## Fine-tuning' section of BENCHMARKS.md")
+    p.add_argument("--write", action="store_true", help="rewrite --section of BENCHMARKS.md")
+    p.add_argument("--section", default="## Fine-tuning acceptance", help="the BENCHMARKS.md heading --write rewrites")
     args = p.parse_args()
     if not DATA.is_dir():
         sys.exit(f"The real data folder {DATA} is absent (set TLKIT_SHARED_DATA).")
@@ -122,8 +126,9 @@ def main():
     print(header)
     print(table)
     if args.write:
-        command = "python scripts/acceptance_finetune.py " + " ".join(sys.argv[1:]).replace("--write", "").strip()
-        write_section("## Fine-tuning acceptance", f"Command: `{command.strip()}`\n\n{header}\n\n{table}\n")
+        command = "python scripts/acceptance_finetune.py " + " ".join(
+            shlex.quote(a) for a in sys.argv[1:] if a != "--write")
+        write_section(args.section, f"Command: `{command.strip()}`\n\n{header}\n\n{table}\n")
 
 
 def _read_history(path):
