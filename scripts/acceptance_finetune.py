@@ -5,7 +5,7 @@
     python scripts/acceptance_finetune.py --bases efficientnet_lite0 --peer-python none
     python scripts/acceptance_finetune.py --write              # also rewrite '## Fine-tuning' in BENCHMARKS.md
     python scripts/acceptance_finetune.py --peer-python none --geometric-epochs 0 --fine-tune-epochs 0 \
-        --section "## Bases on the real folders" --write       # the bases table only (~15 min, quiet machine)
+        --section "## Bases on the real folders (issue 20)" --write   # the bases table only (~10 min, quiet)
 
 Each base with real ImageNet weights (SqueezeNet v1.1 from ../shared/data/weights, EfficientNet-Lite0
 from its installed package, VGG16 from tlkit's download cache), frozen, a
