@@ -1,12 +1,18 @@
-"""Acceptance on real data: `tlkit finetune` against the equivalent Keras program, side by side.
+"""Acceptance on real data: `tlkit finetune` per base against the equivalent Keras program, side by side.
 
-    python scripts/acceptance_finetune.py                      # both datasets, table on stdout
+    python scripts/acceptance_finetune.py                      # both datasets, both bases, table on stdout
     python scripts/acceptance_finetune.py --datasets hymenoptera --epochs 3
+    python scripts/acceptance_finetune.py --bases efficientnet_lite0 --peer-python none
     python scripts/acceptance_finetune.py --write              # also rewrite '## Fine-tuning' in BENCHMARKS.md
+    python scripts/acceptance_finetune.py --peer-python none --geometric-epochs 0 --fine-tune-epochs 0 \
+        --section "## Bases on the real folders (issue 20)" --write   # the bases table only (~10 min, quiet)
 
-SqueezeNet v1.1 with the real ImageNet weights from ../shared/data/weights, frozen, a
+Each base with real ImageNet weights (SqueezeNet v1.1 from ../shared/data/weights, EfficientNet-Lite0
+from its installed package, VGG16 from tlkit's download cache), frozen, a
 global-average-pool + dense head, augmentation on (tlkit's default preset, horizontal flips; the
-Keras program spells out the same), batch 32, 224x224. With flips only, tlkit computes the base's
+Keras program spells out the same), batch 32, 224x224. Each row gives the whole command's wall
+time, the CPU seconds it used (children's user + system) and the load average around it: under
+load the wall time grows, the CPU seconds much less, the accuracy not at all. Keras runs SqueezeNet only. With flips only, tlkit computes the base's
 outputs for each image and its mirror once; so a second flowers run (--geometric-epochs) adds
 rotation, shifts and zoom on both sides, where the base must run on every image every epoch. Runs one after the other in this one run (never at the
 same time: 2 cores), each in its own process; the peer with --peer-python (default
@@ -17,25 +23,35 @@ import argparse
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = pathlib.Path(os.environ.get("TLKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 WEIGHTS = DATA / "weights" / "squeezenet_v1.1_weights_tf_dim_ordering_tf_kernels_notop.h5"
 DATASETS = {"hymenoptera": DATA / "datasets" / "hymenoptera_data", "flowers": DATA / "datasets" / "flowers"}
 BARS = {"hymenoptera": 0.88, "flowers": 0.72}
+BASE_WEIGHTS = {"squeezenet": str(WEIGHTS), "efficientnet_lite0": "imagenet", "vgg16": "imagenet"}
+# --fine-tune-layers for flowers' second stage: SqueezeNet's top two fire modules; for the others the
+# same count of weighted layers from the top.
+FINE_TUNE_LAYERS = 6
 
 
-def run_tlkit(data, out, epochs, extra=()):
-    cmd = [sys.executable, "-m", "tlkit.cli", "finetune", str(data), "--base", "squeezenet", "--weights",
-           str(WEIGHTS), "--epochs", str(epochs), "--batch-size", "32", "--image-size", "224", "--out", str(out),
-           "--verbose", "2", *extra]
-    subprocess.run(cmd, check=True)
-    rep = json.loads((out / "report.json").read_text())
-    return rep
+def run_tlkit(data, out, epochs, base="squeezenet", extra=()):
+    """(report.json, wall seconds, CPU seconds) of one `tlkit finetune` in its own process."""
+    cmd = [sys.executable, "-m", "tlkit.cli", "finetune", str(data), "--base", base, "--weights",
+           BASE_WEIGHTS[base], "--epochs", str(epochs), "--batch-size", "32", "--image-size", "224", "--out",
+           str(out), "--verbose", "2", *extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    before, t0 = os.times(), time.perf_counter()
+    subprocess.run(cmd, check=True, env=env)
+    wall, after = time.perf_counter() - t0, os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return json.loads((out / "report.json").read_text()), wall, cpu
 
 
 def run_keras(peer_python, data, epochs, workdir, geometric=False):
@@ -50,39 +66,55 @@ def run_keras(peer_python, data, epochs, workdir, geometric=False):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=sorted(DATASETS))
+    p.add_argument("--bases", nargs="+", choices=sorted(BASE_WEIGHTS), default=["squeezenet", "efficientnet_lite0"],
+                   help="vgg16 needs its ImageNet file in tlkit's download cache (or a network)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--fine-tune-epochs", type=int, default=3)
     p.add_argument("--geometric-epochs", type=int, default=3,
                    help="also time flowers with rotation/shift/zoom on (the base runs every epoch); 0: skip")
-    p.add_argument("--peer-python", default="/work/peers/bin/python")
-    p.add_argument("--write", action="store_true", help="rewrite the '## Fine-tuning' section of BENCHMARKS.md")
+    p.add_argument("--peer-python", default="/work/peers/bin/python", help="'none': no Keras runs")
+    p.add_argument("--write", action="store_true", help="rewrite --section of BENCHMARKS.md")
+    p.add_argument("--section", default="## Fine-tuning acceptance", help="the BENCHMARKS.md heading --write rewrites")
     args = p.parse_args()
     if not DATA.is_dir():
         sys.exit(f"The real data folder {DATA} is absent (set TLKIT_SHARED_DATA).")
-    runs = [(name, False, args.epochs) for name in args.datasets]
+    sys.path.insert(0, str(REPO / "scripts"))
+    import machine
+
+    sys.path.insert(0, str(REPO))
+    from tlkit.apps.models import offline_weights
+
+    bases = [b for b in args.bases if BASE_WEIGHTS[b] != "imagenet" or offline_weights(b)]
+    for base in sorted(set(args.bases) - set(bases)):
+        print(f"{base}: skipped, its ImageNet weights are neither cached nor installed (see `tlkit models`)")
+    runs = [(base, name, False, args.epochs) for base in bases for name in args.datasets]
     if "flowers" in args.datasets and args.geometric_epochs:
-        runs.append(("flowers", True, args.geometric_epochs))
-    rows = []
-    for name, geometric, epochs in runs:
+        runs += [(base, "flowers", True, args.geometric_epochs) for base in bases]
+    rows, load_before = [], machine.loadavg()
+    for base, name, geometric, epochs in runs:
         data = DATASETS[name]
         with tempfile.TemporaryDirectory() as tmp:
             tmp = pathlib.Path(tmp)
-            # Flowers also gets a second, fine-tuning stage in the same run (top fire modules unfrozen).
+            # Flowers also gets a second, fine-tuning stage in the same run (top weighted layers unfrozen).
             fine_tune = name == "flowers" and args.fine_tune_epochs and not geometric
-            extra = ["--fine-tune-layers", "6", "--fine-tune-epochs", str(args.fine_tune_epochs),
+            extra = ["--fine-tune-layers", str(FINE_TUNE_LAYERS), "--fine-tune-epochs", str(args.fine_tune_epochs),
                      "--fine-tune-lr", "1e-4"] if fine_tune else []
             extra += ["--rotation", "15", "--shift", "0.1", "--zoom", "0.1"] if geometric else []
-            rep = run_tlkit(data, tmp / "run", epochs, extra)
+            load = machine.loadavg()
+            rep, wall, cpu = run_tlkit(data, tmp / "run", epochs, base, extra)
             history = _read_history(tmp / "run" / "history.csv")
             stage1 = [v for v, st in zip(history["val_accuracy"], history["stage"]) if st == 1]
-            row = {"dataset": name, "augmentation": "flips, rotation, shifts, zoom" if geometric else "flips",
+            row = {"base": base, "dataset": name,
+                   "augmentation": "flips, rotation, shifts, zoom" if geometric else "flips",
                    "epochs": epochs, "tlkit_val_accuracy": stage1[-1], "tlkit_best_val_accuracy": max(stage1),
                    "tlkit_epoch_seconds": rep["timings"]["stage1_seconds"] / rep["timings"]["stage1_epochs"],
+                   "tlkit_wall_seconds": wall, "tlkit_cpu_seconds": cpu,
+                   "load": f"{load.split()[0]}-{machine.loadavg().split()[0]}",
                    "train_images": rep["train_images"], "val_images": rep["val_images"],
                    "skipped": len(rep["skipped_images"])}
             if fine_tune:
                 row["tlkit_after_fine_tuning"] = rep["accuracy"]
-            if os.path.exists(args.peer_python):
+            if base == "squeezenet" and os.path.exists(args.peer_python):
                 k = run_keras(args.peer_python, data, epochs, tmp, geometric)
                 row["keras_val_accuracy"] = k["val_accuracy"][-1]
                 row["keras_epoch_seconds"] = sum(k["epoch_seconds"]) / len(k["epoch_seconds"])
@@ -90,10 +122,13 @@ def main():
         rows.append(row)
         print(json.dumps(row), flush=True)
     table = format_table(rows)
+    header = machine.header(load_before=load_before)
+    print(header)
     print(table)
     if args.write:
-        command = "python scripts/acceptance_finetune.py " + " ".join(sys.argv[1:]).replace("--write", "").strip()
-        write_section("## Fine-tuning acceptance", f"Command: `{command.strip()}`\n\n{table}\n")
+        command = "python scripts/acceptance_finetune.py " + " ".join(
+            shlex.quote(a) for a in sys.argv[1:] if a != "--write")
+        write_section(args.section, f"Command: `{command.strip()}`\n\n{header}\n\n{table}\n")
 
 
 def _read_history(path):
@@ -105,19 +140,24 @@ def _read_history(path):
 
 
 def format_table(rows):
-    lines = ["| dataset | augmentation | epochs | bar | tlkit val acc (last / best) | Keras val acc (last) | tlkit s/epoch | "
-             "Keras s/epoch | tlkit/Keras time | after fine-tuning |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| base | dataset | augmentation | epochs | bar | tlkit val acc (last / best) | Keras val acc (last) | "
+             "tlkit s/epoch | Keras s/epoch | tlkit/Keras time | after fine-tuning | tlkit wall s (whole run) | "
+             "tlkit CPU s | load (1-min, before-after) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         after = f"{r['tlkit_after_fine_tuning']:.3f}" if "tlkit_after_fine_tuning" in r else "-"
         lines.append(
-            f"| {r['dataset']} ({r['train_images']} train / {r['val_images']} val) | {r['augmentation']} | "
+            f"| {r['base']} | {r['dataset']} ({r['train_images']} train / {r['val_images']} val) | {r['augmentation']} | "
             f"{r['epochs']} | "
             f"{BARS[r['dataset']]:.2f} | {r['tlkit_val_accuracy']:.3f} / {r['tlkit_best_val_accuracy']:.3f} | "
-            f"{r.get('keras_val_accuracy', float('nan')):.3f} | {r['tlkit_epoch_seconds']:.1f} | "
-            f"{r.get('keras_epoch_seconds', float('nan')):.1f} | {r.get('epoch_time_ratio', float('nan')):.2f} | "
-            f"{after} |")
+            f"{_cell(r, 'keras_val_accuracy', 3)} | {r['tlkit_epoch_seconds']:.1f} | "
+            f"{_cell(r, 'keras_epoch_seconds', 1)} | {_cell(r, 'epoch_time_ratio', 2)} | "
+            f"{after} | {r['tlkit_wall_seconds']:.0f} | {r['tlkit_cpu_seconds']:.0f} | {r['load']} |")
     return "\n".join(lines)
+
+
+def _cell(row, key, digits):
+    return f"{row[key]:.{digits}f}" if key in row else "-"
 
 
 def write_section(heading, body):

@@ -79,6 +79,15 @@ def test_front_door_sniffs_safetensors_regardless_of_extension(tmp_path):
     assert read_weight_file(path).format == "safetensors"
 
 
+def test_a_header_length_starting_with_a_pickles_first_byte_is_still_safetensors(tmp_path):
+    for pad in range(16):  # the metadata's length moves the header length through 0x80 (mod 256)
+        path = write_safetensors(tmp_path / "w.safetensors", {"w": np.ones(2, np.float32)}, {"k": "x" * pad * 8})
+        if open(path, "rb").read(1) == b"\x80":
+            break
+    assert open(path, "rb").read(1) == b"\x80"
+    assert read_weight_file(path).format == "safetensors"
+
+
 def test_reads_files_of_the_reference_implementation(tmp_path, rng):
     numpy_io = pytest.importorskip("safetensors.numpy")
     tensors = sample_tensors(rng)

@@ -83,7 +83,7 @@ def run_on_cluster(scheduler, cluster_workers, parts, job):
 @click.command("features")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--base", "model", required=True,
-              help="A base (vgg16, squeezenet; see `tlkit models`) or a tlkit model file.")
+              help="A base (see `tlkit models`) or a tlkit model file.")
 @click.option("--weights", default="imagenet", show_default=True,
               help="For a base: 'imagenet', a weight file path, or 'none'.")
 @click.option("--image-size", type=click.IntRange(32, 1024), default=224, show_default=True,

@@ -1,6 +1,6 @@
 """``tlkit features``: a model's outputs for every image of a folder, in one HDF5 feature file.
 
-The model is a base by name (``vgg16``, ``squeezenet`` + ``--weights``) or a tlkit model file.
+The model is a base by name (any of ``tlkit models``, + ``--weights``) or a tlkit model file.
 The file holds, in the order of the images: ``features`` (float32, one row per image read),
 ``paths`` (UTF-8), ``skipped_paths`` / ``skipped_reasons`` (images that could not be read) and
 attributes saying which model, weights, image size, preprocessing and pooling made them.

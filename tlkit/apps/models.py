@@ -10,6 +10,7 @@ import os
 import click
 
 BASES = ("vgg16", "squeezenet", "efficientnet_lite0", "mobilenet_v2", "resnet50")
+IMAGENET_SOURCES = ("vgg16", "efficientnet_lite0")  # --weights imagenet: a download, an installed package
 _INFO = {
     "vgg16": {"name": "VGG16", "trained_size": 224, "min_size": 32, "preprocessing": "caffe",
               "weights": "imagenet: downloaded once into $TLKIT_HOME/models, or a weight file path"},
@@ -21,9 +22,11 @@ _INFO = {
                                       "or a weight file path"},
     "mobilenet_v2": {"name": "MobileNetV2 (alpha 1.0)", "trained_size": 224, "min_size": 32, "preprocessing": "tf",
                      "weights": "a weight file path, e.g. Keras's "
-                                "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"},
+                                "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5, or torchvision's "
+                                "state dict (mobilenet_v2-b0353104.pth: its variant, torch preprocessing)"},
     "resnet50": {"name": "ResNet50", "trained_size": 224, "min_size": 32, "preprocessing": "caffe",
-                 "weights": "a weight file path, e.g. Keras's resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"},
+                 "weights": "a weight file path, e.g. Keras's resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5, "
+                            "or torchvision's state dict (resnet50-11ad3fa6.pth: v1.5, torch preprocessing)"},
 }
 
 

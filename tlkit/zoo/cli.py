@@ -12,7 +12,7 @@ import os
 
 import click
 
-from tlkit.zoo.loading import ARCHITECTURES, architecture_module, match_weights
+from tlkit.zoo.loading import ARCHITECTURES, architecture_module, expected_shapes, file_variant, match_weights
 from tlkit.zoo.weights import read_weight_file, sniff_format, write_keras_h5
 
 SOURCE_FORMATS = {"keras": ("keras_h5", "keras_archive"), "torch": ("torch",), "safetensors": ("safetensors",)}
@@ -34,10 +34,13 @@ def convert(src, dst, arch, source_format, include_top):
     module = architecture_module(arch)
     if include_top is None:
         include_top = _has_top(weight_file, module)
-    expected = module.weight_shapes(include_top, classes=_classes(weight_file, module) if include_top else 1000)
+    # MobileNetV2 and ResNet50 from torchvision are other networks under the same names: the file tells which.
+    variant = file_variant(weight_file) if hasattr(module, "VARIANT_PREPROCESSING") else None
+    classes = _classes(weight_file, module) if include_top else 1000
+    expected = expected_shapes(module, include_top, classes, variant)
     match = match_weights(weight_file, arch, expected)
     click.echo(f"{src}: {weight_file.format} file, {match.source_layout} names -> {ARCHITECTURES[arch]} "
-               f"({'with' if include_top else 'without'} top)")
+               f"({'with' if include_top else 'without'} top{f', {variant} variant' if variant else ''})")
     for line in match.table():
         click.echo(line)
     if not match.ok:
@@ -49,12 +52,15 @@ def convert(src, dst, arch, source_format, include_top):
     metadata = {"architecture": arch, "preprocessing": match.preprocessing, "include_top": include_top,
                 "source_file": os.path.basename(src), "source_sha256": file_sha256(src),
                 "source_format": weight_file.format}
+    if variant:
+        metadata["variant"] = variant
     layers = [(name, [(f"{name}/{weight}:0", array) for weight, array in
                       zip(weight_names(module, name, len(match.arrays[name])), match.arrays[name])])
               for name, _ in expected]
     write_keras_h5(dst, layers, metadata)
     click.echo(f"wrote {dst}: {len(layers)} layers, preprocessing '{match.preprocessing}'. "
-               f"Load it with {ARCHITECTURES[arch]}(include_top={include_top}, weights={dst!r}).")
+               f"Load it with {ARCHITECTURES[arch]}(include_top={include_top}, weights={dst!r})"
+               + (f" (it builds the {variant} variant)." if variant else "."))
 
 
 def weight_names(module, layer, count):

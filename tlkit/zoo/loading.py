@@ -9,6 +9,10 @@ expect torch preprocessing, which is recorded as ``model.preprocessing``::
     base = VGG16(include_top=False, weights="vgg16-397923af.pth", input_shape=(224, 224, 3))
     base.preprocessing          # "torch"
     x = preprocess_input(images, mode=base.preprocessing)
+
+MobileNetV2 and ResNet50 differ in torchvision (symmetric padding of stride-2 convolutions; ResNet
+v1.5's stride on the 3x3 convolution, no conv biases): a torchvision file builds that variant
+(``choose_variant``), under the same layer names.
 """
 import contextlib
 import importlib
@@ -20,13 +24,15 @@ import numpy as np
 from tlkit.engine.layer import skip_initializers
 from tlkit.engine.layers import GlobalAveragePooling2D, GlobalMaxPooling2D
 from tlkit.engine.model import Model
-from tlkit.zoo.weights import VGG16_WEIGHTS, VGG16_WEIGHTS_NOTOP, get_file, read_weight_file
+from tlkit.zoo.weights import VGG16_WEIGHTS, VGG16_WEIGHTS_NOTOP, WeightFile, get_file, read_weight_file
 
 ARCHITECTURES = {"vgg16": "VGG16", "squeezenet": "SqueezeNet", "efficientnet_lite0": "EfficientNetLite0",
                  "mobilenet_v2": "MobileNetV2", "resnet50": "ResNet50"}
 # A layer's arrays in a PyTorch state dict, by how many arrays the layer has (BatchNorm: 4).
 TORCH_SUFFIXES = {1: ("weight",), 2: ("weight", "bias"), 4: ("weight", "bias", "running_mean", "running_var")}
 SQUEEZENET_FILE = "squeezenet_v1.1_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# Networks whose torchvision version is another network under the same layer names.
+VARIANTS = ("keras", "torchvision")
 
 
 def check_zoo_arguments(arch, include_top, weights, input_shape, pooling, classes, default_size, min_size,
@@ -64,11 +70,46 @@ def check_zoo_arguments(arch, include_top, weights, input_shape, pooling, classe
     return input_shape
 
 
+def choose_variant(arch, weights, variant):
+    """(the variant to build, the weight file read to tell it or None): a weight file's own variant
+    (``file_variant``) unless ``variant`` is given, which must then agree with the file."""
+    if variant not in (None, *VARIANTS):
+        raise ValueError(f"{ARCHITECTURES[arch]}: variant can be one of {VARIANTS} or None (from the weight file), "
+                         f"got {variant!r}.")
+    if weights in (None, "imagenet"):
+        return variant or "keras", None
+    weight_file = read_weight_file(os.fspath(weights))
+    found = file_variant(weight_file)
+    if variant not in (None, found):
+        raise ValueError(f"{weight_file.path} holds the {found} {ARCHITECTURES[arch]}, a different network from the "
+                         f"{variant} one; pass variant={found!r} or leave variant unset.")
+    return found, weight_file
+
+
+def file_variant(weight_file):
+    """"torchvision" for a flat PyTorch/safetensors state dict or a file tlkit converted from one, else "keras"."""
+    recorded = (weight_file.metadata or {}).get("variant")
+    if recorded in VARIANTS:
+        return recorded
+    return "keras" if weight_file.layers else "torchvision"
+
+
+def expected_shapes(module, include_top, classes, variant):
+    """``module.weight_shapes`` of the variant (networks without variants have one layout)."""
+    if variant is None:
+        return module.weight_shapes(include_top, classes=classes)
+    return module.weight_shapes(include_top, classes=classes, variant=variant)
+
+
 def load_zoo_weights(model, arch, weights, include_top):
-    """Fill ``model`` (built by ``tlkit.zoo.<arch>``) from "imagenet" or a weight file path."""
-    path = imagenet_weights(arch, include_top) if weights == "imagenet" else os.fspath(weights)
+    """Fill ``model`` (built by ``tlkit.zoo.<arch>``) from "imagenet", a weight file path or a ``WeightFile``."""
+    if isinstance(weights, WeightFile):
+        weight_file = weights
+    else:
+        weight_file = read_weight_file(imagenet_weights(arch, include_top) if weights == "imagenet"
+                                       else os.fspath(weights))
     expected = [(layer.name, [tuple(w.shape) for w in layer.weights]) for layer in model.layers if layer.weights]
-    match = match_weights(read_weight_file(path), arch, expected)
+    match = match_weights(weight_file, arch, expected)
     match.check()
     for layer in model.layers:
         if layer.weights:
@@ -195,7 +236,8 @@ def _match_torchvision(weight_file, module, expected, match):
         else:
             kernel = weight
         _accept(match, name, source, [np.ascontiguousarray(kernel), *rest], shapes, note)
-    match.unused = [key for key in tensors if key not in used]
+    # BatchNorm's step counter is no weight: not worth reporting as unused.
+    match.unused = [key for key in tensors if key not in used and not key.endswith(".num_batches_tracked")]
 
 
 def _torch_conv_kernel(weight, expected):

@@ -67,8 +67,9 @@ def sniff_format(path):
         if any(n.endswith("/data.pkl") for n in names):
             return "torch"
         raise WeightFileError(path, f"it is a zip archive of neither Keras nor PyTorch (members: {names[:6]})")
-    if head[:1] == b"\x80":
-        return "torch"  # a pickle: PyTorch's legacy format (the torch reader checks its magic number)
+    # safetensors before pickles: its header length's first byte may well be 0x80, a pickle's first byte.
     if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= size - 8:
         return "safetensors"
+    if head[:1] == b"\x80":
+        return "torch"  # a pickle: PyTorch's legacy format (the torch reader checks its magic number)
     raise WeightFileError(path, f"its first bytes {head[:8]!r} match no supported format", f"Supported: {FORMATS_HELP}")
