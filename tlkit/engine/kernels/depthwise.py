@@ -1,6 +1,7 @@
 """Depthwise 2-D convolution (NHWC): forward, input gradient and kernel gradient.
 
     y = depthwise_forward(x, kernel, (1, 1), "same")          # kernel (kh, kw, C, M) -> y (N, OH, OW, C*M)
+    y = depthwise_forward(x, kernel, (2, 2), "same", bias=b, clip=(0.0, 6.0), out=buf)  # + b, ReLU6, into buf
     dx = depthwise_backward_input(dy, kernel, x.shape, (1, 1), "same")
     dk = depthwise_backward_kernel(x, dy, kernel.shape, (1, 1), "same")
 
@@ -8,7 +9,9 @@ Output channel c*M + m is input channel c times kernel[..., c, m] (TF/Keras's or
 multiplier M > 1 repeats each input channel M times first, so every loop below runs over one
 contiguous run of channels (the shape that vectorizes). Padding is TF's: the odd pixel of 'same'
 goes at the bottom/right. One output (or, for the input gradient, input) row of one image is
-one parallel job; the kernel gradient sums per-thread partials.
+one parallel job; the kernel gradient sums per-thread partials. The forward starts each output
+pixel from the bias and clips it once its taps are summed, so a folded BatchNormalization and a
+ReLU/ReLU6 cost no extra pass over the output.
 """
 import numba
 import numpy as np
@@ -20,7 +23,8 @@ __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _forward(x, k, sh, sw, dh, dw, top, left, y):
+def _forward(x, k, bias, lo, hi, sh, sw, dh, dw, top, left, y):
+    """y = clip(depthwise(x, k) + bias, lo, hi); lo/hi may be -inf/inf."""
     n_img, h, w, ch = x.shape
     _, oh, ow, _ = y.shape
     kh, kw, _ = k.shape
@@ -29,7 +33,7 @@ def _forward(x, k, sh, sw, dh, dw, top, left, y):
         r = job % oh
         for c in range(ow):
             out = y[n, r, c]
-            out[:] = 0.0
+            out[:] = bias
             for i in range(kh):
                 ii = r * sh - top + i * dh
                 if ii < 0 or ii >= h:
@@ -42,6 +46,8 @@ def _forward(x, k, sh, sw, dh, dw, top, left, y):
                     kij = k[i, j]
                     for q in range(ch):
                         out[q] += src[q] * kij[q]
+            for q in range(ch):
+                out[q] = min(max(out[q], lo), hi)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -120,11 +126,21 @@ def _flat_kernel(kernel):
     return np.ascontiguousarray(kernel, np.float32).reshape(kh, kw, ch * m)
 
 
-def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1)):
+def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1), bias=None, clip=None, out=None):
+    """y (N, OH, OW, C*M) = clip(depthwise(x, kernel) + bias, *clip). bias: (C*M,) or None; clip:
+    (low, high) with None for no bound, or None; out: optional C-contiguous float32 array of y's shape."""
     kh, kw, ch, m = kernel.shape
     oh, ow, top, left = _geometry(x.shape[1:3], (kh, kw), strides, padding, dilation)
-    y = np.empty((x.shape[0], oh, ow, ch * m), np.float32)
-    _forward(_repeat(x, m), _flat_kernel(kernel), strides[0], strides[1], dilation[0], dilation[1], top, left, y)
+    shape = (x.shape[0], oh, ow, ch * m)
+    if out is not None and (out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous):
+        raise ValueError(f"depthwise_forward: out must be a C-contiguous float32 array of shape {shape}, "
+                         f"got {out.dtype} {out.shape}.")
+    y = np.empty(shape, np.float32) if out is None else out
+    b = np.zeros(ch * m, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32).reshape(ch * m)
+    low, high = (None, None) if clip is None else clip
+    _forward(_repeat(x, m), _flat_kernel(kernel), b, np.float32(-np.inf if low is None else low),
+             np.float32(np.inf if high is None else high), strides[0], strides[1], dilation[0], dilation[1], top,
+             left, y)
     return y
 
 
