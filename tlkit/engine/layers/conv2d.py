@@ -77,8 +77,8 @@ class Conv2D(BaseConv):
         """conv2d_forward with a folded kernel; ReLU in its output pass, a ReLU6's upper bound after."""
         kernels = conv_kernels()
         wino = None
-        if not self.trainable and self.kernel_size == (3, 3) and self.strides == (1, 1) and \
-                self.dilation_rate == (1, 1):  # a frozen folded kernel stays the same array between calls
+        if self.kernel_size == (3, 3) and self.strides == (1, 1) and self.dilation_rate == (1, 1):
+            # the folded kernel stays the same array until a weight changes (conv_epilogue.folded_weights)
             cached = getattr(self, "_folded_wino", None)
             if cached is None or cached[0] is not kernel:
                 cached = self._folded_wino = (kernel, kernels.winograd_transform_filter(kernel))

@@ -36,10 +36,12 @@ def epilogue_step(consumer, kinds_so_far):
 
 
 def folded_weights(conv, kernel, bias, batch_norm, flat_shape):
-    """(kernel, bias) with ``batch_norm`` folded in. Kept between calls while both layers are frozen
-    (their weights then change only through assign/set_weights, which bump the versions)."""
+    """(kernel, bias) with ``batch_norm`` folded in. Kept between calls while both layers are frozen:
+    their weights then change only through assign/set_weights, which bump the versions (a trainable
+    weight is written in place by optimizer steps, gradient checks, BN's moving statistics)."""
     frozen = not conv.trainable and not batch_norm.trainable
-    key = (id(batch_norm), id(kernel), *(v.version for v in conv.weights), *(v.version for v in batch_norm.weights))
+    weights = [*conv.weights, *batch_norm.weights]
+    key = (id(batch_norm), *(id(v.value) for v in weights), *(v.version for v in weights))
     cached = getattr(conv, "_folded_cache", None)
     if frozen and cached is not None and cached[0] == key:
         return cached[1], cached[2]
