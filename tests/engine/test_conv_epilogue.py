@@ -7,7 +7,7 @@ import pytest
 import tlkit
 from tlkit import layers as L
 from tlkit.engine.kernels import depthwise
-from tlkit.engine.kernels.epilogue import add_residual_clip
+from tlkit.engine.kernels import epilogue
 from tlkit.engine.tape import GradientTape
 
 from gradcheck import numeric
@@ -115,8 +115,29 @@ def test_depthwise_bias_clip_and_output_buffer(rng, strides, padding):
         depthwise.depthwise_forward(x, kernel, strides, padding, out=out[:1])
 
 
-def test_add_residual_clip_matches_numpy(rng):
+@pytest.mark.parametrize("parallel_min", [0, 1 << 30])  # the multi-threaded and the single-threaded kernel
+def test_add_residual_clip_matches_numpy(rng, monkeypatch, parallel_min):
+    monkeypatch.setattr(epilogue, "PARALLEL_MIN_ELEMENTS", parallel_min)
     y, r = rng.standard_normal((2, 50, 7)).astype(np.float32) * 5
     for residual, low, high in ((r, 0.0, 6.0), (r, None, None), (None, 0.0, None)):
         expected = np.clip(y + (0 if residual is None else residual), low, high)
-        np.testing.assert_allclose(add_residual_clip(y.copy(), residual, low, high), expected, rtol=1e-6)
+        np.testing.assert_allclose(epilogue.add_residual_clip(y.copy(), residual, low, high), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("tile_bytes", [epilogue.TILE_BYTES, 7 * 4 * 5])  # one tile; tiles of 5 rows, the last short
+@pytest.mark.parametrize("parallel_min", [0, 1 << 30])
+def test_pointwise_conv_matches_numpy(rng, monkeypatch, tile_bytes, parallel_min):
+    monkeypatch.setattr(epilogue, "TILE_BYTES", tile_bytes)
+    monkeypatch.setattr(epilogue, "PARALLEL_MIN_ELEMENTS", parallel_min)
+    x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32) * 3
+    w, b = rng.standard_normal((5, 7)).astype(np.float32), rng.standard_normal(7).astype(np.float32)
+    r = rng.standard_normal((2, 4, 6, 7)).astype(np.float32)
+    product = np.einsum("nhwc,cf->nhwf", x.astype(np.float64), w)
+    for bias, residual, low, high in ((b, r, 0.0, 6.0), (None, None, None, None), (b, None, 0.0, None)):
+        expected = np.clip(product + (0 if bias is None else bias) + (0 if residual is None else residual), low, high)
+        out = np.full(expected.shape, np.nan, np.float32)
+        y = epilogue.pointwise_conv(x, w, bias, residual, low, high, out=out)
+        assert y is out
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="out must be"):
+        epilogue.pointwise_conv(x, w, out=out[:1])

@@ -2,7 +2,7 @@
 from tlkit.engine import activations
 from tlkit.engine.layers.base_conv import BaseConv
 from tlkit.engine.layers.bn_folding import folds_into
-from tlkit.engine.layers.conv_epilogue import clip_in_place, conv_with_epilogue, epilogue_step
+from tlkit.engine.layers.conv_epilogue import conv_with_epilogue, epilogue_step, finish
 from tlkit.engine.layers.pooling import MaxPooling2D
 
 
@@ -10,6 +10,11 @@ def conv_kernels():
     """The numba kernels, imported on first use so ``import tlkit`` stays light."""
     from tlkit.engine.kernels import conv
     return conv
+
+
+def epilogue_kernels():
+    from tlkit.engine.kernels import epilogue
+    return epilogue
 
 
 def conv_nd_kernels():
@@ -73,8 +78,13 @@ class Conv2D(BaseConv):
         output pass (see conv_epilogue.py)."""
         return epilogue_step(consumer, kinds_so_far) if self.groups == 1 else None
 
-    def _folded_conv(self, x, kernel, bias, clip, out):
-        """conv2d_forward with a folded kernel; ReLU in its output pass, a ReLU6's upper bound after."""
+    def _folded_conv(self, x, kernel, bias, residual, clip, out):
+        """A folded kernel's convolution with the residual and clip: a 1x1 stride-1 conv as products
+        with the epilogue tile by tile; others through conv2d_forward (ReLU in its output pass)."""
+        if self.kernel_size == (1, 1) and self.strides == (1, 1):
+            low, high = clip if clip is not None else (None, None)
+            return epilogue_kernels().pointwise_conv(x, kernel.reshape(kernel.shape[2:]), bias, residual, low, high,
+                                                     out)
         kernels = conv_kernels()
         wino = None
         if self.kernel_size == (3, 3) and self.strides == (1, 1) and self.dilation_rate == (1, 1):
@@ -83,10 +93,10 @@ class Conv2D(BaseConv):
             if cached is None or cached[0] is not kernel:
                 cached = self._folded_wino = (kernel, kernels.winograd_transform_filter(kernel))
             wino = cached[1]
-        relu = clip is not None and clip[0] == 0.0
+        relu = residual is None and clip is not None and clip == (0.0, None)
         y = kernels.conv2d_forward(x, kernel, bias, self.strides, self.padding, self.dilation_rate, relu=relu,
                                    wino_filter=wino, out=out)
-        return y if clip is None or (relu and clip[1] is None) else clip_in_place(y, clip)
+        return finish(y, residual, clip, clipped=relu)
 
     def call(self, inputs, training=False, out=None, pool=None, batch_norm=None, epilogue=()):
         """out: optional float32 array (or channel slice of one) to write the result into; the

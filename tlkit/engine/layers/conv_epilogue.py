@@ -62,7 +62,8 @@ def _unfused(conv, x, training, batch_norm, epilogue):
 def conv_with_epilogue(conv, x, training, batch_norm, epilogue, out, kernel, bias, flat_shape, convolve):
     """The output of conv -> batch_norm -> epilogue steps. kernel, bias: the conv's weights (the
     kernel seen as ``flat_shape``, output channels last, for folding); ``convolve(x, kernel, bias,
-    clip, out)``: the layer's own convolution, clip (low, high) applied to its output, or None."""
+    residual, clip, out)``: the layer's own convolution plus the residual (an array of the output's
+    shape, or None) and the clip ((low, high), or None)."""
     if not batch_norm.uses_moving_statistics(training):
         y = _unfused(conv, x, training, batch_norm, epilogue)
         if out is not None:
@@ -72,26 +73,28 @@ def conv_with_epilogue(conv, x, training, batch_norm, epilogue, out, kernel, bia
     kernel, bias = folded_weights(conv, kernel, bias, batch_norm, flat_shape)
     residual = next((r for kind, _, r in epilogue if kind == "add"), None)
     clip = next((clip_bounds(layer) for kind, layer, _ in epilogue if kind == "clip"), None)
-    whole = out is None or out.flags.c_contiguous
-    y = convolve(x, kernel, bias, clip if residual is None else None, out if whole else None)
     if residual is not None:
-        if residual.shape != y.shape:
+        residual = np.asarray(residual, np.float32)
+        expected = conv.compute_output_shape(x.shape)
+        if residual.shape != tuple(expected):
             raise ValueError(f"Layer '{epilogue[0][1].name}' (Add): inputs must have the same shape. "
-                             f"Received: {tuple(y.shape)} and {tuple(residual.shape)}")
-        from tlkit.engine.kernels.epilogue import add_residual_clip  # numba, loaded on first use
-
-        low, high = clip if clip is not None else (None, None)
-        add_residual_clip(y.reshape(-1, y.shape[-1]), np.asarray(residual, np.float32).reshape(-1, y.shape[-1]),
-                          low, high)
+                             f"Received: {tuple(expected)} and {tuple(residual.shape)}")
+    whole = out is None or out.flags.c_contiguous
+    y = convolve(x, kernel, bias, residual, clip, out if whole else None)
     if out is not None and not whole:
         out[...] = y
         return out
     return y
 
 
-def clip_in_place(y, clip):
-    """y = clip(y, *clip) in place (y C-contiguous); returns y."""
+def finish(y, residual, clip, clipped=False):
+    """y + residual, clipped, in place on C-contiguous y, for a convolution that did not apply them
+    itself (``clipped``: it already applied the clip, with no residual). Returns y."""
+    if residual is None and (clip is None or clipped):
+        return y
     from tlkit.engine.kernels.epilogue import add_residual_clip  # numba, loaded on first use
 
-    add_residual_clip(y.reshape(-1, y.shape[-1]), None, *clip)
+    low, high = clip if clip is not None else (None, None)
+    add_residual_clip(y.reshape(-1, y.shape[-1]), None if residual is None else residual.reshape(-1, y.shape[-1]),
+                      low, high)
     return y

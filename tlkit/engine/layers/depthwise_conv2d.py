@@ -4,7 +4,7 @@ from tlkit.engine import activations, initializers, regularizers
 from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, window_arguments
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.bn_folding import folds_into
-from tlkit.engine.layers.conv_epilogue import conv_with_epilogue, epilogue_step
+from tlkit.engine.layers.conv_epilogue import conv_with_epilogue, epilogue_step, finish
 
 
 def depthwise_kernels():
@@ -85,9 +85,10 @@ class DepthwiseConv2D(Layer):
         output pass (see conv_epilogue.py)."""
         return epilogue_step(consumer, kinds_so_far)
 
-    def _folded_depthwise(self, x, kernel, bias, clip, out):
-        return depthwise_kernels().depthwise_forward(x, kernel, self.strides, self.padding, self.dilation_rate,
-                                                     bias=bias, clip=clip, out=out)
+    def _folded_depthwise(self, x, kernel, bias, residual, clip, out):
+        y = depthwise_kernels().depthwise_forward(x, kernel, self.strides, self.padding, self.dilation_rate,
+                                                  bias=bias, clip=clip if residual is None else None, out=out)
+        return finish(y, residual, clip, clipped=residual is None)
 
     def call(self, inputs, training=False, out=None, batch_norm=None, epilogue=()):
         """out: optional C-contiguous float32 array to write the result into (the inference plan's
