@@ -101,14 +101,21 @@ def test_a_frozen_chain_still_passes_gradients_to_its_residual(rng):
         np.testing.assert_allclose(grads[id(variable)][1].reshape(-1)[idx], numeric_grad, rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize("strides,padding", [((1, 1), "same"), ((2, 2), "same"), ((2, 2), "valid")])
-def test_depthwise_bias_clip_and_output_buffer(rng, strides, padding):
+@pytest.mark.parametrize("strides,padding,dilation", [((1, 1), "same", (1, 1)), ((1, 1), "valid", (1, 1)),
+                                                      ((1, 1), "same", (2, 1)), ((2, 2), "same", (1, 1)),
+                                                      ((2, 2), "valid", (1, 1))])
+@pytest.mark.parametrize("row_kernel_channels,block_floats", [(0, 1024), (64, 1024), (64, 13)])
+def test_depthwise_bias_clip_and_output_buffer(rng, monkeypatch, strides, padding, dilation, row_kernel_channels,
+                                               block_floats):
+    """Both forward kernels (per pixel; stride-1 rows in blocks of columns, the last block short)."""
+    monkeypatch.setattr(depthwise, "ROW_KERNEL_MAX_CHANNELS", row_kernel_channels)
+    monkeypatch.setattr(depthwise, "BLOCK_FLOATS", block_floats)
     x = rng.standard_normal((2, 9, 8, 6)).astype(np.float32) * 2
     kernel = rng.standard_normal((5, 5, 6, 1)).astype(np.float32)
     bias = rng.standard_normal(6).astype(np.float32)
-    expected = np.clip(reference_depthwise(x, kernel, strides, padding) + bias, 0, 6)
+    expected = np.clip(reference_depthwise(x, kernel, strides, padding, dilation) + bias, 0, 6)
     out = np.full(expected.shape, np.nan, np.float32)
-    y = depthwise.depthwise_forward(x, kernel, strides, padding, bias=bias, clip=(0.0, 6.0), out=out)
+    y = depthwise.depthwise_forward(x, kernel, strides, padding, dilation, bias=bias, clip=(0.0, 6.0), out=out)
     assert y is out
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="out must be"):
