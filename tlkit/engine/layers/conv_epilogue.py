@@ -40,7 +40,7 @@ def folded_weights(conv, kernel, bias, batch_norm, flat_shape):
     their weights then change only through assign/set_weights, which bump the versions (a trainable
     weight is written in place by optimizer steps, gradient checks, BN's moving statistics)."""
     frozen = not conv.trainable and not batch_norm.trainable
-    weights = [*conv.weights, *batch_norm.weights]
+    weights = conv._own_weights + batch_norm._own_weights  # (not .weights: that property walks sublayers)
     key = (id(batch_norm), *(id(v.value) for v in weights), *(v.version for v in weights))
     cached = getattr(conv, "_folded_cache", None)
     if frozen and cached is not None and cached[0] == key:
