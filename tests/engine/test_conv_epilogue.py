@@ -101,6 +101,15 @@ def test_a_frozen_chain_still_passes_gradients_to_its_residual(rng):
         np.testing.assert_allclose(grads[id(variable)][1].reshape(-1)[idx], numeric_grad, rtol=2e-2, atol=2e-2)
 
 
+def test_grouped_conv_folds_its_batch_norm(rng):
+    inp = tlkit.Input((6, 6, 4))
+    x = L.Conv2D(6, 3, padding="same", groups=2, name="grouped")(inp)
+    model = tlkit.Model(inp, L.ReLU(6.0)(L.BatchNormalization()(x)))
+    randomize_batch_norms(model, rng)
+    x = rng.standard_normal((2, 6, 6, 4)).astype(np.float32) * 3
+    np.testing.assert_allclose(model.predict_on_batch(x), one_layer_at_a_time(model, x), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("padding", [((0, 1), (0, 1)), ((2, 0), (1, 3))])
 def test_zero_padding_into_a_recycled_buffer(rng, padding):
     inp = tlkit.Input((9, 8, 5))

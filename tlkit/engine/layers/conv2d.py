@@ -81,6 +81,10 @@ class Conv2D(BaseConv):
     def _folded_conv(self, x, kernel, bias, residual, clip, out):
         """A folded kernel's convolution with the residual and clip: a 1x1 stride-1 conv as products
         with the epilogue tile by tile; others through conv2d_forward (ReLU in its output pass)."""
+        if self.groups > 1:
+            y = conv_nd_kernels().conv_forward(x, kernel, bias, self.strides, self.padding, self.dilation_rate,
+                                               self.groups)
+            return finish(y, residual, clip)
         if self.kernel_size == (1, 1) and self.strides == (1, 1):
             low, high = clip if clip is not None else (None, None)
             return epilogue_kernels().pointwise_conv(x, kernel.reshape(kernel.shape[2:]), bias, residual, low, high,
