@@ -1,12 +1,16 @@
-"""Forward speed of EfficientNet-Lite0: tlkit vs ONNX Runtime on the same network exported from torch.
+"""Forward speed of the new zoo bases: tlkit vs ONNX Runtime on the same network exported from torch.
 
-    python scripts/bench_backbones.py --rounds 3            # needs torch + efficientnet-lite-pytorch here,
-                                                            # onnxruntime (+ torch, onnx) in --peers-python
+    python scripts/bench_backbones.py --rounds 3            # all three bases, batch 32 and 1
+    python scripts/bench_backbones.py --models efficientnet_lite0 --batches 1
+    # needs torch + efficientnet-lite-pytorch here, onnxruntime (+ torch, onnx) in --peers-python
 
-The reference PyTorch module with the real weights is traced here (TorchScript), exported to ONNX in
-the peers' Python, and each measurement (engine x batch size) runs in its own process, interleaved
-over rounds so that load from other processes hits both engines alike. Each process warms up once,
-then times ``--repeats`` forward passes; the median is reported, with the CPU's name.
+The torch module (scripts/peer_backbones.py: EfficientNet-Lite0's reference module with the real
+weights; MobileNetV2 and ResNet50 rebuilt layer for layer with random weights) is traced here
+(TorchScript), exported to ONNX in the peers' Python, and each measurement (base x engine x batch
+size) runs in its own process, interleaved over rounds so that load from other processes hits both
+engines alike. tlkit runs the base frozen (``trainable = False``, as a transfer-learning base), so
+its BatchNormalizations stay folded between calls as ONNX Runtime's are. Each process warms up
+once, then times ``--repeats`` forward passes; the median is reported with the CPU and the load.
 """
 import argparse
 import json
@@ -39,12 +43,19 @@ print(json.dumps(times))
 '''
 
 
-def tlkit_worker(batch, repeats):
+MODELS = ("efficientnet_lite0", "mobilenet_v2", "resnet50")
+
+
+def tlkit_worker(model_name, batch, repeats):
     import numpy as np
 
-    from tlkit.zoo import EfficientNetLite0
+    from tlkit import zoo
 
-    model = EfficientNetLite0(weights="imagenet")
+    if model_name == "efficientnet_lite0":
+        model = zoo.EfficientNetLite0(weights="imagenet")
+    else:
+        model = {"mobilenet_v2": zoo.MobileNetV2, "resnet50": zoo.ResNet50}[model_name](weights=None)
+    model.trainable = False
     x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32)
     model.predict_on_batch(x)
     times = []
@@ -55,18 +66,15 @@ def tlkit_worker(batch, repeats):
     print(json.dumps(times))
 
 
-def export_onnx(folder, peers_python):
+def export_onnx(model_name, folder, peers_python):
     import torch
-    from efficientnet_lite_pytorch import EfficientNet
 
-    from tlkit.zoo.efficientnet_lite0 import imagenet_weights_path
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    from peer_backbones import torch_backbone
 
-    net = EfficientNet.from_name("efficientnet-lite0")
-    net.load_state_dict(torch.load(imagenet_weights_path(), weights_only=True))
-    net.eval()
-    traced = os.path.join(folder, "lite0.pt")
-    torch.jit.trace(net, torch.zeros(1, 3, 224, 224)).save(traced)
-    onnx_path = os.path.join(folder, "lite0.onnx")
+    traced = os.path.join(folder, f"{model_name}.pt")
+    torch.jit.trace(torch_backbone(model_name), torch.zeros(1, 3, 224, 224)).save(traced)
+    onnx_path = os.path.join(folder, f"{model_name}.onnx")
     subprocess.run([peers_python, "-c", EXPORT, traced, onnx_path], check=True, capture_output=True)
     return onnx_path
 
@@ -81,35 +89,44 @@ def cpu_name():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[32, 1])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--peers-python", default=os.environ.get("TLKIT_PEERS_PYTHON", "/work/peers/bin/python"))
-    parser.add_argument("--worker", choices=["tlkit"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return tlkit_worker(args.batch, args.repeats)
+        return tlkit_worker(args.worker, args.batch, args.repeats)
     env = dict(os.environ, PYTHONPATH=REPO)
-    results = {}
+    results, load_before = {}, os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
-        onnx_path = export_onnx(folder, args.peers_python)
+        onnx_paths = {m: export_onnx(m, folder, args.peers_python) for m in args.models}
         for r in range(args.rounds):
-            for batch in (32, 1):
-                for engine in ("tlkit", "onnxruntime"):
-                    if engine == "tlkit":
-                        cmd = [sys.executable, __file__, "--worker", "tlkit", "--batch", str(batch),
-                               "--repeats", str(args.repeats)]
-                    else:
-                        cmd = [args.peers_python, "-c", ORT_WORKER, onnx_path, str(batch), str(args.repeats)]
-                    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
-                    results.setdefault((engine, batch), []).extend(json.loads(out.strip().splitlines()[-1]))
-                    print(f"round {r + 1}/{args.rounds} batch {batch} {engine}: "
-                          f"{statistics.median(results[(engine, batch)]) * 1000:.1f} ms (median so far)", flush=True)
-    print(f"\nEfficientNet-Lite0 forward, 224x224, CPU: {cpu_name()} ({os.cpu_count()} logical cores)")
-    print("| batch | tlkit ms | ONNX Runtime ms | tlkit speed vs ORT |\n|---:|---:|---:|---:|")
-    for batch in (32, 1):
-        ours, theirs = (statistics.median(results[(e, batch)]) * 1000 for e in ("tlkit", "onnxruntime"))
-        print(f"| {batch} | {ours:.1f} | {theirs:.1f} | {theirs / ours:.2f}x |")
+            for model_name in args.models:
+                for batch in args.batches:
+                    for engine in ("tlkit", "onnxruntime"):
+                        if engine == "tlkit":
+                            cmd = [sys.executable, __file__, "--worker", model_name, "--batch", str(batch),
+                                   "--repeats", str(args.repeats)]
+                        else:
+                            cmd = [args.peers_python, "-c", ORT_WORKER, onnx_paths[model_name], str(batch),
+                                   str(args.repeats)]
+                        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+                        key = (model_name, engine, batch)
+                        results.setdefault(key, []).extend(json.loads(out.strip().splitlines()[-1]))
+                        print(f"round {r + 1}/{args.rounds} {model_name} batch {batch} {engine}: "
+                              f"{statistics.median(results[key]) * 1000:.1f} ms (median so far)", flush=True)
+    load = " ".join(f"{v:.2f}" for v in load_before), " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\nForward, 224x224, CPU: {cpu_name()} ({os.cpu_count()} logical cores); load average before "
+          f"{load[0]}, after {load[1]}; median of {args.rounds} round(s) x {args.repeats} calls")
+    print("| base | batch | tlkit ms | ONNX Runtime ms | tlkit speed vs ORT |\n|---|---:|---:|---:|---:|")
+    for model_name in args.models:
+        for batch in args.batches:
+            ours, theirs = (statistics.median(results[(model_name, e, batch)]) * 1000
+                            for e in ("tlkit", "onnxruntime"))
+            print(f"| {model_name} | {batch} | {ours:.1f} | {theirs:.1f} | {theirs / ours:.2f}x |")
 
 
 if __name__ == "__main__":

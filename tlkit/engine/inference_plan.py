@@ -7,7 +7,9 @@ carried out call after call by an Execution.
 - other intermediate outputs come from a pool of buffers recycled from the previous call: a
   fresh 100 MB array costs tens of milliseconds of page faults, as much as the layer's own work;
 - a layer whose only consumer it can fuse with (a small-window convolution and its max pool)
-  computes both in one pass, so its full-size output never exists.
+  computes both in one pass, so its full-size output never exists;
+- a convolution fused with its BatchNormalization also applies what follows alone (a residual
+  Add, a ReLU) in its output pass (``epilogue_chains``; MobileNetV2, EfficientNet, ResNet50).
 
 What a layer declares (class attributes and methods of Layer; see conv2d.py, pooling.py and
 merging.py for the layers that declare them):
@@ -15,7 +17,9 @@ merging.py for the layers that declare them):
 - ``writes_channel_slice``: that ``out`` may be a channel slice of a wider array;
 - ``concatenates_channels(output_shape)``: its inputs may be written into slices of its output;
 - ``fuses_with(input_shape, consumer)``: the keyword with which ``call`` also computes the one
-  layer reading its output, or None.
+  layer reading its output, or None;
+- ``fuses_epilogue(consumer, kinds_so_far)``: after a "batch_norm" fusion, the kind of step
+  ("add", "clip") ``consumer`` adds to ``call(..., epilogue=[(kind, layer, residual), ...])``, or None.
 A declaration holds for the class that declares it together with its ``call``: a subclass that
 overrides ``call`` has to declare again (its new ``call`` may not take ``out=``).
 """
@@ -78,6 +82,50 @@ class InferencePlan:
         self.pooled = {id(n.outputs[0]) for n in nodes
                        if id(n.outputs[0]) not in self.slices and id(n.outputs[0]) not in kept
                        and (takes_out(n.outputs[0]) or id(n) in self.assembled)}
+        self.epilogues = epilogue_chains(nodes, consumers, kept, self.fused)
+        self.pooled |= folded_outputs(nodes, kept, self.fused, self.epilogues)
+
+
+def epilogue_chains(nodes, consumers, kept, fused):
+    """{id(conv node): [(kind, node, the Add's other input or None), ...]}: the layers after a
+    convolution fused with its BatchNormalization that join its output pass, each the only reader
+    of the tensor before it; an Add's other input must come from an earlier node."""
+    position = {id(n): i for i, n in enumerate(nodes)}
+    chains = {}
+    for node in nodes:
+        bn_node, keyword = fused.get(id(node), (None, None))
+        fuses_epilogue = declares(node.layer, "fuses_epilogue")
+        if keyword != "batch_norm" or fuses_epilogue is None:
+            continue
+        chain, tail = [], bn_node
+        while id(tail.outputs[0]) not in kept and len(consumers.get(id(tail.outputs[0]), [])) == 1:
+            t, user = tail.outputs[0], consumers[id(tail.outputs[0])][0]
+            kind = fuses_epilogue(user.layer, [k for k, _, _ in chain]) if len(user.outputs) == 1 else None
+            others = [u for u in user.inputs if u is not t]
+            if kind == "clip" and len(user.inputs) == 1:
+                chain.append((kind, user, None))
+            elif (kind == "add" and len(user.inputs) == 2 and len(others) == 1
+                  and position.get(id(others[0].node), -1) < position[id(node)]):
+                chain.append((kind, user, others[0]))
+            else:
+                break
+            tail = user
+        if chain:
+            chains[id(node)] = chain
+    return chains
+
+
+def folded_outputs(nodes, kept, fused, epilogues):
+    """Ids of the last outputs of convolutions fused with their BatchNormalization (and epilogue),
+    when the convolution takes an output buffer: they live in recycled buffers too."""
+    out = set()
+    for node in nodes:
+        bn_node, keyword = fused.get(id(node), (None, None))
+        if keyword == "batch_norm" and declares(node.layer, "accepts_output_buffer"):
+            last = epilogues[id(node)][-1][1] if id(node) in epilogues else bn_node
+            if id(last.outputs[0]) not in kept:
+                out.add(id(last.outputs[0]))
+    return out
 
 
 class Execution:
@@ -127,7 +175,10 @@ class Execution:
             result, produced = self.concatenate(node, args), node
         else:
             consumer, keyword = self.plan.fused.get(id(node), (None, None))
-            produced = node if consumer is None else consumer
+            chain = self.plan.epilogues.get(id(node), ())
+            if self.tape is not None and (consumer is not None or chain) and self.fusion_records(consumer, chain):
+                consumer, keyword, chain = None, None, ()
+            produced = node if consumer is None else chain[-1][1] if chain else consumer
             t = produced.outputs[0]
 
             def out_shape():
@@ -150,11 +201,22 @@ class Execution:
             if consumer is not None:
                 kwargs = dict(kwargs, **{keyword: consumer.layer})
                 self.done.add(id(consumer))
+            if chain:
+                kwargs["epilogue"] = [(kind, n.layer, None if other is None else self.values[id(other)])
+                                      for kind, n, other in chain]
+                self.done.update(id(n) for _, n, _ in chain)
             result = node.layer(layer_args, training=self.training, **kwargs)
             if out is not None and result is out and id(t) in self.plan.slices:
                 self.placed.add(id(t))
         for t, r in zip(produced.outputs, flatten(result)):
             self.values[id(t)] = r
+
+    def fusion_records(self, consumer, chain):
+        """Whether a layer fused after a node would go on the tape (it has trainable weights, or an
+        Add's other input needs a gradient): then each layer runs on its own."""
+        steps = [(consumer, None)] + [(n, other) for _, n, other in chain]
+        return any(n.layer._records_on(self.tape, [] if other is None else [self.values[id(other)]])
+                   for n, other in steps)
 
     def concatenate(self, node, args):
         """A channel concatenation into its buffer; inputs not already written in place are copied in."""

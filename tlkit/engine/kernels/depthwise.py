@@ -1,6 +1,7 @@
 """Depthwise 2-D convolution (NHWC): forward, input gradient and kernel gradient.
 
     y = depthwise_forward(x, kernel, (1, 1), "same")          # kernel (kh, kw, C, M) -> y (N, OH, OW, C*M)
+    y = depthwise_forward(x, kernel, (2, 2), "same", bias=b, clip=(0.0, 6.0), out=buf)  # + b, ReLU6, into buf
     dx = depthwise_backward_input(dy, kernel, x.shape, (1, 1), "same")
     dk = depthwise_backward_kernel(x, dy, kernel.shape, (1, 1), "same")
 
@@ -8,7 +9,9 @@ Output channel c*M + m is input channel c times kernel[..., c, m] (TF/Keras's or
 multiplier M > 1 repeats each input channel M times first, so every loop below runs over one
 contiguous run of channels (the shape that vectorizes). Padding is TF's: the odd pixel of 'same'
 goes at the bottom/right. One output (or, for the input gradient, input) row of one image is
-one parallel job; the kernel gradient sums per-thread partials.
+one parallel job; the kernel gradient sums per-thread partials. The forward starts each output
+pixel from the bias and clips it once its taps are summed, so a folded BatchNormalization and a
+ReLU/ReLU6 cost no extra pass over the output.
 """
 import numba
 import numpy as np
@@ -18,9 +21,16 @@ from tlkit.engine.kernels.geometry import conv_output_shape, pads
 
 __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_kernel"]
 
+# Output floats per block of the stride-1 row kernel: with its input and weight runs, small enough
+# for an L1 cache. It is used up to ROW_KERNEL_MAX_CHANNELS channels: with more, the per-pixel
+# kernel's channel loop is already long enough to vectorize, and measured as fast or faster.
+BLOCK_FLOATS = 1024
+ROW_KERNEL_MAX_CHANNELS = 64
+
 
 @njit(cache=True, nogil=True, parallel=True)
-def _forward(x, k, sh, sw, dh, dw, top, left, y):
+def _forward(x, k, bias, lo, hi, sh, sw, dh, dw, top, left, y):
+    """y = clip(depthwise(x, k) + bias, lo, hi); lo/hi may be -inf/inf."""
     n_img, h, w, ch = x.shape
     _, oh, ow, _ = y.shape
     kh, kw, _ = k.shape
@@ -29,7 +39,7 @@ def _forward(x, k, sh, sw, dh, dw, top, left, y):
         r = job % oh
         for c in range(ow):
             out = y[n, r, c]
-            out[:] = 0.0
+            out[:] = bias
             for i in range(kh):
                 ii = r * sh - top + i * dh
                 if ii < 0 or ii >= h:
@@ -42,6 +52,48 @@ def _forward(x, k, sh, sw, dh, dw, top, left, y):
                     kij = k[i, j]
                     for q in range(ch):
                         out[q] += src[q] * kij[q]
+            for q in range(ch):
+                out[q] = min(max(out[q], lo), hi)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _forward_stride1(x, k_rows, bias_row, lo, hi, dh, dw, top, left, block, y):
+    """Stride 1: ``block`` output columns of one row are (block * C) contiguous floats and, for one
+    tap, read a contiguous run of an input row, so each tap is one long multiply-add (``k_rows``:
+    each tap's channel weights repeated OW times, ``bias_row`` the bias likewise) that vectorizes
+    fully, on a block small enough to stay in L1 across the taps."""
+    n_img, h, w, ch = x.shape
+    _, oh, ow, _ = y.shape
+    kh, kw, _ = k_rows.shape
+    x_rows = x.reshape(n_img, h, w * ch)
+    y_rows = y.reshape(n_img, oh, ow * ch)
+    blocks = (ow + block - 1) // block
+    for job in prange(n_img * oh * blocks):
+        n = job // (oh * blocks)
+        r = job // blocks % oh
+        b0 = job % blocks * block
+        b1 = min(b0 + block, ow)
+        out = y_rows[n, r, b0 * ch:b1 * ch]
+        out[:] = bias_row[b0 * ch:b1 * ch]
+        for i in range(kh):
+            ii = r - top + i * dh
+            if ii < 0 or ii >= h:
+                continue
+            src = x_rows[n, ii]
+            for j in range(kw):
+                shift = j * dw - left  # output column c reads input column c + shift
+                c0 = max(b0, -shift)
+                c1 = min(b1, w - shift)
+                if c1 <= c0:
+                    continue
+                # slices, so every index below is a plain loop counter: no negative-index checks
+                o = out[(c0 - b0) * ch:(c1 - b0) * ch]
+                a = src[(c0 + shift) * ch:(c1 + shift) * ch]
+                kij = k_rows[i, j, c0 * ch:c1 * ch]
+                for p in range(o.shape[0]):
+                    o[p] += a[p] * kij[p]
+        for p in range(out.shape[0]):
+            out[p] = min(max(out[p], lo), hi)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -120,11 +172,26 @@ def _flat_kernel(kernel):
     return np.ascontiguousarray(kernel, np.float32).reshape(kh, kw, ch * m)
 
 
-def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1)):
+def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1), bias=None, clip=None, out=None):
+    """y (N, OH, OW, C*M) = clip(depthwise(x, kernel) + bias, *clip). bias: (C*M,) or None; clip:
+    (low, high) with None for no bound, or None; out: optional C-contiguous float32 array of y's shape."""
     kh, kw, ch, m = kernel.shape
     oh, ow, top, left = _geometry(x.shape[1:3], (kh, kw), strides, padding, dilation)
-    y = np.empty((x.shape[0], oh, ow, ch * m), np.float32)
-    _forward(_repeat(x, m), _flat_kernel(kernel), strides[0], strides[1], dilation[0], dilation[1], top, left, y)
+    shape = (x.shape[0], oh, ow, ch * m)
+    if out is not None and (out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous):
+        raise ValueError(f"depthwise_forward: out must be a C-contiguous float32 array of shape {shape}, "
+                         f"got {out.dtype} {out.shape}.")
+    y = np.empty(shape, np.float32) if out is None else out
+    b = np.zeros(ch * m, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32).reshape(ch * m)
+    low, high = (None, None) if clip is None else clip
+    lo, hi = np.float32(-np.inf if low is None else low), np.float32(np.inf if high is None else high)
+    if tuple(strides) == (1, 1) and ch * m <= ROW_KERNEL_MAX_CHANNELS:
+        block = max(1, BLOCK_FLOATS // (ch * m))
+        _forward_stride1(_repeat(x, m), np.tile(_flat_kernel(kernel), (1, 1, ow)), np.tile(b, ow), lo, hi,
+                         dilation[0], dilation[1], top, left, block, y)
+    else:
+        _forward(_repeat(x, m), _flat_kernel(kernel), b, lo, hi, strides[0], strides[1], dilation[0], dilation[1],
+                 top, left, y)
     return y
 
 

@@ -1,7 +1,8 @@
 """Conv2D: 2-D convolution over NHWC images, kernels stored (kh, kw, in, out) as Keras does."""
 from tlkit.engine import activations
 from tlkit.engine.layers.base_conv import BaseConv
-from tlkit.engine.layers.bn_folding import fold_batch_norm, folds_into
+from tlkit.engine.layers.bn_folding import folds_into
+from tlkit.engine.layers.conv_epilogue import conv_with_epilogue, epilogue_step, finish
 from tlkit.engine.layers.pooling import MaxPooling2D
 
 
@@ -9,6 +10,11 @@ def conv_kernels():
     """The numba kernels, imported on first use so ``import tlkit`` stays light."""
     from tlkit.engine.kernels import conv
     return conv
+
+
+def epilogue_kernels():
+    from tlkit.engine.kernels import epilogue
+    return epilogue
 
 
 def conv_nd_kernels():
@@ -67,20 +73,48 @@ class Conv2D(BaseConv):
             return "batch_norm"
         return "pool" if type(consumer) is MaxPooling2D and self.fuses_max_pool(input_shape, consumer) else None
 
-    def call(self, inputs, training=False, out=None, pool=None, batch_norm=None):
+    def fuses_epilogue(self, consumer, kinds_so_far):
+        """After a folded BatchNormalization: whether ``consumer`` (a residual Add, a ReLU) joins the
+        output pass (see conv_epilogue.py)."""
+        return epilogue_step(consumer, kinds_so_far) if self.groups == 1 else None
+
+    def _folded_conv(self, x, kernel, bias, residual, clip, out):
+        """A folded kernel's convolution with the residual and clip: a 1x1 stride-1 conv as products
+        with the epilogue tile by tile; others through conv2d_forward (ReLU in its output pass)."""
+        if self.groups > 1:
+            y = conv_nd_kernels().conv_forward(x, kernel, bias, self.strides, self.padding, self.dilation_rate,
+                                               self.groups)
+            return finish(y, residual, clip)
+        if self.kernel_size == (1, 1) and self.strides == (1, 1):
+            low, high = clip if clip is not None else (None, None)
+            return epilogue_kernels().pointwise_conv(x, kernel.reshape(kernel.shape[2:]), bias, residual, low, high,
+                                                     out)
+        kernels = conv_kernels()
+        wino = None
+        if self.kernel_size == (3, 3) and self.strides == (1, 1) and self.dilation_rate == (1, 1):
+            # the folded kernel stays the same array until a weight changes (conv_epilogue.folded_weights)
+            cached = getattr(self, "_folded_wino", None)
+            if cached is None or cached[0] is not kernel:
+                cached = self._folded_wino = (kernel, kernels.winograd_transform_filter(kernel))
+            wino = cached[1]
+        relu = residual is None and clip is not None and clip == (0.0, None)
+        y = kernels.conv2d_forward(x, kernel, bias, self.strides, self.padding, self.dilation_rate, relu=relu,
+                                   wino_filter=wino, out=out)
+        return finish(y, residual, clip, clipped=relu)
+
+    def call(self, inputs, training=False, out=None, pool=None, batch_norm=None, epilogue=()):
         """out: optional float32 array (or channel slice of one) to write the result into; the
         inference plan passes one to skip Concatenate copies and reuse memory.
         pool: a MaxPooling2D to apply to the result in the same pass; returns the pooled output
         (the inference plan passes one when it is this conv's only consumer and ``fuses_max_pool``).
         batch_norm: the BatchNormalization reading this output, folded into the kernel and bias when
-        it uses its moving statistics; returns the normalized output."""
+        it uses its moving statistics; returns the normalized output.
+        epilogue: with batch_norm, [(kind, layer, residual or None)] of the residual Add and ReLU
+        after it, applied in the same pass (conv_epilogue.py); returns their output."""
         if batch_norm is not None:
-            if not batch_norm.uses_moving_statistics(training):
-                return batch_norm(self.call(inputs, training), training=training)
-            kernel, bias = fold_batch_norm(batch_norm, self.kernel.value,
-                                           None if self.bias is None else self.bias.value)
-            return conv_kernels().conv2d_forward(inputs, kernel, bias, self.strides, self.padding,
-                                                 self.dilation_rate, out=out)
+            kernel = self.kernel.value
+            return conv_with_epilogue(self, inputs, training, batch_norm, epilogue, out, kernel, self._bias_value(),
+                                      kernel.shape, self._folded_conv)
         if pool is not None:
             if self.activation not in ("relu", "linear"):
                 raise ValueError(f"Layer '{self.name}': only a ReLU or linear Conv2D fuses with a max pool, "

@@ -3,7 +3,8 @@ depthwise kernel (kh, kw, in, depth_multiplier), pointwise kernel (1, 1, in * de
 from tlkit.engine import activations, initializers, regularizers
 from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, window_arguments
 from tlkit.engine.layer import Layer
-from tlkit.engine.layers.bn_folding import fold_batch_norm, folds_into
+from tlkit.engine.layers.bn_folding import folds_into
+from tlkit.engine.layers.conv_epilogue import conv_with_epilogue, epilogue_step, finish
 
 
 def depthwise_kernels():
@@ -21,6 +22,8 @@ class DepthwiseConv2D(Layer):
     """``DepthwiseConv2D(3, strides=2, padding="same", use_bias=False)``: each input channel convolved
     with its own ``depth_multiplier`` filters; output channel c * depth_multiplier + m.
     'same' padding is TF's (the odd pixel at the bottom/right)."""
+
+    accepts_output_buffer = True
 
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1, data_format=None,
                  dilation_rate=(1, 1), activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
@@ -71,24 +74,37 @@ class DepthwiseConv2D(Layer):
         return (input_shape[0], oh, ow, self._check_input(input_shape) * self.depth_multiplier)
 
     def _depthwise(self, x, kernel, bias):
-        y = depthwise_kernels().depthwise_forward(x, kernel, self.strides, self.padding, self.dilation_rate)
-        if bias is not None:
-            y += bias
-        return y
+        return depthwise_kernels().depthwise_forward(x, kernel, self.strides, self.padding, self.dilation_rate,
+                                                     bias=bias)
 
     def fuses_with(self, input_shape, consumer):
         return "batch_norm" if folds_into(self, consumer) else None
 
-    def call(self, inputs, training=False, batch_norm=None):
-        """batch_norm: the BatchNormalization reading this output, folded in when it uses its moving
-        statistics (the inference plan passes it); the result is then the normalized output."""
+    def fuses_epilogue(self, consumer, kinds_so_far):
+        """After a folded BatchNormalization: whether ``consumer`` (a residual Add, a ReLU6) joins the
+        output pass (see conv_epilogue.py)."""
+        return epilogue_step(consumer, kinds_so_far)
+
+    def _folded_depthwise(self, x, kernel, bias, residual, clip, out):
+        y = depthwise_kernels().depthwise_forward(x, kernel, self.strides, self.padding, self.dilation_rate,
+                                                  bias=bias, clip=clip if residual is None else None, out=out)
+        return finish(y, residual, clip, clipped=residual is None)
+
+    def call(self, inputs, training=False, out=None, batch_norm=None, epilogue=()):
+        """out: optional C-contiguous float32 array to write the result into (the inference plan's
+        recycled buffers). batch_norm: the BatchNormalization reading this output, folded in when it
+        uses its moving statistics (the inference plan passes it); the result is then the normalized
+        output. epilogue: with batch_norm, the ReLU6 / residual Add after it (conv_epilogue.py)."""
         kernel, bias = self.depthwise_kernel.value, None if self.bias is None else self.bias.value
-        if batch_norm is not None and batch_norm.uses_moving_statistics(training):
+        if batch_norm is not None:
             kh, kw, ch, m = kernel.shape
-            flat, bias = fold_batch_norm(batch_norm, kernel.reshape(kh, kw, ch * m), bias)
-            return self._depthwise(inputs, flat.reshape(kernel.shape), bias)
+            return conv_with_epilogue(self, inputs, training, batch_norm, epilogue, out, kernel, bias,
+                                      (kh, kw, ch * m), self._folded_depthwise)
         y = activations.apply(self.activation, self._depthwise(inputs, kernel, bias))
-        return y if batch_norm is None else batch_norm(y, training=training)
+        if out is not None:
+            out[...] = y
+            return out
+        return y
 
     def forward(self, inputs, training=False):
         y = self.call(inputs)

@@ -98,8 +98,25 @@ class ZeroPadding1D(_SpatialEdges):
 class ZeroPadding2D(_SpatialEdges):
     """``ZeroPadding2D(1)``, ``((top, bottom), (left, right))`` or ``(symmetric_h, symmetric_w)``."""
 
+    # At inference the padded copy goes into a recycled buffer (inference_plan.py): MobileNetV2 pads
+    # its largest activations before each stride-2 depthwise conv.
+    accepts_output_buffer = True
+
     def __init__(self, padding=(1, 1), data_format=None, **kwargs):
         super().__init__(padding, data_format, **kwargs)
+
+    def call(self, inputs, training=False, out=None):
+        """out: optional array of the padded shape to write into (borders zeroed, then the input)."""
+        if out is None:
+            return super().call(inputs, training)
+        (top, bottom), (left, right) = self.padding
+        h, w = out.shape[1:3]
+        out[:, :top] = 0
+        out[:, h - bottom:] = 0
+        out[:, top:h - bottom, :left] = 0
+        out[:, top:h - bottom, w - right:] = 0
+        out[self._inner(out.shape)] = inputs
+        return out
 
 
 class ZeroPadding3D(_SpatialEdges):
