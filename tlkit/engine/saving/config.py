@@ -4,18 +4,29 @@ import json
 
 from tlkit.engine import registry
 from tlkit.engine.layers.input_layer import InputLayer
+from tlkit.utils.registration import with_registered
 
 
 def serialize_layer(layer):
     return {"class_name": layer.config_class_name(), "config": layer.get_config()}
 
 
+def _node_indices(graph):
+    """{id(node): its index among its layer's calls in the graph}, as configs number a layer's nodes."""
+    nodes = [t.node for t in graph.inputs] + graph.nodes
+    return {id(node): [n for n in nodes if n.layer is node.layer].index(node) for node in nodes}
+
+
+def tensor_specs(model):
+    """{(layer name, node index, tensor index): (shape, dtype)} of every tensor in a functional model."""
+    node_index = _node_indices(model._graph)
+    return {(t.node.layer.name, node_index[id(t.node)], t.index): (list(t.shape), t.dtype)
+            for node in [t.node for t in model._graph.inputs] + model._graph.nodes for t in node.outputs}
+
+
 def functional_config(model):
     graph = model._graph
-    node_index = {}
-    for node in [t.node for t in graph.inputs] + graph.nodes:
-        layer_nodes = [n for n in [t.node for t in graph.inputs] + graph.nodes if n.layer is node.layer]
-        node_index[id(node)] = layer_nodes.index(node)
+    node_index = _node_indices(graph)
     layers = []
     for layer in graph.layers:
         entry = serialize_layer(layer)
@@ -44,7 +55,7 @@ def deserialize_layer(entry, custom_objects=None):
     if not isinstance(entry, dict) or "class_name" not in entry:
         raise ValueError(f"Bad layer entry in model config: {str(entry)[:200]}")
     classes = registry.config_classes()
-    classes.update(custom_objects or {})
+    classes.update(with_registered(custom_objects))
     class_name = entry["class_name"]
     cls = classes.get(class_name)
     if cls is None:

@@ -1,0 +1,22 @@
+"""``model.save`` / ``load_model``: the file format from the path (``.keras`` -> Keras 3's zip, anything
+else -> HDF5) and, on reading, from the file's first bytes, so a renamed file still loads."""
+import os
+
+from tlkit.engine.saving import hdf5, keras_zip
+
+
+def save_model(model, filepath, overwrite=True, include_optimizer=True, metadata=None):
+    path = os.fspath(filepath)
+    if path.endswith(".weights.h5"):
+        raise ValueError(f"model.save({path!r}) writes a whole model: use a name ending in .keras or .h5, or "
+                         "model.save_weights(path) for the weights alone.")
+    writer = keras_zip.save_model if path.endswith(".keras") else hdf5.save_model
+    writer(model, path, overwrite=overwrite, include_optimizer=include_optimizer, metadata=metadata)
+
+
+def load_model(filepath, custom_objects=None, compile=True):
+    """The model saved by ``model.save(filepath)`` (tlkit or Keras: .keras, .h5), compiled as it was."""
+    path = os.fspath(filepath)
+    if os.path.isfile(path) and keras_zip.is_keras_zip(path):
+        return keras_zip.load_model(path, custom_objects=custom_objects, compile=compile)
+    return hdf5.load_model(path, custom_objects=custom_objects, compile=compile)
