@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from tlkit.engine.functional import Graph
+from tlkit.engine.keras2_methods import Keras2Methods
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.registry import register_model_class
@@ -19,7 +20,7 @@ from tlkit.engine.trainer import Trainer
 from tlkit.utils.text import format_shape
 
 
-class Model(Trainer, Layer):
+class Model(Keras2Methods, Trainer, Layer):
     """``Model(inputs, outputs)`` for a layer graph, or subclass it and define ``call``.
 
     >>> x = tlkit.Input((32, 32, 3)); y = tlkit.layers.Dense(10)(tlkit.layers.Flatten()(x))

@@ -3,6 +3,7 @@ import numpy as np
 
 from tlkit.utils.plot_model import plot_model  # noqa: F401
 from tlkit.utils.progbar import Progbar  # noqa: F401
+from tlkit.utils.py_dataset import PyDataset, Sequence  # noqa: F401
 from tlkit.utils.random import set_random_seed  # noqa: F401
 from tlkit.utils.registration import get_registered_objects, register_keras_serializable  # noqa: F401
 from tlkit.utils.sequences import pad_sequences, timeseries_dataset_from_array  # noqa: F401
