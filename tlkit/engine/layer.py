@@ -274,7 +274,10 @@ class Layer:
             )
 
     # ----- calling -----
-    def __call__(self, inputs, training=None, **kwargs):
+    def __call__(self, inputs, *more_inputs, training=None, **kwargs):
+        if more_inputs:  # call(self, targets, logits): several tensors passed positionally, as Keras allows
+            self._spread_inputs = True
+            inputs = [inputs, *more_inputs]
         if is_symbolic(inputs):
             return self._symbolic_call(inputs, **kwargs)
         if training is None:
@@ -296,7 +299,7 @@ class Layer:
         tape = active_tape()
         has_backward = type(self).backward is not Layer.backward
         if not has_backward:  # composed of layers and ops, which record themselves
-            out = self.call(args, **layer_calls.call_kwargs(self, training, kwargs))
+            out = layer_calls.run_call(self, args, layer_calls.call_kwargs(self, training, kwargs))
             if tape is not None and any(tape.requires_grad(x) for x in xs):
                 self._check_outputs_tracked(tape, out)
             return out

@@ -93,6 +93,13 @@ def traced_output_shape(layer, input_shape):
 
     many = isinstance(input_shape, list)
     inputs = [dummy(s) for s in input_shape] if many else dummy(input_shape)
-    out = layer.call(inputs, **call_kwargs(layer, False, {}))
+    out = run_call(layer, inputs, call_kwargs(layer, False, {}))
     shapes = [(None,) + tuple(np.shape(o))[1:] for o in flatten(out)]
     return shapes if isinstance(out, (list, tuple)) else shapes[0]
+
+
+def run_call(layer, inputs, kwargs):
+    """``layer.call(inputs, **kwargs)``; a layer first called with several positional tensors gets them so."""
+    if layer.__dict__.get("_spread_inputs") and isinstance(inputs, (list, tuple)):
+        return layer.call(*inputs, **kwargs)
+    return layer.call(inputs, **kwargs)

@@ -1,0 +1,30 @@
+"""A layer whose call takes several tensors positionally (``call(self, targets, logits)``), as Keras allows:
+symbolic calls in a functional model, eager calls, gradients to every input."""
+import numpy as np
+
+import tlkit
+from tlkit import layers as L
+from tlkit import ops
+
+
+class WeightedSum(L.Layer):
+    def call(self, first, second, scale=2.0):
+        return first + second * scale
+
+
+def test_functional_and_eager_calls_pass_the_tensors_positionally():
+    a, b = tlkit.Input((3,)), tlkit.Input((3,))
+    out = WeightedSum()(L.Dense(3, name="da")(a), L.Dense(3, name="db")(b))
+    model = tlkit.Model([a, b], out)
+    assert model.output_shape == (None, 3)
+    x, y = np.ones((2, 3), "float32"), np.full((2, 3), 2.0, "float32")
+    da, db = model.get_layer("da"), model.get_layer("db")
+    expected = (x @ da.kernel.numpy() + da.bias.numpy()) + 2.0 * (y @ db.kernel.numpy() + db.bias.numpy())
+    np.testing.assert_allclose(model.predict([x, y], verbose=0), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(WeightedSum()(x, y, scale=3.0)), x + 3.0 * y)
+
+    with tlkit.GradientTape() as tape:
+        loss = ops.sum(model([x, y]))
+    grads = tape.gradient(loss, [da.kernel, db.kernel])
+    np.testing.assert_allclose(grads[0], np.full((3, 3), 2.0))  # d/dW of sum(x W) over 2 rows of ones
+    np.testing.assert_allclose(grads[1], np.full((3, 3), 8.0))  # 2 rows of 2s, scaled by 2
