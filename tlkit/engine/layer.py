@@ -276,8 +276,7 @@ class Layer:
     # ----- calling -----
     def __call__(self, inputs, *more_inputs, training=None, **kwargs):
         if more_inputs:  # call(self, targets, logits): several tensors passed positionally, as Keras allows
-            self._spread_inputs = True
-            inputs = [inputs, *more_inputs]
+            self._spread_inputs, inputs = True, [inputs, *more_inputs]
         if is_symbolic(inputs):
             return self._symbolic_call(inputs, **kwargs)
         if training is None:
