@@ -28,3 +28,20 @@ def test_functional_and_eager_calls_pass_the_tensors_positionally():
     grads = tape.gradient(loss, [da.kernel, db.kernel])
     np.testing.assert_allclose(grads[0], np.full((3, 3), 2.0))  # d/dW of sum(x W) over 2 rows of ones
     np.testing.assert_allclose(grads[1], np.full((3, 3), 8.0))  # 2 rows of 2s, scaled by 2
+
+
+def test_training_false_given_in_the_graph_holds_while_the_model_trains():
+    """``base(x, training=False)`` (the transfer-learning guide's frozen base): its BatchNormalization keeps its
+    moving statistics during fit, while a call without the flag updates them."""
+    inner_in = tlkit.Input((4,))
+    inner = tlkit.Model(inner_in, L.BatchNormalization()(L.Dense(4)(inner_in)))
+    bn = inner.layers[-1]
+    x, y = np.random.default_rng(0).normal(3.0, 2.0, size=(32, 4)), np.zeros((32, 1))
+    for flag, moves in ((False, False), (None, True)):
+        inp = tlkit.Input((4,))
+        model = tlkit.Model(inp, L.Dense(1)(inner(inp, training=flag) if flag is not None else inner(inp)))
+        model.compile("adam", "mse")
+        before = [w.numpy().copy() for w in bn.non_trainable_weights]
+        model.fit(x, y, epochs=1, verbose=0)
+        changed = any(not np.array_equal(b, w.numpy()) for b, w in zip(before, bn.non_trainable_weights))
+        assert changed == moves

@@ -278,7 +278,7 @@ class Layer:
         if more_inputs:  # call(self, targets, logits): several tensors passed positionally, as Keras allows
             self._spread_inputs, inputs = True, [inputs, *more_inputs]
         if is_symbolic(inputs):
-            return self._symbolic_call(inputs, **kwargs)
+            return self._symbolic_call(inputs, **kwargs, **({} if training is None else {"training": training}))
         if training is None:
             training = getattr(_call_context, "training", False)
         xs = [layer_calls.layer_input(x) for x in flatten(inputs)]
