@@ -56,3 +56,28 @@ def test_a_custom_layer_calling_activations_trains():
         optimizer.apply_gradients(zip(grads, block.trainable_weights))
         losses.append(float(loss))
     assert losses[-1] < 0.3 * losses[0]
+
+
+def test_a_users_function_as_a_layers_activation_runs_after_the_linear_output(rng):
+    def squash(x):  # not monotonic: a max pool taken before it would give other numbers
+        return tlkit.ops.square(x) - x
+
+    conv = tlkit.layers.Conv2D(3, 3, activation=squash)
+    model = tlkit.Sequential([tlkit.Input((6, 6, 2)), conv, tlkit.layers.MaxPooling2D(2)])
+    x = rng.standard_normal((2, 6, 6, 2)).astype("float32")
+    linear = tlkit.Sequential([tlkit.Input((6, 6, 2)), tlkit.layers.Conv2D(3, 3)])
+    linear.set_weights(conv.get_weights())
+    z = np.asarray(linear.predict(x, verbose=0))
+    activated = z ** 2 - z
+    expected = activated.reshape(2, 2, 2, 2, 2, 3).max(axis=(2, 4))
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    assert conv.get_config()["activation"] == "squash"
+
+    dense = tlkit.layers.Dense(2, activation=squash)
+    dense(np.zeros((1, 4), "float32"))
+    with tlkit.GradientTape() as tape:
+        out = tlkit.ops.sum(dense(x[:, 0, 0, :1].repeat(4, axis=1)))
+    grad = tape.gradient(out, dense.kernel)
+    inputs = x[:, 0, 0, :1].repeat(4, axis=1)
+    pre = inputs @ dense.kernel.numpy() + dense.bias.numpy()
+    np.testing.assert_allclose(grad, inputs.T @ (2 * pre - 1), rtol=1e-4, atol=1e-5)

@@ -19,6 +19,16 @@ from tlkit.engine.saving.errors import ModelFileError, UnreadableFileError
 PEERS_PYTHON = os.environ.get("TLKIT_PEERS_PYTHON", "/work/peers/bin/python")
 
 
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """Registrations are global: each test's own go away with it."""
+    registry = tlkit.utils.get_custom_objects()
+    saved = dict(registry)
+    yield
+    registry.clear()
+    registry.update(saved)
+
+
 def nested_model():
     """A functional model with a functional sub-model used as a layer, as the functional API guide's."""
     inner_in = tlkit.Input((6,), name="inner_in")

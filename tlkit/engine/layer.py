@@ -78,8 +78,7 @@ class Layer:
         return False
 
     def fuses_with(self, input_shape, consumer):
-        """The keyword with which ``call`` also computes ``consumer`` (the only layer reading this
-        one's output) in the same pass, or None."""
+        """The keyword with which ``call`` also computes ``consumer`` (its only reader) in one pass, or None."""
         return None
 
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, batch_input_shape=None,
@@ -116,7 +115,8 @@ class Layer:
     def _set_kernel_arguments(self, activation, use_bias, kernel_initializer, bias_initializer,
                               kernel_regularizer, bias_regularizer):
         """Resolve the arguments every kernel+bias layer (Dense, Conv2D) takes, as Keras does."""
-        self.activation = _activations.get(activation)
+        self.activation, function = _activations.resolve(activation)
+        layer_calls.use_activation_function(self, function)
         self.use_bias = use_bias
         self.kernel_initializer = _initializers.get(kernel_initializer)
         self.bias_initializer = _initializers.get(bias_initializer)
@@ -227,8 +227,7 @@ class Layer:
 
     @property
     def losses(self):
-        """Regularization penalties of the trainable weights (floats), then the losses added with
-        add_loss in the last call."""
+        """Regularization penalties of the trainable weights (floats), then add_loss's of the last call."""
         return [v.regularizer(v.value) for v in self.trainable_weights if v.regularizer is not None] + \
             layer_calls.added_losses(self)
 
@@ -289,6 +288,7 @@ class Layer:
         try:
             with layer_calls.outermost_call(self):
                 out = self._concrete_call(args, xs, bool(training), **kwargs)
+                out = layer_calls.activation_function_after(self, out)
             self._last_output_shape = (None,) + tuple(out.shape[1:]) if isinstance(out, np.ndarray) else None
             return out
         finally:

@@ -7,6 +7,7 @@ import numpy as np
 
 from tlkit.engine.symbolic import as_float_array, flatten
 from tlkit.engine.tensor import Tensor
+from tlkit.utils.registration import registered_name
 
 _accepts = {}  # Layer subclass -> (call takes training, call takes mask)
 _state = threading.local()
@@ -103,3 +104,24 @@ def run_call(layer, inputs, kwargs):
     if layer.__dict__.get("_spread_inputs") and isinstance(inputs, (list, tuple)):
         return layer.call(*inputs, **kwargs)
     return layer.call(inputs, **kwargs)
+
+
+def use_activation_function(layer, function):
+    """A kernel layer given a function of user code as activation: it computes its linear output (the
+    fused kernels, no fusing with the next layer or writing into a shared buffer), then ``function``."""
+    if function is None:
+        return
+    layer._activation_function = function
+    layer._activation_config = registered_name(function)
+    layer.fuses_with = lambda input_shape, consumer: None
+    layer.accepts_output_buffer = layer.writes_channel_slice = False
+
+
+def activation_function_after(layer, out):
+    function = layer.__dict__.get("_activation_function")
+    return out if function is None else function(out)
+
+
+def activation_config(layer):
+    """What a config says of ``layer.activation``: the user's function by its registered name."""
+    return layer.__dict__.get("_activation_config") or layer.activation

@@ -13,7 +13,7 @@ from tlkit.engine import registry
 from tlkit.engine.saving.config import tensor_specs
 from tlkit.utils.registration import with_registered
 
-_ENVELOPE_KEYS = ("module", "registered_name", "build_config", "compile_config", "shared_object_id")
+_ENVELOPE_KEYS = ("module", "build_config", "compile_config", "shared_object_id")
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 # Where Keras 3 finds the classes it writes (module, registered name), so it can read tlkit's files.
 _KERAS3_MODULES = {"Functional": ("keras.src.models.functional", "Functional"), "Sequential": ("keras", None)}
@@ -122,7 +122,7 @@ def to_keras3(entry, layer):
     """tlkit's serialized ``layer`` (a model) in Keras 3's form: inbound nodes as keras tensors with their
     shapes, nested models likewise, each object with the module Keras 3 finds it in."""
     module, registered = _KERAS3_MODULES.get(entry.get("class_name"), ("keras.layers", None))
-    out = {"module": module, **entry, "registered_name": registered}
+    out = {"module": module, **entry, "registered_name": entry.get("registered_name", registered)}
     config = dict(entry.get("config") or {})
     if entry.get("class_name") in _MODEL_CLASSES:
         specs = tensor_specs(layer) if getattr(layer, "_graph", None) is not None else {}
