@@ -18,6 +18,7 @@ import pytest
 
 import tlkit as keras
 from tlkit import layers, ops
+from tests.keras_guides.random_data import mnist_like
 from tlkit.zoo import VGG16
 
 tf = types.SimpleNamespace(matmul=ops.matmul, zeros=ops.zeros, stack=ops.stack,
@@ -28,15 +29,6 @@ tf = types.SimpleNamespace(matmul=ops.matmul, zeros=ops.zeros, stack=ops.stack,
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-
-
-def _digits(n):
-    # Random "images" whose label says which of ten pixel blocks is brightest: learnable, unlike pure noise.
-    rng = np.random.default_rng(n)
-    x = rng.random((n, 784)).astype("float32") * 0.6
-    y = rng.integers(0, 10, size=n)
-    x[:, :780].reshape(n, 10, 78)[np.arange(n), y] += 0.4
-    return (x.reshape(n, 28, 28) * 255).astype("uint8"), y
 
 
 def test_introduction_training_and_saving():
@@ -56,7 +48,7 @@ def test_introduction_training_and_saving():
     keras.utils.plot_model(model, "my_first_model_with_shape_info.png", show_shapes=True)
     assert os.path.getsize("my_first_model_with_shape_info.png") > 1000
 
-    (x_train, y_train), (x_test, y_test) = _digits(1500), _digits(300)
+    (x_train, y_train), (x_test, y_test) = mnist_like(1500), mnist_like(300)
 
     x_train = x_train.reshape(1500, 784).astype("float32") / 255
     x_test = x_test.reshape(300, 784).astype("float32") / 255
@@ -133,7 +125,7 @@ def test_one_graph_of_layers_several_models_and_models_as_layers():
 
     # Beyond the guide: the nested models hold the weights, and the autoencoder trains through both.
     assert len(autoencoder.weights) == len(encoder.weights) + len(decoder.weights) == 16
-    images = _digits(64)[0][..., None].astype("float32") / 255
+    images = mnist_like(64)[0][..., None].astype("float32") / 255
     autoencoder.compile(optimizer="adam", loss="mse")
     history = autoencoder.fit(images, images, epochs=3, batch_size=16, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import tlkit as keras
+from tests.keras_guides.random_data import mnist_like
 from tlkit import layers, ops
 
 
@@ -63,12 +64,8 @@ def _in_tmp(tmp_path, monkeypatch):
 
 
 def _mnist(n):
-    # Random "digits" whose label says which of ten pixel blocks is brightest: learnable, unlike pure noise.
-    rng = np.random.default_rng(n)
-    x = rng.random((n, 784)).astype("float32") * 0.6
-    y = rng.integers(0, 10, size=n)
-    x[:, :780].reshape(n, 10, 78)[np.arange(n), y] += 0.4
-    return (x.reshape(n, 28, 28) * 255).astype("uint8"), y.astype("uint8")
+    x, y = mnist_like(n)
+    return x, y.astype("uint8")
 
 
 def _data():
