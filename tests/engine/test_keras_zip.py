@@ -46,14 +46,16 @@ def data(n=32):
     return x, (x[:, :2] * 0.5 - x[:, 2:4]).astype("float32")
 
 
-def test_round_trip_keeps_weights_compile_and_optimizer_state(tmp_path):
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_round_trip_keeps_weights_compile_and_optimizer_state(tmp_path, suffix):
     model = nested_model()
     model.compile(optimizer="adam", loss=tlkit.losses.MeanSquaredError(), metrics=["mae"])
     x, y = data()
     model.fit(x, y, epochs=2, batch_size=8, verbose=0)
-    path = tmp_path / "m.keras"
+    path = tmp_path / f"m{suffix}"
     model.save(path)
-    assert zipfile.ZipFile(path).namelist() == ["metadata.json", "config.json", "model.weights.h5"]
+    if suffix == ".keras":
+        assert zipfile.ZipFile(path).namelist() == ["metadata.json", "config.json", "model.weights.h5"]
     loaded = tlkit.models.load_model(path)
     assert len(loaded.weights) == len(model.weights) == 6  # the sub-model's weights come back too
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-7)
@@ -62,7 +64,7 @@ def test_round_trip_keeps_weights_compile_and_optimizer_state(tmp_path):
     model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
     loaded.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
-    assert sorted(os.listdir(tmp_path)) == ["m.keras"]  # nothing extracted, no temporary left
+    assert sorted(os.listdir(tmp_path)) == [f"m{suffix}"]  # nothing extracted, no temporary left
 
 
 def test_sequential_round_trip_and_metadata(tmp_path):
