@@ -308,3 +308,17 @@ def test_loss_objects_and_custom_objects_come_back(tmp_path, suffix):
     loaded = tlkit.models.load_model(tmp_path / f"f{suffix}", custom_objects={"halved_mse": halved_mse})
     expected = float(np.mean((model.predict(x, verbose=0) - y) ** 2) * 0.5)
     assert np.isclose(loaded.evaluate(x, y, verbose=0), expected, rtol=1e-5)
+
+
+def test_save_says_what_each_name_gets(tmp_path):
+    model = tlkit.Sequential([tlkit.Input((3,)), L.Dense(2)])
+    with pytest.raises(ValueError, match=r"use a name ending in .keras or .h5, or model.save_weights"):
+        model.save(tmp_path / "m.weights.h5")
+    with pytest.warns(UserWarning, match=r"gets an HDF5 file .* name it .keras"):
+        model.save(tmp_path / "m.model")
+    assert h5py.is_hdf5(tmp_path / "m.model")
+    with pytest.raises(ValueError, match=r"save_weights writes HDF5 weight files: use a path ending in .weights.h5"):
+        model.save_weights(tmp_path / "w.keras")
+    x = np.ones((1, 3), "float32")
+    np.testing.assert_allclose(tlkit.models.load_model(tmp_path / "m.model").predict(x, verbose=0),
+                               model.predict(x, verbose=0))
