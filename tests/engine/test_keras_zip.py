@@ -184,6 +184,23 @@ model.fit(x, x[:, :2], epochs=1, verbose=0)
 model.save(os.path.join(folder, "functional.keras"))
 seq = keras.Sequential([keras.Input((6,)), layers.Dense(4, activation="relu"), layers.Dense(3, activation="softmax")])
 seq.save(os.path.join(folder, "sequential.keras"))
+i = keras.Input((12, 12, 3))
+c = layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same", activation="relu")(i))
+c = layers.MaxPooling2D()(layers.add([c, layers.Conv2D(8, 1)(c)]))
+c = layers.concatenate([c, layers.AveragePooling2D(2)(layers.Conv2D(4, 3, padding="same")(i))])
+c = layers.SeparableConv2D(6, 3)(layers.DepthwiseConv2D(3, padding="same")(c))
+c = layers.LayerNormalization()(layers.Dropout(0.3)(layers.GlobalAveragePooling2D()(c)))
+cnn = keras.Model(i, layers.Dense(3, activation="softmax")(c))
+cnn.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+images = np.random.default_rng(1).random((4, 12, 12, 3)).astype("float32")
+cnn.fit(images, np.array([0, 1, 2, 1]), verbose=0)
+cnn.save(os.path.join(folder, "cnn.keras"))
+rnn = keras.Sequential([keras.Input((7, 3)), layers.LSTM(5, return_sequences=True), layers.GRU(4), layers.Dense(2)])
+rnn.save(os.path.join(folder, "rnn.keras"))
+steps = np.random.default_rng(2).random((2, 7, 3)).astype("float32")
+for name, model_, data_ in (("cnn", cnn, images), ("rnn", rnn, steps)):
+    np.save(os.path.join(folder, name + "_x.npy"), data_)
+    np.save(os.path.join(folder, name + ".npy"), model_.predict(data_, verbose=0))
 np.save(os.path.join(folder, "x.npy"), x)
 np.save(os.path.join(folder, "functional.npy"), model.predict(x, verbose=0))
 np.save(os.path.join(folder, "sequential.npy"), seq.predict(x, verbose=0))
@@ -211,10 +228,12 @@ def test_keras3_files_load_and_tlkit_files_load_in_keras3(tmp_path):
     mine.save(tmp_path / "tlkit.keras")
     run_keras(tmp_path, tmp_path / "tlkit.keras")
     x = np.load(tmp_path / "x.npy")
-    for name in ("functional", "sequential"):
+    for name in ("functional", "sequential", "cnn", "rnn"):  # Keras 3 configs of the common layers
         model = tlkit.models.load_model(tmp_path / f"{name}.keras")
-        np.testing.assert_allclose(model.predict(x, verbose=0), np.load(tmp_path / f"{name}.npy"), rtol=1e-5,
+        inputs = np.load(tmp_path / f"{name}_x.npy") if name in ("cnn", "rnn") else x
+        np.testing.assert_allclose(model.predict(inputs, verbose=0), np.load(tmp_path / f"{name}.npy"), rtol=1e-5,
                                    atol=1e-6)
+    assert type(tlkit.models.load_model(tmp_path / "cnn.keras").optimizer).__name__ == "Adam"
     np.testing.assert_allclose(np.load(tmp_path / "keras_reads_tlkit.npy"), mine.predict(x, verbose=0), rtol=1e-5,
                                atol=1e-6)
 

@@ -15,6 +15,8 @@ from tlkit.utils.registration import with_registered
 
 _ENVELOPE_KEYS = ("module", "build_config", "compile_config", "shared_object_id")
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
+# Keras 3 options that do nothing while another is False (BatchNormalization's batch renormalization).
+_INERT_UNLESS = {"renorm_momentum": "renorm", "renorm_clipping": "renorm"}
 # Where Keras 3 finds the classes it writes (module, registered name), so it can read tlkit's files.
 _KERAS3_MODULES = {"Functional": ("keras.src.models.functional", "Functional"), "Sequential": ("keras", None)}
 
@@ -50,8 +52,9 @@ def _layer_config(config, cls, custom_objects):
             value = from_keras3(value, custom_objects)
         elif isinstance(value, dict) and "class_name" in value:
             value = _plain_object(value)
-        if accepted is not None and key not in accepted and value in (None, False, {}, []):
-            continue  # a Keras 3 option left off, which tlkit's layer doesn't have
+        if accepted is not None and key not in accepted and (value in (None, False, {}, []) or
+                                                             config.get(_INERT_UNLESS.get(key)) is False):
+            continue  # a Keras 3 option left off (or idle), which tlkit's layer doesn't have
         out[key] = value
     return out
 
