@@ -214,8 +214,7 @@ class Model(Keras2Methods, Trainer, Layer):
         hdf5.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, by_name=False, skip_mismatch=False):
-        hdf5 = _hdf5()
-        hdf5.load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
+        _model_files().load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
 
     def get_config(self):
         if self._graph is None:

@@ -92,6 +92,15 @@ def load_model(filepath, custom_objects=None, compile=True):
     return model
 
 
+def load_weights(model, filepath, by_name=False, skip_mismatch=False):
+    """The weights of a ``.keras`` file into ``model`` (as Keras 3's ``model.load_weights("m.keras")``)."""
+    filepath = os.fspath(filepath)
+    with reading(filepath, "weight"), _open_zip(filepath) as z:
+        weights = _member(z, WEIGHTS, filepath, limit=None)
+    with reading(filepath, "weight"), h5py.File(io.BytesIO(weights), "r") as f:
+        assign_keras3(model, f, filepath, by_name, skip_mismatch)
+
+
 def _open_zip(filepath):
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No file at {filepath}.")

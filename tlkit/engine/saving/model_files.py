@@ -24,3 +24,11 @@ def load_model(filepath, custom_objects=None, compile=True):
     if os.path.isfile(path) and keras_zip.is_keras_zip(path):
         return keras_zip.load_model(path, custom_objects=custom_objects, compile=compile)
     return hdf5.load_model(path, custom_objects=custom_objects, compile=compile)
+
+
+def load_weights(model, filepath, by_name=False, skip_mismatch=False):
+    """Weights from a ``.keras`` zip, or from an HDF5 weight or model file (Keras 2 or 3 layout)."""
+    path = os.fspath(filepath)
+    if os.path.isfile(path) and keras_zip.is_keras_zip(path):
+        return keras_zip.load_weights(model, path, by_name=by_name, skip_mismatch=skip_mismatch)
+    return hdf5.load_weights(model, path, by_name=by_name, skip_mismatch=skip_mismatch)
