@@ -1,6 +1,7 @@
 """A layer whose call takes several tensors positionally (``call(self, targets, logits)``), as Keras allows:
 symbolic calls in a functional model, eager calls, gradients to every input."""
 import numpy as np
+import pytest
 
 import tlkit
 from tlkit import layers as L
@@ -45,3 +46,19 @@ def test_training_false_given_in_the_graph_holds_while_the_model_trains():
         model.fit(x, y, epochs=1, verbose=0)
         changed = any(not np.array_equal(b, w.numpy()) for b, w in zip(before, bn.non_trainable_weights))
         assert changed == moves
+
+
+def test_non_tensor_positional_arguments_bind_to_calls_parameters():
+    class Noisy(L.Layer):
+        def call(self, inputs, training=False, scale=1.0):
+            return inputs * scale + (1.0 if training else 0.0)
+
+    x = np.ones((2, 3), "float32")
+    noisy = Noisy()
+    np.testing.assert_allclose(np.asarray(noisy(x, True, 3.0)), x * 3 + 1)  # training, then scale
+    np.testing.assert_allclose(np.asarray(noisy(x, False)), x)
+    assert not noisy.__dict__.get("_spread_inputs")
+    dropped = np.asarray(L.Dropout(0.5)(np.ones((50, 40), "float32"), True))  # Keras 2's layer(x, training)
+    assert set(np.unique(dropped)) == {0.0, 2.0}
+    with pytest.raises(TypeError, match="takes 3 positional arguments; got 4"):
+        noisy(x, True, 2.0, "extra")

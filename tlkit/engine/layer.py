@@ -274,8 +274,8 @@ class Layer:
 
     # ----- calling -----
     def __call__(self, inputs, *more_inputs, training=None, **kwargs):
-        if more_inputs:  # call(self, targets, logits): several tensors passed positionally, as Keras allows
-            self._spread_inputs, inputs = True, [inputs, *more_inputs]
+        if more_inputs:  # bound by call()'s signature, as Keras does: layer(x, True), layer(targets, logits)
+            inputs, training, kwargs = layer_calls.bind_positional(self, inputs, more_inputs, training, kwargs)
         if is_symbolic(inputs):
             return self._symbolic_call(inputs, **kwargs, **({} if training is None else {"training": training}))
         if training is None:

@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 
-from tlkit.engine.symbolic import as_float_array, flatten
+from tlkit.engine.symbolic import KerasTensor, as_float_array, flatten, is_symbolic
 from tlkit.engine.tensor import Tensor
 from tlkit.utils.registration import registered_name
 
@@ -125,3 +125,26 @@ def activation_function_after(layer, out):
 def activation_config(layer):
     """What a config says of ``layer.activation``: the user's function by its registered name."""
     return layer.__dict__.get("_activation_config") or layer.activation
+
+
+def bind_positional(layer, inputs, more, training, kwargs):
+    """(inputs, training, kwargs) of ``layer(inputs, *more)``: arguments after the first bind to ``call``'s
+    parameters by position, as Keras binds them. Tensors are further inputs (``call(self, targets, logits)``:
+    the layer then gets them spread, see ``run_call``); anything else (``layer(x, True)``) is the argument
+    of the parameter it stands for."""
+    params = [p.name for p in inspect.signature(layer.call).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
+    tensors, kwargs = [inputs], dict(kwargs)
+    for i, value in enumerate(more):
+        if isinstance(value, (np.ndarray, KerasTensor)) or is_symbolic(value):
+            tensors.append(value)
+        elif i < len(params):
+            kwargs[params[i]] = value
+        else:
+            raise TypeError(f"{type(layer).__name__}.call() takes {len(params) + 1} positional arguments; got "
+                            f"{len(more) + 1}.")
+    training = kwargs.pop("training", training)
+    if len(tensors) > 1:
+        layer._spread_inputs = True
+        return tensors, training, kwargs
+    return inputs, training, kwargs
