@@ -214,11 +214,21 @@ if len(sys.argv) > 2:  # read tlkit's file and predict
 '''
 
 
-def run_keras(tmp_path, *args):
+# Keras reads files tlkit wrote and saves its predictions beside them.
+KERAS_READS = r'''
+import os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np, keras
+for path, inputs in zip(sys.argv[2::2], sys.argv[3::2]):
+    np.save(path + ".keras_predicts.npy", keras.models.load_model(path).predict(np.load(inputs), verbose=0))
+'''
+
+
+def run_keras(tmp_path, *args, script_text=KERAS_WRITES):
     if not os.path.exists(PEERS_PYTHON):
         pytest.skip(f"Keras 3 (the peers' Python {PEERS_PYTHON}) is absent")
     script = tmp_path / "keras_side.py"
-    script.write_text(textwrap.dedent(KERAS_WRITES))
+    script.write_text(textwrap.dedent(script_text))
     done = subprocess.run([PEERS_PYTHON, str(script), str(tmp_path), *map(str, args)], capture_output=True,
                           text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     if done.returncode != 0 and "No module named 'keras'" in done.stderr:
@@ -238,6 +248,14 @@ def test_keras3_files_load_and_tlkit_files_load_in_keras3(tmp_path):
         np.testing.assert_allclose(model.predict(inputs, verbose=0), np.load(tmp_path / f"{name}.npy"), rtol=1e-5,
                                    atol=1e-6)
     assert type(tlkit.models.load_model(tmp_path / "cnn.keras").optimizer).__name__ == "Adam"
+    # ...and Keras 3 reads them back from tlkit's own files (a recurrent layer's weights in its cell's group).
+    for name in ("cnn", "rnn"):
+        tlkit.models.load_model(tmp_path / f"{name}.keras").save(tmp_path / f"tlkit_{name}.keras")
+    run_keras(tmp_path, *[str(tmp_path / p) for n in ("cnn", "rnn") for p in (f"tlkit_{n}.keras", f"{n}_x.npy")],
+              script_text=KERAS_READS)
+    for name in ("cnn", "rnn"):
+        np.testing.assert_allclose(np.load(tmp_path / f"tlkit_{name}.keras.keras_predicts.npy"),
+                                   np.load(tmp_path / f"{name}.npy"), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.load(tmp_path / "keras_reads_tlkit.npy"), mine.predict(x, verbose=0), rtol=1e-5,
                                atol=1e-6)
 

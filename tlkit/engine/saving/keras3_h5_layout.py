@@ -123,6 +123,10 @@ def _arrays_under(layers, by_path, container):
     return out
 
 
+# Layers whose variables Keras 3 keeps in a sub-object (a recurrent layer's cell), not in the layer's own vars.
+_KERAS3_VARS_PATH = {"LSTM": "cell/vars", "GRU": "cell/vars", "SimpleRNN": "cell/vars"}
+
+
 def write_keras3_layers(root, model):
     """``model``'s weights in Keras 3's layout under ``root`` (what ``arrays_in_model_order`` reads)."""
     root.create_group("vars").attrs["name"] = model.name
@@ -131,7 +135,7 @@ def write_keras3_layers(root, model):
         if _nested_model(layer):
             write_keras3_layers(group, layer)
             continue
-        variables = group.create_group("vars")
+        variables = group.create_group(_KERAS3_VARS_PATH.get(type(layer).__name__, "vars"))
         variables.attrs["name"] = layer.name
         for i, weight in enumerate(layer.weights):
             variables.create_dataset(str(i), data=np.asarray(weight.value))
