@@ -21,7 +21,7 @@ from tlkit.engine.model import Model  # noqa: E402
 from tlkit.engine.sequential import Sequential  # noqa: E402
 
 _SUBMODULES = ("activations", "augment", "backend", "callbacks", "initializers", "layers", "losses", "metrics", "models",
-               "ops", "optimizers", "random", "regularizers", "utils", "zoo")
+               "ops", "optimizers", "random", "regularizers", "saving", "utils", "zoo")
 # Names Keras keeps at its top level, loaded on first use.
 _LAZY = {"GradientTape": "tlkit.engine.tape", "Variable": "tlkit.engine.variable", "Layer": "tlkit.engine.layer"}
 

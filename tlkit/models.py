@@ -3,5 +3,6 @@ import tlkit.augment.layers  # noqa: F401  (registers the preprocessing layers a
 from tlkit.engine.cloning import clone_model  # noqa: F401
 from tlkit.engine.model import Model  # noqa: F401
 from tlkit.engine.saving.config import model_from_json  # noqa: F401
-from tlkit.engine.saving.hdf5 import ModelFileError, load_model  # noqa: F401
+from tlkit.engine.saving.errors import ModelFileError  # noqa: F401
+from tlkit.engine.saving.model_files import load_model  # noqa: F401
 from tlkit.engine.sequential import Sequential  # noqa: F401

@@ -253,8 +253,8 @@ def test_model_checkpoint_every_n_batches(tmp_path):
 def test_model_checkpoint_bad_paths_say_what_to_do(tmp_path):
     with pytest.raises(KeyError, match="no value named `val_acc` .*the available names are: epoch, loss, mae"):
         fit(make_model(), [ModelCheckpoint(tmp_path / "m-{val_acc:.2f}.h5")], epochs=1)
-    with pytest.raises(ValueError, match="must end in `.h5`"):
-        ModelCheckpoint(tmp_path / "m.keras")
+    with pytest.raises(ValueError, match=r"must end in `.keras` .* or `.h5`"):
+        ModelCheckpoint(tmp_path / "m.pkl")
     with pytest.raises(ValueError, match=r"must end in `.weights.h5`"):
         ModelCheckpoint(tmp_path / "m.h5", save_weights_only=True)
     with pytest.raises(ValueError, match="Unrecognized save_freq"):

@@ -61,6 +61,16 @@ def test_lowercase_merge_helpers_build_their_layers():
     np.testing.assert_allclose(total, x + y)
     np.testing.assert_allclose(joined, np.concatenate([x, y], axis=-1))
 
+    helpers = [L.multiply([a, b]), L.maximum([a, b]), L.minimum([a, b]), L.average([a, b]), L.subtract([a, b]),
+               L.dot([a, b], axes=1)]
+    model = tlkit.Model([a, b], helpers)
+    assert [type(layer).__name__ for layer in model.layers[2:]] == ["Multiply", "Maximum", "Minimum", "Average",
+                                                                    "Subtract", "Dot"]
+    y = np.arange(6, dtype=np.float32).reshape(2, 3)
+    expected = [x * y, np.maximum(x, y), np.minimum(x, y), (x + y) / 2, x - y, np.sum(x * y, 1, keepdims=True)]
+    for got, want in zip(model([x, y]), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
 
 def test_backend_essentials():
     backend = tlkit.backend

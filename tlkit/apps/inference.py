@@ -10,7 +10,7 @@ from tlkit.augment.folders import image_files
 
 def load_classifier(path):
     """(model, metadata) with the class names, image size and preprocessing recorded at training."""
-    from tlkit.engine.saving.hdf5 import load_model
+    from tlkit.engine.saving.model_files import load_model
 
     model = load_model(path, compile=False)
     meta = dict(getattr(model, "metadata", {}) or {})

@@ -7,6 +7,8 @@ output, so their backward takes the input z: layers keep z for them (``keeps_inp
 """
 import numpy as np
 
+from tlkit.utils.registration import with_registered
+
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
@@ -191,9 +193,25 @@ def get(identifier):
     if isinstance(name, str) and ALIASES.get(name, name) in FORWARD:
         return ALIASES.get(name, name)
     raise ValueError(
-        f"Unknown activation {identifier!r}. tlkit supports {sorted(FORWARD) + sorted(ALIASES)} "
-        "(they need a backward pass; a custom function can't be differentiated)."
+        f"Unknown activation {identifier!r}. tlkit supports {sorted(FORWARD) + sorted(ALIASES)}, and in Dense "
+        "and the convolutions a function of yours (registered with register_keras_serializable or given in "
+        "custom_objects when it is named in a config)."
     )
+
+
+def resolve(identifier):
+    """(name, function): a built-in activation's name and None, or ("linear", the user's function) for a
+    function of user code, given or named in a config (registered, or in custom_objects): the layer then
+    computes its linear output and the function runs after it, recording on the tape like any op."""
+    try:
+        return get(identifier), None
+    except ValueError:
+        objects = with_registered()  # a registered "package>name", or the plain name in custom_objects
+        function = objects.get(identifier, objects.get(identifier.split(">")[-1])) if isinstance(identifier, str) \
+            else identifier
+        if callable(function) and not isinstance(function, type):
+            return "linear", function
+        raise
 
 
 def apply(name, z):

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from tlkit.utils.py_dataset import PyDataset
 from tlkit.utils.random import get_rng
 
 
@@ -27,10 +28,11 @@ def _map(struct, fn):
 
 
 def is_batch_source(x):
-    """True for iterators/sequences that yield whole batches (augmentation iterators, generators)."""
-    if isinstance(x, (np.ndarray, list, tuple, dict)) or x is None:
+    """True for iterators, sequences (PyDataset, augmentation iterators) and iterables with a length
+    (a PyTorch DataLoader) that yield whole batches."""
+    if isinstance(x, (np.ndarray, list, tuple, dict, str)) or x is None:
         return False
-    return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__"))
+    return hasattr(x, "__next__") or hasattr(x, "__len__") and (hasattr(x, "__getitem__") or hasattr(x, "__iter__"))
 
 
 class ArrayBatches:
@@ -72,9 +74,10 @@ class ArrayBatches:
 
 
 class SourceBatches:
-    """Batches from an iterator or Keras-style Sequence yielding x, (x, y) or (x, y, sample_weight)."""
+    """Batches from an iterator, a Keras-style Sequence or a re-iterable (DataLoader) yielding x, (x, y) or
+    (x, y, sample_weight). A PyDataset's batches come in a new order each epoch when ``shuffle``."""
 
-    def __init__(self, source, steps=None):
+    def __init__(self, source, steps=None, shuffle=False):
         self.source = source
         if steps is None:
             if not hasattr(source, "__len__"):
@@ -83,12 +86,25 @@ class SourceBatches:
         self.steps = int(steps)
         if self.steps <= 0:
             raise ValueError(f"The data source yields no batches (steps={self.steps}); is the folder or array empty?")
-        self._sequence = not hasattr(source, "__next__")
-        self._iter = None if self._sequence else iter(source)
+        self._sequence = hasattr(source, "__getitem__") and not hasattr(source, "__next__")
+        self._reiterable = not self._sequence and not hasattr(source, "__next__")  # a new pass per epoch
+        self._iter = None if self._sequence or self._reiterable else iter(source)
+        self._shuffle = shuffle and isinstance(source, PyDataset)
 
     def epoch(self):
-        for step in range(self.steps):
-            batch = self.source[step] if self._sequence else next(self._iter)
+        if self._sequence:
+            if hasattr(self.source, "on_epoch_begin"):
+                self.source.on_epoch_begin()
+            order = get_rng().permutation(self.steps) if self._shuffle else range(self.steps)
+            for index in order:
+                yield unpack(self.source[int(index)])
+            return
+        batches = iter(self.source) if self._reiterable else self._iter
+        for _ in range(self.steps):
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return  # a DataLoader may hold fewer batches than steps_per_epoch asked for
             yield unpack(batch)
 
     def on_epoch_end(self):
@@ -97,6 +113,11 @@ class SourceBatches:
 
 
 def unpack(batch):
+    """(x, y, sample_weight) of one batch; a list is a tuple (as Keras 3 reads a DataLoader's [x, y]), and
+    tensors of other frameworks (torch) become numpy arrays."""
+    if isinstance(batch, list):
+        batch = tuple(batch)
+    batch = tuple(_map(part, _as_numpy) for part in batch) if isinstance(batch, tuple) else _map(batch, _as_numpy)
     if isinstance(batch, tuple):
         if len(batch) == 1:
             return batch[0], None, None
@@ -108,13 +129,19 @@ def unpack(batch):
     return batch, None, None
 
 
+def _as_numpy(value):
+    if not isinstance(value, np.ndarray) and hasattr(value, "__array__") and hasattr(value, "numpy"):
+        return np.asarray(value)
+    return value
+
+
 def make_batches(x, y=None, sample_weight=None, batch_size=None, steps=None, shuffle=False):
     if is_batch_source(x):
         if y is not None:
             raise ValueError("`y` argument is not supported when x is an iterator/generator: it yields (x, y) itself.")
         if sample_weight is not None:
             raise ValueError("`sample_weight` is not supported when x is an iterator: yield (x, y, sample_weight).")
-        return SourceBatches(x, steps)
+        return SourceBatches(x, steps, shuffle)
     if x is None:
         raise ValueError("No data: pass x (arrays, a dict of arrays or an iterator of batches).")
     batches = ArrayBatches(x, y, sample_weight, batch_size, shuffle)

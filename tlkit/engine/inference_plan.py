@@ -170,7 +170,8 @@ class Execution:
         if self.tape is not None and node.layer._records_on(self.tape, args):
             # This call keeps its inputs for backward and makes its own outputs.
             self.pinned.extend(args)
-            result, produced = node.layer(layer_args, training=self.training, **node.kwargs), node
+            # A call made with training=False in the graph (a frozen base) keeps it while the model trains.
+            result, produced = node.layer(layer_args, **{"training": self.training, **node.kwargs}), node
         elif id(node) in self.plan.assembled:
             result, produced = self.concatenate(node, args), node
         else:
@@ -202,10 +203,10 @@ class Execution:
                 kwargs = dict(kwargs, **{keyword: consumer.layer})
                 self.done.add(id(consumer))
             if chain:
-                kwargs["epilogue"] = [(kind, n.layer, None if other is None else self.values[id(other)])
-                                      for kind, n, other in chain]
+                kwargs = dict(kwargs, epilogue=[(kind, n.layer, None if other is None else self.values[id(other)])
+                                                for kind, n, other in chain])
                 self.done.update(id(n) for _, n, _ in chain)
-            result = node.layer(layer_args, training=self.training, **kwargs)
+            result = node.layer(layer_args, **{"training": self.training, **kwargs})
             if out is not None and result is out and id(t) in self.plan.slices:
                 self.placed.add(id(t))
         for t, r in zip(produced.outputs, flatten(result)):

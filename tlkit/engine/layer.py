@@ -80,8 +80,7 @@ class Layer:
         return False
 
     def fuses_with(self, input_shape, consumer):
-        """The keyword with which ``call`` also computes ``consumer`` (the only layer reading this
-        one's output) in the same pass, or None."""
+        """The keyword with which ``call`` also computes ``consumer`` (its only reader) in one pass, or None."""
         return None
 
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, batch_input_shape=None,
@@ -118,7 +117,8 @@ class Layer:
     def _set_kernel_arguments(self, activation, use_bias, kernel_initializer, bias_initializer,
                               kernel_regularizer, bias_regularizer):
         """Resolve the arguments every kernel+bias layer (Dense, Conv2D) takes, as Keras does."""
-        self.activation = _activations.get(activation)
+        self.activation, function = _activations.resolve(activation)
+        layer_calls.use_activation_function(self, function)
         self.use_bias = use_bias
         self.kernel_initializer = _initializers.get(kernel_initializer)
         self.bias_initializer = _initializers.get(bias_initializer)
@@ -229,8 +229,7 @@ class Layer:
 
     @property
     def losses(self):
-        """Regularization penalties of the trainable weights (floats), then the losses added with
-        add_loss in the last call."""
+        """Regularization penalties of the trainable weights (floats), then add_loss's of the last call."""
         return [v.regularizer(v.value) for v in self.trainable_weights if v.regularizer is not None] + \
             layer_calls.added_losses(self)
 
@@ -276,9 +275,11 @@ class Layer:
             )
 
     # ----- calling -----
-    def __call__(self, inputs, training=None, **kwargs):
+    def __call__(self, inputs, *more_inputs, training=None, **kwargs):
+        if more_inputs:  # bound by call()'s signature, as Keras does: layer(x, True), layer(targets, logits)
+            inputs, training, kwargs = layer_calls.bind_positional(self, inputs, more_inputs, training, kwargs)
         if is_symbolic(inputs):
-            return self._symbolic_call(inputs, **kwargs)
+            return self._symbolic_call(inputs, **kwargs, **({} if training is None else {"training": training}))
         if training is None:
             training = getattr(_call_context, "training", False)
         xs = [layer_calls.layer_input(x) for x in flatten(inputs)]
@@ -289,6 +290,7 @@ class Layer:
         try:
             with layer_calls.outermost_call(self):
                 out = self._concrete_call(args, xs, bool(training), **kwargs)
+                out = layer_calls.activation_function_after(self, out)
             self._last_output_shape = (None,) + tuple(out.shape[1:]) if isinstance(out, np.ndarray) else None
             return pass_mask(inputs, out) if self.supports_masking else out
         finally:
@@ -298,7 +300,7 @@ class Layer:
         tape = active_tape()
         has_backward = type(self).backward is not Layer.backward
         if not has_backward:  # composed of layers and ops, which record themselves
-            out = self.call(args, **layer_calls.call_kwargs(self, training, kwargs))
+            out = layer_calls.run_call(self, args, layer_calls.call_kwargs(self, training, kwargs))
             if tape is not None and any(tape.requires_grad(x) for x in xs):
                 self._check_outputs_tracked(tape, out)
             return out

@@ -5,8 +5,9 @@ import threading
 
 import numpy as np
 
-from tlkit.engine.symbolic import as_float_array, flatten
+from tlkit.engine.symbolic import KerasTensor, as_float_array, flatten, is_symbolic
 from tlkit.engine.tensor import Tensor
+from tlkit.utils.registration import registered_name
 
 _accepts = {}  # Layer subclass -> (call takes training, call takes mask)
 _state = threading.local()
@@ -93,6 +94,57 @@ def traced_output_shape(layer, input_shape):
 
     many = isinstance(input_shape, list)
     inputs = [dummy(s) for s in input_shape] if many else dummy(input_shape)
-    out = layer.call(inputs, **call_kwargs(layer, False, {}))
+    out = run_call(layer, inputs, call_kwargs(layer, False, {}))
     shapes = [(None,) + tuple(np.shape(o))[1:] for o in flatten(out)]
     return shapes if isinstance(out, (list, tuple)) else shapes[0]
+
+
+def run_call(layer, inputs, kwargs):
+    """``layer.call(inputs, **kwargs)``; a layer first called with several positional tensors gets them so."""
+    if layer.__dict__.get("_spread_inputs") and isinstance(inputs, (list, tuple)):
+        return layer.call(*inputs, **kwargs)
+    return layer.call(inputs, **kwargs)
+
+
+def use_activation_function(layer, function):
+    """A kernel layer given a function of user code as activation: it computes its linear output (the
+    fused kernels, no fusing with the next layer or writing into a shared buffer), then ``function``."""
+    if function is None:
+        return
+    layer._activation_function = function
+    layer._activation_config = registered_name(function)
+    layer.fuses_with = lambda input_shape, consumer: None
+    layer.accepts_output_buffer = layer.writes_channel_slice = False
+
+
+def activation_function_after(layer, out):
+    function = layer.__dict__.get("_activation_function")
+    return out if function is None else function(out)
+
+
+def activation_config(layer):
+    """What a config says of ``layer.activation``: the user's function by its registered name."""
+    return layer.__dict__.get("_activation_config") or layer.activation
+
+
+def bind_positional(layer, inputs, more, training, kwargs):
+    """(inputs, training, kwargs) of ``layer(inputs, *more)``: arguments after the first bind to ``call``'s
+    parameters by position, as Keras binds them. Tensors are further inputs (``call(self, targets, logits)``:
+    the layer then gets them spread, see ``run_call``); anything else (``layer(x, True)``) is the argument
+    of the parameter it stands for."""
+    params = [p.name for p in inspect.signature(layer.call).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
+    tensors, kwargs = [inputs], dict(kwargs)
+    for i, value in enumerate(more):
+        if isinstance(value, (np.ndarray, KerasTensor)) or is_symbolic(value):
+            tensors.append(value)
+        elif i < len(params):
+            kwargs[params[i]] = value
+        else:
+            raise TypeError(f"{type(layer).__name__}.call() takes {len(params) + 1} positional arguments; got "
+                            f"{len(more) + 1}.")
+    training = kwargs.pop("training", training)
+    if len(tensors) > 1:
+        layer._spread_inputs = True
+        return tensors, training, kwargs
+    return inputs, training, kwargs

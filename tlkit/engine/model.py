@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from tlkit.engine.functional import Graph
+from tlkit.engine.keras2_methods import Keras2Methods
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.registry import register_model_class
@@ -19,7 +20,7 @@ from tlkit.engine.trainer import Trainer
 from tlkit.utils.text import format_shape
 
 
-class Model(Trainer, Layer):
+class Model(Keras2Methods, Trainer, Layer):
     """``Model(inputs, outputs)`` for a layer graph, or subclass it and define ``call``.
 
     >>> x = tlkit.Input((32, 32, 3)); y = tlkit.layers.Dense(10)(tlkit.layers.Flatten()(x))
@@ -198,15 +199,14 @@ class Model(Trainer, Layer):
 
     # ----- files -----
     def save(self, filepath, overwrite=True, include_optimizer=True, metadata=None):
-        """Architecture (JSON config), weights, compile arguments and optimizer state in one HDF5 file.
+        """Architecture (JSON config), weights, compile arguments and optimizer state in one file: Keras 3's
+        zip for a path ending in ``.keras``, HDF5 (Keras 2's layout) otherwise.
 
         ``metadata`` (tlkit extension): a JSON-able dict stored with the model and read back as
         ``load_model(path).metadata`` (the CLI keeps class names and preprocessing there).
         """
-        hdf5 = _hdf5()
-        _check_h5_path(filepath)
-        hdf5.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer,
-                        metadata=metadata)
+        _model_files().save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer,
+                                  metadata=metadata)
 
     def save_weights(self, filepath, overwrite=True):
         hdf5 = _hdf5()
@@ -214,8 +214,7 @@ class Model(Trainer, Layer):
         hdf5.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, by_name=False, skip_mismatch=False):
-        hdf5 = _hdf5()
-        hdf5.load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
+        _model_files().load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
 
     def get_config(self):
         if self._graph is None:
@@ -254,12 +253,18 @@ def _one_or_list(tensors, model, what):
 
 
 def _hdf5():
-    """The model-file module, imported on first save or load: h5py takes as long to import as the
+    """The model-file modules, imported on first save or load: h5py takes as long to import as the
     rest of tlkit, and most sessions never write a file."""
     from tlkit.engine.saving import hdf5
     return hdf5
 
 
+def _model_files():
+    from tlkit.engine.saving import model_files  # imports h5py: see _hdf5
+    return model_files
+
+
 def _check_h5_path(filepath):
     if os.fspath(filepath).endswith(".keras"):
-        raise ValueError(f"tlkit writes HDF5 files: use a path ending in .h5 (got {filepath}).")
+        raise ValueError(f"save_weights writes HDF5 weight files: use a path ending in .weights.h5 (got {filepath}); "
+                         "model.save(path) writes a whole .keras model.")

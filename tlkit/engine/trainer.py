@@ -159,7 +159,7 @@ class Trainer(StepAPI):
             total += weight * float(value)
             per_output.append(float(value))
             grads.append(None if grad is None else (grad * np.float32(weight)).astype(np.float32, copy=False))
-        total += float(sum(self.losses)) if self.trainable_weights else 0.0
+        total += float(sum(self.losses))
         return total, per_output, grads, fused
 
     def _update_metrics(self, total, per_output, preds, ys, sws, batch_size):

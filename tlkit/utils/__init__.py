@@ -1,8 +1,12 @@
 """``tlkit.utils``: seeding, progress bars, small helpers."""
 import numpy as np
 
+from tlkit.utils.plot_model import plot_model  # noqa: F401
 from tlkit.utils.progbar import Progbar  # noqa: F401
+from tlkit.utils.py_dataset import PyDataset, Sequence  # noqa: F401
 from tlkit.utils.random import set_random_seed  # noqa: F401
+from tlkit.utils.registration import (custom_object_scope, get_custom_objects,  # noqa: F401
+                                      get_registered_objects, register_keras_serializable)
 from tlkit.utils.sequences import pad_sequences, timeseries_dataset_from_array  # noqa: F401
 
 

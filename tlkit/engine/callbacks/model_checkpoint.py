@@ -36,9 +36,9 @@ class ModelCheckpoint(BatchSaveCounter, MonitorCallback):
         if save_weights_only and not self.filepath.endswith(".weights.h5"):
             raise ValueError("When using `save_weights_only=True` in `ModelCheckpoint`, the filepath provided must "
                              f"end in `.weights.h5` (Keras weights format). Received: filepath={self.filepath}")
-        if not self.filepath.endswith(".h5"):
-            raise ValueError("tlkit saves models as HDF5: the ModelCheckpoint filepath must end in `.h5` (e.g. "
-                             f"'best.h5'; '.keras' files are not supported). Received: filepath={self.filepath}")
+        if not self.filepath.endswith((".keras", ".h5")):
+            raise ValueError("The ModelCheckpoint filepath must end in `.keras` (Keras 3's model zip) or `.h5` "
+                             f"(HDF5), e.g. 'best.keras'. Received: filepath={self.filepath}")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch

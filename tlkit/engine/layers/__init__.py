@@ -8,7 +8,8 @@ from tlkit.engine.layers.convolutional import Conv1D, Conv1DTranspose, Conv2DTra
 from tlkit.engine.layers.dense import Dense
 from tlkit.engine.layers.depthwise_conv2d import DepthwiseConv2D, SeparableConv2D
 from tlkit.engine.layers.dropout import Dropout
-from tlkit.engine.layers.elementwise_merging import Average, Dot, Maximum, Minimum, Multiply, Subtract
+from tlkit.engine.layers.elementwise_merging import (Average, Dot, Maximum, Minimum, Multiply, Subtract, average, dot,
+                                                     maximum, minimum, multiply, subtract)
 from tlkit.engine.layers.embedding import Embedding
 from tlkit.engine.layers.global_pooling import (GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
                                                 GlobalMaxPooling2D, GlobalMaxPooling3D)
@@ -68,4 +69,6 @@ __all__ = [
     # reshaping, merging and regularization layers
     "Permute", "Multiply", "Subtract", "Average", "Maximum", "Minimum", "Dot", "SpatialDropout1D",
     "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization",
+    # functional forms of the merging layers
+    "multiply", "maximum", "minimum", "average", "subtract", "dot",
 ]

@@ -4,6 +4,7 @@ shape, the activation around the convolution and the config. Subclasses set ``ra
 from tlkit.engine import activations, initializers, regularizers
 from tlkit.engine.kernels.geometry import (WindowTooLarge, ntuple, output_size, window_arguments,
                                            transposed_output_size)
+from tlkit.engine import layer_calls
 from tlkit.engine.layer import Layer
 
 _SPATIAL = {1: "steps", 2: "height, width", 3: "depth, height, width"}
@@ -116,7 +117,8 @@ class BaseConv(Layer):
         config = {
             **super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
             "strides": list(self.strides), "padding": self.padding, "data_format": self.data_format,
-            "dilation_rate": list(self.dilation_rate), "activation": self.activation, "use_bias": self.use_bias,
+            "dilation_rate": list(self.dilation_rate), "activation": layer_calls.activation_config(self),
+            "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),

@@ -3,6 +3,7 @@ import numpy as np
 
 from tlkit.engine import activations
 from tlkit.engine import initializers, regularizers
+from tlkit.engine import layer_calls
 from tlkit.engine.layer import Layer
 
 
@@ -66,7 +67,8 @@ class Dense(Layer):
 
     def get_config(self):
         return {
-            **super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+            **super().get_config(), "units": self.units, "activation": layer_calls.activation_config(self),
+            "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),

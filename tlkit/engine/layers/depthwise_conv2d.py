@@ -2,6 +2,7 @@
 depthwise kernel (kh, kw, in, depth_multiplier), pointwise kernel (1, 1, in * depth_multiplier, filters)."""
 from tlkit.engine import activations, initializers, regularizers
 from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, window_arguments
+from tlkit.engine import layer_calls
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.bn_folding import folds_into
 from tlkit.engine.layers.conv_epilogue import conv_with_epilogue, epilogue_step, finish
@@ -127,7 +128,8 @@ class DepthwiseConv2D(Layer):
         return {
             **super().get_config(), "kernel_size": list(self.kernel_size), "strides": list(self.strides),
             "padding": self.padding, "depth_multiplier": self.depth_multiplier, "data_format": self.data_format,
-            "dilation_rate": list(self.dilation_rate), "activation": self.activation, "use_bias": self.use_bias,
+            "dilation_rate": list(self.dilation_rate), "activation": layer_calls.activation_config(self),
+            "use_bias": self.use_bias,
             "depthwise_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "depthwise_regularizer": regularizers.serialize(self.kernel_regularizer),

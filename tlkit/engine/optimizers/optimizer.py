@@ -52,6 +52,10 @@ class Optimizer:
                  gradient_accumulation_steps=None, name=None, **kwargs):
         if kwargs.pop("decay", None) is not None:
             warnings.warn("Argument `decay` is no longer supported and will be ignored.")
+        if "lr" in kwargs:  # Keras 2's spelling, still in much code: used, with Keras 2's deprecation warning
+            learning_rate = kwargs.pop("lr")
+            warnings.warn("The `lr` argument is deprecated, use `learning_rate` instead.", FutureWarning,
+                          stacklevel=3)
         if kwargs:
             raise ValueError(f"Argument(s) not recognized: {kwargs}")
         if use_ema:

@@ -4,18 +4,47 @@ import json
 
 from tlkit.engine import registry
 from tlkit.engine.layers.input_layer import InputLayer
+from tlkit.utils.registration import custom_object_scope, registered_name, with_registered
 
 
 def serialize_layer(layer):
-    return {"class_name": layer.config_class_name(), "config": layer.get_config()}
+    """``{"class_name", "config"}`` (+ ``registered_name`` for a registered class); layers and Keras objects
+    inside the config (a custom layer's sub-layer, a regularizer) become their own serialized dicts."""
+    entry = {"class_name": layer.config_class_name(), "config": _serialize_values(layer.get_config())}
+    name = registered_name(type(layer))
+    if name and ">" in name:
+        entry["registered_name"] = name
+    return entry
+
+
+def _serialize_values(value):
+    if isinstance(value, dict):
+        return {k: _serialize_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_serialize_values(v) for v in value)
+    if hasattr(value, "config_class_name") and hasattr(value, "get_config"):
+        return serialize_layer(value)
+    if hasattr(value, "get_config") and not isinstance(value, type):
+        return {"class_name": type(value).__name__, "config": _serialize_values(value.get_config())}
+    return value
+
+
+def _node_indices(graph):
+    """{id(node): its index among its layer's calls in the graph}, as configs number a layer's nodes."""
+    nodes = [t.node for t in graph.inputs] + graph.nodes
+    return {id(node): [n for n in nodes if n.layer is node.layer].index(node) for node in nodes}
+
+
+def tensor_specs(model):
+    """{(layer name, node index, tensor index): (shape, dtype)} of every tensor in a functional model."""
+    node_index = _node_indices(model._graph)
+    return {(t.node.layer.name, node_index[id(t.node)], t.index): (list(t.shape), t.dtype)
+            for node in [t.node for t in model._graph.inputs] + model._graph.nodes for t in node.outputs}
 
 
 def functional_config(model):
     graph = model._graph
-    node_index = {}
-    for node in [t.node for t in graph.inputs] + graph.nodes:
-        layer_nodes = [n for n in [t.node for t in graph.inputs] + graph.nodes if n.layer is node.layer]
-        node_index[id(node)] = layer_nodes.index(node)
+    node_index = _node_indices(graph)
     layers = []
     for layer in graph.layers:
         entry = serialize_layer(layer)
@@ -41,11 +70,18 @@ def sequential_config(model):
 
 
 def deserialize_layer(entry, custom_objects=None):
+    """The layer or model a serialized entry describes; ``custom_objects`` also resolve names the layers look
+    up themselves while being built (a custom activation function named in a Dense config)."""
+    with custom_object_scope(custom_objects):
+        return _deserialize_layer(entry, custom_objects)
+
+
+def _deserialize_layer(entry, custom_objects):
     if not isinstance(entry, dict) or "class_name" not in entry:
         raise ValueError(f"Bad layer entry in model config: {str(entry)[:200]}")
     classes = registry.config_classes()
-    classes.update(custom_objects or {})
-    class_name = entry["class_name"]
+    classes.update(with_registered(custom_objects))
+    class_name = entry["registered_name"] if entry.get("registered_name") in classes else entry["class_name"]
     cls = classes.get(class_name)
     if cls is None:
         raise ValueError(

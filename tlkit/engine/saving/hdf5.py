@@ -11,9 +11,9 @@ import os
 import h5py
 import numpy as np
 
-from tlkit.engine import optimizers
 from tlkit.utils import random
 from tlkit.engine.layer import skip_initializers
+from tlkit.engine.saving.compile_config import compile_from_config
 from tlkit.engine.saving.config import deserialize_layer, serialize_layer
 from tlkit.engine.saving.errors import ModelFileError, UnreadableFileError
 from tlkit.engine.saving.keras3_h5_layout import arrays_in_model_order, is_keras3_layout, read_keras3_layers
@@ -30,7 +30,7 @@ _LOW_LEVEL_ERRORS = (KeyError, OSError, RuntimeError, TypeError, IndexError, Att
 
 
 @contextlib.contextmanager
-def _reading(filepath, what="model"):
+def reading(filepath, what="model"):
     try:
         yield
     except (ModelFileError, FileNotFoundError):
@@ -59,12 +59,28 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, metadata
         if model.compiled and model._compile_config is not None:
             f.attrs["training_config"] = json.dumps(model._compile_config)
         write_layer_weights(f.create_group("model_weights"), model_layer_weights(model))
-        if include_optimizer and model.optimizer is not None and hasattr(model.optimizer, "get_state"):
-            state = model.optimizer.get_state()
-            g = f.create_group("optimizer_weights")
-            for key, value in state.items():
-                g.create_dataset(key, data=np.asarray(value))
-            g.attrs["weight_names"] = np.array([k.encode("utf8") for k in state])
+        if include_optimizer:
+            write_optimizer_state(f, "optimizer_weights", model.optimizer)
+
+
+def write_optimizer_state(f, group_name, optimizer):
+    """The optimizer's resumable state as datasets of ``f[group_name]``, named in a ``weight_names`` list."""
+    if optimizer is None or not hasattr(optimizer, "get_state"):
+        return
+    state = optimizer.get_state()
+    g = f.create_group(group_name)
+    for key, value in state.items():
+        g.create_dataset(key, data=np.asarray(value))
+    g.attrs["weight_names"] = np.array([k.encode("utf8") for k in state])
+
+
+def read_optimizer_state(f, group_name, optimizer, filepath):
+    if group_name not in f or optimizer is None:
+        return
+    g = f[group_name]
+    names = string_list_attr(g, "weight_names", filepath, owner=f"'{group_name}'")
+    datasets = {k: check_dataset(g, k, filepath, f"optimizer state '{k}'") for k in names}
+    optimizer.set_state({k: read_checked(ds, float32=False) for k, ds in datasets.items()})
 
 
 def _open(filepath):
@@ -82,7 +98,7 @@ def _open(filepath):
 
 def load_model(filepath, custom_objects=None, compile=True):
     """The model saved by ``model.save(filepath)``, compiled as it was (optimizer state too)."""
-    with _open(filepath) as f, _reading(filepath):
+    with _open(filepath) as f, reading(filepath):
         if "model_config" not in f.attrs:
             raise ModelFileError(
                 f"{filepath} holds no model architecture (no 'model_config'): it is a weights-only file. Build "
@@ -92,29 +108,28 @@ def load_model(filepath, custom_objects=None, compile=True):
             config = json.loads(decode_text(f.attrs["model_config"]))
         except (ValueError, TypeError) as e:
             raise ModelFileError(f"{filepath}: the model config is not valid JSON ({e}).") from None
-        # The weights come from the file: don't draw initial values (slow for big models, and it would
-        # move the global RNG, so a saved-loaded-resumed run would differ from one run straight).
-        rng_state = random.get_state()
-        try:
-            with skip_initializers():
-                model = deserialize_layer(config, custom_objects)
-        except (ValueError, KeyError, TypeError, MemoryError) as e:
-            raise ModelFileError(f"{filepath}: its model config can't be used: {e}") from None
-        finally:
-            random.set_state(rng_state)
+        model = model_from_config(config, custom_objects, filepath)
         model.metadata = read_json_object_attr(f, "tlkit_metadata", filepath) or {}
         weights_group = f["model_weights"] if "model_weights" in f else f
         _assign(model, weights_group, filepath)
         if compile and "training_config" in f.attrs:
-            training = json.loads(decode_text(f.attrs["training_config"]))
-            model.compile(optimizer=optimizers.get(training["optimizer"]), loss=training.get("loss"),
-                          metrics=training.get("metrics"), loss_weights=training.get("loss_weights"))
-            if "optimizer_weights" in f:
-                g = f["optimizer_weights"]
-                names = string_list_attr(g, "weight_names", filepath, owner="'optimizer_weights'")
-                datasets = {k: check_dataset(g, k, filepath, f"optimizer state '{k}'") for k in names}
-                model.optimizer.set_state({k: read_checked(ds, float32=False) for k, ds in datasets.items()})
+            compile_from_config(model, json.loads(decode_text(f.attrs["training_config"])), custom_objects)
+            read_optimizer_state(f, "optimizer_weights", model.optimizer, filepath)
     return model
+
+
+def model_from_config(config, custom_objects, filepath):
+    """The model a file's config describes, its weights not initialised (the file holds them)."""
+    # Drawing initial values would be slow for big models, and it would move the global RNG, so a
+    # saved-loaded-resumed run would differ from one run straight.
+    rng_state = random.get_state()
+    try:
+        with skip_initializers():
+            return deserialize_layer(config, custom_objects)
+    except (ValueError, KeyError, TypeError, MemoryError) as e:
+        raise ModelFileError(f"{filepath}: its model config can't be used: {e}") from None
+    finally:
+        random.set_state(rng_state)
 
 
 def save_weights(model, filepath, overwrite=True):
@@ -131,7 +146,7 @@ def save_weights(model, filepath, overwrite=True):
 def load_weights(model, filepath, by_name=False, skip_mismatch=False):
     """Weights from a tlkit/Keras HDF5 file (weights-only or full model, Keras 2 or Keras 3 layout), by
     layer order or by name. Shapes are compared with the model's before any array is read."""
-    with _open(filepath) as f, _reading(filepath, "weight"):
+    with _open(filepath) as f, reading(filepath, "weight"):
         group = f["model_weights"] if "model_weights" in f else f
         if has_attr_list(group, "layer_names"):
             _assign(model, group, filepath, by_name, skip_mismatch)
@@ -139,10 +154,15 @@ def load_weights(model, filepath, by_name=False, skip_mismatch=False):
         if not is_keras3_layout(f):
             raise ModelFileError(filepath, "it has no 'layer_names' attribute and no Keras 3 'layers' group: it is "
                                            "not a Keras/tlkit weight file", "Give a file written by save_weights")
-        entries, paths = read_keras3_layers(f, filepath)
-        stored = [(name, arrays) for name, _, arrays in entries]
-        if not by_name:
-            stored = arrays_in_model_order(model.layers, paths, stored) or stored
+        assign_keras3(model, f, filepath, by_name, skip_mismatch)
+
+
+def assign_keras3(model, root, filepath, by_name=False, skip_mismatch=False):
+    """Read the Keras 3 layout under ``root`` into ``model``, refusing mismatched shapes before setting any."""
+    entries, paths = read_keras3_layers(root, filepath)
+    stored = [(name, arrays) for name, _, arrays in entries]
+    if not by_name:
+        stored = arrays_in_model_order(model.layers, paths, stored) or stored
     _match(model, [(name, [a.shape for a in arrays]) for name, arrays in stored], filepath, by_name, skip_mismatch)
     _set(model, stored, filepath, by_name, skip_mismatch)
 

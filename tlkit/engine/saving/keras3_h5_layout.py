@@ -6,12 +6,13 @@ object tree: ``layers/<auto name>/vars`` for a model's layers, ``layers/<sub mod
 for nested models, and the layer's real name in the ``vars`` group's ``name`` attribute.
 """
 import h5py
+import numpy as np
 
 from tlkit.engine.saving.errors import WeightFileError
 from tlkit.engine.saving.keras_h5_layout import decode_text, read_dataset
 
 # Training state and bookkeeping, not model weights.
-NOT_WEIGHTS = {"optimizer", "compile_metrics", "compile_loss", "metrics", "loss_tracker"}
+NOT_WEIGHTS = {"optimizer", "compile_metrics", "compile_loss", "metrics", "loss_tracker", "tlkit_optimizer"}
 
 
 def is_keras3_layout(root):
@@ -65,23 +66,50 @@ def _read_vars(vars_group, vars_path, path):
     return names, [read_dataset(vars_group, n, path, f"'{vars_path}/{n}'") for n in names]
 
 
-def arrays_in_model_order(layers, paths, stored):
-    """The file's arrays per model layer with weights, found where Keras 3 puts them: ``layers/<key>``, the
-    key being the layer's class in snake case numbered in model order (dense, dense_1, ...), whatever the
-    layers' names and the file's alphabetical order. A layer holding several variable groups (Bidirectional's
-    forward and backward layers) gets them in the order its ``keras3_subpaths`` names (else by path).
-    None when the file's keys are not those of the model's layers."""
+def keras3_keys(layers):
+    """The group names Keras 3 gives a model's layers: the class in snake case, numbered in model order
+    (dense, dense_1, ...); a functional model is "functional"."""
     from tlkit.utils.text import snake_case
 
-    by_path = {paths[name]: arrays for name, arrays in stored}
-    counts, out = {}, []
+    counts, keys = {}, []
     for layer in layers:
-        base = snake_case(type(layer).__name__)
-        key = base if base not in counts else f"{base}_{counts[base]}"
+        class_name = type(layer).__name__
+        if class_name == "Model" and getattr(layer, "_graph", None) is not None:
+            class_name = "Functional"
+        base = snake_case(class_name)
+        keys.append(base if base not in counts else f"{base}_{counts[base]}")
         counts[base] = counts.get(base, 0) + 1
+    return keys
+
+
+def _nested_model(layer):
+    return isinstance(getattr(layer, "layers", None), list) and getattr(layer, "_graph", None) is not None or \
+        type(layer).__name__ == "Sequential"
+
+
+def arrays_in_model_order(layers, paths, stored):
+    """The file's arrays per model layer with weights, found where Keras 3 puts them: ``layers/<key>`` (see
+    ``keras3_keys``), whatever the layers' names and the file's alphabetical order; a nested model's arrays
+    come from its own ``layers/<key>/layers/...`` in its layers' order. A layer holding several variable
+    groups (Bidirectional's forward and backward layers) gets them in the order its ``keras3_subpaths``
+    names (else by path). None when the file's keys are not those of the model's layers."""
+    by_path = {paths[name]: arrays for name, arrays in stored}
+    found = _arrays_under(layers, by_path, "layers")
+    return None if found is None else [(layer.name, arrays) for layer, arrays in found if layer.weights]
+
+
+def _arrays_under(layers, by_path, container):
+    out = []
+    for layer, key in zip(layers, keras3_keys(layers)):
         if not layer.weights:
             continue
-        prefix = f"layers/{key}"
+        prefix = f"{container}/{key}"
+        if _nested_model(layer):
+            inner = _arrays_under(layer.layers, by_path, prefix + "/layers")
+            if inner is None:
+                return None
+            out.append((layer, [a for _, arrays in inner for a in arrays]))
+            continue
         found = sorted(p for p in by_path if p == prefix or p.startswith(prefix + "/"))
         if not found:
             return None
@@ -91,5 +119,23 @@ def arrays_in_model_order(layers, paths, stored):
             rest = path[len(prefix) + 1:]
             return next((i for i, sub in enumerate(order) if rest.startswith(sub)), len(order)), path
 
-        out.append((layer.name, [a for p in sorted(found, key=rank) for a in by_path[p]]))
+        out.append((layer, [a for p in sorted(found, key=rank) for a in by_path[p]]))
     return out
+
+
+# Layers whose variables Keras 3 keeps in a sub-object (a recurrent layer's cell), not in the layer's own vars.
+_KERAS3_VARS_PATH = {"LSTM": "cell/vars", "GRU": "cell/vars", "SimpleRNN": "cell/vars"}
+
+
+def write_keras3_layers(root, model):
+    """``model``'s weights in Keras 3's layout under ``root`` (what ``arrays_in_model_order`` reads)."""
+    root.create_group("vars").attrs["name"] = model.name
+    for layer, key in zip(model.layers, keras3_keys(model.layers)):
+        group = root.create_group(f"layers/{key}")
+        if _nested_model(layer):
+            write_keras3_layers(group, layer)
+            continue
+        variables = group.create_group(_KERAS3_VARS_PATH.get(type(layer).__name__, "vars"))
+        variables.attrs["name"] = layer.name
+        for i, weight in enumerate(layer.weights):
+            variables.create_dataset(str(i), data=np.asarray(weight.value))

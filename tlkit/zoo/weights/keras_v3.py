@@ -12,7 +12,8 @@ import json
 import os
 import zipfile
 
-from tlkit.engine.saving.keras_h5_layout import MAX_EXPANSION, SLACK_BYTES, open_h5
+from tlkit.engine.saving.keras_h5_layout import SLACK_BYTES, open_h5
+from tlkit.engine.saving.keras_zip import read_member
 from tlkit.zoo.weights.keras_h5 import read_keras_h5_group
 from tlkit.zoo.weights.weight_file import WeightFileError
 
@@ -45,21 +46,6 @@ def read_keras_archive(path):
     weights.format = "keras_archive"
     weights.attrs.update(attrs)
     return weights
-
-
-def read_member(archive, name, path, max_bytes=None):
-    """A zip member's bytes, refusing sizes the archive cannot honestly hold (zip bombs)."""
-    info = archive.getinfo(name)
-    limit = MAX_EXPANSION * info.compress_size + SLACK_BYTES
-    if max_bytes is not None:
-        limit = min(limit, max_bytes)
-    if info.file_size > limit:
-        raise WeightFileError(path, f"zip member '{name}' claims {info.file_size} bytes from {info.compress_size} stored")
-    with archive.open(info) as member:
-        data = member.read(info.file_size + 1)
-    if len(data) != info.file_size:
-        raise WeightFileError(path, f"zip member '{name}' holds {len(data)} bytes, its header says {info.file_size}")
-    return data
 
 
 def _archive_metadata(archive, path):
