@@ -127,8 +127,7 @@ class Layer:
 
     def add_weight(self, shape=(), initializer="glorot_uniform", name=None, trainable=True, regularizer=None,
                    dtype=None, **kwargs):
-        """A new Variable of this layer (Keras's arguments; constraint/aggregation/autocast are accepted
-        when left at their defaults)."""
+        """A new Variable of this layer (Keras's arguments; constraint/aggregation/autocast left at defaults)."""
         unsupported = {k: v for k, v in kwargs.items() if k not in ("autocast", "aggregation", "synchronization")
                        and v is not None}
         if unsupported:
@@ -316,8 +315,7 @@ class Layer:
         return outs if isinstance(out, (list, tuple)) else outs[0]
 
     def _records_on(self, tape, xs):
-        """Whether a call on ``xs`` needs a gradient, so goes on ``tape``: the layer has trainable
-        weights or an input depends on some. A frozen prefix does not: it runs as inference."""
+        """Whether a call on ``xs`` goes on ``tape``: trainable weights or an input needing a gradient."""
         return bool(self.trainable_weights) or any(tape.requires_grad(x) for x in xs)
 
     def _check_outputs_tracked(self, tape, out):
