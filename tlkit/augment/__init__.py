@@ -18,6 +18,8 @@ from tlkit.augment.folders import IMAGE_EXTENSIONS, validate_filename
 from tlkit.augment.functional import (apply_brightness_shift, random_brightness, random_channel_shift,
                                       random_rotation, random_shear, random_shift, random_zoom)
 from tlkit.augment.iterators import Iterator, NumpyArrayIterator
+from tlkit.augment.mixing import CutMix, MixUp
+from tlkit.augment.policies import AugMix, RandAugment, TrivialAugmentWide
 from tlkit.augment.pipeline import (Pipeline, RandomBrightness, RandomChannelShift, RandomFlip, RandomRotation,
                                     RandomShear, RandomShift, RandomZoom, Rescale)
 
@@ -28,5 +30,5 @@ __all__ = [
     "random_rotation", "random_shift", "random_shear", "random_zoom", "random_channel_shift", "random_brightness",
     "apply_brightness_shift", "list_pictures", "validate_filename", "image_dataset_from_directory",
     "Pipeline", "RandomRotation", "RandomShift", "RandomZoom", "RandomShear", "RandomFlip", "RandomBrightness",
-    "RandomChannelShift", "Rescale",
+    "RandomChannelShift", "Rescale", "RandAugment", "TrivialAugmentWide", "AugMix", "MixUp", "CutMix",
 ]
