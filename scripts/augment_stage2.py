@@ -4,7 +4,7 @@
 Per dataset and seed, stage 1 runs once exactly as `tlkit finetune` does it (SqueezeNet with its
 real ImageNet weights, default head, flips, cached base outputs; ``--stage1-epochs``). Every
 policy then starts stage 2 from the same stage-1 weights: the top fire module unfrozen (3 conv
-layers), Adam at finetune's default 1e-5, ``--stage2-epochs`` epochs on batches of the policy's
+layers), Adam at finetune's default 1e-5 (or ``--stage2-lr``), ``--stage2-epochs`` epochs on batches of the policy's
 Pipeline (flips first, on the one fused warp), caffe preprocessing; scored on the un-augmented
 validation images. Accuracy does not depend on the machine's load; the wall time does.
 """
@@ -42,7 +42,7 @@ def stage1(folder, size, seed, epochs, out):
     return config
 
 
-def stage2(config, layout, transforms, seed, epochs):
+def stage2(config, layout, transforms, seed, epochs, lr):
     from tlkit.apps import finetune
     from tlkit.apps.features import Preprocessed
     from tlkit.apps.head import build_head
@@ -58,7 +58,7 @@ def stage2(config, layout, transforms, seed, epochs):
     full = Model(inp, head(base(inp)))
     full.load_weights(os.path.join(config.out, "stage1.h5"))
     finetune.unfreeze_top(base, 3)
-    full.compile(finetune.make_optimizer("adam", config.fine_tune_lr), "categorical_crossentropy", ["accuracy"])
+    full.compile(finetune.make_optimizer("adam", lr or config.fine_tune_lr), "categorical_crossentropy", ["accuracy"])
     split = config.val_split if layout["val"] is None else 0.0
     common = dict(target_size=(config.image_size,) * 2, classes=layout["classes"], class_mode="categorical",
                   batch_size=config.batch_size, verbose=0)
@@ -97,12 +97,13 @@ def main(args):
             with tempfile.TemporaryDirectory() as out:
                 config = stage1(folder, size, seed, args.stage1_epochs, out)
                 for policy, transforms in chosen.items():
-                    acc, sec = stage2(config, layout, transforms, seed, args.stage2_epochs)
+                    acc, sec = stage2(config, layout, transforms, seed, args.stage2_epochs, args.stage2_lr)
                     results[policy].append(acc)
                     times[policy].append(sec)
                     print(f"{name} seed {seed} {policy}: val acc {acc:.3f} ({sec:.0f} s/epoch)", flush=True)
+        lr = args.stage2_lr or config.fine_tune_lr
         lines = [f"{name} ({size}x{size}): val accuracy after {args.stage1_epochs} stage-1 + {args.stage2_epochs} "
-                 "stage-2 epochs", "", "| stage-2 augmentation | per seed | mean | vs flips | s/epoch (loaded) |",
+                 f"stage-2 epochs (stage-2 learning rate {lr:g})", "", "| stage-2 augmentation | per seed | mean | vs flips | s/epoch (loaded) |",
                  "|---|---|---:|---:|---:|"]
         flips = np.mean(results["flips (default)"])
         for policy in chosen:

@@ -97,13 +97,15 @@ def _augmentation(config):
 
 def make_iterators(config, layout):
     from tlkit.augment import ImageDataGenerator
+    from tlkit.augment.layers.augmenter import LayerAugmenter
 
     split = config.val_split if layout["val"] is None else 0.0
     size = (config.image_size, config.image_size)
     common = dict(target_size=size, classes=layout["classes"], class_mode="categorical",
                   batch_size=config.batch_size, seed=config.seed, workers=config.workers,
                   verbose=1 if config.verbose else 0)
-    train_gen = ImageDataGenerator(validation_split=split, **_augmentation(config))
+    # Training images go through Keras 3's preprocessing layers, one fused warp per batch.
+    train_gen = LayerAugmenter.from_flags(_augmentation(config), validation_split=split)
     plain_gen = ImageDataGenerator(validation_split=split)
     train = train_gen.flow_from_directory(layout["train"], shuffle=True, subset="training" if split else None,
                                           **common)

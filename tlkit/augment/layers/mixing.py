@@ -5,7 +5,7 @@ import numpy as np
 
 from tlkit.augment import mixing
 from tlkit.engine.layer import Layer
-from tlkit.utils.random import get_rng
+from tlkit.augment.layers.base import current_rng
 
 
 class _BatchMixer(Layer):
@@ -23,7 +23,7 @@ class _BatchMixer(Layer):
         self._rng = np.random.default_rng(seed) if seed is not None else None
 
     def rng(self):
-        return self._rng or get_rng()
+        return current_rng(self._rng)
 
     def __call__(self, data, training=True):
         if not training:
