@@ -13,8 +13,9 @@ import math
 
 import numpy as np
 
+from tlkit.augment import policy_kernels
+
 GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
-GRAY = np.array([0.2989, 0.587, 0.114])  # torchvision's rgb_to_grayscale weights
 
 
 def _posterize_bits(bins, top, span):
@@ -72,69 +73,31 @@ def op_matrix(name, magnitude, h, w):
     return m
 
 
-# ----- colour: (H, W, C) float images, values 0-255 -----
-def _whole(x):
-    return np.floor(np.clip(x, 0.0, 255.0))
-
-
-def _blend(img, other, ratio):
-    return _whole(ratio * img + (1.0 - ratio) * other)
-
-
-def grayscale(img):
-    return np.floor(img[..., :3] @ GRAY)[..., None] if img.shape[-1] >= 3 else img
-
-
-def sharpen_source(img):
-    """torchvision's blurred 'degenerate' image: 3x3 kernel (1 .. 5 in the middle .. 1) / 13,
-    rounded, borders kept."""
-    out = img.copy()
-    if img.shape[0] > 2 and img.shape[1] > 2:
-        acc = sum(img[1 + dy:img.shape[0] - 1 + dy, 1 + dx:img.shape[1] - 1 + dx]
-                  for dy in (-1, 0, 1) for dx in (-1, 0, 1)) + 4.0 * img[1:-1, 1:-1]
-        out[1:-1, 1:-1] = np.round(acc / 13.0)
-    return out
-
-
-def equalize_channel(chan):
-    """PIL's / torchvision's histogram equalization of one channel of whole values 0-255."""
-    values = chan.astype(np.int64)
-    hist = np.bincount(values.ravel(), minlength=256)
-    nonzero = hist[hist != 0]
-    step = int(nonzero[:-1].sum()) // 255
-    if step == 0:
-        return chan
-    lut = (np.cumsum(hist) + step // 2) // step
-    lut = np.clip(np.concatenate([[0], lut[:-1]]), 0, 255)
-    return lut[values].astype(chan.dtype)
+# ----- colour: (H, W, C) float images, values 0-255 (the loops are policy_kernels) -----
+_BLENDS = {"Brightness": 0, "Color": 1, "Contrast": 2}
 
 
 def apply_color(name, magnitude, img):
-    """One colour op on a float image of values 0-255 (a new array; whole values out)."""
-    img = _whole(img)
-    if name == "Identity":
-        return img
-    if name == "Brightness":
-        return _blend(img, 0.0, 1.0 + magnitude)
-    if name == "Color":
-        return _blend(img, grayscale(img), 1.0 + magnitude)
-    if name == "Contrast":
-        return _blend(img, grayscale(img).mean(), 1.0 + magnitude)
-    if name == "Sharpness":
-        return _blend(img, sharpen_source(img), 1.0 + magnitude)
-    if name == "Posterize":
-        step = 2.0 ** (8 - int(magnitude))
-        return np.floor(img / step) * step
-    if name == "Solarize":
-        return np.where(img >= magnitude, 255.0 - img, img)
-    if name == "AutoContrast":
-        lo, hi = img.min(axis=(0, 1)), img.max(axis=(0, 1))
-        flat = hi == lo
-        scale = np.where(flat, 1.0, 255.0 / np.where(flat, 1.0, hi - lo))
-        return _whole((img - np.where(flat, 0.0, lo)) * scale)
-    if name == "Equalize":
-        return np.stack([equalize_channel(img[..., c]) for c in range(img.shape[-1])], -1)
-    raise ValueError(f"Unknown augmentation op {name!r}.")
+    """One colour op on a float image of values 0-255 (a new float32 array; whole values out)."""
+    x = np.array(img, np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"{name}: expected one (H, W, C) image, got shape {x.shape}.")
+    policy_kernels.make_whole(x)
+    if name in _BLENDS:
+        policy_kernels.blend(x, 1.0 + magnitude, _BLENDS[name])
+    elif name == "Sharpness":
+        policy_kernels.sharpen(x, 1.0 + magnitude)
+    elif name == "Posterize":
+        policy_kernels.posterize(x, int(magnitude))
+    elif name == "Solarize":
+        policy_kernels.solarize(x, float(magnitude))
+    elif name == "AutoContrast":
+        policy_kernels.autocontrast(x)
+    elif name == "Equalize":
+        policy_kernels.equalize(x)
+    elif name != "Identity":
+        raise ValueError(f"Unknown augmentation op {name!r}.")
+    return x
 
 
 def sample_ops(rs, space, count, magnitude_index):
