@@ -11,7 +11,6 @@ import tlkit
 from tlkit import augment as A
 from tlkit import layers
 from tlkit.augment import policy_ops
-from tlkit.augment.layers import fusion
 from tlkit.augment.policies import apply_plans
 
 
@@ -333,19 +332,6 @@ def test_soft_labels_from_cutmix_train_through_categorical_crossentropy(photo):
 
 
 # ----- as layers: fused, seeded, saved -----
-@pytest.fixture
-def count_warps(monkeypatch):
-    calls = []
-    real = fusion._warp
-
-    def counting(images, step, parallel=True):
-        calls.append(step.size)
-        return real(images, step, parallel)
-
-    monkeypatch.setattr(fusion, "_warp", counting)
-    return calls
-
-
 def test_layers_fuse_flip_and_policy_into_one_warp(photo, count_warps):
     def stack():
         return [layers.RandomFlip("horizontal", seed=0), layers.RandAugment(num_ops=2, magnitude=15, seed=1)]

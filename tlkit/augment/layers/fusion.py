@@ -133,7 +133,9 @@ def run_layers(images, layers, training, parallel=True):
     for step in steps:
         if step is None:
             continue
-        if isinstance(step, SourceStep):
+        if isinstance(step, (SourceStep, ArrayStep)):
+            if isinstance(step, ArrayStep):  # a SourceStep edits the pictures the pending warp reads
+                flush_geometry()
             flush_color()
             if not owned:
                 x, owned = np.array(x, np.float32), True
@@ -149,12 +151,6 @@ def run_layers(images, layers, training, parallel=True):
             geo = step if geo is None else geo.then(step)
             continue
         flush_geometry()
-        if isinstance(step, ArrayStep):
-            flush_color()
-            if not owned:
-                x, owned = np.array(x, np.float32), True
-            step.apply(x)
-            continue
         if step.contrast is not None:
             x = np.ascontiguousarray(x, np.float32)
             mean = color_kernels.channel_means(x, col.a, col.b, col.lo, col.hi)
