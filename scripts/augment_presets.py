@@ -75,6 +75,7 @@ def main():
     p.add_argument("--stage2", action="store_true", help="compare policies for stage 2 instead (augment_stage2.py)")
     p.add_argument("--stage1-epochs", type=int, default=5)
     p.add_argument("--stage2-epochs", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="stage 2: seeds first-seed .. first-seed + seeds - 1")
     p.add_argument("--stage2-lr", type=float, default=None, help="default: finetune's --fine-tune-lr default")
     p.add_argument("--datasets", default="hymenoptera,flowers")
     p.add_argument("--policies", default=None, help="comma-separated subset of the stage-2 policies")

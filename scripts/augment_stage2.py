@@ -93,7 +93,7 @@ def main(args):
                                                                                   args.policies.split(","))}
         results = {k: [] for k in chosen}
         times = {k: [] for k in chosen}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             with tempfile.TemporaryDirectory() as out:
                 config = stage1(folder, size, seed, args.stage1_epochs, out)
                 for policy, transforms in chosen.items():
