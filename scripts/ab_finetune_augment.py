@@ -5,7 +5,7 @@ preprocessing layers (B, what finetune uses now), on the same flags, in interlea
     python scripts/ab_finetune_augment.py --rounds 7 --cpu 1
 
 Two measures per preset: ``transform_batch`` on a fixed 32x224x224x3 uint8 batch pinned to one
-core (the augmentation alone; best of ``--reps`` per round), and the training iterator over hymenoptera's train folder with 2
+core (the augmentation alone, serial; CPU seconds, best of ``--reps`` per round), and the training iterator over hymenoptera's train folder with 2
 workers (decode + resize + augment + batch, as finetune streams stage 2). Presets: flips only
 (finetune's default) and flips + rotation 15 + shift 0.1 + zoom 0.1. Ratios are B / A per round.
 """
@@ -39,9 +39,9 @@ def batch_rate(augmenter, batch, reps):
     augmenter.transform_batch(batch, np.random.RandomState(0))
     best = float("inf")
     for rep in range(reps):  # the same draws for A and B: seeds 1..reps
-        t = time.perf_counter()
+        t = time.process_time()  # CPU time: serial code, so other processes' load barely moves it
         augmenter.transform_batch(batch, np.random.RandomState(1 + rep))
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return len(batch) / best
 
 
