@@ -359,3 +359,14 @@ def test_policy_layers_seeded_and_saved(photo, tmp_path):
     loaded = tlkit.models.load_model(tmp_path / "m.h5")
     assert loaded.layers[0].get_config()["num_ops"] == 3 and loaded.layers[1].get_config()["mixture_width"] == 2
     np.testing.assert_allclose(loaded.predict(photo, verbose=0), photo / 255, atol=1e-6)
+
+
+def test_value_range_maps_the_pictures_onto_torchvisions_scale(photo):
+    for make in (lambda vr: layers.RandAugment(num_ops=3, magnitude=12, value_range=vr, seed=9),
+                 lambda vr: layers.AugMix(value_range=vr, seed=9)):
+        on_255 = make((0, 255))(photo)
+        on_1 = make((0, 1))(photo / 255.0)
+        np.testing.assert_allclose(on_1 * 255, on_255, atol=0.05)
+        assert make((0, 1)).get_config()["value_range"] == [0.0, 1.0]
+    with pytest.raises(ValueError, match="value_range must be"):
+        layers.RandAugment(value_range=(1, 0))

@@ -21,11 +21,12 @@ def _whole(v):
 
 @njit(cache=True, nogil=True)
 def make_whole(x):
+    """Whole values 0-255; a value a rounding error below a whole one (51/255 * 255) counts as it."""
     h, w, c = x.shape
     for i in range(h):
         for j in range(w):
             for k in range(c):
-                x[i, j, k] = _whole(x[i, j, k])
+                x[i, j, k] = _whole(x[i, j, k] + 1e-3)
 
 
 @njit(cache=True, nogil=True, inline="always")
