@@ -370,3 +370,18 @@ def test_value_range_maps_the_pictures_onto_torchvisions_scale(photo):
         assert make((0, 1)).get_config()["value_range"] == [0.0, 1.0]
     with pytest.raises(ValueError, match="value_range must be"):
         layers.RandAugment(value_range=(1, 0))
+
+
+def test_random_erasing_as_a_pipeline_step(photo):
+    x = photo.astype(np.float32) + 1  # no zeros of its own
+    pipeline = A.Pipeline([A.RandomErasing(factor=(1, 1), scale=(0.25, 0.25), fill_value=0.0)])
+    out = pipeline(x, seed=2)
+    np.testing.assert_array_equal(out, pipeline(x, seed=2))
+    for img, src in zip(out, x):
+        erased = np.all(img == 0, axis=-1)
+        rows, cols = np.flatnonzero(erased.any(1)), np.flatnonzero(erased.any(0))
+        assert erased[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()  # one box
+        assert abs(len(rows) - 0.5 * 20) <= 1 and abs(len(cols) - 0.5 * 24) <= 1  # sides sqrt(0.25) of the picture's
+        np.testing.assert_array_equal(img[~erased], src[~erased])
+    with pytest.raises(ValueError, match="within"):
+        A.RandomErasing(factor=(0.5, 2))

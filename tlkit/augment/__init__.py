@@ -11,6 +11,7 @@ Or the composable form, compiled to the same single pass::
 """
 from tlkit.augment.affine import apply_affine_transform, apply_channel_shift, flip_axis, transform_matrix
 from tlkit.augment.datasets import image_dataset_from_directory
+from tlkit.augment.erasing import RandomErasing
 from tlkit.augment.generator import ImageDataGenerator
 from tlkit.augment.image_io import ImageLoadError, array_to_img, img_to_array, list_pictures, load_img, save_img
 from tlkit.augment.file_iterators import DataFrameIterator, DirectoryIterator
@@ -31,4 +32,5 @@ __all__ = [
     "apply_brightness_shift", "list_pictures", "validate_filename", "image_dataset_from_directory",
     "Pipeline", "RandomRotation", "RandomShift", "RandomZoom", "RandomShear", "RandomFlip", "RandomBrightness",
     "RandomChannelShift", "Rescale", "RandAugment", "TrivialAugmentWide", "AugMix", "MixUp", "CutMix",
+    "RandomErasing",
 ]
