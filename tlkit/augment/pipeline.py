@@ -12,6 +12,13 @@ true image centre; linear value ones (brightness, rescale) fold into the
 kernel's per-image scale and offset; a channel shift (Keras's, clipped to the
 image's range) runs after the pass. So a pipeline of any length costs one
 resampling pass.
+
+torchvision's policies (RandAugment, TrivialAugmentWide: ``policies.py``) fold their
+geometric ops into the same matrix; their colour ops run on the pictures before the pass
+(those drawn before any geometric op) or after it, on pixel values 0-255 (so put them before
+Rescale). AugMix and RandomErasing act on whole batches: they split the pipeline into
+passes around them. MixUp and CutMix come last and mix the labels too (``mix``, called by
+the iterators once the labels are known; ``pipeline(x, labels=y)`` on arrays).
 """
 import math
 
