@@ -45,8 +45,8 @@ class FinetuneConfig:
     batch_size: int = 32
     epochs: int = 10
     augment: bool = True
-    # Flips only by default: measured on a frozen base, rotation/shift/zoom cost accuracy (BENCHMARKS.md),
-    # and flips have two outcomes whose base outputs can be cached.
+    # Flips only by default: measured on a frozen base, rotation/shift/zoom cost accuracy, and in stage 2 no
+    # torchvision policy beat flips (BENCHMARKS.md); flips have two outcomes whose base outputs can be cached.
     rotation: float = 0.0
     shift: float = 0.0
     zoom: float = 0.0
