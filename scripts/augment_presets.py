@@ -1,7 +1,8 @@
-"""Which augmentation preset suits a frozen base? Validation accuracy of the default head per preset.
+"""Which augmentation suits `tlkit finetune`? Stage 1 (frozen base) presets, and stage 2 policies.
 
     python scripts/augment_presets.py                 # flowers, 4 augmented passes, seeds 0-4 (~20 min)
     python scripts/augment_presets.py --passes 2 --seeds 2 --write   # also rewrite its BENCHMARKS.md section
+    python scripts/augment_presets.py --stage2 --seeds 2 --write     # stage 2: policies vs flips (augment_stage2.py)
 
 For each preset, the frozen SqueezeNet base (real ImageNet weights) pools its outputs for
 ``--passes`` augmented copies of the flowers training split (val split 0.2, 224x224); the default
@@ -71,7 +72,18 @@ def main():
     p.add_argument("--passes", type=int, default=4)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--write", action="store_true")
+    p.add_argument("--stage2", action="store_true", help="compare policies for stage 2 instead (augment_stage2.py)")
+    p.add_argument("--stage1-epochs", type=int, default=5)
+    p.add_argument("--stage2-epochs", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="stage 2: seeds first-seed .. first-seed + seeds - 1")
+    p.add_argument("--stage2-lr", type=float, default=None, help="default: finetune's --fine-tune-lr default")
+    p.add_argument("--datasets", default="hymenoptera,flowers")
+    p.add_argument("--policies", default=None, help="comma-separated subset of the stage-2 policies")
     args = p.parse_args()
+    if args.stage2:
+        from augment_stage2 import main as stage2
+
+        return stage2(args)
     if not FLOWERS.is_dir():
         sys.exit(f"The real data folder {DATA} is absent (set TLKIT_SHARED_DATA).")
     from tlkit.zoo import SqueezeNet

@@ -13,6 +13,22 @@ def images():
 
 
 
+@pytest.fixture
+def count_warps(monkeypatch):
+    """The output sizes of the warps the preprocessing layers' fusion runs, in order."""
+    from tlkit.augment.layers import fusion
+
+    calls = []
+    real = fusion._warp
+
+    def counting(images, step, parallel=True):
+        calls.append(step.size)
+        return real(images, step, parallel)
+
+    monkeypatch.setattr(fusion, "_warp", counting)
+    return calls
+
+
 PEERS_PYTHON = "/work/peers/bin/python"
 
 

@@ -6,7 +6,6 @@ import pytest
 
 import tlkit
 from tlkit import layers
-from tlkit.augment.layers import fusion
 
 
 
@@ -214,19 +213,6 @@ def test_value_layer_gradients_by_finite_differences(layer):
 
 
 # ----- fusion -----
-@pytest.fixture
-def count_warps(monkeypatch):
-    calls = []
-    real = fusion._warp
-
-    def counting(images, step, parallel=True):
-        calls.append(step.size)
-        return real(images, step, parallel)
-
-    monkeypatch.setattr(fusion, "_warp", counting)
-    return calls
-
-
 def exact_stack(seed):
     return [layers.RandomFlip(seed=seed), layers.RandomRotation((0.25, 0.25), seed=seed + 1),
             layers.RandomCrop(10, 9, seed=seed + 2), layers.CenterCrop(8, 8), layers.RandomContrast(0.5, seed=seed + 3)]

@@ -46,8 +46,8 @@ class FinetuneConfig:
     batch_size: int = 32
     epochs: int = 10
     augment: bool = True
-    # Flips only by default: measured on a frozen base, rotation/shift/zoom cost accuracy (BENCHMARKS.md),
-    # and flips have two outcomes whose base outputs can be cached.
+    # Flips only by default: measured on a frozen base, rotation/shift/zoom cost accuracy, and in stage 2 no
+    # torchvision policy beat flips (BENCHMARKS.md); flips have two outcomes whose base outputs can be cached.
     rotation: float = 0.0
     shift: float = 0.0
     zoom: float = 0.0
@@ -100,13 +100,15 @@ def _augmentation(config):
 
 def make_iterators(config, layout):
     from tlkit.augment import ImageDataGenerator
+    from tlkit.augment.layers.augmenter import LayerAugmenter
 
     split = config.val_split if layout["val"] is None else 0.0
     size = (config.image_size, config.image_size)
     common = dict(target_size=size, classes=layout["classes"], class_mode="categorical",
                   batch_size=config.batch_size, seed=config.seed, workers=config.workers,
                   verbose=1 if config.verbose else 0)
-    train_gen = ImageDataGenerator(validation_split=split, **_augmentation(config))
+    # Training images go through Keras 3's preprocessing layers, one fused warp per batch.
+    train_gen = LayerAugmenter.from_flags(_augmentation(config), validation_split=split)
     plain_gen = ImageDataGenerator(validation_split=split)
     train = train_gen.flow_from_directory(layout["train"], shuffle=True, subset="training" if split else None,
                                           **common)

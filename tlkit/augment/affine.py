@@ -117,6 +117,21 @@ def warp(images, mats, fill_mode="nearest", cval=0.0, order=1, scale=None, offse
     return out
 
 
+def warp_padded(images, mats, cval=0.0, order=1, out=None, parallel=False):
+    """``warp`` with torchvision's zero padding (grid_sample's, fill ``cval``): a point within half a
+    pixel outside the picture still reads the edge pixel (nearest) or blends towards ``cval``
+    (bilinear), where scipy's 'constant' fills it. Done by a 1-pixel ``cval`` frame around the pictures."""
+    n, h, w, c = images.shape
+    keeps_uint8 = images.dtype == np.uint8 and float(cval).is_integer() and 0 <= cval <= 255
+    framed = np.full((n, h + 2, w + 2, c), cval, np.uint8 if keeps_uint8 else np.float32)
+    framed[:, 1:-1, 1:-1] = images
+    mats = np.array(mats, np.float64).reshape(n, 2, 3)
+    mats[:, :, 2] += 1.0
+    if out is None:
+        out = np.empty((n, h, w, c), np.float32)
+    return warp(framed, mats, "constant", cval, order, out=out, parallel=parallel)
+
+
 def apply_affine_transform(x, theta=0, tx=0, ty=0, shear=0, zx=1, zy=1, row_axis=1, col_axis=2,
                            channel_axis=0, fill_mode="nearest", cval=0.0, order=1):
     """Keras's ``apply_affine_transform`` on one 3D image, without scipy.

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 
 from tlkit.augment import folders, image_io
-from tlkit.augment.iterators import Iterator, check_subset
+from tlkit.augment.iterators import Iterator, check_subset, mix_labels
 
 
 class BatchFromFilesMixin:
@@ -101,6 +101,7 @@ class BatchFromFilesMixin:
             batch_y = self.labels[index_array]
         else:
             return batch_x
+        batch_x, batch_y = mix_labels(self.augmenter, batch_x, batch_y, rs)
         if self.sample_weight is None:
             return batch_x, batch_y
         return batch_x, batch_y, self.sample_weight[index_array]

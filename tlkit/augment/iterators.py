@@ -180,6 +180,13 @@ class Iterator:
                                  "jpeg" if self.save_format in ("jpg", "jpeg") else self.save_format)
 
 
+def mix_labels(augmenter, images, labels, rs):
+    """An augmenter's batch mixing (Pipeline's MixUp / CutMix: soft labels), after the labels are known."""
+    if augmenter is None or not getattr(augmenter, "mixes_labels", False):
+        return images, labels
+    return augmenter.mix(images, labels, rs)
+
+
 def check_subset(subset):
     if subset is not None and subset not in {"training", "validation"}:
         raise ValueError(f'Invalid subset name: {subset}; expected "training" or "validation".')
@@ -254,6 +261,8 @@ class NumpyArrayIterator(Iterator):
         first = batch_x if not misc else [batch_x] + misc
         if self.y is None:
             return first
+        batch_x, batch_y = mix_labels(self.augmenter, batch_x, self.y[index_array], rs)
+        first = batch_x if not misc else [batch_x] + misc
         if self.sample_weight is None:
-            return first, self.y[index_array]
-        return first, self.y[index_array], self.sample_weight[index_array]
+            return first, batch_y
+        return first, batch_y, self.sample_weight[index_array]

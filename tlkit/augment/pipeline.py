@@ -12,6 +12,13 @@ true image centre; linear value ones (brightness, rescale) fold into the
 kernel's per-image scale and offset; a channel shift (Keras's, clipped to the
 image's range) runs after the pass. So a pipeline of any length costs one
 resampling pass.
+
+torchvision's policies (RandAugment, TrivialAugmentWide: ``policies.py``) fold their
+geometric ops into the same matrix; their colour ops run on the pictures before the pass
+(those drawn before any geometric op) or after it, on pixel values 0-255 (so put them before
+Rescale). AugMix and RandomErasing act on whole batches: they split the pipeline into
+passes around them. MixUp and CutMix come last and mix the labels too (``mix``, called by
+the iterators once the labels are known; ``pipeline(x, labels=y)`` on arrays).
 """
 import math
 
@@ -20,6 +27,7 @@ import numpy as np
 from tlkit.augment import affine, kernels
 from tlkit.augment.file_iterators import DirectoryIterator
 from tlkit.augment.iterators import NumpyArrayIterator
+from tlkit.augment.policy_ops import apply_colors
 
 
 class _Draw:
@@ -29,6 +37,7 @@ class _Draw:
         self.m = np.eye(3)          # output (row, col, 1) -> input (row, col, 1)
         self.scale, self.offset = 1.0, 0.0
         self.shift = None           # channel shift in output units
+        self.before, self.after = [], []  # a policy's colour ops before / after the warp (policy_ops)
 
     def geometric(self, core, h, w):
         """Compose a 2x2 (row, col) map acting about the image centre (applied after what came before)."""
@@ -37,6 +46,15 @@ class _Draw:
         a[:2, :2] = core
         a[:2, 2] = [cy, cx] - np.asarray(core) @ [cy, cx]
         self.m = self.m @ a
+
+    def policy(self, before, m, after, who):
+        """A policy's draw (policies.py): its matrix joins the warp, its colour ops go around it."""
+        if self.scale != 1.0 or self.offset != 0.0 or self.shift is not None:
+            raise ValueError(f"{who} works on pixel values 0-255: put it before Rescale, RandomBrightness and "
+                             "RandomChannelShift in the Pipeline.")
+        (self.after if self.after else self.before).extend(before)  # keep the order after an earlier policy
+        self.m = self.m @ m
+        self.after.extend(after)
 
     def linear(self, scale, offset=0.0):
         self.scale, self.offset = self.scale * scale, self.offset * scale + offset
@@ -165,8 +183,13 @@ class Pipeline:
                  validation_split=0.0):
         self.transforms = list(transforms)
         for t in self.transforms:
-            if not hasattr(t, "draw"):
+            if not any(hasattr(t, a) for a in ("draw", "transform_images", "mixes_labels")):
                 raise TypeError(f"{t!r} is not a tlkit.augment transform (RandomRotation, RandomFlip, Rescale...).")
+        self.mixers = [t for t in self.transforms if getattr(t, "mixes_labels", False)]
+        if self.mixers and any(getattr(t, "mixes_labels", False) is False for t in
+                               self.transforms[self.transforms.index(self.mixers[0]):]):
+            raise ValueError("MixUp and CutMix mix whole batches and their labels: put them last in the Pipeline.")
+        self.mixes_labels = bool(self.mixers)
         affine.check_fill_mode(fill_mode)
         affine.check_order(interpolation_order)
         if validation_split and not 0 < validation_split < 1:
@@ -175,30 +198,70 @@ class Pipeline:
         self.dtype = dtype
         self.validation_split = validation_split
 
-    def draws(self, rs, n, h, w):
+    def draws(self, rs, n, h, w, transforms=None):
         out = []
         for _ in range(n):
             d = _Draw()
-            for t in self.transforms:
+            for t in self.transforms if transforms is None else transforms:
                 t.draw(rs, d, h, w)
             out.append(d)
         return out
 
+    def _segments(self):
+        """The transforms as runs fused into one pass, split by batch steps (AugMix); mixers excluded."""
+        segments, run = [], []
+        for t in self.transforms:
+            if getattr(t, "mixes_labels", False):
+                continue
+            if hasattr(t, "transform_images"):
+                segments += [run, t] if run else [t]
+                run = []
+            else:
+                run.append(t)
+        return segments + [run] if run or not segments else segments
+
     def transform_batch(self, images, rng, parallel=False):
         """An (N, H, W, C) batch through the transforms, with draws from the RandomState ``rng``
-        (the iterators' augmenter protocol); ``parallel`` spreads the pass over threads."""
+        (the iterators' augmenter protocol); ``parallel`` spreads the pass over threads. MixUp and
+        CutMix are left to ``mix`` (they need the labels)."""
+        out = images
+        for segment in self._segments():
+            if isinstance(segment, list):
+                out = self._fused(out, segment, rng, parallel)
+            else:
+                out = segment.transform_images(out, rng, parallel)
+        return out.astype(self.dtype, copy=False)
+
+    def _fused(self, images, transforms, rng, parallel):
         n, h, w, c = images.shape
-        draws = self.draws(rng, n, h, w)
+        draws = self.draws(rng, n, h, w, transforms)
+        if any(d.before for d in draws):
+            images = images.astype(np.float32)
+            for i, d in enumerate(draws):
+                if d.before:
+                    images[i] = apply_colors(images[i], d.before)
+        # An image with colour ops after the warp gets its scale and offset after them.
+        late = [bool(d.after) for d in draws]
         out = affine.warp(images, affine.snap(np.stack([d.m[:2] for d in draws])), self.fill_mode, self.cval,
-                          self.interpolation_order, [d.scale for d in draws], [d.offset for d in draws],
-                          parallel=parallel)
+                          self.interpolation_order, [1.0 if k else d.scale for d, k in zip(draws, late)],
+                          [0.0 if k else d.offset for d, k in zip(draws, late)], parallel=parallel)
+        for i, d in enumerate(draws):
+            if d.after:
+                out[i] = apply_colors(out[i], d.after) * d.scale + d.offset
         shifts = np.array([np.nan if d.shift is None else d.shift for d in draws], np.float32)
         if not np.isnan(shifts).all():
             kernels.adjust_intensity(out, shifts, np.full(n, np.nan, np.float32), False)
-        return out.astype(self.dtype, copy=False)
+        return out
 
-    def __call__(self, images, seed=None):
-        """Augment an (N, H, W, C) batch (or one (H, W, C) image); ``seed`` makes it repeatable."""
+    def mix(self, images, labels, rng):
+        """MixUp / CutMix steps on a transformed batch and its labels (soft labels out)."""
+        for mixer in self.mixers:
+            images, labels = mixer.mix(images, labels, rng)
+        return images.astype(self.dtype, copy=False), labels
+
+    def __call__(self, images, seed=None, labels=None):
+        """Augment an (N, H, W, C) batch (or one (H, W, C) image); ``seed`` makes it repeatable.
+        With ``labels`` (one-hot, or integers with the mixers' num_classes): returns (images, labels)."""
         images = np.asarray(images)
         single = images.ndim == 3
         if single:
@@ -208,7 +271,10 @@ class Pipeline:
                              f"{images.shape}.")
         rs = np.random.RandomState(seed) if seed is not None else np.random
         out = self.transform_batch(images, rs, parallel=True)
-        return out[0] if single else out
+        if self.mixers:
+            out, labels = self.mix(out, labels, rs)
+        out = out[0] if single else out
+        return out if labels is None else (out, labels)
 
     def flow(self, x, y=None, batch_size=32, shuffle=True, seed=None, **kwargs):
         """Batches from arrays, as ``ImageDataGenerator.flow``."""

@@ -9,14 +9,15 @@ and contrast/brightness after them fold into one pass (see ``base`` and ``fusion
 """
 from tlkit.augment.layers.color import Normalization, RandomBrightness, RandomContrast, Rescaling
 from tlkit.augment.layers.erasing import RandomErasing
-from tlkit.augment.layers.mixing import MixUp
+from tlkit.augment.layers.mixing import CutMix, MixUp
+from tlkit.augment.layers.policies import AugMix, RandAugment, TrivialAugmentWide
 from tlkit.augment.layers.geometric import (CenterCrop, RandomCrop, RandomFlip, RandomRotation, RandomTranslation,
                                             RandomZoom, Resizing)
 from tlkit.engine.registry import register_model_class
 
 __all__ = ["RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomCrop", "CenterCrop", "Resizing",
            "RandomContrast", "RandomBrightness", "Rescaling", "Normalization", "RandomErasing",
-           "MixUp"]
+           "MixUp", "CutMix", "RandAugment", "TrivialAugmentWide", "AugMix"]
 
 # Model files name these classes: loading one must find them (configs are data; only listed classes load).
 for _name in __all__:

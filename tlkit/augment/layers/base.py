@@ -10,12 +10,35 @@ Inside a model, adjacent preprocessing layers fuse: when a layer's output (in th
 is read by exactly one other preprocessing layer, the first one applies the whole run and the
 followers pass its result through. Called on its own, each layer applies only itself.
 """
+import contextlib
+import threading
+
 import numpy as np
 
 from tlkit.augment.layers import fusion
 from tlkit.engine import layer_calls
 from tlkit.engine.layer import Layer
 from tlkit.utils.random import get_rng
+
+
+_drawing = threading.local()
+
+
+@contextlib.contextmanager
+def draws_from(rng):
+    """Every preprocessing layer called in this thread draws from ``rng`` meanwhile (an iterator's
+    per-batch generator: the same batches for the same seed, whichever worker thread runs them)."""
+    previous = getattr(_drawing, "rng", None)
+    _drawing.rng = rng
+    try:
+        yield
+    finally:
+        _drawing.rng = previous
+
+
+def current_rng(own):
+    """The generator a layer draws from: the one of ``draws_from``, else its own (seeded), else tlkit's."""
+    return getattr(_drawing, "rng", None) or own or get_rng()
 
 
 def _consumers_of(layer):
@@ -56,7 +79,7 @@ class ImagePreprocessingLayer(Layer):
 
     def rng(self):
         """This layer's generator when seeded (same seed, same output), else tlkit's shared one."""
-        return self._rng or get_rng()
+        return current_rng(self._rng)
 
     def draw(self, n, h, w, training):
         raise NotImplementedError

@@ -1,7 +1,6 @@
 """Keras 3's RandomErasing: per image, with a random probability, a random box filled with a value
 (or with noise), after the warp and colour steps before it."""
-import numpy as np
-
+from tlkit.augment.erasing import erase, erasing_params
 from tlkit.augment.layers.base import ImagePreprocessingLayer, symmetric_factor
 from tlkit.augment.layers.fusion import ArrayStep
 
@@ -26,25 +25,10 @@ class RandomErasing(ImagePreprocessingLayer):
         if not training:
             return None
         rng = self.rng()
-        sides = np.sqrt(rng.uniform(self.scale[0], self.scale[1], (n, 2)))
-        x0 = rng.uniform(0, 1, n) * (w - sides[:, 0] * w)
-        y0 = rng.uniform(0, 1, n) * (h - sides[:, 1] * h)
-        probability = rng.uniform(self.factor[0], self.factor[1], n)
-        erase = rng.uniform(0, 1, n) < probability
-        boxes = np.stack([y0, y0 + sides[:, 1] * h, x0, x0 + sides[:, 0] * w], 1)
-        noise_rng = rng if self.fill_value is None else None
+        params = erasing_params(rng, n, h, w, self.factor, self.scale)
 
         def apply(x):
-            rows, cols = np.arange(x.shape[1]), np.arange(x.shape[2])
-            for i in np.flatnonzero(erase):
-                ys = (rows >= boxes[i, 0]) & (rows < boxes[i, 1])
-                xs = (cols >= boxes[i, 2]) & (cols < boxes[i, 3])
-                region = x[i][np.ix_(ys, xs)]
-                if noise_rng is not None:
-                    fill = noise_rng.standard_normal(region.shape) * self.value_range[1]
-                else:
-                    fill = np.broadcast_to(np.asarray(self.fill_value, np.float32), region.shape)
-                x[i][np.ix_(ys, xs)] = np.clip(fill, *self.value_range)
+            erase(x, params, self.fill_value, self.value_range, rng)
 
         return ArrayStep(apply)
 

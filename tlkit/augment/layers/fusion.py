@@ -50,6 +50,14 @@ class ArrayStep:
         self.apply = apply
 
 
+class SourceStep:
+    """Colour ops a policy draws before its geometric ops (RandAugment...): ``apply(x)`` edits, in
+    place, the run's float32 buffer holding the pictures the pending warp will read."""
+
+    def __init__(self, apply):
+        self.apply = apply
+
+
 class ClipAffine:
     """A folded run of colour steps: x -> clip(a * x + b, lo, hi), (N, C) float64 each."""
 
@@ -87,6 +95,8 @@ def _warp(images, step, parallel=True):
     if n == 0:
         return out
     mode, value = step.fill or ("nearest", 0.0)
+    if mode == "padded":  # torchvision's zero padding (the policies)
+        return affine.warp_padded(images, step.mats, value, 0 if step.order is None else step.order, out, parallel)
     return affine.warp(images, step.mats, mode, value, 0 if step.order is None else step.order, out=out,
                        parallel=parallel)
 
@@ -112,9 +122,24 @@ def run_layers(images, layers, training, parallel=True):
         if geo is not None:
             x, owned, geo = _warp(x, geo, parallel), True, None
 
+    steps = []
     for layer in layers:
-        step = layer.draw(n, h, w, training)
+        drawn = layer.draw(n, h, w, training)  # a step, None, or a list of steps (the policies)
+        drawn = drawn if isinstance(drawn, list) else [drawn]
+        steps += drawn
+        for step in drawn:
+            if isinstance(step, GeometricStep):
+                h, w = step.size
+    for step in steps:
         if step is None:
+            continue
+        if isinstance(step, (SourceStep, ArrayStep)):
+            if isinstance(step, ArrayStep):  # a SourceStep edits the pictures the pending warp reads
+                flush_geometry()
+            flush_color()
+            if not owned:
+                x, owned = np.array(x, np.float32), True
+            step.apply(x)
             continue
         if isinstance(step, GeometricStep):
             flush_color()
@@ -124,15 +149,8 @@ def run_layers(images, layers, training, parallel=True):
                 top, left, wh, ww = step.window
                 x, owned = x[:, top:top + wh, left:left + ww], False
             geo = step if geo is None else geo.then(step)
-            h, w = step.size
             continue
         flush_geometry()
-        if isinstance(step, ArrayStep):
-            flush_color()
-            if not owned:
-                x, owned = np.array(x, np.float32), True
-            step.apply(x)
-            continue
         if step.contrast is not None:
             x = np.ascontiguousarray(x, np.float32)
             mean = color_kernels.channel_means(x, col.a, col.b, col.lo, col.hi)
