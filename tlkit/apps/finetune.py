@@ -46,8 +46,7 @@ class FinetuneConfig:
     batch_size: int = 32
     epochs: int = 10
     augment: bool = True
-    # Flips only by default: measured on a frozen base, rotation/shift/zoom cost accuracy, and in stage 2 no
-    # torchvision policy beat flips (BENCHMARKS.md); flips have two outcomes whose base outputs can be cached.
+    # Flips only by default (BENCHMARKS.md: other geometry, and stage-2 policies, did not beat them); cacheable.
     rotation: float = 0.0
     shift: float = 0.0
     zoom: float = 0.0
@@ -107,7 +106,6 @@ def make_iterators(config, layout):
     common = dict(target_size=size, classes=layout["classes"], class_mode="categorical",
                   batch_size=config.batch_size, seed=config.seed, workers=config.workers,
                   verbose=1 if config.verbose else 0)
-    # Training images go through Keras 3's preprocessing layers, one fused warp per batch.
     train_gen = LayerAugmenter.from_flags(_augmentation(config), validation_split=split)
     plain_gen = ImageDataGenerator(validation_split=split)
     train = train_gen.flow_from_directory(layout["train"], shuffle=True, subset="training" if split else None,
