@@ -78,7 +78,8 @@ def _pool(workers):
         return _state["pool"]
 
 
-def _product(a, b, out):
+def product(a, b, out):
+    """out[...] = a @ b on the calling thread (BLAS on one thread once ``limit_blas`` ran)."""
     # np.dot writes a C-contiguous 2-D out directly; np.matmul covers strided outs and stacks.
     if a.ndim == 2 and out.flags.c_contiguous:
         np.dot(a, b, out=out)
@@ -94,13 +95,13 @@ def matmul(a, b, out):
     flops = 2 * a.shape[-2] * a.shape[-1] * b.shape[-1] * (rows if a.ndim == 3 else 1)
     parts = min(num_threads(), rows)
     if parts < 2 or flops < MIN_SPLIT_FLOPS:
-        _product(a, b, out)
+        product(a, b, out)
         return out
     chunks = int(min(rows, parts * CHUNKS_PER_THREAD, max(parts, flops // max(MIN_CHUNK_FLOPS, 1))))
     stacked = a.ndim == 3
 
     def part(slot, lo, hi):
-        _product(a[lo:hi], b[lo:hi] if stacked else b, out[lo:hi])
+        product(a[lo:hi], b[lo:hi] if stacked else b, out[lo:hi])
 
     run_chunks(np.linspace(0, rows, chunks + 1).astype(int), part, parts)
     return out

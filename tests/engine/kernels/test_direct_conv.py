@@ -80,7 +80,7 @@ CONV_CASES = [
     ((3, 7, 9, 1), (3, 3), 5, (2, 2), "same"),
     ((1, 10, 9, 4), (2, 3), 17, (1, 2), "same"),
     ((1, 13, 12, 4), (3, 3), 33, (3, 1), "valid"),
-    ((3, 6, 5, 3), (1, 1), 7, (1, 1), "valid"),
+    ((3, 6, 5, 3), (2, 1), 7, (1, 1), "valid"),     # 1x1 windows go to BLAS (direct_conv.applicable)
     ((1, 5, 5, 1), (5, 5), 3, (1, 1), "same"),      # the window is wider than the padding on both sides
 ]
 
@@ -191,6 +191,7 @@ def test_applicability_rules():
     assert direct_conv.applicable((3, 3, 4, 64), (1, 1), pooled=True)    # ... fused with a pool, not yet
     assert not direct_conv.applicable((3, 3, 64, 64), (1, 1), pooled=True)
     assert not direct_conv.applicable((1, 1, 3, 4096), (1, 1), pooled=True)
+    assert not direct_conv.applicable((1, 1, 16, 64), (1, 1))             # 1x1: BLAS on the input as it is
 
 
 def test_routes(rng, direct_calls):

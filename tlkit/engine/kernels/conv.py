@@ -28,6 +28,7 @@ from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads,
 from tlkit.engine.kernels.im2col import add_bias_relu, col2im_rows, im2col_rows
 from tlkit.engine.kernels.pool import check_out as check_pooled_out
 from tlkit.engine.kernels.pool import max_pool2d_forward
+from tlkit.utils import threads
 from tlkit.utils.threads import matmul
 
 __all__ = ["conv2d_forward", "conv2d_maxpool_forward", "fuses_max_pool",
@@ -39,6 +40,12 @@ winograd_transform_filter = winograd.transform_filter
 # to keep BLAS products >= ~1000 rows on VGG16's layers; BENCHMARKS.md has the sweep
 # (scripts/bench_engine.py --tiles), to rerun on a CPU with much smaller caches.
 TILE_BYTES = 4 << 20
+# Budget of one chunk on the chunked route (_direct_chunked): each thread's patch and output tiles
+# stay in its own cache while its product and bias + ReLU run.
+CHUNK_BYTES = 1 << 20
+# The route of im2col + BLAS convs: None chooses (chunked for products worth splitting, when numba's
+# threading layer allows kernels on several threads at once); True / False force one route.
+CHUNKED = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,9 +98,10 @@ class _Geometry:
 # ---------------------------------------------------------------------------------------------
 # tiled im2col + BLAS
 
-def _tiles(n, out_h, row_bytes):
-    """(n0, n1, r0, r1) blocks: a few output rows of one image, or several whole images."""
-    rows = max(1, TILE_BYTES // max(row_bytes, 1))
+def _tiles(n, out_h, row_bytes, budget=TILE_BYTES, at_least=1):
+    """(n0, n1, r0, r1) blocks: a few output rows of one image, or several whole images; at most
+    ``budget`` bytes at row_bytes per output row, and ``at_least`` blocks when there are rows enough."""
+    rows = max(1, min(budget // max(row_bytes, 1), -(-n * out_h // at_least)))
     if rows >= out_h:
         per = rows // out_h
         return [(i, min(i + per, n), 0, out_h) for i in range(0, n, per)]
@@ -112,11 +120,18 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
     out_h, out_w = out_hw
     k, f = wmat.shape
     y = np.empty((n, out_h, out_w, f), np.float32) if out is None else out
-    wide = y.reshape(-1, y.shape[3])
-    y2 = wide[:, lo:lo + f]
     has_bias = b is not None
     bias = b if has_bias else np.zeros(f, np.float32)
     direct_1x1 = _pointwise(window) and (pad_top, pad_left) == (0, 0) and out_hw == (x.shape[1], x.shape[2])
+    chunked = CHUNKED
+    if chunked is None:
+        chunked = (2 * n * out_h * out_w * k * f >= threads.MIN_SPLIT_FLOPS and threads.num_threads() > 1
+                   and threads.chunks_can_run_numba())
+    if chunked:
+        _direct_chunked(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, direct_1x1, y, lo)
+        return y[..., lo:lo + f]
+    wide = y.reshape(-1, y.shape[3])
+    y2 = wide[:, lo:lo + f]
     tiles = _tiles(n, out_h, out_w * (k if not direct_1x1 else f) * 4)
     patches = None if direct_1x1 else np.empty((max((t[1] - t[0]) * (t[3] - t[2]) for t in tiles) * out_w, k),
                                                np.float32)
@@ -133,6 +148,39 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
         if has_bias or relu:
             add_bias_relu(wide[a:a + m], bias, has_bias, relu, lo)
     return y[..., lo:lo + f]
+
+
+def _direct_chunked(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, direct_1x1, y, lo):
+    """_direct's tiles as chunks of threads.run_chunks: each thread gathers its tile's patches, runs
+    the product on one BLAS thread and adds bias + ReLU while the tile is in its cache. One hand-off
+    per layer instead of three per tile, and a descheduled thread delays only its own tile."""
+    n, out_h, out_w, _ = y.shape
+    k, f = wmat.shape
+    parts = max(threads.num_threads(), 1)
+    tiles = _tiles(n, out_h, out_w * (k + f) * 4, CHUNK_BYTES, parts * threads.CHUNKS_PER_THREAD)
+    wide = y.reshape(-1, y.shape[3])
+    x2 = x.reshape(-1, x.shape[3])
+    most = max((t[1] - t[0]) * (t[3] - t[2]) for t in tiles) * out_w
+    scratch = {}
+
+    def tile(slot, i, _):
+        n0, n1, r0, r1 = tiles[i]
+        a = (n0 * out_h + r0) * out_w
+        m = (n1 - n0) * (r1 - r0) * out_w
+        if direct_1x1:
+            src = x2[a:a + m]
+        else:
+            patches = scratch.get(slot)
+            if patches is None:
+                patches = scratch[slot] = np.empty((most, k), np.float32)
+            im2col_rows(x, n0, n1, r0, r1, *window, pad_top, pad_left, out_w, patches)
+            src = patches[:m]
+        threads.product(src, wmat, wide[a:a + m, lo:lo + f])
+        if has_bias or relu:
+            add_bias_relu(wide[a:a + m], bias, has_bias, relu, lo)
+
+    threads.limit_blas()
+    threads.run_chunks(range(len(tiles) + 1), tile, parts)
 
 
 def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), relu=False, wino_filter=None,
