@@ -7,7 +7,8 @@ a busy spell on a shared machine hits both. The ratio B / A is what a change bou
 
 The base commit's tlkit is exported (git archive) into a temporary folder; the models use random
 weights (speed does not depend on them). Each process: build, 2 warm-up calls, then the median
-of --steps timed predict_on_batch calls.
+of --steps timed predict_on_batch calls, wall time and the process's CPU time (all its threads):
+on a busy machine the CPU time per step is the steadier measure of the work a version does.
 """
 import argparse
 import json
@@ -38,12 +39,14 @@ base.trainable = False
 x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32)
 for _ in range(2):
     y = base.predict_on_batch(x)
-times = []
+times, cpu = [], []
 for _ in range(steps):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     base.predict_on_batch(x)
     times.append(time.perf_counter() - t)
-print(json.dumps({"seconds": statistics.median(times), "checksum": float(np.abs(y).sum())}))
+    cpu.append(time.process_time() - c)
+print(json.dumps({"seconds": statistics.median(times), "cpu": statistics.median(cpu),
+                  "checksum": float(np.abs(y).sum())}))
 """
 
 
@@ -78,17 +81,19 @@ def main():
                     got.setdefault((case, side), []).append(r)
         print(f"{machine.header(load_before=load_before)}; A = {args.base}, B = this worktree; median of "
               f"{args.rounds} interleaved rounds of {args.steps} timed steps\n")
-        print("| case | A img/s | B img/s | B / A (per-round range) | outputs agree |")
-        print("|---|---:|---:|---:|---|")
+        print("| case | A img/s | B img/s | B / A (per-round range) | A CPU ms/step | B CPU ms/step | outputs agree |")
+        print("|---|---:|---:|---:|---:|---:|---|")
         for case in args.cases:
             batch = CASES[case][1]
             a = [r["seconds"] for r in got[(case, "A")]]
             b = [r["seconds"] for r in got[(case, "B")]]
             ratios = [x / y for x, y in zip(a, b)]
+            cpu = [statistics.median(r["cpu"] for r in got[(case, s)]) * 1e3 for s in "AB"]
             sums = [got[(case, s)][0]["checksum"] for s in "AB"]
             agree = abs(sums[0] - sums[1]) <= 1e-4 * max(abs(sums[0]), 1e-12)
             print(f"| {case} | {batch / statistics.median(a):.1f} | {batch / statistics.median(b):.1f} | "
-                  f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | {'yes' if agree else 'NO'} |")
+                  f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | {cpu[0]:.0f} | {cpu[1]:.0f} | "
+                  f"{'yes' if agree else 'NO'} |")
 
 
 if __name__ == "__main__":

@@ -96,9 +96,11 @@ def tile_bytes(request, monkeypatch):
     (tiles in turn, or chunks shared by three threads whatever the machine has), forced."""
     chunked = request.param.startswith("chunks")
     monkeypatch.setattr(conv, "CHUNKED", chunked)
+    monkeypatch.setattr(winograd, "THREADED", chunked)
     if chunked:
         monkeypatch.setattr(threads, "num_threads", lambda: 3)
         monkeypatch.setattr(conv, "CHUNK_BYTES", 1 if request.param == "chunks_one_row" else 40_000)
+        monkeypatch.setattr(winograd, "THREAD_BYTES", 1 if request.param == "chunks_one_row" else 40_000)
         return
     size = {"default": conv.TILE_BYTES, "one_row": 1, "few_images": 40_000}[request.param]
     monkeypatch.setattr(conv, "TILE_BYTES", size)
@@ -312,3 +314,22 @@ def test_forward_into_a_channel_slice_on_both_routes(rng, monkeypatch, chunked, 
     close(got, want)
     close(buf[..., 4:4 + shape[3]], want)
     assert (buf[..., :4] == 7.0).all() and (buf[..., 4 + shape[3]:] == 7.0).all(), "wrote outside its slice"
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["shared_chunks", "thread_chunks"])
+def test_winograd_routes_into_a_slice_and_pooled(rng, monkeypatch, threaded):
+    """Both Winograd routes, forced: 'same' conv + bias + ReLU into a channel slice (partial
+    tiles at the edges, chunks spanning images), and the fused 2x2 pool."""
+    monkeypatch.setattr(winograd, "THREADED", threaded)
+    monkeypatch.setattr(winograd, "THREAD_BYTES", 30_000)  # several tile rows, several chunks per thread
+    monkeypatch.setattr(threads, "num_threads", lambda: 3)
+    x = rng.standard_normal((3, 13, 11, 16)).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 16, 20)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32)
+    want = ref_forward(x, w, b, (1, 1), "same", (1, 1), relu=True)
+    buf = np.full((3, 13, 11, 27), 7.0, np.float32)
+    winograd.conv3x3(x, w, None, b, 1, 1, (13, 11), True, buf, 5)
+    close(buf[..., 5:25], want, rtol=1e-4)
+    assert (buf[..., :5] == 7.0).all() and (buf[..., 25:] == 7.0).all(), "wrote outside its slice"
+    pooled = winograd.conv3x3(x, w, None, b, 1, 1, (13, 11), True, pool2=True)
+    close(pooled, want[:, :12, :10].reshape(3, 6, 2, 5, 2, 20).max(axis=(2, 4)), rtol=1e-4)
