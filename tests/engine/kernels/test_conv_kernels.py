@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tlkit.engine.kernels import conv
+from tlkit.engine.kernels import conv, conv_chunks
 from tlkit.utils import threads
 
 
@@ -95,11 +95,11 @@ def tile_bytes(request, monkeypatch):
     """Exercise every tiling: one row per tile, and several whole images per tile; on both routes
     (tiles in turn, or chunks shared by three threads whatever the machine has), forced."""
     chunked = request.param.startswith("chunks")
-    monkeypatch.setattr(conv, "CHUNKED", chunked)
+    monkeypatch.setattr(conv_chunks, "CHUNKED", chunked)
     monkeypatch.setattr(winograd, "THREADED", chunked)
     if chunked:
         monkeypatch.setattr(threads, "num_threads", lambda: 3)
-        monkeypatch.setattr(conv, "CHUNK_BYTES", 1 if request.param == "chunks_one_row" else 40_000)
+        monkeypatch.setattr(conv_chunks, "CHUNK_BYTES", 1 if request.param == "chunks_one_row" else 40_000)
         monkeypatch.setattr(winograd, "THREAD_BYTES", 1 if request.param == "chunks_one_row" else 40_000)
         return
     size = {"default": conv.TILE_BYTES, "one_row": 1, "few_images": 40_000}[request.param]
@@ -302,8 +302,8 @@ def test_matches_torch(x_shape, k, f, s, padding, torch_pad, rng):
                                             ((3, 3, 8, 12), (1, 1))], ids=["1x1", "3x3s2", "3x3s1"])
 def test_forward_into_a_channel_slice_on_both_routes(rng, monkeypatch, chunked, shape, strides):
     """bias + ReLU land in the slice only, every tile once, whichever thread ran it."""
-    monkeypatch.setattr(conv, "CHUNKED", chunked)
-    monkeypatch.setattr(conv, "CHUNK_BYTES", 20_000)  # many chunks: more than the threads
+    monkeypatch.setattr(conv_chunks, "CHUNKED", chunked)
+    monkeypatch.setattr(conv_chunks, "CHUNK_BYTES", 20_000)  # many chunks: more than the threads
     monkeypatch.setattr(threads, "num_threads", lambda: 3)
     x = rng.standard_normal((3, 17, 15, shape[2])).astype(np.float32)
     w = rng.standard_normal(shape).astype(np.float32)

@@ -34,12 +34,12 @@ G = np.array([[1 / 4, 0, 0],
 # which on shared, busy cores cost far more than the cache misses of bigger chunks.
 CHUNK_BYTES = 4 << 20
 MIN_TILES = 256
-# Thin layers (in + out channels <= THREAD_CHANNELS) run as chunks of threads.run_chunks instead:
+# Thin layers (in + out channels <= THREAD_CHANNELS: SqueezeNet, VGG16 blocks 1-2) run as chunks of threads.run_chunks instead:
 # each thread transforms, multiplies (BLAS on one thread) and writes back its own run of tile
 # rows, ~THREAD_BYTES of them, in its own cache; one hand-off per layer instead of three per
 # chunk. Wider layers keep the shared chunks: their per-thread products would be too thin.
 # THREADED: None chooses; True / False force a route.
-THREAD_CHANNELS = 256
+THREAD_CHANNELS = 320
 THREAD_BYTES = 2 << 20
 THREADED = None
 # Below these the direct path wins (see applicable).
