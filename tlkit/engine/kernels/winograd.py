@@ -34,13 +34,14 @@ G = np.array([[1 / 4, 0, 0],
 # which on shared, busy cores cost far more than the cache misses of bigger chunks.
 CHUNK_BYTES = 4 << 20
 MIN_TILES = 256
-# Thin layers (in + out channels <= THREAD_CHANNELS: SqueezeNet, VGG16 blocks 1-2) run as chunks of threads.run_chunks instead:
-# each thread transforms, multiplies (BLAS on one thread) and writes back its own run of tile
-# rows, ~THREAD_BYTES of them, in its own cache; one hand-off per layer instead of three per
-# chunk. Wider layers keep the shared chunks: their per-thread products would be too thin.
+# Layers whose tile rows are small (at least MIN_THREAD_ROWS of them in THREAD_BYTES: SqueezeNet's)
+# run as chunks of threads.run_chunks instead: each thread transforms, multiplies (BLAS on one
+# thread) and writes back its own run of tile rows in its own cache; one hand-off per layer
+# instead of three per chunk. Layers with wide rows keep the shared chunks: per-thread chunks
+# would be thin products or out of cache, and many (VGG16: 2-3x the CPU time at 512 channels).
 # THREADED: None chooses; True / False force a route.
-THREAD_CHANNELS = 320
 THREAD_BYTES = 2 << 20
+MIN_THREAD_ROWS = 8
 THREADED = None
 # Below these the direct path wins (see applicable).
 MIN_CHANNELS = 16
@@ -223,7 +224,8 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
     total_rows = n * tiles_h
     threaded = THREADED
     if threaded is None:
-        threaded = (ch + f <= THREAD_CHANNELS and total_rows > 1 and threads.num_threads() > 1
+        threaded = (36 * tiles_w * (ch + f) * 4 * MIN_THREAD_ROWS <= THREAD_BYTES and total_rows > 1
+                    and threads.num_threads() > 1
                     and threads.chunks_can_run_numba())
     if threaded:
         _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, pool2)
