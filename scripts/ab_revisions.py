@@ -12,7 +12,6 @@ on a busy machine the CPU time per step is the steadier measure of the work a ve
 """
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import subprocess
@@ -92,8 +91,8 @@ def main():
             sums = [got[(case, s)][0]["checksum"] for s in "AB"]
             agree = abs(sums[0] - sums[1]) <= 1e-4 * max(abs(sums[0]), 1e-12)
             print(f"| {case} | {batch / statistics.median(a):.1f} | {batch / statistics.median(b):.1f} | "
-                  f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | {cpu[0]:.0f} | {cpu[1]:.0f} | "
-                  f"{'yes' if agree else 'NO'} |")
+                  f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
+                  f"{cpu[0]:.0f} | {cpu[1]:.0f} | {'yes' if agree else 'NO'} |")
 
 
 if __name__ == "__main__":
