@@ -165,3 +165,54 @@ def test_split_products_work_in_a_forked_child(monkeypatch):
         os._exit(2 if worker.is_alive() else 0 if np.allclose(out, a @ b, rtol=1e-4, atol=1e-4) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_run_chunks_runs_each_chunk_once_and_a_stalled_worker_holds_up_only_its_chunk():
+    """A worker that stalls on its first chunk (as a descheduled thread would) while the caller
+    does all the rest: the call completes, each chunk ran exactly once."""
+    import threading
+
+    bounds = list(range(0, 41, 4))  # 10 chunks
+    ran = []
+    lock = threading.Lock()
+    caller_did_the_rest = threading.Event()
+
+    def work(slot, lo, hi):
+        with lock:
+            ran.append((slot, lo, hi))
+            if sum(1 for s, _, _ in ran if s == 0) == len(bounds) - 2:
+                caller_did_the_rest.set()
+        if slot == 1:
+            assert caller_did_the_rest.wait(120), "the caller waited for the stalled worker"  # only a hang hits this
+
+    threads.run_chunks(bounds, work, parts=2)
+    assert sorted((lo, hi) for _, lo, hi in ran) == list(zip(bounds[:-1], bounds[1:]))
+    assert {s for s, _, _ in ran} <= {0, 1}
+
+
+def test_run_chunks_raises_the_first_error_after_all_chunks_settle():
+    seen = []
+
+    def work(slot, lo, hi):
+        seen.append(lo)
+        if lo == 3:
+            raise RuntimeError("chunk 3 failed")
+
+    with pytest.raises(RuntimeError, match="chunk 3 failed"):
+        threads.run_chunks(range(8), work, parts=3)
+    assert 3 in seen
+    threads.run_chunks(range(3), lambda slot, lo, hi: seen.append(("again", lo)), parts=3)  # the pool still works
+    assert ("again", 0) in seen and ("again", 1) in seen
+
+
+def test_numba_kernels_inside_chunks_run_on_their_thread_alone():
+    """Inside a chunk numba's thread count is 1 (per thread); outside, the caller's is restored."""
+    import numba
+
+    if not threads.chunks_can_run_numba():
+        pytest.skip("numba's threading layer here does not allow concurrent kernels")
+    before = numba.get_num_threads()
+    counts = []
+    threads.run_chunks(range(6), lambda slot, lo, hi: counts.append(numba.get_num_threads()), parts=2)
+    assert counts and set(counts) == {1}
+    assert numba.get_num_threads() == before

@@ -28,9 +28,17 @@ ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 # Products smaller than this run on the calling thread: a hand-off costs ~20-50 us.
 MIN_SPLIT_FLOPS = 4_000_000
+# Chunks per thread in a split: more balance when a thread is descheduled, more per-call overhead
+# (~10 us each) and smaller BLAS calls. Chunks of a product are kept above MIN_CHUNK_FLOPS.
+CHUNKS_PER_THREAD = 4
+MIN_CHUNK_FLOPS = 2_000_000
+# numba threading layers whose parallel kernels may be called from several threads at once
+# (workqueue may not: it aborts on concurrent launches).
+CONCURRENT_LAYERS = ("omp", "tbb")
 
-_state = {"pool": None, "workers": 0, "pid": None, "blas_limited": False}
+_state = {"pool": None, "workers": 0, "pid": None, "blas_limited": False, "layer": None}
 _lock = threading.Lock()
+_local = threading.local()  # per pool thread: numba already set to one thread
 
 
 def set_env_defaults(environ=os.environ):
@@ -70,7 +78,8 @@ def _pool(workers):
         return _state["pool"]
 
 
-def _product(a, b, out):
+def product(a, b, out):
+    """out[...] = a @ b on the calling thread (BLAS on one thread once ``limit_blas`` ran)."""
     # np.dot writes a C-contiguous 2-D out directly; np.matmul covers strided outs and stacks.
     if a.ndim == 2 and out.flags.c_contiguous:
         np.dot(a, b, out=out)
@@ -80,22 +89,96 @@ def _product(a, b, out):
 
 def matmul(a, b, out):
     """out[...] = a @ b for float32 a (m, k) @ b (k, n), or stacks a (s, m, k) @ b (s, k, n); the
-    rows (2-D) or the stack (3-D) are cut into one part per thread, the caller doing the first."""
+    rows (2-D) or the stack (3-D) are cut into chunks shared by the threads (``run_chunks``)."""
     limit_blas()
-    flops = 2 * a.shape[-2] * a.shape[-1] * b.shape[-1] * (a.shape[0] if a.ndim == 3 else 1)
-    parts = min(num_threads(), a.shape[0])
+    rows = a.shape[0]
+    flops = 2 * a.shape[-2] * a.shape[-1] * b.shape[-1] * (rows if a.ndim == 3 else 1)
+    parts = min(num_threads(), rows)
     if parts < 2 or flops < MIN_SPLIT_FLOPS:
-        _product(a, b, out)
+        product(a, b, out)
         return out
-    bounds = np.linspace(0, a.shape[0], parts + 1).astype(int)
+    chunks = int(min(rows, parts * CHUNKS_PER_THREAD, max(parts, flops // max(MIN_CHUNK_FLOPS, 1))))
     stacked = a.ndim == 3
-    pool = _pool(parts - 1)
-    futures = [pool.submit(_product, a[lo:hi], b[lo:hi] if stacked else b, out[lo:hi])
-               for lo, hi in zip(bounds[1:-1], bounds[2:])]
-    _product(a[:bounds[1]], b[:bounds[1]] if stacked else b, out[:bounds[1]])
-    for future in futures:
-        future.result()
+
+    def part(slot, lo, hi):
+        product(a[lo:hi], b[lo:hi] if stacked else b, out[lo:hi])
+
+    run_chunks(np.linspace(0, rows, chunks + 1).astype(int), part, parts)
     return out
+
+
+def chunks_can_run_numba():
+    """True when numba kernels may run inside ``run_chunks`` work (on several threads at once)."""
+    if _state["layer"] is None:
+        import numba
+
+        numba.get_num_threads()  # launches numba's threads, which picks the layer
+        _state["layer"] = numba.threading_layer()
+    return _state["layer"] in CONCURRENT_LAYERS
+
+
+class _Chunks:
+    """One run_chunks call: threads take chunk numbers in turn until none is left; the caller
+    waits for the chunks to be done, not for the workers (one may not have started yet)."""
+
+    def __init__(self, bounds, work):
+        self.bounds, self.work = bounds, work
+        self.taken = 0
+        self.left = len(bounds) - 1
+        self.error = None
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def run(self, slot):
+        while True:
+            with self.lock:
+                i = self.taken
+                self.taken += 1
+            if i >= len(self.bounds) - 1:
+                return
+            if self.error is None:  # after an error the rest are only counted off
+                try:
+                    self.work(slot, self.bounds[i], self.bounds[i + 1])
+                except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+                    self.error = self.error or e
+            with self.lock:
+                self.left -= 1
+                if self.left == 0:
+                    self.done.set()
+
+    def run_in_pool(self, slot):
+        if not getattr(_local, "numba_single", False):
+            import numba
+
+            numba.set_num_threads(1)  # per thread: this pool thread's numba kernels run on it alone
+            _local.numba_single = True
+        self.run(slot)
+
+
+def run_chunks(bounds, work, parts):
+    """work(slot, bounds[i], bounds[i + 1]) for every i, on ``parts`` threads (the caller and
+    parts - 1 of tlkit's blocking threads), each thread taking the next chunk when free. slot
+    (0 .. parts - 1) names the thread running the call, e.g. to index per-thread scratch; numba
+    kernels called from work run on that thread alone. The first exception raised by work is
+    raised here once every chunk is done or skipped."""
+    job = _Chunks(list(bounds), work)
+    if job.left <= 0:
+        return
+    if parts > 1:
+        pool = _pool(parts - 1)
+        for slot in range(1, parts):
+            pool.submit(job.run_in_pool, slot)
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        job.run(0)
+    finally:
+        numba.set_num_threads(before)
+    job.done.wait()
+    if job.error is not None:
+        raise job.error
 
 
 def info():

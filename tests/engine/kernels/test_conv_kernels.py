@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from tlkit.engine.kernels import conv
+from tlkit.engine.kernels import conv, conv_chunks
+from tlkit.utils import threads
 
 
 def same_pads(size, k, s, d):
@@ -89,9 +90,18 @@ def close(got, want, rtol=1e-5):
     np.testing.assert_allclose(got, want, rtol=0, atol=rtol * scale)
 
 
-@pytest.fixture(params=["default", "one_row", "few_images"])
+@pytest.fixture(params=["default", "one_row", "few_images", "chunks", "chunks_one_row"])
 def tile_bytes(request, monkeypatch):
-    """Exercise every tiling: one row per tile, and several whole images per tile."""
+    """Exercise every tiling: one row per tile, and several whole images per tile; on both routes
+    (tiles in turn, or chunks shared by three threads whatever the machine has), forced."""
+    chunked = request.param.startswith("chunks")
+    monkeypatch.setattr(conv_chunks, "CHUNKED", chunked)
+    monkeypatch.setattr(winograd, "THREADED", chunked)
+    if chunked:
+        monkeypatch.setattr(threads, "num_threads", lambda: 3)
+        monkeypatch.setattr(conv_chunks, "CHUNK_BYTES", 1 if request.param == "chunks_one_row" else 40_000)
+        monkeypatch.setattr(winograd, "THREAD_BYTES", 1 if request.param == "chunks_one_row" else 40_000)
+        return
     size = {"default": conv.TILE_BYTES, "one_row": 1, "few_images": 40_000}[request.param]
     monkeypatch.setattr(conv, "TILE_BYTES", size)
 
@@ -285,3 +295,41 @@ def test_matches_torch(x_shape, k, f, s, padding, torch_pad, rng):
     close(conv.conv2d_forward(x, w, b, (s, s), padding), ty.detach().numpy().transpose(0, 2, 3, 1))
     close(conv.conv2d_backward_input(dy, w, x.shape, (s, s), padding), tx.grad.numpy().transpose(0, 2, 3, 1))
     close(conv.conv2d_backward_weights(x, dy, w.shape, (s, s), padding)[0], tw.grad.numpy().transpose(2, 3, 1, 0))
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["tiles", "chunks"])
+@pytest.mark.parametrize("shape, strides", [((1, 1, 40, 24), (1, 1)), ((3, 3, 8, 12), (2, 2)),
+                                            ((3, 3, 8, 12), (1, 1))], ids=["1x1", "3x3s2", "3x3s1"])
+def test_forward_into_a_channel_slice_on_both_routes(rng, monkeypatch, chunked, shape, strides):
+    """bias + ReLU land in the slice only, every tile once, whichever thread ran it."""
+    monkeypatch.setattr(conv_chunks, "CHUNKED", chunked)
+    monkeypatch.setattr(conv_chunks, "CHUNK_BYTES", 20_000)  # many chunks: more than the threads
+    monkeypatch.setattr(threads, "num_threads", lambda: 3)
+    x = rng.standard_normal((3, 17, 15, shape[2])).astype(np.float32)
+    w = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape[3]).astype(np.float32)
+    want = ref_forward(x, w, b, strides, "same", (1, 1), relu=True)
+    buf = np.full(want.shape[:3] + (shape[3] + 10,), 7.0, np.float32)
+    got = conv.conv2d_forward(x, w, b, strides, "same", relu=True, out=buf[..., 4:4 + shape[3]])
+    close(got, want)
+    close(buf[..., 4:4 + shape[3]], want)
+    assert (buf[..., :4] == 7.0).all() and (buf[..., 4 + shape[3]:] == 7.0).all(), "wrote outside its slice"
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["shared_chunks", "thread_chunks"])
+def test_winograd_routes_into_a_slice_and_pooled(rng, monkeypatch, threaded):
+    """Both Winograd routes, forced: 'same' conv + bias + ReLU into a channel slice (partial
+    tiles at the edges, chunks spanning images), and the fused 2x2 pool."""
+    monkeypatch.setattr(winograd, "THREADED", threaded)
+    monkeypatch.setattr(winograd, "THREAD_BYTES", 30_000)  # several tile rows, several chunks per thread
+    monkeypatch.setattr(threads, "num_threads", lambda: 3)
+    x = rng.standard_normal((3, 13, 11, 16)).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 16, 20)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32)
+    want = ref_forward(x, w, b, (1, 1), "same", (1, 1), relu=True)
+    buf = np.full((3, 13, 11, 27), 7.0, np.float32)
+    winograd.conv3x3(x, w, None, b, 1, 1, (13, 11), True, buf, 5)
+    close(buf[..., 5:25], want, rtol=1e-4)
+    assert (buf[..., :5] == 7.0).all() and (buf[..., 25:] == 7.0).all(), "wrote outside its slice"
+    pooled = winograd.conv3x3(x, w, None, b, 1, 1, (13, 11), True, pool2=True)
+    close(pooled, want[:, :12, :10].reshape(3, 6, 2, 5, 2, 20).max(axis=(2, 4)), rtol=1e-4)

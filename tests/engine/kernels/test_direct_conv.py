@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from tlkit.engine.kernels import conv, direct_conv, pool, winograd
+from tlkit.engine.kernels import conv, conv_chunks, direct_conv, pool, winograd
+from tlkit.utils import threads
 
 
 def tf_pads(size, k, s, padding):
@@ -80,7 +81,7 @@ CONV_CASES = [
     ((3, 7, 9, 1), (3, 3), 5, (2, 2), "same"),
     ((1, 10, 9, 4), (2, 3), 17, (1, 2), "same"),
     ((1, 13, 12, 4), (3, 3), 33, (3, 1), "valid"),
-    ((3, 6, 5, 3), (1, 1), 7, (1, 1), "valid"),
+    ((3, 6, 5, 3), (2, 1), 7, (1, 1), "valid"),     # 1x1 windows go to BLAS (direct_conv.applicable)
     ((1, 5, 5, 1), (5, 5), 3, (1, 1), "same"),      # the window is wider than the padding on both sides
 ]
 
@@ -191,6 +192,7 @@ def test_applicability_rules():
     assert direct_conv.applicable((3, 3, 4, 64), (1, 1), pooled=True)    # ... fused with a pool, not yet
     assert not direct_conv.applicable((3, 3, 64, 64), (1, 1), pooled=True)
     assert not direct_conv.applicable((1, 1, 3, 4096), (1, 1), pooled=True)
+    assert not direct_conv.applicable((1, 1, 16, 64), (1, 1))             # 1x1: BLAS on the input as it is
 
 
 def test_routes(rng, direct_calls):
@@ -220,3 +222,19 @@ def test_bad_arguments_are_explained(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         conv.conv2d_maxpool_forward(**args)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["one_kernel", "image_chunks"])
+def test_direct_routes_by_image_chunks_match_reference(rng, forced, direct_calls, monkeypatch, chunked):
+    """Both ways of running the direct kernels, forced: one parallel call, or one call per image
+    shared by three threads; each image written once, into a channel slice for the plain conv."""
+    monkeypatch.setattr(conv_chunks, "CHUNKED", chunked)
+    monkeypatch.setattr(threads, "num_threads", lambda: 3)
+    x, w, b = make(rng, (5, 17, 19, 3), (3, 3), 24)
+    buf = np.full((5, 8, 9, 30), 7.0, np.float32)
+    conv.conv2d_forward(x, w, b, (2, 2), "valid", relu=True, out=buf[..., 2:26])
+    close(buf[..., 2:26], ref_conv(x, w, b, (2, 2), "valid", True))
+    assert (buf[..., :2] == 7.0).all() and (buf[..., 26:] == 7.0).all(), "wrote outside its slice"
+    got = conv.conv2d_maxpool_forward(x, w, b, 2, "valid", True, 3, 2)
+    close(got, ref_max_pool(ref_conv(x, w, b, (2, 2), "valid", True), (3, 3), (2, 2), "valid"))
+    assert len(direct_calls) == (10 if chunked else 2)

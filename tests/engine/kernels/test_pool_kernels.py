@@ -74,3 +74,21 @@ def test_bad_input_says_what_is_wrong():
         pool.max_pool2d_forward(np.zeros((3, 3, 2), np.float32), (2, 2), (2, 2), "valid")
     with pytest.raises(ValueError, match="does not fit"):
         pool.avg_pool2d_forward(np.zeros((1, 1, 1, 2), np.float32), (2, 2), (2, 2), "valid")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["one_kernel", "image_chunks"])
+@pytest.mark.parametrize("hw, pool_size, strides, padding", CASES[:3])
+def test_inference_max_pool_on_both_routes(rng, monkeypatch, chunked, hw, pool_size, strides, padding):
+    """Inference pooling as one parallel kernel or image by image on three threads (forced):
+    every image pooled once, into the given out."""
+    from tlkit.engine.kernels import conv_chunks
+    from tlkit.utils import threads
+
+    monkeypatch.setattr(conv_chunks, "CHUNKED", chunked)
+    monkeypatch.setattr(threads, "num_threads", lambda: 3)
+    x = rng.standard_normal((7, *hw, 5)).astype(np.float32)
+    want = reference(x, pool_size, strides, padding, np.max)
+    out = np.full(want.shape, np.nan, np.float32)
+    y, argmax = pool.max_pool2d_forward(x, pool_size, strides, padding, with_argmax=False, out=out)
+    assert argmax is None and y is out
+    np.testing.assert_array_equal(out, want)

@@ -9,7 +9,9 @@ images) whose im2col patch matrix fits in ~TILE_BYTES; numba fills the patches (
 does the product straight into the output, then a numba pass adds bias and ReLU on the tile
 while it is still in cache. No batch-sized im2col buffer ever exists. 1x1 stride-1 convs are
 plain products over (N*H*W, C), no copy. numba regions and BLAS calls alternate, never nest,
-so the cores see at most one pool of busy threads at a time.
+so the cores see at most one pool of busy threads at a time. Products worth splitting run as
+chunks shared by the threads instead, each tile's patches + product + bias/ReLU on one thread
+(conv_chunks.py), and so do the direct kernels on batches of a few images per thread.
 
 Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when that is faster (see winograd.py);
 pass ``wino_filter=winograd_transform_filter(w)`` to reuse the filter transform across calls.
@@ -23,11 +25,12 @@ so the conv output is never stored whole (small windows; Winograd convs with a 2
 import numpy as np
 from numba import get_num_threads
 
-from tlkit.engine.kernels import direct_conv, winograd
+from tlkit.engine.kernels import conv_chunks, direct_conv, winograd
 from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
 from tlkit.engine.kernels.im2col import add_bias_relu, col2im_rows, im2col_rows
 from tlkit.engine.kernels.pool import check_out as check_pooled_out
 from tlkit.engine.kernels.pool import max_pool2d_forward
+from tlkit.utils import threads
 from tlkit.utils.threads import matmul
 
 __all__ = ["conv2d_forward", "conv2d_maxpool_forward", "fuses_max_pool",
@@ -91,9 +94,10 @@ class _Geometry:
 # ---------------------------------------------------------------------------------------------
 # tiled im2col + BLAS
 
-def _tiles(n, out_h, row_bytes):
-    """(n0, n1, r0, r1) blocks: a few output rows of one image, or several whole images."""
-    rows = max(1, TILE_BYTES // max(row_bytes, 1))
+def _tiles(n, out_h, row_bytes, budget=TILE_BYTES, at_least=1):
+    """(n0, n1, r0, r1) blocks: a few output rows of one image, or several whole images; at most
+    ``budget`` bytes at row_bytes per output row, and ``at_least`` blocks when there are rows enough."""
+    rows = max(1, min(budget // max(row_bytes, 1), -(-n * out_h // at_least)))
     if rows >= out_h:
         per = rows // out_h
         return [(i, min(i + per, n), 0, out_h) for i in range(0, n, per)]
@@ -112,11 +116,17 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
     out_h, out_w = out_hw
     k, f = wmat.shape
     y = np.empty((n, out_h, out_w, f), np.float32) if out is None else out
-    wide = y.reshape(-1, y.shape[3])
-    y2 = wide[:, lo:lo + f]
     has_bias = b is not None
     bias = b if has_bias else np.zeros(f, np.float32)
     direct_1x1 = _pointwise(window) and (pad_top, pad_left) == (0, 0) and out_hw == (x.shape[1], x.shape[2])
+    if conv_chunks.worth_it(2 * n * out_h * out_w * k * f):
+        parts = max(threads.num_threads(), 1)
+        tiles = _tiles(n, out_h, out_w * (k + f) * 4, conv_chunks.CHUNK_BYTES, parts * threads.CHUNKS_PER_THREAD)
+        conv_chunks.im2col_product(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, direct_1x1, tiles, y,
+                                   lo, parts)
+        return y[..., lo:lo + f]
+    wide = y.reshape(-1, y.shape[3])
+    y2 = wide[:, lo:lo + f]
     tiles = _tiles(n, out_h, out_w * (k if not direct_1x1 else f) * 4)
     patches = None if direct_1x1 else np.empty((max((t[1] - t[0]) * (t[3] - t[2]) for t in tiles) * out_w, k),
                                                np.float32)
@@ -164,8 +174,10 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
     if direct_conv.applicable(w.shape, g.dilation):
         f = w.shape[3]
         y = np.empty((x.shape[0], g.oh, g.ow, f), np.float32) if out is None else out
-        direct_conv.conv_bias_relu(x, w.reshape(-1, f), _zeros_if_none(b, f), relu, g.kh, g.kw, *g.strides,
-                                   g.pad_top, g.pad_left, y, lo)
+        wk, bias = w.reshape(-1, f), _zeros_if_none(b, f)
+        if not conv_chunks.by_images(x.shape[0], lambda n0, n1: direct_conv.conv_bias_relu(
+                x[n0:n1], wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left, y[n0:n1], lo)):
+            direct_conv.conv_bias_relu(x, wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left, y, lo)
         return y[..., lo:lo + f]
     return _direct(x, w.reshape(-1, w.shape[3]), b, g.window, g.pad_top, g.pad_left, (g.oh, g.ow), relu, out, lo)
 
@@ -225,13 +237,18 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
     if not direct_conv.applicable(w.shape, g.dilation, pooled=True):
         conv_y = conv2d_forward(x, w, b, g.strides, padding, relu=relu, wino_filter=wino_filter)
         return max_pool2d_forward(conv_y, pool, pool_strides, pool_padding, with_argmax=False, out=y)[0]
-    # Each image's pooled rows are split into parts so that small batches still feed every thread.
-    parts = min(p_rows, max(1, -(-4 * get_num_threads() // x.shape[0])))
     f = w.shape[3]
-    direct_conv.conv_bias_relu_maxpool(
-        x, w.reshape(-1, f), _zeros_if_none(b, f), relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left,
-        (g.oh, g.ow), *pool, *pool_strides, pads(g.oh, pool[0], pool_strides[0], pool_padding)[0],
-        pads(g.ow, pool[1], pool_strides[1], pool_padding)[0], parts, y)
+    wk, bias = w.reshape(-1, f), _zeros_if_none(b, f)
+    ptop = pads(g.oh, pool[0], pool_strides[0], pool_padding)[0]
+    pleft = pads(g.ow, pool[1], pool_strides[1], pool_padding)[0]
+
+    def fused(n0, n1, parts):
+        direct_conv.conv_bias_relu_maxpool(x[n0:n1], wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left,
+                                           (g.oh, g.ow), *pool, *pool_strides, ptop, pleft, parts, y[n0:n1])
+
+    if not conv_chunks.by_images(x.shape[0], lambda n0, n1: fused(n0, n1, 1)):
+        # Each image's pooled rows are split into parts so that small batches still feed every thread.
+        fused(0, x.shape[0], min(p_rows, max(1, -(-4 * get_num_threads() // x.shape[0]))))
     return y
 
 

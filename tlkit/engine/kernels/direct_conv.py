@@ -37,7 +37,8 @@ def applicable(kernel_shape, dilation, pooled=False):
     """True when the direct kernel is valid (dilation 1) and faster than im2col + BLAS (then a
     separate max pooling when ``pooled``)."""
     kh, kw, ch, f = kernel_shape
-    return (tuple(dilation) == (1, 1) and kh * kw * ch <= (MAX_K_POOLED if pooled else MAX_K)
+    # A 1x1 window needs no patches: BLAS takes the input as it is (2-5x faster than this kernel).
+    return (tuple(dilation) == (1, 1) and kh * kw > 1 and kh * kw * ch <= (MAX_K_POOLED if pooled else MAX_K)
             and f <= MAX_FILTERS)
 
 

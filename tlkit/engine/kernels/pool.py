@@ -17,6 +17,7 @@ vectorize fully), then over each window's columns in that one-row buffer.
 import numpy as np
 from numba import njit, prange
 
+from tlkit.engine.kernels import conv_chunks
 from tlkit.engine.kernels.geometry import conv_output_shape, pads
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
@@ -174,7 +175,8 @@ def max_pool2d_forward(x, pool_size, strides, padding, with_argmax=True, out=Non
     if not with_argmax:
         check_out(out, out_shape, "max_pool2d_forward")
         y = np.empty(out_shape, np.float32) if out is None else out
-        max_pool_rows_kernel(x, *window, y)
+        if not conv_chunks.by_images(x.shape[0], lambda n0, n1: max_pool_rows_kernel(x[n0:n1], *window, y[n0:n1])):
+            max_pool_rows_kernel(x, *window, y)
         return y, None
     if out is not None:
         raise ValueError("max_pool2d_forward: out is for inference (with_argmax=False) only.")

@@ -16,6 +16,7 @@ output's scale for VGG-sized inputs. `applicable` says when this beats the direc
 import numpy as np
 from numba import njit, prange
 
+from tlkit.utils import threads
 from tlkit.utils.threads import matmul
 
 # Filter transform for points (0, 1, -1, 2, -2, inf); the matching input (B^T) and output (A^T)
@@ -33,6 +34,15 @@ G = np.array([[1 / 4, 0, 0],
 # which on shared, busy cores cost far more than the cache misses of bigger chunks.
 CHUNK_BYTES = 4 << 20
 MIN_TILES = 256
+# Layers whose tile rows are small (at least MIN_THREAD_ROWS of them in THREAD_BYTES: SqueezeNet's)
+# run as chunks of threads.run_chunks instead: each thread transforms, multiplies (BLAS on one
+# thread) and writes back its own run of tile rows in its own cache; one hand-off per layer
+# instead of three per chunk. Layers with wide rows keep the shared chunks: per-thread chunks
+# would be thin products or out of cache, and many (VGG16: 2-3x the CPU time at 512 channels).
+# THREADED: None chooses; True / False force a route.
+THREAD_BYTES = 2 << 20
+MIN_THREAD_ROWS = 8
+THREADED = None
 # Below these the direct path wins (see applicable).
 MIN_CHANNELS = 16
 MIN_OUT = 8
@@ -212,6 +222,14 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
     bias = b if has_bias else np.zeros(f, np.float32)
     # A chunk is a run of tile rows, possibly spanning images (rows are numbered image-major).
     total_rows = n * tiles_h
+    threaded = THREADED
+    if threaded is None:
+        threaded = (36 * tiles_w * (ch + f) * 4 * MIN_THREAD_ROWS <= THREAD_BYTES and total_rows > 1
+                    and threads.num_threads() > 1
+                    and threads.chunks_can_run_numba())
+    if threaded:
+        _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, pool2)
+        return y[..., lo:lo + f]
     rows_per_chunk = max(CHUNK_BYTES // (36 * tiles_w * (ch + f) * 4), -(-MIN_TILES // tiles_w))
     rows_per_chunk = min(rows_per_chunk, total_rows)
     v = np.empty((36, rows_per_chunk * tiles_w, ch), np.float32)
@@ -223,6 +241,28 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
         matmul(v[:, :t], u, m[:, :t])
         output_transform(m, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
     return y[..., lo:lo + f]
+
+
+def _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, pool2):
+    """conv3x3's chunks, each run whole by one thread (transforms, 36 products, write-back)."""
+    ch, f = u.shape[1], u.shape[2]
+    total_rows = x.shape[0] * tiles_h
+    parts = max(threads.num_threads(), 1)
+    per = max(1, min(THREAD_BYTES // (36 * tiles_w * (ch + f) * 4),
+                     -(-total_rows // (parts * threads.CHUNKS_PER_THREAD))))
+    scratch = {}
+
+    def chunk(slot, r0, r1):
+        if slot not in scratch:
+            scratch[slot] = (np.empty((36, per * tiles_w, ch), np.float32), np.empty((36, per * tiles_w, f), np.float32))
+        v, m = scratch[slot]
+        t = (r1 - r0) * tiles_w
+        input_transform(x, r1 - r0, r0, tiles_h, tiles_w, pad_top, pad_left, v)
+        threads.product(v[:, :t], u, m[:, :t])
+        output_transform(m, r1 - r0, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
+
+    threads.limit_blas()
+    threads.run_chunks(list(range(0, total_rows, per)) + [total_rows], chunk, parts)
 
 
 # ---------------------------------------------------------------------------------------------

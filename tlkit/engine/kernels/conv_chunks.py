@@ -1,0 +1,71 @@
+"""conv.py's routes as chunks shared by the threads (tlkit.utils.threads.run_chunks): each chunk
+runs whole on one thread, its numba passes on that thread alone and its product on one BLAS
+thread, so a layer costs one hand-off instead of three per tile, its data stays in that thread's
+cache, and a thread the OS deschedules delays only the chunk it is on.
+
+    if worth_it(flops): im2col_product(x, wmat, bias, True, True, window, 1, 1, False, tiles, y, 0, parts)
+    by_images(n, lambda n0, n1: kernel(x[n0:n1], ..., y[n0:n1]))      # False: not taken
+"""
+import numpy as np
+
+from tlkit.engine.kernels.im2col import add_bias_relu, im2col_rows
+from tlkit.utils import threads
+
+# Budget of one im2col chunk: its patch and output tiles stay in one thread's cache while its
+# product and bias + ReLU run.
+CHUNK_BYTES = 1 << 20
+# None chooses (chunks for work worth splitting, when numba's threading layer allows kernels on
+# several threads at once); True / False force one route (tests take both whatever the machine).
+CHUNKED = None
+
+
+def worth_it(flops):
+    """True when an im2col + BLAS conv of this many flops runs as chunks (or CHUNKED forces it)."""
+    if CHUNKED is not None:
+        return CHUNKED
+    return flops >= threads.MIN_SPLIT_FLOPS and threads.num_threads() > 1 and threads.chunks_can_run_numba()
+
+
+def im2col_product(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, direct_1x1, tiles, y, lo, parts):
+    """y[..., lo:lo + F] = patches(x) @ wmat (+ bias, ReLU), one chunk per (n0, n1, r0, r1) tile of
+    output rows: its patches gathered (none for a 1x1 conv: x's rows are the patches), the
+    product, then bias + ReLU while the tile is in cache. y: C-contiguous (N, OH, OW, >= lo + F)."""
+    _, out_h, out_w, _ = y.shape
+    k, f = wmat.shape
+    wide = y.reshape(-1, y.shape[3])
+    x2 = x.reshape(-1, x.shape[3])
+    most = max((t[1] - t[0]) * (t[3] - t[2]) for t in tiles) * out_w
+    scratch = {}  # patch matrix per thread slot
+
+    def tile(slot, i, _):
+        n0, n1, r0, r1 = tiles[i]
+        a = (n0 * out_h + r0) * out_w
+        m = (n1 - n0) * (r1 - r0) * out_w
+        if direct_1x1:
+            src = x2[a:a + m]
+        else:
+            patches = scratch.get(slot)
+            if patches is None:
+                patches = scratch[slot] = np.empty((most, k), np.float32)
+            im2col_rows(x, n0, n1, r0, r1, *window, pad_top, pad_left, out_w, patches)
+            src = patches[:m]
+        threads.product(src, wmat, wide[a:a + m, lo:lo + f])
+        if has_bias or relu:
+            add_bias_relu(wide[a:a + m], bias, has_bias, relu, lo)
+
+    threads.limit_blas()
+    threads.run_chunks(range(len(tiles) + 1), tile, parts)
+
+
+def by_images(n, call):
+    """Run call(n0, n1) on image ranges as chunks shared by the threads (a descheduled thread then
+    delays one image, not half the batch) when the batch has a few images per thread (or CHUNKED
+    forces it); False when not taken, for the caller to run its one parallel kernel instead."""
+    parts = threads.num_threads()
+    chunked = CHUNKED
+    if chunked is None:
+        chunked = parts > 1 and n >= 2 * parts and threads.chunks_can_run_numba()
+    if not chunked:
+        return False
+    threads.run_chunks(range(n + 1), lambda slot, n0, n1: call(n0, n1), max(parts, 1))
+    return True
