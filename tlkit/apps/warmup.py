@@ -1,21 +1,39 @@
 """Compile (or load from numba's disk cache) the kernels a model needs before a progress bar starts
-its clock: the first ETA then measures the work, and a cold start says what the wait is."""
+its clock: the first ETA then measures the work, and a cold start says what the wait is.
+
+On a cold cache `tlkit finetune` compiles in two processes at once. This one runs the base forward
+from its first layer (in a thread, while the folder is scanned); a helper process
+(``python -m tlkit.apps.warmup BASE SIZE OPTIMIZER``) calls the same layers from the last one
+backwards, then trains a tiny head with the run's optimizer. Each saves what it compiles to numba's
+cache, and numba looks a kernel up there before compiling it, so the two meet in the middle and
+most kernels are compiled once. (Threads cannot share the work: numba compiles one kernel at a time
+per process.)
+"""
+import concurrent.futures
 import glob
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 
-def kernel_cache_present():
-    """Whether numba's on-disk cache holds tlkit's engine kernels (index files ``*.nbi``), next to the
-    modules or under $NUMBA_CACHE_DIR."""
+# Index-file names of the kernels only training needs (the backward passes): if none is cached,
+# the first training step through the base compiles them.
+BACKWARD_KERNELS = ("adjoint", "backward", "col2im")
+
+
+def kernel_cache_present(names=("",)):
+    """Whether numba's on-disk cache holds an index file (``*.nbi``) of tlkit's engine kernels whose
+    name contains one of ``names``, next to the modules or under $NUMBA_CACHE_DIR."""
     from tlkit.engine import kernels
 
     folders = [os.path.join(os.path.dirname(kernels.__file__), "__pycache__")]
     cache_dir = os.environ.get("NUMBA_CACHE_DIR")
     if cache_dir:
         folders.append(os.path.join(cache_dir, "**"))
-    return any(glob.glob(os.path.join(folder, "*.nbi"), recursive=True) for folder in folders)
+    return any(glob.glob(os.path.join(folder, f"*{name}*.nbi"), recursive=True)
+               for folder in folders for name in names)
 
 
 def warm_up(model, say):
@@ -31,3 +49,88 @@ def warm_up(model, say):
     model._tlkit_warmed_up = True
     if cold:
         say(f"compiled in {time.time() - start:.0f} s")
+
+
+class BackgroundWarmUp:
+    """``warm_up(model, say)`` in a thread, plus the helper process on a cold cache::
+
+        warming = BackgroundWarmUp(base, say, base_name, image_size, optimizer)
+        ...                      # scan the folders meanwhile
+        warming.wait()           # re-raises what the warm-up raised
+        ...
+        warming.stop()           # ends the helper if it still runs (also at the end of the run)
+    """
+
+    def __init__(self, model, say, base_name, image_size, optimizer):
+        self.helper = start_helper(base_name, image_size, optimizer) if not kernel_cache_present() else None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tlkit-warmup")
+        self._future = self._pool.submit(warm_up, model, say)
+
+    def wait(self):
+        try:
+            self._future.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def stop(self):
+        if self.helper is not None and self.helper.poll() is None:
+            self.helper.terminate()  # numba writes cache files whole (temporary file, then rename)
+            self.helper.wait()
+
+
+def start_helper(base_name, image_size, optimizer):
+    """The helper process (see the module's docstring), or None with a single core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2:
+        return None
+    import tlkit
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tlkit.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    return subprocess.Popen([sys.executable, "-m", "tlkit.apps.warmup", base_name, str(image_size), optimizer],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def compile_from_the_end(model):
+    """Call ``model``'s layers one by one on blank inputs, last layer first, the way its inference
+    plan calls them (a conv fused with the pool after it is called with it): this compiles the
+    kernels the forward needs, in the reverse order of the forward itself."""
+    graph = model._graph
+    fused = graph.plan.fused
+    computed_with_producer = {id(consumer) for consumer, _ in fused.values()}
+    for node in reversed(graph.nodes):
+        if id(node) in computed_with_producer:
+            continue
+        args = [np.zeros((1,) + tuple(t.shape[1:]), np.float32) for t in node.inputs]
+        kwargs = dict(node.kwargs)
+        if id(node) in fused:
+            consumer, keyword = fused[id(node)]
+            kwargs[keyword] = consumer.layer
+        node.layer(args if node.input_structure else args[0], training=False, **kwargs)
+
+
+def compile_optimizer(name):
+    """One step of a tiny dense head with optimizer ``name``: compiles its update kernel."""
+    from tlkit.engine import optimizers
+    from tlkit.engine.layers import Dense
+    from tlkit.engine.layers.input_layer import Input
+    from tlkit.engine.sequential import Sequential
+
+    head = Sequential([Input((8,)), Dense(2, activation="softmax")])
+    head.compile(optimizers.get(name), "categorical_crossentropy")
+    head.train_on_batch(np.zeros((2, 8), np.float32), np.eye(2, dtype=np.float32))
+
+
+def main(argv):
+    """The helper process: ``python -m tlkit.apps.warmup BASE SIZE OPTIMIZER``."""
+    from tlkit.apps.models import factory
+
+    base_name, size, optimizer = argv[0], int(argv[1]), argv[2]
+    base = factory(base_name)(include_top=False, weights=None, input_shape=(size, size, 3))
+    base.trainable = False
+    compile_from_the_end(base)
+    compile_optimizer(optimizer)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
