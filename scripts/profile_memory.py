@@ -2,6 +2,7 @@
 
     python scripts/profile_memory.py                       # VGG16 b8 and b1, SqueezeNet b32 and b1
     python scripts/profile_memory.py --cases squeezenet-1
+    python scripts/profile_memory.py --write               # also BENCHMARKS.md's '## Memory' section
 
 Each case runs in its own process, the way scripts/bench.py's worker does (model built with random
 weights, weights set again from arrays, forward with predict_on_batch), and prints the resident set
@@ -75,7 +76,8 @@ def worker(case):
     tracemalloc.stop()
     base.predict_on_batch(x)
     stages.append((f"two more forwards, batch {batch}", rss_mb()))
-    print(json.dumps({"stages": stages, "peak": peak_mb(), "weights_mb": weight_mb,
+    wino_mb = sum(layer._wino_cache[1].nbytes for layer in base.layers if getattr(layer, "_wino_cache", None)) / 2**20
+    print(json.dumps({"stages": stages, "peak": peak_mb(), "weights_mb": weight_mb, "winograd_mb": wino_mb,
                       "input_mb": x.nbytes / 2**20, "traced_forward_peak_mb": traced_peak / 2**20,
                       "modules": [m for m in HEAVY if m in sys.modules], "libraries": shared_libraries()}))
 
@@ -87,6 +89,7 @@ def report(case, got):
         print(f"  {name:<55} {mb:7.1f} MB  (+{mb - before:6.1f})")
         before = mb
     print(f"  weights (float32, as held by the layers)              {got['weights_mb']:7.1f} MB")
+    print(f"  Winograd-transformed filters kept (frozen 3x3 convs)  {got['winograd_mb']:7.1f} MB")
     print(f"  input batch                                           {got['input_mb']:7.1f} MB")
     print(f"  numpy's allocations at their peak in one forward      {got['traced_forward_peak_mb']:7.1f} MB")
     print(f"  heavy modules loaded: {', '.join(got['modules']) or 'none'}")
@@ -96,16 +99,40 @@ def report(case, got):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    p.add_argument("--write", action="store_true", help="also rewrite BENCHMARKS.md's '## Memory' section")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         return worker(args.worker)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    rows = []
     for case in args.cases:
         done = subprocess.run([sys.executable, __file__, "--worker", case], capture_output=True, text=True, env=env)
         if done.returncode:
             sys.exit(f"{case} failed:\n{done.stderr[-2000:]}")
-        report(case, json.loads(done.stdout.strip().splitlines()[-1]))
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        report(case, got)
+        rows.append(table_row(case, got))
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import machine
+
+    text = (f"CPU: {machine.cpu_model()} (lscpu); memory does not depend on the load. Peak RSS of a process that builds the "
+            "base (random weights), runs one forward at batch 1, then three at the batch of the case; the columns "
+            "split it by stage (MB).\n\n| case | peak | python + numpy + numba | import tlkit, zoo | model built "
+            "(weights) | first forward (numba runtime, kernels, Winograd filters) | of which Winograd filters "
+            "| forwards at the batch (activation buffers) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+            + "".join(rows))
+    machine.publish("## Memory", text, args.write)
+
+
+def table_row(case, got):
+    mb = dict(got["stages"])
+    model, batch = case.rsplit("-", 1)
+    names = [name for name, _ in got["stages"]]
+    after_first = mb[names[6]]
+    return (f"| {model} b{batch} | {got['peak']:.0f} | {mb[names[2]]:.0f} | {mb[names[3]] - mb[names[2]]:.0f} "
+            f"| {mb[names[5]] - mb[names[3]]:.0f} | {after_first - mb[names[5]]:.0f} | {got['winograd_mb']:.0f} "
+            f"| {got['peak'] - after_first:.0f} |\n")
 
 
 if __name__ == "__main__":

@@ -53,3 +53,26 @@ def test_the_helper_process_compiles_a_base_and_an_optimizer(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     names = {f.split("-")[0] for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".nbi")}
     assert {"direct_conv.conv_bias_relu_maxpool", "im2col.add_bias_relu", "optim.adam"} <= names, names
+
+
+def test_compiling_once_takes_one_lock_file_per_kernel_signature(tmp_path):
+    # In a fresh interpreter with an empty cache, so the kernel really is compiled (or loaded) here.
+    script = """
+import os, sys
+import numpy as np
+from tlkit.apps import warmup
+from tlkit.engine.kernels.im2col import add_bias_relu
+y = np.ones((4, 3), np.float32)
+with warmup.compiling_once(sys.argv[1]):
+    add_bias_relu(y, np.full(3, -2.0, np.float32), True, True, 0)
+print(sorted(os.listdir(sys.argv[1])), float(y.max()))
+"""
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    env = dict(os.environ, PYTHONPATH=REPO, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", script, str(locks)], capture_output=True, text=True, env=env,
+                          timeout=1200)
+    assert done.returncode == 0, done.stderr[-2000:]
+    files, y_max = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    assert float(y_max) == 0.0  # the kernel ran: relu(1 - 2)
+    assert len(eval(files)) == 1  # the one signature compiled inside the block, under its lock

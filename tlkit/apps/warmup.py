@@ -5,13 +5,19 @@ On a cold cache `tlkit finetune` compiles in two processes at once. This one run
 from its first layer (in a thread, while the folder is scanned); a helper process
 (``python -m tlkit.apps.warmup BASE SIZE OPTIMIZER``) calls the same layers from the last one
 backwards, then trains a tiny head with the run's optimizer. Each saves what it compiles to numba's
-cache, and numba looks a kernel up there before compiling it, so the two meet in the middle and
-most kernels are compiled once. (Threads cannot share the work: numba compiles one kernel at a time
-per process.)
+cache, and numba looks a kernel up there before compiling it; a lock file per kernel signature makes
+the one that comes second wait for the first instead of compiling it again. So the two meet in the
+middle and every kernel is compiled once. (Threads cannot share the work: numba compiles one kernel
+at a time per process.)
 """
 import concurrent.futures
+import contextlib
 import glob
+import hashlib
 import os
+import shutil
+import tempfile
+import threading
 import subprocess
 import sys
 import time
@@ -62,9 +68,16 @@ class BackgroundWarmUp:
     """
 
     def __init__(self, model, say, base_name, image_size, optimizer):
-        self.helper = start_helper(base_name, image_size, optimizer) if not kernel_cache_present() else None
+        self.helper = self.locks = None
+        if not kernel_cache_present():
+            self.locks = tempfile.mkdtemp(prefix="tlkit-compile-")
+            self.helper = start_helper(base_name, image_size, optimizer, self.locks)
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tlkit-warmup")
-        self._future = self._pool.submit(warm_up, model, say)
+        self._future = self._pool.submit(self._warm_up, model, say)
+
+    def _warm_up(self, model, say):
+        with compiling_once(self.locks if self.helper is not None else None):
+            warm_up(model, say)
 
     def wait(self):
         try:
@@ -76,9 +89,11 @@ class BackgroundWarmUp:
         if self.helper is not None and self.helper.poll() is None:
             self.helper.terminate()  # numba writes cache files whole (temporary file, then rename)
             self.helper.wait()
+        if self.locks is not None:
+            shutil.rmtree(self.locks, ignore_errors=True)
 
 
-def start_helper(base_name, image_size, optimizer):
+def start_helper(base_name, image_size, optimizer, locks):
     """The helper process (see the module's docstring), or None with a single core."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cores < 2:
@@ -87,8 +102,41 @@ def start_helper(base_name, image_size, optimizer):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(tlkit.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    return subprocess.Popen([sys.executable, "-m", "tlkit.apps.warmup", base_name, str(image_size), optimizer],
+    return subprocess.Popen([sys.executable, "-m", "tlkit.apps.warmup", base_name, str(image_size), optimizer, locks],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+@contextlib.contextmanager
+def compiling_once(lock_dir):
+    """While inside, this thread compiles (or loads) a tlkit kernel signature only while holding the
+    lock file of that signature in ``lock_dir``: a process reaching a signature another process is
+    compiling waits, then loads the result from numba's cache. Nothing changes with lock_dir None
+    or where file locks do not exist."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if lock_dir is None or fcntl is None:
+        yield
+        return
+    from numba.core.dispatcher import Dispatcher
+
+    original, owner = Dispatcher.compile, threading.get_ident()
+
+    def compile(dispatcher, sig):
+        name = f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
+        if threading.get_ident() != owner or not name.startswith("tlkit.engine.kernels."):
+            return original(dispatcher, sig)
+        key = hashlib.sha1(f"{name} {sig}".encode()).hexdigest()[:20]
+        with open(os.path.join(lock_dir, key), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            return original(dispatcher, sig)
+
+    Dispatcher.compile = compile
+    try:
+        yield
+    finally:
+        Dispatcher.compile = original
 
 
 def compile_from_the_end(model):
@@ -122,13 +170,14 @@ def compile_optimizer(name):
 
 
 def main(argv):
-    """The helper process: ``python -m tlkit.apps.warmup BASE SIZE OPTIMIZER``."""
+    """The helper process: ``python -m tlkit.apps.warmup BASE SIZE OPTIMIZER [LOCK_DIR]``."""
     from tlkit.apps.models import factory
 
     base_name, size, optimizer = argv[0], int(argv[1]), argv[2]
     base = factory(base_name)(include_top=False, weights=None, input_shape=(size, size, 3))
     base.trainable = False
-    compile_from_the_end(base)
+    with compiling_once(argv[3] if len(argv) > 3 else None):
+        compile_from_the_end(base)
     compile_optimizer(optimizer)
 
 
