@@ -210,17 +210,16 @@ def _prepare(config, layout, state):
     from tlkit.engine.model import Model
 
     classes = layout["classes"]
-    base = build_base(config)
-    mode = getattr(base, "preprocessing", "caffe")
-    # Every model file of the run (best.h5, stage1.h5, model.h5) can be used by predict and evaluate.
-    metadata = {"classes": classes, "image_size": config.image_size, "preprocessing": mode, "base": config.base,
-                "weights": str(config.weights), "settings": config.settings()}
-    _say(config, f"Scanning {config.data_dir}")
-    # The kernels compile (or load) while the folders are scanned: apps/warmup.py.
-    warming = warmup.BackgroundWarmUp(base, lambda text: _say(config, text), config.base, config.image_size, config.optimizer)
-    try:
+    # Kernels compile (or load) while the base is built and the folders are scanned: apps/warmup.py.
+    with warmup.BackgroundWarmUp(config.base, config.image_size, config.optimizer) as warming:
+        base = build_base(config)
+        mode = getattr(base, "preprocessing", "caffe")
+        # Every model file of the run (best.h5, stage1.h5, model.h5) can be used by predict and evaluate.
+        metadata = {"classes": classes, "image_size": config.image_size, "preprocessing": mode, "base": config.base,
+                    "weights": str(config.weights), "settings": config.settings()}
+        _say(config, f"Scanning {config.data_dir}")
+        warming.start(base, lambda text: _say(config, text))
         train_it, train_plain, val_it = make_iterators(config, layout)
-    finally:
         warming.wait()
     if train_it.samples == 0:
         raise DataFolderError(f"No readable training images in {layout['train']}.")

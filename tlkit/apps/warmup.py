@@ -58,21 +58,38 @@ def warm_up(model, say):
 
 
 class BackgroundWarmUp:
-    """``warm_up(model, say)`` in a thread, plus the helper process on a cold cache::
+    """``warm_up(model, say)`` in a thread, and on a cold cache the helper process from the start::
 
-        warming = BackgroundWarmUp(base, say, base_name, image_size, optimizer)
-        ...                      # scan the folders meanwhile
-        warming.wait()           # re-raises what the warm-up raised
+        with BackgroundWarmUp(base_name, image_size, optimizer) as warming:   # the helper starts
+            model = ...                  # build the base meanwhile
+            warming.start(model, say)    # this process's own warm-up, in a thread
+            ...                          # scan the folders meanwhile
+            warming.wait()               # re-raises what the warm-up raised
         ...
-        warming.stop()           # ends the helper if it still runs (also at the end of the run)
+        warming.stop()                   # ends the helper if it still runs (e.g. at the end of the job)
+
+    Leaving the block with an exception stops the helper too. The helper compiles the optimizer's
+    kernel after the block, without locks (this process compiles nothing of the base any more).
     """
 
-    def __init__(self, model, say, base_name, image_size, optimizer):
-        self.helper = self.locks = None
+    def __init__(self, base_name, image_size, optimizer):
+        self.helper = self.locks = self._future = None
         if not kernel_cache_present():
             self.locks = tempfile.mkdtemp(prefix="tlkit-compile-")
             self.helper = start_helper(base_name, image_size, optimizer, self.locks)
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tlkit-warmup")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)  # an unfinished compile ends on its own
+            self.stop()
+        elif self.locks is not None:
+            shutil.rmtree(self.locks, ignore_errors=True)
+
+    def start(self, model, say):
         self._future = self._pool.submit(self._warm_up, model, say)
 
     def _warm_up(self, model, say):
@@ -128,7 +145,11 @@ def compiling_once(lock_dir):
         if threading.get_ident() != owner or not name.startswith("tlkit.engine.kernels."):
             return original(dispatcher, sig)
         key = hashlib.sha1(f"{name} {sig}".encode()).hexdigest()[:20]
-        with open(os.path.join(lock_dir, key), "a") as lock:
+        try:
+            lock = open(os.path.join(lock_dir, key), "a")
+        except OSError:  # the other process is done with the locks and removed them
+            return original(dispatcher, sig)
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             return original(dispatcher, sig)
 
