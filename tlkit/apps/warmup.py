@@ -115,9 +115,7 @@ def start_helper(base_name, image_size, optimizer, locks):
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cores < 2:
         return None
-    import tlkit
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(tlkit.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds tlkit/
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     return subprocess.Popen([sys.executable, "-m", "tlkit.apps.warmup", base_name, str(image_size), optimizer, locks],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
