@@ -121,7 +121,12 @@ def main():
             "split it by stage (MB).\n\n| case | peak | python + numpy + numba | import tlkit, zoo | model built "
             "(weights) | first forward (numba runtime, kernels, Winograd filters) | of which Winograd filters "
             "| forwards at the batch (activation buffers) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
-            + "".join(rows))
+            + "".join(rows)
+            + "\nWhat no tlkit change removes: the interpreter with numpy and numba imported, and numba's runtime "
+            "on its first kernel (about 60 MB, scipy.linalg's BLAS bindings included: numba loads them). The "
+            "Winograd filters (4x the 3x3 kernels, kept for frozen convs) trade memory for speed: transforming "
+            "them at every call instead costs VGG16 a large share of a batch-1 forward. Peers' peaks: "
+            "'Against the peers' (scripts/bench.py).\n")
     machine.publish("## Memory", text, args.write)
 
 

@@ -76,3 +76,19 @@ print(sorted(os.listdir(sys.argv[1])), float(y.max()))
     files, y_max = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
     assert float(y_max) == 0.0  # the kernel ran: relu(1 - 2)
     assert len(eval(files)) == 1  # the one signature compiled inside the block, under its lock
+
+
+def test_a_cache_counts_only_where_numba_looks_for_it(tmp_path):
+    # With NUMBA_CACHE_DIR set, kernels cached beside the modules (by earlier runs) do not count.
+    script = """
+import numpy as np
+from tlkit.apps import warmup
+from tlkit.engine.kernels.im2col import add_bias_relu
+before = warmup.kernel_cache_present()
+add_bias_relu(np.ones((4, 3), np.float32), np.zeros(3, np.float32), True, True, 0)
+print(before, warmup.kernel_cache_present(), warmup.kernel_cache_present(warmup.BACKWARD_KERNELS))
+"""
+    env = dict(os.environ, PYTHONPATH=REPO, NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=1200)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True", "False"]

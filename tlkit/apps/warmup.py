@@ -31,15 +31,15 @@ BACKWARD_KERNELS = ("adjoint", "backward", "col2im")
 
 def kernel_cache_present(names=("",)):
     """Whether numba's on-disk cache holds an index file (``*.nbi``) of tlkit's engine kernels whose
-    name contains one of ``names``, next to the modules or under $NUMBA_CACHE_DIR."""
-    from tlkit.engine import kernels
+    name contains one of ``names``, in the folder numba itself uses for them ($NUMBA_CACHE_DIR when
+    set, else beside the modules or numba's user-wide cache when that is not writable)."""
+    from tlkit.engine.kernels import im2col
 
-    folders = [os.path.join(os.path.dirname(kernels.__file__), "__pycache__")]
-    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
-    if cache_dir:
-        folders.append(os.path.join(cache_dir, "**"))
-    return any(glob.glob(os.path.join(folder, f"*{name}*.nbi"), recursive=True)
-               for folder in folders for name in names)
+    try:
+        folder = im2col.add_bias_relu._cache._cache_path  # numba's own choice (not a public attribute)
+    except AttributeError:
+        folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(im2col.__file__), "__pycache__")
+    return any(glob.glob(os.path.join(glob.escape(folder), f"*{name}*.nbi")) for name in names)
 
 
 def warm_up(model, say):
