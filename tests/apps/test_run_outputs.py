@@ -24,7 +24,7 @@ def two_stage_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
     data = make_folder(root / "photos", per_class=10)
     patch = pytest.MonkeyPatch()
-    patch.setattr(warmup, "kernel_cache_present", lambda: False)
+    patch.setattr(warmup, "kernel_cache_present", lambda *names: False)
     try:
         result = CliRunner().invoke(main, ["finetune", str(data), "--out", str(root / "run"), "--epochs", "4",
                                            "--no-augment", "--early-stopping", "2", "--fine-tune-layers", "3",
@@ -118,6 +118,9 @@ def test_console_says_found_once_and_compiling_before_the_first_progress(two_sta
     assert found == ["Found 16 images belonging to 2 classes.", "Found 4 images belonging to 2 classes."]
     compiling = console.index("compiling kernels (once")
     assert compiling < console.index("Caching base features") and compiling < console.index("Stage 1:")
+    # Stage 2's first step compiles the backward kernels: said once, after the stage's title.
+    assert console.count("compiles the backward kernels (once") == 1
+    assert console.index("Stage 2") < console.index("compiles the backward kernels") < console.index("Done.")
 
 
 def test_run_report_shows_the_mistakes(two_stage_run):

@@ -31,7 +31,7 @@ from tlkit.apps.run_history import combine_histories, write_history_csv
 from tlkit.apps.run_history import run_callbacks as _run_callbacks
 from tlkit.apps.run_dir import RunDirError, prepare as prepare_run_dir  # noqa: F401 (kept importable from here)
 from tlkit.apps.run_dir import epoch_sync, finite_guard, open_run, require_finite_weights, save_state
-from tlkit.apps.warmup import warm_up
+from tlkit.apps import warmup
 from tlkit.augment.options import generator_arguments
 from tlkit.engine.layers import BatchNormalization
 from tlkit.utils.io import atomic_write_text
@@ -171,6 +171,7 @@ class _Job:
     stopper: object = None  # the early stopping of the last stage trained in this session
     unfrozen: list = None  # the layers stage 2 trains
     stage2_first_epoch: int = 1
+    warming: object = None  # the BackgroundWarmUp of the base's kernels
 
     @property
     def out(self):
@@ -195,12 +196,15 @@ def _train_and_report(config, layout, state):
     atomic_write_text(os.path.join(config.out, "classes.json"), json.dumps(layout["classes"], indent=2))
     t0 = time.time()
     job = _prepare(config, layout, state)
-    if not state["stage1_done"]:
-        _stage1(job)
-    else:
-        job.full.load_weights(os.path.join(job.out, "stage1.h5"))
-    history_all = _stage2(job) if config.fine_tune_epochs else state["stage1_history"]
-    return _outputs(job, history_all, t0)
+    try:
+        if not state["stage1_done"]:
+            _stage1(job)
+        else:
+            job.full.load_weights(os.path.join(job.out, "stage1.h5"))
+        history_all = _stage2(job) if config.fine_tune_epochs else state["stage1_history"]
+        return _outputs(job, history_all, t0)
+    finally:
+        job.warming.stop()
 
 
 def _prepare(config, layout, state):
@@ -209,22 +213,25 @@ def _prepare(config, layout, state):
     from tlkit.engine.model import Model
 
     classes = layout["classes"]
-    base = build_base(config)
-    mode = getattr(base, "preprocessing", "caffe")
-    # Every model file of the run (best.h5, stage1.h5, model.h5) can be used by predict and evaluate.
-    metadata = {"classes": classes, "image_size": config.image_size, "preprocessing": mode, "base": config.base,
-                "weights": str(config.weights), "settings": config.settings()}
-    _say(config, f"Scanning {config.data_dir}")
-    train_it, train_plain, val_it = make_iterators(config, layout)
+    # Kernels compile (or load) while the base is built and the folders are scanned: apps/warmup.py.
+    with warmup.BackgroundWarmUp(config.base, config.image_size, config.optimizer) as warming:
+        base = build_base(config)
+        mode = getattr(base, "preprocessing", "caffe")
+        # Every model file of the run (best.h5, stage1.h5, model.h5) can be used by predict and evaluate.
+        metadata = {"classes": classes, "image_size": config.image_size, "preprocessing": mode, "base": config.base,
+                    "weights": str(config.weights), "settings": config.settings()}
+        _say(config, f"Scanning {config.data_dir}")
+        warming.start(base, lambda text: _say(config, text))
+        train_it, train_plain, val_it = make_iterators(config, layout)
+        warming.wait()
     if train_it.samples == 0:
         raise DataFolderError(f"No readable training images in {layout['train']}.")
     head = build_head(base.output_shape[1:], len(classes), config.head)
     inp = Input((config.image_size, config.image_size, 3), name="image")
     full = Model(inp, head(base(inp)), name=f"{config.base}_finetuned")
     class_weight = balanced_class_weight(train_it.classes, len(classes)) if config.class_weight == "auto" else None
-    warm_up(base, lambda text: _say(config, text))
     return _Job(config, state, classes, base, mode, head, full, metadata, train_it, train_plain, val_it,
-                class_weight, run_report.monitored(val_it is not None))
+                class_weight, run_report.monitored(val_it is not None), warming=warming)
 
 
 def _early_stopping(job, callbacks):
@@ -308,6 +315,8 @@ def _stage2(job):
                  f"{job.unfrozen[0]} ({', '.join(job.unfrozen)}); {config.fine_tune_epochs} epochs, learning rate "
                  f"{config.fine_tune_lr:g}")
     full.compile(make_optimizer(config.optimizer, config.fine_tune_lr), "categorical_crossentropy", ["accuracy"])
+    if not warmup.kernel_cache_present(warmup.BACKWARD_KERNELS):
+        _say(config, "The first step compiles the backward kernels (once; later runs load them from the cache)...")
     train_images = job.train_it if config.augment else job.train_plain
     callbacks = [cb.BackupAndRestore(os.path.join(job.out, "backup", "stage2"), delete_checkpoint=False),
                  finite_guard(config.fine_tune_lr), epoch_sync(train_images, offset=config.epochs)]

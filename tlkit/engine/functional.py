@@ -28,7 +28,7 @@ class Graph:
         self.nodes = self._order(model_name)
         self._release_after = self._last_uses()
         self.plan = InferencePlan(self.nodes, self.inputs, self.outputs)
-        self._free = {}  # output shape -> buffers released by the last inference run
+        self._free = []  # flat buffers released by the last inference run (inference_plan.Execution)
         self.layers = []
         for t in self.inputs:
             self.layers.append(t.node.layer)
@@ -83,7 +83,7 @@ class Graph:
         return release
 
     def run(self, arrays, training):
-        free, self._free = self._free, {}  # this run's own pool: concurrent runs never share a buffer
+        free, self._free = self._free, []  # this run's own pool: concurrent runs never share a buffer
         run = Execution(self.plan, self.inputs, arrays, training, free)
         for node, release in zip(self.nodes, self._release_after):
             run.compute(node)

@@ -4,8 +4,11 @@ carried out call after call by an Execution.
 
 - a channel concatenation's inputs are written straight into slices of its output, so the
   concatenation costs no copy (SqueezeNet's fire modules);
-- other intermediate outputs come from a pool of buffers recycled from the previous call: a
-  fresh 100 MB array costs tens of milliseconds of page faults, as much as the layer's own work;
+- other intermediate outputs come from a pool of buffers recycled within the call and from the
+  previous call: a fresh 100 MB array costs tens of milliseconds of page faults, as much as the
+  layer's own work. A buffer serves any output that fits in it (the smallest free one that does),
+  so the pool holds about the largest set of activations alive at once (VGG16: one layer's input
+  and output), not one buffer per distinct shape;
 - a layer whose only consumer it can fuse with (a small-window convolution and its max pool)
   computes both in one pass, so its full-size output never exists;
 - a convolution fused with its BatchNormalization also applies what follows alone (a residual
@@ -136,9 +139,9 @@ class Execution:
         self.training = training
         self.tape = active_tape()
         self.values = {id(t): a for t, a in zip(inputs, arrays)}
-        self.free = free  # shape -> buffers released by the previous run
-        self.released = {}  # shape -> buffers released by this run
-        self.owned = {}  # id(tensor) -> the recycled buffer it lives in
+        self.free = free  # flat float32 buffers released by the previous run
+        self.released = []  # flat float32 buffers released by this run
+        self.owned = {}  # id(tensor) -> the recycled flat buffer it lives in
         self.concat_bufs = {}  # id(concat node) -> its output buffer, from when its first input is placed
         self.placed = set()  # ids of concatenation inputs already written into their slice
         self.pinned = []  # arrays a tape record may hold on to: their buffers are never recycled
@@ -148,10 +151,19 @@ class Execution:
         shape = tuple(shape)
         if id(t) not in self.plan.pooled:
             return np.empty(shape, np.float32)
+        size = int(np.prod(shape))
         # This run's released buffers first (fewer buffers held), then last run's.
-        stack = self.released.get(shape) or self.free.get(shape)
-        self.owned[id(t)] = stack.pop() if stack else np.empty(shape, np.float32)
-        return self.owned[id(t)]
+        flat = _take(self.released, size) if self.released else None
+        if flat is None:
+            flat = _take(self.free, size)
+        if flat is None:
+            # Nothing fits: a fresh buffer, and the largest released one that was too small goes
+            # (kept, it would only ever serve smaller outputs while this one is held as well).
+            if self.released:
+                self.released.pop(max(range(len(self.released)), key=lambda i: len(self.released[i])))
+            flat = np.empty(size, np.float32)
+        self.owned[id(t)] = flat
+        return flat[:size].reshape(shape)
 
     def release(self, tensor_ids):
         for gone in tensor_ids:
@@ -159,7 +171,7 @@ class Execution:
             buf = self.owned.pop(gone, None)
             # Recycle only if nothing still alive views it (e.g. a Reshape of it).
             if buf is not None and not any(np.may_share_memory(buf, v) for v in [*self.values.values(), *self.pinned]):
-                self.released.setdefault(buf.shape, []).append(buf)
+                self.released.append(buf)
 
     def compute(self, node):
         """Run one node (or a node and the consumer fused with it); its outputs go into values."""
@@ -237,3 +249,9 @@ class Execution:
             lo = hi
         node.layer._last_output_shape = (None,) + buf.shape[1:]
         return buf
+
+
+def _take(buffers, size):
+    """Remove and return the smallest buffer of ``buffers`` holding at least ``size`` floats, or None."""
+    fits = [i for i, b in enumerate(buffers) if len(b) >= size]
+    return buffers.pop(min(fits, key=lambda i: len(buffers[i]))) if fits else None

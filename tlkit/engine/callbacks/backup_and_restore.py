@@ -5,7 +5,6 @@ import shutil
 import uuid
 import warnings
 
-import h5py
 import numpy as np
 
 from tlkit.utils import random as tl_random
@@ -78,6 +77,8 @@ class BackupAndRestore(BatchSaveCounter, Callback):
                               stacklevel=2)
 
     def _restore(self, path):
+        import h5py  # here, not at import: `import tlkit` stays without h5py until a backup is read
+
         model = self.model
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != _FORMAT:

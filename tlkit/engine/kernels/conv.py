@@ -342,6 +342,12 @@ def _channels_of(out):
     if out.flags.c_contiguous:
         return out, 0
     whole = out.base
+    if (isinstance(whole, np.ndarray) and whole.ndim == 1 and whole.flags.c_contiguous and whole.dtype == np.float32
+            and out.strides[2] % 4 == 0):
+        # A channel slice of a 4-D view of the start of a flat buffer (the inference plan's recycled
+        # buffers): that view, rebuilt from out's strides, is the C-contiguous array the slice is of.
+        size = out.shape[0] * out.shape[1] * out.shape[2] * (out.strides[2] // 4)
+        whole = whole[:size].reshape(out.shape[:3] + (out.strides[2] // 4,)) if 0 < size <= whole.size else None
     if (isinstance(whole, np.ndarray) and whole.flags.c_contiguous and whole.dtype == np.float32
             and whole.shape[:3] == out.shape[:3] and whole.ndim == 4):
         lo, rem = divmod(out.ctypes.data - whole.ctypes.data, 4)

@@ -5,7 +5,6 @@ Keras 3 stores each object's variables at ``<path>/vars/0, 1, ...`` where the pa
 object tree: ``layers/<auto name>/vars`` for a model's layers, ``layers/<sub model>/layers/...``
 for nested models, and the layer's real name in the ``vars`` group's ``name`` attribute.
 """
-import h5py
 import numpy as np
 
 from tlkit.engine.saving.errors import WeightFileError
@@ -21,6 +20,8 @@ def is_keras3_layout(root):
 
 def read_keras3_layers(root, path):
     """([(layer name, [weight name, ...], [array, ...]), ...], {layer name: path in the file})."""
+    import h5py  # on first use: tlkit.zoo loads without h5py
+
     layers, paths = {}, {}
 
     def visit(group, h5_path, name_prefix):
@@ -57,6 +58,8 @@ def _vars_name(vars_group, fallback):
 
 
 def _read_vars(vars_group, vars_path, path):
+    import h5py  # on first use, as above
+
     if not isinstance(vars_group, h5py.Group):
         raise WeightFileError(path, f"'{vars_path}' should be a group of numbered arrays")
     keys = list(vars_group)

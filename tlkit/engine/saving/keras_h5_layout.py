@@ -16,7 +16,6 @@ is an error rather than a silently wrong (or NaN) model.
 import json
 import zlib
 
-import h5py
 import numpy as np
 
 from tlkit.engine.saving.errors import WeightFileError
@@ -50,6 +49,8 @@ class open_h5:
         self.path = path or path_or_fileobj
 
     def __enter__(self):
+        import h5py  # on first use: `import tlkit` and tlkit.zoo load without h5py (12 MB, 0.1 s)
+
         try:
             self.file = h5py.File(self.source, "r")
         except FileNotFoundError:
@@ -85,6 +86,8 @@ def _is_bfloat16(ds):
 def check_dataset(group, name, path, what):
     """The dataset ``group[name]``, after checking (without reading it) that it is a numeric array
     stored in this file whose declared size the stored bytes can honestly hold."""
+    import h5py  # on first use, as in open_h5
+
     ds = get_member(group, name, h5py.Dataset, path, what)
     if ds.shape is None:
         raise WeightFileError(path, f"{what} is an empty HDF5 dataspace, not an array")
@@ -209,6 +212,8 @@ def layer_datasets(group, path):
     """[(layer_name, [weight_name, ...], [h5py.Dataset, ...]), ...] in the stored order, every
     dataset checked by ``check_dataset`` and none read. Keras 3's legacy ``top_level_model_weights``
     group (the model's own variables) comes last when present."""
+    import h5py  # on first use, as in open_h5
+
     out = []
     for layer_name in string_list_attr(group, "layer_names", path):
         layer_group = get_member(group, layer_name, h5py.Group, path, f"layer '{layer_name}' listed in layer_names")

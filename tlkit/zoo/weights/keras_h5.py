@@ -21,7 +21,6 @@ the same code ``load_model`` uses; this module wraps them into a ``WeightFile``.
 import json
 import os
 
-import h5py
 import numpy as np
 
 from tlkit.version import __version__
@@ -42,6 +41,8 @@ def read_keras_h5(path):
 
 def read_keras_h5_group(f, path, archive_format=None):
     """Read an open ``h5py.File`` (``path`` is for messages). Dispatches on the layout."""
+    import h5py  # on first use: tlkit.zoo loads without h5py
+
     try:
         if "model_weights" in f and isinstance(f["model_weights"], h5py.Group):
             return _read_legacy(f["model_weights"], f, path)
