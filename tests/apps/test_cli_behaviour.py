@@ -109,6 +109,7 @@ def test_augment_options_are_checked_the_same_way(photos, tmp_path, args, names)
 
 def test_one_mapping_from_flags_to_the_generator(tmp_path):
     from tlkit.apps import finetune
+    from tlkit.apps.iterators import augmentation_arguments
     from tlkit.augment.options import generator_arguments, parse_brightness
 
     assert parse_brightness("0.2") == pytest.approx((0.8, 1.2)) and parse_brightness("0.5,1.5") == (0.5, 1.5)
@@ -118,7 +119,7 @@ def test_one_mapping_from_flags_to_the_generator(tmp_path):
     want = {"rotation_range": 10.0, "width_shift_range": 0.1, "height_shift_range": 0.1, "zoom_range": 0.2,
             "shear_range": 5.0, "fill_mode": "reflect", "horizontal_flip": True, "vertical_flip": True,
             "brightness_range": [0.8, 1.2], "channel_shift_range": 0.0}
-    assert finetune._augmentation(config) == want
+    assert augmentation_arguments(config) == want
     assert generator_arguments(10, 0.1, 0.2, 5, "both", "0.8,1.2", "reflect") == want
     for bad in (dict(rotation=math.nan), dict(zoom=-0.5), dict(flip="sideways"), dict(brightness="2")):
         with pytest.raises(ValueError):

@@ -19,20 +19,19 @@ import time
 import numpy as np
 
 from tlkit.apps import report as report_mod
-from tlkit.apps import run_report
-from tlkit.apps.dataset import DataFolderError, find_layout
+from tlkit.apps import run_report, warmup
 from tlkit.apps.cluster_features import cluster_features
+from tlkit.apps.dataset import DataFolderError, find_layout
 from tlkit.apps.features import NO_FLIP, CachedVariants, Preprocessed, compute_features, flip_variants
 from tlkit.apps.head import build_head, parse_head
+from tlkit.apps.iterators import make_iterators
 from tlkit.apps.models import factory
 from tlkit.apps.options import check_config
 from tlkit.apps.plots import plot_confusion, plot_curves, plot_misclassified
-from tlkit.apps.run_history import combine_histories, write_history_csv
-from tlkit.apps.run_history import run_callbacks as _run_callbacks
 from tlkit.apps.run_dir import RunDirError, prepare as prepare_run_dir  # noqa: F401 (kept importable from here)
 from tlkit.apps.run_dir import epoch_sync, finite_guard, open_run, require_finite_weights, save_state
-from tlkit.apps import warmup
-from tlkit.augment.options import generator_arguments
+from tlkit.apps.run_history import combine_histories, write_history_csv
+from tlkit.apps.run_history import run_callbacks as _run_callbacks
 from tlkit.engine.layers import BatchNormalization
 from tlkit.utils.io import atomic_write_text
 
@@ -87,39 +86,6 @@ class FinetuneConfig:
 def _say(config, text):
     if config.verbose:
         print(text, flush=True)
-
-
-# ----- data -----
-def _augmentation(config):
-    if not config.augment:
-        return {}
-    return generator_arguments(config.rotation, config.shift, config.zoom, config.shear, config.flip,
-                               config.brightness, config.fill_mode)
-
-
-def make_iterators(config, layout):
-    from tlkit.augment import ImageDataGenerator
-    from tlkit.augment.layers.augmenter import LayerAugmenter
-
-    split = config.val_split if layout["val"] is None else 0.0
-    size = (config.image_size, config.image_size)
-    common = dict(target_size=size, classes=layout["classes"], class_mode="categorical",
-                  batch_size=config.batch_size, seed=config.seed, workers=config.workers,
-                  verbose=1 if config.verbose else 0)
-    train_gen = LayerAugmenter.from_flags(_augmentation(config), validation_split=split)
-    plain_gen = ImageDataGenerator(validation_split=split)
-    train = train_gen.flow_from_directory(layout["train"], shuffle=True, subset="training" if split else None,
-                                          **common)
-    # The same images again, unshuffled: "Found N images" was already said for them.
-    train_plain = plain_gen.flow_from_directory(layout["train"], shuffle=False,
-                                                subset="training" if split else None, **{**common, "verbose": 0})
-    if layout["val"] is not None:
-        val = plain_gen.flow_from_directory(layout["val"], shuffle=False, **common)
-    elif split:
-        val = plain_gen.flow_from_directory(layout["train"], shuffle=False, subset="validation", **common)
-    else:
-        val = None
-    return train, train_plain, val
 
 
 # ----- models -----

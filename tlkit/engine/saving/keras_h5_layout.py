@@ -283,3 +283,18 @@ def write_layer_weights(group, layers):
 def store_checksum(group, arrays):
     """The CRC-32 that ``read_layer_weights`` verifies."""
     group.attrs[CHECKSUM_ATTR] = np.int64(weights_checksum(arrays))
+
+
+def read_member(archive, name, path, max_bytes=None):
+    """A zip member's bytes, refusing sizes the archive cannot honestly hold (zip bombs)."""
+    info = archive.getinfo(name)
+    limit = MAX_EXPANSION * info.compress_size + SLACK_BYTES
+    if max_bytes is not None:
+        limit = min(limit, max_bytes)
+    if info.file_size > limit:
+        raise WeightFileError(path, f"zip member '{name}' claims {info.file_size} bytes from {info.compress_size} stored")
+    with archive.open(info) as member:
+        data = member.read(info.file_size + 1)
+    if len(data) != info.file_size:
+        raise WeightFileError(path, f"zip member '{name}' holds {len(data)} bytes, its header says {info.file_size}")
+    return data

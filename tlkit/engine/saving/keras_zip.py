@@ -18,12 +18,21 @@ import h5py
 
 from tlkit.engine.saving.compile_config import compile_from_config
 from tlkit.engine.saving.config import serialize_layer
-from tlkit.engine.saving.errors import ModelFileError, WeightFileError
-from tlkit.engine.saving.hdf5 import (assign_keras3, model_from_config, read_optimizer_state, reading,
-                                      write_optimizer_state)
-from tlkit.engine.saving.keras3_config import compile_config_to_keras3, from_keras3, to_keras3
+from tlkit.engine.saving.errors import ModelFileError
+from tlkit.engine.saving.hdf5 import (
+    assign_keras3,
+    model_from_config,
+    read_optimizer_state,
+    reading,
+    write_optimizer_state,
+)
+from tlkit.engine.saving.keras3_config import (
+    compile_config_to_keras3,
+    from_keras3,
+    to_keras3,
+)
 from tlkit.engine.saving.keras3_h5_layout import write_keras3_layers
-from tlkit.engine.saving.keras_h5_layout import MAX_EXPANSION, SLACK_BYTES
+from tlkit.engine.saving.keras_h5_layout import read_member
 from tlkit.utils.io import atomic_path
 from tlkit.version import __version__
 
@@ -126,21 +135,6 @@ def _member(z, name, filepath, limit):
         return read_member(z, name, filepath, max_bytes=limit)
     except (zipfile.BadZipFile, EOFError, NotImplementedError) as e:
         raise ModelFileError(filepath, f"its {name} can't be read ({e})", "Save or copy the file again") from None
-
-
-def read_member(archive, name, path, max_bytes=None):
-    """A zip member's bytes, refusing sizes the archive cannot honestly hold (zip bombs)."""
-    info = archive.getinfo(name)
-    limit = MAX_EXPANSION * info.compress_size + SLACK_BYTES
-    if max_bytes is not None:
-        limit = min(limit, max_bytes)
-    if info.file_size > limit:
-        raise WeightFileError(path, f"zip member '{name}' claims {info.file_size} bytes from {info.compress_size} stored")
-    with archive.open(info) as member:
-        data = member.read(info.file_size + 1)
-    if len(data) != info.file_size:
-        raise WeightFileError(path, f"zip member '{name}' holds {len(data)} bytes, its header says {info.file_size}")
-    return data
 
 
 def _json_member(z, name, filepath):

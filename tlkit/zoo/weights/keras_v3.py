@@ -12,8 +12,7 @@ import json
 import os
 import zipfile
 
-from tlkit.engine.saving.keras_h5_layout import SLACK_BYTES, open_h5
-from tlkit.engine.saving.keras_zip import read_member
+from tlkit.engine.saving.keras_h5_layout import SLACK_BYTES, open_h5, read_member
 from tlkit.zoo.weights.keras_h5 import read_keras_h5_group
 from tlkit.zoo.weights.weight_file import WeightFileError
 
