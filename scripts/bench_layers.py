@@ -1,4 +1,5 @@
-"""Conv1D forward: tlkit against PyTorch's CPU conv1d, each in its own process, in interleaved rounds.
+"""Conv1D and DepthwiseConv2D forward: tlkit against PyTorch's CPU convolutions, each in its own process,
+in interleaved rounds (issue 18's speed bars).
 
     python scripts/bench_layers.py                 # the default cases, 5 rounds
     python scripts/bench_layers.py --rounds 9 --runs 20
@@ -8,7 +9,8 @@ from other processes hits both alike; the report gives each side's median time p
 rounds and the ratio (torch time / tlkit time: > 1 means tlkit is faster). The CPU model, the load
 average and numpy's sgemm GFLOP/s are printed first, to read the figures against the machine.
 Same 'valid'/'causal' geometry on both sides; channels-last input for tlkit, channels-first for torch
-(each framework's native layout), float32.
+(each framework's native layout), float32. DepthwiseConv2D: 'same' padding, tlkit NHWC against torch's
+grouped conv2d in channels_last memory under inference_mode (its fastest CPU path), MobileNet-sized layers.
 """
 import argparse
 import json
@@ -30,10 +32,53 @@ CASES = [
     ("time series k3", 128, 500, 32, 64, 3, 1, "causal"),
     ("wide k7", 16, 2000, 16, 32, 7, 1, "valid"),
 ]
+# (name, batch, height = width, channels, kernel, stride): MobileNetV2 / EfficientNet-Lite0 layers
+DEPTHWISE_CASES = [
+    ("dw 3x3 112x112x32 s1", 32, 112, 32, 3, 1),
+    ("dw 3x3 56x56x144 s2", 32, 56, 144, 3, 2),
+    ("dw 3x3 14x14x576 s1", 32, 14, 576, 3, 1),
+    ("dw 5x5 28x28x240 s1", 32, 28, 240, 5, 1),
+]
+
+
+def depthwise_step(framework, case):
+    _, n, hw, c, k, stride = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, hw, hw, c)).astype(np.float32)
+    w = rng.standard_normal((k, k, c, 1)).astype(np.float32)
+    if framework == "tlkit":
+        sys.path.insert(0, str(ROOT))
+        from tlkit import layers as L
+        layer = L.DepthwiseConv2D(k, strides=stride, padding="same")
+        layer(x[:1])
+        layer.set_weights([w, np.zeros(c, np.float32)])
+        layer.trainable = False
+        return lambda: layer(x)
+    import torch
+    import torch.nn.functional as F
+    xt = torch.tensor(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    wt = torch.tensor(w[:, :, :, 0]).permute(2, 0, 1).unsqueeze(1).contiguous()
+    bt = torch.zeros(c)
+
+    def step():
+        with torch.inference_mode():
+            if stride == 1:
+                return F.conv2d(xt, wt, bt, padding=k // 2, groups=c)
+            return F.conv2d(F.pad(xt, _same_pad(hw, k, stride)), wt, bt, stride=stride, groups=c)
+    return step
+
+
+def _same_pad(size, k, stride):
+    """Keras/TensorFlow 'same' padding for a stride: the extra pixel goes right and bottom."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k - size, 0)
+    return (total // 2, total - total // 2, total // 2, total - total // 2)
 
 
 def worker(framework, case, runs):
     """Median seconds per forward call of one case, in this process."""
+    if case in DEPTHWISE_CASES:
+        return timed(depthwise_step(framework, case), runs)
     _, n, steps, cin, f, k, d, padding = case
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, steps, cin)).astype(np.float32)
@@ -56,6 +101,10 @@ def worker(framework, case, runs):
         def step():
             with torch.no_grad():
                 return F.conv1d(F.pad(xt, (left, 0)) if left else xt, wt, bt, dilation=d)
+    return timed(step, runs)
+
+
+def timed(step, runs):
     for _ in range(3):
         step()
     times = []
@@ -94,13 +143,13 @@ def main():
     args = parser.parse_args()
     if args.worker:
         framework, index, runs = args.worker
-        print(json.dumps(worker(framework, CASES[int(index)], int(runs))))
+        print(json.dumps(worker(framework, (CASES + DEPTHWISE_CASES)[int(index)], int(runs))))
         return
     model, gflops, load = machine()
     print(f"CPU: {model}; {os.cpu_count()} logical cores; numpy sgemm 1024^3: {gflops:.1f} GFLOP/s; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{'Conv1D forward':<28} {'tlkit ms':>9} {'torch ms':>9} {'torch/tlkit':>11}")
-    for i, case in enumerate(CASES):
+    print(f"{'forward':<28} {'tlkit ms':>9} {'torch ms':>9} {'torch/tlkit':>11}")
+    for i, case in enumerate(CASES + DEPTHWISE_CASES):
         ours, theirs = [], []
         for r in range(args.rounds):
             print(f"  {case[0]}: round {r + 1}/{args.rounds}", end="\r", file=sys.stderr, flush=True)
