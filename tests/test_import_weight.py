@@ -35,3 +35,16 @@ def test_a_zoo_model_built_and_run_without_a_weight_file_needs_no_h5py():
                        "m = SqueezeNet(weights=None, input_shape=(64, 64, 3))\n"
                        "m.predict_on_batch(np.zeros((1, 64, 64, 3), np.float32))")
     assert "h5py" not in got and "dask" not in got and "matplotlib" not in got
+
+
+def test_keras_utils_names_from_augment_load_on_first_use():
+    # keras.utils.image_dataset_from_directory & co. port by changing the import: tlkit.utils lends them
+    # from tlkit.augment, which `import tlkit.utils` alone must not load.
+    code = ("import sys, tlkit.utils\n"
+            "assert 'tlkit.augment' not in sys.modules\n"
+            "from tlkit.utils import image_dataset_from_directory\n"
+            "import tlkit.augment\n"
+            "names = ['image_dataset_from_directory', 'load_img', 'img_to_array', 'array_to_img', 'save_img']\n"
+            "assert all(getattr(tlkit.utils, n) is getattr(tlkit.augment, n) for n in names)\n"
+            "assert image_dataset_from_directory is tlkit.augment.image_dataset_from_directory")
+    assert loaded_after(code) == []

@@ -38,6 +38,20 @@ def __getattr__(name):
     raise AttributeError(f"module 'tlkit' has no attribute {name!r}")
 
 
+# keras.utils also holds the dataset builders; tlkit keeps them in tlkit.augment, above tlkit.utils in
+# the import order, so the root package (which may import anything) lends them to tlkit.utils on first use.
+_UTILS_FROM_AUGMENT = ("image_dataset_from_directory", "array_to_img", "img_to_array", "load_img", "save_img")
+
+
+def _utils_getattr(name):
+    if name in _UTILS_FROM_AUGMENT:
+        return getattr(importlib.import_module("tlkit.augment"), name)
+    raise AttributeError(f"module 'tlkit.utils' has no attribute {name!r}")
+
+
+importlib.import_module("tlkit.utils").__getattr__ = _utils_getattr
+
+
 def __dir__():
     return sorted(list(globals()) + list(_SUBMODULES) + list(_LAZY) + ["finetune"])
 
