@@ -15,9 +15,8 @@ import tarfile
 import tempfile
 
 CHILD = r"""
-import time, numpy as np, tlkit
+import sys, time, numpy as np, tlkit
 from tlkit import layers as L
-tlkit.engine.random.set_random_seed(0) if hasattr(tlkit, "engine") else None
 rng = np.random.default_rng(0)
 x = rng.standard_normal((512, 32, 32, 3)).astype(np.float32)
 y = rng.integers(0, 10, 512)
@@ -27,14 +26,14 @@ model = tlkit.Sequential([tlkit.Input((32, 32, 3)), L.Conv2D(16, 3, activation="
 model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
 model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)  # compile the kernels
 t = time.perf_counter()
-model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+model.fit(x, y, batch_size=32, epochs=int(sys.argv[1]), verbose=0)
 print(time.perf_counter() - t)
 """
 
 
-def run(tree):
+def run(tree, epochs):
     env = dict(os.environ, PYTHONPATH=tree)
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=tree, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(epochs)], env=env, cwd=tree, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -42,6 +41,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="f6908d6", help="commit to compare against")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs of 16 steps per process")
     args = parser.parse_args()
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory() as base_tree:
@@ -53,12 +53,12 @@ def main():
         for r in range(args.rounds):
             for name, tree in (("base", base_tree), ("this", here)) if r % 2 == 0 else \
                     (("this", here), ("base", base_tree)):
-                times[name].append(run(tree))
+                times[name].append(run(tree, args.epochs))
             print(f"round {r + 1}/{args.rounds}: base {times['base'][-1]:.3f}s  this {times['this'][-1]:.3f}s",
                   flush=True)
     mb, mt = statistics.median(times["base"]), statistics.median(times["this"])
     ratios = [t / b for t, b in zip(times["this"], times["base"])]
-    print(f"median fit time (2 epochs x 16 steps): base {mb:.3f}s, this {mt:.3f}s, this/base {mt / mb:.3f} "
+    print(f"median fit time ({args.epochs} epochs x 16 steps): base {mb:.3f}s, this {mt:.3f}s, this/base {mt / mb:.3f} "
           f"(per-round ratios {min(ratios):.3f}-{max(ratios):.3f}); fastest round: base {min(times['base']):.3f}s, "
           f"this {min(times['this']):.3f}s (the least disturbed by other load)")
 
