@@ -3,6 +3,7 @@ in interleaved rounds (issue 18's speed bars).
 
     python scripts/bench_layers.py                 # the default cases, 5 rounds
     python scripts/bench_layers.py --rounds 9 --runs 20
+    python scripts/bench_layers.py --only "text k5" --only "dw 5x5"   # the cases whose names contain these
 
 Every round starts one tlkit process and one torch process per case, one after the other, so load
 from other processes hits both alike; the report gives each side's median time per call over the
@@ -139,6 +140,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (processes per side per case)")
     parser.add_argument("--runs", type=int, default=10, help="timed calls per process")
+    parser.add_argument("--only", action="append", default=[], help="run only the cases whose name contains this "
+                        "text (repeatable)")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -150,6 +153,8 @@ def main():
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"{'forward':<28} {'tlkit ms':>9} {'torch ms':>9} {'torch/tlkit':>11}")
     for i, case in enumerate(CASES + DEPTHWISE_CASES):
+        if args.only and not any(text in case[0] for text in args.only):
+            continue
         ours, theirs = [], []
         for r in range(args.rounds):
             print(f"  {case[0]}: round {r + 1}/{args.rounds}", end="\r", file=sys.stderr, flush=True)

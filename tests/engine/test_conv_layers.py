@@ -187,12 +187,16 @@ def test_input_channels_must_divide_into_groups(rng):
 
 
 @pytest.mark.parametrize("padding, dilation", [("valid", 1), ("same", 2), ("causal", 3)])
-def test_wide_conv1d_tap_products_match_reference(rng, padding, dilation):
-    """Conv1D over >= TAP_PRODUCTS_MIN_CHANNELS channels takes the per-tap product route."""
-    from tlkit.engine.kernels import conv_nd
+def test_wide_conv1d_winograd_route_matches_reference(rng, monkeypatch, padding, dilation):
+    """Conv1D over >= winograd1d.MIN_CHANNELS channels takes the Winograd route (short sequences too)."""
+    from tlkit.engine.kernels import winograd1d
+    monkeypatch.setattr(winograd1d, "MAX_WASTE", 10.0)
+    taken = []
+    monkeypatch.setattr(winograd1d, "conv1d", lambda *a, _run=winograd1d.conv1d: taken.append(1) or _run(*a))
     layer = L.Conv1D(5, 3, padding=padding, dilation_rate=dilation)
-    x = rng.standard_normal((3, 17, conv_nd.TAP_PRODUCTS_MIN_CHANNELS)).astype(np.float32)
+    x = rng.standard_normal((3, 17, winograd1d.MIN_CHANNELS)).astype(np.float32)
     y = layer(x)
+    assert taken
     if padding == "causal":
         x_ref, padding = np.pad(x, ((0, 0), (2 * dilation, 0), (0, 0))), "valid"
     else:

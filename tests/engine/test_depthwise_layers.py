@@ -40,6 +40,21 @@ def test_forward_matches_numpy(rng, strides, padding, multiplier, dilation, kern
     np.testing.assert_allclose(y, reference_depthwise(x, kernel, strides, padding, dilation), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel_size", [(1, 1), (3, 2), (2, 4), (5, 5), (7, 6)])
+@pytest.mark.parametrize("strides,padding,dilation", [((1, 1), "same", (1, 1)), ((1, 1), "valid", (1, 1)),
+                                                      ((2, 1), "same", (1, 2)), ((1, 2), "same", (2, 1))])
+def test_per_pixel_kernel_over_many_channels(rng, monkeypatch, kernel_size, strides, padding, dilation):
+    """The per-pixel kernel (forced: any channel count) over 45 channels, a vectorized run and a
+    remainder; interior and border columns, kernels 1 to 7 wide, strides and dilations per axis."""
+    monkeypatch.setattr(depthwise, "ROW_KERNEL_MAX_CHANNELS", 0)
+    x = rng.standard_normal((2, 11, 12, 45)).astype(np.float32)
+    kernel = rng.standard_normal(kernel_size + (45, 1)).astype(np.float32)
+    bias = rng.standard_normal(45).astype(np.float32)
+    y = depthwise.depthwise_forward(x, kernel, strides, padding, dilation, bias=bias)
+    np.testing.assert_allclose(y, reference_depthwise(x, kernel, strides, padding, dilation) + bias, rtol=1e-5,
+                               atol=1e-5)
+
+
 @pytest.mark.parametrize("strides,padding,multiplier,dilation", GEOMETRIES)
 def test_depthwise_gradients(rng, strides, padding, multiplier, dilation):
     layer = L.DepthwiseConv2D(3, strides=strides, padding=padding, depth_multiplier=multiplier,

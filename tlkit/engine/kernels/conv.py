@@ -33,7 +33,7 @@ from tlkit.engine.kernels.pool import max_pool2d_forward
 from tlkit.utils import threads
 from tlkit.utils.threads import matmul
 
-__all__ = ["conv2d_forward", "conv2d_maxpool_forward", "fuses_max_pool",
+__all__ = ["conv2d_forward", "conv2d_forward_padded", "conv2d_maxpool_forward", "fuses_max_pool",
            "conv2d_backward_input", "conv2d_backward_weights", "winograd_transform_filter"]
 
 winograd_transform_filter = winograd.transform_filter
@@ -180,6 +180,14 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
             direct_conv.conv_bias_relu(x, wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left, y, lo)
         return y[..., lo:lo + f]
     return _direct(x, w.reshape(-1, w.shape[3]), b, g.window, g.pad_top, g.pad_left, (g.oh, g.ow), relu, out, lo)
+
+
+def conv2d_forward_padded(x, w, b, strides, dilation, pad_top, pad_left, out_hw):
+    """conv2d_forward with explicit zero padding (pad_top, pad_left before; the bottom and right
+    following from out_hw), read by index: no padded copy of x. E.g. Conv1D's 'causal' padding.
+    x, w, b: checked float32 arrays as conv2d_forward takes them."""
+    window = tuple(w.shape[:2]) + tuple(strides) + tuple(dilation)
+    return _direct(x, w.reshape(-1, w.shape[3]), b, window, pad_top, pad_left, tuple(out_hw), False)
 
 
 def fuses_max_pool(input_shape, kernel_shape, strides, dilation, pool_size, pool_strides=None,

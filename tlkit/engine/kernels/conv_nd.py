@@ -7,8 +7,10 @@ transposed convolutions, forward and both backwards. Channels-last, Keras's kern
     y = conv_transpose_forward(x, w, b, out_spatial, strides, padding, dilation)
     dx, dw, db = conv_transpose_backward(x, dy, w, strides, padding, dilation)
 
-How: a 1-D convolution is a 2-D one over an image of height 1 (a view, no copy); 'causal'
-pads (k - 1) * dilation zeros before the sequence and runs 'valid'. Groups run one 2-D
+How: a stride-1 1-D convolution of 2-7 taps over enough channels (and its input gradient, the
+same kind of convolution) runs by Winograd (winograd1d.py, padding read by index); any other is a 2-D one over an image of height 1 (a view, no copy), where
+'causal' pads (k - 1) * dilation zeros before the sequence and runs 'valid'. The bias is added
+by the convolution's own tiles. Groups run one 2-D
 convolution per group, each writing straight into its channel slice of the output. A 3-D
 convolution sums, over the kernel's depth taps, one 2-D convolution of the input's depth slices
 (depth folded into the batch). A transposed convolution is the input gradient of the forward
@@ -16,7 +18,7 @@ convolution it undoes, and its gradients are that convolution's forward and weig
 """
 import numpy as np
 
-from tlkit.engine.kernels import conv
+from tlkit.engine.kernels import conv, direct_conv, winograd1d
 from tlkit.engine.kernels.geometry import output_size, padding_mode, pads
 
 __all__ = ["conv_forward", "conv_backward", "conv_transpose_forward", "conv_transpose_backward"]
@@ -34,16 +36,17 @@ def _channel_slices(total, groups):
 # ---------------------------------------------------------------------------------------------
 # 2-D with groups: the building block of the others
 
-def _conv2d(x, w, strides, padding, dilation, groups):
-    """Grouped 2-D convolution without bias: (N, OH, OW, F)."""
+def _conv2d(x, w, b, strides, padding, dilation, groups):
+    """Grouped 2-D convolution + b (None: no bias): (N, OH, OW, F)."""
     if groups == 1:
-        return conv.conv2d_forward(x, w, None, strides, padding, dilation)
+        return conv.conv2d_forward(x, w, b, strides, padding, dilation)
     n = x.shape[0]
     oh = output_size(x.shape[1], w.shape[0], strides[0], padding, dilation[0])
     ow = output_size(x.shape[2], w.shape[1], strides[1], padding, dilation[1])
     y = np.empty((n, oh, ow, w.shape[3]), np.float32)
     for cs, fs in zip(_channel_slices(x.shape[3], groups), _channel_slices(w.shape[3], groups)):
-        conv.conv2d_forward(_f32(x[..., cs]), _f32(w[..., fs]), None, strides, padding, dilation, out=y[..., fs])
+        conv.conv2d_forward(_f32(x[..., cs]), _f32(w[..., fs]), None if b is None else _f32(b[fs]), strides, padding,
+                            dilation, out=y[..., fs])
     return y
 
 
@@ -75,50 +78,43 @@ def _causal_input(x, kernel, dilation):
     return np.pad(x, ((0, 0), (before, 0), (0, 0))) if before else x, before
 
 
-# From this many input channels on, a stride-1 1-D convolution runs as one product per kernel tap
-# over the whole batch (no patch matrix); below it, the patch matrix's longer products win
-# (scripts/bench_layers.py measures both against torch).
-TAP_PRODUCTS_MIN_CHANNELS = 128
-
-
-def _conv1d_taps(x, w, dilation):
-    """'valid' stride-1 1-D convolution as k products: the batch's steps laid end to end, row r of
-    the result is sum_j x_flat[r + j * dilation] @ w[j]; rows that straddle two sequences are dropped."""
-    n, length, c = x.shape
-    k, _, f = w.shape
-    out_len = length - (k - 1) * dilation
-    rows = n * length - (k - 1) * dilation
-    flat = x.reshape(-1, c)
-    z = np.empty((n * length, f), np.float32)
-    np.dot(flat[:rows], w[0], out=z[:rows])
-    part = np.empty((rows, f), np.float32)
-    for j in range(1, k):
-        np.dot(flat[j * dilation:j * dilation + rows], w[j], out=part)
-        z[:rows] += part
-    return np.ascontiguousarray(z.reshape(n, length, f)[:, :out_len])
-
-
-def _conv1d(x, w, strides, padding, dilation, groups):
+def _conv1d(x, w, b, strides, padding, dilation, groups):
+    before, after = pads(x.shape[1], w.shape[0], strides[0], padding, dilation[0])
+    out_len = x.shape[1] + before + after - (w.shape[0] - 1) * dilation[0]
+    if strides == (1,) and groups == 1 and winograd1d.applicable(x.shape, w.shape, dilation[0], out_len):
+        return winograd1d.conv1d(x, w, b, before, out_len, dilation[0])
+    if padding == "causal" and groups == 1 and not direct_conv.applicable((1,) + w.shape, (1,) + dilation):
+        # im2col reads the causal zeros by index (the small-window direct kernel needs them stored)
+        out = output_size(x.shape[1], w.shape[0], strides[0], "causal", dilation[0])
+        return conv.conv2d_forward_padded(x[:, None], w[None], b, (1,) + strides, (1,) + dilation, 0, before,
+                                          (1, out))[:, 0]
     if padding == "causal":
         x, _ = _causal_input(x, w.shape[0], dilation[0])
         padding = "valid"
-    if strides == (1,) and groups == 1 and x.shape[2] >= TAP_PRODUCTS_MIN_CHANNELS:
-        before, after = pads(x.shape[1], w.shape[0], 1, padding, dilation[0])
-        if before or after:
-            x = np.pad(x, ((0, 0), (before, after), (0, 0)))
-        if x.shape[1] >= (w.shape[0] - 1) * dilation[0] + 1:
-            return _conv1d_taps(x, w, dilation[0])
-    return _conv2d(x[:, None], w[None], (1,) + strides, padding, (1,) + dilation, groups)[:, 0]
+    return _conv2d(x[:, None], w[None], b, (1,) + strides, padding, (1,) + dilation, groups)[:, 0]
 
 
 def _conv1d_backward(x, dy, w, strides, padding, dilation, groups, need_input, need_weights):
+    r, d = w.shape[0], dilation[0]
+    dx = None
+    if need_input and strides == (1,) and groups == 1 and winograd1d.applicable(dy.shape, (r,) + w.shape[:0:-1], d,
+                                                                                x.shape[1]):
+        # A stride-1 conv's input gradient is another one: dy against the kernel reversed, in and out swapped.
+        before = pads(x.shape[1], r, 1, padding, d)[0]
+        dx = winograd1d.conv1d(dy, np.ascontiguousarray(w[::-1].transpose(0, 2, 1)), None, (r - 1) * d - before,
+                               x.shape[1], d)
+        if not need_weights:
+            return dx, None
+        need_input = False
     before = 0
     if padding == "causal":
         x, before = _causal_input(x, w.shape[0], dilation[0])
         padding = "valid"
-    dx, dw = _conv2d_backward(x[:, None], _f32(dy[:, None]), w[None], (1,) + strides, padding, (1,) + dilation,
-                              groups, need_input, need_weights)
-    return (None if dx is None else np.ascontiguousarray(dx[:, 0, before:])), (None if dw is None else dw[0])
+    dx2d, dw = _conv2d_backward(x[:, None], _f32(dy[:, None]), w[None], (1,) + strides, padding, (1,) + dilation,
+                                groups, need_input, need_weights)
+    if dx2d is not None:
+        dx = np.ascontiguousarray(dx2d[:, 0, before:])
+    return dx, (None if dw is None else dw[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,13 +130,13 @@ def _depth_taps(x, w, stride, padding, dilation):
     return xp, od, taps, before
 
 
-def _conv3d(x, w, strides, padding, dilation, groups):
+def _conv3d(x, w, b, strides, padding, dilation, groups):
     xp, od, taps, _ = _depth_taps(x, w, strides[0], padding, dilation[0])
     n, _, h, wd, c = x.shape
     y = None
     for i, taken in enumerate(taps):
-        part = _conv2d(_f32(xp[:, taken]).reshape(n * od, h, wd, c), _f32(w[i]), strides[1:], padding,
-                       dilation[1:], groups)
+        part = _conv2d(_f32(xp[:, taken]).reshape(n * od, h, wd, c), _f32(w[i]), b if i == 0 else None,
+                       strides[1:], padding, dilation[1:], groups)
         y = part if y is None else np.add(y, part, out=y)
     return y.reshape((n, od) + y.shape[1:])
 
@@ -193,10 +189,9 @@ def conv_forward(x, w, b=None, strides=None, padding="valid", dilation=None, gro
     fn = "conv_forward"
     x, w = _f32(x), _f32(w)
     rank = _rank(x, w, groups, fn)
-    y = _BY_RANK[rank][0](x, w, *_window_args(rank, strides, dilation, padding, fn), groups)
-    if b is not None:
-        y += np.asarray(b, np.float32)
-    return y
+    b = None if b is None else _f32(b)
+    # the bias goes in with the convolution, on each output tile while it is in cache
+    return _BY_RANK[rank][0](x, w, b, *_window_args(rank, strides, dilation, padding, fn), groups)
 
 
 def conv_backward(x, dy, w, strides=None, padding="valid", dilation=None, groups=1, need_input=True,
