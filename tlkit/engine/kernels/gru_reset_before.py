@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from tlkit.engine.kernels.recurrent_cells import _act, _act_grad, _carry_masked_output
+from tlkit.utils.threads import matmul_tn
 
 
 @njit(cache=True, nogil=True)
@@ -130,5 +131,7 @@ def recurrent_kernel_grad(seq, dz):
     rd = seq.recurrent_dropout
     hp = (seq.h[:-1] if rd is None else seq.h[:-1] * rd).reshape(t_len * n, units)
     dz2 = dz.reshape(t_len * n, g)
-    return np.concatenate([hp.T @ dz2[:, :2 * units], seq.rh.reshape(t_len * n, units).T @ dz2[:, 2 * units:]],
-                          axis=1)
+    out = np.empty((units, g), dz.dtype)
+    matmul_tn(hp, dz2[:, :2 * units], out[:, :2 * units])
+    matmul_tn(seq.rh.reshape(t_len * n, units), dz2[:, 2 * units:], out[:, 2 * units:])
+    return out
