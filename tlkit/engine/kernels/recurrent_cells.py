@@ -4,11 +4,13 @@ BLAS calls made by the drivers in ``recurrent.py``; these kernels do everything 
 
 Arrays are (batch, gates*units) rows of one step. ``m`` is the step's mask (1 = real step, 0 = masked):
 a masked sample keeps its previous state and repeats its previous output, as Keras does. Activations
-are coded as ints (see ``ACTIVATION_CODES``); their derivatives are taken from their outputs.
+are coded as ints (see ``ACTIVATION_CODES``); their derivatives are taken from their outputs. Sigmoid
+and tanh come from gate_math.py and run as one loop per gate block (``_act_range``), so that the loops
+vectorize in float32.
 """
-import math
-
 from numba import njit
+
+from tlkit.engine.kernels.gate_math import sigmoid, tanh
 
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3, "hard_sigmoid": 4}
 
@@ -16,17 +18,28 @@ ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3, "hard_sigmo
 @njit(cache=True, nogil=True, inline="always")
 def _act(code, v):
     if code == 1:
-        return math.tanh(v)
+        return tanh(v)
     if code == 2:
-        if v >= 0:
-            return 1.0 / (1.0 + math.exp(-v))
-        e = math.exp(v)
-        return e / (1.0 + e)
+        return sigmoid(v)
     if code == 3:
         return v if v > 0 else 0.0 * v
     if code == 4:  # Keras 3: relu6(x + 3) / 6
         return min(max(v / 6.0 + 0.5, 0.0 * v), 1.0 + 0.0 * v)
     return v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _act_range(code, z, lo, hi):
+    """z[lo:hi] = act(z[lo:hi]) in place: one loop per activation, so that each loop vectorizes."""
+    if code == 2:
+        for k in range(lo, hi):
+            z[k] = sigmoid(z[k])
+    elif code == 1:
+        for k in range(lo, hi):
+            z[k] = tanh(z[k])
+    else:
+        for k in range(lo, hi):
+            z[k] = _act(code, z[k])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -60,20 +73,19 @@ def lstm_step_forward(xw, rec, c_prev, h_prev, out_prev, m, act, ract, gates, c,
             out[b] = out_prev[b]
             gates[b] = 0.0
             continue
+        zb, cb, hb = gates[b], c[b], h[b]
+        for k in range(4 * u):
+            zb[k] = xw[b, k] + rec[b, k]
+        _act_range(ract, zb, 0, 2 * u)
+        _act_range(act, zb, 2 * u, 3 * u)
+        _act_range(ract, zb, 3 * u, 4 * u)
         for j in range(u):
-            i = _act(ract, xw[b, j] + rec[b, j])
-            f = _act(ract, xw[b, u + j] + rec[b, u + j])
-            g = _act(act, xw[b, 2 * u + j] + rec[b, 2 * u + j])
-            o = _act(ract, xw[b, 3 * u + j] + rec[b, 3 * u + j])
-            cj = f * c_prev[b, j] + i * g
-            hj = o * _act(act, cj)
-            gates[b, j] = i
-            gates[b, u + j] = f
-            gates[b, 2 * u + j] = g
-            gates[b, 3 * u + j] = o
-            c[b, j] = cj
-            h[b, j] = hj
-            out[b, j] = hj
+            cb[j] = zb[u + j] * c_prev[b, j] + zb[j] * zb[2 * u + j]
+            hb[j] = cb[j]
+        _act_range(act, hb, 0, u)
+        for j in range(u):
+            hb[j] = zb[3 * u + j] * hb[j]
+            out[b, j] = hb[j]
 
 
 @njit(cache=True, nogil=True)
@@ -86,13 +98,17 @@ def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act
             _carry_masked_output(dout, carry_o, b)
             dz[b] = 0.0
             continue
+        dzb = dz[b]
+        for j in range(u):  # act(c) first, in the o slot of dz, in one loop that vectorizes
+            dzb[3 * u + j] = c[b, j]
+        _act_range(act, dzb, 3 * u, 4 * u)
         for j in range(u):
             dh = carry_h[b, j] + carry_o[b, j] + dout[b, j]
             i = gates[b, j]
             f = gates[b, u + j]
             g = gates[b, 2 * u + j]
             o = gates[b, 3 * u + j]
-            ac = _act(act, c[b, j])
+            ac = dzb[3 * u + j]
             dc = carry_c[b, j] + dh * o * _act_grad(act, ac)
             dz[b, j] = dc * g * _act_grad(ract, i)
             dz[b, u + j] = dc * c_prev[b, j] * _act_grad(ract, f)
@@ -115,18 +131,17 @@ def gru_step_forward(xw, rec, rec_bias, h_prev, out_prev, m, act, ract, gates, h
             gates[b] = 0.0
             hr[b] = 0.0
             continue
+        zb, hrb, hb = gates[b], hr[b], h[b]
+        for k in range(2 * u):
+            zb[k] = xw[b, k] + rec[b, k] + rec_bias[k]
+        _act_range(ract, zb, 0, 2 * u)
         for j in range(u):
-            z = _act(ract, xw[b, j] + rec[b, j] + rec_bias[j])
-            r = _act(ract, xw[b, u + j] + rec[b, u + j] + rec_bias[u + j])
-            hrj = rec[b, 2 * u + j] + rec_bias[2 * u + j]
-            hh = _act(act, xw[b, 2 * u + j] + r * hrj)
-            hj = z * h_prev[b, j] + (1.0 - z) * hh
-            gates[b, j] = z
-            gates[b, u + j] = r
-            gates[b, 2 * u + j] = hh
-            hr[b, j] = hrj
-            h[b, j] = hj
-            out[b, j] = hj
+            hrb[j] = rec[b, 2 * u + j] + rec_bias[2 * u + j]
+            zb[2 * u + j] = xw[b, 2 * u + j] + zb[u + j] * hrb[j]
+        _act_range(act, zb, 2 * u, 3 * u)
+        for j in range(u):
+            hb[j] = zb[j] * h_prev[b, j] + (1.0 - zb[j]) * zb[2 * u + j]
+            out[b, j] = hb[j]
 
 
 @njit(cache=True, nogil=True)
