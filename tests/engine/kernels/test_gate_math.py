@@ -9,7 +9,8 @@ from tlkit.engine.kernels.recurrent_cells import ACTIVATION_CODES, _act_range
 
 def _reference(name, x):
     x = x.astype(np.float64)
-    return np.tanh(x) if name == "tanh" else 0.5 * (1.0 + np.tanh(0.5 * x))
+    with np.errstate(over="ignore"):
+        return np.tanh(x) if name == "tanh" else 1.0 / (1.0 + np.exp(-x))
 
 
 def _points():

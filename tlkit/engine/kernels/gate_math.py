@@ -18,7 +18,7 @@ EXP_CLAMP = 88.0
 TANH_LINEAR = 1e-4
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _exp_clamped(x):
     """exp(x) for float64 x in [-88, 88]."""
     y = x * (1.0 / 256.0)
@@ -50,7 +50,7 @@ def _is_float32(v):
     return isinstance(v, types.Float) and v.bitwidth == 32
 
 
-@overload(sigmoid, inline="always")
+@overload(sigmoid)
 def _sigmoid_typed(v):
     if _is_float32(v):
         def fast(v):
@@ -66,7 +66,7 @@ def _sigmoid_typed(v):
     return exact
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _tanh_typed(v):
     if _is_float32(v):
         def fast(v):

@@ -15,7 +15,7 @@ from tlkit.engine.kernels.gate_math import sigmoid, tanh
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3, "hard_sigmoid": 4}
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _act(code, v):
     if code == 1:
         return tanh(v)
@@ -28,7 +28,7 @@ def _act(code, v):
     return v
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _act_range(code, z, lo, hi):
     """z[lo:hi] = act(z[lo:hi]) in place: one loop per activation, so that each loop vectorizes."""
     if code == 2:
@@ -42,7 +42,7 @@ def _act_range(code, z, lo, hi):
             z[k] = _act(code, z[k])
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _act_grad(code, y):
     """d act / d input, from the activation's output y."""
     if code == 1:
@@ -56,13 +56,13 @@ def _act_grad(code, y):
     return 1.0
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _carry_masked_output(dout, carry_o, b):
     """A masked step repeats the previous output, so its output gradient goes on to the step before."""
     carry_o[b] += dout[b]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def lstm_step_forward(xw, rec, c_prev, h_prev, out_prev, m, act, ract, gates, c, h, out):
     """Gates i, f, c, o (Keras order): c = f*c_prev + i*g, h = o*act(c)."""
     n, u = h.shape
@@ -88,7 +88,7 @@ def lstm_step_forward(xw, rec, c_prev, h_prev, out_prev, m, act, ract, gates, c,
             out[b, j] = hb[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act, ract, dz):
     """dz (pre-activation gate gradients) of one step; updates the carried gradients of output, h and c.
     carry_h is left as the part that does not pass through the recurrent kernel (the caller adds dz @ R.T)."""
@@ -119,7 +119,7 @@ def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act
             carry_o[b, j] = 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def gru_step_forward(xw, rec, rec_bias, h_prev, out_prev, m, act, ract, gates, hr, h, out):
     """Gates z, r, h (Keras order), reset after the recurrent product:
     hh = act(x_h + r*(h_prev@R_h + b_h)), h = z*h_prev + (1-z)*hh. ``hr`` keeps h_prev@R_h + b_h."""
@@ -144,7 +144,7 @@ def gru_step_forward(xw, rec, rec_bias, h_prev, out_prev, m, act, ract, gates, h
             out[b, j] = hb[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def gru_step_backward(dout, carry_o, carry_h, gates, hr, h_prev, m, act, ract, dzx, dzr):
     """dzx: gradient of the input projection's 3u pre-activations; dzr: of the recurrent product's.
     carry_h becomes the direct path z*dh (the caller adds dzr @ R.T)."""
@@ -173,7 +173,7 @@ def gru_step_backward(dout, carry_o, carry_h, gates, hr, h_prev, m, act, ract, d
             carry_o[b, j] = 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def simple_step_forward(xw, rec, h_prev, out_prev, m, act, h, out):
     n, u = h.shape
     for b in range(n):
@@ -187,7 +187,7 @@ def simple_step_forward(xw, rec, h_prev, out_prev, m, act, h, out):
             out[b, j] = hj
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def simple_step_backward(dout, carry_o, carry_h, h, m, act, dz):
     n, u = carry_h.shape
     for b in range(n):
