@@ -54,7 +54,9 @@ def _is_float32(v):
 def _sigmoid_typed(v):
     if _is_float32(v):
         def fast(v):
-            x = min(max(v * 1.0, -EXP_CLAMP), EXP_CLAMP)
+            x = v * 1.0
+            x = -EXP_CLAMP if x < -EXP_CLAMP else x  # selects, not min/max: these vectorize
+            x = EXP_CLAMP if x > EXP_CLAMP else x
             return 1.0 / (1.0 + _exp_clamped(-x))
         return fast
 
@@ -70,7 +72,9 @@ def _sigmoid_typed(v):
 def _tanh_typed(v):
     if _is_float32(v):
         def fast(v):
-            x = min(max(v * 1.0, -0.5 * EXP_CLAMP), 0.5 * EXP_CLAMP)
+            x = v * 1.0
+            x = -0.5 * EXP_CLAMP if x < -0.5 * EXP_CLAMP else x
+            x = 0.5 * EXP_CLAMP if x > 0.5 * EXP_CLAMP else x
             t = 1.0 - 2.0 / (_exp_clamped(2.0 * x) + 1.0)
             return x if abs(x) < TANH_LINEAR else t
         return fast

@@ -30,16 +30,18 @@ def _act(code, v):
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _act_range(code, z, lo, hi):
-    """z[lo:hi] = act(z[lo:hi]) in place: one loop per activation, so that each loop vectorizes."""
+    """z[lo:hi] = act(z[lo:hi]) in place: one loop per activation, so that each loop vectorizes (over a
+    view from 0, where the index is known non-negative and needs no wraparound)."""
+    v = z[lo:hi]
     if code == 2:
-        for k in range(lo, hi):
-            z[k] = sigmoid(z[k])
+        for k in range(v.size):
+            v[k] = sigmoid(v[k])
     elif code == 1:
-        for k in range(lo, hi):
-            z[k] = tanh(z[k])
+        for k in range(v.size):
+            v[k] = tanh(v[k])
     else:
-        for k in range(lo, hi):
-            z[k] = _act(code, z[k])
+        for k in range(v.size):
+            v[k] = _act(code, v[k])
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
