@@ -119,3 +119,29 @@ def test_unknown_activation_is_a_clear_error():
     a, mask, rd = _case("simple")
     with pytest.raises(ValueError, match="supports activations"):
         rnn_forward("simple", a["x"], a["w"], a["r"], a["b"], None, a["h0"], a["c0"], None, "softmax")
+
+
+@pytest.mark.parametrize("activation, recurrent_activation", [("relu", "sigmoid"), ("tanh", "hard_sigmoid")])
+def test_lstm_other_activations_backward_matches_finite_differences(activation, recurrent_activation):
+    """The generic path of the gate kernels (tanh + sigmoid, Keras's defaults, have their own loop)."""
+    a, mask, rd = _case("lstm", seed=3)
+    p_seq = np.random.default_rng(4).standard_normal(a["x"].shape[:2] + (3,))
+
+    def run():
+        return rnn_forward("lstm", a["x"], a["w"], a["r"], a["b"], None, a["h0"], a["c0"], mask, activation,
+                           recurrent_activation, rd)
+
+    grads = rnn_backward(run(), p_seq)
+    eps = 1e-6
+    for key, gname in (("x", "x"), ("r", "recurrent_kernel"), ("c0", "c0")):
+        arr = a[key].reshape(-1)
+        num = np.empty(arr.size)
+        for i in range(arr.size):
+            old = arr[i]
+            arr[i] = old + eps
+            up = (run().out * p_seq).sum()
+            arr[i] = old - eps
+            down = (run().out * p_seq).sum()
+            arr[i] = old
+            num[i] = (up - down) / (2 * eps)
+        np.testing.assert_allclose(grads[gname].reshape(-1), num, rtol=1e-6, atol=1e-8, err_msg=f"d{key}")

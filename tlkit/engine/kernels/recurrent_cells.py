@@ -104,6 +104,23 @@ def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act
         for j in range(u):  # act(c) first, in the o slot of dz, in one loop that vectorizes
             dzb[3 * u + j] = c[b, j]
         _act_range(act, dzb, 3 * u, 4 * u)
+        if act == 1 and ract == 2:  # Keras's default tanh and sigmoid: derivatives inline, a loop that vectorizes
+            for j in range(u):
+                dh = carry_h[b, j] + carry_o[b, j] + dout[b, j]
+                i = gates[b, j]
+                f = gates[b, u + j]
+                g = gates[b, 2 * u + j]
+                o = gates[b, 3 * u + j]
+                ac = dzb[3 * u + j]
+                dc = carry_c[b, j] + dh * o * (1.0 - ac * ac)
+                dzb[j] = dc * g * (i * (1.0 - i))
+                dzb[u + j] = dc * c_prev[b, j] * (f * (1.0 - f))
+                dzb[2 * u + j] = dc * i * (1.0 - g * g)
+                dzb[3 * u + j] = dh * ac * (o * (1.0 - o))
+                carry_c[b, j] = dc * f
+                carry_h[b, j] = 0.0
+                carry_o[b, j] = 0.0
+            continue
         for j in range(u):
             dh = carry_h[b, j] + carry_o[b, j] + dout[b, j]
             i = gates[b, j]
