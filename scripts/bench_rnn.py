@@ -1,8 +1,9 @@
-"""LSTM(256) forward + backward, tlkit against torch.nn.LSTM: 100 steps, batch 64, 128 inputs, the
-whole output sequence, gradients of the weights and of the input.
+"""LSTM(256) (or GRU(256): --cell gru) forward + backward, tlkit against torch.nn.LSTM (GRU): 100 steps,
+batch 64, 128 inputs, the whole output sequence, gradients of the weights and of the input.
 
     python scripts/bench_rnn.py                 # 5 rounds; each round runs tlkit then torch
     python scripts/bench_rnn.py --rounds 9 --reps 7
+    python scripts/bench_rnn.py --cell gru      # GRU (Keras 3 default reset_after=True, as torch's)
 
 Each framework times its steps in its own fresh process (``--worker``), so neither one's threads or
 caches touch the other's; the rounds interleave the two, so load from other processes hits both
@@ -30,13 +31,13 @@ def _data():
             rng.standard_normal((BATCH, STEPS, UNITS)).astype(np.float32))
 
 
-def tlkit_step():
+def tlkit_step(cell):
     sys.path.insert(0, str(ROOT))  # this checkout's tlkit, uninstalled
     import tlkit
     from tlkit import layers as L
 
     x, p = _data()
-    layer = L.LSTM(UNITS, return_sequences=True)
+    layer = {"lstm": L.LSTM, "gru": L.GRU}[cell](UNITS, return_sequences=True)
     layer(x[:1])
 
     def step():
@@ -48,24 +49,24 @@ def tlkit_step():
     return step
 
 
-def torch_step():
+def torch_step(cell):
     import torch
 
     x, p = (torch.from_numpy(a) for a in _data())
     x.requires_grad_()
-    lstm = torch.nn.LSTM(N_IN, UNITS, batch_first=True)
+    rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](N_IN, UNITS, batch_first=True)
 
     def step():
-        lstm.zero_grad()
+        rnn.zero_grad()
         x.grad = None
-        out, _ = lstm(x)
+        out, _ = rnn(x)
         (out * p).sum().backward()
 
     return step
 
 
-def worker(name, reps):
-    step = {"tlkit": tlkit_step, "torch": torch_step}[name]()
+def worker(name, reps, cell):
+    step = {"tlkit": tlkit_step, "torch": torch_step}[name](cell)
     step()
     step()  # warm-up: compilation, allocator, thread pools
     times = []
@@ -93,10 +94,10 @@ def cpu_model():
         return platform.processor() or "unknown"
 
 
-def run_worker(name, reps):
+def run_worker(name, reps, cell):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, __file__, "--worker", name, "--reps", str(reps)], capture_output=True,
-                         text=True, env=env, check=True)
+    out = subprocess.run([sys.executable, __file__, "--worker", name, "--reps", str(reps), "--cell", cell],
+                         capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["median"]
 
 
@@ -105,16 +106,17 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--worker", choices=["tlkit", "torch"])
+    parser.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.reps)
-    print(f"LSTM({UNITS}) forward+backward, {STEPS} steps, batch {BATCH}, input {N_IN}")
+        return worker(args.worker, args.reps, args.cell)
+    print(f"{args.cell.upper()}({UNITS}) forward+backward, {STEPS} steps, batch {BATCH}, input {N_IN}")
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); numpy sgemm: {sgemm_gflops():.0f} GFLOP/s; "
           f"load average at start: {os.getloadavg()[0]:.2f}")
     ratios = []
     for r in range(args.rounds):
-        ours = run_worker("tlkit", args.reps)
-        theirs = run_worker("torch", args.reps)
+        ours = run_worker("tlkit", args.reps, args.cell)
+        theirs = run_worker("torch", args.reps, args.cell)
         ratios.append(theirs / ours)
         print(f"round {r + 1}: tlkit {ours * 1e3:7.1f} ms   torch {theirs * 1e3:7.1f} ms   torch/tlkit {ratios[-1]:.2f}x"
               f"   (load {os.getloadavg()[0]:.2f})", flush=True)

@@ -109,6 +109,24 @@ def test_transposed_left_operand(monkeypatch):
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_products_split_along_the_shared_dimension_match_numpy(monkeypatch, workers):
+    monkeypatch.setattr(threads, "num_threads", lambda: workers)
+    monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((503, 27)).astype(np.float32)
+    b = rng.standard_normal((503, 40)).astype(np.float32)
+    ref = a.T.astype(np.float64) @ b
+    out = np.empty((27, 40), np.float32)
+    np.testing.assert_allclose(threads.matmul_tn(a, b, out), ref, rtol=1e-4, atol=1e-4)
+
+    wide = np.zeros((27, 60), np.float32)  # strided out and strided b: column blocks of wider arrays
+    b_wide = np.concatenate([b, rng.standard_normal((503, 20)).astype(np.float32)], axis=1)
+    threads.matmul_tn(a, b_wide[:, :40], wide[:, 10:50])
+    np.testing.assert_allclose(wide[:, 10:50], ref, rtol=1e-4, atol=1e-4)
+    assert not wide[:, :10].any() and not wide[:, 50:].any(), "wrote outside its slice"
+
+
 def test_info_reports_threadpools():
     got = threads.info()
     assert got["numba_threads"] >= 1

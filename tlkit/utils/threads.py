@@ -15,6 +15,7 @@ Thread count: numba's (``numba.get_num_threads()``, NUMBA_NUM_THREADS), one numb
 
     from tlkit.utils.threads import matmul
     matmul(a, b, out)          # out = a @ b, 2-D (rows split) or 3-D stacks (stack split)
+    matmul_tn(a, b, out)       # out = a.T @ b, the long shared dimension split (weight gradients)
 """
 import os
 import threading
@@ -106,6 +107,31 @@ def matmul(a, b, out):
     run_chunks(np.linspace(0, rows, chunks + 1).astype(int), part, parts)
     return out
 
+
+
+def matmul_tn(a, b, out):
+    """out[...] = a.T @ b for 2-D a (k, m), b (k, n) with a long shared k (weight gradients summed over
+    many rows): k is cut into chunks shared by the threads, each thread adding its chunks' products in
+    its own buffer, summed at the end. Cutting k reads each operand once; cutting the rows of a.T
+    (``matmul``) would pack all of b once per chunk."""
+    limit_blas()
+    k = a.shape[0]
+    flops = 2 * k * a.shape[1] * b.shape[1]
+    parts = min(num_threads(), k)
+    if parts < 2 or flops < MIN_SPLIT_FLOPS:
+        product(a.T, b, out)
+        return out
+    chunks = int(min(k, parts * CHUNKS_PER_THREAD, max(parts, flops // max(MIN_CHUNK_FLOPS, 1))))
+    sums = np.zeros((parts,) + out.shape, out.dtype)
+    scratch = np.empty((parts,) + out.shape, out.dtype)
+
+    def part(slot, lo, hi):
+        product(a[lo:hi].T, b[lo:hi], scratch[slot])
+        sums[slot] += scratch[slot]
+
+    run_chunks(np.linspace(0, k, chunks + 1).astype(int), part, parts)
+    np.sum(sums, axis=0, out=out)
+    return out
 
 def chunks_can_run_numba():
     """True when numba kernels may run inside ``run_chunks`` work (on several threads at once)."""

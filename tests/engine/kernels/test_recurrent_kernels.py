@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tlkit.engine.kernels.recurrent import GATES, rnn_forward, rnn_backward
+from tlkit.utils import threads
 
 
 def _sig(v):
@@ -55,15 +56,16 @@ def _case(cell, seed=0, t=5, n=3, n_in=4, u=3):
     return arrays, mask, rd
 
 
-def _run(cell, a, mask, rd):
+def _run(cell, a, mask, rd, parts=None):
     return rnn_forward(cell, a["x"], a["w"], a["r"], a["b"], a["rb"] if cell == "gru" else None, a["h0"], a["c0"],
-                       mask, "tanh", "sigmoid", rd)
+                       mask, "tanh", "sigmoid", rd, parts=parts)
 
 
+@pytest.mark.parametrize("parts", [1, 2, 3])  # the batch of 3 in blocks, one thread each
 @pytest.mark.parametrize("cell", ["lstm", "gru", "gru_reset_before", "simple"])
-def test_forward_matches_numpy_loop(cell):
+def test_forward_matches_numpy_loop(cell, parts):
     a, mask, rd = _case(cell)
-    seq = _run(cell, a, mask, rd)
+    seq = _run(cell, a, mask, rd, parts)
     out, h, c = reference(cell, a["x"], a["w"], a["r"], a["b"], a["rb"], a["h0"], a["c0"], mask, rd)
     np.testing.assert_allclose(seq.out, out, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(seq.h[-1], h, rtol=1e-10, atol=1e-12)
@@ -74,7 +76,11 @@ def test_forward_matches_numpy_loop(cell):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "gru_reset_before", "simple"])
 @pytest.mark.parametrize("use_mask", [True, False])
-def test_backward_through_time_matches_finite_differences(cell, use_mask):
+@pytest.mark.parametrize("parts", [1, 2])
+def test_backward_through_time_matches_finite_differences(cell, use_mask, parts, monkeypatch):
+    if parts == 2:  # also the products split over threads, whatever this machine's size and speed
+        monkeypatch.setattr(threads, "num_threads", lambda: 2)
+        monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)
     a, mask, rd = _case(cell, seed=1)
     if not use_mask:
         mask, rd = None, None
@@ -87,8 +93,8 @@ def test_backward_through_time_matches_finite_differences(cell, use_mask):
         value = (s.out * p_seq).sum() + (s.out[-1] * p_last).sum() + (s.h[-1] * p_h).sum()
         return value + ((s.c[-1] * p_c).sum() if cell == "lstm" else 0.0)
 
-    seq = _run(cell, a, mask, rd)
-    grads = rnn_backward(seq, p_seq, p_last, p_h, p_c if cell == "lstm" else None)
+    seq = _run(cell, a, mask, rd, parts)
+    grads = rnn_backward(seq, p_seq, p_last, p_h, p_c if cell == "lstm" else None, parts=parts)
     names = {"x": "x", "w": "kernel", "r": "recurrent_kernel", "b": "bias", "h0": "h0"}
     if cell == "gru":
         names["rb"] = "recurrent_bias"
@@ -113,3 +119,29 @@ def test_unknown_activation_is_a_clear_error():
     a, mask, rd = _case("simple")
     with pytest.raises(ValueError, match="supports activations"):
         rnn_forward("simple", a["x"], a["w"], a["r"], a["b"], None, a["h0"], a["c0"], None, "softmax")
+
+
+@pytest.mark.parametrize("activation, recurrent_activation", [("relu", "sigmoid"), ("tanh", "hard_sigmoid")])
+def test_lstm_other_activations_backward_matches_finite_differences(activation, recurrent_activation):
+    """The generic path of the gate kernels (tanh + sigmoid, Keras's defaults, have their own loop)."""
+    a, mask, rd = _case("lstm", seed=3)
+    p_seq = np.random.default_rng(4).standard_normal(a["x"].shape[:2] + (3,))
+
+    def run():
+        return rnn_forward("lstm", a["x"], a["w"], a["r"], a["b"], None, a["h0"], a["c0"], mask, activation,
+                           recurrent_activation, rd)
+
+    grads = rnn_backward(run(), p_seq)
+    eps = 1e-6
+    for key, gname in (("x", "x"), ("r", "recurrent_kernel"), ("c0", "c0")):
+        arr = a[key].reshape(-1)
+        num = np.empty(arr.size)
+        for i in range(arr.size):
+            old = arr[i]
+            arr[i] = old + eps
+            up = (run().out * p_seq).sum()
+            arr[i] = old - eps
+            down = (run().out * p_seq).sum()
+            arr[i] = old
+            num[i] = (up - down) / (2 * eps)
+        np.testing.assert_allclose(grads[gname].reshape(-1), num, rtol=1e-6, atol=1e-8, err_msg=f"d{key}")

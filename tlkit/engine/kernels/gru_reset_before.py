@@ -14,9 +14,10 @@ import numpy as np
 from numba import njit
 
 from tlkit.engine.kernels.recurrent_cells import _act, _act_grad, _carry_masked_output
+from tlkit.utils.threads import matmul_tn
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def gates_forward(xw, rec_zr, hp, m, ract, gates, rh):
     """z and r of one step into ``gates``; ``rh`` = r*hp, the input of the candidate's product."""
     n, u = rh.shape
@@ -33,7 +34,7 @@ def gates_forward(xw, rec_zr, hp, m, ract, gates, rh):
             rh[b, j] = r * hp[b, j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def state_forward(xw, rec_h, h_prev, out_prev, m, act, gates, h, out):
     n, u = h.shape
     for b in range(n):
@@ -50,7 +51,7 @@ def state_forward(xw, rec_h, h_prev, out_prev, m, act, gates, h, out):
             out[b, j] = hj
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def state_backward(dout, carry_o, carry_h, gates, h_prev, m, act, ract, dz):
     """The z and candidate parts of ``dz`` (3u pre-activation gradients); carry_h becomes z*dh."""
     n, u = carry_h.shape
@@ -69,7 +70,7 @@ def state_backward(dout, carry_o, carry_h, gates, h_prev, m, act, ract, dz):
             carry_o[b, j] = 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def reset_backward(d_rh, gates, hp, m, ract, dz, back):
     """The r part of ``dz`` from d(r*hp) = ``d_rh``; ``back`` gets d(r*hp)/d hp's share, r*d_rh."""
     n, u = back.shape
@@ -130,5 +131,7 @@ def recurrent_kernel_grad(seq, dz):
     rd = seq.recurrent_dropout
     hp = (seq.h[:-1] if rd is None else seq.h[:-1] * rd).reshape(t_len * n, units)
     dz2 = dz.reshape(t_len * n, g)
-    return np.concatenate([hp.T @ dz2[:, :2 * units], seq.rh.reshape(t_len * n, units).T @ dz2[:, 2 * units:]],
-                          axis=1)
+    out = np.empty((units, g), dz.dtype)
+    matmul_tn(hp, dz2[:, :2 * units], out[:, :2 * units])
+    matmul_tn(seq.rh.reshape(t_len * n, units), dz2[:, 2 * units:], out[:, 2 * units:])
+    return out

@@ -5,18 +5,24 @@ and SimpleRNN.
     grads = rnn_backward(seq, d_out_tm, d_last, d_h, d_c)
 
 Arrays are time-major: x_tm (T, B, in), outputs (T, B, units), mask_tm (T, B) of 0/1. The input
-projection of all steps is one matmul; each step does one matmul of the batch's state with the
-recurrent kernel and one fused kernel for the gate maths (recurrent_cells.py). Backward through time
-does one matmul per step (the gradient into the previous state); the weight gradients are each one
-matmul over all steps at the end. Works in the dtype of x (float32, or float64 for gradient checks).
+projection of all steps is one product split over the threads (``threads.matmul``). The time loop
+runs on blocks of the batch, one thread each (``batch_blocks``): samples never mix in a recurrent
+layer, so each block does its whole loop alone, with no hand-off between steps. Each step does one
+product of the block's state with the recurrent kernel and one fused kernel for the gate maths
+(recurrent_cells.py). Backward through time does the same per block with one product per step (the
+gradient into the previous state); the weight gradients are each one product over all steps at the end,
+cut along the steps (``threads.matmul_tn``). Works in the dtype of x (float32, or float64 for
+gradient checks).
 """
 import numpy as np
 
 from tlkit.engine.kernels import gru_reset_before
 from tlkit.engine.kernels import recurrent_cells as cells
-from tlkit.utils.threads import limit_blas
+from tlkit.utils import threads
 
 GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
+# Per-sample arrays of a Sequence, time-major (T[+1], B, ...), and the (B, units) recurrent dropout.
+_TIME_MAJOR = ("h", "c", "out", "gates", "hr", "rh", "m")
 
 
 class Sequence:
@@ -24,6 +30,15 @@ class Sequence:
 
     def __init__(self, **kw):
         self.__dict__.update(kw)
+
+    def rows(self, lo, hi):
+        """The same sequence for samples lo:hi of the batch (views: writes reach the whole)."""
+        part = Sequence(**self.__dict__)
+        for name in _TIME_MAJOR:
+            value = getattr(self, name)
+            setattr(part, name, None if value is None else value[:, lo:hi])
+        part.recurrent_dropout = None if self.recurrent_dropout is None else self.recurrent_dropout[lo:hi]
+        return part
 
 
 def _code(name, cell):
@@ -34,49 +49,78 @@ def _code(name, cell):
     return code
 
 
+def batch_blocks(n, step_flops, t_len, parts=None):
+    """Bounds of the batch's blocks, one per thread. A block's hand-off costs ~50 us once per
+    sequence, so a sequence under MIN_SPLIT_FLOPS of recurrent products stays on one thread.
+    ``parts`` forces the number of blocks (tests), capped at one sample each."""
+    if parts is None:
+        parts = threads.num_threads() if step_flops * t_len >= threads.MIN_SPLIT_FLOPS else 1
+    parts = max(1, min(int(parts), n))
+    return np.linspace(0, n, parts + 1).astype(int)
+
+
+def _over_blocks(bounds, work):
+    """work(lo, hi) for each block of the batch, each block on its own thread. The cell kernels are
+    plain (not parallel) numba and release the GIL, so several threads may run them at once whatever
+    numba's threading layer is; BLAS is on one thread per caller (``limit_blas``)."""
+    threads.limit_blas()
+    if len(bounds) == 2:
+        work(bounds[0], bounds[1])
+    else:
+        threads.run_chunks(bounds, lambda slot, lo, hi: work(lo, hi), len(bounds) - 1)
+
+
 def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, c0, mask_tm, activation,
-                recurrent_activation="sigmoid", recurrent_dropout=None):
+                recurrent_activation="sigmoid", recurrent_dropout=None, parts=None):
     """Run the sequence. ``recurrent_dropout`` is a (B, units) multiplier applied to the state before the
-    recurrent product (Keras: one mask for all steps), or None."""
+    recurrent product (Keras: one mask for all steps), or None. ``parts``: see ``batch_blocks``."""
     t_len, n, n_in = x_tm.shape
     units = recurrent_kernel.shape[0]
+    g = GATES[cell] * units
     dt = x_tm.dtype
     act, ract = _code(activation, cell), _code(recurrent_activation, cell)
-    xw = (x_tm.reshape(t_len * n, n_in) @ kernel).reshape(t_len, n, -1)
-    if bias is not None:
-        xw += bias
+    kernel, recurrent_kernel = np.asarray(kernel, dt), np.asarray(recurrent_kernel, dt)  # products write into dt
+    xw = np.empty((t_len, n, g), dt)
+    threads.matmul(x_tm.reshape(t_len * n, n_in), kernel, xw.reshape(t_len * n, g))
     m = np.ones((t_len, n), np.uint8) if mask_tm is None else np.ascontiguousarray(mask_tm, dtype=np.uint8)
     h = np.empty((t_len + 1, n, units), dt)
     h[0] = h0
     out = np.empty((t_len, n, units), dt)
     zero_out = np.zeros((n, units), dt)
-    gates = np.empty((t_len, n, GATES[cell] * units), dt) if cell != "simple" else None
-    c = hr = rh = None
+    gates = np.empty((t_len, n, g), dt) if cell != "simple" else None
+    c = hr = rh = rb = None
     if cell == "gru_reset_before":
         rh = np.empty((t_len, n, units), dt)
-        limit_blas()
-        gru_reset_before.forward_steps(xw, recurrent_kernel, h, out, zero_out, gates, rh, m, act, ract,
-                                       recurrent_dropout)
     elif cell == "lstm":
         c = np.empty((t_len + 1, n, units), dt)
         c[0] = c0
     elif cell == "gru":
         hr = np.empty((t_len, n, units), dt)
-        rb = np.zeros(3 * units, dt) if recurrent_bias is None else recurrent_bias
-    rec = np.empty((n, GATES[cell] * units), dt)
-    if cell != "gru_reset_before":
-        limit_blas()  # per-step products are small: BLAS threads would cost more than they give
-        _forward_steps(cell, xw, recurrent_kernel, rb if cell == "gru" else None, h, c, out, zero_out, gates, hr, m,
-                       act, ract, rec, recurrent_dropout)
-    return Sequence(cell=cell, x=x_tm, kernel=kernel, recurrent_kernel=recurrent_kernel, m=m, h=h, c=c, out=out,
-                    gates=gates, hr=hr, rh=rh, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
-                    has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
+        rb = np.zeros(g, dt) if recurrent_bias is None else recurrent_bias
+    seq = Sequence(cell=cell, x=x_tm, kernel=kernel, recurrent_kernel=recurrent_kernel, m=m, h=h, c=c, out=out,
+                   gates=gates, hr=hr, rh=rh, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
+                   has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
+
+    def block(lo, hi):
+        if bias is not None:
+            xw[:, lo:hi] += bias
+        part = seq.rows(lo, hi)
+        if cell == "gru_reset_before":
+            gru_reset_before.forward_steps(xw[:, lo:hi], recurrent_kernel, part.h, part.out, zero_out[lo:hi],
+                                           part.gates, part.rh, part.m, act, ract, part.recurrent_dropout)
+        else:
+            _forward_steps(cell, xw[:, lo:hi], recurrent_kernel, rb, part, zero_out[lo:hi],
+                           np.empty((hi - lo, g), dt))
+
+    _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
+    return seq
 
 
-def _forward_steps(cell, xw, recurrent_kernel, rb, h, c, out, zero_out, gates, hr, m, act, ract, rec,
-                   recurrent_dropout):
+def _forward_steps(cell, xw, recurrent_kernel, rb, seq, zero_out, rec):
+    h, c, out, gates, hr, m, act, ract, rd = (seq.h, seq.c, seq.out, seq.gates, seq.hr, seq.m, seq.act, seq.ract,
+                                              seq.recurrent_dropout)
     for t in range(xw.shape[0]):
-        hp = h[t] if recurrent_dropout is None else h[t] * recurrent_dropout
+        hp = h[t] if rd is None else h[t] * rd
         np.matmul(hp, recurrent_kernel, out=rec)
         prev_out = out[t - 1] if t else zero_out
         if cell == "lstm":
@@ -88,9 +132,10 @@ def _forward_steps(cell, xw, recurrent_kernel, rb, h, c, out, zero_out, gates, h
             cells.simple_step_forward(xw[t], rec, h[t], prev_out, m[t], act, h[t + 1], out[t])
 
 
-def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None):
+def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
     """Gradients {x, kernel, recurrent_kernel, bias, recurrent_bias, h0, c0} given the gradient of the
-    output sequence ``d_out`` (T, B, units), of the last output ``d_last`` and of the final states."""
+    output sequence ``d_out`` (T, B, units), of the last output ``d_last`` and of the final states.
+    ``parts``: see ``batch_blocks``."""
     t_len, n, units = seq.out.shape
     dt = seq.out.dtype
     zeros = np.zeros((n, units), dt)
@@ -101,27 +146,36 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None):
     dzx = np.empty((t_len, n, g), dt)
     dzr = np.empty((t_len, n, g), dt) if seq.cell == "gru" else dzx
     rkt = np.ascontiguousarray(seq.recurrent_kernel.T)
-    back = np.empty((n, units), dt)
-    limit_blas()  # as in rnn_forward
-    if seq.cell == "gru_reset_before":
-        gru_reset_before.backward_steps(seq, d_out, zeros, carry_o, carry_h, dzx)
-    else:
-        _backward_steps(seq, d_out, zeros, carry_o, carry_h, carry_c, dzx, dzr, rkt, back)
+
+    def block(lo, hi):
+        part = seq.rows(lo, hi)
+        d_part = None if d_out is None else d_out[:, lo:hi]
+        if seq.cell == "gru_reset_before":
+            gru_reset_before.backward_steps(part, d_part, zeros[lo:hi], carry_o[lo:hi], carry_h[lo:hi], dzx[:, lo:hi])
+        else:
+            _backward_steps(part, d_part, zeros[lo:hi], carry_o[lo:hi], carry_h[lo:hi], carry_c[lo:hi],
+                            dzx[:, lo:hi], dzr[:, lo:hi], rkt, np.empty((hi - lo, units), dt))
+
+    _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
     x2 = seq.x.reshape(t_len * n, -1)
     dzx2, dzr2 = dzx.reshape(t_len * n, g), dzr.reshape(t_len * n, g)
     rd = seq.recurrent_dropout
     h_prev = seq.h[:-1] if rd is None else seq.h[:-1] * rd
-    grads = {
-        "x": (dzx2 @ seq.kernel.T).reshape(seq.x.shape),
-        "kernel": x2.T @ dzx2,
-        "recurrent_kernel": gru_reset_before.recurrent_kernel_grad(seq, dzx) if seq.cell == "gru_reset_before"
-        else h_prev.reshape(t_len * n, units).T @ dzr2,
+    dx = np.empty(x2.shape, dt)
+    threads.matmul(dzx2, seq.kernel.T, dx)
+    if seq.cell == "gru_reset_before":
+        d_recurrent = gru_reset_before.recurrent_kernel_grad(seq, dzx)
+    else:
+        d_recurrent = threads.matmul_tn(h_prev.reshape(t_len * n, units), dzr2, np.empty((units, g), dt))
+    return {
+        "x": dx.reshape(seq.x.shape),
+        "kernel": threads.matmul_tn(x2, dzx2, np.empty((x2.shape[1], g), dt)),
+        "recurrent_kernel": d_recurrent,
         "bias": dzx2.sum(axis=0) if seq.has_bias else None,
         "recurrent_bias": dzr2.sum(axis=0) if seq.has_recurrent_bias else None,
         "h0": carry_h,
         "c0": carry_c if seq.cell == "lstm" else None,
     }
-    return grads
 
 
 def _backward_steps(seq, d_out, zeros, carry_o, carry_h, carry_c, dzx, dzr, rkt, back):

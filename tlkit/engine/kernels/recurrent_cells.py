@@ -4,24 +4,23 @@ BLAS calls made by the drivers in ``recurrent.py``; these kernels do everything 
 
 Arrays are (batch, gates*units) rows of one step. ``m`` is the step's mask (1 = real step, 0 = masked):
 a masked sample keeps its previous state and repeats its previous output, as Keras does. Activations
-are coded as ints (see ``ACTIVATION_CODES``); their derivatives are taken from their outputs.
+are coded as ints (see ``ACTIVATION_CODES``); their derivatives are taken from their outputs. Sigmoid
+and tanh come from gate_math.py and run as one loop per gate block (``_act_range``), so that the loops
+vectorize in float32.
 """
-import math
-
 from numba import njit
+
+from tlkit.engine.kernels.gate_math import sigmoid, tanh
 
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3, "hard_sigmoid": 4}
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _act(code, v):
     if code == 1:
-        return math.tanh(v)
+        return tanh(v)
     if code == 2:
-        if v >= 0:
-            return 1.0 / (1.0 + math.exp(-v))
-        e = math.exp(v)
-        return e / (1.0 + e)
+        return sigmoid(v)
     if code == 3:
         return v if v > 0 else 0.0 * v
     if code == 4:  # Keras 3: relu6(x + 3) / 6
@@ -29,7 +28,23 @@ def _act(code, v):
     return v
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _act_range(code, z, lo, hi):
+    """z[lo:hi] = act(z[lo:hi]) in place: one loop per activation, so that each loop vectorizes (over a
+    view from 0, where the index is known non-negative and needs no wraparound)."""
+    v = z[lo:hi]
+    if code == 2:
+        for k in range(v.size):
+            v[k] = sigmoid(v[k])
+    elif code == 1:
+        for k in range(v.size):
+            v[k] = tanh(v[k])
+    else:
+        for k in range(v.size):
+            v[k] = _act(code, v[k])
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _act_grad(code, y):
     """d act / d input, from the activation's output y."""
     if code == 1:
@@ -43,13 +58,13 @@ def _act_grad(code, y):
     return 1.0
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _carry_masked_output(dout, carry_o, b):
     """A masked step repeats the previous output, so its output gradient goes on to the step before."""
     carry_o[b] += dout[b]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def lstm_step_forward(xw, rec, c_prev, h_prev, out_prev, m, act, ract, gates, c, h, out):
     """Gates i, f, c, o (Keras order): c = f*c_prev + i*g, h = o*act(c)."""
     n, u = h.shape
@@ -60,23 +75,22 @@ def lstm_step_forward(xw, rec, c_prev, h_prev, out_prev, m, act, ract, gates, c,
             out[b] = out_prev[b]
             gates[b] = 0.0
             continue
+        zb, cb, hb = gates[b], c[b], h[b]
+        for k in range(4 * u):
+            zb[k] = xw[b, k] + rec[b, k]
+        _act_range(ract, zb, 0, 2 * u)
+        _act_range(act, zb, 2 * u, 3 * u)
+        _act_range(ract, zb, 3 * u, 4 * u)
         for j in range(u):
-            i = _act(ract, xw[b, j] + rec[b, j])
-            f = _act(ract, xw[b, u + j] + rec[b, u + j])
-            g = _act(act, xw[b, 2 * u + j] + rec[b, 2 * u + j])
-            o = _act(ract, xw[b, 3 * u + j] + rec[b, 3 * u + j])
-            cj = f * c_prev[b, j] + i * g
-            hj = o * _act(act, cj)
-            gates[b, j] = i
-            gates[b, u + j] = f
-            gates[b, 2 * u + j] = g
-            gates[b, 3 * u + j] = o
-            c[b, j] = cj
-            h[b, j] = hj
-            out[b, j] = hj
+            cb[j] = zb[u + j] * c_prev[b, j] + zb[j] * zb[2 * u + j]
+            hb[j] = cb[j]
+        _act_range(act, hb, 0, u)
+        for j in range(u):
+            hb[j] = zb[3 * u + j] * hb[j]
+            out[b, j] = hb[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act, ract, dz):
     """dz (pre-activation gate gradients) of one step; updates the carried gradients of output, h and c.
     carry_h is left as the part that does not pass through the recurrent kernel (the caller adds dz @ R.T)."""
@@ -86,13 +100,34 @@ def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act
             _carry_masked_output(dout, carry_o, b)
             dz[b] = 0.0
             continue
+        dzb = dz[b]
+        for j in range(u):  # act(c) first, in the o slot of dz, in one loop that vectorizes
+            dzb[3 * u + j] = c[b, j]
+        _act_range(act, dzb, 3 * u, 4 * u)
+        if act == 1 and ract == 2:  # Keras's default tanh and sigmoid: derivatives inline, a loop that vectorizes
+            for j in range(u):
+                dh = carry_h[b, j] + carry_o[b, j] + dout[b, j]
+                i = gates[b, j]
+                f = gates[b, u + j]
+                g = gates[b, 2 * u + j]
+                o = gates[b, 3 * u + j]
+                ac = dzb[3 * u + j]
+                dc = carry_c[b, j] + dh * o * (1.0 - ac * ac)
+                dzb[j] = dc * g * (i * (1.0 - i))
+                dzb[u + j] = dc * c_prev[b, j] * (f * (1.0 - f))
+                dzb[2 * u + j] = dc * i * (1.0 - g * g)
+                dzb[3 * u + j] = dh * ac * (o * (1.0 - o))
+                carry_c[b, j] = dc * f
+                carry_h[b, j] = 0.0
+                carry_o[b, j] = 0.0
+            continue
         for j in range(u):
             dh = carry_h[b, j] + carry_o[b, j] + dout[b, j]
             i = gates[b, j]
             f = gates[b, u + j]
             g = gates[b, 2 * u + j]
             o = gates[b, 3 * u + j]
-            ac = _act(act, c[b, j])
+            ac = dzb[3 * u + j]
             dc = carry_c[b, j] + dh * o * _act_grad(act, ac)
             dz[b, j] = dc * g * _act_grad(ract, i)
             dz[b, u + j] = dc * c_prev[b, j] * _act_grad(ract, f)
@@ -103,7 +138,7 @@ def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act
             carry_o[b, j] = 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def gru_step_forward(xw, rec, rec_bias, h_prev, out_prev, m, act, ract, gates, hr, h, out):
     """Gates z, r, h (Keras order), reset after the recurrent product:
     hh = act(x_h + r*(h_prev@R_h + b_h)), h = z*h_prev + (1-z)*hh. ``hr`` keeps h_prev@R_h + b_h."""
@@ -115,21 +150,20 @@ def gru_step_forward(xw, rec, rec_bias, h_prev, out_prev, m, act, ract, gates, h
             gates[b] = 0.0
             hr[b] = 0.0
             continue
+        zb, hrb, hb = gates[b], hr[b], h[b]
+        for k in range(2 * u):
+            zb[k] = xw[b, k] + rec[b, k] + rec_bias[k]
+        _act_range(ract, zb, 0, 2 * u)
         for j in range(u):
-            z = _act(ract, xw[b, j] + rec[b, j] + rec_bias[j])
-            r = _act(ract, xw[b, u + j] + rec[b, u + j] + rec_bias[u + j])
-            hrj = rec[b, 2 * u + j] + rec_bias[2 * u + j]
-            hh = _act(act, xw[b, 2 * u + j] + r * hrj)
-            hj = z * h_prev[b, j] + (1.0 - z) * hh
-            gates[b, j] = z
-            gates[b, u + j] = r
-            gates[b, 2 * u + j] = hh
-            hr[b, j] = hrj
-            h[b, j] = hj
-            out[b, j] = hj
+            hrb[j] = rec[b, 2 * u + j] + rec_bias[2 * u + j]
+            zb[2 * u + j] = xw[b, 2 * u + j] + zb[u + j] * hrb[j]
+        _act_range(act, zb, 2 * u, 3 * u)
+        for j in range(u):
+            hb[j] = zb[j] * h_prev[b, j] + (1.0 - zb[j]) * zb[2 * u + j]
+            out[b, j] = hb[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def gru_step_backward(dout, carry_o, carry_h, gates, hr, h_prev, m, act, ract, dzx, dzr):
     """dzx: gradient of the input projection's 3u pre-activations; dzr: of the recurrent product's.
     carry_h becomes the direct path z*dh (the caller adds dzr @ R.T)."""
@@ -158,7 +192,7 @@ def gru_step_backward(dout, carry_o, carry_h, gates, hr, h_prev, m, act, ract, d
             carry_o[b, j] = 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def simple_step_forward(xw, rec, h_prev, out_prev, m, act, h, out):
     n, u = h.shape
     for b in range(n):
@@ -172,7 +206,7 @@ def simple_step_forward(xw, rec, h_prev, out_prev, m, act, h, out):
             out[b, j] = hj
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def simple_step_backward(dout, carry_o, carry_h, h, m, act, dz):
     n, u = carry_h.shape
     for b in range(n):
