@@ -159,6 +159,24 @@ def test_summary_lists_layers_and_totals():
     assert "Total params: 23" in text and "Trainable params: 8" in text and "Non-trainable params: 15" in text
 
 
+def test_summary_show_trainable_and_layer_range():
+    model = tlkit.Sequential([tlkit.Input((4,)), L.Dense(3, name="hidden"), L.Dropout(0.1, name="drop"),
+                              L.Dense(2, name="top")])
+    model.get_layer("hidden").trainable = False
+    lines = []
+    model.summary(print_fn=lines.append, show_trainable=True)
+    rows = {line.split()[0]: line.split()[-1] for line in lines if line.split() and "(" in line.split()[0:2][-1]}
+    assert "Trainable" in lines[2]
+    assert rows["hidden"] == "N" and rows["drop"] == "-" and rows["top"] == "Y"
+    lines = []
+    model.summary(print_fn=lines.append, layer_range=["drop", "top"])
+    text = "\n".join(lines)
+    assert "hidden (Dense)" not in text and "drop (Dropout)" in text and "top (Dense)" in text
+    assert "Trainable" not in lines[2]
+    with pytest.raises(ValueError, match="matches no layer"):
+        model.summary(print_fn=lines.append, layer_range=["nope", "top"])
+
+
 def test_get_layer_and_set_weights_errors():
     model = tlkit.Sequential([tlkit.Input((4,)), L.Dense(3, name="d")])
     assert model.get_layer("d") is model.get_layer(index=0)

@@ -104,8 +104,10 @@ class Model(Keras2Methods, Trainer, Layer):
             return ["output"]
         return [t.node.layer.name for t in self._graph.outputs]
 
-    def summary(self, line_length=None, print_fn=None, **kwargs):
-        summarize(self, line_length=line_length, print_fn=print_fn)
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        summarize(self, line_length=line_length, print_fn=print_fn, show_trainable=show_trainable,
+                  layer_range=layer_range)
 
     def _summary_rows(self):
         rows = []

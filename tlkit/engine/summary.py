@@ -1,4 +1,6 @@
 """model.summary(): a Keras-style table of layers, output shapes and parameter counts."""
+import re
+
 from tlkit.utils.text import format_shape
 
 
@@ -18,15 +20,42 @@ def _bytes(n_params):
         size /= 1024
 
 
-def summarize(model, line_length=None, print_fn=None):
+def _layer_bounds(names, layer_range):
+    """Keras's `layer_range`: the first layer matching the start pattern to the last matching the end one."""
+    if layer_range is None:
+        return 0, len(names)
+    if len(layer_range) != 2 or not all(isinstance(p, str) for p in layer_range):
+        raise ValueError(f"layer_range must be two layer names (start, end), got {layer_range!r}")
+    lower = [i for i, name in enumerate(names) if re.match(layer_range[0], name)]
+    upper = [i for i, name in enumerate(names) if re.match(layer_range[1], name)]
+    if not lower or not upper:
+        raise ValueError(f"layer_range {list(layer_range)} matches no layer of this model: "
+                         f"use names from model.layers ({', '.join(names[:5])}, ...)")
+    if min(lower) > max(upper):
+        return min(upper), max(lower) + 1
+    return min(lower), max(upper) + 1
+
+
+def _trainable_mark(layer):
+    """Keras's Trainable column: Y or N for a layer with weights, '-' for one without."""
+    if not layer.weights:
+        return "-"
+    return "Y" if layer.trainable else "N"
+
+
+def summarize(model, line_length=None, print_fn=None, show_trainable=False, layer_range=None):
     print_fn = print_fn or print
     rows = model._summary_rows()
+    layers = list(model.layers)
+    start, stop = _layer_bounds([layer.name for layer in layers], layer_range)
+    rows, layers = rows[start:stop], layers[start:stop]
     connected = any(r[3] for r in rows)
-    widths = [34, 26, 12] + ([28] if connected else [])
+    widths = [34, 26, 12] + ([28] if connected else []) + ([11] if show_trainable else [])
     if line_length:
         widths[0] = max(20, line_length - sum(widths[1:]))
     total = sum(widths)
-    headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if connected else [])
+    headers = (["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if connected else [])
+               + (["Trainable"] if show_trainable else []))
 
     def line(cells):
         return "".join(str(c)[: w - 1].ljust(w) for c, w in zip(cells, widths)).rstrip()
@@ -35,8 +64,9 @@ def summarize(model, line_length=None, print_fn=None):
     print_fn("_" * total)
     print_fn(line(headers))
     print_fn("=" * total)
-    for i, (name, shape, params, inbound) in enumerate(rows):
-        print_fn(line([name, _shape(shape), params] + ([inbound[0] if inbound else ""] if connected else [])))
+    for i, ((name, shape, params, inbound), layer) in enumerate(zip(rows, layers)):
+        cells = [name, _shape(shape), params] + ([inbound[0] if inbound else ""] if connected else [])
+        print_fn(line(cells + ([_trainable_mark(layer)] if show_trainable else [])))
         for extra in (inbound[1:] if connected else []):
             print_fn(line(["", "", "", extra]))
         print_fn(("_" if i < len(rows) - 1 else "=") * total)
