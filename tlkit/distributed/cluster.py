@@ -4,9 +4,9 @@ import contextlib
 import os
 
 # Dask's diagnostics wake every local process many times a second (the worker's statistical profiler
-# every 10 ms, each event loop's tick every 20 ms, memory checks every 100 ms): about a tenth of a core
-# in all with two idle workers, taken from the workers when they fill the cores. A local cluster made
-# for a job needs them seldom: the profile (a dashboard view) off, the others less often.
+# every 10 ms, each event loop's tick every 20 ms, memory checks every 100 ms): CPU time taken from the
+# workers once they fill the cores. A local cluster made for a job needs them seldom: the profile (a
+# dashboard view) off, the others less often (docs/distributed.md).
 LOCAL_CLUSTER_CONFIG = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
