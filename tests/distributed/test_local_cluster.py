@@ -114,3 +114,28 @@ def test_resume_refuses_partitions_of_another_job(cluster, feature_model, image_
     with pytest.raises(ValueError, match="different job"):
         distributed_features(cluster, [image_folder / "ants"], feature_model, out=tmp_path / "a.h5",
                              batch_size=BATCH, parts=parts, partition_size=BATCH, resume=True)
+
+
+def _worker_settings():
+    import dask
+
+    return {"profile": dask.config.get("distributed.worker.profile.enabled"),
+            "tick": dask.config.get("distributed.admin.tick.interval")}
+
+
+def test_local_cluster_workers_run_without_the_frequent_diagnostics(feature_model, image_folder, tmp_path):
+    """`--workers N` makes workers without Dask's 10 ms profiler and 20 ms tick (they take the cores the
+    workers compute on), and the result is still the single-process one."""
+    from tlkit.distributed import connect
+
+    expected = single_process_features(feature_model, image_folder, tmp_path / "one.h5")
+    with connect(workers=1, threads_per_worker=1) as client:
+        client.wait_for_workers(1)
+        settings = list(client.run(_worker_settings).values())
+        distributed_features(client, [image_folder], feature_model, out=tmp_path / "dist.h5", batch_size=BATCH,
+                             partition_size=BATCH)
+    assert settings == [{"profile": False, "tick": "1s"}]
+    got = read_feature_file(tmp_path / "dist.h5")
+    assert got["paths"] == expected["paths"]
+    np.testing.assert_allclose(got["features"], expected["features"], rtol=1e-6, atol=1e-6 * np.abs(
+        expected["features"]).max())

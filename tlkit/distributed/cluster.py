@@ -3,6 +3,17 @@ cluster of N worker processes sharing this machine's cores)."""
 import contextlib
 import os
 
+# Dask's diagnostics wake every local process many times a second (the worker's statistical profiler
+# every 10 ms, each event loop's tick every 20 ms, memory checks every 100 ms): CPU time taken from the
+# workers once they fill the cores. A local cluster made for a job needs them seldom: the profile (a
+# dashboard view) off, the others less often (docs/distributed.md).
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+
 
 def local_threads(workers, cores=None):
     """Threads per worker when ``workers`` processes share the machine's cores (at least one each)."""
@@ -30,7 +41,7 @@ def connect(scheduler=None, workers=None, threads_per_worker=None):
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
     # The dashboard (if bokeh is installed) on a free port: several local clusters may run on one machine.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+    with dask.config.set({**LOCAL_CLUSTER_CONFIG, "distributed.nanny.pre-spawn-environ": environ}), \
             LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=":0") \
             as cluster, Client(cluster) as client:
         yield client
