@@ -3,7 +3,9 @@ backward, for the whole batch at once. The matrix products (input projection, re
 BLAS calls made by the drivers in ``recurrent.py``; these kernels do everything between them.
 
 Arrays are (batch, gates*units) rows of one step. ``m`` is the step's mask (1 = real step, 0 = masked):
-a masked sample keeps its previous state and repeats its previous output, as Keras does. Activations
+a masked sample keeps its previous state and repeats its previous output, as Keras does. The forward
+kernels may be given the same array as the input projection ``xw`` and as ``gates`` (each element is read
+before it is overwritten). Activations
 are coded as ints (see ``ACTIVATION_CODES``); their derivatives are taken from their outputs. Sigmoid
 and tanh come from gate_math.py and run as one loop per gate block (``_act_range``), so that the loops
 vectorize in float32.
