@@ -103,15 +103,15 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
                    gates=gates, hr=hr, rh=rh, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
                    has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
 
+    b_in = np.zeros(g, dt) if bias is None else np.asarray(bias, dt)  # added in the gate kernels
+
     def block(lo, hi):
-        if bias is not None:
-            gates[:, lo:hi] += bias
         part = seq.rows(lo, hi)
         if cell == "gru_reset_before":
-            gru_reset_before.forward_steps(part.gates, recurrent_kernel, part.h, part.out, zero_out[lo:hi],
+            gru_reset_before.forward_steps(part.gates, recurrent_kernel, b_in, part.h, part.out, zero_out[lo:hi],
                                            part.gates, part.rh, part.m, act, ract, part.recurrent_dropout)
         else:
-            _forward_steps(cell, part.gates, recurrent_kernel, rb, part, zero_out[lo:hi],
+            _forward_steps(cell, part.gates, recurrent_kernel, b_in, rb, part, zero_out[lo:hi],
                            np.empty((hi - lo, g), dt))
 
     _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
@@ -119,7 +119,7 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
     return seq
 
 
-def _forward_steps(cell, xw, recurrent_kernel, rb, seq, zero_out, rec):
+def _forward_steps(cell, xw, recurrent_kernel, bias, rb, seq, zero_out, rec):
     """``xw``: the steps' input projections, which may be ``seq.gates`` itself (gates made in place)."""
     h, c, out, gates, hr, m, act, ract, rd = (seq.h, seq.c, seq.out, seq.gates, seq.hr, seq.m, seq.act, seq.ract,
                                               seq.recurrent_dropout)
@@ -128,12 +128,13 @@ def _forward_steps(cell, xw, recurrent_kernel, rb, seq, zero_out, rec):
         np.matmul(hp, recurrent_kernel, out=rec)
         prev_out = out[t - 1] if t else zero_out
         if cell == "lstm":
-            cells.lstm_step_forward(xw[t], rec, c[t], h[t], prev_out, m[t], act, ract, gates[t], c[t + 1], h[t + 1],
-                                    out[t])
+            cells.lstm_step_forward(xw[t], rec, bias, c[t], h[t], prev_out, m[t], act, ract, gates[t], c[t + 1],
+                                    h[t + 1], out[t])
         elif cell == "gru":
-            cells.gru_step_forward(xw[t], rec, rb, h[t], prev_out, m[t], act, ract, gates[t], hr[t], h[t + 1], out[t])
+            cells.gru_step_forward(xw[t], rec, bias, rb, h[t], prev_out, m[t], act, ract, gates[t], hr[t], h[t + 1],
+                                   out[t])
         else:
-            cells.simple_step_forward(xw[t], rec, h[t], prev_out, m[t], act, h[t + 1], out[t])
+            cells.simple_step_forward(xw[t], rec, bias, h[t], prev_out, m[t], act, h[t + 1], out[t])
 
 
 def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
