@@ -56,6 +56,11 @@ def test_pool_is_bounded_per_shape_and_in_bytes(monkeypatch):
     workspace.give_back([np.empty(BIG, np.float32) for _ in range(workspace.MAX_PER_SHAPE + 3)])
     assert workspace._held["bytes"] == workspace.MAX_PER_SHAPE * 4 * BIG[0] * BIG[1]
     workspace.clear()
-    monkeypatch.setattr(workspace, "MAX_BYTES", 5 * 2 ** 20)
-    workspace.give_back([np.empty((k + 1,) + BIG, np.float32) for k in range(3)])  # 2, 4, 6 MB
-    assert workspace._held["bytes"] <= 5 * 2 ** 20
+    monkeypatch.setattr(workspace, "MAX_BYTES", 7 * 2 ** 20)
+    arrays = [np.empty((k + 1,) + BIG, np.float32) for k in range(3)]  # 2, 4, 6 MB
+    addresses = [a.ctypes.data for a in arrays]
+    workspace.give_back(arrays)
+    del arrays
+    assert workspace._held["bytes"] == 6 * 2 ** 20  # the newest kept, the older ones dropped
+    assert workspace.take((3,) + BIG, np.float32).ctypes.data == addresses[2]
+    assert workspace._held["bytes"] == 0  # the 2 and 4 MB arrays were dropped, not kept

@@ -8,8 +8,8 @@ next request of the same shape and dtype instead.
     workspace.give_back_when_dead(owner, [buf])     # when ``owner`` is garbage-collected
 
 Only arrays that nothing else references are handed out again (a live view keeps its base out), and
-the pool holds at most ``MAX_PER_SHAPE`` arrays of a shape and ``MAX_BYTES`` in all, so memory stays
-bounded by the largest calls made.
+the pool holds at most ``MAX_PER_SHAPE`` arrays of a shape and ``MAX_BYTES`` in all (the shapes used
+longest ago leave first), so memory stays bounded.
 """
 import sys
 import threading
@@ -46,15 +46,24 @@ def take(shape, dtype):
 
 
 def give_back(arrays):
-    """Return arrays obtained from ``take`` (or any C-contiguous arrays the caller owns) to the pool."""
+    """Return arrays obtained from ``take`` (or any C-contiguous arrays the caller owns) to the pool. Past
+    ``MAX_BYTES``, the arrays of the shapes given back longest ago are dropped first."""
     with _lock:
         for arr in arrays:
             if arr is None or arr.base is not None or not arr.flags.c_contiguous or arr.nbytes < MIN_BYTES:
                 continue
-            pool = _free.setdefault(_key(arr.shape, arr.dtype), [])
-            if len(pool) < MAX_PER_SHAPE and _held["bytes"] + arr.nbytes <= MAX_BYTES:
-                pool.append(arr)
-                _held["bytes"] += arr.nbytes
+            key = _key(arr.shape, arr.dtype)
+            pool = _free.pop(key, [])
+            _free[key] = pool  # most recently used last
+            if len(pool) >= MAX_PER_SHAPE or arr.nbytes > MAX_BYTES:
+                continue
+            pool.append(arr)
+            _held["bytes"] += arr.nbytes
+            while _held["bytes"] > MAX_BYTES:
+                oldest = next(iter(_free))
+                _held["bytes"] -= _free[oldest].pop(0).nbytes
+                if not _free[oldest]:
+                    del _free[oldest]
 
 
 def give_back_when_dead(owner, arrays):
