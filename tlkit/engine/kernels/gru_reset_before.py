@@ -18,8 +18,9 @@ from tlkit.utils.threads import matmul_tn
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def gates_forward(xw, rec_zr, hp, m, ract, gates, rh):
-    """z and r of one step into ``gates``; ``rh`` = r*hp, the input of the candidate's product."""
+def gates_forward(xw, rec_zr, bias, hp, m, ract, gates, rh):
+    """z and r of one step (from xw + bias + rec_zr) into ``gates``; ``rh`` = r*hp, the input of the
+    candidate's product."""
     n, u = rh.shape
     for b in range(n):
         if m[b] == 0:
@@ -27,15 +28,15 @@ def gates_forward(xw, rec_zr, hp, m, ract, gates, rh):
             rh[b] = 0.0
             continue
         for j in range(u):
-            z = _act(ract, xw[b, j] + rec_zr[b, j])
-            r = _act(ract, xw[b, u + j] + rec_zr[b, u + j])
+            z = _act(ract, xw[b, j] + bias[j] + rec_zr[b, j])
+            r = _act(ract, xw[b, u + j] + bias[u + j] + rec_zr[b, u + j])
             gates[b, j] = z
             gates[b, u + j] = r
             rh[b, j] = r * hp[b, j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def state_forward(xw, rec_h, h_prev, out_prev, m, act, gates, h, out):
+def state_forward(xw, rec_h, bias, h_prev, out_prev, m, act, gates, h, out):
     n, u = h.shape
     for b in range(n):
         if m[b] == 0:
@@ -44,7 +45,7 @@ def state_forward(xw, rec_h, h_prev, out_prev, m, act, gates, h, out):
             continue
         for j in range(u):
             z = gates[b, j]
-            hh = _act(act, xw[b, 2 * u + j] + rec_h[b, j])
+            hh = _act(act, xw[b, 2 * u + j] + bias[2 * u + j] + rec_h[b, j])
             hj = z * h_prev[b, j] + (1.0 - z) * hh
             gates[b, 2 * u + j] = hh
             h[b, j] = hj
@@ -86,7 +87,7 @@ def reset_backward(d_rh, gates, hp, m, ract, dz, back):
             back[b, j] = d_rh[b, j] * r
 
 
-def forward_steps(xw, recurrent_kernel, h, out, zero_out, gates, rh, m, act, ract, recurrent_dropout):
+def forward_steps(xw, recurrent_kernel, bias, h, out, zero_out, gates, rh, m, act, ract, recurrent_dropout):
     units = h.shape[2]
     r_zr = np.ascontiguousarray(recurrent_kernel[:, :2 * units])
     r_h = np.ascontiguousarray(recurrent_kernel[:, 2 * units:])
@@ -96,9 +97,9 @@ def forward_steps(xw, recurrent_kernel, h, out, zero_out, gates, rh, m, act, rac
     for t in range(xw.shape[0]):
         hp = h[t] if recurrent_dropout is None else h[t] * recurrent_dropout
         np.matmul(hp, r_zr, out=rec_zr)
-        gates_forward(xw[t], rec_zr, hp, m[t], ract, gates[t], rh[t])
+        gates_forward(xw[t], rec_zr, bias, hp, m[t], ract, gates[t], rh[t])
         np.matmul(rh[t], r_h, out=rec_h)
-        state_forward(xw[t], rec_h, h[t], out[t - 1] if t else zero_out, m[t], act, gates[t], h[t + 1], out[t])
+        state_forward(xw[t], rec_h, bias, h[t], out[t - 1] if t else zero_out, m[t], act, gates[t], h[t + 1], out[t])
 
 
 def backward_steps(seq, d_out, zeros, carry_o, carry_h, dz):

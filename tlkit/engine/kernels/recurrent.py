@@ -5,20 +5,22 @@ and SimpleRNN.
     grads = rnn_backward(seq, d_out_tm, d_last, d_h, d_c)
 
 Arrays are time-major: x_tm (T, B, in), outputs (T, B, units), mask_tm (T, B) of 0/1. The input
-projection of all steps is one product split over the threads (``threads.matmul``). The time loop
+projection of all steps is one product split over the threads (``threads.matmul``), written into the
+gates' array, which each step turns into its gates in place. The time loop
 runs on blocks of the batch, one thread each (``batch_blocks``): samples never mix in a recurrent
 layer, so each block does its whole loop alone, with no hand-off between steps. Each step does one
 product of the block's state with the recurrent kernel and one fused kernel for the gate maths
 (recurrent_cells.py). Backward through time does the same per block with one product per step (the
 gradient into the previous state); the weight gradients are each one product over all steps at the end,
-cut along the steps (``threads.matmul_tn``). Works in the dtype of x (float32, or float64 for
-gradient checks).
+cut along the steps (``threads.matmul_tn``). The large internal sequences (gates, states, gate gradients)
+come from ``utils.workspace`` and go back to it when the pass is done with them: fresh arrays of tens of
+MB cost their page faults on every call. Works in the dtype of x (float32, or float64 for gradient checks).
 """
 import numpy as np
 
 from tlkit.engine.kernels import gru_reset_before
 from tlkit.engine.kernels import recurrent_cells as cells
-from tlkit.utils import threads
+from tlkit.utils import threads, workspace
 
 GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
 # Per-sample arrays of a Sequence, time-major (T[+1], B, ...), and the (B, units) recurrent dropout.
@@ -80,43 +82,45 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
     dt = x_tm.dtype
     act, ract = _code(activation, cell), _code(recurrent_activation, cell)
     kernel, recurrent_kernel = np.asarray(kernel, dt), np.asarray(recurrent_kernel, dt)  # products write into dt
-    xw = np.empty((t_len, n, g), dt)
-    threads.matmul(x_tm.reshape(t_len * n, n_in), kernel, xw.reshape(t_len * n, g))
+    # The input projection, which each step turns into its gates in place.
+    gates = workspace.take((t_len, n, g), dt)
+    threads.matmul(x_tm.reshape(t_len * n, n_in), kernel, gates.reshape(t_len * n, g))
     m = np.ones((t_len, n), np.uint8) if mask_tm is None else np.ascontiguousarray(mask_tm, dtype=np.uint8)
-    h = np.empty((t_len + 1, n, units), dt)
+    h = workspace.take((t_len + 1, n, units), dt)
     h[0] = h0
     out = np.empty((t_len, n, units), dt)
     zero_out = np.zeros((n, units), dt)
-    gates = np.empty((t_len, n, g), dt) if cell != "simple" else None
     c = hr = rh = rb = None
     if cell == "gru_reset_before":
-        rh = np.empty((t_len, n, units), dt)
+        rh = workspace.take((t_len, n, units), dt)
     elif cell == "lstm":
-        c = np.empty((t_len + 1, n, units), dt)
+        c = workspace.take((t_len + 1, n, units), dt)
         c[0] = c0
     elif cell == "gru":
-        hr = np.empty((t_len, n, units), dt)
+        hr = workspace.take((t_len, n, units), dt)
         rb = np.zeros(g, dt) if recurrent_bias is None else recurrent_bias
     seq = Sequence(cell=cell, x=x_tm, kernel=kernel, recurrent_kernel=recurrent_kernel, m=m, h=h, c=c, out=out,
                    gates=gates, hr=hr, rh=rh, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
                    has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
 
+    b_in = np.zeros(g, dt) if bias is None else np.asarray(bias, dt)  # added in the gate kernels
+
     def block(lo, hi):
-        if bias is not None:
-            xw[:, lo:hi] += bias
         part = seq.rows(lo, hi)
         if cell == "gru_reset_before":
-            gru_reset_before.forward_steps(xw[:, lo:hi], recurrent_kernel, part.h, part.out, zero_out[lo:hi],
+            gru_reset_before.forward_steps(part.gates, recurrent_kernel, b_in, part.h, part.out, zero_out[lo:hi],
                                            part.gates, part.rh, part.m, act, ract, part.recurrent_dropout)
         else:
-            _forward_steps(cell, xw[:, lo:hi], recurrent_kernel, rb, part, zero_out[lo:hi],
+            _forward_steps(cell, part.gates, recurrent_kernel, b_in, rb, part, zero_out[lo:hi],
                            np.empty((hi - lo, g), dt))
 
     _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
+    workspace.give_back_when_dead(seq, [a for a in (gates, h, c, hr, rh) if a is not None])
     return seq
 
 
-def _forward_steps(cell, xw, recurrent_kernel, rb, seq, zero_out, rec):
+def _forward_steps(cell, xw, recurrent_kernel, bias, rb, seq, zero_out, rec):
+    """``xw``: the steps' input projections, which may be ``seq.gates`` itself (gates made in place)."""
     h, c, out, gates, hr, m, act, ract, rd = (seq.h, seq.c, seq.out, seq.gates, seq.hr, seq.m, seq.act, seq.ract,
                                               seq.recurrent_dropout)
     for t in range(xw.shape[0]):
@@ -124,12 +128,13 @@ def _forward_steps(cell, xw, recurrent_kernel, rb, seq, zero_out, rec):
         np.matmul(hp, recurrent_kernel, out=rec)
         prev_out = out[t - 1] if t else zero_out
         if cell == "lstm":
-            cells.lstm_step_forward(xw[t], rec, c[t], h[t], prev_out, m[t], act, ract, gates[t], c[t + 1], h[t + 1],
-                                    out[t])
+            cells.lstm_step_forward(xw[t], rec, bias, c[t], h[t], prev_out, m[t], act, ract, gates[t], c[t + 1],
+                                    h[t + 1], out[t])
         elif cell == "gru":
-            cells.gru_step_forward(xw[t], rec, rb, h[t], prev_out, m[t], act, ract, gates[t], hr[t], h[t + 1], out[t])
+            cells.gru_step_forward(xw[t], rec, bias, rb, h[t], prev_out, m[t], act, ract, gates[t], hr[t], h[t + 1],
+                                   out[t])
         else:
-            cells.simple_step_forward(xw[t], rec, h[t], prev_out, m[t], act, h[t + 1], out[t])
+            cells.simple_step_forward(xw[t], rec, bias, h[t], prev_out, m[t], act, h[t + 1], out[t])
 
 
 def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
@@ -143,8 +148,8 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
     carry_h = zeros.copy() if d_h is None else np.array(d_h, dt)
     carry_c = zeros.copy() if d_c is None else np.array(d_c, dt)
     g = GATES[seq.cell] * units
-    dzx = np.empty((t_len, n, g), dt)
-    dzr = np.empty((t_len, n, g), dt) if seq.cell == "gru" else dzx
+    dzx = workspace.take((t_len, n, g), dt)
+    dzr = workspace.take((t_len, n, g), dt) if seq.cell == "gru" else dzx
     rkt = np.ascontiguousarray(seq.recurrent_kernel.T)
 
     def block(lo, hi):
@@ -167,7 +172,7 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
         d_recurrent = gru_reset_before.recurrent_kernel_grad(seq, dzx)
     else:
         d_recurrent = threads.matmul_tn(h_prev.reshape(t_len * n, units), dzr2, np.empty((units, g), dt))
-    return {
+    grads = {
         "x": dx.reshape(seq.x.shape),
         "kernel": threads.matmul_tn(x2, dzx2, np.empty((x2.shape[1], g), dt)),
         "recurrent_kernel": d_recurrent,
@@ -176,6 +181,9 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
         "h0": carry_h,
         "c0": carry_c if seq.cell == "lstm" else None,
     }
+    del dzx2, dzr2
+    workspace.give_back([dzx] + ([dzr] if dzr is not dzx else []))
+    return grads
 
 
 def _backward_steps(seq, d_out, zeros, carry_o, carry_h, carry_c, dzx, dzr, rkt, back):

@@ -3,7 +3,9 @@ backward, for the whole batch at once. The matrix products (input projection, re
 BLAS calls made by the drivers in ``recurrent.py``; these kernels do everything between them.
 
 Arrays are (batch, gates*units) rows of one step. ``m`` is the step's mask (1 = real step, 0 = masked):
-a masked sample keeps its previous state and repeats its previous output, as Keras does. Activations
+a masked sample keeps its previous state and repeats its previous output, as Keras does. The forward
+kernels may be given the same array as the input projection ``xw`` and as ``gates`` (each element is read
+before it is overwritten). Activations
 are coded as ints (see ``ACTIVATION_CODES``); their derivatives are taken from their outputs. Sigmoid
 and tanh come from gate_math.py and run as one loop per gate block (``_act_range``), so that the loops
 vectorize in float32.
@@ -65,8 +67,8 @@ def _carry_masked_output(dout, carry_o, b):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lstm_step_forward(xw, rec, c_prev, h_prev, out_prev, m, act, ract, gates, c, h, out):
-    """Gates i, f, c, o (Keras order): c = f*c_prev + i*g, h = o*act(c)."""
+def lstm_step_forward(xw, rec, bias, c_prev, h_prev, out_prev, m, act, ract, gates, c, h, out):
+    """Gates i, f, c, o (Keras order) from xw + rec + bias: c = f*c_prev + i*g, h = o*act(c)."""
     n, u = h.shape
     for b in range(n):
         if m[b] == 0:
@@ -77,7 +79,7 @@ def lstm_step_forward(xw, rec, c_prev, h_prev, out_prev, m, act, ract, gates, c,
             continue
         zb, cb, hb = gates[b], c[b], h[b]
         for k in range(4 * u):
-            zb[k] = xw[b, k] + rec[b, k]
+            zb[k] = xw[b, k] + rec[b, k] + bias[k]
         _act_range(ract, zb, 0, 2 * u)
         _act_range(act, zb, 2 * u, 3 * u)
         _act_range(ract, zb, 3 * u, 4 * u)
@@ -139,8 +141,8 @@ def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def gru_step_forward(xw, rec, rec_bias, h_prev, out_prev, m, act, ract, gates, hr, h, out):
-    """Gates z, r, h (Keras order), reset after the recurrent product:
+def gru_step_forward(xw, rec, bias, rec_bias, h_prev, out_prev, m, act, ract, gates, hr, h, out):
+    """Gates z, r, h (Keras order), reset after the recurrent product (x_* = xw + bias):
     hh = act(x_h + r*(h_prev@R_h + b_h)), h = z*h_prev + (1-z)*hh. ``hr`` keeps h_prev@R_h + b_h."""
     n, u = h.shape
     for b in range(n):
@@ -152,11 +154,11 @@ def gru_step_forward(xw, rec, rec_bias, h_prev, out_prev, m, act, ract, gates, h
             continue
         zb, hrb, hb = gates[b], hr[b], h[b]
         for k in range(2 * u):
-            zb[k] = xw[b, k] + rec[b, k] + rec_bias[k]
+            zb[k] = xw[b, k] + bias[k] + rec[b, k] + rec_bias[k]
         _act_range(ract, zb, 0, 2 * u)
         for j in range(u):
             hrb[j] = rec[b, 2 * u + j] + rec_bias[2 * u + j]
-            zb[2 * u + j] = xw[b, 2 * u + j] + zb[u + j] * hrb[j]
+            zb[2 * u + j] = xw[b, 2 * u + j] + bias[2 * u + j] + zb[u + j] * hrb[j]
         _act_range(act, zb, 2 * u, 3 * u)
         for j in range(u):
             hb[j] = zb[j] * h_prev[b, j] + (1.0 - zb[j]) * zb[2 * u + j]
@@ -193,7 +195,7 @@ def gru_step_backward(dout, carry_o, carry_h, gates, hr, h_prev, m, act, ract, d
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def simple_step_forward(xw, rec, h_prev, out_prev, m, act, h, out):
+def simple_step_forward(xw, rec, bias, h_prev, out_prev, m, act, h, out):
     n, u = h.shape
     for b in range(n):
         if m[b] == 0:
@@ -201,7 +203,7 @@ def simple_step_forward(xw, rec, h_prev, out_prev, m, act, h, out):
             out[b] = out_prev[b]
             continue
         for j in range(u):
-            hj = _act(act, xw[b, j] + rec[b, j])
+            hj = _act(act, xw[b, j] + rec[b, j] + bias[j])
             h[b, j] = hj
             out[b, j] = hj
 
