@@ -47,6 +47,7 @@ def test_per_pixel_kernel_over_many_channels(rng, monkeypatch, kernel_size, stri
     """The per-pixel kernel (forced: any channel count) over 45 channels, a vectorized run and a
     remainder; interior and border columns, kernels 1 to 7 wide, strides and dilations per axis."""
     monkeypatch.setattr(depthwise, "ROW_KERNEL_MAX_CHANNELS", 0)
+    monkeypatch.setattr(depthwise, "TILES_MIN_CHANNELS", 10 ** 9)
     x = rng.standard_normal((2, 11, 12, 45)).astype(np.float32)
     kernel = rng.standard_normal(kernel_size + (45, 1)).astype(np.float32)
     bias = rng.standard_normal(45).astype(np.float32)

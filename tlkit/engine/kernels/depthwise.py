@@ -9,7 +9,8 @@ Output channel c*M + m is input channel c times kernel[..., c, m] (TF/Keras's or
 multiplier M > 1 repeats each input channel M times first, so every loop below runs over one
 contiguous run of channels (the shape that vectorizes). Padding is TF's: the odd pixel of 'same'
 goes at the bottom/right. One output (or, for the input gradient, input) row of one image is
-one parallel job; the kernel gradient sums per-thread partials. The forward starts each output
+one parallel job; the kernel gradient sums per-thread partials. Most stride-1 layers run the
+tiled kernel of depthwise_tiles.py instead. The forward starts each output
 pixel from the bias and clips it once its taps are summed, so a folded BatchNormalization and a
 ReLU/ReLU6 cost no extra pass over the output.
 """
@@ -17,6 +18,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from tlkit.engine.kernels.depthwise_tiles import forward_stride1_tiles
 from tlkit.engine.kernels.geometry import conv_output_shape, pads
 
 __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_kernel"]
@@ -26,6 +28,10 @@ __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_
 # kernel's channel loop is already long enough to vectorize, and measured as fast or faster.
 BLOCK_FLOATS = 1024
 ROW_KERNEL_MAX_CHANNELS = 64
+# Stride 1 with column dilation 1 and from this many output channels (a float32 vector's worth) runs
+# the tiled kernel (depthwise_tiles.py), measured 1.3-1.6x faster than both kernels here on
+# MobileNet-sized layers; fewer channels keep the row kernel, which vectorizes across pixels.
+TILES_MIN_CHANNELS = 16
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -185,7 +191,9 @@ def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1), bias=None, c
     b = np.zeros(ch * m, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32).reshape(ch * m)
     low, high = (None, None) if clip is None else clip
     lo, hi = np.float32(-np.inf if low is None else low), np.float32(np.inf if high is None else high)
-    if tuple(strides) == (1, 1) and ch * m <= ROW_KERNEL_MAX_CHANNELS:
+    if tuple(strides) == (1, 1) and dilation[1] == 1 and ch * m >= TILES_MIN_CHANNELS:
+        forward_stride1_tiles(_repeat(x, m), _flat_kernel(kernel), b, lo, hi, dilation[0], top, left, y)
+    elif tuple(strides) == (1, 1) and ch * m <= ROW_KERNEL_MAX_CHANNELS:
         block = max(1, BLOCK_FLOATS // (ch * m))
         _forward_stride1(_repeat(x, m), np.tile(_flat_kernel(kernel), (1, 1, ow)), np.tile(b, ow), lo, hi,
                          dilation[0], dilation[1], top, left, block, y)

@@ -1,0 +1,182 @@
+"""Stride-1 depthwise forward (NHWC, column dilation 1) for wide channel counts:
+
+    forward_stride1_tiles(x, k, bias, lo, hi, dh, top, left, y)   # k (kh, kw, C), y (N, OH, OW, C)
+
+A pass adds one kernel row's taps (5, 3 or 1 at a time) for PIXELS adjacent output pixels into
+their sums, over a block of channels: each input pixel and weight loaded serves several
+multiply-adds, and the sums are read and written once per kernel row instead of once per tap
+(the per-pixel kernel in depthwise.py is bound by those loads and stores). The sums live in a
+small array on the stack, so LLVM knows no array overlaps them and vectorizes the passes over the
+channels with no run-time overlap checks; indices are unsigned, so no negative-index fix-ups either.
+Output rows are written once, clipped (bias, folded BatchNormalization, ReLU6 cost no extra pass).
+
+Blocks of PIXELS columns whose taps all fall inside the input row read the input in place; the
+few columns at the left and right edges (and those left over) go one by one, each tap checked.
+Rows above or below the input are skipped, so no padded copy is made. One output row of one image
+is one parallel job.
+"""
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["forward_stride1_tiles"]
+
+PIXELS = 4  # adjacent output pixels per pass (the passes below are written for 4)
+BLOCK = 256  # channels per pass: the sums and the rows' runs stay in L1 (128-512 measured alike)
+SUMS = PIXELS * BLOCK
+_B1, _B2, _B3 = np.uint64(BLOCK), np.uint64(2 * BLOCK), np.uint64(3 * BLOCK)  # pixel offsets in the sums
+
+
+@intrinsic
+def _stack_sums(typingctx):
+    """A float32 pointer to SUMS floats in the calling function's stack frame."""
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=SUMS)
+    return types.CPointer(types.float32)(), codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _taps5(xf, kf, acc, xb, xc, kb, kc, m):
+    """acc's 4 pixels += 5 taps over m channels: input pixels xc floats apart from xf[xb], the taps'
+    weights kc apart from kf[kb] (all offsets uint64)."""
+    x2, x3, x4 = xc + xc, xc + xc + xc, xc + xc + xc + xc
+    x5, x6, x7 = x4 + xc, x4 + x2, x4 + x3
+    k2, k3 = kc + kc, kc + kc + kc
+    k4 = k2 + k2
+    for q in range(m):
+        u = np.uint64(q)
+        w0, w1, w2, w3, w4 = kf[kb + u], kf[kb + kc + u], kf[kb + k2 + u], kf[kb + k3 + u], kf[kb + k4 + u]
+        a0, a1, a2, a3 = xf[xb + u], xf[xb + xc + u], xf[xb + x2 + u], xf[xb + x3 + u]
+        a4, a5, a6, a7 = xf[xb + x4 + u], xf[xb + x5 + u], xf[xb + x6 + u], xf[xb + x7 + u]
+        acc[u] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3 + a4 * w4
+        acc[_B1 + u] += a1 * w0 + a2 * w1 + a3 * w2 + a4 * w3 + a5 * w4
+        acc[_B2 + u] += a2 * w0 + a3 * w1 + a4 * w2 + a5 * w3 + a6 * w4
+        acc[_B3 + u] += a3 * w0 + a4 * w1 + a5 * w2 + a6 * w3 + a7 * w4
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _taps3(xf, kf, acc, xb, xc, kb, kc, m):
+    """acc's 4 pixels += 3 taps over m channels."""
+    x2, x3 = xc + xc, xc + xc + xc
+    x4, x5 = x2 + x2, x2 + x3
+    k2 = kc + kc
+    for q in range(m):
+        u = np.uint64(q)
+        w0, w1, w2 = kf[kb + u], kf[kb + kc + u], kf[kb + k2 + u]
+        a0, a1, a2 = xf[xb + u], xf[xb + xc + u], xf[xb + x2 + u]
+        a3, a4, a5 = xf[xb + x3 + u], xf[xb + x4 + u], xf[xb + x5 + u]
+        acc[u] += a0 * w0 + a1 * w1 + a2 * w2
+        acc[_B1 + u] += a1 * w0 + a2 * w1 + a3 * w2
+        acc[_B2 + u] += a2 * w0 + a3 * w1 + a4 * w2
+        acc[_B3 + u] += a3 * w0 + a4 * w1 + a5 * w2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _taps1(xf, kf, acc, xb, xc, kb, m):
+    """acc's 4 pixels += 1 tap over m channels."""
+    x2, x3 = xc + xc, xc + xc + xc
+    for q in range(m):
+        u = np.uint64(q)
+        w0 = kf[kb + u]
+        acc[u] += xf[xb + u] * w0
+        acc[_B1 + u] += xf[xb + xc + u] * w0
+        acc[_B2 + u] += xf[xb + x2 + u] * w0
+        acc[_B3 + u] += xf[xb + x3 + u] * w0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _kernel_row(xf, kf, acc, xb, xc, kb, kc, kw, m):
+    """acc's 4 pixels += all kw taps of one kernel row, 5, 3 or 1 per pass (a pass of more taps
+    makes fewer passes over the sums; 5 and 3 cover MobileNet's and EfficientNet's kernels)."""
+    j = 0
+    while j < kw:
+        xj = xb + np.uint64(j) * xc
+        kj = kb + np.uint64(j) * kc
+        if kw - j >= 5:
+            _taps5(xf, kf, acc, xj, xc, kj, kc, m)
+            j += 5
+        elif kw - j >= 3:
+            _taps3(xf, kf, acc, xj, xc, kj, kc, m)
+            j += 3
+        else:
+            _taps1(xf, kf, acc, xj, xc, kj, m)
+            j += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _write(yf, acc, lo, hi, shape, n, r, c0, stop, q0, m):
+    """Output columns [c0, stop) of row r, channels [q0, q0 + m) = the sums, clipped."""
+    ch, oh, ow = shape[3], shape[4], shape[5]
+    for c in range(c0, stop):
+        yb = np.uint64(((n * oh + r) * ow + c) * ch + q0)
+        ab = np.uint64((c - c0) * BLOCK)
+        for q in range(m):
+            yf[yb + np.uint64(q)] = min(max(acc[ab + np.uint64(q)], lo), hi)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, dh, top, left):
+    """Output columns [c0, c0 + PIXELS) of row r of image n, all channels; every tap of these
+    columns reads a column of the input."""
+    n_img, h, w, ch, oh, ow, kh, kw = shape
+    uch = np.uint64(ch)
+    for q0 in range(0, ch, BLOCK):
+        m = min(BLOCK, ch - q0)
+        for p in range(PIXELS):
+            for q in range(m):
+                acc[np.uint64(p * BLOCK + q)] = bias[np.uint64(q0 + q)]
+        for i in range(kh):
+            ii = r - top + i * dh
+            if 0 <= ii < h:
+                _kernel_row(xf, kf, acc, np.uint64(((n * h + ii) * w + c0 - left) * ch + q0), uch,
+                            np.uint64(i * kw * ch + q0), uch, kw, m)
+        _write(yf, acc, lo, hi, shape, n, r, c0, c0 + PIXELS, q0, m)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, dh, top, left):
+    """Output column c of row r of image n, all channels, its taps checked against the borders."""
+    n_img, h, w, ch, oh, ow, kh, kw = shape
+    for q0 in range(0, ch, BLOCK):
+        m = min(BLOCK, ch - q0)
+        for q in range(m):
+            acc[np.uint64(q)] = bias[np.uint64(q0 + q)]
+        for i in range(kh):
+            ii = r - top + i * dh
+            if ii < 0 or ii >= h:
+                continue
+            for j in range(kw):
+                jj = c - left + j
+                if 0 <= jj < w:
+                    xb = np.uint64(((n * h + ii) * w + jj) * ch + q0)
+                    kb = np.uint64((i * kw + j) * ch + q0)
+                    for q in range(m):
+                        u = np.uint64(q)
+                        acc[u] += xf[xb + u] * kf[kb + u]
+        _write(yf, acc, lo, hi, shape, n, r, c, c + 1, q0, m)
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
+def forward_stride1_tiles(x, k, bias, lo, hi, dh, top, left, y):
+    """y = clip(depthwise(x, k) + bias, lo, hi), stride 1, row dilation dh, column dilation 1;
+    lo/hi may be -inf/inf. k: (kh, kw, C)."""
+    n_img, h, w, ch = x.shape
+    _, oh, ow, _ = y.shape
+    kh, kw, _ = k.shape
+    shape = (n_img, h, w, ch, oh, ow, kh, kw)
+    first = min(left, ow)  # columns [first, end) read no column outside the input
+    end = max(first, min(ow, w + left - (kw - 1)))
+    inner = first + (end - first) // PIXELS * PIXELS  # [first, inner): whole blocks of such columns
+    xf, kf, yf = x.reshape(-1), k.reshape(-1), y.reshape(-1)
+    for job in prange(n_img * oh):
+        n = job // oh
+        r = job % oh
+        acc = numba.carray(_stack_sums(), SUMS)
+        for c in range(first):
+            _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, dh, top, left)
+        for c0 in range(first, inner, PIXELS):
+            _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, dh, top, left)
+        for c in range(inner, ow):
+            _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, dh, top, left)
