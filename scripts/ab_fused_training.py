@@ -15,7 +15,8 @@ each). "No slower" holds within the measurement when the interval's upper end is
 
     python scripts/ab_fused_training.py --base f6908d6 --rounds 8 --blocks 12
 
-(--epochs: epochs of 16 steps per block; --threads 2 also prints wall time per step.)
+(--epochs: epochs of 16 steps per block; --threads 2 also prints wall time per step; --size 10 --batch 4:
+a step of almost no arithmetic, i.e. the per-step Python cost of fit, the layers and the tape.)
 """
 import argparse
 import json
@@ -61,22 +62,22 @@ class Tree:
         return False
 
 
-def _model(tlkit):
+def _model(tlkit, size):
     L = tlkit.layers
-    model = tlkit.Sequential([tlkit.Input((32, 32, 3)), L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(),
+    model = tlkit.Sequential([tlkit.Input((size, size, 3)), L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(),
                               L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(), L.Flatten(),
                               L.Dense(64, activation="relu"), L.Dense(10, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def child(base_path, this_path, blocks, epochs):
+def child(base_path, this_path, blocks, epochs, size, batch):
     """One round: both trees in this process, blocks interleaved; prints JSON of per-step times."""
     import time
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((STEPS_PER_EPOCH * 32, 32, 32, 3)).astype(np.float32)
-    y = rng.integers(0, 10, STEPS_PER_EPOCH * 32)
+    x = rng.standard_normal((STEPS_PER_EPOCH * batch, size, size, 3)).astype(np.float32)
+    y = rng.integers(0, 10, STEPS_PER_EPOCH * batch)
     trees = {"base": Tree(base_path), "this": Tree(this_path)}
     models, weights = {}, None
     for name, tree in trees.items():
@@ -84,8 +85,8 @@ def child(base_path, this_path, blocks, epochs):
             import tlkit
 
             assert os.path.dirname(os.path.dirname(tlkit.__file__)) == tree.path, tlkit.__file__
-            model = _model(tlkit)
-            model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)  # compile / load the kernels
+            model = _model(tlkit, size)
+            model.fit(x[:2 * batch], y[:2 * batch], batch_size=batch, epochs=1, verbose=0)  # compile / load the kernels
             if weights is None:
                 weights = [w.copy() for w in model.get_weights()]
             model.set_weights(weights)  # same numbers in both trees
@@ -96,7 +97,7 @@ def child(base_path, this_path, blocks, epochs):
         name = order[b % 4]
         with trees[name]:
             w, c = time.perf_counter(), time.process_time()
-            models[name].fit(x, y, batch_size=32, epochs=epochs, verbose=0)
+            models[name].fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
             c, w = time.process_time() - c, time.perf_counter() - w
         steps = epochs * STEPS_PER_EPOCH
         out[name]["cpu"].append(c / steps)
@@ -126,10 +127,13 @@ def main():
     parser.add_argument("--blocks", type=int, default=12, help="timed blocks per tree in each process")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of 16 steps per block")
     parser.add_argument("--threads", type=int, default=1, help="numba threads of both trees (BLAS: 1)")
+    parser.add_argument("--size", type=int, default=32, help="image side (>= 10); a small one leaves mostly the "
+                        "per-step Python cost")
+    parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(*args.child, args.blocks, args.epochs)
+        return child(*args.child, args.blocks, args.epochs, args.size, args.batch)
     print(f"CPU: {machine.cpu_model()}, load before: {machine.loadavg()}", flush=True)
     env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
@@ -142,7 +146,8 @@ def main():
             tar.extractall(base_tree, filter="data")
         for r in range(args.rounds):
             proc = subprocess.run([sys.executable, __file__, "--child", base_tree, str(REPO), "--blocks",
-                                   str(args.blocks), "--epochs", str(args.epochs)],
+                                   str(args.blocks), "--epochs", str(args.epochs), "--size", str(args.size),
+                                   "--batch", str(args.batch)],
                                   env=env, cwd=base_tree, capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(f"round {r + 1} failed:\n{proc.stderr[-3000:]}")
@@ -152,7 +157,8 @@ def main():
             print(f"round {r + 1}/{args.rounds}: CPU ms/step base {1e3 * mb:.3f}  this {1e3 * mt:.3f}  "
                   f"this/base {mt / mb:.4f}", flush=True)
     steps = args.blocks * args.epochs * STEPS_PER_EPOCH
-    print(f"{args.rounds} rounds x {args.blocks} blocks x {args.epochs} epochs x {STEPS_PER_EPOCH} steps per tree "
+    print(f"{args.size}x{args.size}x3 images, batch {args.batch}; "
+          f"{args.rounds} rounds x {args.blocks} blocks x {args.epochs} epochs x {STEPS_PER_EPOCH} steps per tree "
           f"({steps} steps per tree per round), numba threads {args.threads}, BLAS threads 1")
     for key in ("cpu", "wall") if args.threads > 1 else ("cpu",):
         base = np.median([np.median(r["base"][key]) for r in rounds])
