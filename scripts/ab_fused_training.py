@@ -8,7 +8,7 @@ other load) hit both trees alike. A block's figure is the process's CPU time (``
 all threads) per training step of ``fit``, so descheduling does not count. The numba and BLAS thread
 counts are pinned equal for both trees (``--threads``, default 1: CPU time is then the work itself).
 
-Each round starts with the other tree (ABBA, then BAAB) after an untimed block of each.
+Each round loads and runs first the other tree (ABBA, then BAAB), after an untimed block of each.
 Each of ``--rounds`` processes gives one ratio this/base (median of its B blocks over median of its A
 blocks); differences between processes (memory layout, caches) are sampled by the rounds. The answer:
 the median ratio over the rounds and a 95% bootstrap interval (rounds resampled, then blocks within
@@ -81,8 +81,8 @@ def child(base_path, this_path, first, blocks, epochs, size, batch):
     y = rng.integers(0, 10, STEPS_PER_EPOCH * batch)
     trees = {"base": Tree(base_path), "this": Tree(this_path)}
     models, weights = {}, None
-    for name, tree in trees.items():
-        with tree:
+    for name in (first, "this" if first == "base" else "base"):  # the first tree also loads first
+        with trees[name] as tree:
             import tlkit
 
             assert os.path.dirname(os.path.dirname(tlkit.__file__)) == tree.path, tlkit.__file__
@@ -160,7 +160,7 @@ def main():
             res = json.loads(proc.stdout.strip().splitlines()[-1])
             rounds.append(res)
             mb, mt = np.median(res["base"]["cpu"]), np.median(res["this"]["cpu"])
-            print(f"round {r + 1}/{args.rounds}: CPU ms/step base {1e3 * mb:.3f}  this {1e3 * mt:.3f}  "
+            print(f"round {r + 1}/{args.rounds} ({first} first): CPU ms/step base {1e3 * mb:.3f}  this {1e3 * mt:.3f}  "
                   f"this/base {mt / mb:.4f}", flush=True)
     steps = args.blocks * args.epochs * STEPS_PER_EPOCH
     print(f"{args.size}x{args.size}x3 images, batch {args.batch}; "
