@@ -12,6 +12,7 @@ and ``backward(cache, dy, need_input_grad, need_weight_grad)`` returning
 subclassed model) needs no backward: the layers it calls record themselves on the tape.
 """
 import collections
+
 import numpy as np
 
 from tlkit.engine import activations as _activations
