@@ -12,7 +12,6 @@ and ``backward(cache, dy, need_input_grad, need_weight_grad)`` returning
 subclassed model) needs no backward: the layers it calls record themselves on the tape.
 """
 import collections
-import threading
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from tlkit.engine.variable import Variable
 from tlkit.utils.text import format_shape, snake_case
 
 _name_counts = collections.defaultdict(int)
-_call_context = threading.local()
+_call_context = layer_calls._state  # the training flag and skip_init, per thread
 
 
 def unique_name(base):
@@ -51,7 +50,7 @@ class skip_initializers:
     """
 
     def __enter__(self):
-        self._outer = getattr(_call_context, "skip_init", False)
+        self._outer = _call_context.skip_init
         _call_context.skip_init = True
 
     def __exit__(self, *exc):
@@ -60,7 +59,7 @@ class skip_initializers:
 
 
 def _skipping_initializers():
-    return getattr(_call_context, "skip_init", False)
+    return _call_context.skip_init
 
 
 class Layer:
@@ -279,35 +278,35 @@ class Layer:
             inputs, training, kwargs = layer_calls.bind_positional(self, inputs, more_inputs, training, kwargs)
         if is_symbolic(inputs):
             return self._symbolic_call(inputs, **kwargs, **({} if training is None else {"training": training}))
-        if training is None:
-            training = getattr(_call_context, "training", False)
+        outer = _call_context.training
+        training = outer if training is None else bool(training)
         xs = [layer_calls.layer_input(x) for x in flatten(inputs)]
         self._maybe_build([x.shape for x in xs])
         args = xs if isinstance(inputs, (list, tuple)) else xs[0]
-        outer = getattr(_call_context, "training", False)
-        _call_context.training = bool(training)
+        _call_context.training = training
+        depth = layer_calls.enter_call(self)
         try:
-            with layer_calls.outermost_call(self):
-                out = self._concrete_call(args, xs, bool(training), **kwargs)
-                out = layer_calls.activation_function_after(self, out)
+            out = layer_calls.activation_function_after(self, self._concrete_call(args, xs, training, **kwargs))
             self._last_output_shape = (None,) + tuple(out.shape[1:]) if isinstance(out, np.ndarray) else None
             return pass_mask(inputs, out) if self.supports_masking else out
         finally:
             _call_context.training = outer
+            layer_calls.leave_call(depth)
 
     def _concrete_call(self, args, xs, training, **kwargs):
         tape = active_tape()
-        has_backward = type(self).backward is not Layer.backward
-        if not has_backward:  # composed of layers and ops, which record themselves
+        if type(self).backward is Layer.backward:  # composed of layers and ops, which record themselves
             out = layer_calls.run_call(self, args, layer_calls.call_kwargs(self, training, kwargs))
             if tape is not None and any(tape.requires_grad(x) for x in xs):
                 self._check_outputs_tracked(tape, out)
             return out
         args = layer_calls.plain_args(args)
-        if tape is None or not self._records_on(tape, xs):
+        if tape is None:
             return self.call(args, training=training, **kwargs)
-        needs_in = [tape.requires_grad(x) for x in xs]
         needs_w = bool(self.trainable_weights)
+        needs_in = [tape.requires_grad(x) for x in xs]
+        if not (needs_w or any(needs_in)):  # as _records_on: nothing to differentiate, plain inference
+            return self.call(args, training=training, **kwargs)
         out, cache = self.forward(args, training=training, **kwargs)
         # Tensor views: new objects (never an input's), whose operators stay differentiable.
         outs = layer_calls.as_tensor_outputs(flatten(out))

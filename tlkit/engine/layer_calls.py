@@ -10,7 +10,17 @@ from tlkit.engine.tensor import Tensor
 from tlkit.utils.registration import registered_name
 
 _accepts = {}  # Layer subclass -> (call takes training, call takes mask)
-_state = threading.local()
+
+
+class _CallState(threading.local):
+    """Per thread: the training flag of the enclosing layer call, the nesting depth of layer calls and
+    whether layers skip their initializers. Class-level defaults: a read needs no fallback."""
+    training = False
+    depth = 0
+    skip_init = False
+
+
+_state = _CallState()
 _any_added_losses = [False]
 
 
@@ -35,6 +45,8 @@ def call_kwargs(layer, training, kwargs):
 def layer_input(x):
     """A call input as a float32 array. A Tensor stays the same object (the tape knows it by identity);
     a Tensor or Variable of another dtype becomes float32 through ops.cast, which records."""
+    if type(x) is np.ndarray and x.dtype == np.float32:  # the common case, as it is
+        return x
     if isinstance(x, Tensor) and x.dtype == np.float32:
         return x
     if isinstance(x, Tensor) or hasattr(x, "_tensor_value"):
@@ -55,23 +67,20 @@ def as_tensor_outputs(outs):
     return [o.view(Tensor) if isinstance(o, np.ndarray) else o for o in outs]
 
 
-class outermost_call:
-    """Marks a layer call; the outermost one first clears the losses layers added in the previous call."""
+def enter_call(layer):
+    """Marks the start of a layer call; returns the depth ``leave_call`` restores. The outermost call
+    first clears the losses layers added in the previous call (no walk when nothing ever added one)."""
+    depth = _state.depth
+    if depth == 0 and _any_added_losses[0]:
+        for sub in [layer] + layer._all_layers():
+            if sub.__dict__.get("_added_losses"):
+                sub._added_losses = []
+    _state.depth = depth + 1
+    return depth
 
-    def __init__(self, layer):
-        self.layer = layer
 
-    def __enter__(self):
-        depth = getattr(_state, "depth", 0)
-        if depth == 0 and _any_added_losses[0]:
-            for layer in [self.layer] + self.layer._all_layers():
-                if layer.__dict__.get("_added_losses"):
-                    layer._added_losses = []
-        _state.depth = depth + 1
-
-    def __exit__(self, *exc):
-        _state.depth -= 1
-        return False
+def leave_call(depth):
+    _state.depth = depth
 
 
 def add_loss(layer, loss):
@@ -81,6 +90,8 @@ def add_loss(layer, loss):
 
 def added_losses(layer):
     """Losses added with add_loss during the last call, by this layer and those inside it."""
+    if not _any_added_losses[0]:  # nothing ever called add_loss: no walk over the layers
+        return []
     out = []
     for sub in [layer] + layer._all_layers():
         out.extend(sub.__dict__.get("_added_losses", ()))

@@ -14,7 +14,13 @@ import numpy as np
 
 from tlkit.engine.variable import Variable
 
-_local = threading.local()
+
+
+class _TapeState(threading.local):
+    tape = None  # the active GradientTape of this thread (a class default: reading it needs no fallback)
+
+
+_local = _TapeState()
 
 
 class _Record:
@@ -192,4 +198,4 @@ def _grad_dtype(x):
 
 
 def active_tape():
-    return getattr(_local, "tape", None)
+    return _local.tape

@@ -36,7 +36,7 @@ class Tensor(np.ndarray):
 
 def mask_of(x):
     """The Keras mask (batch, steps) an array carries (layers/masking.py), or None."""
-    return getattr(x, "_keras_mask", None)
+    return None if type(x) is np.ndarray else getattr(x, "_keras_mask", None)  # a plain array holds none
 
 
 def pass_mask(inputs, out):

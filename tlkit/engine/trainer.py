@@ -10,6 +10,7 @@ from tlkit.engine.activations import FUSABLE
 from tlkit.engine.callbacks.callback import CallbackList
 from tlkit.engine.callbacks.history import History
 from tlkit.engine.callbacks.progbar_logger import ProgbarLogger
+from tlkit.engine.layer import Layer
 from tlkit.engine.layer_calls import added_losses
 from tlkit.engine.step_api import StepAPI
 from tlkit.engine.symbolic import flatten
@@ -137,7 +138,7 @@ class Trainer(StepAPI):
         sws = flatten(sample_weight) if isinstance(sample_weight, (list, tuple)) else [sample_weight] * n
         return [None if s is None else np.asarray(s, np.float32) for s in sws]
 
-    def _compute_losses(self, preds, ys, sws, tape=None):
+    def _compute_losses(self, preds, ys, sws, tape=None, variables=None):
         """Total loss, per-output losses and dL/d(output) (or dL/dlogits, with the fused records)."""
         total, per_output, grads, fused = 0.0, [], [], set()
         for i, (pred, y, sw, loss, weight) in enumerate(zip(preds, ys, sws, self._output_losses, self._loss_weights)):
@@ -159,8 +160,17 @@ class Trainer(StepAPI):
             total += weight * float(value)
             per_output.append(float(value))
             grads.append(None if grad is None else (grad * np.float32(weight)).astype(np.float32, copy=False))
-        total += float(sum(self.losses))
+        total += self._model_losses_value(variables)
         return total, per_output, grads, fused
+
+    def _model_losses_value(self, variables=None):
+        """float(sum(self.losses)): the weight penalties of ``variables`` (the trainable weights) and the
+        losses added in the last call, without a walk over the layers when there are none."""
+        if type(self).losses is not Layer.losses:  # a model that defines its own losses
+            return float(sum(self.losses))
+        variables = self.trainable_weights if variables is None else variables
+        return float(sum([v.regularizer(v.value) for v in variables if v.regularizer is not None] +
+                         added_losses(self)))
 
     def _update_metrics(self, total, per_output, preds, ys, sws, batch_size):
         self._loss_trackers[0].update_state(total, sample_weight=batch_size)
@@ -182,7 +192,7 @@ class Trainer(StepAPI):
         sws = self._sample_weights(sample_weight, len(preds))
         if self._metrics is None:
             self._build_metrics(ys, preds)
-        total, per_output, grads, fused = self._compute_losses(preds, ys, sws, tape)
+        total, per_output, grads, fused = self._compute_losses(preds, ys, sws, tape, variables)
         if variables:
             # Losses added in call() (add_loss) that depend on weights count with gradient 1.
             extra = [t for t in added_losses(self) if isinstance(t, Tensor) and tape.requires_grad(t)]
@@ -362,7 +372,7 @@ def _result(logs, return_dict):
 
 
 def _consumed_elsewhere(tape, array):
-    return any(any(x is array for x in rec.inputs) for rec in tape.records)
+    return any(x is array for rec in tape.records for x in rec.inputs)
 
 
 def _jsonable(spec):

@@ -22,6 +22,8 @@ so the conv output is never stored whole (small windows; Winograd convs with a 2
 
     p = conv2d_maxpool_forward(x, w, b, strides=2, relu=True, pool_size=3, pool_strides=2)
 """
+import functools
+
 import numpy as np
 from numba import get_num_threads
 
@@ -89,6 +91,20 @@ class _Geometry:
     @property
     def window(self):
         return (self.kh, self.kw) + self.strides + self.dilation
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_geometry(x_shape, kernel_hw, strides, padding, dilation, fn):
+    return _Geometry(x_shape, kernel_hw, strides, padding, dilation, fn)
+
+
+def _geometry(x_shape, kernel_hw, strides, padding, dilation, fn):
+    """_Geometry, checked and computed once per distinct arguments (a training step asks for the same
+    few every time); arguments that can't be a cache key (lists) are computed each time."""
+    try:
+        return _cached_geometry(tuple(x_shape), tuple(kernel_hw), strides, padding, dilation, fn)
+    except TypeError:
+        return _Geometry(x_shape, kernel_hw, strides, padding, dilation, fn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,7 +175,7 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
     x = _as_nhwc(x, "x", fn)
     w = _kernel(w, x.shape[3], fn)
     b = _bias(b, w.shape[3], fn)
-    g = _Geometry(x.shape, w.shape[:2], strides, padding, dilation, fn)
+    g = _geometry(x.shape, w.shape[:2], strides, padding, dilation, fn)
     lo = 0
     if out is not None:
         _check_out(out, (x.shape[0], g.oh, g.ow, w.shape[3]), fn)
@@ -227,7 +243,7 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
     x = _as_nhwc(x, "x", fn)
     w = _kernel(w, x.shape[3], fn)
     b = _bias(b, w.shape[3], fn)
-    g = _Geometry(x.shape, w.shape[:2], strides, padding, (1, 1), fn)
+    g = _geometry(x.shape, w.shape[:2], strides, padding, (1, 1), fn)
     pool = pair(pool_size, "pool_size", fn)
     pool_strides = pool if pool_strides is None else pair(pool_strides, "pool_strides", fn)
     pool_padding = padding_mode(pool_padding, "pool_padding", fn)
@@ -272,7 +288,7 @@ def conv2d_backward_input(dy, w, x_shape, strides=(1, 1), padding="valid", dilat
     if len(x_shape) != 4:
         raise ValueError(f"{fn}: x_shape must be (batch, height, width, channels), got {x_shape}.")
     w = _kernel(w, x_shape[3], fn)
-    g = _Geometry(x_shape, w.shape[:2], strides, padding, dilation, fn)
+    g = _geometry(x_shape, w.shape[:2], strides, padding, dilation, fn)
     _check_dy(dy, x_shape[0], g, w.shape[3], fn)
     kh, kw, ch, f = w.shape
     if g.strides == (1, 1):
@@ -309,7 +325,7 @@ def conv2d_backward_weights(x, dy, kernel_shape, strides=(1, 1), padding="valid"
         raise ValueError(f"{fn}: kernel_shape must be (kh, kw, {x.shape[3]}, filters) for this input, "
                          f"got {kernel_shape}.")
     kh, kw, ch, f = kernel_shape
-    g = _Geometry(x.shape, (kh, kw), strides, padding, dilation, fn)
+    g = _geometry(x.shape, (kh, kw), strides, padding, dilation, fn)
     _check_dy(dy, x.shape[0], g, f, fn)
     dy2 = dy.reshape(-1, f)
     db = dy2.sum(0, dtype=np.float32)

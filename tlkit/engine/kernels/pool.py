@@ -14,6 +14,8 @@ Inference (``max_pool2d_forward(..., with_argmax=False)``) keeps no index array 
 separably: the max over the window's input rows first (flat runs of W*C contiguous floats, which
 vectorize fully), then over each window's columns in that one-row buffer.
 """
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -153,11 +155,22 @@ def _setup(x, pool_size, strides, padding, fn):
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 4:
         raise ValueError(f"{fn}: expected NHWC input (batch, height, width, channels), got shape {x.shape}.")
+    try:
+        window, (oh, ow) = _cached_window(x.shape[1:3], tuple(pool_size), tuple(strides), padding)
+    except TypeError:  # padding can't be a cache key
+        window, (oh, ow) = _window_geometry(x.shape[1:3], pool_size, strides, padding)
+    return x, window, (x.shape[0], oh, ow, x.shape[3])
+
+
+def _window_geometry(hw, pool_size, strides, padding):
+    """The kernels' (ph, pw, sh, sw, top, left) and the output (oh, ow) of a pooling over an (h, w) input."""
     (ph, pw), (sh, sw) = pool_size, strides
-    oh, ow = conv_output_shape(x.shape[1:3], (ph, pw), (sh, sw), padding)
-    top = pads(x.shape[1], ph, sh, padding)[0]
-    left = pads(x.shape[2], pw, sw, padding)[0]
-    return x, (int(ph), int(pw), int(sh), int(sw), top, left), (x.shape[0], oh, ow, x.shape[3])
+    top, left = pads(hw[0], ph, sh, padding)[0], pads(hw[1], pw, sw, padding)[0]
+    return (int(ph), int(pw), int(sh), int(sw), top, left), conv_output_shape(hw, (ph, pw), (sh, sw), padding)
+
+
+# A training step pools the same few shapes every time: their geometry is computed once.
+_cached_window = functools.lru_cache(maxsize=256)(_window_geometry)
 
 
 def check_out(out, shape, fn):

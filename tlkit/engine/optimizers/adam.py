@@ -31,15 +31,21 @@ class Adam(Optimizer):
         return specs + [("velocity_hat", 0.0)] if self.amsgrad else specs
 
     def _update_step(self, index, gradient, value, learning_rate):
+        key = (self.iterations, learning_rate, self.beta_1, self.beta_2, self.epsilon)
+        if self.__dict__.get("_scalars_key") != key:  # the same for every variable of a step
+            self._scalars_key, self._scalars = key, self._step_scalars(learning_rate)
+        return optim.adam(value, gradient, self._slot("momentum", index), self._slot("velocity", index),
+                          self._slot("velocity_hat", index) if self.amsgrad else _NO_SLOT, *self._scalars,
+                          bool(self.amsgrad))
+
+    def _step_scalars(self, learning_rate):
         # Float32 scalars, as Keras casts them to the variable dtype.
         step = np.float32(self.iterations + 1)
         beta_1_power = np.float32(self.beta_1) ** step
         beta_2_power = np.float32(self.beta_2) ** step
         alpha = np.float32(learning_rate) * np.sqrt(np.float32(1) - beta_2_power) / (np.float32(1) - beta_1_power)
-        return optim.adam(value, gradient, self._slot("momentum", index), self._slot("velocity", index),
-                   self._slot("velocity_hat", index) if self.amsgrad else _NO_SLOT, np.float32(alpha),
-                   np.float32(1 - self.beta_1), np.float32(1 - self.beta_2), np.float32(self.epsilon),
-                   bool(self.amsgrad))
+        return (np.float32(alpha), np.float32(1 - self.beta_1), np.float32(1 - self.beta_2),
+                np.float32(self.epsilon))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
