@@ -84,13 +84,14 @@ def pool_columns(rows_max, ch, pw, sw, left, out):
             max_into(dst, rows_max[j * ch:(j + 1) * ch])
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def max_pool_rows_kernel(x, ph, pw, sh, sw, top, left, y):
-    """Inference max pooling, no argmax: rows first, then columns (see the module docstring)."""
-    n_img, h, w, ch = x.shape
+@njit(cache=True, nogil=True)
+def max_pool_rows_kernel(x, ph, pw, sh, sw, top, left, job0, job1, y):
+    """Inference max pooling, no argmax: rows first, then columns (see the module docstring); output
+    rows job0 <= job < job1, numbered image-major (the callers split them over the threads)."""
+    _, h, w, ch = x.shape
     _, oh, _, _ = y.shape
     run = w * ch
-    for job in prange(n_img * oh):
+    for job in range(job0, job1):
         n = job // oh
         r = job % oh
         h0, h1 = _window(r, sh, top, ph, h)
@@ -175,8 +176,7 @@ def max_pool2d_forward(x, pool_size, strides, padding, with_argmax=True, out=Non
     if not with_argmax:
         check_out(out, out_shape, "max_pool2d_forward")
         y = np.empty(out_shape, np.float32) if out is None else out
-        if not conv_chunks.by_images(x.shape[0], lambda n0, n1: max_pool_rows_kernel(x[n0:n1], *window, y[n0:n1])):
-            max_pool_rows_kernel(x, *window, y)
+        conv_chunks.by_jobs(out_shape[0] * out_shape[1], lambda j0, j1: max_pool_rows_kernel(x, *window, j0, j1, y))
         return y, None
     if out is not None:
         raise ValueError("max_pool2d_forward: out is for inference (with_argmax=False) only.")
