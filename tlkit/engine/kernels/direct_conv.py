@@ -19,7 +19,7 @@ run of kw * C floats. Callers (tlkit.engine.kernels.conv) validate shapes and ch
 import numpy as np
 from numba import njit
 
-from tlkit.engine.kernels.pool import _window, max_into, pool_columns
+from tlkit.engine.kernels.pool import _window, copy_into, max_into, pool_columns
 
 # Largest window (kh * kw * C) and filter count for which the direct kernel beats im2col + BLAS,
 # alone (MAX_K) and fused with a max pooling (MAX_K_POOLED: it also saves writing the conv
@@ -177,7 +177,7 @@ def conv_bias_relu_maxpool(x, wk, bias, relu, kh, kw, sh, sw, pad_top, pad_left,
                     held[slot] = r
             # Max over the window's rows, then over each window's columns (as the max pool does).
             run = ow * f
-            rows_max[:] = ring[r0 % ph].reshape(run)
+            copy_into(rows_max, ring[r0 % ph].reshape(run))
             for r in range(r0 + 1, r1):
                 max_into(rows_max, ring[r % ph].reshape(run))
             pool_columns(rows_max, f, pw, psw, pleft, y[n, pr])

@@ -72,6 +72,15 @@ def max_into(acc, src):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def copy_into(dst, src):
+    """dst = src over two 1-D runs of the same length. A loop, not ``dst[:] = src``: outside a
+    parallel kernel numba compiles that assignment with a shape-mismatch error message whose
+    string formatting costs seconds of compile time on a cold cache."""
+    for k in range(dst.shape[0]):
+        dst[k] = src[k]
+
+
+@njit(cache=True, nogil=True, inline="always")
 def pool_columns(rows_max, ch, pw, sw, left, out):
     """out[c] = the max over pooling window c of ``rows_max``, a 1-D run of W pixels x ch values
     that already holds the max over the window's rows; out: (OW, ch)."""
@@ -79,7 +88,7 @@ def pool_columns(rows_max, ch, pw, sw, left, out):
     for c in range(out.shape[0]):
         w0, w1 = _window(c, sw, left, pw, w)
         dst = out[c]
-        dst[:] = rows_max[w0 * ch:(w0 + 1) * ch]
+        copy_into(dst, rows_max[w0 * ch:(w0 + 1) * ch])
         for j in range(w0 + 1, w1):
             max_into(dst, rows_max[j * ch:(j + 1) * ch])
 

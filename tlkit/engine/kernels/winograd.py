@@ -14,9 +14,8 @@ Interpolation points 0, +-1, +-2, inf (Lavin & Gray 2015); float32 error stays ~
 output's scale for VGG-sized inputs. `applicable` says when this beats the direct path.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from tlkit.engine.kernels import conv_chunks
 from tlkit.utils import threads
 from tlkit.utils.threads import matmul
 
@@ -55,18 +54,16 @@ def transform_filter(w):
     if w.ndim != 4 or w.shape[:2] != (3, 3):
         raise ValueError(f"winograd_transform_filter: expected a (3, 3, in_channels, filters) kernel, got {w.shape}.")
     u = np.empty((36,) + w.shape[2:], np.float32)
-    w = np.ascontiguousarray(w, dtype=np.float32)
-    conv_chunks.by_jobs(w.shape[2], lambda c0, c1: filter_transform(w, c0, c1, u))
+    filter_transform(np.ascontiguousarray(w, dtype=np.float32), u)
     return u
 
 
-@njit(cache=True, nogil=True)
-def filter_transform(w, c0, c1, u):
-    """u[6 * i + j, c, f] = (G w[:, :, c, f] G^T)[i, j] for channels c0 <= c < c1; loops over f
-    innermost (contiguous, SIMD)."""
-    nf = w.shape[3]
-    t = np.empty((6, 3, nf), np.float32)  # G along kernel rows
-    for c in range(c0, c1):
+@njit(cache=True, nogil=True, parallel=True)
+def filter_transform(w, u):
+    """u[6 * i + j, c, f] = (G w[:, :, c, f] G^T)[i, j]; loops over f innermost (contiguous, SIMD)."""
+    _, _, ch, nf = w.shape
+    for c in prange(ch):
+        t = np.empty((6, 3, nf), np.float32)  # G along kernel rows
         for j in range(3):
             for f in range(nf):
                 a = w[0, j, c, f]; b = w[1, j, c, f]; d = w[2, j, c, f]
@@ -99,19 +96,18 @@ def applicable(x_shape, w_shape, strides, dilation, out_hw=None):
     return w_shape[2] >= MIN_CHANNELS and w_shape[3] >= MIN_CHANNELS and min(oh, ow) >= MIN_OUT
 
 
-@njit(cache=True, nogil=True)
-def input_transform(x, job0, job1, tr0, tiles_h, tiles_w, pad_top, pad_left, v):
-    """v[k, t, c] = (B^T d B)[k // 6, k % 6] for the 6x6 input tile of the chunk's t-th output tile,
-    for the chunk's tile rows job0 <= job < job1 (t = job * tiles_w + tile column).
+@njit(cache=True, nogil=True, parallel=True)
+def input_transform(x, tile_rows, tr0, tiles_h, tiles_w, pad_top, pad_left, v):
+    """v[k, t, c] = (B^T d B)[k // 6, k % 6] for the 6x6 input tile of the chunk's t-th output tile.
 
     Tile rows are numbered image-major over the batch: row tr0 + job is image (tr0 + job) // tiles_h.
     """
     _, h, w, ch = x.shape
-    d = np.empty((6, 6, ch), np.float32)  # every entry is written for each tile
-    s = np.empty((6, 6, ch), np.float32)
-    for job in range(job0, job1):
+    for job in prange(tile_rows):
         img = (tr0 + job) // tiles_h
         tr = (tr0 + job) % tiles_h
+        d = np.zeros((6, 6, ch), np.float32)
+        s = np.empty((6, 6, ch), np.float32)
         for tc in range(tiles_w):
             t = job * tiles_w + tc
             # gather the 6x6 tile, zeros outside the image (padding)
@@ -148,19 +144,18 @@ def input_transform(x, job0, job1, tr0, tiles_h, tiles_w, pad_top, pad_left, v):
                     v[i * 6 + 5, t, c] = 4.0 * e1 - 5.0 * e3 + e5
 
 
-@njit(cache=True, nogil=True)
-def output_transform(m, job0, job1, tr0, tiles_h, tiles_w, b, has_bias, relu, y, lo, pool2):
+@njit(cache=True, nogil=True, parallel=True)
+def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, lo=0, pool2=False):
     """y[4x4 block of tile t, channels lo:lo + F] = A^T m[:, t] A (+ b, ReLU), cropped at the
-    bottom/right edges, for the chunk's tile rows job0 <= job < job1 (as input_transform). pool2: y
-    is the 2x2 stride-2 ('valid') max pool of that instead, each block's 2x2 pooled values taken
-    while it is in registers (tiles start at multiples of 4)."""
+    bottom/right edges. pool2: y is the 2x2 stride-2 ('valid') max pool of that instead, each
+    block's 2x2 pooled values taken while it is in registers (tiles start at multiples of 4)."""
     _, oh, ow, _ = y.shape
     f = m.shape[2]
-    s = np.empty((4, 6, f), np.float32)
-    o = np.empty((4, 4, f), np.float32)
-    for job in range(job0, job1):
+    for job in prange(tile_rows):
         img = (tr0 + job) // tiles_h
         tr = (tr0 + job) % tiles_h
+        s = np.empty((4, 6, f), np.float32)
+        o = np.empty((4, 4, f), np.float32)
         for tc in range(tiles_w):
             t = job * tiles_w + tc
             for j in range(6):  # s = A^T m (along rows)
@@ -242,10 +237,9 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
     for r0 in range(0, total_rows, rows_per_chunk):
         rows = min(rows_per_chunk, total_rows - r0)
         t = rows * tiles_w
-        conv_chunks.by_jobs(rows, lambda j0, j1: input_transform(x, j0, j1, r0, tiles_h, tiles_w, pad_top, pad_left, v))
+        input_transform(x, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
         matmul(v[:, :t], u, m[:, :t])
-        conv_chunks.by_jobs(rows, lambda j0, j1: output_transform(m, j0, j1, r0, tiles_h, tiles_w, bias, has_bias,
-                                                                  relu, y, lo, pool2))
+        output_transform(m, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
     return y[..., lo:lo + f]
 
 
@@ -263,9 +257,9 @@ def _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w,
             scratch[slot] = (np.empty((36, per * tiles_w, ch), np.float32), np.empty((36, per * tiles_w, f), np.float32))
         v, m = scratch[slot]
         t = (r1 - r0) * tiles_w
-        input_transform(x, 0, r1 - r0, r0, tiles_h, tiles_w, pad_top, pad_left, v)
+        input_transform(x, r1 - r0, r0, tiles_h, tiles_w, pad_top, pad_left, v)
         threads.product(v[:, :t], u, m[:, :t])
-        output_transform(m, 0, r1 - r0, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
+        output_transform(m, r1 - r0, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
 
     threads.limit_blas()
     threads.run_chunks(list(range(0, total_rows, per)) + [total_rows], chunk, parts)
@@ -276,16 +270,15 @@ def _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w,
 # tile, dL/dU[k] = sum over tiles of V[k]^T @ (A dy_t A^T)[k], then dw = G^T dU G: 36 products
 # (C x tiles) @ (tiles x F), 4x fewer flops than the im2col product, same transforms of x.
 
-@njit(cache=True, nogil=True)
-def output_transform_adjoint(dy, job0, job1, tr0, tiles_h, tiles_w, dm):
-    """dm[:, t, f] = A dy_t A^T, dy_t the 4x4 block of dy under tile t (zeros past the edges), for
-    the chunk's tile rows job0 <= job < job1 (as input_transform)."""
+@njit(cache=True, nogil=True, parallel=True)
+def output_transform_adjoint(dy, tile_rows, tr0, tiles_h, tiles_w, dm):
+    """dm[:, t, f] = A dy_t A^T, dy_t the 4x4 block of dy under tile t (zeros past the edges)."""
     _, oh, ow, f = dy.shape
-    e = np.zeros((4, 4, f), np.float32)
-    s = np.empty((6, 4, f), np.float32)
-    for job in range(job0, job1):
+    for job in prange(tile_rows):
         img = (tr0 + job) // tiles_h
         tr = (tr0 + job) % tiles_h
+        e = np.zeros((4, 4, f), np.float32)
+        s = np.empty((6, 4, f), np.float32)
         for tc in range(tiles_w):
             t = job * tiles_w + tc
             rows = min(4, oh - tr * 4)
@@ -316,12 +309,12 @@ def output_transform_adjoint(dy, job0, job1, tr0, tiles_h, tiles_w, dm):
                     dm[i * 6 + 5, t, c] = e3
 
 
-@njit(cache=True, nogil=True)
-def filter_transform_adjoint(du, c0, c1, dw):
-    """dw[:, :, c, f] = G^T du[:, c, f] G (du (36, C, F) -> dw (3, 3, C, F)) for channels c0 <= c < c1."""
-    nf = du.shape[2]
-    t = np.empty((6, 3, nf), np.float32)  # G^T along the columns index
-    for c in range(c0, c1):
+@njit(cache=True, nogil=True, parallel=True)
+def filter_transform_adjoint(du, dw):
+    """dw[:, :, c, f] = G^T du[:, c, f] G (du (36, C, F) -> dw (3, 3, C, F))."""
+    _, ch, nf = du.shape
+    for c in prange(ch):
+        t = np.empty((6, 3, nf), np.float32)  # G^T along the columns index
         for i in range(6):
             for f in range(nf):
                 u0 = du[6 * i, c, f]; u1 = du[6 * i + 1, c, f]; u2 = du[6 * i + 2, c, f]
@@ -353,8 +346,8 @@ def conv3x3_backward_weights(x, dy, pad_top, pad_left):
     for r0 in range(0, total_rows, rows_per_chunk):
         rows = min(rows_per_chunk, total_rows - r0)
         t = rows * tiles_w
-        conv_chunks.by_jobs(rows, lambda j0, j1: input_transform(x, j0, j1, r0, tiles_h, tiles_w, pad_top, pad_left, v))
-        conv_chunks.by_jobs(rows, lambda j0, j1: output_transform_adjoint(dy, j0, j1, r0, tiles_h, tiles_w, dm))
+        input_transform(x, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
+        output_transform_adjoint(dy, rows, r0, tiles_h, tiles_w, dm)
         vt = v[:, :t].transpose(0, 2, 1)
         if r0 == 0:
             matmul(vt, dm[:, :t], du)
@@ -362,5 +355,5 @@ def conv3x3_backward_weights(x, dy, pad_top, pad_left):
             matmul(vt, dm[:, :t], part)
             du += part
     dw = np.empty((3, 3, ch, f), np.float32)
-    conv_chunks.by_jobs(ch, lambda c0, c1: filter_transform_adjoint(du, c0, c1, dw))
+    filter_transform_adjoint(du, dw)
     return dw
