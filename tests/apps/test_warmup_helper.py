@@ -46,6 +46,34 @@ print(sorted(compiled() - helper))
         assert kernel in helper
 
 
+def test_winograd_last_first_compiles_the_specialisations_a_forward_uses():
+    # The helper's direct kernel calls must hit the forward's argument types, or the forward would
+    # compile its own specialisations after all.
+    script = SIGNATURES + """
+import numpy as np
+from tlkit.apps import warmup
+from tlkit.engine.kernels import winograd
+from tlkit.zoo import SqueezeNet, VGG16
+winograd.compile_last_first()
+helper = compiled()
+squeezenet = SqueezeNet(weights=None, input_shape=(64, 64, 3))
+squeezenet.predict_on_batch(np.zeros((2, 64, 64, 3), np.float32))
+print(sorted(helper))
+print(sorted(k for k in compiled() - helper if k[0].startswith("tlkit.engine.kernels.winograd.")))
+print(warmup.uses_winograd(squeezenet), warmup.uses_winograd(VGG16(weights=None, input_shape=(32, 32, 3))),
+      warmup.uses_winograd(SqueezeNet(weights=None, input_shape=(32, 32, 3))))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1200,
+                          env=dict(os.environ, PYTHONPATH=REPO))
+    assert done.returncode == 0, done.stderr[-2000:]
+    helper, left_for_the_forward, uses = done.stdout.strip().splitlines()[-3:]
+    assert left_for_the_forward == "[]"
+    for kernel in ("output_transform", "input_transform", "filter_transform"):
+        assert f"winograd.{kernel}'" in helper
+    # 64x64 input: the fire modules' 3x3 expands run on 15x15 maps; at 32x32 on 7x7 and smaller (direct path).
+    assert uses == "True True False"
+
+
 def test_the_helper_process_compiles_a_base_and_an_optimizer(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, NUMBA_CACHE_DIR=str(tmp_path))
     done = subprocess.run([sys.executable, "-m", "tlkit.apps.warmup", "squeezenet", "48", "adam"],

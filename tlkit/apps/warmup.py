@@ -4,7 +4,8 @@ its clock: the first ETA then measures the work, and a cold start says what the 
 On a cold cache `tlkit finetune` compiles in two processes at once. This one runs the base forward
 from its first layer (in a thread, while the folder is scanned); a helper process
 (``python -m tlkit.apps.warmup BASE SIZE OPTIMIZER``) calls the same layers from the last one
-backwards, then trains a tiny head with the run's optimizer. Each saves what it compiles to numba's
+backwards (a base with Winograd convs: their kernels first, last kernel first), then trains a tiny
+head with the run's optimizer. Each saves what it compiles to numba's
 cache, and numba looks a kernel up there before compiling it; a lock file per kernel signature makes
 the one that comes second wait for the first instead of compiling it again. So the two meet in the
 middle and every kernel is compiled once. (Threads cannot share the work: numba compiles one kernel
@@ -176,6 +177,19 @@ def compile_from_the_end(model):
         node.layer(args if node.input_structure else args[0], training=False, **kwargs)
 
 
+def uses_winograd(model):
+    """Whether one of ``model``'s convolutions takes the Winograd route (3x3, stride 1, enough channels)."""
+    from tlkit.engine.kernels import winograd
+
+    for node in model._graph.nodes:
+        kernel, layer = getattr(node.layer, "kernel", None), node.layer
+        if (kernel is not None and len(kernel.shape) == 4 and len(node.inputs) == 1
+                and winograd.applicable(tuple(node.inputs[0].shape), tuple(kernel.shape),
+                                        getattr(layer, "strides", (1, 1)), getattr(layer, "dilation_rate", (1, 1)))):
+            return True
+    return False
+
+
 def compile_optimizer(name):
     """One step of a tiny dense head with optimizer ``name``: compiles its update kernel."""
     from tlkit.engine import optimizers
@@ -196,6 +210,10 @@ def main(argv):
     base = factory(base_name)(include_top=False, weights=None, input_shape=(size, size, 3))
     base.trainable = False
     with compiling_once(argv[3] if len(argv) > 3 else None):
+        if uses_winograd(base):  # the longest compile: split with the main process (winograd.compile_last_first)
+            from tlkit.engine.kernels import winograd
+
+            winograd.compile_last_first()
         compile_from_the_end(base)
     compile_optimizer(optimizer)
 

@@ -64,13 +64,29 @@ def forced(monkeypatch):
         monkeypatch.setattr(direct_conv, name, 1 << 30)
 
 
+class _Calls(list):
+    """Kernel names, one per conv; ``ranges``: (name, job0, job1) of every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.ranges = []
+
+
 @pytest.fixture
 def direct_calls(monkeypatch):
-    """Counts calls of the direct kernels, so a test can prove which route ran."""
-    calls = []
-    for name in ("conv_bias_relu", "conv_bias_relu_maxpool"):
+    """Counts calls of the direct kernels, so a test can prove which route ran: one per conv, the
+    call of its first job range (job0 == 0; the other ranges go to other threads)."""
+    calls = _Calls()
+    for name, job0_from_end in (("conv_bias_relu", 4), ("conv_bias_relu_maxpool", 3)):
         real = getattr(direct_conv, name)
-        monkeypatch.setattr(direct_conv, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+
+        def counted(*a, _real=real, _name=name, _at=job0_from_end):
+            if a[-_at] == 0:
+                calls.append(_name)
+            calls.ranges.append((_name, a[-_at], a[-_at + 1]))
+            return _real(*a)
+
+        monkeypatch.setattr(direct_conv, name, counted)
     return calls
 
 
@@ -159,7 +175,11 @@ def test_fused_result_does_not_depend_on_how_rows_are_split(rng):
     results = []
     for parts in (1, 2, 3, 10):  # 10 pooled rows per image
         y = np.empty((2, 10, 3, 8), np.float32)
-        direct_conv.conv_bias_relu_maxpool(x, wk, b, True, 3, 3, 1, 1, 0, 0, (21, 7), 3, 3, 2, 2, 0, 0, parts, y)
+        # the 2 * parts jobs in two calls, as two threads would take them
+        half = parts  # image 0's jobs, then image 1's (the second call starts on a fresh ring)
+        for j0, j1 in ((0, half - 1), (half - 1, 2 * parts)) if parts > 1 else ((0, 1), (1, 2)):
+            direct_conv.conv_bias_relu_maxpool(x, wk, b, True, 3, 3, 1, 1, 0, 0, (21, 7), 3, 3, 2, 2, 0, 0, parts,
+                                               j0, j1, y)
         results.append(y)
     want = ref_max_pool(ref_conv(x, w, b, (1, 1), "valid", True), (3, 3), (2, 2), "valid")
     for y in results:
@@ -224,10 +244,10 @@ def test_bad_arguments_are_explained(kwargs, message):
         conv.conv2d_maxpool_forward(**args)
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["one_kernel", "image_chunks"])
-def test_direct_routes_by_image_chunks_match_reference(rng, forced, direct_calls, monkeypatch, chunked):
-    """Both ways of running the direct kernels, forced: one parallel call, or one call per image
-    shared by three threads; each image written once, into a channel slice for the plain conv."""
+@pytest.mark.parametrize("chunked", [False, True], ids=["one_call", "job_chunks"])
+def test_direct_routes_by_job_chunks_match_reference(rng, forced, direct_calls, monkeypatch, chunked):
+    """Both ways of running the direct kernels, forced: every job in one call, or job ranges shared
+    by three threads; each image written once, into a channel slice for the plain conv."""
     monkeypatch.setattr(conv_chunks, "CHUNKED", chunked)
     monkeypatch.setattr(threads, "num_threads", lambda: 3)
     x, w, b = make(rng, (5, 17, 19, 3), (3, 3), 24)
@@ -237,4 +257,8 @@ def test_direct_routes_by_image_chunks_match_reference(rng, forced, direct_calls
     assert (buf[..., :2] == 7.0).all() and (buf[..., 26:] == 7.0).all(), "wrote outside its slice"
     got = conv.conv2d_maxpool_forward(x, w, b, 2, "valid", True, 3, 2)
     close(got, ref_max_pool(ref_conv(x, w, b, (2, 2), "valid", True), (3, 3), (2, 2), "valid"))
-    assert len(direct_calls) == (10 if chunked else 2)
+    assert direct_calls == ["conv_bias_relu", "conv_bias_relu_maxpool"]
+    for name, jobs in (("conv_bias_relu", 5 * 8), ("conv_bias_relu_maxpool", 5 * 3)):  # rows; images x 3 parts
+        ranges = sorted((j0, j1) for kernel, j0, j1 in direct_calls.ranges if kernel == name)
+        assert [j0 for j0, _ in ranges] == [0] + [j1 for _, j1 in ranges[:-1]] and ranges[-1][1] == jobs, ranges
+        assert (len(ranges) > 2) if chunked else (len(ranges) == 1), ranges

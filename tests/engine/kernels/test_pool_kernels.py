@@ -76,11 +76,11 @@ def test_bad_input_says_what_is_wrong():
         pool.avg_pool2d_forward(np.zeros((1, 1, 1, 2), np.float32), (2, 2), (2, 2), "valid")
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["one_kernel", "image_chunks"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["one_call", "job_chunks"])
 @pytest.mark.parametrize("hw, pool_size, strides, padding", CASES[:3])
 def test_inference_max_pool_on_both_routes(rng, monkeypatch, chunked, hw, pool_size, strides, padding):
-    """Inference pooling as one parallel kernel or image by image on three threads (forced):
-    every image pooled once, into the given out."""
+    """Inference pooling as one call or as ranges of output rows on three threads (forced):
+    every row pooled once, into the given out."""
     from tlkit.engine.kernels import conv_chunks
     from tlkit.utils import threads
 

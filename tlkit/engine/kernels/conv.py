@@ -25,7 +25,6 @@ so the conv output is never stored whole (small windows; Winograd convs with a 2
 import functools
 
 import numpy as np
-from numba import get_num_threads
 
 from tlkit.engine.kernels import conv_chunks, direct_conv, winograd
 from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
@@ -191,9 +190,8 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
         f = w.shape[3]
         y = np.empty((x.shape[0], g.oh, g.ow, f), np.float32) if out is None else out
         wk, bias = w.reshape(-1, f), _zeros_if_none(b, f)
-        if not conv_chunks.by_images(x.shape[0], lambda n0, n1: direct_conv.conv_bias_relu(
-                x[n0:n1], wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left, y[n0:n1], lo)):
-            direct_conv.conv_bias_relu(x, wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left, y, lo)
+        conv_chunks.by_jobs(x.shape[0] * g.oh, lambda j0, j1: direct_conv.conv_bias_relu(
+            x, wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left, j0, j1, y, lo))
         return y[..., lo:lo + f]
     return _direct(x, w.reshape(-1, w.shape[3]), b, g.window, g.pad_top, g.pad_left, (g.oh, g.ow), relu, out, lo)
 
@@ -266,13 +264,11 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
     ptop = pads(g.oh, pool[0], pool_strides[0], pool_padding)[0]
     pleft = pads(g.ow, pool[1], pool_strides[1], pool_padding)[0]
 
-    def fused(n0, n1, parts):
-        direct_conv.conv_bias_relu_maxpool(x[n0:n1], wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left,
-                                           (g.oh, g.ow), *pool, *pool_strides, ptop, pleft, parts, y[n0:n1])
-
-    if not conv_chunks.by_images(x.shape[0], lambda n0, n1: fused(n0, n1, 1)):
-        # Each image's pooled rows are split into parts so that small batches still feed every thread.
-        fused(0, x.shape[0], min(p_rows, max(1, -(-4 * get_num_threads() // x.shape[0]))))
+    # Each image's pooled rows are split into parts so that small batches still feed every thread.
+    parts = min(p_rows, max(1, -(-threads.CHUNKS_PER_THREAD * threads.num_threads() // x.shape[0])))
+    conv_chunks.by_jobs(x.shape[0] * parts, lambda j0, j1: direct_conv.conv_bias_relu_maxpool(
+        x, wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left, (g.oh, g.ow), *pool, *pool_strides,
+        ptop, pleft, parts, j0, j1, y))
     return y
 
 

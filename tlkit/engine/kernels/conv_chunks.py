@@ -4,7 +4,7 @@ thread, so a layer costs one hand-off instead of three per tile, its data stays 
 cache, and a thread the OS deschedules delays only the chunk it is on.
 
     if worth_it(flops): im2col_product(x, wmat, bias, True, True, window, 1, 1, False, tiles, y, 0, parts)
-    by_images(n, lambda n0, n1: kernel(x[n0:n1], ..., y[n0:n1]))      # False: not taken
+    by_jobs(n * out_h, lambda j0, j1: kernel(x, ..., j0, j1, y))         # serial kernels over job ranges
 """
 import numpy as np
 
@@ -57,15 +57,18 @@ def im2col_product(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, dir
     threads.run_chunks(range(len(tiles) + 1), tile, parts)
 
 
-def by_images(n, call):
-    """Run call(n0, n1) on image ranges as chunks shared by the threads (a descheduled thread then
-    delays one image, not half the batch) when the batch has a few images per thread (or CHUNKED
-    forces it); False when not taken, for the caller to run its one parallel kernel instead."""
-    parts = threads.num_threads()
-    chunked = CHUNKED
-    if chunked is None:
-        chunked = parts > 1 and n >= 2 * parts and threads.chunks_can_run_numba()
-    if not chunked:
-        return False
-    threads.run_chunks(range(n + 1), lambda slot, n0, n1: call(n0, n1), max(parts, 1))
-    return True
+def by_jobs(total, call):
+    """call(j0, j1) over the job range [0, total) cut into chunks shared by the threads (a
+    descheduled thread then delays one chunk, not half the work), or over the whole range on the
+    calling thread with one thread (or CHUNKED False). For serial nogil kernels that take a job
+    range: numba's own parallel loops (parallel=True) would cost about three times their compile
+    time on a cold cache."""
+    parts = min(threads.num_threads(), total)
+    chunked = CHUNKED if CHUNKED is not None else parts > 1
+    if not chunked or total < 2:
+        if total > 0:
+            call(0, total)
+        return
+    chunks = min(total, max(parts, 1) * threads.CHUNKS_PER_THREAD)
+    bounds = np.linspace(0, total, chunks + 1).astype(np.int64)
+    threads.run_chunks(bounds, lambda slot, j0, j1: call(int(j0), int(j1)), max(parts, 1))

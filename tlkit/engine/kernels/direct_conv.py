@@ -17,9 +17,9 @@ included), so the inner loops have no bounds checks: one kernel row's taps are o
 run of kw * C floats. Callers (tlkit.engine.kernels.conv) validate shapes and choose the route.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from tlkit.engine.kernels.pool import _window, max_into, pool_columns
+from tlkit.engine.kernels.pool import _window, copy_into, max_into, pool_columns
 
 # Largest window (kh * kw * C) and filter count for which the direct kernel beats im2col + BLAS,
 # alone (MAX_K) and fused with a max pooling (MAX_K_POOLED: it also saves writing the conv
@@ -120,50 +120,53 @@ def _conv_row(rows, wk, bias, relu, kw, sw, ch, acc, out, r, lo):
         c += block
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def conv_bias_relu(x, wk, bias, relu, kh, kw, sh, sw, pad_top, pad_left, y, lo):
-    """y[n, r, c, lo:lo + F] = (ReLU of) conv(x, wk)[n, r, c] + bias; one output row per job.
+@njit(cache=True, nogil=True)
+def conv_bias_relu(x, wk, bias, relu, kh, kw, sh, sw, pad_top, pad_left, job0, job1, y, lo):
+    """y[n, r, c, lo:lo + F] = (ReLU of) conv(x, wk)[n, r, c] + bias; one output row per job, for
+    the jobs job0 <= n * OH + r < job1.
 
     x: (N, H, W, C) C-contiguous; wk: (kh * kw * C, F) C-contiguous; bias: (F,) (zeros for none);
     y: (N, OH, OW, >= lo + F) C-contiguous.
     """
-    n_img, _, _, ch = x.shape
+    ch = x.shape[3]
     _, oh, ow, _ = y.shape
     span = ((ow - 1) * sw + kw) * ch
-    for job in prange(n_img * oh):
+    rows = np.empty((kh, span), np.float32)
+    acc = np.empty((4, wk.shape[1]), np.float32)
+    for job in range(job0, job1):
         n = job // oh
         r = job % oh
-        rows = np.empty((kh, span), np.float32)
-        acc = np.empty((4, wk.shape[1]), np.float32)
         _load_rows(x, n, r, sh, pad_top, pad_left, rows)
         _conv_row(rows, wk, bias, relu, kw, sw, ch, acc, y[n], r, lo)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def conv_bias_relu_maxpool(x, wk, bias, relu, kh, kw, sh, sw, pad_top, pad_left, conv_hw,
-                           ph, pw, psh, psw, ptop, pleft, parts, y):
+                           ph, pw, psh, psw, ptop, pleft, parts, job0, job1, y):
     """y = max_pool(conv_bias_relu(x, ...)) without the conv output ever existing in full.
 
     conv_hw: (OH, OW) of the convolution; (ph, pw), (psh, psw), (ptop, pleft): the pooling window,
     strides and leading padding (TF: padded cells never win). Each image's pooled rows are split
     into ``parts`` jobs; a job keeps a ring of ph conv rows (slot r % ph), so conv rows shared by
-    consecutive pooled rows are computed once. y: (N, PH, PW, F) C-contiguous.
+    consecutive pooled rows are computed once. Runs the jobs job0 <= job < job1 of the N * parts
+    (the callers split them over the threads). y: (N, PH, PW, F) C-contiguous.
     """
-    n_img, _, _, ch = x.shape
+    ch = x.shape[3]
     oh, ow = conv_hw
     _, p_rows, p_cols, f = y.shape
     span = ((ow - 1) * sw + kw) * ch
     per = -(-p_rows // parts)
-    for job in prange(n_img * parts):
+    rows = np.empty((kh, span), np.float32)
+    acc = np.empty((4, f), np.float32)
+    ring = np.empty((ph, ow, f), np.float32)
+    held = np.empty(ph, np.int64)  # conv row each ring slot holds
+    rows_max = np.empty(ow * f, np.float32)
+    no_offset = np.int64(0)  # typed int64 like conv_bias_relu's lo: one _conv_row specialisation, not two
+    for job in range(job0, job1):
         n = job // parts
         p0 = (job % parts) * per
         p1 = min(p0 + per, p_rows)
-        rows = np.empty((kh, span), np.float32)
-        acc = np.empty((4, f), np.float32)
-        ring = np.empty((ph, ow, f), np.float32)
-        held = np.full(ph, -1, np.int64)  # conv row each ring slot holds
-        rows_max = np.empty(ow * f, np.float32)
-        no_offset = np.int64(0)  # typed int64 like conv_bias_relu's lo: one _conv_row specialisation, not two
+        held[:] = -1  # a new job: the ring's rows belong to another image or rows
         for pr in range(p0, p1):
             r0, r1 = _window(pr, psh, ptop, ph, oh)
             for r in range(r0, r1):  # at most ph consecutive rows: distinct slots
@@ -174,7 +177,7 @@ def conv_bias_relu_maxpool(x, wk, bias, relu, kh, kw, sh, sw, pad_top, pad_left,
                     held[slot] = r
             # Max over the window's rows, then over each window's columns (as the max pool does).
             run = ow * f
-            rows_max[:] = ring[r0 % ph].reshape(run)
+            copy_into(rows_max, ring[r0 % ph].reshape(run))
             for r in range(r0 + 1, r1):
                 max_into(rows_max, ring[r % ph].reshape(run))
             pool_columns(rows_max, f, pw, psw, pleft, y[n, pr])

@@ -39,11 +39,12 @@ def im2col_rows(x, n0, n1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, ou
                             pf[d:d + ch] = 0.0
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def add_bias_relu(y, b, has_bias, relu, lo=0):
-    """In place on columns [lo, lo + len(b)) of a (rows, columns) block: y += b; y = max(y, 0)."""
+    """In place on columns [lo, lo + len(b)) of a (rows, columns) block: y += b; y = max(y, 0).
+    Serial: its callers run it on each chunk of a product, on the thread that computed it."""
     rows, f = y.shape[0], b.shape[0]
-    for i in prange(rows):
+    for i in range(rows):
         row = y[i, lo:lo + f]  # a contiguous slice of a C-contiguous block vectorizes; a strided view would not
         for j in range(f):
             v = row[j]

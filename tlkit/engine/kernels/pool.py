@@ -74,6 +74,15 @@ def max_into(acc, src):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def copy_into(dst, src):
+    """dst = src over two 1-D runs of the same length. A loop, not ``dst[:] = src``: outside a
+    parallel kernel numba compiles that assignment with a shape-mismatch error message whose
+    string formatting costs seconds of compile time on a cold cache."""
+    for k in range(dst.shape[0]):
+        dst[k] = src[k]
+
+
+@njit(cache=True, nogil=True, inline="always")
 def pool_columns(rows_max, ch, pw, sw, left, out):
     """out[c] = the max over pooling window c of ``rows_max``, a 1-D run of W pixels x ch values
     that already holds the max over the window's rows; out: (OW, ch)."""
@@ -81,18 +90,19 @@ def pool_columns(rows_max, ch, pw, sw, left, out):
     for c in range(out.shape[0]):
         w0, w1 = _window(c, sw, left, pw, w)
         dst = out[c]
-        dst[:] = rows_max[w0 * ch:(w0 + 1) * ch]
+        copy_into(dst, rows_max[w0 * ch:(w0 + 1) * ch])
         for j in range(w0 + 1, w1):
             max_into(dst, rows_max[j * ch:(j + 1) * ch])
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def max_pool_rows_kernel(x, ph, pw, sh, sw, top, left, y):
-    """Inference max pooling, no argmax: rows first, then columns (see the module docstring)."""
-    n_img, h, w, ch = x.shape
+@njit(cache=True, nogil=True)
+def max_pool_rows_kernel(x, ph, pw, sh, sw, top, left, job0, job1, y):
+    """Inference max pooling, no argmax: rows first, then columns (see the module docstring); output
+    rows job0 <= job < job1, numbered image-major (the callers split them over the threads)."""
+    _, h, w, ch = x.shape
     _, oh, _, _ = y.shape
     run = w * ch
-    for job in prange(n_img * oh):
+    for job in range(job0, job1):
         n = job // oh
         r = job % oh
         h0, h1 = _window(r, sh, top, ph, h)
@@ -188,8 +198,7 @@ def max_pool2d_forward(x, pool_size, strides, padding, with_argmax=True, out=Non
     if not with_argmax:
         check_out(out, out_shape, "max_pool2d_forward")
         y = np.empty(out_shape, np.float32) if out is None else out
-        if not conv_chunks.by_images(x.shape[0], lambda n0, n1: max_pool_rows_kernel(x[n0:n1], *window, y[n0:n1])):
-            max_pool_rows_kernel(x, *window, y)
+        conv_chunks.by_jobs(out_shape[0] * out_shape[1], lambda j0, j1: max_pool_rows_kernel(x, *window, j0, j1, y))
         return y, None
     if out is not None:
         raise ValueError("max_pool2d_forward: out is for inference (with_argmax=False) only.")

@@ -201,6 +201,18 @@ def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, 
                         dst[c] = o[i, j, c]
 
 
+def compile_last_first():
+    """Compile (or load from numba's cache) the forward's three kernels in the reverse of the order
+    conv3x3 calls them, one tiny call each, with the argument types conv3x3 passes: a second
+    process running a 3x3 conv meanwhile compiles the filter and input transforms instead of
+    waiting for this one (the output transform alone takes about as long as those two)."""
+    f32 = np.float32
+    output_transform(np.zeros((36, 1, 1), f32), 1, 0, 1, 1, np.zeros(1, f32), False, False,
+                     np.zeros((1, 4, 4, 1), f32), 0, False)
+    input_transform(np.zeros((1, 4, 4, 1), f32), 1, 0, 1, 1, 1, 1, np.zeros((36, 1, 1), f32))
+    filter_transform(np.zeros((3, 3, 1, 1), f32), np.zeros((36, 1, 1), f32))
+
+
 def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=False):
     """y (N, OH, OW, F): 3x3 stride-1 correlation of x (N, H, W, C) with w, padded by (pad_top,
     pad_left) before and zeros as needed after; u = transform_filter(w) if already known.
