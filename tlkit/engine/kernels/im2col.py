@@ -39,19 +39,33 @@ def im2col_rows(x, n0, n1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, ou
                             pf[d:d + ch] = 0.0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _bias_relu_row(row, b, has_bias, relu):
+    for j in range(b.shape[0]):
+        v = row[j]
+        if has_bias:
+            v += b[j]
+        if relu and v < 0.0:
+            v = 0.0
+        row[j] = v
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def add_bias_relu(y, b, has_bias, relu, lo=0):
     """In place on columns [lo, lo + len(b)) of a (rows, columns) block: y += b; y = max(y, 0)."""
-    rows, f = y.shape[0], b.shape[0]
-    for i in prange(rows):
-        row = y[i, lo:lo + f]  # a contiguous slice of a C-contiguous block vectorizes; a strided view would not
-        for j in range(f):
-            v = row[j]
-            if has_bias:
-                v += b[j]
-            if relu and v < 0.0:
-                v = 0.0
-            row[j] = v
+    f = b.shape[0]
+    for i in prange(y.shape[0]):
+        # A contiguous slice of a C-contiguous block vectorizes; a strided view would not.
+        _bias_relu_row(y[i, lo:lo + f], b, has_bias, relu)
+
+
+@njit(cache=True, nogil=True)
+def add_bias_relu_serial(y, b, has_bias, relu, lo=0):
+    """add_bias_relu on the calling thread: for blocks too small to pay for waking other threads,
+    and for chunks that already run one per thread."""
+    f = b.shape[0]
+    for i in range(y.shape[0]):
+        _bias_relu_row(y[i, lo:lo + f], b, has_bias, relu)
 
 
 @njit(cache=True, nogil=True, parallel=True)
