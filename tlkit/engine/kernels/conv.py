@@ -25,7 +25,7 @@ so the conv output is never stored whole (small windows; Winograd convs with a 2
 import numpy as np
 from numba import get_num_threads
 
-from tlkit.engine.kernels import conv_chunks, direct_conv, winograd
+from tlkit.engine.kernels import conv_chunks, conv_pool_bands, direct_conv, winograd
 from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
 from tlkit.engine.kernels.epilogue import PARALLEL_MIN_ELEMENTS
 from tlkit.engine.kernels.im2col import add_bias_relu, add_bias_relu_serial, col2im_rows, im2col_rows
@@ -267,6 +267,9 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
     wk, bias = w.reshape(-1, f), _zeros_if_none(b, f)
     ptop = pads(g.oh, pool[0], pool_strides[0], pool_padding)[0]
     pleft = pads(g.ow, pool[1], pool_strides[1], pool_padding)[0]
+    if conv_pool_bands.preferred(f, g.dilation):
+        return conv_pool_bands.conv_maxpool_bands(x, wk, bias, b is not None, relu, g.window, g.pad_top, g.pad_left,
+                                                  (g.oh, g.ow), pool, pool_strides, (ptop, pleft), y)
 
     def fused(n0, n1, parts):
         direct_conv.conv_bias_relu_maxpool(x[n0:n1], wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left,
