@@ -297,12 +297,14 @@ def test_matches_torch(x_shape, k, f, s, padding, torch_pad, rng):
     close(conv.conv2d_backward_weights(x, dy, w.shape, (s, s), padding)[0], tw.grad.numpy().transpose(2, 3, 1, 0))
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["tiles", "chunks"])
+@pytest.mark.parametrize("chunked", [False, True, None], ids=["tiles", "chunks", "small_on_calling_thread"])
 @pytest.mark.parametrize("shape, strides", [((1, 1, 40, 24), (1, 1)), ((3, 3, 8, 12), (2, 2)),
                                             ((3, 3, 8, 12), (1, 1))], ids=["1x1", "3x3s2", "3x3s1"])
-def test_forward_into_a_channel_slice_on_both_routes(rng, monkeypatch, chunked, shape, strides):
+def test_forward_into_a_channel_slice_on_every_route(rng, monkeypatch, chunked, shape, strides):
     """bias + ReLU land in the slice only, every tile once, whichever thread ran it."""
     monkeypatch.setattr(conv_chunks, "CHUNKED", chunked)
+    # None: small 1x1 convs run whole on the calling thread; otherwise they take the forced route.
+    monkeypatch.setattr(conv, "POINTWISE_SPLIT_FLOPS", 10**12 if chunked is None else 0)
     monkeypatch.setattr(conv_chunks, "CHUNK_BYTES", 20_000)  # many chunks: more than the threads
     monkeypatch.setattr(threads, "num_threads", lambda: 3)
     x = rng.standard_normal((3, 17, 15, shape[2])).astype(np.float32)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tlkit.engine.kernels import conv, conv_chunks, direct_conv, pool, winograd
+from tlkit.engine.kernels import conv, conv_chunks, conv_pool_bands, direct_conv, pool, winograd
 from tlkit.utils import threads
 
 
@@ -62,6 +62,7 @@ def forced(monkeypatch):
     speed crossover)."""
     for name in ("MAX_K", "MAX_K_POOLED", "MAX_FILTERS"):
         monkeypatch.setattr(direct_conv, name, 1 << 30)
+    monkeypatch.setattr(conv_pool_bands, "MIN_FILTERS", 1 << 30)  # not the BLAS band route (its own tests)
 
 
 class _Calls(list):

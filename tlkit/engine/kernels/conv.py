@@ -26,9 +26,10 @@ import functools
 
 import numpy as np
 
-from tlkit.engine.kernels import conv_chunks, direct_conv, winograd
+from tlkit.engine.kernels import conv_chunks, conv_pool_bands, direct_conv, winograd
 from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
-from tlkit.engine.kernels.im2col import add_bias_relu, col2im_rows, im2col_rows
+from tlkit.engine.kernels.epilogue import PARALLEL_MIN_ELEMENTS
+from tlkit.engine.kernels.im2col import add_bias_relu, add_bias_relu_serial, col2im_rows, im2col_rows
 from tlkit.engine.kernels.pool import check_out as check_pooled_out
 from tlkit.engine.kernels.pool import max_pool2d_forward
 from tlkit.utils import threads
@@ -43,6 +44,9 @@ winograd_transform_filter = winograd.transform_filter
 # to keep BLAS products >= ~1000 rows on VGG16's layers; BENCHMARKS.md has the sweep
 # (scripts/bench_engine.py --tiles), to rerun on a CPU with much smaller caches.
 TILE_BYTES = 4 << 20
+# 1x1 convs below this many flops run on the calling thread, product and epilogue: handing halves
+# to another thread costs more than it saves (SqueezeNet's fire modules at batch 1).
+POINTWISE_SPLIT_FLOPS = 16_000_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,7 +138,15 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
     has_bias = b is not None
     bias = b if has_bias else np.zeros(f, np.float32)
     direct_1x1 = _pointwise(window) and (pad_top, pad_left) == (0, 0) and out_hw == (x.shape[1], x.shape[2])
-    if conv_chunks.worth_it(2 * n * out_h * out_w * k * f):
+    flops = 2 * n * out_h * out_w * k * f
+    if direct_1x1 and flops < POINTWISE_SPLIT_FLOPS and conv_chunks.CHUNKED is not True:
+        wide = y.reshape(-1, y.shape[3])
+        threads.limit_blas()
+        threads.product(x.reshape(-1, ch), wmat, wide[:, lo:lo + f])
+        if has_bias or relu:
+            _bias_relu(wide, bias, has_bias, relu, lo)
+        return y[..., lo:lo + f]
+    if conv_chunks.worth_it(flops):
         parts = max(threads.num_threads(), 1)
         tiles = _tiles(n, out_h, out_w * (k + f) * 4, conv_chunks.CHUNK_BYTES, parts * threads.CHUNKS_PER_THREAD)
         conv_chunks.im2col_product(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, direct_1x1, tiles, y,
@@ -156,8 +168,14 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
             src = patches[:m]
         matmul(src, wmat, y2[a:a + m])
         if has_bias or relu:
-            add_bias_relu(wide[a:a + m], bias, has_bias, relu, lo)
+            _bias_relu(wide[a:a + m], bias, has_bias, relu, lo)
     return y[..., lo:lo + f]
+
+
+def _bias_relu(y2, bias, has_bias, relu, lo):
+    """add_bias_relu, on the calling thread when the block is too small to wake the others for."""
+    kernel = add_bias_relu if y2.shape[0] * bias.shape[0] >= PARALLEL_MIN_ELEMENTS else add_bias_relu_serial
+    kernel(y2, bias, has_bias, relu, lo)
 
 
 def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), relu=False, wino_filter=None,
@@ -263,6 +281,9 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
     wk, bias = w.reshape(-1, f), _zeros_if_none(b, f)
     ptop = pads(g.oh, pool[0], pool_strides[0], pool_padding)[0]
     pleft = pads(g.ow, pool[1], pool_strides[1], pool_padding)[0]
+    if conv_pool_bands.preferred(f, g.dilation):
+        return conv_pool_bands.conv_maxpool_bands(x, wk, bias, b is not None, relu, g.window, g.pad_top, g.pad_left,
+                                                  (g.oh, g.ow), pool, pool_strides, (ptop, pleft), y)
 
     # Each image's pooled rows are split into parts so that small batches still feed every thread.
     parts = min(p_rows, max(1, -(-threads.CHUNKS_PER_THREAD * threads.num_threads() // x.shape[0])))
