@@ -28,8 +28,7 @@ import numpy as np
 
 from tlkit.engine.kernels import conv_chunks, conv_pool_bands, direct_conv, winograd
 from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
-from tlkit.engine.kernels.epilogue import PARALLEL_MIN_ELEMENTS
-from tlkit.engine.kernels.im2col import add_bias_relu, add_bias_relu_serial, col2im_rows, im2col_rows
+from tlkit.engine.kernels.im2col import add_bias_relu, col2im_rows, im2col_rows
 from tlkit.engine.kernels.pool import check_out as check_pooled_out
 from tlkit.engine.kernels.pool import max_pool2d_forward
 from tlkit.utils import threads
@@ -144,7 +143,7 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
         threads.limit_blas()
         threads.product(x.reshape(-1, ch), wmat, wide[:, lo:lo + f])
         if has_bias or relu:
-            _bias_relu(wide, bias, has_bias, relu, lo)
+            add_bias_relu(wide, bias, has_bias, relu, lo)
         return y[..., lo:lo + f]
     if conv_chunks.worth_it(flops):
         parts = max(threads.num_threads(), 1)
@@ -168,14 +167,8 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
             src = patches[:m]
         matmul(src, wmat, y2[a:a + m])
         if has_bias or relu:
-            _bias_relu(wide[a:a + m], bias, has_bias, relu, lo)
+            add_bias_relu(wide[a:a + m], bias, has_bias, relu, lo)
     return y[..., lo:lo + f]
-
-
-def _bias_relu(y2, bias, has_bias, relu, lo):
-    """add_bias_relu, on the calling thread when the block is too small to wake the others for."""
-    kernel = add_bias_relu if y2.shape[0] * bias.shape[0] >= PARALLEL_MIN_ELEMENTS else add_bias_relu_serial
-    kernel(y2, bias, has_bias, relu, lo)
 
 
 def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), relu=False, wino_filter=None,
