@@ -42,7 +42,7 @@ print(sorted(compiled() - helper))
     assert done.returncode == 0, done.stderr[-2000:]
     helper, left_for_the_forward = done.stdout.strip().splitlines()[-2:]
     assert left_for_the_forward == "[]"  # every specialisation the forward needs was compiled by the helper
-    for kernel in ("pool_band_bias_relu", "add_bias_relu_serial", "output_transform"):  # conv1 + pool1, 1x1, 3x3
+    for kernel in ("pool_band_bias_relu", "add_bias_relu", "output_transform"):  # conv1 + pool1, 1x1, 3x3
         assert kernel in helper
 
 
@@ -80,7 +80,7 @@ def test_the_helper_process_compiles_a_base_and_an_optimizer(tmp_path):
                           capture_output=True, text=True, env=env, timeout=1200)
     assert done.returncode == 0, done.stderr[-2000:]
     names = {f.split("-")[0] for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".nbi")}
-    assert {"conv_pool_bands.pool_band_bias_relu", "im2col.add_bias_relu_serial", "optim.adam"} <= names, names
+    assert {"conv_pool_bands.pool_band_bias_relu", "im2col.add_bias_relu", "optim.adam"} <= names, names
 
 
 def test_compiling_once_takes_one_lock_file_per_kernel_signature(tmp_path):

@@ -8,7 +8,7 @@ cache, and a thread the OS deschedules delays only the chunk it is on.
 """
 import numpy as np
 
-from tlkit.engine.kernels.im2col import add_bias_relu_serial, im2col_rows
+from tlkit.engine.kernels.im2col import add_bias_relu, im2col_rows
 from tlkit.utils import threads
 
 # Budget of one im2col chunk: its patch and output tiles stay in one thread's cache while its
@@ -51,7 +51,7 @@ def im2col_product(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, dir
             src = patches[:m]
         threads.product(src, wmat, wide[a:a + m, lo:lo + f])
         if has_bias or relu:
-            add_bias_relu_serial(wide[a:a + m], bias, has_bias, relu, lo)  # one chunk per thread
+            add_bias_relu(wide[a:a + m], bias, has_bias, relu, lo)  # one chunk per thread
 
     threads.limit_blas()
     threads.run_chunks(range(len(tiles) + 1), tile, parts)

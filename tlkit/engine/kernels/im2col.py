@@ -55,10 +55,6 @@ def add_bias_relu(y, b, has_bias, relu, lo=0):
             row[j] = v
 
 
-# Serial already (its callers split the work over tlkit's threads); the name the small-block routes call.
-add_bias_relu_serial = add_bias_relu
-
-
 @njit(cache=True, nogil=True, parallel=True)
 def col2im_rows(dpatches, n0, n1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_w, dx):
     """Adjoint of im2col_rows: dx += the patches' gradients at the pixels they were read from.
