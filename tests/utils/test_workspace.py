@@ -64,3 +64,15 @@ def test_pool_is_bounded_per_shape_and_in_bytes(monkeypatch):
     assert workspace._held["bytes"] == 6 * 2 ** 20  # the newest kept, the older ones dropped
     assert workspace.take((3,) + BIG, np.float32).ctypes.data == addresses[2]
     assert workspace._held["bytes"] == 0  # the 2 and 4 MB arrays were dropped, not kept
+
+
+def test_eviction_passes_over_a_shape_whose_arrays_were_all_taken(monkeypatch):
+    monkeypatch.setattr(workspace, "MAX_BYTES", 5 * 2 ** 20)
+    first = np.empty(BIG, np.float32)
+    workspace.give_back([first])
+    del first
+    taken = workspace.take(BIG, np.float32)  # the oldest shape is now an empty entry
+    workspace.give_back([np.empty((1024, 1024), np.float32), np.empty((1024, 1025), np.float32)])
+    assert workspace._held["bytes"] <= workspace.MAX_BYTES
+    assert sum(a.nbytes for pool in workspace._free.values() for a in pool) == workspace._held["bytes"]
+    assert taken.shape == BIG

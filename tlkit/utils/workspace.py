@@ -61,7 +61,8 @@ def give_back(arrays):
             _held["bytes"] += arr.nbytes
             while _held["bytes"] > MAX_BYTES:
                 oldest = next(iter(_free))
-                _held["bytes"] -= _free[oldest].pop(0).nbytes
+                if _free[oldest]:  # a shape whose arrays were all taken keeps an empty list
+                    _held["bytes"] -= _free[oldest].pop(0).nbytes
                 if not _free[oldest]:
                     del _free[oldest]
 
