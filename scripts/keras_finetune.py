@@ -3,7 +3,8 @@
 What a Keras user writes by hand today: ImageDataGenerator.flow_from_directory with the same
 augmentation, SqueezeNet v1.1 built in Keras with the same ImageNet weights (by layer name),
 frozen, the same head, optimizer, batch size and epochs. Run it with the peers' Python (it needs
-TensorFlow and tf_keras, which tlkit never does):
+TensorFlow and tf_keras, which tlkit never does; Keras 3.15 no longer exports ImageDataGenerator,
+so code written around it runs on tf_keras, whose fit also runs as a tf.function):
 
     /work/peers/bin/python scripts/keras_finetune.py ../shared/data/datasets/hymenoptera_data \
         --weights ../shared/data/weights/squeezenet_v1.1_weights_tf_dim_ordering_tf_kernels_notop.h5 \

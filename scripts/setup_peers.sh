@@ -81,12 +81,12 @@ wrapt==2.5.2
 EOF
 
 "$VENV/bin/python" -m pip install -c "$constraints" \
-    "tensorflow-cpu==2.21.0" "keras==3.15.1" "tensorboard==2.21.0" \
+    "tensorflow-cpu==2.21.0" "keras==3.15.1" "tensorboard==2.21.0" "tf_keras==2.21.0" \
     "onnxruntime==1.32.0" "onnx==1.23.2" \
     "albumentations==2.0.8" "threadpoolctl==3.8.0"
 
 "$VENV/bin/python" - <<'EOF'
-import keras, onnx, onnxruntime, tensorflow, threadpoolctl, torch
+import keras, onnx, onnxruntime, tensorflow, tf_keras, threadpoolctl, torch
 print("peers ready:", "torch", torch.__version__, "| tensorflow", tensorflow.__version__, "| keras", keras.__version__,
       "| onnxruntime", onnxruntime.__version__, "| onnx", onnx.__version__)
 EOF
