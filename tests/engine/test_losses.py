@@ -126,6 +126,28 @@ def test_sparse_rejects_bad_labels(data):
         sparse(np.array([0, 1.5, 2, 3, 1, 0]), data["probs"])
     with pytest.raises(ValueError, match="same shape"):
         sparse(np.array([0, 1]), data["probs"])
+    for labels in (np.array([0, 1, 2, -1, 1, 0]), np.array([0, 1, 2, 4, 1, 0], np.uint8)):  # integer ids out of range
+        with pytest.raises(ValueError, match="outside"):
+            sparse(labels, data["probs"])
+
+
+def test_sparse_takes_every_integer_label_dtype(data):
+    expected = ref_cce(data["onehot"], data["probs"]).mean()
+    for dtype in (np.int64, np.int32, np.uint8, np.float32):
+        got = losses.SparseCategoricalCrossentropy()(data["labels"].astype(dtype), data["probs"])
+        assert got == pytest.approx(expected, rel=1e-9), dtype
+
+
+def test_fit_rejects_a_bad_label_in_a_later_batch():
+    """Labels are checked on every batch of fit, not only the first one."""
+    import tlkit
+
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2, 3, 0])  # class 3 of 3 in the second batch of 4
+    model = tlkit.Sequential([tlkit.Input((4,)), tlkit.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"class ids \[3(\.0)?\] outside \[0, 3\)"):
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
 
 
 def test_sparse_ignore_class_averages_over_valid_entries_only(data):

@@ -234,3 +234,23 @@ def test_numba_kernels_inside_chunks_run_on_their_thread_alone():
     threads.run_chunks(range(6), lambda slot, lo, hi: counts.append(numba.get_num_threads()), parts=2)
     assert counts and set(counts) == {1}
     assert numba.get_num_threads() == before
+
+
+def test_num_threads_follows_numba_per_thread():
+    """num_threads reads numba's count directly once launched: it still follows set_num_threads, and a
+    chunk's thread (numba set to 1 there) sees 1 while the caller keeps its own count."""
+    import numba
+
+    threads.num_threads()  # launches numba's threads: later calls take the direct read
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert threads.num_threads() == 1
+        numba.set_num_threads(before)
+        assert threads.num_threads() == before
+        seen = []
+        threads.run_chunks(range(5), lambda slot, lo, hi: seen.append(threads.num_threads()), parts=2)
+        assert set(seen) == {1}
+        assert threads.num_threads() == before
+    finally:
+        numba.set_num_threads(before)

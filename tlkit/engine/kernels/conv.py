@@ -27,6 +27,7 @@ import functools
 import numpy as np
 
 from tlkit.engine.kernels import conv_chunks, conv_pool_bands, direct_conv, winograd
+from tlkit.engine.kernels.bias_grad import bias_grad
 from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
 from tlkit.engine.kernels.im2col import add_bias_relu, col2im_rows, im2col_rows
 from tlkit.engine.kernels.pool import check_out as check_pooled_out
@@ -338,7 +339,7 @@ def conv2d_backward_weights(x, dy, kernel_shape, strides=(1, 1), padding="valid"
     g = _geometry(x.shape, (kh, kw), strides, padding, dilation, fn)
     _check_dy(dy, x.shape[0], g, f, fn)
     dy2 = dy.reshape(-1, f)
-    db = dy2.sum(0, dtype=np.float32)
+    db = bias_grad(dy2)
     if _pointwise(g.window):
         return matmul(x.reshape(-1, ch).T, dy2, np.empty((ch, f), np.float32)).reshape(kernel_shape), db
     if winograd.applicable(x.shape, kernel_shape, g.strides, g.dilation, (g.oh, g.ow)):

@@ -19,6 +19,7 @@ convolution it undoes, and its gradients are that convolution's forward and weig
 import numpy as np
 
 from tlkit.engine.kernels import conv, direct_conv, winograd1d
+from tlkit.engine.kernels.bias_grad import bias_grad
 from tlkit.engine.kernels.geometry import output_size, padding_mode, pads
 
 __all__ = ["conv_forward", "conv_backward", "conv_transpose_forward", "conv_transpose_backward"]
@@ -202,7 +203,7 @@ def conv_backward(x, dy, w, strides=None, padding="valid", dilation=None, groups
     rank = _rank(x, w, groups, fn)
     dx, dw = _BY_RANK[rank][1](x, dy, w, *_window_args(rank, strides, dilation, padding, fn), groups, need_input,
                                need_weights)
-    return dx, dw, dy.reshape(-1, dy.shape[-1]).sum(0, dtype=np.float32)
+    return dx, dw, bias_grad(dy.reshape(-1, dy.shape[-1]))
 
 
 def conv_transpose_forward(x, w, b, out_spatial, strides, padding, dilation):
@@ -231,7 +232,7 @@ def conv_transpose_backward(x, dy, w, strides, padding, dilation, need_input=Tru
         strides, dilation = (1,) + tuple(strides), (1,) + tuple(dilation)
     dx = conv.conv2d_forward(dy, w, None, strides, padding, dilation) if need_input else None
     dw = conv.conv2d_backward_weights(dy, x, w.shape, strides, padding, dilation)[0] if need_weights else None
-    db = dy.reshape(-1, dy.shape[-1]).sum(0, dtype=np.float32)
+    db = bias_grad(dy.reshape(-1, dy.shape[-1]))
     if one_d:
         dx = None if dx is None else dx[:, 0]
         dw = None if dw is None else dw[0]

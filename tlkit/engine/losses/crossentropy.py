@@ -89,8 +89,13 @@ def _sparse(labels, p, from_logits, ignore_class, need_grad):
             + (". The targets look one-hot: use categorical_crossentropy, or integer labels with "
                "sparse_categorical_crossentropy." if labels.shape == p.shape else "")
         )
-    valid = _check_labels(labels.astype(np.float64), p.shape[-1], ignore_class)
-    index = np.where(valid, labels, 0).astype(np.intp)[..., None]
+    if (ignore_class is None and labels.dtype.kind in "iu" and labels.size
+            and labels.min() >= 0 and labels.max() < p.shape[-1]):
+        index = labels.astype(np.intp)[..., None]  # integer class ids in range: the usual case, two reductions
+        valid = None
+    else:
+        valid = _check_labels(labels.astype(np.float64), p.shape[-1], ignore_class)
+        index = np.where(valid, labels, 0).astype(np.intp)[..., None]
     if from_logits:
         log_q = _log_softmax(p, -1)
         values = -np.take_along_axis(log_q, index, axis=-1)[..., 0]
