@@ -105,6 +105,31 @@ def test_real_weights_load_by_name_and_order(shared_data):
         np.testing.assert_array_equal(bias, f["fire5/expand3x3"][bias_name][()])
 
 
+def test_real_weights_as_groups_of_images_match_the_layer_route_and_torch(shared_data, rng, monkeypatch):
+    from tlkit.engine import batch_split
+    from tlkit.utils import threads
+
+    model = SqueezeNet(weights=shared_data / REAL_WEIGHTS, input_shape=(99, 99, 3))  # odd sizes at every layer
+    x = preprocess_input(rng.uniform(0, 255, (6, 99, 99, 3)).astype(np.float32))
+    monkeypatch.setattr(batch_split, "ENABLED", False)
+    layer_route = model.predict_on_batch(x).copy()
+    monkeypatch.setattr(batch_split, "ENABLED", None)
+    grouped = model.predict_on_batch(x)
+    if threads.num_threads() >= 2 and threads.chunks_can_run_numba():
+        assert model._graph._group_free  # the groups' buffers, kept per thread: the route ran
+    scale = np.abs(layer_route).max()
+    assert scale > 0
+    np.testing.assert_allclose(grouped, layer_route, rtol=1e-5, atol=1e-5 * scale)
+    torch = pytest.importorskip("torch")
+    state = {}
+    for layer in model.layers:
+        if layer.weights:
+            kernel, bias = layer.get_weights()
+            name = squeezenet.TORCHVISION_NAMES[layer.name]
+            state[f"{name}.weight"], state[f"{name}.bias"] = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), bias
+    np.testing.assert_allclose(grouped, torch_squeezenet(torch, x, state), rtol=1e-4, atol=1e-4 * scale)
+
+
 # --- real weights on real photos --------------------------------------------------------------
 
 

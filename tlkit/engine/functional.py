@@ -1,6 +1,7 @@
 """The layer graph behind the Functional API: ordering, validation and execution. Where outputs
 go at inference (buffers, channel slices, fused pairs) is the inference plan's business
 (inference_plan.py); the graph orders the nodes, runs them and drops what no later node needs."""
+from tlkit.engine import batch_split
 from tlkit.engine.inference_plan import Execution, InferencePlan
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.symbolic import KerasTensor, flatten
@@ -29,6 +30,8 @@ class Graph:
         self._release_after = self._last_uses()
         self.plan = InferencePlan(self.nodes, self.inputs, self.outputs)
         self._free = []  # flat buffers released by the last inference run (inference_plan.Execution)
+        self._group_free = {}  # the same per thread slot, for runs as groups of images (batch_split.py)
+        self._image_bytes = ()  # batch_split.largest_image_bytes, once it is asked
         self.layers = []
         for t in self.inputs:
             self.layers.append(t.node.layer)
@@ -83,10 +86,23 @@ class Graph:
         return release
 
     def run(self, arrays, training):
+        if self._image_bytes == ():
+            self._image_bytes = batch_split.largest_image_bytes(self)
+        if batch_split.applies(self._image_bytes, arrays, training):
+            return batch_split.run(arrays, self._run_group)
         free, self._free = self._free, []  # this run's own pool: concurrent runs never share a buffer
+        outputs, self._free = self._run_once(arrays, training, free)
+        return outputs
+
+    def _run_group(self, slot, arrays):
+        """Inference on a group of images, with the buffers thread slot ``slot`` used last time."""
+        outputs, self._group_free[slot] = self._run_once(arrays, False, self._group_free.pop(slot, []))
+        return outputs
+
+    def _run_once(self, arrays, training, free):
+        """(outputs, the buffers the run released) of one run of the nodes in order."""
         run = Execution(self.plan, self.inputs, arrays, training, free)
         for node, release in zip(self.nodes, self._release_after):
             run.compute(node)
             run.release(release)
-        self._free = run.released
-        return [run.values[id(t)] for t in self.outputs]
+        return [run.values[id(t)] for t in self.outputs], run.released

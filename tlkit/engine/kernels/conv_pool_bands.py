@@ -37,6 +37,7 @@ def pool_band_bias_relu(conv, r0, oh, ph, pw, psh, psw, ptop, pleft, p0, bias, h
     _, ow, f = conv.shape
     run = ow * f
     rows_max = np.empty(run, np.float32)
+    zero = np.float32(0)  # not a 0.0 literal: v would become a float64
     for i in range(y.shape[0]):
         h0, h1 = _window(p0 + i, psh, ptop, ph, oh)
         rows_max[:] = conv[h0 - r0].reshape(run)
@@ -49,8 +50,8 @@ def pool_band_bias_relu(conv, r0, oh, ph, pw, psh, psw, ptop, pleft, p0, bias, h
                 v = out[c, q]
                 if has_bias:
                     v += bias[q]
-                if relu and v < 0.0:
-                    v = 0.0
+                if relu and v < zero:
+                    v = zero
                 out[c, q] = v
 
 

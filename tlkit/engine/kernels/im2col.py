@@ -1,6 +1,7 @@
 """The numba passes of the tiled im2col convolution (conv.py): gather a tile's input windows into
 a patch matrix, add bias and ReLU on the product's tile, and scatter patch gradients back
 (col2im). Each parallel job owns whole rows of its output, so no two threads write one value."""
+import numpy as np
 from numba import njit, prange
 
 
@@ -44,14 +45,15 @@ def add_bias_relu(y, b, has_bias, relu, lo=0):
     """In place on columns [lo, lo + len(b)) of a (rows, columns) block: y += b; y = max(y, 0).
     Serial: its callers run it on each chunk of a product, on the thread that computed it."""
     rows, f = y.shape[0], b.shape[0]
+    zero = np.float32(0)  # not a 0.0 literal: v would become a float64, half the lanes per vector
     for i in range(rows):
         row = y[i, lo:lo + f]  # a contiguous slice of a C-contiguous block vectorizes; a strided view would not
         for j in range(f):
             v = row[j]
             if has_bias:
                 v += b[j]
-            if relu and v < 0.0:
-                v = 0.0
+            if relu and v < zero:
+                v = zero
             row[j] = v
 
 

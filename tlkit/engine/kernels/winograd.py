@@ -46,6 +46,9 @@ THREADED = None
 # Below these the direct path wins (see applicable).
 MIN_CHANNELS = 16
 MIN_OUT = 8
+# The transforms' constants as float32: a float64 literal would turn each float32 sum into a
+# float64 one (numba follows numpy's promotion), half as many lanes per vector plus conversions.
+F2, F4, F5, F8, ZERO = (np.float32(v) for v in (2, 4, 5, 8, 0))
 
 
 def transform_filter(w):
@@ -120,28 +123,28 @@ def input_transform(x, tile_rows, tr0, tiles_h, tiles_w, pad_top, pad_left, v):
                             d[i, j, c] = x[img, ih, iw, c]
                     else:
                         for c in range(ch):
-                            d[i, j, c] = 0.0
+                            d[i, j, c] = ZERO
             # s = B^T d (along rows), then v = s B (along columns)
             for j in range(6):
                 for c in range(ch):
                     d0 = d[0, j, c]; d1 = d[1, j, c]; d2 = d[2, j, c]
                     d3 = d[3, j, c]; d4 = d[4, j, c]; d5 = d[5, j, c]
-                    s[0, j, c] = 4.0 * d0 - 5.0 * d2 + d4
-                    s[1, j, c] = -4.0 * (d1 + d2) + d3 + d4
-                    s[2, j, c] = 4.0 * (d1 - d2) - d3 + d4
-                    s[3, j, c] = 2.0 * (d3 - d1) - d2 + d4
-                    s[4, j, c] = 2.0 * (d1 - d3) - d2 + d4
-                    s[5, j, c] = 4.0 * d1 - 5.0 * d3 + d5
+                    s[0, j, c] = F4 * d0 - F5 * d2 + d4
+                    s[1, j, c] = -F4 * (d1 + d2) + d3 + d4
+                    s[2, j, c] = F4 * (d1 - d2) - d3 + d4
+                    s[3, j, c] = F2 * (d3 - d1) - d2 + d4
+                    s[4, j, c] = F2 * (d1 - d3) - d2 + d4
+                    s[5, j, c] = F4 * d1 - F5 * d3 + d5
             for i in range(6):
                 for c in range(ch):
                     e0 = s[i, 0, c]; e1 = s[i, 1, c]; e2 = s[i, 2, c]
                     e3 = s[i, 3, c]; e4 = s[i, 4, c]; e5 = s[i, 5, c]
-                    v[i * 6 + 0, t, c] = 4.0 * e0 - 5.0 * e2 + e4
-                    v[i * 6 + 1, t, c] = -4.0 * (e1 + e2) + e3 + e4
-                    v[i * 6 + 2, t, c] = 4.0 * (e1 - e2) - e3 + e4
-                    v[i * 6 + 3, t, c] = 2.0 * (e3 - e1) - e2 + e4
-                    v[i * 6 + 4, t, c] = 2.0 * (e1 - e3) - e2 + e4
-                    v[i * 6 + 5, t, c] = 4.0 * e1 - 5.0 * e3 + e5
+                    v[i * 6 + 0, t, c] = F4 * e0 - F5 * e2 + e4
+                    v[i * 6 + 1, t, c] = -F4 * (e1 + e2) + e3 + e4
+                    v[i * 6 + 2, t, c] = F4 * (e1 - e2) - e3 + e4
+                    v[i * 6 + 3, t, c] = F2 * (e3 - e1) - e2 + e4
+                    v[i * 6 + 4, t, c] = F2 * (e1 - e3) - e2 + e4
+                    v[i * 6 + 5, t, c] = F4 * e1 - F5 * e3 + e5
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -167,9 +170,9 @@ def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, 
                     p = m3 + m4
                     q = m3 - m4
                     s[0, j, c] = m0 + a + p
-                    s[1, j, c] = d + 2.0 * q
-                    s[2, j, c] = a + 4.0 * p
-                    s[3, j, c] = d + 8.0 * q + m5
+                    s[1, j, c] = d + F2 * q
+                    s[2, j, c] = a + F4 * p
+                    s[3, j, c] = d + F8 * q + m5
             for i in range(4):  # o = s A (along columns), + bias, ReLU
                 for c in range(f):
                     e0 = s[i, 0, c]; e1 = s[i, 1, c]; e2 = s[i, 2, c]
@@ -178,13 +181,13 @@ def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, 
                     d = e1 - e2
                     p = e3 + e4
                     q = e3 - e4
-                    bias = b[c] if has_bias else 0.0
+                    bias = b[c] if has_bias else ZERO
                     r0 = e0 + a + p + bias
-                    r1 = d + 2.0 * q + bias
-                    r2 = a + 4.0 * p + bias
-                    r3 = d + 8.0 * q + e5 + bias
+                    r1 = d + F2 * q + bias
+                    r2 = a + F4 * p + bias
+                    r3 = d + F8 * q + e5 + bias
                     if relu:
-                        r0 = max(r0, 0.0); r1 = max(r1, 0.0); r2 = max(r2, 0.0); r3 = max(r3, 0.0)
+                        r0 = max(r0, ZERO); r1 = max(r1, ZERO); r2 = max(r2, ZERO); r3 = max(r3, ZERO)
                     o[i, 0, c] = r0; o[i, 1, c] = r1; o[i, 2, c] = r2; o[i, 3, c] = r3
             if pool2:  # y is (N, conv_h // 2, conv_w // 2, .)
                 for i in range(min(2, oh - tr * 2)):
