@@ -13,9 +13,9 @@ Output rows are written once, clipped (bias, folded BatchNormalization, ReLU6 co
 Square 3x3 and 5x5 kernels (MobileNet's and EfficientNet's) on output rows whose kernel rows all
 fall inside the input sum the whole window per pass instead: the 4 sums of a channel stay in
 registers over all the taps and are stored once (no reads and writes of the sums per kernel row;
-1.15-1.25x faster on those layers in cache). While a block is summed, the
-input it shares with the next output row's new kernel row is prefetched: at large batches the
-input comes from memory, not cache, and the hardware prefetcher alone left the passes waiting.
+1.14-1.17x faster on those layers in cache). While a block is summed, the input the next output
+row adds (its last kernel row, same columns) is prefetched: at large batches the input comes from
+memory, not cache, and the hardware prefetcher alone left the passes waiting.
 
 Blocks of PIXELS columns whose taps all fall inside the input row read the input in place; the
 few columns at the left and right edges (and those left over) go one by one, each tap checked.
