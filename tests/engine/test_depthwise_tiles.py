@@ -76,6 +76,33 @@ def test_other_geometries_skip_the_tiled_kernel(rng, tiled_calls):
 
 
 @pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("padding,dilation", [("same", (1, 1)), ("valid", (1, 1)), ("same", (2, 1))])
+@pytest.mark.parametrize("channels", [37, 290])
+def test_whole_window_rows_match_numpy(rng, tiled_calls, k, padding, dilation, channels):
+    """Square 3x3 / 5x5 kernels: rows with every kernel row inside the input take the whole-window
+    passes (sums in registers, next row prefetched), the top and bottom rows the kernel-row passes.
+    3 images of 13 x 19 (interior blocks, border and leftover columns, the prefetch stopping at each
+    image's last rows), channel counts that are not a multiple of a vector (37) and that leave a
+    partial 256-channel block (290), bias and a clip in the write."""
+    x = (2 * rng.standard_normal((3, 13, 19, channels))).astype(np.float32)
+    kernel = rng.standard_normal((k, k, channels, 1)).astype(np.float32)
+    bias = rng.standard_normal(channels).astype(np.float32)
+    y = depthwise.depthwise_forward(x, kernel, (1, 1), padding, dilation, bias=bias, clip=(-4.0, 5.0))
+    assert len(tiled_calls) == 1
+    expected = np.clip(reference_depthwise(x, kernel, (1, 1), padding, dilation) + bias, -4.0, 5.0)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_whole_window_rows_with_channel_multiplier(rng, tiled_calls):
+    """depth_multiplier 3 over 7 input channels (21 output channels) through the 5x5 whole-window passes."""
+    x = rng.standard_normal((2, 11, 12, 7)).astype(np.float32)
+    kernel = rng.standard_normal((5, 5, 7, 3)).astype(np.float32)
+    y = depthwise.depthwise_forward(x, kernel, (1, 1), "same")
+    assert len(tiled_calls) == 1
+    np.testing.assert_allclose(y, reference_depthwise(x, kernel, (1, 1), "same"), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [3, 5])
 def test_tiled_forward_matches_torch(rng, tiled_calls, k):
     torch = pytest.importorskip("torch")
     x = rng.standard_normal((2, 14, 14, 64)).astype(np.float32)

@@ -10,13 +10,22 @@ small array on the stack, so LLVM knows no array overlaps them and vectorizes th
 channels with no run-time overlap checks; indices are unsigned, so no negative-index fix-ups either.
 Output rows are written once, clipped (bias, folded BatchNormalization, ReLU6 cost no extra pass).
 
+Square 3x3 and 5x5 kernels (MobileNet's and EfficientNet's) on output rows whose kernel rows all
+fall inside the input sum the whole window per pass instead: the 4 sums of a channel stay in
+registers over all the taps and are stored once (no reads and writes of the sums per kernel row;
+1.14-1.17x faster on those layers in cache). While a block is summed, the input the next output
+row adds (its last kernel row, same columns) is prefetched: at large batches the input comes from
+memory, not cache, and the hardware prefetcher alone left the passes waiting.
+
 Blocks of PIXELS columns whose taps all fall inside the input row read the input in place; the
 few columns at the left and right edges (and those left over) go one by one, each tap checked.
 Rows above or below the input are skipped, so no padded copy is made. One output row of one image
 is one parallel job.
 """
+import llvmlite.binding
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -27,6 +36,9 @@ PIXELS = 4  # adjacent output pixels per pass (the passes below are written for 
 BLOCK = 256  # channels per pass: the sums and the rows' runs stay in L1 (128-512 measured alike)
 SUMS = PIXELS * BLOCK
 _B1, _B2, _B3 = np.uint64(BLOCK), np.uint64(2 * BLOCK), np.uint64(3 * BLOCK)  # pixel offsets in the sums
+LINE_FLOATS = 16  # floats per 64-byte cache line: one prefetch each
+# llvm.prefetch is named after its pointer type: typed pointers before LLVM 15, opaque ones since.
+_PREFETCH = "llvm.prefetch.p0" if llvmlite.binding.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
 
 
 @intrinsic
@@ -35,6 +47,23 @@ def _stack_sums(typingctx):
     def codegen(context, builder, signature, args):
         return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=SUMS)
     return types.CPointer(types.float32)(), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Asks for the cache line holding array[index] (a 1-D array, index in range) to be loaded
+    into the caches for reading; no fault, no wait."""
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        arr = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, arr, [args[1]], wraparound=False)
+        byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), _PREFETCH)
+        # read, locality 2 (kept in the outer caches: the line is used a row's work later), data
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), i32(0), i32(2), i32(1)])
+        return context.get_dummy_value()
+    return types.void(array, index), codegen
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -106,6 +135,71 @@ def _kernel_row(xf, kf, acc, xb, xc, kb, kc, kw, m):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _row3(xf, kf, xb, kb, xc, s0, s1, s2, s3):
+    """The 4 sums + one kernel row of 3 taps, for the channel at xf[xb] (weights kf[kb], xc apart)."""
+    x2 = xc + xc
+    x3, x4 = x2 + xc, x2 + x2
+    x5 = x4 + xc
+    a0, a1, a2, a3, a4, a5 = xf[xb], xf[xb + xc], xf[xb + x2], xf[xb + x3], xf[xb + x4], xf[xb + x5]
+    w0, w1, w2 = kf[kb], kf[kb + xc], kf[kb + x2]
+    return (s0 + a0 * w0 + a1 * w1 + a2 * w2, s1 + a1 * w0 + a2 * w1 + a3 * w2,
+            s2 + a2 * w0 + a3 * w1 + a4 * w2, s3 + a3 * w0 + a4 * w1 + a5 * w2)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row5(xf, kf, xb, kb, xc, s0, s1, s2, s3):
+    """The 4 sums + one kernel row of 5 taps (offsets as _row3's; additions only, so every offset
+    stays uint64 and the loads stay contiguous vector loads)."""
+    x2 = xc + xc
+    x3, x4 = x2 + xc, x2 + x2
+    x5, x6, x7 = x4 + xc, x4 + x2, x4 + x3
+    a0, a1, a2, a3 = xf[xb], xf[xb + xc], xf[xb + x2], xf[xb + x3]
+    a4, a5, a6, a7 = xf[xb + x4], xf[xb + x5], xf[xb + x6], xf[xb + x7]
+    w0, w1, w2, w3, w4 = kf[kb], kf[kb + xc], kf[kb + x2], kf[kb + x3], kf[kb + x4]
+    return (s0 + a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3 + a4 * w4,
+            s1 + a1 * w0 + a2 * w1 + a3 * w2 + a4 * w3 + a5 * w4,
+            s2 + a2 * w0 + a3 * w1 + a4 * w2 + a5 * w3 + a6 * w4,
+            s3 + a3 * w0 + a4 * w1 + a5 * w2 + a6 * w3 + a7 * w4)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window3(xf, kf, bias, acc, xb, row, xc, q0, m):
+    """acc's 4 pixels = bias + a whole 3x3 window over m channels from q0: the top-left input at
+    xf[xb], input rows ``row`` floats apart, pixels and weights xc apart. (Offsets built by
+    additions and the taps written out: LLVM then sees contiguous loads and vectorizes over the
+    channels.)"""
+    k1 = xc + xc + xc  # one kernel row of weights
+    k2, x2 = k1 + k1, row + row
+    for q in range(m):
+        u = np.uint64(q)
+        s = bias[q0 + u]
+        xi, ki = xb + u, q0 + u
+        s0, s1, s2, s3 = _row3(xf, kf, xi, ki, xc, s, s, s, s)
+        s0, s1, s2, s3 = _row3(xf, kf, xi + row, ki + k1, xc, s0, s1, s2, s3)
+        s0, s1, s2, s3 = _row3(xf, kf, xi + x2, ki + k2, xc, s0, s1, s2, s3)
+        acc[u], acc[_B1 + u], acc[_B2 + u], acc[_B3 + u] = s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window5(xf, kf, bias, acc, xb, row, xc, q0, m):
+    """As _window3, for a 5x5 window."""
+    k1 = xc + xc + xc + xc + xc
+    k2, x2 = k1 + k1, row + row
+    k3, x3 = k2 + k1, x2 + row
+    k4, x4 = k2 + k2, x2 + x2
+    for q in range(m):
+        u = np.uint64(q)
+        s = bias[q0 + u]
+        xi, ki = xb + u, q0 + u
+        s0, s1, s2, s3 = _row5(xf, kf, xi, ki, xc, s, s, s, s)
+        s0, s1, s2, s3 = _row5(xf, kf, xi + row, ki + k1, xc, s0, s1, s2, s3)
+        s0, s1, s2, s3 = _row5(xf, kf, xi + x2, ki + k2, xc, s0, s1, s2, s3)
+        s0, s1, s2, s3 = _row5(xf, kf, xi + x3, ki + k3, xc, s0, s1, s2, s3)
+        s0, s1, s2, s3 = _row5(xf, kf, xi + x4, ki + k4, xc, s0, s1, s2, s3)
+        acc[u], acc[_B1 + u], acc[_B2 + u], acc[_B3 + u] = s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _write(yf, acc, lo, hi, shape, n, r, c0, stop, q0, m):
     """Output columns [c0, stop) of row r, channels [q0, q0 + m) = the sums, clipped."""
     ch, oh, ow = shape[3], shape[4], shape[5]
@@ -133,6 +227,29 @@ def _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, dh, top, left):
                 _kernel_row(xf, kf, acc, np.uint64(((n * h + ii) * w + c0 - left) * ch + q0), uch,
                             np.uint64(i * kw * ch + q0), uch, kw, m)
         _write(yf, acc, lo, hi, shape, n, r, c0, c0 + PIXELS, q0, m)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window_blocks(xf, kf, bias, lo, hi, yf, acc, shape, n, r, first, inner, dh, top, left):
+    """Output columns [first, inner) of row r of image n by whole-window passes (square 3x3 / 5x5
+    kernels; every tap of these columns reads inside the input); each block prefetches the input
+    row the next output row adds."""
+    n_img, h, w, ch, oh, ow, kh, kw = shape
+    uch, row = np.uint64(ch), np.uint64(dh * w * ch)
+    ahead = r - top + kh * dh  # the next output row's last kernel row
+    for c0 in range(first, inner, PIXELS):
+        if ahead < h:
+            start = ((n * h + ahead) * w + c0 - left) * ch
+            for e in range(start, start + PIXELS * ch, LINE_FLOATS):
+                _prefetch(xf, np.uint64(e))
+        for q0 in range(0, ch, BLOCK):
+            m = min(BLOCK, ch - q0)
+            xb = np.uint64(((n * h + r - top) * w + c0 - left) * ch + q0)
+            if kw == 3:
+                _window3(xf, kf, bias, acc, xb, row, uch, np.uint64(q0), m)
+            else:
+                _window5(xf, kf, bias, acc, xb, row, uch, np.uint64(q0), m)
+            _write(yf, acc, lo, hi, shape, n, r, c0, c0 + PIXELS, q0, m)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -170,13 +287,17 @@ def forward_stride1_tiles(x, k, bias, lo, hi, dh, top, left, y):
     end = max(first, min(ow, w + left - (kw - 1)))
     inner = first + (end - first) // PIXELS * PIXELS  # [first, inner): whole blocks of such columns
     xf, kf, yf = x.reshape(-1), k.reshape(-1), y.reshape(-1)
+    whole = kh == kw and (kw == 3 or kw == 5)
     for job in prange(n_img * oh):
         n = job // oh
         r = job % oh
         acc = numba.carray(_stack_sums(), SUMS)
         for c in range(first):
             _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, dh, top, left)
-        for c0 in range(first, inner, PIXELS):
-            _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, dh, top, left)
+        if whole and r - top >= 0 and r - top + (kh - 1) * dh < h:
+            _window_blocks(xf, kf, bias, lo, hi, yf, acc, shape, n, r, first, inner, dh, top, left)
+        else:
+            for c0 in range(first, inner, PIXELS):
+                _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, dh, top, left)
         for c in range(inner, ow):
             _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, dh, top, left)
