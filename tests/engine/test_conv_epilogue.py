@@ -157,10 +157,10 @@ def test_add_residual_clip_matches_numpy(rng, monkeypatch, parallel_min):
 
 
 @pytest.mark.parametrize("tile_bytes", [epilogue.TILE_BYTES, 7 * 4 * 5])  # one tile; tiles of 5 rows, the last short
-@pytest.mark.parametrize("parallel_min", [0, 1 << 30])
-def test_pointwise_conv_matches_numpy(rng, monkeypatch, tile_bytes, parallel_min):
+@pytest.mark.parametrize("min_split_flops", [0, 1 << 60])  # runs of tiles shared by the threads; all on the caller
+def test_pointwise_conv_matches_numpy(rng, monkeypatch, tile_bytes, min_split_flops):
     monkeypatch.setattr(epilogue, "TILE_BYTES", tile_bytes)
-    monkeypatch.setattr(epilogue, "PARALLEL_MIN_ELEMENTS", parallel_min)
+    monkeypatch.setattr(epilogue, "MIN_SPLIT_FLOPS", min_split_flops)
     x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32) * 3
     w, b = rng.standard_normal((5, 7)).astype(np.float32), rng.standard_normal(7).astype(np.float32)
     r = rng.standard_normal((2, 4, 6, 7)).astype(np.float32)

@@ -1,7 +1,8 @@
 """What follows a convolution at inference, applied in one pass over its output while it is in
 cache: the bias, a residual added and a clip (ReLU: [0, inf), ReLU6: [0, 6]).
 
-    pointwise_conv(x, w, b, residual, 0.0, 6.0, out)   # 1x1 stride-1 conv: product + epilogue, tile by tile
+    pointwise_conv(x, w, b, residual, 0.0, 6.0, out)   # 1x1 stride-1 conv: product + epilogue, tile by tile,
+                                                       # each thread taking runs of tiles
     add_residual_clip(y2, residual2, 0.0, 6.0)           # y2 (rows, F) C-contiguous; residual2 or None
 
 Outputs smaller than PARALLEL_MIN_ELEMENTS get the single-threaded kernel: waking the other
@@ -10,7 +11,8 @@ threads costs more than the pass itself (a batch-1 forward makes ~100 such passe
 import numpy as np
 from numba import njit, prange
 
-from tlkit.utils.threads import matmul
+from tlkit.utils.threads import (CHUNKS_PER_THREAD, MIN_SPLIT_FLOPS, limit_blas, num_threads, product,
+                                 run_chunks)
 
 __all__ = ["add_residual_clip", "pointwise_conv"]
 
@@ -77,11 +79,27 @@ def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None
     rows = x.size // c
     x2, y2 = x.reshape(rows, c), out.reshape(rows, f)
     r2 = None if residual is None else np.ascontiguousarray(residual, np.float32).reshape(rows, f)
-    b = None if bias is None else np.ascontiguousarray(bias, np.float32)
+    b = np.zeros(1, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    r = np.zeros((1, 1), np.float32) if r2 is None else r2
     w = np.ascontiguousarray(w, np.float32)
+    lo, hi = np.float32(-np.inf if low is None else low), np.float32(np.inf if high is None else high)
     tile = max(1, TILE_BYTES // (4 * f))
-    for a in range(0, rows, tile):
-        z = min(a + tile, rows)
-        matmul(x2[a:z], w, y2[a:z])
-        _epilogue(y2[a:z], b, None if r2 is None else r2[a:z], low, high)
+    tiles = -(-rows // tile)
+
+    def run_tiles(slot, first, last):
+        # Each thread takes whole runs of tiles: one hand-off per run, not two per tile (a
+        # product split over the threads, then a parallel epilogue), which cost more than the
+        # work on the small-channel convs of MobileNetV2 and EfficientNet.
+        for a in range(first * tile, min(last * tile, rows), tile):
+            z = min(a + tile, rows)
+            product(x2[a:z], w, y2[a:z])
+            _epilogue_serial(y2[a:z], b, r[a:z] if r2 is not None else r, bias is not None, r2 is not None, lo, hi)
+
+    limit_blas()
+    parts = 1 if 2 * rows * c * f < MIN_SPLIT_FLOPS else min(num_threads(), tiles)
+    if parts < 2:
+        run_tiles(0, 0, tiles)
+    else:
+        chunks = min(tiles, parts * CHUNKS_PER_THREAD)
+        run_chunks([tiles * i // chunks for i in range(chunks + 1)], run_tiles, parts)
     return out
