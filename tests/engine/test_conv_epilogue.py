@@ -8,6 +8,7 @@ import tlkit
 from tlkit import layers as L
 from tlkit.engine.kernels import depthwise
 from tlkit.engine.kernels import epilogue
+from tlkit.engine.layers import padding as padding_layers
 from tlkit.engine.tape import GradientTape
 
 from gradcheck import numeric
@@ -111,7 +112,9 @@ def test_grouped_conv_folds_its_batch_norm(rng):
 
 
 @pytest.mark.parametrize("padding", [((0, 1), (0, 1)), ((2, 0), (1, 3))])
-def test_zero_padding_into_a_recycled_buffer(rng, padding):
+@pytest.mark.parametrize("parallel_bytes", [padding_layers.PARALLEL_COPY_BYTES, 0])  # image by image on the threads
+def test_zero_padding_into_a_recycled_buffer(rng, monkeypatch, padding, parallel_bytes):
+    monkeypatch.setattr(padding_layers, "PARALLEL_COPY_BYTES", parallel_bytes)
     inp = tlkit.Input((9, 8, 5))
     x = L.ZeroPadding2D(padding, name="pad")(inp)
     x = L.DepthwiseConv2D(3, strides=2, use_bias=False, name="dw")(x)

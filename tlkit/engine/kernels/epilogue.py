@@ -83,7 +83,10 @@ def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None
     r = np.zeros((1, 1), np.float32) if r2 is None else r2
     w = np.ascontiguousarray(w, np.float32)
     lo, hi = np.float32(-np.inf if low is None else low), np.float32(np.inf if high is None else high)
-    tile = max(1, TILE_BYTES // (4 * f))
+    limit_blas()
+    parts = 1 if 2 * rows * c * f < MIN_SPLIT_FLOPS else min(num_threads(), rows)
+    # Tiles small enough for L2, and at least one per thread (a batch-1 layer may be one tile).
+    tile = max(1, min(TILE_BYTES // (4 * f), -(-rows // parts)))
     tiles = -(-rows // tile)
 
     def run_tiles(slot, first, last):
@@ -95,8 +98,6 @@ def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None
             product(x2[a:z], w, y2[a:z])
             _epilogue_serial(y2[a:z], b, r[a:z] if r2 is not None else r, bias is not None, r2 is not None, lo, hi)
 
-    limit_blas()
-    parts = 1 if 2 * rows * c * f < MIN_SPLIT_FLOPS else min(num_threads(), tiles)
     if parts < 2:
         run_tiles(0, 0, tiles)
     else:
