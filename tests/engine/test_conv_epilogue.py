@@ -8,6 +8,7 @@ import tlkit
 from tlkit import layers as L
 from tlkit.engine.kernels import depthwise
 from tlkit.engine.kernels import epilogue
+from tlkit.engine.layers import padding as padding_layers
 from tlkit.engine.tape import GradientTape
 
 from gradcheck import numeric
@@ -110,8 +111,29 @@ def test_grouped_conv_folds_its_batch_norm(rng):
     np.testing.assert_allclose(model.predict_on_batch(x), one_layer_at_a_time(model, x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("strides", [(2, 2), (2, 3)])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_strided_1x1_convs_with_their_chains(rng, strides, padding):
+    """ResNet's shortcut: two strided 1x1 convs of one input, BN folded, the Add and ReLU in the second's
+    pass, against the layers one at a time."""
+    inp = tlkit.Input((7, 9, 5))
+    shortcut = L.BatchNormalization(name="short_bn")(L.Conv2D(6, 1, strides, padding, name="short")(inp))
+    y = L.BatchNormalization(name="main_bn")(L.Conv2D(6, 1, strides, padding, name="main")(inp))
+    model = tlkit.Model(inp, L.Activation("relu", name="out")(L.Add(name="add")([y, shortcut])))
+    randomize_batch_norms(model, rng)
+    model.trainable = False
+    chains = [[(kind, n.layer.name) for kind, n, _ in c] for c in model._graph.plan.epilogues.values()]
+    assert chains == [[("add", "add"), ("clip", "out")]]
+    x = rng.standard_normal((2, 7, 9, 5)).astype(np.float32) * 3
+    expected = one_layer_at_a_time(model, x)
+    assert expected.shape == (2, -(-7 // strides[0]), -(-9 // strides[1]), 6) and (expected == 0).any() and expected.max() > 0
+    np.testing.assert_allclose(model.predict_on_batch(x), expected, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("padding", [((0, 1), (0, 1)), ((2, 0), (1, 3))])
-def test_zero_padding_into_a_recycled_buffer(rng, padding):
+@pytest.mark.parametrize("parallel_bytes", [padding_layers.PARALLEL_COPY_BYTES, 0])  # image by image on the threads
+def test_zero_padding_into_a_recycled_buffer(rng, monkeypatch, padding, parallel_bytes):
+    monkeypatch.setattr(padding_layers, "PARALLEL_COPY_BYTES", parallel_bytes)
     inp = tlkit.Input((9, 8, 5))
     x = L.ZeroPadding2D(padding, name="pad")(inp)
     x = L.DepthwiseConv2D(3, strides=2, use_bias=False, name="dw")(x)
@@ -157,10 +179,10 @@ def test_add_residual_clip_matches_numpy(rng, monkeypatch, parallel_min):
 
 
 @pytest.mark.parametrize("tile_bytes", [epilogue.TILE_BYTES, 7 * 4 * 5])  # one tile; tiles of 5 rows, the last short
-@pytest.mark.parametrize("parallel_min", [0, 1 << 30])
-def test_pointwise_conv_matches_numpy(rng, monkeypatch, tile_bytes, parallel_min):
+@pytest.mark.parametrize("min_split_flops", [0, 1 << 60])  # runs of tiles shared by the threads; all on the caller
+def test_pointwise_conv_matches_numpy(rng, monkeypatch, tile_bytes, min_split_flops):
     monkeypatch.setattr(epilogue, "TILE_BYTES", tile_bytes)
-    monkeypatch.setattr(epilogue, "PARALLEL_MIN_ELEMENTS", parallel_min)
+    monkeypatch.setattr(epilogue, "MIN_SPLIT_FLOPS", min_split_flops)
     x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32) * 3
     w, b = rng.standard_normal((5, 7)).astype(np.float32), rng.standard_normal(7).astype(np.float32)
     r = rng.standard_normal((2, 4, 6, 7)).astype(np.float32)

@@ -2,6 +2,10 @@
 import numpy as np
 
 from tlkit.engine.layer import Layer
+from tlkit.utils.threads import CHUNKS_PER_THREAD, num_threads, run_chunks
+
+# Padded copies of inputs this large are shared by the threads, image by image.
+PARALLEL_COPY_BYTES = 4 << 20
 
 _FORMS = {1: "an int or a tuple of 2 ints (before, after)",
           2: "an int, a tuple of 2 ints or 2 tuples of 2 ints",
@@ -109,14 +113,29 @@ class ZeroPadding2D(_SpatialEdges):
         """out: optional array of the padded shape to write into (borders zeroed, then the input)."""
         if out is None:
             return super().call(inputs, training)
+        if out.shape[0] != inputs.shape[0] or out.shape[0] == 0:
+            out[self._inner(out.shape)] = inputs  # raises numpy's broadcast error on a wrong shape
+            return out
+        n = inputs.shape[0]
+        parts = min(num_threads(), n) if inputs.nbytes >= PARALLEL_COPY_BYTES else 1
+        if parts < 2:
+            self._pad_images(inputs, out, 0, n)
+        else:  # a copy bound by memory: two cores move more bytes a second than one
+            chunks = min(n, parts * CHUNKS_PER_THREAD)
+            run_chunks([n * i // chunks for i in range(chunks + 1)],
+                       lambda slot, lo, hi: self._pad_images(inputs, out, lo, hi), parts)
+        return out
+
+    def _pad_images(self, inputs, out, lo, hi):
+        """Images lo:hi of ``inputs`` padded into ``out``."""
         (top, bottom), (left, right) = self.padding
         h, w = out.shape[1:3]
+        out = out[lo:hi]
         out[:, :top] = 0
         out[:, h - bottom:] = 0
         out[:, top:h - bottom, :left] = 0
         out[:, top:h - bottom, w - right:] = 0
-        out[self._inner(out.shape)] = inputs
-        return out
+        out[self._inner(out.shape)] = inputs[lo:hi]
 
 
 class ZeroPadding3D(_SpatialEdges):

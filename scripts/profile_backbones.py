@@ -1,0 +1,129 @@
+"""Where a zoo base's forward time goes, by kind of step, as the model really runs it (the inference
+plan's fused steps: conv + folded BN + residual Add + ReLU6 count as one step of the conv's kind).
+
+    python scripts/profile_backbones.py --models efficientnet_lite0 mobilenet_v2 --batches 32 1
+    python scripts/profile_backbones.py --models resnet50 --batches 1 --layers   # also every step
+
+Each step of ``inference_plan.Execution.compute`` is timed (perf_counter around the call) over
+--runs forward passes after a warm-up; the table sums the best run's steps by kind, with GFLOP/s
+for the convolutions. "outside the steps" is the forward's time minus the steps' sum: the graph
+walk, buffer bookkeeping and releases (Python per layer).
+"""
+import argparse
+import collections
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's tlkit, not an installed one
+
+
+def build(model_name):
+    from tlkit import zoo
+
+    if model_name == "efficientnet_lite0":
+        try:
+            model = zoo.EfficientNetLite0(weights="imagenet")
+        except Exception:  # the weights package is optional: the timing does not depend on the values
+            model = zoo.EfficientNetLite0(weights=None)
+    else:
+        model = {"mobilenet_v2": zoo.MobileNetV2, "resnet50": zoo.ResNet50}[model_name](weights=None)
+    model.trainable = False
+    return model
+
+
+def step_kind(node, plan, x_shape):
+    """(kind name, FLOPs) of one computed step."""
+    layer = node.layer
+    name = type(layer).__name__
+    chain = [k for k, _, _ in plan.epilogues.get(id(node), ())]
+    fused = plan.fused.get(id(node), (None, None))[1]
+    suffix = ("+bn" if fused == "batch_norm" else f"+{fused}" if fused else "") + "".join(f"+{k}" for k in chain)
+    flops = 0
+    if name in ("Conv2D", "DepthwiseConv2D"):
+        out = layer.compute_output_shape(x_shape)
+        kh, kw = layer.kernel_size
+        if name == "Conv2D":
+            flops = 2 * out[0] * out[1] * out[2] * out[3] * kh * kw * x_shape[-1] // layer.groups
+            shape = "1x1" if (kh, kw) == (1, 1) else f"{kh}x{kw}"
+            name = f"Conv2D {shape}/{layer.strides[0]}" + (" (stem)" if x_shape[-1] == 3 else "")
+        else:
+            flops = 2 * out[0] * out[1] * out[2] * out[3] * kh * kw
+            name = f"DepthwiseConv2D {kh}x{kw}/{layer.strides[0]}"
+    return name + suffix, flops
+
+
+def profile(model_name, batch, runs, per_layer):
+    import numpy as np
+
+    from tlkit.engine import inference_plan
+
+    model = build(model_name)
+    x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32)
+    steps = []
+    original = inference_plan.Execution.compute
+
+    def timed(self, node):
+        if id(node) in self.done:
+            return
+        shape = tuple(self.values[id(node.inputs[0])].shape)
+        t = time.perf_counter()
+        original(self, node)
+        steps.append((node, shape, time.perf_counter() - t))
+
+    model.predict_on_batch(x)
+    inference_plan.Execution.compute = timed
+    best = None
+    try:
+        for _ in range(runs):
+            steps.clear()
+            t = time.perf_counter()
+            model.predict_on_batch(x)
+            total = time.perf_counter() - t
+            if best is None or total < best[0]:
+                best = (total, list(steps))
+    finally:
+        inference_plan.Execution.compute = original
+    total, steps = best
+    plan = model._graph.plan
+    by_kind = collections.defaultdict(lambda: [0, 0.0, 0])
+    rows = []
+    for node, shape, seconds in steps:
+        kind, flops = step_kind(node, plan, shape)
+        k = by_kind[kind]
+        k[0] += 1
+        k[1] += seconds
+        k[2] += flops
+        rows.append((node.layer.name, kind, shape, seconds, flops))
+    inside = sum(s for _, _, s in steps)
+    print(f"\n### {model_name}, batch {batch}: forward {total * 1e3:.1f} ms (best of {runs}), "
+          f"{len(steps)} steps\n")
+    print("| step kind | steps | ms | share | GFLOP/s |\n|---|---:|---:|---:|---:|")
+    for kind, (n, seconds, flops) in sorted(by_kind.items(), key=lambda kv: -kv[1][1]):
+        rate = f"{flops / seconds / 1e9:.1f}" if flops else ""
+        print(f"| {kind} | {n} | {seconds * 1e3:.1f} | {seconds / total:.0%} | {rate} |")
+    print(f"| outside the steps (graph walk, buffers) | - | {(total - inside) * 1e3:.1f} | "
+          f"{(total - inside) / total:.0%} | |")
+    if per_layer:
+        print("\n| layer | kind | input | ms | GFLOP/s |\n|---|---|---|---:|---:|")
+        for name, kind, shape, seconds, flops in rows:
+            rate = f"{flops / seconds / 1e9:.1f}" if flops else ""
+            print(f"| {name} | {kind} | {shape} | {seconds * 1e3:.2f} | {rate} |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["efficientnet_lite0", "mobilenet_v2"],
+                   choices=("efficientnet_lite0", "mobilenet_v2", "resnet50"))
+    p.add_argument("--batches", nargs="+", type=int, default=[32, 1])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--layers", action="store_true", help="also print every step")
+    args = p.parse_args()
+    for model_name in args.models:
+        for batch in args.batches:
+            profile(model_name, batch, args.runs, args.layers)
+
+
+if __name__ == "__main__":
+    main()
