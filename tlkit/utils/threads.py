@@ -37,9 +37,6 @@ MIN_CHUNK_FLOPS = 2_000_000
 # (workqueue may not: it aborts on concurrent launches).
 CONCURRENT_LAYERS = ("omp", "tbb")
 
-# Names of tlkit's pool threads start with this (``in_pool_thread``).
-POOL_THREAD_PREFIX = "tlkit-blas"
-
 _state = {"pool": None, "workers": 0, "pid": None, "blas_limited": False, "layer": None}
 _lock = threading.Lock()
 _local = threading.local()  # per pool thread: numba already set to one thread
@@ -77,14 +74,9 @@ def _pool(workers):
         if _state["workers"] != workers or _state["pid"] != os.getpid():
             if _state["pool"] is not None and _state["pid"] == os.getpid():
                 _state["pool"].shutdown(wait=True)
-            _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix=POOL_THREAD_PREFIX)
+            _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="tlkit-blas")
             _state["workers"], _state["pid"] = workers, os.getpid()
         return _state["pool"]
-
-
-def in_pool_thread():
-    """True on one of tlkit's pool threads (work there must not wait for other pool work to start)."""
-    return threading.current_thread().name.startswith(POOL_THREAD_PREFIX)
 
 
 def product(a, b, out):
