@@ -191,3 +191,31 @@ def test_clear_errors():
         L.LSTM(3)(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="merge mode"):
         L.Bidirectional(L.LSTM(2), merge_mode="max")
+
+
+def test_time_major_buffers_are_reused_only_when_free(rng):
+    """The layer's time-major copies of x and of the output gradient come from utils.workspace: one
+    whose sequence is alive must never be handed to another call, and a freed one is reused."""
+    layer = L.LSTM(16, return_sequences=True)
+    x1, x2 = _x(rng, (8, 130, 256)), _x(rng, (8, 130, 256))  # 1 MB time-major copies: pooled
+    dy1, dy2 = _x(rng, (8, 130, 16)), _x(rng, (8, 130, 16))
+    layer(x1)
+
+    def alone(x, dy):
+        out, cache = layer.forward(x, training=True)
+        return out, layer.backward(cache, dy)
+
+    ref1, ref2 = alone(x1, dy1), alone(x2, dy2)
+    out1, cache1 = layer.forward(x1, training=True)
+    freed = cache1[0].x.ctypes.data
+    del cache1
+    out2, cache2 = layer.forward(x2, training=True)
+    assert cache2[0].x.ctypes.data == freed  # the freed buffer is reused
+    out1b, cache1b = layer.forward(x1, training=True)  # while cache2 lives: another buffer
+    assert cache1b[0].x.ctypes.data != cache2[0].x.ctypes.data
+    for (out, cache, dy), (ref_out, (ref_dx, ref_w)) in (((out2, cache2, dy2), ref2), ((out1b, cache1b, dy1), ref1)):
+        dx, wgrads = layer.backward(cache, dy)
+        np.testing.assert_allclose(out, ref_out, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-6)
+        for (_, g), (_, ref_g) in zip(wgrads, ref_w):  # sums over threads' chunks: order may vary
+            np.testing.assert_allclose(g, ref_g, rtol=1e-5, atol=1e-5 * np.abs(ref_g).max())

@@ -3,7 +3,7 @@ differences in float64 (masks, states, recurrent dropout, sequence and last-outp
 import numpy as np
 import pytest
 
-from tlkit.engine.kernels.recurrent import GATES, rnn_forward, rnn_backward
+from tlkit.engine.kernels.recurrent import GATES, rnn_forward, rnn_backward, transposed
 from tlkit.utils import threads
 
 
@@ -145,3 +145,12 @@ def test_lstm_other_activations_backward_matches_finite_differences(activation, 
             arr[i] = old
             num[i] = (up - down) / (2 * eps)
         np.testing.assert_allclose(grads[gname].reshape(-1), num, rtol=1e-6, atol=1e-8, err_msg=f"d{key}")
+
+
+@pytest.mark.parametrize("shape,band", [((37, 50), 16), ((256, 1024), 16), ((5, 3), 16), ((40, 7), 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_is_a_contiguous_transpose(shape, band, dtype):
+    a = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    t = transposed(a, band)
+    assert t.flags.c_contiguous and t.dtype == dtype
+    np.testing.assert_array_equal(t, a.T)

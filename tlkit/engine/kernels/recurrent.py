@@ -43,6 +43,16 @@ class Sequence:
         return part
 
 
+def transposed(a, band=16):
+    """a.T as a C-contiguous array, written in strips of ``band`` columns: numpy's plain copy of a.T
+    reads a's columns, whose elements a whole row apart (4 KB for 1024 float32) fall in the same few
+    cache sets; a band of rows is read along them instead (~3x faster for a (256, 1024) kernel)."""
+    out = np.empty(a.shape[::-1], a.dtype)
+    for lo in range(0, a.shape[0], band):
+        out[:, lo:lo + band] = a[lo:lo + band].T
+    return out
+
+
 def _code(name, cell):
     code = cells.ACTIVATION_CODES.get(name)
     if code is None:
@@ -150,7 +160,7 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
     g = GATES[seq.cell] * units
     dzx = workspace.take((t_len, n, g), dt)
     dzr = workspace.take((t_len, n, g), dt) if seq.cell == "gru" else dzx
-    rkt = np.ascontiguousarray(seq.recurrent_kernel.T)
+    rkt = transposed(seq.recurrent_kernel)
 
     def block(lo, hi):
         part = seq.rows(lo, hi)

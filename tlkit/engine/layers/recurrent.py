@@ -14,6 +14,7 @@ from tlkit.engine.kernels.recurrent_cells import ACTIVATION_CODES
 from tlkit.engine.layer import Layer
 from tlkit.engine.symbolic import is_symbolic
 from tlkit.engine.tensor import attach_mask, mask_of
+from tlkit.utils import workspace
 from tlkit.utils.random import get_rng
 from tlkit.utils.text import snake_case
 
@@ -28,6 +29,14 @@ def _activation(name, what):
     if name not in ACTIVATION_CODES:
         raise ValueError(f"Unsupported {what} {name!r} for a recurrent layer; use one of {sorted(ACTIVATION_CODES)}.")
     return name
+
+
+def _time_major(a):
+    """(B, T, F) -> a float32 (T, B, F) copy in a reused buffer (``utils.workspace``: a fresh array of
+    several MB costs its page faults on every call); the caller gives it back when done."""
+    out = workspace.take((a.shape[1], a.shape[0]) + a.shape[2:], np.float32)
+    np.copyto(out, a.transpose(1, 0, 2), casting="unsafe")
+    return out
 
 
 class RNNBase(Layer):
@@ -174,11 +183,12 @@ class RNNBase(Layer):
         rec_drop = self._dropout_mask((n, self.units), self.recurrent_dropout, training)
         if in_drop is not None:
             x = x * in_drop[:, None, :]
-        x_tm = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=np.float32)
+        x_tm = _time_major(x)
         bias, rbias = self._biases()
         seq = rnn_forward(self.cell, x_tm, self.kernel.value, self.recurrent_kernel.value, bias, rbias, states[0],
                           states[-1], None if mask is None else mask.T, self.activation, self.recurrent_activation,
                           rec_drop)
+        workspace.give_back_when_dead(seq, [x_tm])
         final = [seq.h[-1]] + ([seq.c[-1]] if self.cell == "lstm" else [])
         if self.stateful:
             self.states = [s.copy() for s in final]
@@ -190,10 +200,11 @@ class RNNBase(Layer):
         seq, in_drop, n_given = cache
         dys = list(dy) if self.return_state else [dy]
         d_out = dys[0]
-        d_seq = np.ascontiguousarray(d_out.transpose(1, 0, 2)) if self.return_sequences and d_out is not None else None
+        d_seq = _time_major(d_out) if self.return_sequences and d_out is not None else None
         d_last = d_out if not self.return_sequences else None
         states = (dys[1:] + [None, None])[:2]
         grads = rnn_backward(seq, d_seq, d_last, states[0], states[1])
+        workspace.give_back([d_seq])
         dx = grads["x"].transpose(1, 0, 2)
         if in_drop is not None:
             dx = dx * in_drop[:, None, :]
