@@ -254,3 +254,24 @@ def test_num_threads_follows_numba_per_thread():
         assert threads.num_threads() == before
     finally:
         numba.set_num_threads(before)
+
+
+def test_set_numba_threads_is_seen_by_numba_and_restored_around_chunks():
+    """set_numba_threads (numba's thread-local count set without its locks, as run_chunks does around
+    every call) is what numba itself then reports; a numba kernel run after run_chunks has the caller's
+    count back."""
+    import numba
+
+    threads.num_threads()
+    before = numba.get_num_threads()
+    try:
+        threads.set_numba_threads(1)
+        assert numba.get_num_threads() == 1 and threads.num_threads() == 1
+        threads.set_numba_threads(before)
+        assert numba.get_num_threads() == before
+        inside = []
+        threads.run_chunks(range(3), lambda slot, lo, hi: inside.append(numba.get_num_threads()), parts=2)
+        assert set(inside) == {1}
+        assert numba.get_num_threads() == before
+    finally:
+        numba.set_num_threads(before)

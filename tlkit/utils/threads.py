@@ -17,6 +17,7 @@ Thread count: numba's (``numba.get_num_threads()``, NUMBA_NUM_THREADS), one numb
     matmul(a, b, out)          # out = a @ b, 2-D (rows split) or 3-D stacks (stack split)
     matmul_tn(a, b, out)       # out = a.T @ b, the long shared dimension split (weight gradients)
 """
+import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,8 @@ MIN_CHUNK_FLOPS = 2_000_000
 # (workqueue may not: it aborts on concurrent launches).
 CONCURRENT_LAYERS = ("omp", "tbb")
 
-_state = {"pool": None, "workers": 0, "pid": None, "blas_limited": False, "layer": None, "read_threads": None}
+_state = {"pool": None, "workers": 0, "pid": None, "blas_limited": False, "layer": None, "read_threads": None,
+          "write_threads": None}
 _lock = threading.Lock()
 _local = threading.local()  # per pool thread: numba already set to one thread
 
@@ -50,8 +52,9 @@ def set_env_defaults(environ=os.environ):
 def num_threads():
     """The number of cores tlkit works on: numba's thread count for the calling thread (NUMBA_NUM_THREADS
     caps it; ``numba.set_num_threads`` is per thread). Called several times a training step:
-    ``numba.get_num_threads`` takes two of numba's locks every call, so once numba's threads are
-    launched its thread-local count is read directly (about 7x cheaper)."""
+    ``numba.get_num_threads`` takes two of numba's locks every call (one of them a process-shared
+    semaphore, slow when another thread holds it), so once numba's threads are launched its
+    thread-local count is read directly."""
     read = _state["read_threads"]
     if read is not None:
         count = read()
@@ -60,12 +63,37 @@ def num_threads():
     import numba
 
     count = numba.get_num_threads()  # launches numba's threads on the first call
+    _bind_numba_counts()
+    return count
+
+
+def set_numba_threads(count):
+    """``numba.set_num_threads(count)`` for the calling thread, without numba's locks once its threads
+    are launched (run_chunks sets and restores the count around every call). count must be a value
+    numba accepts: 1, or one ``num_threads()`` returned."""
+    write = _state["write_threads"]
+    if write is not None:
+        write(count)
+        return
+    import numba
+
+    numba.set_num_threads(count)
+    _bind_numba_counts()
+
+
+def _bind_numba_counts():
+    """Bind numba's thread-local count reader and writer (C functions its thread launch loads; numba
+    0.5x-0.6x) once the launch happened; without them the public, locking functions stay in use.
+    They are rebound as PYFUNCTYPE: numba's ctypes wrappers release the GIL on every call, and taking
+    it back while another tlkit thread runs Python costs up to a switch interval (ms) each time."""
     from numba.np.ufunc import parallel
 
-    direct = getattr(parallel, "_get_num_threads", None)  # set by the launch (numba 0.5x-0.6x)
-    if _state["read_threads"] is None and getattr(parallel, "_is_initialized", False) and callable(direct):
-        _state["read_threads"] = direct
-    return count
+    read, write = getattr(parallel, "_get_num_threads", None), getattr(parallel, "_set_num_threads", None)
+    if _state["read_threads"] is not None or not getattr(parallel, "_is_initialized", False) \
+            or not isinstance(read, ctypes._CFuncPtr) or not isinstance(write, ctypes._CFuncPtr):
+        return
+    _state["write_threads"] = ctypes.PYFUNCTYPE(None, ctypes.c_int)(ctypes.cast(write, ctypes.c_void_p).value)
+    _state["read_threads"] = ctypes.PYFUNCTYPE(ctypes.c_int)(ctypes.cast(read, ctypes.c_void_p).value)
 
 
 def limit_blas():
@@ -188,9 +216,7 @@ class _Chunks:
 
     def run_in_pool(self, slot):
         if not getattr(_local, "numba_single", False):
-            import numba
-
-            numba.set_num_threads(1)  # per thread: this pool thread's numba kernels run on it alone
+            set_numba_threads(1)  # per thread: this pool thread's numba kernels run on it alone
             _local.numba_single = True
         self.run(slot)
 
@@ -208,14 +234,12 @@ def run_chunks(bounds, work, parts):
         pool = _pool(parts - 1)
         for slot in range(1, parts):
             pool.submit(job.run_in_pool, slot)
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
+    before = num_threads()
+    set_numba_threads(1)
     try:
         job.run(0)
     finally:
-        numba.set_num_threads(before)
+        set_numba_threads(before)
     job.done.wait()
     if job.error is not None:
         raise job.error
