@@ -14,6 +14,7 @@ HOOKS is a comma-separated list (or "-" for none) of ACTION@POINT:
 """
 import hashlib
 import os
+import signal
 import sys
 import threading
 
@@ -96,6 +97,9 @@ def install(hooks, argv):
 
 
 if __name__ == "__main__":
+    # The tests stand in for a user's Ctrl-C: Python leaves SIGINT ignored when the parent started it
+    # so (a shell's background job), and then no KeyboardInterrupt would ever come.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     hooks = parse(sys.argv[1])
     argv = sys.argv[2:]
     install(hooks, argv)
