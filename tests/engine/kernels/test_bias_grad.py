@@ -28,3 +28,11 @@ def test_the_shared_vector_of_ones_grows_and_stays_ones(rng):
         a = rng.standard_normal((m, 5)).astype(np.float32)
         np.testing.assert_allclose(bias_grad(a), a.astype(np.float64).sum(0), rtol=0, atol=1e-5 * m ** 0.5 + 1e-6)
     assert np.all(bias_grad_module._ones["vector"] == 1.0)
+
+
+def test_float64_input_keeps_float64():
+    """Gradient checks run in float64: the sums stay float64 (exact to numpy's)."""
+    dy = np.random.default_rng(3).standard_normal((101, 7))
+    db = bias_grad(dy)
+    assert db.dtype == np.float64
+    np.testing.assert_allclose(db, dy.sum(0), rtol=1e-12)

@@ -21,7 +21,10 @@ def _ones_of(m):
 
 
 def bias_grad(dy2):
-    """(F,) float32 sums of the columns of a 2-D (M, F) array."""
+    """(F,) sums of the columns of a 2-D (M, F) array: float32, or float64 for a float64 array
+    (gradient checks), which numpy sums."""
+    if dy2.dtype == np.float64:
+        return dy2.sum(0)
     dy2 = np.asarray(dy2, dtype=np.float32)
     out = np.empty(dy2.shape[1], np.float32)
     threads.limit_blas()

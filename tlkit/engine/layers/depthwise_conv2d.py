@@ -1,6 +1,7 @@
 """DepthwiseConv2D and SeparableConv2D (NHWC), with Keras's arguments, weight names and layouts:
 depthwise kernel (kh, kw, in, depth_multiplier), pointwise kernel (1, 1, in * depth_multiplier, filters)."""
 from tlkit.engine import activations, initializers, regularizers
+from tlkit.engine.kernels.bias_grad import bias_grad
 from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, window_arguments
 from tlkit.engine import layer_calls
 from tlkit.engine.layer import Layer
@@ -119,7 +120,7 @@ class DepthwiseConv2D(Layer):
             grads.append((self.depthwise_kernel, kernels.depthwise_backward_kernel(
                 x, dz, self.depthwise_kernel.shape, self.strides, self.padding, self.dilation_rate)))
             if self.bias is not None:
-                grads.append((self.bias, dz.sum(axis=(0, 1, 2))))
+                grads.append((self.bias, bias_grad(dz.reshape(-1, dz.shape[-1]))))
         dx = kernels.depthwise_backward_input(dz, self.depthwise_kernel.value, x.shape, self.strides, self.padding,
                                               self.dilation_rate) if need_input_grad else None
         return dx, grads
