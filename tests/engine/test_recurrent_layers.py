@@ -1,10 +1,13 @@
 """Recurrent and sequence layers: gradients by finite differences through the tape (masks, states,
 wrappers), Keras's shapes, masks and options, configs."""
+import gc
+
 import numpy as np
 import pytest
 
 import tlkit
 from tlkit import layers as L
+from tlkit.utils import workspace
 
 from gradcheck import check
 
@@ -205,10 +208,17 @@ def test_time_major_buffers_are_reused_only_when_free(rng):
         out, cache = layer.forward(x, training=True)
         return out, layer.backward(cache, dy)
 
-    ref1, ref2 = alone(x1, dy1), alone(x2, dy2)
+    # The buffers go back when their sequence is collected; gc.collect() makes that moment certain (a
+    # sequence in a reference cycle would otherwise wait for the collector, and the pool would hold two).
+    workspace.clear()
+    ref1 = alone(x1, dy1)
+    gc.collect()
+    ref2 = alone(x2, dy2)
+    gc.collect()
     out1, cache1 = layer.forward(x1, training=True)
     freed = cache1[0].x.ctypes.data
     del cache1
+    gc.collect()
     out2, cache2 = layer.forward(x2, training=True)
     assert cache2[0].x.ctypes.data == freed  # the freed buffer is reused
     out1b, cache1b = layer.forward(x1, training=True)  # while cache2 lives: another buffer
