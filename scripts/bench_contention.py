@@ -11,9 +11,11 @@ Scenarios (every process is a fresh interpreter; tlkit and the peer run the same
   tlkit + torch  tlkit next to torch        bar: tlkit slowed no more than torch is slowed by tlkit
   tlkit + busy   tlkit next to a busy loop  (the same comparison against a single busy thread)
 How: each worker warms up (2 steps), says "ready" and waits; when all are ready the driver says
-"go", every worker reports each step's duration as it finishes, and once each has reported
---steps steps the driver says "stop". So the counted steps all ran while the others ran too; no
-sleeps, no fixed durations. Throughput = batch / median step time.
+"go", every worker reports each step's duration and end time as it finishes, and once each has
+reported --steps steps and run for --seconds the driver says "stop". Counted are the steps that
+started and ended inside the window in which every process was stepping; throughput = batch /
+mean step time of those (the total work over the total time: with three threads on two cores the
+scheduler alternates which thread has a core to itself, and a median of short steps picks one regime).
 """
 import argparse
 import json
@@ -89,7 +91,9 @@ def worker(kind, model, batch):
     while not stop.is_set():
         t0 = time.perf_counter()
         step()
-        print(json.dumps({"event": "step", "seconds": time.perf_counter() - t0}), flush=True)
+        # time.monotonic: one clock for every process on the machine, so the driver can find the window
+        print(json.dumps({"event": "step", "seconds": time.perf_counter() - t0, "end": time.monotonic()}),
+              flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +126,7 @@ class Proc:
             if msg["event"] == "ready":
                 self.ready = msg
             else:
-                self.steps.append(msg["seconds"])
+                self.steps.append((msg["end"] - msg["seconds"], msg["end"]))
 
     def send(self, word):
         self.proc.stdin.write(word + "\n")
@@ -130,16 +134,21 @@ class Proc:
 
 
 def scenario(kinds, args):
-    """{index: median step seconds} for processes of ``kinds`` running together."""
+    """Mean step seconds of each process of ``kinds``, over the steps run while all of them ran."""
     procs = [Proc(kind, args) for kind in kinds]
     try:
         for p in procs:
             p.wait_for(lambda p=p: p.ready is not None)
+        go = time.monotonic()
         for p in procs:
             p.send("go")
         for p in procs:
-            p.wait_for(lambda p=p: len(p.steps) >= args.steps)
-        counted = [list(p.steps) for p in procs]  # all reported while every process was running
+            p.wait_for(lambda p=p: len(p.steps) >= args.steps and p.steps[-1][1] - go >= args.seconds)
+        lo = max(p.steps[0][0] for p in procs)  # every process stepping from here ...
+        hi = min(p.steps[-1][1] for p in procs)  # ... to here
+        counted = [[end - start for start, end in p.steps if start >= lo and end <= hi] for p in procs]
+        if not all(counted):
+            raise RuntimeError("no whole step of every process inside the common window; raise --seconds")
         for p in procs:
             p.send("stop")
         for p in procs:
@@ -151,14 +160,15 @@ def scenario(kinds, args):
                 p.proc.kill()
     for p in procs:
         print(f"  {' + '.join(kinds):14s} {p.kind:5s} threads: {p.ready['threads']}", file=sys.stderr)
-    return [statistics.median(s) for s in counted]
+    return [statistics.fmean(s) for s in counted]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=("squeezenet", "vgg16"), default="squeezenet")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=10, help="steps each process reports per scenario")
+    p.add_argument("--steps", type=int, default=10, help="at least this many steps each process reports per scenario")
+    p.add_argument("--seconds", type=float, default=5.0, help="and at least this long each process runs per scenario")
     p.add_argument("--peer-python", default=PEER_PYTHON)
     p.add_argument("--tlkit-path", help="checkout whose tlkit to measure (default: this one)")
     p.add_argument("--tlkit-env", nargs="*", default=[], metavar="KEY=VALUE",
@@ -190,7 +200,8 @@ def main():
     rows += [f"| tlkit + busy loop | tlkit {ips(tl_busy):.1f} | tlkit {solo / tl_busy:.0%}, "
              f"busy loop {busy_solo / busy_with:.0%} | tlkit's share >= loop's | "
              f"{'yes' if solo / tl_busy >= busy_solo / busy_with else 'NO'} |"]
-    text = (f"{args.model} base forward, batch {args.batch}, median of {args.steps} steps per process. "
+    text = (f"{args.model} base forward, batch {args.batch}; each scenario >= {args.steps} steps and >= {args.seconds:g} s "
+            "per process, throughput from the mean step time over the window all processes ran in. "
             f"{machine.header(load_before=load_before)}\n\n"
             "| scenario | tlkit img/s | share of solo throughput | bar | met |\n|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n")

@@ -1,6 +1,8 @@
 """tlkit.distributed on a real LocalCluster of 2 worker processes: the same features, predictions and
 evaluation report as one process (same order), the model loaded once per worker, a corrupt picture
 skipped and reported, and an interrupted job resumed with only the missing partitions computed."""
+import os
+
 import numpy as np
 import pytest
 
@@ -120,7 +122,8 @@ def _worker_settings():
     import dask
 
     return {"profile": dask.config.get("distributed.worker.profile.enabled"),
-            "tick": dask.config.get("distributed.admin.tick.interval")}
+            "tick": dask.config.get("distributed.admin.tick.interval"),
+            "omp": os.environ.get("OMP_NUM_THREADS")}
 
 
 def test_local_cluster_workers_run_without_the_frequent_diagnostics(feature_model, image_folder, tmp_path):
@@ -129,12 +132,15 @@ def test_local_cluster_workers_run_without_the_frequent_diagnostics(feature_mode
     from tlkit.distributed import connect
 
     expected = single_process_features(feature_model, image_folder, tmp_path / "one.h5")
+    driver_environ = dict(os.environ)
     with connect(workers=1, threads_per_worker=1) as client:
         client.wait_for_workers(1)
+        environ_inside = dict(os.environ)
         settings = list(client.run(_worker_settings).values())
         distributed_features(client, [image_folder], feature_model, out=tmp_path / "dist.h5", batch_size=BATCH,
                              partition_size=BATCH)
-    assert settings == [{"profile": False, "tick": "1s"}]
+    assert settings == [{"profile": False, "tick": "1s", "omp": "1"}]  # Dask's worker settings reach the worker
+    assert environ_inside == driver_environ and dict(os.environ) == driver_environ  # and stay out of the driver
     got = read_feature_file(tmp_path / "dist.h5")
     assert got["paths"] == expected["paths"]
     np.testing.assert_allclose(got["features"], expected["features"], rtol=1e-6, atol=1e-6 * np.abs(

@@ -126,8 +126,8 @@ def test_sparse_rejects_bad_labels(data):
         sparse(np.array([0, 1.5, 2, 3, 1, 0]), data["probs"])
     with pytest.raises(ValueError, match="same shape"):
         sparse(np.array([0, 1]), data["probs"])
-    for labels in (np.array([0, 1, 2, -1, 1, 0]), np.array([0, 1, 2, 4, 1, 0], np.uint8)):  # integer ids out of range
-        with pytest.raises(ValueError, match="outside"):
+    for labels, shown in ((np.array([0, 1, 2, -1, 1, 0]), r"\[-1\]"), (np.array([0, 1, 2, 4, 1, 0], np.uint8), r"\[4\]")):
+        with pytest.raises(ValueError, match=shown + " outside"):  # integer ids, shown as integers
             sparse(labels, data["probs"])
 
 
@@ -146,7 +146,7 @@ def test_fit_rejects_a_bad_label_in_a_later_batch():
     y = np.array([0, 1, 2, 0, 1, 2, 3, 0])  # class 3 of 3 in the second batch of 4
     model = tlkit.Sequential([tlkit.Input((4,)), tlkit.layers.Dense(3, activation="softmax")])
     model.compile("sgd", "sparse_categorical_crossentropy")
-    with pytest.raises(ValueError, match=r"class ids \[3(\.0)?\] outside \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"class ids \[3\] outside \[0, 3\)"):
         model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
 
 

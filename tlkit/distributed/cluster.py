@@ -41,7 +41,22 @@ def connect(scheduler=None, workers=None, threads_per_worker=None):
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
     # The dashboard (if bokeh is installed) on a free port: several local clusters may run on one machine.
-    with dask.config.set({**LOCAL_CLUSTER_CONFIG, "distributed.nanny.pre-spawn-environ": environ}), \
-            LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=":0") \
-            as cluster, Client(cluster) as client:
-        yield client
+    # Dask's Nanny writes its workers' settings (OMP_NUM_THREADS=1, ...) into this process's os.environ
+    # before spawning them; left there, every process the driver starts later (a warm-up compile, a second
+    # cluster) would run single-threaded. The driver's environment is put back once the workers run.
+    driver_environ = dict(os.environ)
+    try:
+        with dask.config.set({**LOCAL_CLUSTER_CONFIG, "distributed.nanny.pre-spawn-environ": environ}), \
+                LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                             dashboard_address=":0") as cluster, Client(cluster) as client:
+            restore_environ(driver_environ)
+            yield client
+    finally:
+        restore_environ(driver_environ)
+
+
+def restore_environ(saved):
+    """os.environ made equal to ``saved`` (keys added since removed, changed ones put back)."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)

@@ -113,9 +113,11 @@ def _geometry(x_shape, kernel_hw, strides, padding, dilation, fn):
 # ---------------------------------------------------------------------------------------------
 # tiled im2col + BLAS
 
-def _tiles(n, out_h, row_bytes, budget=TILE_BYTES, at_least=1):
+def _tiles(n, out_h, row_bytes, budget=None, at_least=1):
     """(n0, n1, r0, r1) blocks: a few output rows of one image, or several whole images; at most
-    ``budget`` bytes at row_bytes per output row, and ``at_least`` blocks when there are rows enough."""
+    ``budget`` bytes (TILE_BYTES, read at the call) at row_bytes per output row, and ``at_least`` blocks
+    when there are rows enough."""
+    budget = TILE_BYTES if budget is None else budget
     rows = max(1, min(budget // max(row_bytes, 1), -(-n * out_h // at_least)))
     if rows >= out_h:
         per = rows // out_h

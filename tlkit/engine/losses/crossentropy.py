@@ -62,6 +62,11 @@ def _categorical(y, p, from_logits, axis, need_grad):
     return values, grad
 
 
+def _as_ids(values):
+    """Whole-valued floats as ints for messages (labels arrive as float64 here): [7, -1], not [7.0, -1.0]."""
+    return [int(v) if float(v).is_integer() else float(v) for v in values]
+
+
 def _check_labels(labels, num_classes, ignore_class):
     valid = labels != ignore_class if ignore_class is not None else np.ones(labels.shape, bool)
     if np.any(labels[valid] != np.round(labels[valid])):
@@ -70,7 +75,7 @@ def _check_labels(labels, num_classes, ignore_class):
     bad = valid & ((labels < 0) | (labels >= num_classes))
     if np.any(bad):
         raise ValueError(
-            f"sparse_categorical_crossentropy got class ids {np.unique(labels[bad])[:10].tolist()} outside "
+            f"sparse_categorical_crossentropy got class ids {_as_ids(np.unique(labels[bad])[:10])} outside "
             f"[0, {num_classes}) for predictions with {num_classes} classes. Check the labels or the size of the "
             "last layer."
         )
