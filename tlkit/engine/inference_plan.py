@@ -28,6 +28,7 @@ overrides ``call`` has to declare again (its new ``call`` may not take ``out=``)
 """
 import numpy as np
 
+from tlkit.engine import small_steps
 from tlkit.engine.symbolic import flatten
 from tlkit.engine.tape import active_tape
 
@@ -87,6 +88,7 @@ class InferencePlan:
                        and (takes_out(n.outputs[0]) or id(n) in self.assembled)}
         self.epilogues = epilogue_chains(nodes, consumers, kept, self.fused)
         self.pooled |= folded_outputs(nodes, kept, self.fused, self.epilogues)
+        self.alone = {}  # small_steps.runs_alone's answers, per node and input shapes
 
 
 def epilogue_chains(nodes, consumers, kept, fused):
@@ -218,7 +220,10 @@ class Execution:
                 kwargs = dict(kwargs, epilogue=[(kind, n.layer, None if other is None else self.values[id(other)])
                                                 for kind, n, other in chain])
                 self.done.update(id(n) for _, n, _ in chain)
-            result = node.layer(layer_args, **{"training": self.training, **kwargs})
+            # A small step runs on this thread alone: a hand-off would cost more than it saves.
+            alone = small_steps.runs_alone(self.plan.alone, node, tuple(a.shape for a in args))
+            with small_steps.on_calling_thread(alone):
+                result = node.layer(layer_args, **{"training": self.training, **kwargs})
             if out is not None and result is out and id(t) in self.plan.slices:
                 self.placed.add(id(t))
         for t, r in zip(produced.outputs, flatten(result)):
