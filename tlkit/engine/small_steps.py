@@ -7,15 +7,13 @@ copy (padding, pooling) takes about as long as that on one core, yet each route 
 by rules of its own, from the layer's shape alone. Deciding per step of the inference plan keeps
 one rule for every route: a step below the bars below sets tlkit's thread count to 1 for its call
 (``threads.set_numba_threads``, which every route reads through ``threads.num_threads``) and
-restores it after. Larger steps (SqueezeNet's and ResNet50's convolutions at batch 1, any of these
-layers at batch 32) keep every thread. The bars come from an interleaved A/B of whole forwards
+restores it after. Larger steps (ResNet50's convolutions and SqueezeNet's 3x3 ones at batch 1, any
+of these layers at batch 32) keep every thread. The bars come from an interleaved A/B of whole forwards
 (BENCHMARKS.md, "Speed against ONNX Runtime"): 16 MFLOPs did better than 8, 32 or 64.
 
-    alone = runs_alone(plan.alone, node, input_shapes)   # cached per node and input shapes
-    with on_calling_thread(alone): result = node.layer(...)
+    if runs_alone(plan.alone, node, input_shapes):      # cached per node and input shapes
+        result = call_alone(node.layer, inputs, kwargs)
 """
-import contextlib
-
 from tlkit.utils import threads
 
 # A step with weights (a convolution, depthwise or separable) runs alone below this many FLOPs:
@@ -70,15 +68,13 @@ def _decide(node, input_shapes):
     return elements < SMALL_STEP_ELEMENTS
 
 
-@contextlib.contextmanager
-def on_calling_thread(alone):
-    """Inside: tlkit's thread count 1 on this thread when ``alone``, restored on the way out."""
-    before = threads.num_threads() if alone else 1
+def call_alone(layer, inputs, kwargs):
+    """``layer(inputs, **kwargs)`` with tlkit's thread count 1 on this thread, restored after."""
+    before = threads.num_threads()
     if before <= 1:  # nothing to change (a pool thread's group, NUMBA_NUM_THREADS=1)
-        yield
-        return
+        return layer(inputs, **kwargs)
     threads.set_numba_threads(1)
     try:
-        yield
+        return layer(inputs, **kwargs)
     finally:
         threads.set_numba_threads(before)
