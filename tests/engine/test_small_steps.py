@@ -170,3 +170,13 @@ def test_outputs_match_the_layers_one_by_one_the_rule_off_and_numpy(rng, monkeyp
             got = model.predict_on_batch(x)
             np.testing.assert_allclose(got, off, **CLOSE)
             np.testing.assert_allclose(got, expected, **CLOSE)
+
+
+def test_the_per_shape_caches_stay_bounded(rng, monkeypatch):
+    monkeypatch.setattr(small_steps, "MAX_CACHED_SHAPES", 3)
+    model, probe = probe_model()
+    for size in range(4, 12):  # a new image size each call
+        x = rng.standard_normal((1, size, size, 4)).astype(np.float32)
+        np.testing.assert_allclose(model.predict_on_batch(x), plain_run(model._graph, [x])[0], **CLOSE)
+    plan = model._graph.plan
+    assert 0 < len(plan.alone) <= 3 and 0 < len(plan.out_shapes) <= 3

@@ -206,7 +206,7 @@ class Execution:
                 if shape is None:
                     shape = node.layer.compute_output_shape(tuple(args[0].shape))
                     shape = shape if consumer is None else consumer.layer.compute_output_shape(shape)
-                    self.plan.out_shapes[key] = shape
+                    small_steps.remember(self.plan.out_shapes, key, shape)
                 return shape
 
             out = None

@@ -24,6 +24,8 @@ SMALL_STEP_FLOPS = 16_000_000
 SMALL_STEP_ELEMENTS = 1 << 20
 # False turns the rule off (tests take both sides; the A/B scripts compare them).
 ENABLED = True
+# Entries a plan's per-shape cache holds at most (a model fed ever new image sizes starts it over).
+MAX_CACHED_SHAPES = 4096
 
 
 def step_work(layer, output_shape):
@@ -50,9 +52,16 @@ def runs_alone(cache, node, input_shapes):
     key = (id(node), input_shapes)
     alone = cache.get(key)
     if alone is None:
-        alone = _decide(node, input_shapes)
-        cache[key] = alone
+        alone = remember(cache, key, _decide(node, input_shapes))
     return alone
+
+
+def remember(cache, key, value):
+    """cache[key] = value in one of the plan's per-shape caches, kept under MAX_CACHED_SHAPES; value."""
+    if len(cache) >= MAX_CACHED_SHAPES:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _decide(node, input_shapes):
