@@ -3,6 +3,7 @@ plan's fused steps: conv + folded BN + residual Add + ReLU6 count as one step of
 
     python scripts/profile_backbones.py --models efficientnet_lite0 mobilenet_v2 --batches 32 1
     python scripts/profile_backbones.py --models resnet50 --batches 1 --layers   # also every step
+    python scripts/profile_backbones.py --models squeezenet --batches 1 --one-thread   # and on one thread
 
 Each step of ``inference_plan.Execution.compute`` is timed (perf_counter around the call) over
 --runs forward passes after a warm-up; the table sums the best run's steps by kind, with GFLOP/s
@@ -27,6 +28,8 @@ def build(model_name):
             model = zoo.EfficientNetLite0(weights="imagenet")
         except Exception:  # the weights package is optional: the timing does not depend on the values
             model = zoo.EfficientNetLite0(weights=None)
+    elif model_name == "squeezenet":  # the base bench.py times (with its classifier convs)
+        model = zoo.SqueezeNet(weights=None, input_shape=(224, 224, 3))
     else:
         model = {"mobilenet_v2": zoo.MobileNetV2, "resnet50": zoo.ResNet50}[model_name](weights=None)
     model.trainable = False
@@ -115,14 +118,24 @@ def profile(model_name, batch, runs, per_layer):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["efficientnet_lite0", "mobilenet_v2"],
-                   choices=("efficientnet_lite0", "mobilenet_v2", "resnet50"))
+                   choices=("efficientnet_lite0", "mobilenet_v2", "resnet50", "squeezenet"))
     p.add_argument("--batches", nargs="+", type=int, default=[32, 1])
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--layers", action="store_true", help="also print every step")
+    p.add_argument("--one-thread", action="store_true",
+                   help="also profile with tlkit's thread count set to 1 (what a second thread gains per step)")
     args = p.parse_args()
+    sys.path.insert(0, REPO)
+    from tlkit.utils import threads
     for model_name in args.models:
         for batch in args.batches:
             profile(model_name, batch, args.runs, args.layers)
+            if args.one_thread:
+                before = threads.num_threads()
+                threads.set_numba_threads(1)
+                print("\n(one thread)")
+                profile(model_name, batch, args.runs, args.layers)
+                threads.set_numba_threads(before)
 
 
 if __name__ == "__main__":

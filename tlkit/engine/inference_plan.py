@@ -26,8 +26,11 @@ merging.py for the layers that declare them):
 A declaration holds for the class that declares it together with its ``call``: a subclass that
 overrides ``call`` has to declare again (its new ``call`` may not take ``out=``).
 """
+import math
+
 import numpy as np
 
+from tlkit.engine import small_steps
 from tlkit.engine.symbolic import flatten
 from tlkit.engine.tape import active_tape
 
@@ -87,6 +90,8 @@ class InferencePlan:
                        and (takes_out(n.outputs[0]) or id(n) in self.assembled)}
         self.epilogues = epilogue_chains(nodes, consumers, kept, self.fused)
         self.pooled |= folded_outputs(nodes, kept, self.fused, self.epilogues)
+        self.alone = {}  # small_steps.runs_alone's answers, per node and input shapes
+        self.out_shapes = {}  # Execution.compute's output shapes, per node, fused consumer and input shape
 
 
 def epilogue_chains(nodes, consumers, kept, fused):
@@ -151,7 +156,7 @@ class Execution:
         shape = tuple(shape)
         if id(t) not in self.plan.pooled:
             return np.empty(shape, np.float32)
-        size = int(np.prod(shape))
+        size = math.prod(shape)  # (np.prod costs microseconds a call: a few hundred a forward)
         # This run's released buffers first (fewer buffers held), then last run's.
         flat = _take(self.released, size) if self.released else None
         if flat is None:
@@ -195,8 +200,14 @@ class Execution:
             t = produced.outputs[0]
 
             def out_shape():
-                shape = node.layer.compute_output_shape(tuple(args[0].shape))
-                return shape if consumer is None else consumer.layer.compute_output_shape(shape)
+                # Once per node, consumer and input shape: the layers' shape arithmetic is Python.
+                key = (id(node), id(consumer), args[0].shape)
+                shape = self.plan.out_shapes.get(key)
+                if shape is None:
+                    shape = node.layer.compute_output_shape(tuple(args[0].shape))
+                    shape = shape if consumer is None else consumer.layer.compute_output_shape(shape)
+                    small_steps.remember(self.plan.out_shapes, key, shape)
+                return shape
 
             out = None
             if id(t) in self.plan.slices:
@@ -218,7 +229,12 @@ class Execution:
                 kwargs = dict(kwargs, epilogue=[(kind, n.layer, None if other is None else self.values[id(other)])
                                                 for kind, n, other in chain])
                 self.done.update(id(n) for _, n, _ in chain)
-            result = node.layer(layer_args, **{"training": self.training, **kwargs})
+            # A small step runs on this thread alone: a hand-off would cost more than it saves.
+            kwargs = {"training": self.training, **kwargs}
+            if small_steps.runs_alone(self.plan.alone, node, tuple(a.shape for a in args)):
+                result = small_steps.call_alone(node.layer, layer_args, kwargs)
+            else:
+                result = node.layer(layer_args, **kwargs)
             if out is not None and result is out and id(t) in self.plan.slices:
                 self.placed.add(id(t))
         for t, r in zip(produced.outputs, flatten(result)):

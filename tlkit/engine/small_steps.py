@@ -1,0 +1,89 @@
+"""Which inference steps run on the calling thread alone, every kernel and product inside them.
+
+Why: tlkit's worker threads block while idle (never spin: see tlkit/utils/threads.py), so each
+hand-off to a second thread costs a wake-up and a meeting, tens of microseconds or more. A step
+of a few MFLOPs (most of MobileNetV2's and EfficientNet-Lite0's layers at batch 1) or a small
+copy (padding, pooling) takes about as long as that on one core, yet each route splits its work
+by rules of its own, from the layer's shape alone. Deciding per step of the inference plan keeps
+one rule for every route: a step below the bars below sets tlkit's thread count to 1 for its call
+(``threads.set_numba_threads``, which every route reads through ``threads.num_threads``) and
+restores it after. Larger steps (ResNet50's convolutions and SqueezeNet's 3x3 ones at batch 1, any
+of these layers at batch 32) keep every thread. The bars come from an interleaved A/B of whole forwards
+(BENCHMARKS.md, "Speed against ONNX Runtime"): 16 MFLOPs did better than 8, 32 or 64.
+
+    if runs_alone(plan.alone, node, input_shapes):      # cached per node and input shapes
+        result = call_alone(node.layer, inputs, kwargs)
+"""
+from tlkit.utils import threads
+
+# A step with weights (a convolution, depthwise or separable) runs alone below this many FLOPs:
+# twice its multiply-adds, the output pixels times the sizes of its 4-D kernels.
+SMALL_STEP_FLOPS = 16_000_000
+# A step without 4-D kernels (padding, pooling, an Add, a ReLU) only moves memory: alone below
+# this many output elements (4 MB of float32).
+SMALL_STEP_ELEMENTS = 1 << 20
+# False turns the rule off (tests take both sides; the A/B scripts compare them).
+ENABLED = True
+# Entries a plan's per-shape cache holds at most (a model fed ever new image sizes starts it over).
+MAX_CACHED_SHAPES = 4096
+
+
+def step_work(layer, output_shape):
+    """(FLOPs, output elements) of one call of ``layer`` producing an NHWC ``output_shape``."""
+    elements = 1
+    for d in output_shape:
+        elements *= int(d)
+    pixels = elements // max(int(output_shape[-1]), 1)
+    multiply_adds = 0
+    for w in layer.weights:
+        if len(w.shape) == 4:  # (kh, kw, in, out): its size is the multiply-adds per output pixel
+            size = 1
+            for d in w.shape:
+                size *= int(d)
+            multiply_adds += size
+    return 2 * pixels * multiply_adds, elements
+
+
+def runs_alone(cache, node, input_shapes):
+    """Whether ``node``'s inference call on inputs of ``input_shapes`` (a tuple of shape tuples)
+    runs on the calling thread alone; ``cache`` (a dict the plan keeps) holds the answers."""
+    if not ENABLED:
+        return False
+    key = (id(node), input_shapes)
+    alone = cache.get(key)
+    if alone is None:
+        alone = remember(cache, key, _decide(node, input_shapes))
+    return alone
+
+
+def remember(cache, key, value):
+    """cache[key] = value in one of the plan's per-shape caches, kept under MAX_CACHED_SHAPES; value."""
+    if len(cache) >= MAX_CACHED_SHAPES:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _decide(node, input_shapes):
+    try:
+        shape = node.layer.compute_output_shape(input_shapes if node.input_structure else input_shapes[0])
+    except Exception:  # noqa: BLE001 - a shape the layer cannot map: let its call raise, on every thread
+        return False
+    if not isinstance(shape, tuple) or len(shape) != 4 or any(d is None for d in shape):
+        return False  # only image steps (NHWC): others keep their own thread rules
+    flops, elements = step_work(node.layer, shape)
+    if flops:
+        return flops < SMALL_STEP_FLOPS
+    return elements < SMALL_STEP_ELEMENTS
+
+
+def call_alone(layer, inputs, kwargs):
+    """``layer(inputs, **kwargs)`` with tlkit's thread count 1 on this thread, restored after."""
+    before = threads.num_threads()
+    if before <= 1:  # nothing to change (a pool thread's group, NUMBA_NUM_THREADS=1)
+        return layer(inputs, **kwargs)
+    threads.set_numba_threads(1)
+    try:
+        return layer(inputs, **kwargs)
+    finally:
+        threads.set_numba_threads(before)
