@@ -236,6 +236,35 @@ def test_winograd_applicability_rules():
     assert not winograd.applicable((8, 224, 224, 3), (3, 3, 3, 64), (1, 1), (1, 1))
 
 
+@pytest.mark.parametrize("x_shape, f, padding", [((3, 7, 7, 17), 19, "same"), ((2, 6, 7, 16), 21, "same")])
+def test_winograd_forward_of_small_outputs(x_shape, f, padding, rng, monkeypatch):
+    """6x6 and 7x7 outputs of wide layers (ResNet50's conv5) take the Winograd forward, partial tiles
+    cropped; the gradients of such layers keep the im2col route."""
+    monkeypatch.setattr(winograd, "SMALL_OUT_CHANNELS", 16)  # small channel counts keep the reference quick
+    calls = []
+    real = winograd.conv3x3
+    monkeypatch.setattr(winograd, "conv3x3", lambda *a: calls.append(a) or real(*a))
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal((3, 3, x_shape[3], f)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    close(conv.conv2d_forward(x, w, b, padding=padding, relu=True), ref_forward(x, w, b, (1, 1), padding, (1, 1), True),
+          rtol=2e-5)
+    assert len(calls) == 1
+    dy = rng.standard_normal(conv.conv2d_forward(x, w, None, padding=padding).shape).astype(np.float32)
+    dx_ref, dw_ref, _ = ref_backward(x, w, dy, (1, 1), padding, (1, 1))
+    close(conv.conv2d_backward_input(dy, w, x.shape, padding=padding), dx_ref, rtol=2e-5)
+    close(conv.conv2d_backward_weights(x, dy, w.shape, padding=padding)[0], dw_ref, rtol=2e-5)
+    assert len(calls) == 2  # the forward just above; not the gradients
+
+
+def test_winograd_small_output_rules():
+    assert winograd.applicable((32, 7, 7, 512), (3, 3, 512, 512), (1, 1), (1, 1))
+    assert winograd.applicable((1, 6, 6, 128), (3, 3, 128, 256), (1, 1), (1, 1))
+    assert not winograd.applicable((32, 7, 7, 512), (3, 3, 512, 512), (1, 1), (1, 1), (7, 7), small_outputs=False)
+    assert not winograd.applicable((1, 7, 7, 16), (3, 3, 16, 64), (1, 1), (1, 1))  # narrow: im2col
+    assert not winograd.applicable((32, 5, 5, 256), (3, 3, 256, 256), (1, 1), (1, 1))
+
+
 def test_winograd_matches_direct_at_vgg_scale(rng):
     """block2-sized layer with He-scaled weights: relative error well below 1e-4."""
     x = np.maximum(rng.standard_normal((1, 56, 56, 64)), 0).astype(np.float32)

@@ -311,7 +311,7 @@ def conv2d_backward_input(dy, w, x_shape, strides=(1, 1), padding="valid", dilat
         top = (kh - 1) * g.dilation[0] - g.pad_top
         left = (kw - 1) * g.dilation[1] - g.pad_left
         out_hw = x_shape[1:3]
-        if winograd.applicable(dy.shape, w_rot.shape, g.strides, g.dilation, out_hw):
+        if winograd.applicable(dy.shape, w_rot.shape, g.strides, g.dilation, out_hw, small_outputs=False):
             return winograd.conv3x3(dy, w_rot, None, None, top, left, out_hw, False)
         return _direct(dy, w_rot.reshape(-1, ch), None, g.window, top, left, out_hw, False)
     # Strided: transposed product per tile, then scatter the patch gradients back (col2im).
@@ -344,7 +344,7 @@ def conv2d_backward_weights(x, dy, kernel_shape, strides=(1, 1), padding="valid"
     db = bias_grad(dy2)
     if _pointwise(g.window):
         return matmul(x.reshape(-1, ch).T, dy2, np.empty((ch, f), np.float32)).reshape(kernel_shape), db
-    if winograd.applicable(x.shape, kernel_shape, g.strides, g.dilation, (g.oh, g.ow)):
+    if winograd.applicable(x.shape, kernel_shape, g.strides, g.dilation, (g.oh, g.ow), small_outputs=False):
         return winograd.conv3x3_backward_weights(x, dy, g.pad_top, g.pad_left), db
     dw = np.zeros((kh * kw * ch, f), np.float32)
     part = np.empty_like(dw)

@@ -43,9 +43,15 @@ MIN_TILES = 256
 THREAD_BYTES = 2 << 20
 MIN_THREAD_ROWS = 8
 THREADED = None
-# Below these the direct path wins (see applicable).
+# Below these the direct path wins (see applicable). The forward also takes 6x6 and 7x7 outputs
+# (ResNet50's conv5 at 224) with >= SMALL_OUT_CHANNELS channels in and out: cropped pixels waste
+# 2.25x / 1.3x of a tile's products, and it still runs 1.3-2.9x faster than im2col at batch 1-32
+# (128-512 channels); with fewer channels (SqueezeNet's 16 -> 64 at 32x32 input) im2col wins at
+# batch 1, and at 4x4 and 5x5 at most batches. The gradients keep MIN_OUT until measured there.
 MIN_CHANNELS = 16
 MIN_OUT = 8
+SMALL_OUT = 6
+SMALL_OUT_CHANNELS = 128
 # The transforms' constants as float32: a float64 literal would turn each float32 sum into a
 # float64 one (numba follows numpy's promotion), half as many lanes per vector plus conversions.
 F2, F4, F5, F8, ZERO = (np.float32(v) for v in (2, 4, 5, 8, 0))
@@ -87,16 +93,20 @@ def filter_transform(w, u):
                 u[6 * i + 5, c, f] = d
 
 
-def applicable(x_shape, w_shape, strides, dilation, out_hw=None):
+def applicable(x_shape, w_shape, strides, dilation, out_hw=None, small_outputs=True):
     """True when Winograd is valid (3x3, stride 1, dilation 1) and faster than the direct path.
 
     Measured (scripts/bench_engine.py --layers): with few channels the product is too thin for
-    BLAS to gain from the 4x flop cut, and below ~8x8 outputs the partial tiles waste it.
+    BLAS to gain from the 4x flop cut, and below ~8x8 outputs the partial tiles waste it (down to
+    6x6 on wide layers when small_outputs: the forward).
     """
     if w_shape[:2] != (3, 3) or tuple(strides) != (1, 1) or tuple(dilation) != (1, 1):
         return False
     oh, ow = out_hw if out_hw is not None else x_shape[1:3]
-    return w_shape[2] >= MIN_CHANNELS and w_shape[3] >= MIN_CHANNELS and min(oh, ow) >= MIN_OUT
+    channels = min(w_shape[2], w_shape[3])
+    if channels < MIN_CHANNELS:
+        return False
+    return min(oh, ow) >= MIN_OUT or (small_outputs and min(oh, ow) >= SMALL_OUT and channels >= SMALL_OUT_CHANNELS)
 
 
 @njit(cache=True, nogil=True, parallel=True)
