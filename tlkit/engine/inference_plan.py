@@ -63,6 +63,16 @@ class InferencePlan:
                 if keyword:
                     self.fused[id(node)] = (users[0], keyword)
 
+        # A ZeroPadding2D whose one reader takes its input with the zeros in place (``absorbs_padding``):
+        # no padded copy at inference. {id(pad node): reader node} and {id(reader node): pad node}.
+        self.absorbed, self.absorbing = {}, {}
+        for node in nodes:
+            users = consumers.get(id(node.outputs[0]), [])
+            absorbs = declares(users[0].layer, "absorbs_padding") if len(users) == 1 else None
+            if (absorbs is not None and id(node.outputs[0]) not in kept and len(node.outputs) == 1
+                    and len(node.inputs) == 1 and len(users[0].inputs) == 1 and absorbs(node.layer)):
+                self.absorbed[id(node)], self.absorbing[id(users[0])] = users[0], node
+
         def takes_out(t):
             return (id(t) not in kept and len(t.node.outputs) == 1
                     and bool(declares(t.node.layer, "accepts_output_buffer")))
@@ -177,6 +187,13 @@ class Execution:
         """Run one node (or a node and the consumer fused with it); its outputs go into values."""
         if id(node) in self.done:
             return
+        if id(node) in self.plan.absorbed and self.tape is None:
+            # its reader takes the unpadded input (absorbs_padding), which stands for the output here
+            src, t = node.inputs[0], node.outputs[0]
+            self.values[id(t)] = self.values[id(src)]
+            if id(src) in self.owned:
+                self.owned[id(t)] = self.owned.pop(id(src))
+            return
         args = [self.values[id(t)] for t in node.inputs]
         layer_args = args if node.input_structure else args[0]
         if self.tape is not None and node.layer._records_on(self.tape, args):
@@ -194,8 +211,12 @@ class Execution:
             produced = node if consumer is None else chain[-1][1] if chain else consumer
             t = produced.outputs[0]
 
+            padder = self.plan.absorbing.get(id(node)) if self.tape is None else None
+
             def out_shape():
-                shape = node.layer.compute_output_shape(tuple(args[0].shape))
+                shape = tuple(args[0].shape)
+                shape = shape if padder is None else padder.layer.compute_output_shape(shape)
+                shape = node.layer.compute_output_shape(shape)
                 return shape if consumer is None else consumer.layer.compute_output_shape(shape)
 
             out = None
@@ -211,6 +232,8 @@ class Execution:
             elif id(t) in self.plan.pooled:
                 out = self.buffer_for(t, out_shape())
             kwargs = node.kwargs if out is None else dict(node.kwargs, out=out)
+            if padder is not None:
+                kwargs = dict(kwargs, zero_padding=padder.layer)
             if consumer is not None:
                 kwargs = dict(kwargs, **{keyword: consumer.layer})
                 self.done.add(id(consumer))

@@ -187,11 +187,19 @@ def _tiled(kernel_shape, strides, dilation):
     return ch * m >= TILES_MIN_CHANNELS and dilation[1] == 1 and column_stride_ok
 
 
-def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1), bias=None, clip=None, out=None):
+def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1), bias=None, clip=None, out=None,
+                      zero_pads=None):
     """y (N, OH, OW, C*M) = clip(depthwise(x, kernel) + bias, *clip). bias: (C*M,) or None; clip:
-    (low, high) with None for no bound, or None; out: optional C-contiguous float32 array of y's shape."""
+    (low, high) with None for no bound, or None; out: optional C-contiguous float32 array of y's shape.
+    zero_pads: ((top, bottom), (left, right)) zeros around x before a 'valid' conv, as a ZeroPadding2D
+    would add them, read in place (the kernels skip taps outside x): no padded copy."""
     kh, kw, ch, m = kernel.shape
-    oh, ow, top, left = _geometry(x.shape[1:3], (kh, kw), strides, padding, dilation)
+    if zero_pads is None:
+        oh, ow, top, left = _geometry(x.shape[1:3], (kh, kw), strides, padding, dilation)
+    else:
+        (top, bottom), (left, right) = zero_pads
+        padded = (x.shape[1] + top + bottom, x.shape[2] + left + right)
+        oh, ow = conv_output_shape(padded, (kh, kw), strides, "valid", dilation)
     shape = (x.shape[0], oh, ow, ch * m)
     if out is not None and (out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous):
         raise ValueError(f"depthwise_forward: out must be a C-contiguous float32 array of shape {shape}, "
