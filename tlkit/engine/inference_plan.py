@@ -21,6 +21,8 @@ merging.py for the layers that declare them):
 - ``concatenates_channels(output_shape)``: its inputs may be written into slices of its output;
 - ``fuses_with(input_shape, consumer)``: the keyword with which ``call`` also computes the one
   layer reading its output, or None;
+- ``absorbs_padding(producer)``: ``call(..., zero_padding=producer)`` takes the producer's input
+  (a ZeroPadding2D's) with the zeros in place, so the padded copy is skipped (depthwise_conv2d.py);
 - ``fuses_epilogue(consumer, kinds_so_far)``: after a "batch_norm" fusion, the kind of step
   ("add", "clip") ``consumer`` adds to ``call(..., epilogue=[(kind, layer, residual), ...])``, or None.
 A declaration holds for the class that declares it together with its ``call``: a subclass that
