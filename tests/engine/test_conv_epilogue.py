@@ -136,10 +136,13 @@ def test_zero_padding_into_a_recycled_buffer(rng, monkeypatch, padding, parallel
     monkeypatch.setattr(padding_layers, "PARALLEL_COPY_BYTES", parallel_bytes)
     inp = tlkit.Input((9, 8, 5))
     x = L.ZeroPadding2D(padding, name="pad")(inp)
-    x = L.DepthwiseConv2D(3, strides=2, use_bias=False, name="dw")(x)
+    # 'same': a conv that does not absorb the padding (a 'valid' one reads the zeros in place and the
+    # plan skips the copy: test_depthwise_padding_fold.py), so the padded copy is made.
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False, name="dw")(x)
     model = tlkit.Model(inp, L.ReLU(6.0)(L.BatchNormalization()(x)))
     randomize_batch_norms(model, rng)
     assert id(model.get_layer("pad").output) in model._graph.plan.pooled
+    assert not model._graph.plan.absorbed
     for _ in range(3):
         x = rng.standard_normal((2, 9, 8, 5)).astype(np.float32) * 3
         np.testing.assert_allclose(model.predict_on_batch(x), one_layer_at_a_time(model, x), rtol=1e-4, atol=1e-4)

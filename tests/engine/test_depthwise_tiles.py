@@ -1,4 +1,4 @@
-"""The tiled stride-1 depthwise forward (kernels/depthwise_tiles.py) against the numpy reference
+"""The tiled depthwise forward (stride 1, and column stride 2 with 3x3 / 5x5 kernels) (kernels/depthwise_tiles.py) against the numpy reference
 and torch's grouped convolution: interior blocks, border and leftover columns, rows outside the
 input, channel blocks, kernel widths taking each pass (5, 3 and 1 taps), row dilation, both
 paddings, bias and clip, channel multiplier, and the layer's folded BatchNormalization + ReLU6."""
@@ -19,8 +19,8 @@ def tiled_calls(monkeypatch):
 
     def spy(*args):
         calls.append(args[0].shape)
-        return depthwise_tiles.forward_stride1_tiles(*args)
-    monkeypatch.setattr(depthwise, "forward_stride1_tiles", spy)
+        return depthwise_tiles.forward_tiles(*args)
+    monkeypatch.setattr(depthwise, "forward_tiles", spy)
     return calls
 
 
@@ -64,15 +64,46 @@ def test_tiled_forward_channel_multiplier_and_output_buffer(rng, tiled_calls):
 
 
 def test_other_geometries_skip_the_tiled_kernel(rng, tiled_calls):
-    """Strides, column dilation and fewer than TILES_MIN_CHANNELS channels take the other kernels."""
-    x = rng.standard_normal((1, 8, 8, 32)).astype(np.float32)
-    kernel = rng.standard_normal((3, 3, 32, 1)).astype(np.float32)
-    for strides, dilation in [((2, 2), (1, 1)), ((1, 2), (1, 1)), ((1, 1), (1, 2))]:
+    """Column stride 2 with a kernel other than square 3x3 / 5x5, column stride 3, column dilation
+    and fewer than TILES_MIN_CHANNELS channels take the other kernels."""
+    x = rng.standard_normal((1, 8, 9, 32)).astype(np.float32)
+    for kernel_size, strides, dilation in [((3, 3), (3, 3), (1, 1)), ((2, 3), (2, 2), (1, 1)),
+                                           ((7, 7), (1, 2), (1, 1)), ((3, 3), (1, 1), (1, 2))]:
+        kernel = rng.standard_normal(kernel_size + (32, 1)).astype(np.float32)
         y = depthwise.depthwise_forward(x, kernel, strides, "same", dilation)
         np.testing.assert_allclose(y, reference_depthwise(x, kernel, strides, "same", dilation), rtol=1e-5,
                                    atol=1e-5)
-    depthwise.depthwise_forward(x[..., :8], kernel[:, :, :8], (1, 1), "same")
+    kernel = rng.standard_normal((3, 3, 8, 1)).astype(np.float32)
+    depthwise.depthwise_forward(x[..., :8], kernel, (1, 1), "same")
     assert tiled_calls == []
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("strides,padding,dilation", [((2, 2), "same", (1, 1)), ((2, 2), "valid", (1, 1)),
+                                                      ((1, 2), "same", (1, 1)), ((2, 2), "same", (2, 1))])
+@pytest.mark.parametrize("channels", [37, 290])
+def test_strided_rows_match_numpy(rng, tiled_calls, k, strides, padding, dilation, channels):
+    """Column stride 2 (MobileNetV2's and EfficientNet's downsampling layers): whole-window passes
+    on every other input column, the border rows and columns pixel by pixel. Odd and even sizes
+    (15 x 22: 'same' pads 0 or 1 on top / left and 1-2 below / right), row dilation, row stride 1,
+    odd and partial-block channel counts, bias and a clip in the write."""
+    x = (2 * rng.standard_normal((3, 15, 22, channels))).astype(np.float32)
+    kernel = rng.standard_normal((k, k, channels, 1)).astype(np.float32)
+    bias = rng.standard_normal(channels).astype(np.float32)
+    y = depthwise.depthwise_forward(x, kernel, strides, padding, dilation, bias=bias, clip=(-4.0, 5.0))
+    assert len(tiled_calls) == 1
+    expected = np.clip(reference_depthwise(x, kernel, strides, padding, dilation) + bias, -4.0, 5.0)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 16), (1, 5, 9, 24), (2, 16, 31, 48)])
+def test_strided_small_and_odd_images(rng, tiled_calls, shape):
+    """Stride-2 3x3 'same' on images with no interior block, one, and a leftover column."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, shape[-1], 1)).astype(np.float32)
+    y = depthwise.depthwise_forward(x, kernel, (2, 2), "same")
+    assert len(tiled_calls) == 1
+    np.testing.assert_allclose(y, reference_depthwise(x, kernel, (2, 2), "same"), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -103,14 +134,16 @@ def test_whole_window_rows_with_channel_multiplier(rng, tiled_calls):
 
 
 @pytest.mark.parametrize("k", [3, 5])
-def test_tiled_forward_matches_torch(rng, tiled_calls, k):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_tiled_forward_matches_torch(rng, tiled_calls, k, stride):
+    """Odd 15 x 15 images: 'same' and torch's symmetric padding agree at both strides."""
     torch = pytest.importorskip("torch")
-    x = rng.standard_normal((2, 14, 14, 64)).astype(np.float32)
+    x = rng.standard_normal((2, 15, 15, 64)).astype(np.float32)
     kernel = rng.standard_normal((k, k, 64, 1)).astype(np.float32)
-    y = depthwise.depthwise_forward(x, kernel, (1, 1), "same")
+    y = depthwise.depthwise_forward(x, kernel, (stride, stride), "same")
     tx = torch.tensor(x.transpose(0, 3, 1, 2))
     tw = torch.tensor(kernel[:, :, :, 0].transpose(2, 0, 1)[:, None])
-    ty = torch.nn.functional.conv2d(tx, tw, padding=k // 2, groups=64).numpy().transpose(0, 2, 3, 1)
+    ty = torch.nn.functional.conv2d(tx, tw, stride=stride, padding=k // 2, groups=64).numpy().transpose(0, 2, 3, 1)
     assert len(tiled_calls) == 1
     np.testing.assert_allclose(y, ty, rtol=1e-4, atol=1e-5)
 

@@ -21,6 +21,8 @@ merging.py for the layers that declare them):
 - ``concatenates_channels(output_shape)``: its inputs may be written into slices of its output;
 - ``fuses_with(input_shape, consumer)``: the keyword with which ``call`` also computes the one
   layer reading its output, or None;
+- ``absorbs_padding(producer)``: ``call(..., zero_padding=producer)`` takes the producer's input
+  (a ZeroPadding2D's) with the zeros in place, so the padded copy is skipped (depthwise_conv2d.py);
 - ``fuses_epilogue(consumer, kinds_so_far)``: after a "batch_norm" fusion, the kind of step
   ("add", "clip") ``consumer`` adds to ``call(..., epilogue=[(kind, layer, residual), ...])``, or None.
 A declaration holds for the class that declares it together with its ``call``: a subclass that
@@ -65,6 +67,16 @@ class InferencePlan:
                 keyword = fuses_with(node.inputs[0].shape, users[0].layer)
                 if keyword:
                     self.fused[id(node)] = (users[0], keyword)
+
+        # A ZeroPadding2D whose one reader takes its input with the zeros in place (``absorbs_padding``):
+        # no padded copy at inference. {id(pad node): reader node} and {id(reader node): pad node}.
+        self.absorbed, self.absorbing = {}, {}
+        for node in nodes:
+            users = consumers.get(id(node.outputs[0]), [])
+            absorbs = declares(users[0].layer, "absorbs_padding") if len(users) == 1 else None
+            if (absorbs is not None and id(node.outputs[0]) not in kept and len(node.outputs) == 1
+                    and len(node.inputs) == 1 and len(users[0].inputs) == 1 and absorbs(node.layer)):
+                self.absorbed[id(node)], self.absorbing[id(users[0])] = users[0], node
 
         def takes_out(t):
             return (id(t) not in kept and len(t.node.outputs) == 1
@@ -182,6 +194,13 @@ class Execution:
         """Run one node (or a node and the consumer fused with it); its outputs go into values."""
         if id(node) in self.done:
             return
+        if id(node) in self.plan.absorbed and self.tape is None:
+            # its reader takes the unpadded input (absorbs_padding), which stands for the output here
+            src, t = node.inputs[0], node.outputs[0]
+            self.values[id(t)] = self.values[id(src)]
+            if id(src) in self.owned:
+                self.owned[id(t)] = self.owned.pop(id(src))
+            return
         args = [self.values[id(t)] for t in node.inputs]
         layer_args = args if node.input_structure else args[0]
         if self.tape is not None and node.layer._records_on(self.tape, args):
@@ -199,12 +218,17 @@ class Execution:
             produced = node if consumer is None else chain[-1][1] if chain else consumer
             t = produced.outputs[0]
 
+            padder = self.plan.absorbing.get(id(node)) if self.tape is None else None
+
             def out_shape():
-                # Once per node, consumer and input shape: the layers' shape arithmetic is Python.
-                key = (id(node), id(consumer), args[0].shape)
+                # Once per node, consumer, absorbed padding and input shape: the layers' shape
+                # arithmetic is Python.
+                key = (id(node), id(consumer), padder is None, args[0].shape)
                 shape = self.plan.out_shapes.get(key)
                 if shape is None:
-                    shape = node.layer.compute_output_shape(tuple(args[0].shape))
+                    shape = tuple(args[0].shape)
+                    shape = shape if padder is None else padder.layer.compute_output_shape(shape)
+                    shape = node.layer.compute_output_shape(shape)
                     shape = shape if consumer is None else consumer.layer.compute_output_shape(shape)
                     small_steps.remember(self.plan.out_shapes, key, shape)
                 return shape
@@ -222,6 +246,8 @@ class Execution:
             elif id(t) in self.plan.pooled:
                 out = self.buffer_for(t, out_shape())
             kwargs = node.kwargs if out is None else dict(node.kwargs, out=out)
+            if padder is not None:
+                kwargs = dict(kwargs, zero_padding=padder.layer)
             if consumer is not None:
                 kwargs = dict(kwargs, **{keyword: consumer.layer})
                 self.done.add(id(consumer))

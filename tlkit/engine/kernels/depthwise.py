@@ -9,8 +9,9 @@ Output channel c*M + m is input channel c times kernel[..., c, m] (TF/Keras's or
 multiplier M > 1 repeats each input channel M times first, so every loop below runs over one
 contiguous run of channels (the shape that vectorizes). Padding is TF's: the odd pixel of 'same'
 goes at the bottom/right. One output (or, for the input gradient, input) row of one image is
-one parallel job; the kernel gradient sums per-thread partials. Most stride-1 layers run the
-tiled kernel of depthwise_tiles.py instead. The forward starts each output
+one parallel job; the kernel gradient sums per-thread partials. Most layers of 16 channels or
+more (stride 1, and stride 2 with 3x3 / 5x5 kernels) run the tiled kernel of depthwise_tiles.py
+instead. The forward starts each output
 pixel from the bias and clips it once its taps are summed, so a folded BatchNormalization and a
 ReLU/ReLU6 cost no extra pass over the output.
 """
@@ -18,7 +19,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from tlkit.engine.kernels.depthwise_tiles import forward_stride1_tiles
+from tlkit.engine.kernels.depthwise_tiles import forward_tiles
 from tlkit.engine.kernels.geometry import conv_output_shape, pads
 
 __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_kernel"]
@@ -178,11 +179,27 @@ def _flat_kernel(kernel):
     return np.ascontiguousarray(kernel, np.float32).reshape(kh, kw, ch * m)
 
 
-def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1), bias=None, clip=None, out=None):
+def _tiled(kernel_shape, strides, dilation):
+    """Whether the tiled kernel (depthwise_tiles.py) runs this layer: >= TILES_MIN_CHANNELS channels,
+    column dilation 1, column stride 1, or 2 with a square 3x3 / 5x5 kernel (any row stride)."""
+    kh, kw, ch, m = kernel_shape
+    column_stride_ok = strides[1] == 1 or (strides[1] == 2 and kh == kw and kw in (3, 5))
+    return ch * m >= TILES_MIN_CHANNELS and dilation[1] == 1 and column_stride_ok
+
+
+def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1), bias=None, clip=None, out=None,
+                      zero_pads=None):
     """y (N, OH, OW, C*M) = clip(depthwise(x, kernel) + bias, *clip). bias: (C*M,) or None; clip:
-    (low, high) with None for no bound, or None; out: optional C-contiguous float32 array of y's shape."""
+    (low, high) with None for no bound, or None; out: optional C-contiguous float32 array of y's shape.
+    zero_pads: ((top, bottom), (left, right)) zeros around x before a 'valid' conv, as a ZeroPadding2D
+    would add them, read in place (the kernels skip taps outside x): no padded copy."""
     kh, kw, ch, m = kernel.shape
-    oh, ow, top, left = _geometry(x.shape[1:3], (kh, kw), strides, padding, dilation)
+    if zero_pads is None:
+        oh, ow, top, left = _geometry(x.shape[1:3], (kh, kw), strides, padding, dilation)
+    else:
+        (top, bottom), (left, right) = zero_pads
+        padded = (x.shape[1] + top + bottom, x.shape[2] + left + right)
+        oh, ow = conv_output_shape(padded, (kh, kw), strides, "valid", dilation)
     shape = (x.shape[0], oh, ow, ch * m)
     if out is not None and (out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous):
         raise ValueError(f"depthwise_forward: out must be a C-contiguous float32 array of shape {shape}, "
@@ -191,8 +208,9 @@ def depthwise_forward(x, kernel, strides, padding, dilation=(1, 1), bias=None, c
     b = np.zeros(ch * m, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32).reshape(ch * m)
     low, high = (None, None) if clip is None else clip
     lo, hi = np.float32(-np.inf if low is None else low), np.float32(np.inf if high is None else high)
-    if tuple(strides) == (1, 1) and dilation[1] == 1 and ch * m >= TILES_MIN_CHANNELS:
-        forward_stride1_tiles(_repeat(x, m), _flat_kernel(kernel), b, lo, hi, dilation[0], top, left, y)
+    if _tiled(kernel.shape, strides, dilation):
+        forward_tiles(_repeat(x, m), _flat_kernel(kernel), b, lo, hi, strides[0], strides[1], dilation[0], top,
+                      left, y)
     elif tuple(strides) == (1, 1) and ch * m <= ROW_KERNEL_MAX_CHANNELS:
         block = max(1, BLOCK_FLOATS // (ch * m))
         _forward_stride1(_repeat(x, m), np.tile(_flat_kernel(kernel), (1, 1, ow)), np.tile(b, ow), lo, hi,

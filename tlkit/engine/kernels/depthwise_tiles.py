@@ -1,6 +1,6 @@
-"""Stride-1 depthwise forward (NHWC, column dilation 1) for wide channel counts:
+"""Depthwise forward (NHWC, column dilation 1, column stride 1 or 2) for wide channel counts:
 
-    forward_stride1_tiles(x, k, bias, lo, hi, dh, top, left, y)   # k (kh, kw, C), y (N, OH, OW, C)
+    forward_tiles(x, k, bias, lo, hi, sh, sw, dh, top, left, y)   # k (kh, kw, C), y (N, OH, OW, C)
 
 A pass adds one kernel row's taps (5, 3 or 1 at a time) for PIXELS adjacent output pixels into
 their sums, over a block of channels: each input pixel and weight loaded serves several
@@ -13,12 +13,14 @@ Output rows are written once, clipped (bias, folded BatchNormalization, ReLU6 co
 Square 3x3 and 5x5 kernels (MobileNet's and EfficientNet's) on output rows whose kernel rows all
 fall inside the input sum the whole window per pass instead: the 4 sums of a channel stay in
 registers over all the taps and are stored once (no reads and writes of the sums per kernel row;
-1.14-1.17x faster on those layers in cache). While a block is summed, the input the next output
-row adds (its last kernel row, same columns) is prefetched: at large batches the input comes from
+1.14-1.17x faster on those layers in cache); with column stride 2 the 4 pixels read every other
+column of the same input runs. While a block is summed, the input the next output
+row adds (its last kernel rows, same columns) is prefetched: at large batches the input comes from
 memory, not cache, and the hardware prefetcher alone left the passes waiting.
 
 Blocks of PIXELS columns whose taps all fall inside the input row read the input in place; the
-few columns at the left and right edges (and those left over) go one by one, each tap checked.
+few columns at the left and right edges (and those left over, and with column stride 2 the
+border rows' columns) go one by one, each tap checked.
 Rows above or below the input are skipped, so no padded copy is made. One output row of one image
 is one parallel job.
 """
@@ -30,7 +32,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["forward_stride1_tiles"]
+__all__ = ["forward_tiles"]
 
 PIXELS = 4  # adjacent output pixels per pass (the passes below are written for 4)
 BLOCK = 256  # channels per pass: the sums and the rows' runs stay in L1 (128-512 measured alike)
@@ -163,40 +165,92 @@ def _row5(xf, kf, xb, kb, xc, s0, s1, s2, s3):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _window3(xf, kf, bias, acc, xb, row, xc, q0, m):
-    """acc's 4 pixels = bias + a whole 3x3 window over m channels from q0: the top-left input at
-    xf[xb], input rows ``row`` floats apart, pixels and weights xc apart. (Offsets built by
-    additions and the taps written out: LLVM then sees contiguous loads and vectorizes over the
-    channels.)"""
-    k1 = xc + xc + xc  # one kernel row of weights
-    k2, x2 = k1 + k1, row + row
-    for q in range(m):
-        u = np.uint64(q)
-        s = bias[q0 + u]
-        xi, ki = xb + u, q0 + u
-        s0, s1, s2, s3 = _row3(xf, kf, xi, ki, xc, s, s, s, s)
-        s0, s1, s2, s3 = _row3(xf, kf, xi + row, ki + k1, xc, s0, s1, s2, s3)
-        s0, s1, s2, s3 = _row3(xf, kf, xi + x2, ki + k2, xc, s0, s1, s2, s3)
-        acc[u], acc[_B1 + u], acc[_B2 + u], acc[_B3 + u] = s0, s1, s2, s3
+def _row3s2(xf, kf, xb, kb, xc, s0, s1, s2, s3):
+    """As _row3, the 4 pixels 2 input columns apart (stride 2): 9 input columns."""
+    x2 = xc + xc
+    x3, x4 = x2 + xc, x2 + x2
+    x5, x6, x7, x8 = x4 + xc, x4 + x2, x4 + x3, x4 + x4
+    a0, a1, a2, a3, a4 = xf[xb], xf[xb + xc], xf[xb + x2], xf[xb + x3], xf[xb + x4]
+    a5, a6, a7, a8 = xf[xb + x5], xf[xb + x6], xf[xb + x7], xf[xb + x8]
+    w0, w1, w2 = kf[kb], kf[kb + xc], kf[kb + x2]
+    return (s0 + a0 * w0 + a1 * w1 + a2 * w2, s1 + a2 * w0 + a3 * w1 + a4 * w2,
+            s2 + a4 * w0 + a5 * w1 + a6 * w2, s3 + a6 * w0 + a7 * w1 + a8 * w2)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _window5(xf, kf, bias, acc, xb, row, xc, q0, m):
+def _row5s2(xf, kf, xb, kb, xc, s0, s1, s2, s3):
+    """As _row5, the 4 pixels 2 input columns apart (stride 2): 11 input columns."""
+    x2 = xc + xc
+    x3, x4 = x2 + xc, x2 + x2
+    x5, x6, x7, x8 = x4 + xc, x4 + x2, x4 + x3, x4 + x4
+    x9, x10 = x8 + xc, x8 + x2
+    a0, a1, a2, a3 = xf[xb], xf[xb + xc], xf[xb + x2], xf[xb + x3]
+    a4, a5, a6, a7 = xf[xb + x4], xf[xb + x5], xf[xb + x6], xf[xb + x7]
+    a8, a9, a10 = xf[xb + x8], xf[xb + x9], xf[xb + x10]
+    w0, w1, w2, w3, w4 = kf[kb], kf[kb + xc], kf[kb + x2], kf[kb + x3], kf[kb + x4]
+    return (s0 + a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3 + a4 * w4,
+            s1 + a2 * w0 + a3 * w1 + a4 * w2 + a5 * w3 + a6 * w4,
+            s2 + a4 * w0 + a5 * w1 + a6 * w2 + a7 * w3 + a8 * w4,
+            s3 + a6 * w0 + a7 * w1 + a8 * w2 + a9 * w3 + a10 * w4)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window3(xf, kf, bias, acc, xb, row, xc, q0, m, sw):
+    """acc's 4 pixels = bias + a whole 3x3 window over m channels from q0: the top-left input at
+    xf[xb], input rows ``row`` floats apart, input columns and weights xc apart, the pixels sw (1 or
+    2) columns apart. (Offsets built by additions and the taps written out: LLVM then sees
+    contiguous loads and vectorizes over the channels; the stride is tested outside the loops.)"""
+    k1 = xc + xc + xc  # one kernel row of weights
+    k2, x2 = k1 + k1, row + row
+    if sw == 1:
+        for q in range(m):
+            u = np.uint64(q)
+            s = bias[q0 + u]
+            xi, ki = xb + u, q0 + u
+            s0, s1, s2, s3 = _row3(xf, kf, xi, ki, xc, s, s, s, s)
+            s0, s1, s2, s3 = _row3(xf, kf, xi + row, ki + k1, xc, s0, s1, s2, s3)
+            s0, s1, s2, s3 = _row3(xf, kf, xi + x2, ki + k2, xc, s0, s1, s2, s3)
+            acc[u], acc[_B1 + u], acc[_B2 + u], acc[_B3 + u] = s0, s1, s2, s3
+    else:
+        for q in range(m):
+            u = np.uint64(q)
+            s = bias[q0 + u]
+            xi, ki = xb + u, q0 + u
+            s0, s1, s2, s3 = _row3s2(xf, kf, xi, ki, xc, s, s, s, s)
+            s0, s1, s2, s3 = _row3s2(xf, kf, xi + row, ki + k1, xc, s0, s1, s2, s3)
+            s0, s1, s2, s3 = _row3s2(xf, kf, xi + x2, ki + k2, xc, s0, s1, s2, s3)
+            acc[u], acc[_B1 + u], acc[_B2 + u], acc[_B3 + u] = s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window5(xf, kf, bias, acc, xb, row, xc, q0, m, sw):
     """As _window3, for a 5x5 window."""
     k1 = xc + xc + xc + xc + xc
     k2, x2 = k1 + k1, row + row
     k3, x3 = k2 + k1, x2 + row
     k4, x4 = k2 + k2, x2 + x2
-    for q in range(m):
-        u = np.uint64(q)
-        s = bias[q0 + u]
-        xi, ki = xb + u, q0 + u
-        s0, s1, s2, s3 = _row5(xf, kf, xi, ki, xc, s, s, s, s)
-        s0, s1, s2, s3 = _row5(xf, kf, xi + row, ki + k1, xc, s0, s1, s2, s3)
-        s0, s1, s2, s3 = _row5(xf, kf, xi + x2, ki + k2, xc, s0, s1, s2, s3)
-        s0, s1, s2, s3 = _row5(xf, kf, xi + x3, ki + k3, xc, s0, s1, s2, s3)
-        s0, s1, s2, s3 = _row5(xf, kf, xi + x4, ki + k4, xc, s0, s1, s2, s3)
-        acc[u], acc[_B1 + u], acc[_B2 + u], acc[_B3 + u] = s0, s1, s2, s3
+    if sw == 1:
+        for q in range(m):
+            u = np.uint64(q)
+            s = bias[q0 + u]
+            xi, ki = xb + u, q0 + u
+            s0, s1, s2, s3 = _row5(xf, kf, xi, ki, xc, s, s, s, s)
+            s0, s1, s2, s3 = _row5(xf, kf, xi + row, ki + k1, xc, s0, s1, s2, s3)
+            s0, s1, s2, s3 = _row5(xf, kf, xi + x2, ki + k2, xc, s0, s1, s2, s3)
+            s0, s1, s2, s3 = _row5(xf, kf, xi + x3, ki + k3, xc, s0, s1, s2, s3)
+            s0, s1, s2, s3 = _row5(xf, kf, xi + x4, ki + k4, xc, s0, s1, s2, s3)
+            acc[u], acc[_B1 + u], acc[_B2 + u], acc[_B3 + u] = s0, s1, s2, s3
+    else:
+        for q in range(m):
+            u = np.uint64(q)
+            s = bias[q0 + u]
+            xi, ki = xb + u, q0 + u
+            s0, s1, s2, s3 = _row5s2(xf, kf, xi, ki, xc, s, s, s, s)
+            s0, s1, s2, s3 = _row5s2(xf, kf, xi + row, ki + k1, xc, s0, s1, s2, s3)
+            s0, s1, s2, s3 = _row5s2(xf, kf, xi + x2, ki + k2, xc, s0, s1, s2, s3)
+            s0, s1, s2, s3 = _row5s2(xf, kf, xi + x3, ki + k3, xc, s0, s1, s2, s3)
+            s0, s1, s2, s3 = _row5s2(xf, kf, xi + x4, ki + k4, xc, s0, s1, s2, s3)
+            acc[u], acc[_B1 + u], acc[_B2 + u], acc[_B3 + u] = s0, s1, s2, s3
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -211,9 +265,9 @@ def _write(yf, acc, lo, hi, shape, n, r, c0, stop, q0, m):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, dh, top, left):
-    """Output columns [c0, c0 + PIXELS) of row r of image n, all channels; every tap of these
-    columns reads a column of the input."""
+def _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, sh, dh, top, left):
+    """Output columns [c0, c0 + PIXELS) of row r of image n, all channels, column stride 1; every
+    tap of these columns reads a column of the input."""
     n_img, h, w, ch, oh, ow, kh, kw = shape
     uch = np.uint64(ch)
     for q0 in range(0, ch, BLOCK):
@@ -222,7 +276,7 @@ def _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, dh, top, left):
             for q in range(m):
                 acc[np.uint64(p * BLOCK + q)] = bias[np.uint64(q0 + q)]
         for i in range(kh):
-            ii = r - top + i * dh
+            ii = r * sh - top + i * dh
             if 0 <= ii < h:
                 _kernel_row(xf, kf, acc, np.uint64(((n * h + ii) * w + c0 - left) * ch + q0), uch,
                             np.uint64(i * kw * ch + q0), uch, kw, m)
@@ -230,30 +284,30 @@ def _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, dh, top, left):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _window_blocks(xf, kf, bias, lo, hi, yf, acc, shape, n, r, first, inner, dh, top, left):
+def _window_blocks(xf, kf, bias, lo, hi, yf, acc, shape, n, r, first, inner, sh, sw, dh, top, left):
     """Output columns [first, inner) of row r of image n by whole-window passes (square 3x3 / 5x5
     kernels; every tap of these columns reads inside the input); each block prefetches the input
-    row the next output row adds."""
+    rows the next output row adds (its last sh kernel rows)."""
     n_img, h, w, ch, oh, ow, kh, kw = shape
     uch, row = np.uint64(ch), np.uint64(dh * w * ch)
-    ahead = r - top + kh * dh  # the next output row's last kernel row
+    ahead = (r + 1) * sh - top + (kh - 1) * dh  # the next output row's last kernel row
     for c0 in range(first, inner, PIXELS):
-        if ahead < h:
-            start = ((n * h + ahead) * w + c0 - left) * ch
-            for e in range(start, start + PIXELS * ch, LINE_FLOATS):
+        for a in range(max(ahead - sh + 1, 0), min(ahead + 1, h)):
+            start = ((n * h + a) * w + c0 * sw - left) * ch
+            for e in range(start, start + PIXELS * sw * ch, LINE_FLOATS):
                 _prefetch(xf, np.uint64(e))
         for q0 in range(0, ch, BLOCK):
             m = min(BLOCK, ch - q0)
-            xb = np.uint64(((n * h + r - top) * w + c0 - left) * ch + q0)
+            xb = np.uint64(((n * h + r * sh - top) * w + c0 * sw - left) * ch + q0)
             if kw == 3:
-                _window3(xf, kf, bias, acc, xb, row, uch, np.uint64(q0), m)
+                _window3(xf, kf, bias, acc, xb, row, uch, np.uint64(q0), m, sw)
             else:
-                _window5(xf, kf, bias, acc, xb, row, uch, np.uint64(q0), m)
+                _window5(xf, kf, bias, acc, xb, row, uch, np.uint64(q0), m, sw)
             _write(yf, acc, lo, hi, shape, n, r, c0, c0 + PIXELS, q0, m)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, dh, top, left):
+def _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, sh, sw, dh, top, left):
     """Output column c of row r of image n, all channels, its taps checked against the borders."""
     n_img, h, w, ch, oh, ow, kh, kw = shape
     for q0 in range(0, ch, BLOCK):
@@ -261,11 +315,11 @@ def _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, dh, top, left):
         for q in range(m):
             acc[np.uint64(q)] = bias[np.uint64(q0 + q)]
         for i in range(kh):
-            ii = r - top + i * dh
+            ii = r * sh - top + i * dh
             if ii < 0 or ii >= h:
                 continue
             for j in range(kw):
-                jj = c - left + j
+                jj = c * sw - left + j
                 if 0 <= jj < w:
                     xb = np.uint64(((n * h + ii) * w + jj) * ch + q0)
                     kb = np.uint64((i * kw + j) * ch + q0)
@@ -276,15 +330,17 @@ def _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, dh, top, left):
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
-def forward_stride1_tiles(x, k, bias, lo, hi, dh, top, left, y):
-    """y = clip(depthwise(x, k) + bias, lo, hi), stride 1, row dilation dh, column dilation 1;
-    lo/hi may be -inf/inf. k: (kh, kw, C)."""
+def forward_tiles(x, k, bias, lo, hi, sh, sw, dh, top, left, y):
+    """y = clip(depthwise(x, k) + bias, lo, hi), row stride sh, column stride sw (1, or 2 with a
+    square 3x3 / 5x5 kernel), row dilation dh, column dilation 1; lo/hi may be -inf/inf.
+    k: (kh, kw, C). top/left: the zero rows and columns virtually above and left of x (y's shape
+    sets the bottom and right ones), so a ZeroPadding2D before a 'valid' conv needs no padded copy."""
     n_img, h, w, ch = x.shape
     _, oh, ow, _ = y.shape
     kh, kw, _ = k.shape
     shape = (n_img, h, w, ch, oh, ow, kh, kw)
-    first = min(left, ow)  # columns [first, end) read no column outside the input
-    end = max(first, min(ow, w + left - (kw - 1)))
+    first = min((left + sw - 1) // sw, ow)  # columns [first, end) read no column outside the input
+    end = max(first, min(ow, (w + left - (kw - 1) + sw - 1) // sw))
     inner = first + (end - first) // PIXELS * PIXELS  # [first, inner): whole blocks of such columns
     xf, kf, yf = x.reshape(-1), k.reshape(-1), y.reshape(-1)
     whole = kh == kw and (kw == 3 or kw == 5)
@@ -293,11 +349,14 @@ def forward_stride1_tiles(x, k, bias, lo, hi, dh, top, left, y):
         r = job % oh
         acc = numba.carray(_stack_sums(), SUMS)
         for c in range(first):
-            _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, dh, top, left)
-        if whole and r - top >= 0 and r - top + (kh - 1) * dh < h:
-            _window_blocks(xf, kf, bias, lo, hi, yf, acc, shape, n, r, first, inner, dh, top, left)
-        else:
+            _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, sh, sw, dh, top, left)
+        if whole and r * sh - top >= 0 and r * sh - top + (kh - 1) * dh < h:
+            _window_blocks(xf, kf, bias, lo, hi, yf, acc, shape, n, r, first, inner, sh, sw, dh, top, left)
+        elif sw == 1:
             for c0 in range(first, inner, PIXELS):
-                _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, dh, top, left)
+                _block(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c0, sh, dh, top, left)
+        else:
+            for c in range(first, inner):
+                _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, sh, sw, dh, top, left)
         for c in range(inner, ow):
-            _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, dh, top, left)
+            _pixel(xf, kf, bias, lo, hi, yf, acc, shape, n, r, c, sh, sw, dh, top, left)

@@ -1,5 +1,7 @@
 """DepthwiseConv2D and SeparableConv2D (NHWC), with Keras's arguments, weight names and layouts:
 depthwise kernel (kh, kw, in, depth_multiplier), pointwise kernel (1, 1, in * depth_multiplier, filters)."""
+from functools import partial
+
 from tlkit.engine import activations, initializers, regularizers
 from tlkit.engine.kernels.bias_grad import bias_grad
 from tlkit.engine.kernels.geometry import WindowTooLarge, conv_output_shape, window_arguments
@@ -7,6 +9,7 @@ from tlkit.engine import layer_calls
 from tlkit.engine.layer import Layer
 from tlkit.engine.layers.bn_folding import folds_into
 from tlkit.engine.layers.conv_epilogue import conv_with_epilogue, epilogue_step, finish
+from tlkit.engine.layers.padding import ZeroPadding2D
 
 
 def depthwise_kernels():
@@ -75,9 +78,15 @@ class DepthwiseConv2D(Layer):
         oh, ow = self._spatial_output(input_shape)
         return (input_shape[0], oh, ow, self._check_input(input_shape) * self.depth_multiplier)
 
-    def _depthwise(self, x, kernel, bias):
+    def _depthwise(self, x, kernel, bias, zero_pads=None):
         return depthwise_kernels().depthwise_forward(x, kernel, self.strides, self.padding, self.dilation_rate,
-                                                     bias=bias)
+                                                     bias=bias, zero_pads=zero_pads)
+
+    def absorbs_padding(self, producer):
+        """Whether this conv can read the input of ``producer`` (the layer before it) with the zeros
+        it adds taken in place (call's ``zero_padding``): a ZeroPadding2D before a 'valid' conv,
+        MobileNetV2's downsampling blocks (the inference plan then skips the padded copy)."""
+        return type(producer) is ZeroPadding2D and self.padding == "valid"
 
     def fuses_with(self, input_shape, consumer):
         return "batch_norm" if folds_into(self, consumer) else None
@@ -87,22 +96,29 @@ class DepthwiseConv2D(Layer):
         output pass (see conv_epilogue.py)."""
         return epilogue_step(consumer, kinds_so_far)
 
-    def _folded_depthwise(self, x, kernel, bias, residual, clip, out):
+    def _folded_depthwise(self, x, kernel, bias, residual, clip, out, zero_pads=None):
         y = depthwise_kernels().depthwise_forward(x, kernel, self.strides, self.padding, self.dilation_rate,
-                                                  bias=bias, clip=clip if residual is None else None, out=out)
+                                                  bias=bias, clip=clip if residual is None else None, out=out,
+                                                  zero_pads=zero_pads)
         return finish(y, residual, clip, clipped=residual is None)
 
-    def call(self, inputs, training=False, out=None, batch_norm=None, epilogue=()):
+    def call(self, inputs, training=False, out=None, batch_norm=None, epilogue=(), zero_padding=None):
         """out: optional C-contiguous float32 array to write the result into (the inference plan's
         recycled buffers). batch_norm: the BatchNormalization reading this output, folded in when it
         uses its moving statistics (the inference plan passes it); the result is then the normalized
-        output. epilogue: with batch_norm, the ReLU6 / residual Add after it (conv_epilogue.py)."""
+        output. epilogue: with batch_norm, the ReLU6 / residual Add after it (conv_epilogue.py).
+        zero_padding: the ZeroPadding2D whose input ``inputs`` is (see absorbs_padding)."""
         kernel, bias = self.depthwise_kernel.value, None if self.bias is None else self.bias.value
+        zero_pads = None if zero_padding is None else zero_padding.padding
+        if zero_pads is not None and batch_norm is not None and (
+                not batch_norm.uses_moving_statistics(training) or any(k == "add" for k, _, _ in epilogue)):
+            # the unfused route and the residual's shape check take the padded input itself
+            inputs, zero_pads = zero_padding.call(inputs), None
         if batch_norm is not None:
             kh, kw, ch, m = kernel.shape
             return conv_with_epilogue(self, inputs, training, batch_norm, epilogue, out, kernel, bias,
-                                      (kh, kw, ch * m), self._folded_depthwise)
-        y = activations.apply(self.activation, self._depthwise(inputs, kernel, bias))
+                                      (kh, kw, ch * m), partial(self._folded_depthwise, zero_pads=zero_pads))
+        y = activations.apply(self.activation, self._depthwise(inputs, kernel, bias, zero_pads))
         if out is not None:
             out[...] = y
             return out
