@@ -275,3 +275,20 @@ def test_set_numba_threads_is_seen_by_numba_and_restored_around_chunks():
         assert numba.get_num_threads() == before
     finally:
         numba.set_num_threads(before)
+
+
+def test_set_numba_threads_keeps_the_count_numba_accepts():
+    """The direct writer bypasses numba's own check: a count above NUMBA_NUM_THREADS (from a patched
+    num_threads, once) or below 1 is clamped, so numba's parallel kernels never look for threads that
+    do not exist, and later calls see the real count (it once made test order matter)."""
+    import numba
+
+    threads.num_threads()
+    before = numba.get_num_threads()
+    try:
+        threads.set_numba_threads(numba.config.NUMBA_NUM_THREADS + 5)
+        assert numba.get_num_threads() == threads.num_threads() == numba.config.NUMBA_NUM_THREADS
+        threads.set_numba_threads(0)
+        assert numba.get_num_threads() == threads.num_threads() == 1
+    finally:
+        numba.set_num_threads(before)

@@ -39,7 +39,7 @@ MIN_CHUNK_FLOPS = 2_000_000
 CONCURRENT_LAYERS = ("omp", "tbb")
 
 _state = {"pool": None, "workers": 0, "pid": None, "blas_limited": False, "layer": None, "read_threads": None,
-          "write_threads": None}
+          "write_threads": None, "max_threads": 1}
 _lock = threading.Lock()
 _local = threading.local()  # per pool thread: numba already set to one thread
 
@@ -69,11 +69,13 @@ def num_threads():
 
 def set_numba_threads(count):
     """``numba.set_num_threads(count)`` for the calling thread, without numba's locks once its threads
-    are launched (run_chunks sets and restores the count around every call). count must be a value
-    numba accepts: 1, or one ``num_threads()`` returned."""
+    are launched (run_chunks sets and restores the count around every call). count is kept within
+    1 .. NUMBA_NUM_THREADS, as numba's own function checks: the direct writer does not check, and a
+    larger count would send numba's parallel kernels to threads that do not exist (a count read from a
+    patched ``num_threads``, as in tests, once did)."""
     write = _state["write_threads"]
     if write is not None:
-        write(count)
+        write(min(max(int(count), 1), _state["max_threads"]))
         return
     import numba
 
@@ -92,6 +94,9 @@ def _bind_numba_counts():
     if _state["read_threads"] is not None or not getattr(parallel, "_is_initialized", False) \
             or not isinstance(read, ctypes._CFuncPtr) or not isinstance(write, ctypes._CFuncPtr):
         return
+    import numba
+
+    _state["max_threads"] = numba.config.NUMBA_NUM_THREADS
     _state["write_threads"] = ctypes.PYFUNCTYPE(None, ctypes.c_int)(ctypes.cast(write, ctypes.c_void_p).value)
     _state["read_threads"] = ctypes.PYFUNCTYPE(ctypes.c_int)(ctypes.cast(read, ctypes.c_void_p).value)
 
