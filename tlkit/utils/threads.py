@@ -96,15 +96,14 @@ def _bind_numba_counts():
     _state["read_threads"] = ctypes.PYFUNCTYPE(ctypes.c_int)(ctypes.cast(read, ctypes.c_void_p).value)
 
 
-def limit_blas(new_libraries=False):
-    """Run every BLAS library loaded in this process on one thread (once; later calls are free;
-    ``new_libraries=True`` applies it again, to BLAS libraries loaded since).
+def limit_blas():
+    """Run every BLAS library loaded in this process on one thread (once; later calls are free).
     A threaded BLAS's workers would busy-wait between tlkit's products; tlkit splits large
     products over its own blocking threads instead (``matmul``)."""
-    if _state["blas_limited"] and not new_libraries:
+    if _state["blas_limited"]:
         return
     with _lock:
-        if new_libraries or not _state["blas_limited"]:
+        if not _state["blas_limited"]:
             from threadpoolctl import threadpool_limits
 
             threadpool_limits(1, user_api="blas")

@@ -20,7 +20,6 @@ import numpy as np
 
 from tlkit.engine.kernels import gru_reset_before
 from tlkit.engine.kernels import recurrent_cells as cells
-from tlkit.engine.kernels import recurrent_loops
 from tlkit.utils import threads, workspace
 
 GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
@@ -116,13 +115,7 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
 
     b_in = np.zeros(g, dt) if bias is None else np.asarray(bias, dt)  # added in the gate kernels
 
-    whole_loop = cell == "lstm" and recurrent_dropout is None and recurrent_loops.available()
-
     def block(lo, hi):
-        if whole_loop:
-            recurrent_loops.lstm_forward_loop(gates, np.ascontiguousarray(recurrent_kernel), b_in, h, c, out, m, act, ract, zero_out[lo:hi],
-                                              np.empty((hi - lo, g), dt), lo, hi)
-            return
         part = seq.rows(lo, hi)
         if cell == "gru_reset_before":
             gru_reset_before.forward_steps(part.gates, recurrent_kernel, b_in, part.h, part.out, zero_out[lo:hi],
@@ -169,16 +162,7 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
     dzr = workspace.take((t_len, n, g), dt) if seq.cell == "gru" else dzx
     rkt = transposed(seq.recurrent_kernel)
 
-    whole_loop = seq.cell == "lstm" and seq.recurrent_dropout is None and recurrent_loops.available()
-    d_seq = None if d_out is None else np.ascontiguousarray(d_out, dt)
-
     def block(lo, hi):
-        if whole_loop:
-            recurrent_loops.lstm_backward_loop(zeros[None] if d_seq is None else d_seq, d_seq is not None,
-                                               zeros[lo:hi], carry_o[lo:hi], carry_h[lo:hi], carry_c[lo:hi],
-                                               seq.gates, seq.c, seq.m, seq.act, seq.ract, dzx, rkt,
-                                               np.empty((hi - lo, units), dt), lo, hi)
-            return
         part = seq.rows(lo, hi)
         d_part = None if d_out is None else d_out[:, lo:hi]
         if seq.cell == "gru_reset_before":
