@@ -46,15 +46,13 @@ def filter_transform(w, i0, u):
     _, _, ch, nf = w.shape
     g = G32
     for c in prange(ch):
-        t = np.empty((3, nf), np.float32)  # row i of G along kernel rows
         for i in range(i0, i0 + u.shape[0] // 6):
             g0 = g[i, 0]; g1 = g[i, 1]; g2 = g[i, 2]
-            for j in range(3):
-                for f in range(nf):
-                    t[j, f] = g0 * w[0, j, c, f] + g1 * w[1, j, c, f] + g2 * w[2, j, c, f]
             r = 6 * (i - i0)
-            for f in range(nf):  # G along kernel columns
-                a = t[0, f]; b = t[1, f]; d = t[2, f]
+            for f in range(nf):  # row i of G along kernel rows, then G along columns, in registers
+                a = g0 * w[0, 0, c, f] + g1 * w[1, 0, c, f] + g2 * w[2, 0, c, f]
+                b = g0 * w[0, 1, c, f] + g1 * w[1, 1, c, f] + g2 * w[2, 1, c, f]
+                d = g0 * w[0, 2, c, f] + g1 * w[1, 2, c, f] + g2 * w[2, 2, c, f]
                 u[r, c, f] = a * F_QUARTER
                 u[r + 1, c, f] = (a + b + d) * F_MINUS_SIXTH
                 u[r + 2, c, f] = (a - b + d) * F_MINUS_SIXTH
