@@ -64,6 +64,7 @@ def tlkit_step(model, task, batch, weights_file):
     base = peer_models.tlkit_model(model)
     for name, (kernel, bias) in zip(names, weights, strict=True):
         base.get_layer(name).set_weights([kernel, bias])
+    del weights  # the layers hold copies: the file's arrays are not the forward's memory
     agrees = peer_models.agreement(base.predict_on_batch(x_ref), y_ref)
     x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32)
     if task == "forward":
@@ -87,6 +88,7 @@ def torch_step(model, task, batch, weights_file):
     torch.set_num_threads(machine.cores())
     _, weights, x_ref, y_ref = peer_models.load(weights_file)
     net = peer_models.torch_model(model, weights)
+    del weights  # as for tlkit: the module holds copies
     with torch.inference_mode():
         agrees = peer_models.agreement(peer_models.torch_output(net(peer_models.torch_input(x_ref))), y_ref)
     x = peer_models.torch_input(np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32))

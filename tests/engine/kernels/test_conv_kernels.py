@@ -347,10 +347,16 @@ def test_forward_into_a_channel_slice_on_every_route(rng, monkeypatch, chunked, 
     assert (buf[..., :4] == 7.0).all() and (buf[..., 4 + shape[3]:] == 7.0).all(), "wrote outside its slice"
 
 
-@pytest.mark.parametrize("threaded", [False, True], ids=["shared_chunks", "thread_chunks"])
+@pytest.mark.parametrize("threaded", [False, True, "filter_groups"], ids=["shared_chunks", "thread_chunks", "groups"])
 def test_winograd_routes_into_a_slice_and_pooled(rng, monkeypatch, threaded):
-    """Both Winograd routes, forced: 'same' conv + bias + ReLU into a channel slice (partial
-    tiles at the edges, chunks spanning images), and the fused 2x2 pool."""
+    """Every Winograd route, forced: 'same' conv + bias + ReLU into a channel slice (partial
+    tiles at the edges, chunks spanning images), and the fused 2x2 pool. groups: shared chunks with
+    a filter too large to keep, transformed 3 rows of G at a time (winograd_filters)."""
+    if threaded == "filter_groups":
+        from tlkit.engine.kernels import winograd_filters
+        monkeypatch.setattr(winograd_filters, "FILTER_BLOCK_BYTES", 36 * 16 * 16 * 4)
+        assert winograd_filters.rows_per_group(16, 20) == 3 and not winograd_filters.cached_filter_wanted(16, 20)
+        threaded = False
     monkeypatch.setattr(winograd, "THREADED", threaded)
     monkeypatch.setattr(winograd, "THREAD_BYTES", 30_000)  # several tile rows, several chunks per thread
     monkeypatch.setattr(threads, "num_threads", lambda: 3)

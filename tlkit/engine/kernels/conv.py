@@ -39,6 +39,7 @@ __all__ = ["conv2d_forward", "conv2d_forward_padded", "conv2d_maxpool_forward", 
            "conv2d_backward_input", "conv2d_backward_weights", "winograd_transform_filter"]
 
 winograd_transform_filter = winograd.transform_filter
+winograd_cached_filter_wanted = winograd.cached_filter_wanted
 
 # Patch-matrix budget per tile: small enough to stay in L2+L3 on common server CPUs, large enough
 # to keep BLAS products >= ~1000 rows on VGG16's layers; BENCHMARKS.md has the sweep

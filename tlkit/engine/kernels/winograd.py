@@ -16,17 +16,17 @@ output's scale for VGG-sized inputs. `applicable` says when this beats the direc
 import numpy as np
 from numba import njit, prange
 
-from tlkit.utils import threads
+from tlkit.engine.kernels import winograd_filters
+from tlkit.engine.kernels.winograd_filters import (  # the filter side, also named here (winograd.G, ...)
+    G,  # noqa: F401
+    cached_filter_wanted,
+    filter_transform,
+    filter_transform_adjoint,
+    transform_filter,
+)
+from tlkit.utils import threads, workspace
 from tlkit.utils.threads import matmul
 
-# Filter transform for points (0, 1, -1, 2, -2, inf); the matching input (B^T) and output (A^T)
-# transforms are written out term by term in the numba kernels below.
-G = np.array([[1 / 4, 0, 0],
-              [-1 / 6, -1 / 6, -1 / 6],
-              [-1 / 6, 1 / 6, -1 / 6],
-              [1 / 24, 1 / 12, 1 / 6],
-              [1 / 24, -1 / 12, 1 / 6],
-              [0, 0, 1]])
 # A chunk (run of tile rows) is transformed, multiplied and written back before the next: its
 # transformed input + products (36 x tiles x (C + F) floats) aim at ~4 MB so they mostly stay in
 # cache between the numba and BLAS passes, with at least MIN_TILES tiles: thinner products waste
@@ -55,42 +55,6 @@ SMALL_OUT_CHANNELS = 128
 # The transforms' constants as float32: a float64 literal would turn each float32 sum into a
 # float64 one (numba follows numpy's promotion), half as many lanes per vector plus conversions.
 F2, F4, F5, F8, ZERO = (np.float32(v) for v in (2, 4, 5, 8, 0))
-
-
-def transform_filter(w):
-    """(36, C, F) float32: G g G^T for every (in, out) channel pair of a (3, 3, C, F) kernel."""
-    w = np.asarray(w)
-    if w.ndim != 4 or w.shape[:2] != (3, 3):
-        raise ValueError(f"winograd_transform_filter: expected a (3, 3, in_channels, filters) kernel, got {w.shape}.")
-    u = np.empty((36,) + w.shape[2:], np.float32)
-    filter_transform(np.ascontiguousarray(w, dtype=np.float32), u)
-    return u
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def filter_transform(w, u):
-    """u[6 * i + j, c, f] = (G w[:, :, c, f] G^T)[i, j]; loops over f innermost (contiguous, SIMD)."""
-    _, _, ch, nf = w.shape
-    for c in prange(ch):
-        t = np.empty((6, 3, nf), np.float32)  # G along kernel rows
-        for j in range(3):
-            for f in range(nf):
-                a = w[0, j, c, f]; b = w[1, j, c, f]; d = w[2, j, c, f]
-                t[0, j, f] = a * 0.25
-                t[1, j, f] = (a + b + d) * (-1.0 / 6.0)
-                t[2, j, f] = (a - b + d) * (-1.0 / 6.0)
-                t[3, j, f] = a * (1.0 / 24.0) + b * (1.0 / 12.0) + d * (1.0 / 6.0)
-                t[4, j, f] = a * (1.0 / 24.0) - b * (1.0 / 12.0) + d * (1.0 / 6.0)
-                t[5, j, f] = d
-        for i in range(6):  # G along kernel columns
-            for f in range(nf):
-                a = t[i, 0, f]; b = t[i, 1, f]; d = t[i, 2, f]
-                u[6 * i, c, f] = a * 0.25
-                u[6 * i + 1, c, f] = (a + b + d) * (-1.0 / 6.0)
-                u[6 * i + 2, c, f] = (a - b + d) * (-1.0 / 6.0)
-                u[6 * i + 3, c, f] = a * (1.0 / 24.0) + b * (1.0 / 12.0) + d * (1.0 / 6.0)
-                u[6 * i + 4, c, f] = a * (1.0 / 24.0) - b * (1.0 / 12.0) + d * (1.0 / 6.0)
-                u[6 * i + 5, c, f] = d
 
 
 def applicable(x_shape, w_shape, strides, dilation, out_hw=None, small_outputs=True):
@@ -223,7 +187,7 @@ def compile_last_first():
     output_transform(np.zeros((36, 1, 1), f32), 1, 0, 1, 1, np.zeros(1, f32), False, False,
                      np.zeros((1, 4, 4, 1), f32), 0, False)
     input_transform(np.zeros((1, 4, 4, 1), f32), 1, 0, 1, 1, 1, 1, np.zeros((36, 1, 1), f32))
-    filter_transform(np.zeros((3, 3, 1, 1), f32), np.zeros((36, 1, 1), f32))
+    filter_transform(np.zeros((3, 3, 1, 1), f32), 0, np.zeros((36, 1, 1), f32))
 
 
 def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=False):
@@ -231,14 +195,15 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
     pad_left) before and zeros as needed after; u = transform_filter(w) if already known.
     out: optional C-contiguous (N, OH, OW, >= lo + F) array; y goes to its channels [lo, lo + F).
     pool2: return the 2x2 stride-2 'valid' max pool of y instead, (N, OH // 2, OW // 2, F) (out
-    then has that shape), without ever holding y."""
-    if u is None:
-        u = transform_filter(w)
+    then has that shape), without ever holding y. Without u, a large filter is transformed a group of
+    its planes at a time in each chunk (winograd_filters.FILTER_BLOCK_BYTES), never whole."""
     n, _, _, ch = x.shape
-    f = u.shape[2]
-    if u.shape != (36, ch, f):
+    if u is None and cached_filter_wanted(ch, w.shape[3]):
+        u = transform_filter(w)
+    if u is not None and u.shape[:2] != (36, ch):
         raise ValueError(f"wino_filter has shape {u.shape}; for this input it must be (36, {ch}, filters). "
                          "Recompute it with winograd_transform_filter(kernel).")
+    f = w.shape[3] if u is None else u.shape[2]
     oh, ow = out_hw
     tiles_h, tiles_w = -(-oh // 4), -(-ow // 4)
     y_shape = (n, oh // 2, ow // 2, f) if pool2 else (n, oh, ow, f)
@@ -253,11 +218,16 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
                     and threads.num_threads() > 1
                     and threads.chunks_can_run_numba())
     if threaded:
-        _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, pool2)
+        _conv3x3_threaded(x, transform_filter(w) if u is None else u, bias, has_bias, pad_top, pad_left, tiles_h,
+                          tiles_w, relu, y, lo, pool2)
         return y[..., lo:lo + f]
     rows_per_chunk = max(CHUNK_BYTES // (36 * tiles_w * (ch + f) * 4), -(-MIN_TILES // tiles_w))
     rows_per_chunk = min(rows_per_chunk, total_rows)
     v = np.empty((36, rows_per_chunk * tiles_w, ch), np.float32)
+    if u is None:
+        _chunks_by_filter_groups(x, np.ascontiguousarray(w, dtype=np.float32), v, rows_per_chunk, bias, has_bias,
+                                 pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, pool2)
+        return y[..., lo:lo + f]
     m = np.empty((36, rows_per_chunk * tiles_w, f), np.float32)
     for r0 in range(0, total_rows, rows_per_chunk):
         rows = min(rows_per_chunk, total_rows - r0)
@@ -266,6 +236,29 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
         matmul(v[:, :t], u, m[:, :t])
         output_transform(m, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
     return y[..., lo:lo + f]
+
+
+def _chunks_by_filter_groups(x, w, v, rows_per_chunk, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y,
+                             lo, pool2):
+    """conv3x3's chunk loop without a transformed filter: per chunk, each group of the transform's planes
+    (winograd_filters.rows_per_group) is computed into one reused scratch just before its products."""
+    ch, f = w.shape[2], w.shape[3]
+    rows = winograd_filters.rows_per_group(ch, f)
+    total_rows = x.shape[0] * tiles_h
+    scratch = workspace.take((max(winograd_filters.FILTER_BLOCK_BYTES // 4, 6 * rows * ch * f),), np.float32)
+    u = scratch[:6 * rows * ch * f].reshape(6 * rows, ch, f)
+    m = np.empty((36, v.shape[1], f), np.float32)
+    for r0 in range(0, total_rows, rows_per_chunk):
+        tile_rows = min(rows_per_chunk, total_rows - r0)
+        t = tile_rows * tiles_w
+        input_transform(x, tile_rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
+        for i0 in range(0, 6, rows):
+            filter_transform(w, i0, u)
+            planes = slice(6 * i0, 6 * (i0 + rows))
+            matmul(v[planes, :t], u, m[planes, :t])
+        output_transform(m, tile_rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
+    del u
+    workspace.give_back([scratch])
 
 
 def _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, pool2):
@@ -332,28 +325,6 @@ def output_transform_adjoint(dy, tile_rows, tr0, tiles_h, tiles_w, dm):
                     dm[i * 6 + 3, t, c] = e0 + 2.0 * e1 + 4.0 * e2 + 8.0 * e3
                     dm[i * 6 + 4, t, c] = e0 - 2.0 * e1 + 4.0 * e2 - 8.0 * e3
                     dm[i * 6 + 5, t, c] = e3
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def filter_transform_adjoint(du, dw):
-    """dw[:, :, c, f] = G^T du[:, c, f] G (du (36, C, F) -> dw (3, 3, C, F))."""
-    _, ch, nf = du.shape
-    for c in prange(ch):
-        t = np.empty((6, 3, nf), np.float32)  # G^T along the columns index
-        for i in range(6):
-            for f in range(nf):
-                u0 = du[6 * i, c, f]; u1 = du[6 * i + 1, c, f]; u2 = du[6 * i + 2, c, f]
-                u3 = du[6 * i + 3, c, f]; u4 = du[6 * i + 4, c, f]; u5 = du[6 * i + 5, c, f]
-                t[i, 0, f] = u0 * 0.25 - (u1 + u2) * (1.0 / 6.0) + (u3 + u4) * (1.0 / 24.0)
-                t[i, 1, f] = (u2 - u1) * (1.0 / 6.0) + (u3 - u4) * (1.0 / 12.0)
-                t[i, 2, f] = (u3 + u4 - u1 - u2) * (1.0 / 6.0) + u5
-        for j in range(3):  # G^T along the rows index
-            for f in range(nf):
-                u0 = t[0, j, f]; u1 = t[1, j, f]; u2 = t[2, j, f]
-                u3 = t[3, j, f]; u4 = t[4, j, f]; u5 = t[5, j, f]
-                dw[0, j, c, f] = u0 * 0.25 - (u1 + u2) * (1.0 / 6.0) + (u3 + u4) * (1.0 / 24.0)
-                dw[1, j, c, f] = (u2 - u1) * (1.0 / 6.0) + (u3 - u4) * (1.0 / 12.0)
-                dw[2, j, c, f] = (u3 + u4 - u1 - u2) * (1.0 / 6.0) + u5
 
 
 def conv3x3_backward_weights(x, dy, pad_top, pad_left):

@@ -51,8 +51,11 @@ class Conv2D(BaseConv):
 
     def _winograd_filter(self, kernels):
         """A frozen 3x3 kernel's Winograd transform, computed once (optimizers update trainable kernels
-        in place every step, so those are transformed per call inside the kernel instead)."""
-        if self.trainable or self.kernel_size != (3, 3) or self.strides != (1, 1) or self.dilation_rate != (1, 1):
+        in place every step, so those are transformed per call inside the kernel instead). Large ones are
+        not kept: the kernel transforms them block by block in cache (winograd_filters.cached_filter_wanted)."""
+        if (self.trainable or self.kernel_size != (3, 3) or self.strides != (1, 1) or self.dilation_rate != (1, 1)
+                or not kernels.winograd_cached_filter_wanted(*self.kernel.value.shape[2:])):
+            self._wino_cache = None
             return None
         key = (id(self.kernel.value), self.kernel.version)
         cached = getattr(self, "_wino_cache", None)
