@@ -14,6 +14,8 @@ of these layers at batch 32) keep every thread. The bars come from an interleave
     if runs_alone(plan.alone, node, input_shapes):      # cached per node and input shapes
         result = call_alone(node.layer, inputs, kwargs)
 """
+import math
+
 from tlkit.utils import threads
 
 # A step with weights (a convolution, depthwise or separable) runs alone below this many FLOPs:
@@ -30,17 +32,10 @@ MAX_CACHED_SHAPES = 4096
 
 def step_work(layer, output_shape):
     """(FLOPs, output elements) of one call of ``layer`` producing an NHWC ``output_shape``."""
-    elements = 1
-    for d in output_shape:
-        elements *= int(d)
+    elements = math.prod(int(d) for d in output_shape)
     pixels = elements // max(int(output_shape[-1]), 1)
-    multiply_adds = 0
-    for w in layer.weights:
-        if len(w.shape) == 4:  # (kh, kw, in, out): its size is the multiply-adds per output pixel
-            size = 1
-            for d in w.shape:
-                size *= int(d)
-            multiply_adds += size
+    # a 4-D kernel (kh, kw, in, out): its size is the multiply-adds per output pixel
+    multiply_adds = sum(math.prod(int(d) for d in w.shape) for w in layer.weights if len(w.shape) == 4)
     return 2 * pixels * multiply_adds, elements
 
 
