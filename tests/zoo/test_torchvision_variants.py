@@ -68,7 +68,8 @@ def test_convert_records_the_variant_and_the_converted_file_builds_it(tmp_path, 
     dst = tmp_path / f"{arch}_tlkit.h5"
     result = CliRunner().invoke(main, ["convert", str(src), str(dst)])
     assert result.exit_code == 0, result.output
-    assert "torchvision names" in result.output and "(without top, torchvision variant)" in result.output
+    described = "(without top, torchvision variant" + (", alpha 1.0)" if arch == "mobilenet_v2" else ")")
+    assert "torchvision names" in result.output and described in result.output
     assert "not used" not in result.output  # num_batches_tracked is no weight
     meta = read_weight_file(dst).metadata
     assert meta["variant"] == "torchvision" and meta["preprocessing"] == "torch" and meta["architecture"] == arch

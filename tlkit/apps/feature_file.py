@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from tlkit.apps.models import BASES, factory
+from tlkit.apps.models import BASES, build_base
 
 POOLINGS = ("avg", "max", "none")
 FORMAT = "tlkit-features"
@@ -38,7 +38,7 @@ def load_feature_model(spec):
                        "model": spec["path"], "weights": spec["path"]}
     weights = None if spec["weights"] in ("None", "none") else spec["weights"]
     size = spec["image_size"]
-    base = factory(spec["base"])(include_top=False, weights=weights, input_shape=(size, size, 3))
+    base = build_base(spec["base"], weights, (size, size, 3))
     return base, {"image_size": size, "preprocessing": getattr(base, "preprocessing", "caffe"),
                   "model": spec["base"], "weights": spec["weights"]}
 

@@ -25,7 +25,7 @@ from tlkit.apps.dataset import DataFolderError, find_layout
 from tlkit.apps.features import NO_FLIP, CachedVariants, Preprocessed, compute_features, flip_variants
 from tlkit.apps.head import build_head, parse_head
 from tlkit.apps.iterators import make_iterators
-from tlkit.apps.models import factory
+from tlkit.apps.models import build_base as build_zoo_base
 from tlkit.apps.options import check_config
 from tlkit.apps.plots import plot_confusion, plot_curves, plot_misclassified
 from tlkit.apps.run_dir import RunDirError, prepare as prepare_run_dir  # noqa: F401 (kept importable from here)
@@ -91,7 +91,7 @@ def _say(config, text):
 # ----- models -----
 def build_base(config):
     weights = None if config.weights in (None, "none") else config.weights
-    base = factory(config.base)(include_top=False, weights=weights, input_shape=(config.image_size, config.image_size, 3))
+    base = build_zoo_base(config.base, weights, (config.image_size, config.image_size, 3))
     base.trainable = False
     return base
 

