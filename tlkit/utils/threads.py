@@ -12,6 +12,8 @@ So:
     holds for the whole process, so a user's own numpy products then run on one thread too);
     ``matmul`` splits each large product over tlkit's own threads, which block (never spin) while idle.
 Thread count: numba's (``numba.get_num_threads()``, NUMBA_NUM_THREADS), one number for both.
+When it equals the CPUs the caller may use, each thread runs its chunks on a CPU of its own
+(``pinning``): a busy neighbour then shares a core with one of them instead of keeping one to itself.
 
     from tlkit.utils.threads import matmul
     matmul(a, b, out)          # out = a @ b, 2-D (rows split) or 3-D stacks (stack split)
@@ -23,6 +25,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from tlkit.utils import pinning
 
 # Environment defaults tlkit sets at import (a user's own setting wins). Read by libgomp when it
 # loads, i.e. before numba's first parallel kernel.
@@ -122,6 +126,7 @@ def _pool(workers):
             if _state["pool"] is not None and _state["pid"] == os.getpid():
                 _state["pool"].shutdown(wait=True)
             _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="tlkit-blas")
+            pinning.new_pool()
             _state["workers"], _state["pid"] = workers, os.getpid()
         return _state["pool"]
 
@@ -194,8 +199,8 @@ class _Chunks:
     """One run_chunks call: threads take chunk numbers in turn until none is left; the caller
     waits for the chunks to be done, not for the workers (one may not have started yet)."""
 
-    def __init__(self, bounds, work):
-        self.bounds, self.work = bounds, work
+    def __init__(self, bounds, work, cpus=None):
+        self.bounds, self.work, self.cpus = bounds, work, cpus
         self.taken = 0
         self.left = len(bounds) - 1
         self.error = None
@@ -220,6 +225,7 @@ class _Chunks:
                     self.done.set()
 
     def run_in_pool(self, slot):
+        pinning.pin_pool_thread(self.cpus)
         if not getattr(_local, "numba_single", False):
             set_numba_threads(1)  # per thread: this pool thread's numba kernels run on it alone
             _local.numba_single = True
@@ -232,7 +238,7 @@ def run_chunks(bounds, work, parts):
     (0 .. parts - 1) names the thread running the call, e.g. to index per-thread scratch; numba
     kernels called from work run on that thread alone. The first exception raised by work is
     raised here once every chunk is done or skipped."""
-    job = _Chunks(list(bounds), work)
+    job = _Chunks(list(bounds), work, pinning.cpus_to_pin(parts))
     if job.left <= 0:
         return
     if parts > 1:
@@ -242,7 +248,8 @@ def run_chunks(bounds, work, parts):
     before = num_threads()
     set_numba_threads(1)
     try:
-        job.run(0)
+        with pinning.caller_pinned(job.cpus):
+            job.run(0)
     finally:
         set_numba_threads(before)
     job.done.wait()
