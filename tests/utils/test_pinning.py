@@ -1,5 +1,6 @@
-"""tlkit's threads each on a CPU of their own while chunks run, when they are as many as the CPUs the
-caller may use; the caller's own CPUs restored after; off with TLKIT_PIN_THREADS=0 or other counts."""
+"""The threads of a pinned run_chunks call each on a CPU of their own, when they are as many as the CPUs
+the caller may use; the caller's own CPUs restored after; off for unpinned calls, with TLKIT_PIN_THREADS=0
+or other counts."""
 import os
 import threading
 
@@ -11,7 +12,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.s
                                 reason="needs a Linux process allowed on two or more CPUs")
 
 
-def affinities_seen(parts, fail=False):
+def affinities_seen(parts, fail=False, pin=True):
     """{slot: CPU set the work saw} for one run_chunks call of ``parts`` chunks on ``parts`` threads;
     each chunk waits at a barrier until all have started, so every thread runs exactly one."""
     seen, lock, everyone = {}, threading.Lock(), threading.Barrier(parts, timeout=30)
@@ -23,7 +24,7 @@ def affinities_seen(parts, fail=False):
         if fail and slot == 0:
             raise RuntimeError("work failed")
 
-    threads.run_chunks(list(range(parts + 1)), work, parts)
+    threads.run_chunks(list(range(parts + 1)), work, parts, pin=pin)
     assert sorted(seen) == list(range(parts))
     return seen
 
@@ -50,9 +51,13 @@ def test_the_caller_is_restored_when_work_fails(monkeypatch):
 
 def test_no_pinning_when_turned_off_or_the_counts_differ(monkeypatch):
     allowed = frozenset(os.sched_getaffinity(0))
+    affinities_seen(len(allowed))  # pins the pool threads
+    seen = affinities_seen(len(allowed), pin=False)
+    assert all(s == allowed for s in seen.values())  # an unpinned call frees them
+    affinities_seen(len(allowed))
     monkeypatch.setenv("TLKIT_PIN_THREADS", "0")
     seen = affinities_seen(len(allowed))
-    assert all(s == allowed for s in seen.values())  # pool threads pinned before are freed
+    assert all(s == allowed for s in seen.values())
     monkeypatch.delenv("TLKIT_PIN_THREADS")
     assert pinning.cpus_to_pin(len(allowed) + 1) is None and pinning.cpus_to_pin(1) is None
     seen = affinities_seen(len(allowed) + 1)

@@ -102,5 +102,5 @@ def run(arrays, run_group):
             whole[i:j] = part
 
     threads.limit_blas()
-    threads.run_chunks(np.linspace(0, n, groups + 1).astype(int), group, parts)
+    threads.run_chunks(np.linspace(0, n, groups + 1).astype(int), group, parts, pin=True)
     return outs

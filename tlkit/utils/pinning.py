@@ -1,14 +1,19 @@
-"""Each of tlkit's threads on a CPU of its own while chunks run (``threads.run_chunks``), when tlkit's
-threads are as many as the CPUs the calling thread may use.
+"""The threads of a ``threads.run_chunks(..., pin=True)`` call each on a CPU of its own, when tlkit's
+threads are as many as the CPUs the calling thread may use. Whole-graph runs over groups of images
+(``engine.batch_split``) ask for it.
 
 Why: Linux wakes a thread on or near the CPU of the thread that woke it, so tlkit's threads, which
 wake each other, tend to share one core, and a busy thread of another process keeps the other core
-to itself. Measured beside a single-threaded busy loop (BENCHMARKS.md "## Sharing the machine"):
-unpinned, tlkit kept 57-82% of its solo throughput and the loop 64-95% of its own; pinned, tlkit
-67-80% and the loop 48-61%, while two pinned tlkit processes still kept 42-54% each.
+to itself. Measured on SqueezeNet b32 beside a single-threaded busy loop (BENCHMARKS.md "## Sharing
+the machine"): unpinned, tlkit kept 57-82% of its solo throughput and the loop 58-95% of its own;
+pinned, tlkit 65-92% and the loop 48-61%; beside torch and beside a second tlkit process the bars
+held either way. Per-layer jobs (a conv layer's chunks, a product's) stay unpinned: they meet at
+every layer, and a pinned thread that shares its core with a spinning peer's thread cannot move to
+a freer one (VGG16 b8 beside torch: tlkit 37-43% against torch's 53-57% pinned, 47-50% against
+46-49% unpinned).
 Only when the counts are equal: with fewer threads than CPUs, two processes would crowd onto the
 same first CPUs while the others idle. The caller's own affinity is restored when its chunks are
-done; the pool's threads, which run nothing but chunks, stay on their CPUs.
+done; a pool thread keeps its CPU until it runs an unpinned job.
 TLKIT_PIN_THREADS=0 in the environment turns pinning off.
 """
 import contextlib

@@ -12,8 +12,9 @@ So:
     holds for the whole process, so a user's own numpy products then run on one thread too);
     ``matmul`` splits each large product over tlkit's own threads, which block (never spin) while idle.
 Thread count: numba's (``numba.get_num_threads()``, NUMBA_NUM_THREADS), one number for both.
-When it equals the CPUs the caller may use, each thread runs its chunks on a CPU of its own
-(``pinning``): a busy neighbour then shares a core with one of them instead of keeping one to itself.
+When it equals the CPUs the caller may use, the threads of a whole-graph run (``batch_split``) each
+run on a CPU of its own (``pinning``): a busy neighbour then shares a core with one of them instead
+of keeping one to itself.
 
     from tlkit.utils.threads import matmul
     matmul(a, b, out)          # out = a @ b, 2-D (rows split) or 3-D stacks (stack split)
@@ -232,13 +233,14 @@ class _Chunks:
         self.run(slot)
 
 
-def run_chunks(bounds, work, parts):
+def run_chunks(bounds, work, parts, pin=False):
     """work(slot, bounds[i], bounds[i + 1]) for every i, on ``parts`` threads (the caller and
     parts - 1 of tlkit's blocking threads), each thread taking the next chunk when free. slot
     (0 .. parts - 1) names the thread running the call, e.g. to index per-thread scratch; numba
     kernels called from work run on that thread alone. The first exception raised by work is
-    raised here once every chunk is done or skipped."""
-    job = _Chunks(list(bounds), work, pinning.cpus_to_pin(parts))
+    raised here once every chunk is done or skipped. ``pin``: each thread on a CPU of its own
+    (``pinning``), for long independent chunks such as whole-graph groups of images."""
+    job = _Chunks(list(bounds), work, pinning.cpus_to_pin(parts) if pin else None)
     if job.left <= 0:
         return
     if parts > 1:
