@@ -40,9 +40,6 @@ CONCURRENT_LAYERS = ("omp", "tbb")
 
 _state = {"pool": None, "workers": 0, "pid": None, "blas_limited": False, "layer": None, "read_threads": None,
           "write_threads": None, "max_threads": 1}
-# Names of tlkit's pool threads start with this (``in_pool_thread``).
-POOL_THREAD_PREFIX = "tlkit-blas"
-
 _lock = threading.Lock()
 _local = threading.local()  # per pool thread: numba already set to one thread
 
@@ -104,15 +101,14 @@ def _bind_numba_counts():
     _state["read_threads"] = ctypes.PYFUNCTYPE(ctypes.c_int)(ctypes.cast(read, ctypes.c_void_p).value)
 
 
-def limit_blas(new_libraries=False):
-    """Run every BLAS library loaded in this process on one thread (once; later calls are free;
-    ``new_libraries=True`` applies it again, to BLAS libraries loaded since, e.g. scipy's).
+def limit_blas():
+    """Run every BLAS library loaded in this process on one thread (once; later calls are free).
     A threaded BLAS's workers would busy-wait between tlkit's products; tlkit splits large
     products over its own blocking threads instead (``matmul``)."""
-    if _state["blas_limited"] and not new_libraries:
+    if _state["blas_limited"]:
         return
     with _lock:
-        if new_libraries or not _state["blas_limited"]:
+        if not _state["blas_limited"]:
             from threadpoolctl import threadpool_limits
 
             threadpool_limits(1, user_api="blas")
@@ -125,14 +121,9 @@ def _pool(workers):
         if _state["workers"] != workers or _state["pid"] != os.getpid():
             if _state["pool"] is not None and _state["pid"] == os.getpid():
                 _state["pool"].shutdown(wait=True)
-            _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix=POOL_THREAD_PREFIX)
+            _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="tlkit-blas")
             _state["workers"], _state["pid"] = workers, os.getpid()
         return _state["pool"]
-
-
-def in_pool_thread():
-    """True on one of tlkit's pool threads (work there must not wait for other pool work to start)."""
-    return threading.current_thread().name.startswith(POOL_THREAD_PREFIX)
 
 
 def product(a, b, out):

@@ -18,7 +18,7 @@ MB cost their page faults on every call. Works in the dtype of x (float32, or fl
 """
 import numpy as np
 
-from tlkit.engine.kernels import gru_reset_before, lstm_units
+from tlkit.engine.kernels import gru_reset_before
 from tlkit.engine.kernels import recurrent_cells as cells
 from tlkit.utils import threads, workspace
 
@@ -83,27 +83,15 @@ def _over_blocks(bounds, work):
 
 
 def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, c0, mask_tm, activation,
-                recurrent_activation="sigmoid", recurrent_dropout=None, parts=None, unit_blocks=None):
+                recurrent_activation="sigmoid", recurrent_dropout=None, parts=None):
     """Run the sequence. ``recurrent_dropout`` is a (B, units) multiplier applied to the state before the
-    recurrent product (Keras: one mask for all steps), or None. ``parts``: see ``batch_blocks``.
-    ``unit_blocks``: an LSTM's units split over that many threads (lstm_units.py), 0 for the batch split;
-    None chooses (``lstm_units.use_unit_blocks``, unless ``parts`` is given)."""
+    recurrent product (Keras: one mask for all steps), or None. ``parts``: see ``batch_blocks``."""
     t_len, n, n_in = x_tm.shape
     units = recurrent_kernel.shape[0]
     g = GATES[cell] * units
     dt = x_tm.dtype
     act, ract = _code(activation, cell), _code(recurrent_activation, cell)
     kernel, recurrent_kernel = np.asarray(kernel, dt), np.asarray(recurrent_kernel, dt)  # products write into dt
-    b_in = np.zeros(g, dt) if bias is None else np.asarray(bias, dt)  # added in the gate kernels
-    if unit_blocks is None:
-        unit_blocks = lstm_units.use_unit_blocks(n, units, recurrent_dropout) if cell == "lstm" and parts is None else 0
-    perm = bounds = None
-    if unit_blocks:
-        if cell != "lstm" or recurrent_dropout is not None or not lstm_units.available():
-            raise ValueError("unit blocks run LSTMs without recurrent dropout only, with scipy installed")
-        bounds = lstm_units.unit_blocks(units, unit_blocks)
-        perm = lstm_units.gate_permutation(units, bounds)
-        kernel, b_in = kernel[:, perm], b_in[perm]  # gate columns in unit-block order
     # The input projection, which each step turns into its gates in place.
     gates = workspace.take((t_len, n, g), dt)
     threads.matmul(x_tm.reshape(t_len * n, n_in), kernel, gates.reshape(t_len * n, g))
@@ -123,7 +111,9 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
         rb = np.zeros(g, dt) if recurrent_bias is None else recurrent_bias
     seq = Sequence(cell=cell, x=x_tm, kernel=kernel, recurrent_kernel=recurrent_kernel, m=m, h=h, c=c, out=out,
                    gates=gates, hr=hr, rh=rh, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
-                   has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None, perm=perm, bounds=bounds)
+                   has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
+
+    b_in = np.zeros(g, dt) if bias is None else np.asarray(bias, dt)  # added in the gate kernels
 
     def block(lo, hi):
         part = seq.rows(lo, hi)
@@ -134,10 +124,7 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
             _forward_steps(cell, part.gates, recurrent_kernel, b_in, rb, part, zero_out[lo:hi],
                            np.empty((hi - lo, g), dt))
 
-    if perm is not None:
-        lstm_units.forward(gates, recurrent_kernel, b_in, h, c, out, m, zero_out, act, ract, perm, bounds)
-    else:
-        _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
+    _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
     workspace.give_back_when_dead(seq, [a for a in (gates, h, c, hr, rh) if a is not None])
     return seq
 
@@ -173,7 +160,7 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
     g = GATES[seq.cell] * units
     dzx = workspace.take((t_len, n, g), dt)
     dzr = workspace.take((t_len, n, g), dt) if seq.cell == "gru" else dzx
-    rkt = None if seq.perm is not None else transposed(seq.recurrent_kernel)  # the unit split packs its own
+    rkt = transposed(seq.recurrent_kernel)
 
     def block(lo, hi):
         part = seq.rows(lo, hi)
@@ -184,12 +171,7 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
             _backward_steps(part, d_part, zeros[lo:hi], carry_o[lo:hi], carry_h[lo:hi], carry_c[lo:hi],
                             dzx[:, lo:hi], dzr[:, lo:hi], rkt, np.empty((hi - lo, units), dt))
 
-    if seq.perm is not None:
-        lstm_units.backward(None if d_out is None else np.ascontiguousarray(d_out, dt), carry_o, carry_h, carry_c,
-                            seq.gates, seq.c, seq.m, seq.act, seq.ract, dzx, seq.recurrent_kernel, seq.perm,
-                            seq.bounds)
-    else:
-        _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
+    _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
     x2 = seq.x.reshape(t_len * n, -1)
     dzx2, dzr2 = dzx.reshape(t_len * n, g), dzr.reshape(t_len * n, g)
     rd = seq.recurrent_dropout
@@ -209,9 +191,6 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
         "h0": carry_h,
         "c0": carry_c if seq.cell == "lstm" else None,
     }
-    if seq.perm is not None:
-        for name in ("kernel", "recurrent_kernel", "bias"):
-            grads[name] = None if grads[name] is None else lstm_units.unpermute(grads[name], seq.perm)
     del dzx2, dzr2
     workspace.give_back([dzx] + ([dzr] if dzr is not dzx else []))
     return grads

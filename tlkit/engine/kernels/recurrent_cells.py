@@ -66,99 +66,78 @@ def _carry_masked_output(dout, carry_o, b):
     carry_o[b] += dout[b]
 
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def lstm_row_forward(xwb, recb, bias, cpb, zb, cb, hb, ob, act, ract, zs, rs):
-    """One sample's step over a block of w = cb.size units: gates i, f, c, o of those units at zb[0:w],
-    zb[zs:zs + w], zb[2zs:2zs + w], zb[3zs:3zs + w] (xwb and bias laid out alike; xwb may be zb itself),
-    made from xwb + recb + bias, recb's gates ``rs`` apart; then the units' c, h and output. All rows are
-    1-D C-contiguous views (a whole row, or a row from a unit block's first gate column on), so that the
-    loops vectorize."""
-    w = cb.size
-    for gate in range(4):
-        z0, r0 = gate * zs, gate * rs
-        for j in range(w):
-            zb[z0 + j] = xwb[z0 + j] + recb[r0 + j] + bias[z0 + j]
-    _act_range(ract, zb, 0, w)
-    _act_range(ract, zb, zs, zs + w)
-    _act_range(act, zb, 2 * zs, 2 * zs + w)
-    _act_range(ract, zb, 3 * zs, 3 * zs + w)
-    for j in range(w):
-        cb[j] = zb[zs + j] * cpb[j] + zb[j] * zb[2 * zs + j]
-        hb[j] = cb[j]
-    _act_range(act, hb, 0, w)
-    for j in range(w):
-        hb[j] = zb[3 * zs + j] * hb[j]
-        ob[j] = hb[j]
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_step_forward(xw, rec, bias, c_prev, h_prev, out_prev, m, act, ract, gates, c, h, out):
     """Gates i, f, c, o (Keras order) from xw + rec + bias: c = f*c_prev + i*g, h = o*act(c)."""
-    u = h.shape[1]
-    for b in range(h.shape[0]):
+    n, u = h.shape
+    for b in range(n):
         if m[b] == 0:
             c[b] = c_prev[b]
             h[b] = h_prev[b]
             out[b] = out_prev[b]
             gates[b] = 0.0
             continue
-        lstm_row_forward(xw[b], rec[b], bias, c_prev[b], gates[b], c[b], h[b], out[b], act, ract, u, u)
-
-
-@njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def lstm_row_backward(db, cob, chb, ccb, zb, cn, cp, act, ract, dzb):
-    """One unmasked sample's step over a block of w = chb.size units: its gate gradients dzb (4w: i, f, c,
-    o) from the output gradient db and the carried gradients of output, h and c (updated: c's carried
-    on, output's and h's zeroed; the caller adds dz @ R.T to h's). zb: the step's activated gates; cn,
-    cp: c after and before the step. 1-D C-contiguous rows, as ``lstm_row_forward``."""
-    w = chb.size
-    for j in range(w):  # act(c) first, in the o slot of dz, in one loop that vectorizes
-        dzb[3 * w + j] = cn[j]
-    _act_range(act, dzb, 3 * w, 4 * w)
-    if act == 1 and ract == 2:  # Keras's default tanh and sigmoid: derivatives inline, a loop that vectorizes
-        for j in range(w):
-            dh = chb[j] + cob[j] + db[j]
-            i = zb[j]
-            f = zb[w + j]
-            g = zb[2 * w + j]
-            o = zb[3 * w + j]
-            ac = dzb[3 * w + j]
-            dc = ccb[j] + dh * o * (1.0 - ac * ac)
-            dzb[j] = dc * g * (i * (1.0 - i))
-            dzb[w + j] = dc * cp[j] * (f * (1.0 - f))
-            dzb[2 * w + j] = dc * i * (1.0 - g * g)
-            dzb[3 * w + j] = dh * ac * (o * (1.0 - o))
-            ccb[j] = dc * f
-            chb[j] = 0.0
-            cob[j] = 0.0
-        return
-    for j in range(w):
-        dh = chb[j] + cob[j] + db[j]
-        i = zb[j]
-        f = zb[w + j]
-        g = zb[2 * w + j]
-        o = zb[3 * w + j]
-        ac = dzb[3 * w + j]
-        dc = ccb[j] + dh * o * _act_grad(act, ac)
-        dzb[j] = dc * g * _act_grad(ract, i)
-        dzb[w + j] = dc * cp[j] * _act_grad(ract, f)
-        dzb[2 * w + j] = dc * i * _act_grad(act, g)
-        dzb[3 * w + j] = dh * ac * _act_grad(ract, o)
-        ccb[j] = dc * f
-        chb[j] = 0.0
-        cob[j] = 0.0
+        zb, cb, hb = gates[b], c[b], h[b]
+        for k in range(4 * u):
+            zb[k] = xw[b, k] + rec[b, k] + bias[k]
+        _act_range(ract, zb, 0, 2 * u)
+        _act_range(act, zb, 2 * u, 3 * u)
+        _act_range(ract, zb, 3 * u, 4 * u)
+        for j in range(u):
+            cb[j] = zb[u + j] * c_prev[b, j] + zb[j] * zb[2 * u + j]
+            hb[j] = cb[j]
+        _act_range(act, hb, 0, u)
+        for j in range(u):
+            hb[j] = zb[3 * u + j] * hb[j]
+            out[b, j] = hb[j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act, ract, dz):
     """dz (pre-activation gate gradients) of one step; updates the carried gradients of output, h and c.
     carry_h is left as the part that does not pass through the recurrent kernel (the caller adds dz @ R.T)."""
-    for b in range(carry_h.shape[0]):
+    n, u = carry_h.shape
+    for b in range(n):
         if m[b] == 0:
             _carry_masked_output(dout, carry_o, b)
             dz[b] = 0.0
             continue
-        lstm_row_backward(dout[b], carry_o[b], carry_h[b], carry_c[b], gates[b], c[b], c_prev[b], act, ract, dz[b])
+        dzb = dz[b]
+        for j in range(u):  # act(c) first, in the o slot of dz, in one loop that vectorizes
+            dzb[3 * u + j] = c[b, j]
+        _act_range(act, dzb, 3 * u, 4 * u)
+        if act == 1 and ract == 2:  # Keras's default tanh and sigmoid: derivatives inline, a loop that vectorizes
+            for j in range(u):
+                dh = carry_h[b, j] + carry_o[b, j] + dout[b, j]
+                i = gates[b, j]
+                f = gates[b, u + j]
+                g = gates[b, 2 * u + j]
+                o = gates[b, 3 * u + j]
+                ac = dzb[3 * u + j]
+                dc = carry_c[b, j] + dh * o * (1.0 - ac * ac)
+                dzb[j] = dc * g * (i * (1.0 - i))
+                dzb[u + j] = dc * c_prev[b, j] * (f * (1.0 - f))
+                dzb[2 * u + j] = dc * i * (1.0 - g * g)
+                dzb[3 * u + j] = dh * ac * (o * (1.0 - o))
+                carry_c[b, j] = dc * f
+                carry_h[b, j] = 0.0
+                carry_o[b, j] = 0.0
+            continue
+        for j in range(u):
+            dh = carry_h[b, j] + carry_o[b, j] + dout[b, j]
+            i = gates[b, j]
+            f = gates[b, u + j]
+            g = gates[b, 2 * u + j]
+            o = gates[b, 3 * u + j]
+            ac = dzb[3 * u + j]
+            dc = carry_c[b, j] + dh * o * _act_grad(act, ac)
+            dz[b, j] = dc * g * _act_grad(ract, i)
+            dz[b, u + j] = dc * c_prev[b, j] * _act_grad(ract, f)
+            dz[b, 2 * u + j] = dc * i * _act_grad(act, g)
+            dz[b, 3 * u + j] = dh * ac * _act_grad(ract, o)
+            carry_c[b, j] = dc * f
+            carry_h[b, j] = 0.0
+            carry_o[b, j] = 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
