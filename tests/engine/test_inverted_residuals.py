@@ -168,7 +168,9 @@ def test_model_fused_matches_layer_by_layer(rng, monkeypatch, fused_calls, padde
     fusions) within float32 tolerance, at batch 1 and with bands smaller than an image."""
     model = small_net(rng, padded)
     model.trainable = False
-    assert len(graph_of(model).plan.blocks) == 5
+    blocks = graph_of(model).plan.blocks.values()
+    assert sorted(b.expand is not None for b in blocks) == [False, True, True, True, True]
+    assert sum(b.padder is not None for b in blocks) == (2 if padded else 0)
     for batch, band_bytes in [(5, 1 << 20), (1, 2 << 10)]:
         monkeypatch.setattr(mbconv_bands, "BAND_BYTES", band_bytes)
         x = rng.standard_normal((batch, 23, 19, 3)).astype(np.float32)
@@ -232,6 +234,8 @@ def test_zoo_bases_unchanged(rng, fused_calls, name):
     x = rng.uniform(-1, 1, (3, 96, 80, 3)).astype(np.float32)
     fused = model.predict(x, verbose=0)
     assert len(fused_calls) == {"mobilenet_v2": 17, "efficientnet_lite0": 16}[name]
+    blocks = graph_of(model).plan.blocks.values()
+    assert sum(b.expand is not None for b in blocks) == len(blocks) - 1  # all but the expand-ratio-1 block
     inverted_residuals.ENABLED = False
     try:
         expected = model.predict(x, verbose=0)

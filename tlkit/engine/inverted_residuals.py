@@ -64,7 +64,8 @@ def find_blocks(nodes, consumers, kept, fused, epilogues, absorbing):
         users = consumers.get(id(tensor), [])
         return users[0] if len(users) == 1 and id(tensor) not in kept else None
 
-    producer = {id(t): n for n in nodes for t in n.outputs}
+    # the conv whose fused chain ends in a tensor: {id(tensor): conv node}
+    chain_end = {id(epilogues[id(n)][-1][1].outputs[0]): n for n in nodes if id(n) in epilogues}
     position = {id(n): i for i, n in enumerate(nodes)}
     blocks = {}
     for node in nodes:
@@ -77,9 +78,9 @@ def find_blocks(nodes, consumers, kept, fused, epilogues, absorbing):
             continue
         padder = absorbing.get(id(node))
         source = (padder or node).inputs[0]
-        expand = step(producer[id(source)]) if id(source) in producer else None
+        expand = step(chain_end[id(source)]) if id(source) in chain_end else None
         if (expand is None or not _pointwise(expand[0].layer) or not _one_clip(expand[2])
-                or expand[2][-1][1].outputs[0] is not source or sole_reader(source) is not (padder or node)):
+                or sole_reader(source) is not (padder or node)):
             expand = None
         first = (expand or depthwise)[0]
         # the residual Add's other input must exist when the block starts
