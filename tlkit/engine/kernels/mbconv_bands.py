@@ -59,10 +59,11 @@ def _buffer(name, size):
 
 
 def band_rows(h, w, e, oh, sh, kh):
-    """Output rows per band of one image: the most whose expanded input rows fit BAND_BYTES (at least 1)."""
+    """Output rows per band of one image: about the most whose expanded input rows fit BAND_BYTES (at
+    least 1), the image's bands made even."""
     row_bytes = 4 * w * e
-    fit = (BAND_BYTES // row_bytes - kh) // sh + 1
-    return max(1, min(oh, fit))
+    fit = max(1, min(oh, (BAND_BYTES // row_bytes - kh) // sh + 1))
+    return -(-oh // -(-oh // fit))  # the same number of bands, evened out (no short last band)
 
 
 def _pieces(n, h, w, e, oh, ow, sh, kh, parts):
