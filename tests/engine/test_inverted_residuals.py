@@ -88,15 +88,10 @@ def test_absorbed_zero_padding(rng, monkeypatch, zero_pads, band_bytes):
                                rtol=1e-4, atol=1e-4)
 
 
-def test_pieces_cover_every_output_row_once():
+def test_pieces_cover_every_output_row_once(monkeypatch):
     for n, h, oh, s, band_bytes in [(3, 13, 13, 1, 5000), (2, 14, 7, 2, 3000), (32, 7, 7, 1, 1 << 20), (1, 9, 5, 2, 1)]:
-        mbconv_bands_pieces = mbconv_bands._pieces
-        old = mbconv_bands.BAND_BYTES
-        mbconv_bands.BAND_BYTES = band_bytes
-        try:
-            pieces, _, _ = mbconv_bands_pieces(n, h, 6, 16, oh, 6, s, 3, 2)
-        finally:
-            mbconv_bands.BAND_BYTES = old
+        monkeypatch.setattr(mbconv_bands, "BAND_BYTES", band_bytes)
+        pieces, _, _ = mbconv_bands._pieces(n, h, 6, 16, oh, 6, s, 3, 2)
         covered = np.zeros((n, oh), int)
         for n0, n1, r0, r1 in pieces:
             covered[n0:n1, r0:r1] += 1
