@@ -38,10 +38,22 @@ def build(model_name):
 
 def step_kind(node, plan, x_shape):
     """(kind name, FLOPs) of one computed step."""
+    block = getattr(plan, "blocks", {}).get(id(node))
+    if block is not None:  # an inverted-residual block run as one step (engine/inverted_residuals.py)
+        parts = [p for p in (block.expand, block.depthwise, block.project) if p is not None]
+        flops, shape = 0, x_shape
+        for conv, _, _ in parts:
+            if block.padder is not None and conv is block.depthwise[0]:
+                shape = block.padder.layer.compute_output_shape(shape)
+            flops += step_kind(conv, {}, shape)[1]
+            shape = conv.layer.compute_output_shape(shape)
+        kh, kw = block.depthwise[0].layer.kernel_size
+        expand = "expand+" if block.expand is not None else ""
+        return f"block {expand}dw {kh}x{kw}/{block.depthwise[0].layer.strides[0]}+project", flops
     layer = node.layer
     name = type(layer).__name__
-    chain = [k for k, _, _ in plan.epilogues.get(id(node), ())]
-    fused = plan.fused.get(id(node), (None, None))[1]
+    chain = [k for k, _, _ in getattr(plan, "epilogues", {}).get(id(node), ())]
+    fused = getattr(plan, "fused", {}).get(id(node), (None, None))[1]
     suffix = ("+bn" if fused == "batch_norm" else f"+{fused}" if fused else "") + "".join(f"+{k}" for k in chain)
     flops = 0
     if name in ("Conv2D", "DepthwiseConv2D"):

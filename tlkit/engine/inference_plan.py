@@ -12,7 +12,9 @@ carried out call after call by an Execution.
 - a layer whose only consumer it can fuse with (a small-window convolution and its max pool)
   computes both in one pass, so its full-size output never exists;
 - a convolution fused with its BatchNormalization also applies what follows alone (a residual
-  Add, a ReLU) in its output pass (``epilogue_chains``; MobileNetV2, EfficientNet, ResNet50).
+  Add, a ReLU) in its output pass (``epilogue_chains``; MobileNetV2, EfficientNet, ResNet50);
+- an inverted-residual block (expand 1x1 -> depthwise -> project 1x1, each with its BN) runs as
+  one step over bands of rows when nothing records (``inverted_residuals.py``).
 
 What a layer declares (class attributes and methods of Layer; see conv2d.py, pooling.py and
 merging.py for the layers that declare them):
@@ -32,7 +34,7 @@ import math
 
 import numpy as np
 
-from tlkit.engine import small_steps
+from tlkit.engine import inverted_residuals, small_steps
 from tlkit.engine.symbolic import flatten
 from tlkit.engine.tape import active_tape
 
@@ -102,6 +104,9 @@ class InferencePlan:
                        and (takes_out(n.outputs[0]) or id(n) in self.assembled)}
         self.epilogues = epilogue_chains(nodes, consumers, kept, self.fused)
         self.pooled |= folded_outputs(nodes, kept, self.fused, self.epilogues)
+        # expand -> depthwise -> project blocks computed as one step over bands of rows
+        self.blocks = inverted_residuals.find_blocks(nodes, consumers, kept, self.fused, self.epilogues,
+                                                     self.absorbing)
         self.alone = {}  # small_steps.runs_alone's answers, per node and input shapes
         self.out_shapes = {}  # Execution.compute's output shapes, per node, fused consumer and input shape
 
@@ -193,6 +198,9 @@ class Execution:
     def compute(self, node):
         """Run one node (or a node and the consumer fused with it); its outputs go into values."""
         if id(node) in self.done:
+            return
+        block = self.plan.blocks.get(id(node)) if self.tape is None else None
+        if block is not None and inverted_residuals.run(block, self):
             return
         if id(node) in self.plan.absorbed and self.tape is None:
             # its reader takes the unpadded input (absorbs_padding), which stands for the output here
