@@ -24,9 +24,12 @@ CHUNKED = None
 # batch 1: 6.3 ms as 7 row tiles, 1.9 ms as 2 column blocks; BENCHMARKS.md, "Speed against ONNX
 # Runtime"). Below COLUMN_SPLIT_ROWS rows (at 784, 28x28, row tiles were as fast or faster), in blocks
 # of a multiple of COLUMN_BLOCK columns, one per thread (2 or 4 per thread measured no faster in a
-# whole forward). COLUMNS: None chooses; True / False force.
+# whole forward), and at least COLUMN_MIN_FLOPS: below, the hand-off costs what the second thread
+# saves (MobileNetV2's 14x14 1x1 convs of ~22 MFLOPs: 0.33-0.37 ms split, 0.27-0.29 on one thread).
+# COLUMNS: None chooses; True / False force.
 COLUMN_SPLIT_ROWS = 256
 COLUMN_BLOCK = 16
+COLUMN_MIN_FLOPS = 32_000_000
 COLUMNS = None
 
 
@@ -91,7 +94,7 @@ def by_columns(rows, columns, flops):
     if COLUMNS is not None:
         return COLUMNS
     return (CHUNKED is None and rows < COLUMN_SPLIT_ROWS and columns >= 2 * COLUMN_BLOCK
-            and flops >= threads.MIN_SPLIT_FLOPS and threads.num_threads() > 1)
+            and flops >= COLUMN_MIN_FLOPS and threads.num_threads() > 1)
 
 
 def product_columns(src, wmat, out, epilogue=None):
