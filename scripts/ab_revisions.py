@@ -4,6 +4,7 @@ a busy spell on a shared machine hits both. The ratio B / A is what a change bou
 
     python scripts/ab_revisions.py --base main                      # every case, 3 rounds
     python scripts/ab_revisions.py --base 06ca1bd --cases squeezenet-32 --rounds 5
+    python scripts/ab_revisions.py --base 0e01cc2 --cases resnet50-1 mobilenet_v2-1 --steps 15
 
 The base commit's tlkit is exported (git archive) into a temporary folder; the models use random
 weights (speed does not depend on them). Each process: build, 2 warm-up calls, then the median
@@ -24,7 +25,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 import machine  # noqa: E402
 
 CASES = {"squeezenet-32": ("SqueezeNet", 32), "squeezenet-1": ("SqueezeNet", 1),
-         "vgg16-8": ("VGG16", 8), "vgg16-1": ("VGG16", 1)}
+         "vgg16-8": ("VGG16", 8), "vgg16-1": ("VGG16", 1),
+         "resnet50-32": ("ResNet50", 32), "resnet50-1": ("ResNet50", 1), "mobilenet_v2-1": ("MobileNetV2", 1),
+         "efficientnet_lite0-1": ("EfficientNetLite0", 1)}
 
 WORKER = """
 import json, statistics, sys, time

@@ -214,7 +214,7 @@ def test_winograd_is_used_when_applicable(rng, monkeypatch):
     calls = []
     real = winograd.conv3x3
     monkeypatch.setattr(winograd, "conv3x3", lambda *a: calls.append(a) or real(*a))
-    x = rng.standard_normal((1, 8, 8, 16)).astype(np.float32)
+    x = rng.standard_normal((1, 12, 12, 16)).astype(np.float32)  # 9 tiles: fewer go to im2col (few_tiles)
     conv.conv2d_forward(x, rng.standard_normal((3, 3, 16, 16)).astype(np.float32), padding="same")
     assert len(calls) == 1
     conv.conv2d_forward(x, rng.standard_normal((3, 3, 16, 16)).astype(np.float32), strides=2, padding="same")
@@ -276,7 +276,7 @@ def test_winograd_matches_direct_at_vgg_scale(rng):
 
 
 def test_winograd_filter_of_wrong_shape_is_rejected(rng):
-    x = rng.standard_normal((1, 8, 8, 16)).astype(np.float32)
+    x = rng.standard_normal((1, 12, 12, 16)).astype(np.float32)  # enough tiles for Winograd (few_tiles)
     w = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
     with pytest.raises(ValueError, match="winograd_transform_filter"):
         conv.conv2d_forward(x, w, padding="same", wino_filter=np.zeros((36, 8, 16), np.float32))

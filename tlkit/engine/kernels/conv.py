@@ -10,11 +10,12 @@ does the product straight into the output, then a numba pass adds bias and ReLU 
 while it is still in cache. No batch-sized im2col buffer ever exists. 1x1 stride-1 convs are
 plain products over (N*H*W, C), no copy. numba regions and BLAS calls alternate, never nest,
 so the cores see at most one pool of busy threads at a time. Products worth splitting run as
-chunks shared by the threads instead, each tile's patches + product + bias/ReLU on one thread
-(conv_chunks.py), and so do the direct kernels on batches of a few images per thread.
+chunks shared by the threads instead, each tile's patches + product + bias/ReLU on one thread,
+or, with few output pixels, as blocks of output channels (conv_chunks.py); so do the direct
+kernels on batches of a few images per thread.
 
-Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when that is faster (see winograd.py);
-pass ``wino_filter=winograd_transform_filter(w)`` to reuse the filter transform across calls.
+Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when that is faster (see winograd.py; not with
+a handful of tiles); ``wino_filter=winograd_transform_filter(w)`` reuses the filter transform.
 Small windows (kh * kw * C <= direct_conv.MAX_K, e.g. 3x3 over RGB) skip im2col + BLAS, whose
 products are too thin there, for a direct kernel with bias and ReLU fused (see direct_conv.py).
 A conv whose output only feeds a max pooling (SqueezeNet's conv1 + pool1) can run fused with it,
@@ -149,6 +150,9 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
         if has_bias or relu:
             add_bias_relu(wide, bias, has_bias, relu, lo)
         return y[..., lo:lo + f]
+    if conv_chunks.by_columns(n * out_h * out_w, f, flops):
+        conv_chunks.im2col_product_columns(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, direct_1x1, y, lo)
+        return y[..., lo:lo + f]
     if conv_chunks.worth_it(flops):
         parts = max(threads.num_threads(), 1)
         tiles = _tiles(n, out_h, out_w * (k + f) * 4, conv_chunks.CHUNK_BYTES, parts * threads.CHUNKS_PER_THREAD)
@@ -198,13 +202,13 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
             out[...] = conv2d_forward(x, w, b, strides, padding, dilation, relu, wino_filter)
             return out
         out = whole
-    if winograd.applicable(x.shape, w.shape, g.strides, g.dilation):
+    if winograd.applicable(x.shape, w.shape, g.strides, g.dilation) and not winograd.few_tiles(x.shape[0], g.oh, g.ow):
         return winograd.conv3x3(x, w if wino_filter is None else None, wino_filter, b, g.pad_top, g.pad_left,
                                 (g.oh, g.ow), relu, out, lo)
     if direct_conv.applicable(w.shape, g.dilation):
         f = w.shape[3]
         y = np.empty((x.shape[0], g.oh, g.ow, f), np.float32) if out is None else out
-        wk, bias = w.reshape(-1, f), _zeros_if_none(b, f)
+        wk, bias = w.reshape(-1, f), (np.zeros(f, np.float32) if b is None else b)
         conv_chunks.by_jobs(x.shape[0] * g.oh, lambda j0, j1: direct_conv.conv_bias_relu(
             x, wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left, j0, j1, y, lo))
         return y[..., lo:lo + f]
@@ -275,7 +279,7 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
         conv_y = conv2d_forward(x, w, b, g.strides, padding, relu=relu, wino_filter=wino_filter)
         return max_pool2d_forward(conv_y, pool, pool_strides, pool_padding, with_argmax=False, out=y)[0]
     f = w.shape[3]
-    wk, bias = w.reshape(-1, f), _zeros_if_none(b, f)
+    wk, bias = w.reshape(-1, f), (np.zeros(f, np.float32) if b is None else b)
     ptop = pads(g.oh, pool[0], pool_strides[0], pool_padding)[0]
     pleft = pads(g.ow, pool[1], pool_strides[1], pool_padding)[0]
     if conv_pool_bands.preferred(f, g.dilation):
@@ -288,10 +292,6 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
         x, wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left, (g.oh, g.ow), *pool, *pool_strides,
         ptop, pleft, parts, j0, j1, y))
     return y
-
-
-def _zeros_if_none(b, filters):
-    return np.zeros(filters, np.float32) if b is None else b
 
 
 def conv2d_backward_input(dy, w, x_shape, strides=(1, 1), padding="valid", dilation=(1, 1)):

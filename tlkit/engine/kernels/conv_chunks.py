@@ -5,11 +5,12 @@ cache, and a thread the OS deschedules delays only the chunk it is on.
 
     if worth_it(flops): im2col_product(x, wmat, bias, True, True, window, 1, 1, False, tiles, y, 0, parts)
     by_jobs(n * out_h, lambda j0, j1: kernel(x, ..., j0, j1, y))         # serial kernels over job ranges
+    if by_columns(m, f, flops): im2col_product_columns(x, wmat, bias, True, True, window, 1, 1, False, y, 0)
 """
 import numpy as np
 
 from tlkit.engine.kernels.im2col import add_bias_relu, im2col_rows
-from tlkit.utils import threads
+from tlkit.utils import threads, workspace
 
 # Budget of one im2col chunk: its patch and output tiles stay in one thread's cache while its
 # product and bias + ReLU run.
@@ -17,6 +18,19 @@ CHUNK_BYTES = 1 << 20
 # None chooses (chunks for work worth splitting, when numba's threading layer allows kernels on
 # several threads at once); True / False force one route (tests take both whatever the machine).
 CHUNKED = None
+# Products of few rows (a batch-1 layer of 7x7 to 14x14 output pixels) are split over the threads by
+# output channels instead: BLAS packs the weight matrix on every call, so each row tile packs all of
+# it again, and few rows do not pay for that (ResNet50's 1x1/2 conv of 14x14x1024 -> 7x7x2048 at
+# batch 1: 6.3 ms as 7 row tiles, 1.9 ms as 2 column blocks; BENCHMARKS.md, "Speed against ONNX
+# Runtime"). Below COLUMN_SPLIT_ROWS rows (at 784, 28x28, row tiles were as fast or faster), in blocks
+# of a multiple of COLUMN_BLOCK columns, one per thread (2 or 4 per thread measured no faster in a
+# whole forward), and at least COLUMN_MIN_FLOPS: below, the hand-off costs what the second thread
+# saves (MobileNetV2's 14x14 1x1 convs of ~22 MFLOPs: 0.33-0.37 ms split, 0.27-0.29 on one thread).
+# COLUMNS: None chooses; True / False force.
+COLUMN_SPLIT_ROWS = 256
+COLUMN_BLOCK = 16
+COLUMN_MIN_FLOPS = 32_000_000
+COLUMNS = None
 
 
 def worth_it(flops):
@@ -72,3 +86,52 @@ def by_jobs(total, call):
     chunks = min(total, max(parts, 1) * threads.CHUNKS_PER_THREAD)
     bounds = np.linspace(0, total, chunks + 1).astype(np.int64)
     threads.run_chunks(bounds, lambda slot, j0, j1: call(int(j0), int(j1)), max(parts, 1))
+
+
+def by_columns(rows, columns, flops):
+    """True when a product of ``rows`` x ``columns`` outputs and ``flops`` runs as column blocks shared
+    by the threads (product_columns): COLUMNS forces it either way; CHUNKED forcing a route rules it out."""
+    if COLUMNS is not None:
+        return COLUMNS
+    return (CHUNKED is None and rows < COLUMN_SPLIT_ROWS and columns >= 2 * COLUMN_BLOCK
+            and flops >= COLUMN_MIN_FLOPS and threads.num_threads() > 1)
+
+
+def product_columns(src, wmat, out, epilogue=None):
+    """out (rows, F) = src @ wmat with the columns cut into one block per thread, shared by the threads;
+    ``epilogue(c0, c1)`` then runs on each block [c0, c1) on the thread that computed it."""
+    f = wmat.shape[1]
+    parts = max(threads.num_threads(), 1)
+    blocks = -(-f // COLUMN_BLOCK)
+    bounds = sorted({min(f, COLUMN_BLOCK * (blocks * i // parts)) for i in range(parts + 1)})
+
+    def block(slot, c0, c1):
+        threads.product(src, wmat[:, c0:c1], out[:, c0:c1])
+        if epilogue is not None:
+            epilogue(c0, c1)
+
+    threads.limit_blas()
+    threads.run_chunks(bounds, block, min(parts, len(bounds) - 1))
+
+
+def im2col_product_columns(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, direct_1x1, y, lo):
+    """im2col_product's result with the product split by columns (by_columns): the patches of the
+    whole output gathered once (none for a 1x1 conv), then product_columns with bias + ReLU on each
+    block. y: C-contiguous (N, OH, OW, >= lo + F)."""
+    n, out_h, out_w, _ = y.shape
+    k, f = wmat.shape
+    wide = y.reshape(-1, y.shape[3])
+    patches = None
+    if direct_1x1:
+        src = x.reshape(-1, x.shape[3])
+    else:
+        src = patches = workspace.take((n * out_h * out_w, k), np.float32)
+        im2col_rows(x, 0, n, 0, out_h, *window, pad_top, pad_left, out_w, patches)
+
+    def epilogue(c0, c1):
+        if has_bias or relu:
+            add_bias_relu(wide, bias[c0:c1], has_bias, relu, lo + c0)
+
+    product_columns(src, wmat, wide[:, lo:lo + f], epilogue)
+    del src
+    workspace.give_back([patches])

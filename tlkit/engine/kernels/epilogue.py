@@ -2,7 +2,8 @@
 cache: the bias, a residual added and a clip (ReLU: [0, inf), ReLU6: [0, 6]).
 
     pointwise_conv(x, w, b, residual, 0.0, 6.0, out)   # 1x1 stride-1 conv: product + epilogue, tile by tile,
-                                                       # each thread taking runs of tiles
+                                                       # each thread taking runs of tiles (few rows: blocks
+                                                       # of columns, conv_chunks.product_columns)
     add_residual_clip(y2, residual2, 0.0, 6.0)           # y2 (rows, F) C-contiguous; residual2 or None
 
 Outputs smaller than PARALLEL_MIN_ELEMENTS get the single-threaded kernel: waking the other
@@ -11,6 +12,7 @@ threads costs more than the pass itself (a batch-1 forward makes ~100 such passe
 import numpy as np
 from numba import njit, prange
 
+from tlkit.engine.kernels import conv_chunks
 from tlkit.utils.threads import (CHUNKS_PER_THREAD, MIN_SPLIT_FLOPS, limit_blas, num_threads, product,
                                  run_chunks)
 
@@ -40,6 +42,21 @@ def _epilogue_rows(y, bias, residual, has_residual, lo, hi, first, last):
         for i in range(first, last):
             for j in range(f):
                 y[i, j] = min(max(y[i, j] + bias[j], lo), hi)
+
+
+@njit(cache=True, nogil=True)
+def _epilogue_columns(y, bias, residual, has_residual, lo, hi, c0, c1):
+    """Columns c0:c1 of every row of y, as _epilogue_rows (a block of a product split by columns)."""
+    for i in range(y.shape[0]):
+        row = y[i, c0:c1]  # a contiguous run of a C-contiguous array: vectorizes
+        b = bias[c0:c1]
+        if has_residual:
+            res = residual[i, c0:c1]
+            for j in range(c1 - c0):
+                row[j] = min(max(row[j] + b[j] + res[j], lo), hi)
+        else:
+            for j in range(c1 - c0):
+                row[j] = min(max(row[j] + b[j], lo), hi)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -96,6 +113,10 @@ def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None
     w = np.ascontiguousarray(w, np.float32)
     lo, hi = _bounds(low, high)
     limit_blas()
+    if conv_chunks.by_columns(rows, f, 2 * rows * c * f):  # few rows (batch 1, deep layers): see conv_chunks
+        conv_chunks.product_columns(x2, w, y2, lambda c0, c1: _epilogue_columns(y2, b, r, r2 is not None, lo, hi,
+                                                                                c0, c1))
+        return out
     parts = 1 if 2 * rows * c * f < MIN_SPLIT_FLOPS else min(num_threads(), rows)
     # Tiles small enough for L2, and at least one per thread (a batch-1 layer may be one tile).
     tile = max(1, min(TILE_BYTES // (4 * f), -(-rows // parts)))

@@ -52,6 +52,19 @@ MIN_CHANNELS = 16
 MIN_OUT = 8
 SMALL_OUT = 6
 SMALL_OUT_CHANNELS = 128
+# A forward of fewer tiles than this (4x4 output blocks, over the batch) goes to im2col + BLAS
+# instead (conv.py): ResNet50's 7x7 conv5 layers at batch 1 make 4 tiles, so each of the 36 products
+# is 4 rows against a filter plane, and the transformed filter read is 4x the kernel (512 channels:
+# 4.8 ms against 2.9 through im2col with the product split by columns, 6.8 against 4.3 on one
+# thread). At 16 tiles (14x14 at batch 1) the two measured even (256 channels) or Winograd ahead (512).
+FEW_TILES = 8
+
+
+def few_tiles(n, oh, ow):
+    """True when a forward conv of batch n and oh x ow outputs has fewer than FEW_TILES Winograd tiles."""
+    return n * -(-oh // 4) * -(-ow // 4) < FEW_TILES
+
+
 # The transforms' constants as float32: a float64 literal would turn each float32 sum into a
 # float64 one (numba follows numpy's promotion), half as many lanes per vector plus conversions.
 F2, F4, F5, F8, ZERO = (np.float32(v) for v in (2, 4, 5, 8, 0))

@@ -94,7 +94,8 @@ class Conv2D(BaseConv):
                                                      out)
         kernels = conv_kernels()
         wino = None
-        if self.kernel_size == (3, 3) and self.strides == (1, 1) and self.dilation_rate == (1, 1):
+        if (self.kernel_size == (3, 3) and self.strides == (1, 1) and self.dilation_rate == (1, 1)
+                and not kernels.winograd.few_tiles(*self.compute_output_shape(x.shape)[:3])):
             # the folded kernel stays the same array until a weight changes (conv_epilogue.folded_weights)
             cached = getattr(self, "_folded_wino", None)
             if cached is None or cached[0] is not kernel:
