@@ -15,8 +15,8 @@ chunks shared by the threads instead, each tile's patches + product + bias/ReLU 
 
 Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when that is faster (see winograd.py);
 pass ``wino_filter=winograd_transform_filter(w)`` to reuse the filter transform across calls.
-Small windows (kh * kw * C <= direct_conv.MAX_K, e.g. 3x3 over RGB) skip im2col + BLAS, whose
-products are too thin there, for a direct kernel with bias and ReLU fused (see direct_conv.py).
+Small windows (kh * kw * C <= direct_conv.MAX_K, e.g. 3x3 over one channel) skip im2col + BLAS for a
+direct kernel with bias and ReLU fused (see direct_conv.py).
 A conv whose output only feeds a max pooling (SqueezeNet's conv1 + pool1) can run fused with it,
 so the conv output is never stored whole (small windows; Winograd convs with a 2x2/2 pool):
 

@@ -23,12 +23,14 @@ from tlkit.engine.kernels.pool import _window, copy_into, max_into, pool_columns
 
 # Largest window (kh * kw * C) and filter count for which the direct kernel beats im2col + BLAS,
 # alone (MAX_K) and fused with a max pooling (MAX_K_POOLED: it also saves writing the conv
-# output and reading it back). Measured with scripts/bench_direct_conv.py --sweep (on a 2-core
-# AVX-512 CPU; rerun it on a different one) under OPENBLAS_THREAD_TIMEOUT=4
-# OMP_WAIT_POLICY=passive, so that neither side pays for the other's spinning threads. The accumulators live in L1, not in
-# registers (numba cannot keep a vector of F sums in registers across taps), which is why wider
-# windows go back to BLAS.
-MAX_K = 27
+# output and reading it back). The accumulators live in L1, not in registers (numba cannot keep a
+# vector of F sums in registers across taps), so the kernel runs at about half of what BLAS does
+# on the same product. MAX_K_POOLED came from scripts/bench_direct_conv.py --sweep; MAX_K from
+# the im2col route as it runs now, its tiles as chunks shared by the threads (conv_chunks.py),
+# interleaved A/B in one process (BENCHMARKS.md, "3-channel stems"): the route won on every
+# K = 27 stem (3x3/2 over RGB, 32-64 filters, batch 1-32) and on 3x3 / 5x5 over 2-3 channels;
+# over one channel (K = 9) the two tie.
+MAX_K = 9
 MAX_K_POOLED = 36
 MAX_FILTERS = 256
 
