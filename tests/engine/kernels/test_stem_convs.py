@@ -56,6 +56,7 @@ STEMS = [
     ((2, 21, 20, 3), 7, 2, "valid", 17),   # ResNet50's 7x7/2 stem (after its ZeroPadding2D)
     ((2, 11, 12, 1), 3, 2, "same", 5),     # one channel: K = 9, the direct kernel
     ((1, 12, 9, 1), 3, 1, "valid", 18),
+    ((2, 13, 14, 3), 3, 3, "same", 16),    # stride 3
 ]
 
 
@@ -72,8 +73,8 @@ def test_stem_convs_match_float64_numpy(monkeypatch, rng, direct_kernel_calls, c
         want = numpy_conv(x, w, b, stride, padding, relu)
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    small_window = k * k * shape[3] <= direct_conv.MAX_K
-    assert bool(direct_kernel_calls) == small_window  # RGB windows (K >= 27) take im2col + BLAS
+    small_window = k * k * shape[3] <= (direct_conv.MAX_K if stride == 1 else direct_conv.MAX_K_STRIDED)
+    assert bool(direct_kernel_calls) == small_window  # strided RGB stems take im2col + BLAS
 
 
 @pytest.mark.parametrize("cin", [1, 3, 4])
@@ -127,16 +128,21 @@ def test_squeezenet_forward_matches_the_direct_fused_route(monkeypatch):
 
 def test_mobilenet_v2_forward_matches_the_direct_stem(monkeypatch):
     # The 3x3/2 RGB stem (BatchNormalization folded, ReLU6) through im2col + BLAS against the
-    # direct kernel it took before.
+    # direct kernel it took before, read after the stem and a block later (random weights fade
+    # deeper in).
+    from tlkit.engine.model import Model
     from tlkit.utils.random import set_random_seed
     from tlkit.zoo import MobileNetV2
 
     set_random_seed(5)
-    model = MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None)
+    base = MobileNetV2(input_shape=(65, 63, 3), alpha=0.35, include_top=False, weights=None)
+    model = Model(base.input, [base.get_layer("Conv1_relu").output, base.get_layer("block_1_expand_relu").output])
     model.trainable = False
-    x = np.random.default_rng(6).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
-    im2col = model.predict_on_batch(x).copy()
-    monkeypatch.setattr(direct_conv, "MAX_K", 27)
-    direct = model.predict_on_batch(x).copy()
-    assert np.abs(im2col).max() > 0
-    np.testing.assert_allclose(im2col, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
+    x = np.random.default_rng(6).uniform(-1, 1, (2, 65, 63, 3)).astype(np.float32)
+    im2col = [y.copy() for y in model.predict_on_batch(x)]
+    monkeypatch.setattr(direct_conv, "MAX_K_STRIDED", 27)
+    direct = model.predict_on_batch(x)
+    for got, want in zip(im2col, direct):
+        assert np.abs(want).max() > 0.1
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert im2col[0].max() <= 6.0 and im2col[0].min() >= 0.0  # ReLU6 applied
