@@ -32,11 +32,12 @@ def old_conv(x, w, b, strides, padding, relu=True, out=None):
 
 def new_conv(x, w, b, strides, padding, relu=True, out=None):
     """conv2d_forward's direct route, taken whatever direct_conv.MAX_K says."""
-    saved, direct_conv.MAX_K = direct_conv.MAX_K, 1 << 30
+    saved = direct_conv.MAX_K, direct_conv.MAX_K_STRIDED
+    direct_conv.MAX_K = direct_conv.MAX_K_STRIDED = 1 << 30
     try:
         return conv.conv2d_forward(x, w, b, strides, padding, relu=relu, out=out)
     finally:
-        direct_conv.MAX_K = saved
+        direct_conv.MAX_K, direct_conv.MAX_K_STRIDED = saved
 
 
 SETTLE = 0.0

@@ -60,7 +60,7 @@ def make(rng, x_shape, k, f):
 def forced(monkeypatch):
     """Every dilation-1 conv takes the direct route (these small shapes test the kernels, not the
     speed crossover)."""
-    for name in ("MAX_K", "MAX_K_POOLED", "MAX_FILTERS"):
+    for name in ("MAX_K", "MAX_K_STRIDED", "MAX_K_POOLED", "MAX_FILTERS"):
         monkeypatch.setattr(direct_conv, name, 1 << 30)
     monkeypatch.setattr(conv_pool_bands, "MIN_FILTERS", 1 << 30)  # not the BLAS band route (its own tests)
 
@@ -214,6 +214,9 @@ def test_applicability_rules():
     assert not direct_conv.applicable((3, 3, 64, 64), (1, 1), pooled=True)
     assert not direct_conv.applicable((1, 1, 3, 4096), (1, 1), pooled=True)
     assert not direct_conv.applicable((1, 1, 16, 64), (1, 1))             # 1x1: BLAS on the input as it is
+    assert not direct_conv.applicable((3, 3, 3, 32), (1, 1), strides=(2, 2))  # 3x3/2 RGB stems: BLAS
+    assert direct_conv.applicable((3, 3, 1, 32), (1, 1), strides=(2, 2))
+    assert direct_conv.applicable((3, 3, 3, 64), (1, 1), pooled=True, strides=(2, 2))  # SqueezeNet conv1 + pool1
 
 
 def test_routes(rng, direct_calls):
@@ -222,6 +225,7 @@ def test_routes(rng, direct_calls):
     conv.conv2d_forward(x3, w3)
     conv.conv2d_forward(x4, w4)
     conv.conv2d_maxpool_forward(x4, w4)
+    conv.conv2d_forward(x3, w3, strides=2)  # an RGB stem: im2col + BLAS
     assert direct_calls == ["conv_bias_relu", "conv_bias_relu_maxpool"]
 
 

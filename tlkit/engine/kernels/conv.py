@@ -16,8 +16,8 @@ kernels on batches of a few images per thread.
 
 Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when that is faster (see winograd.py; not with
 a handful of tiles); ``wino_filter=winograd_transform_filter(w)`` reuses the filter transform.
-Small windows (kh * kw * C <= direct_conv.MAX_K, e.g. 3x3 over RGB) skip im2col + BLAS, whose
-products are too thin there, for a direct kernel with bias and ReLU fused (see direct_conv.py).
+Small windows (kh * kw * C <= direct_conv.MAX_K, e.g. 3x3 over RGB at stride 1; see applicable) skip
+im2col + BLAS, whose products are too thin there, for a direct kernel with bias and ReLU fused.
 A conv whose output only feeds a max pooling (SqueezeNet's conv1 + pool1) can run fused with it,
 so the conv output is never stored whole (small windows; Winograd convs with a 2x2/2 pool):
 
@@ -205,7 +205,7 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
     if winograd.applicable(x.shape, w.shape, g.strides, g.dilation) and not winograd.few_tiles(x.shape[0], g.oh, g.ow):
         return winograd.conv3x3(x, w if wino_filter is None else None, wino_filter, b, g.pad_top, g.pad_left,
                                 (g.oh, g.ow), relu, out, lo)
-    if direct_conv.applicable(w.shape, g.dilation):
+    if direct_conv.applicable(w.shape, g.dilation, strides=g.strides):
         f = w.shape[3]
         y = np.empty((x.shape[0], g.oh, g.ow, f), np.float32) if out is None else out
         wk, bias = w.reshape(-1, f), (np.zeros(f, np.float32) if b is None else b)

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from tlkit.engine.kernels.im2col import im2col_rows
-from tlkit.engine.kernels.pool import _window, max_into, pool_columns
+from tlkit.engine.kernels.pool import _window
 from tlkit.utils import threads
 
 # Patch matrix + conv rows of one band: 1-4 MB ran best on SqueezeNet conv1 (2-core EPYC, 1 MB L2
@@ -33,26 +33,44 @@ def preferred(filters, dilation):
 @njit(cache=True, nogil=True)
 def pool_band_bias_relu(conv, r0, oh, ph, pw, psh, psw, ptop, pleft, p0, bias, has_bias, relu, y):
     """y[i] = ReLU(max-pool(conv rows) + bias) for pooled rows p0 + i; conv: (rows, OW, F), the
-    conv rows r0 .. r0 + rows of an (OH, ...) conv output; y: (rows pooled, PW, F)."""
+    conv rows r0 .. r0 + rows of an (OH, ...) conv output; y: (rows pooled, PW, F).
+
+    Rows first (the max over a window's conv rows into one row), then columns; plain 3-D indexing
+    with the channel counter innermost, so every pass vectorizes over F and no view is made per
+    pixel (a view a pooled column cost more than its maxima)."""
     _, ow, f = conv.shape
-    run = ow * f
-    rows_max = np.empty(run, np.float32)
+    rows_max = np.empty((ow, f), np.float32)
     zero = np.float32(0)  # not a 0.0 literal: v would become a float64
     for i in range(y.shape[0]):
         h0, h1 = _window(p0 + i, psh, ptop, ph, oh)
-        rows_max[:] = conv[h0 - r0].reshape(run)
-        for r in range(h0 + 1, h1):
-            max_into(rows_max, conv[r - r0].reshape(run))
-        out = y[i]
-        pool_columns(rows_max, f, pw, psw, pleft, out)
-        for c in range(out.shape[0]):
+        first = h0 - r0
+        for c in range(ow):
             for q in range(f):
-                v = out[c, q]
-                if has_bias:
-                    v += bias[q]
-                if relu and v < zero:
-                    v = zero
-                out[c, q] = v
+                rows_max[c, q] = conv[first, c, q]
+        for r in range(h0 + 1, h1):
+            row = r - r0
+            for c in range(ow):
+                for q in range(f):
+                    m = rows_max[c, q]
+                    v = conv[row, c, q]
+                    rows_max[c, q] = v if v > m else m
+        for c in range(y.shape[1]):
+            w0, w1 = _window(c, psw, pleft, pw, ow)
+            for q in range(f):
+                y[i, c, q] = rows_max[w0, q]
+            for j in range(w0 + 1, w1):
+                for q in range(f):
+                    m = y[i, c, q]
+                    v = rows_max[j, q]
+                    y[i, c, q] = v if v > m else m
+            if has_bias or relu:
+                for q in range(f):
+                    v = y[i, c, q]
+                    if has_bias:
+                        v += bias[q]
+                    if relu and v < zero:
+                        v = zero
+                    y[i, c, q] = v
 
 
 def conv_maxpool_bands(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, conv_hw, pool, pool_strides,

@@ -22,24 +22,28 @@ from numba import njit
 from tlkit.engine.kernels.pool import _window, copy_into, max_into, pool_columns
 
 # Largest window (kh * kw * C) and filter count for which the direct kernel beats im2col + BLAS,
-# alone (MAX_K) and fused with a max pooling (MAX_K_POOLED: it also saves writing the conv
-# output and reading it back). Measured with scripts/bench_direct_conv.py --sweep (on a 2-core
-# AVX-512 CPU; rerun it on a different one) under OPENBLAS_THREAD_TIMEOUT=4
-# OMP_WAIT_POLICY=passive, so that neither side pays for the other's spinning threads. The accumulators live in L1, not in
-# registers (numba cannot keep a vector of F sums in registers across taps), which is why wider
-# windows go back to BLAS.
+# alone (MAX_K with stride 1, MAX_K_STRIDED otherwise) and fused with a max pooling (MAX_K_POOLED:
+# it also saves writing the conv output and reading it back). The accumulators live in L1, not in
+# registers (numba cannot keep a vector of F sums in registers across taps), so the kernel runs at
+# about half of what BLAS does on the same product. MAX_K and MAX_K_POOLED came from
+# scripts/bench_direct_conv.py --sweep; MAX_K_STRIDED from the im2col route as it runs now, its
+# tiles as chunks shared by the threads (conv_chunks.py), interleaved A/B in one process
+# (BENCHMARKS.md, "3-channel stems"): it won on the 3x3/2 RGB stems (K = 27, 32-64 filters,
+# batch 1-32), while over one channel (K = 9) the two tie. With stride 1 (VGG16's block1_conv1)
+# whole-network runs did not show the gain the layer alone did, so that crossover stays.
 MAX_K = 27
+MAX_K_STRIDED = 9
 MAX_K_POOLED = 36
 MAX_FILTERS = 256
 
 
-def applicable(kernel_shape, dilation, pooled=False):
+def applicable(kernel_shape, dilation, pooled=False, strides=(1, 1)):
     """True when the direct kernel is valid (dilation 1) and faster than im2col + BLAS (then a
     separate max pooling when ``pooled``)."""
     kh, kw, ch, f = kernel_shape
+    most = MAX_K_POOLED if pooled else MAX_K if tuple(strides) == (1, 1) else MAX_K_STRIDED
     # A 1x1 window needs no patches: BLAS takes the input as it is (2-5x faster than this kernel).
-    return (tuple(dilation) == (1, 1) and kh * kw > 1 and kh * kw * ch <= (MAX_K_POOLED if pooled else MAX_K)
-            and f <= MAX_FILTERS)
+    return tuple(dilation) == (1, 1) and kh * kw > 1 and kh * kw * ch <= most and f <= MAX_FILTERS
 
 
 @njit(cache=True, nogil=True)
