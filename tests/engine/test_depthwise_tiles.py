@@ -111,9 +111,8 @@ def test_strided_small_and_odd_images(rng, tiled_calls, shape):
 @pytest.mark.parametrize("channels", [37, 290])
 def test_whole_window_rows_match_numpy(rng, tiled_calls, k, padding, dilation, channels):
     """Square 3x3 / 5x5 kernels: rows with every kernel row inside the input take the whole-window
-    passes (sums in registers, next row prefetched), the top and bottom rows the kernel-row passes.
-    3 images of 13 x 19 (interior blocks, border and leftover columns, the prefetch stopping at each
-    image's last rows), channel counts that are not a multiple of a vector (37) and that leave a
+    passes (sums in registers), the top and bottom rows the kernel-row passes. 3 images of 13 x 19
+    (interior blocks, border and leftover columns, the next job's rows prefetched across images), channel counts that are not a multiple of a vector (37) and that leave a
     partial 256-channel block (290), bias and a clip in the write."""
     x = (2 * rng.standard_normal((3, 13, 19, channels))).astype(np.float32)
     kernel = rng.standard_normal((k, k, channels, 1)).astype(np.float32)
@@ -121,6 +120,22 @@ def test_whole_window_rows_match_numpy(rng, tiled_calls, k, padding, dilation, c
     y = depthwise.depthwise_forward(x, kernel, (1, 1), padding, dilation, bias=bias, clip=(-4.0, 5.0))
     assert len(tiled_calls) == 1
     expected = np.clip(reference_depthwise(x, kernel, (1, 1), padding, dilation) + bias, -4.0, 5.0)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_many_small_images_row_jobs(rng, tiled_calls, k, stride):
+    """7 images of 7 x 7 (MobileNetV2's last stage, where every column is near a border): each row
+    job computes its row and prefetches the next job's input rows and output row, the next image's
+    first rows after an image's last row and nothing past the batch's last job; 101 channels (a
+    partial vector)."""
+    x = rng.standard_normal((7, 7, 7, 101)).astype(np.float32)
+    kernel = rng.standard_normal((k, k, 101, 1)).astype(np.float32)
+    bias = rng.standard_normal(101).astype(np.float32)
+    y = depthwise.depthwise_forward(x, kernel, (stride, stride), "same", bias=bias)
+    assert len(tiled_calls) == 1
+    expected = reference_depthwise(x, kernel, (stride, stride), "same") + bias
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
