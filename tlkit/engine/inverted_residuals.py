@@ -144,8 +144,8 @@ def run(block, execution):
     x = execution.values[id(first[0].inputs[0])]
     training = execution.training
     dw_layer = block.depthwise[0].layer
-    if (not ENABLED or id(block.output) in execution.plan.slices or not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4
-            or not x.flags.c_contiguous or not mbconv_bands.supported(
+    if (not ENABLED or id(block.output) in execution.plan.slices or not isinstance(x, np.ndarray)
+            or x.dtype != np.float32 or x.ndim != 4 or not x.flags.c_contiguous or not mbconv_bands.supported(
                 dw_layer.kernel_size + (x.shape[-1],), dw_layer.strides, dw_layer.dilation_rate)):
         return False
     steps = [None if block.expand is None else _folded(block.expand, training),
