@@ -6,7 +6,7 @@ Why: Linux wakes a thread on or near the CPU of the thread that woke it, so tlki
 wake each other, tend to share one core, and a busy thread of another process keeps the other core
 to itself. Measured on SqueezeNet b32 beside a single-threaded busy loop (BENCHMARKS.md "## Sharing
 the machine"): unpinned, tlkit kept 57-82% of its solo throughput and the loop 58-95% of its own;
-pinned, tlkit 65-92% and the loop 48-61%; beside torch and beside a second tlkit process the bars
+pinned, tlkit 65-92% and the loop 48-61% (once 74%); beside torch and beside a second tlkit process the bars
 held either way. Per-layer jobs (a conv layer's chunks, a product's) stay unpinned: they meet at
 every layer, and a pinned thread that shares its core with a spinning peer's thread cannot move to
 a freer one (VGG16 b8 beside torch: tlkit 37-43% against torch's 53-57% pinned, 47-50% against
