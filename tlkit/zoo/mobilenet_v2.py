@@ -114,11 +114,6 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
     input_shape = check_zoo_arguments("MobileNetV2", include_top, weights, input_shape, pooling, classes,
                                       default_size=224, min_size=32, allow_imagenet=False)
     variant, weight_file = choose_variant("mobilenet_v2", weights, variant)
-    if weight_file is not None:  # a file of another width fails by shapes: say which alpha it holds instead
-        found = file_alpha(weight_file, "mobilenet_v2", include_top, classes, variant, first=alpha)
-        if found not in (None, alpha):
-            raise ValueError(f"{weight_file.path} holds MobileNetV2 weights of alpha {found}, not {alpha}: "
-                             f"pass alpha={found}.")
     with initial_weights(weights):
         inputs = input_tensor if input_tensor is not None else Input(input_shape)
         channels = make_divisible(32 * alpha)
@@ -153,8 +148,17 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
                 x = Dropout(TORCHVISION_DROPOUT, name="top_dropout")(x)
             x = Dense(classes, activation=classifier_activation, name="predictions")(x)
     name = name or f"mobilenetv2_{alpha:0.2f}_{input_shape[0]}"
-    return finish_zoo_model(inputs, x, name, "mobilenet_v2", VARIANT_PREPROCESSING[variant], weight_file or weights,
-                            include_top, pooling)
+    try:
+        return finish_zoo_model(inputs, x, name, "mobilenet_v2", VARIANT_PREPROCESSING[variant],
+                                weight_file or weights, include_top, pooling)
+    except ValueError:
+        # a file of another width fails by shapes: say which alpha it holds instead (only then searched)
+        found = None if weight_file is None else file_alpha(weight_file, "mobilenet_v2", include_top, classes,
+                                                            variant, first=alpha)
+        if found not in (None, alpha):
+            raise ValueError(f"{weight_file.path} holds MobileNetV2 weights of alpha {found}, not {alpha}: "
+                             f"pass alpha={found}.") from None
+        raise
 
 
 def preprocess_input(x, data_format=None, inplace=False):
