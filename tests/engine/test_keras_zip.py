@@ -81,6 +81,34 @@ def test_sequential_round_trip_and_metadata(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
 
 
+def test_wrappers_are_written_in_keras3_layout(tmp_path):
+    """Bidirectional and TimeDistributed as Keras 3 writes them (checked against Keras 3.15's own files in
+    the oracle test below): inner layers in their own envelopes, variables in the inner layers' groups."""
+    model = tlkit.Sequential([tlkit.Input((5, 3)), L.Bidirectional(L.LSTM(4, return_sequences=True)),
+                              L.TimeDistributed(L.Dense(2))])
+    model.save(tmp_path / "w.keras")
+    with zipfile.ZipFile(tmp_path / "w.keras") as z:
+        config = json.loads(z.read("config.json"))
+        with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as f:
+            shapes = {}
+            f.visititems(lambda name, obj: shapes.update({name: obj.shape}) if isinstance(obj, h5py.Dataset) else None)
+    bidirectional, time_distributed = config["config"]["layers"][1:]
+    for inner in (bidirectional["config"]["layer"], time_distributed["config"]["layer"]):
+        assert inner["module"] == "keras.layers" and "registered_name" in inner
+    forward, backward = model.layers[0].forward_layer, model.layers[0].backward_layer
+    expected = {f"layers/bidirectional/{side}/cell/vars/{i}": tuple(w.shape)
+                for side, layer in (("forward_layer", forward), ("backward_layer", backward))
+                for i, w in enumerate(layer.weights)}
+    expected.update({f"layers/time_distributed/layer/vars/{i}": tuple(w.shape)
+                     for i, w in enumerate(model.layers[1].layer.weights)})
+    assert shapes == expected
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    loaded = tlkit.models.load_model(tmp_path / "w.keras")
+    for a, b in zip(loaded.get_weights(), model.get_weights()):  # forward copy's weights before the backward's
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-7)
+
+
 # --- a file in Keras 3's exact layout, built by hand -------------------------------------------------
 
 def _keras_tensor(name, shape):
@@ -201,8 +229,13 @@ cnn.fit(images, np.array([0, 1, 2, 1]), verbose=0)
 cnn.save(os.path.join(folder, "cnn.keras"))
 rnn = keras.Sequential([keras.Input((7, 3)), layers.LSTM(5, return_sequences=True), layers.GRU(4), layers.Dense(2)])
 rnn.save(os.path.join(folder, "rnn.keras"))
+wrapped = keras.Sequential([keras.Input((7, 3)), layers.Bidirectional(layers.LSTM(4, return_sequences=True)),
+                            layers.Bidirectional(layers.GRU(3, return_sequences=True), merge_mode="sum"),
+                            layers.TimeDistributed(layers.Dense(2))])
+wrapped.save(os.path.join(folder, "wrapped.keras"))
 steps = np.random.default_rng(2).random((2, 7, 3)).astype("float32")
-for name, model_, data_ in (("cnn", cnn, images), ("rnn", rnn, steps)):
+np.save(os.path.join(folder, "wrapped_x.npy"), steps)
+for name, model_, data_ in (("cnn", cnn, images), ("rnn", rnn, steps), ("wrapped", wrapped, steps)):
     np.save(os.path.join(folder, name + "_x.npy"), data_)
     np.save(os.path.join(folder, name + ".npy"), model_.predict(data_, verbose=0))
 np.save(os.path.join(folder, "x.npy"), x)
@@ -242,18 +275,20 @@ def test_keras3_files_load_and_tlkit_files_load_in_keras3(tmp_path):
     mine.save(tmp_path / "tlkit.keras")
     run_keras(tmp_path, tmp_path / "tlkit.keras")
     x = np.load(tmp_path / "x.npy")
-    for name in ("functional", "sequential", "cnn", "rnn"):  # Keras 3 configs of the common layers
+    for name in ("functional", "sequential", "cnn", "rnn", "wrapped"):  # Keras 3 configs of the common layers
         model = tlkit.models.load_model(tmp_path / f"{name}.keras")
-        inputs = np.load(tmp_path / f"{name}_x.npy") if name in ("cnn", "rnn") else x
+        inputs = np.load(tmp_path / f"{name}_x.npy") if name in ("cnn", "rnn", "wrapped") else x
         np.testing.assert_allclose(model.predict(inputs, verbose=0), np.load(tmp_path / f"{name}.npy"), rtol=1e-5,
                                    atol=1e-6)
     assert type(tlkit.models.load_model(tmp_path / "cnn.keras").optimizer).__name__ == "Adam"
-    # ...and Keras 3 reads them back from tlkit's own files (a recurrent layer's weights in its cell's group).
-    for name in ("cnn", "rnn"):
+    # ...and Keras 3 reads them back from tlkit's own files (a recurrent layer's weights in its cell's group,
+    # a wrapper's inner layers with their envelopes and weight groups).
+    names = ("cnn", "rnn", "wrapped")
+    for name in names:
         tlkit.models.load_model(tmp_path / f"{name}.keras").save(tmp_path / f"tlkit_{name}.keras")
-    run_keras(tmp_path, *[str(tmp_path / p) for n in ("cnn", "rnn") for p in (f"tlkit_{n}.keras", f"{n}_x.npy")],
+    run_keras(tmp_path, *[str(tmp_path / p) for n in names for p in (f"tlkit_{n}.keras", f"{n}_x.npy")],
               script_text=KERAS_READS)
-    for name in ("cnn", "rnn"):
+    for name in names:
         np.testing.assert_allclose(np.load(tmp_path / f"tlkit_{name}.keras.keras_predicts.npy"),
                                    np.load(tmp_path / f"{name}.npy"), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.load(tmp_path / "keras_reads_tlkit.npy"), mine.predict(x, verbose=0), rtol=1e-5,

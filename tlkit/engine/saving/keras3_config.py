@@ -19,6 +19,8 @@ _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 _INERT_UNLESS = {"renorm_momentum": "renorm", "renorm_clipping": "renorm"}
 # Where Keras 3 finds the classes it writes (module, registered name), so it can read tlkit's files.
 _KERAS3_MODULES = {"Functional": ("keras.src.models.functional", "Functional"), "Sequential": ("keras", None)}
+# Config keys holding a wrapper's inner layer (Bidirectional, TimeDistributed) -> the wrapper's attribute.
+_WRAPPED_LAYERS = {"layer": "layer", "backward_layer": "backward_layer"}
 
 
 def from_keras3(entry, custom_objects=None):
@@ -132,6 +134,9 @@ def to_keras3(entry, layer):
         by_name = {sub.name: sub for sub in layer.layers}
         config["layers"] = [_keras3_layer(sub, by_name.get(sub.get("name") or sub["config"].get("name")), specs)
                             for sub in config.get("layers", [])]
+    for key, attribute in _WRAPPED_LAYERS.items():  # a wrapper's inner layer gets its envelope too
+        if isinstance(config.get(key), dict) and "class_name" in config[key]:
+            config[key] = to_keras3(config[key], getattr(layer, attribute, None))
     out["config"] = config
     return out
 

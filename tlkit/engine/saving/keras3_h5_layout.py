@@ -128,6 +128,8 @@ def _arrays_under(layers, by_path, container):
 
 # Layers whose variables Keras 3 keeps in a sub-object (a recurrent layer's cell), not in the layer's own vars.
 _KERAS3_VARS_PATH = {"LSTM": "cell/vars", "GRU": "cell/vars", "SimpleRNN": "cell/vars"}
+# Wrappers whose variables Keras 3 keeps in their inner layers' groups, named by the wrapper's attributes.
+_KERAS3_INNER_LAYERS = {"Bidirectional": ("forward_layer", "backward_layer"), "TimeDistributed": ("layer",)}
 
 
 def write_keras3_layers(root, model):
@@ -138,7 +140,18 @@ def write_keras3_layers(root, model):
         if _nested_model(layer):
             write_keras3_layers(group, layer)
             continue
-        variables = group.create_group(_KERAS3_VARS_PATH.get(type(layer).__name__, "vars"))
-        variables.attrs["name"] = layer.name
-        for i, weight in enumerate(layer.weights):
-            variables.create_dataset(str(i), data=np.asarray(weight.value))
+        for path, owner in _keras3_variable_groups(layer):
+            variables = group.create_group(path)
+            variables.attrs["name"] = owner.name
+            for i, weight in enumerate(owner.weights):
+                variables.create_dataset(str(i), data=np.asarray(weight.value))
+
+
+def _keras3_variable_groups(layer):
+    """[(path under the layer's group, the layer owning those variables)] as Keras 3 writes them: a
+    recurrent layer's in its cell, a wrapper's in its inner layers' groups (in the wrapper's weight order)."""
+    inner = _KERAS3_INNER_LAYERS.get(type(layer).__name__)
+    if inner is None:
+        return [(_KERAS3_VARS_PATH.get(type(layer).__name__, "vars"), layer)]
+    return [(f"{attribute}/{path}", owner) for attribute in inner
+            for path, owner in _keras3_variable_groups(getattr(layer, attribute))]
