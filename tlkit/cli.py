@@ -210,12 +210,13 @@ def evaluate(model_path, data_dir, confusion_path, batch_size, scheduler, cluste
 
 @main.command()
 @click.argument("model_path", type=click.Path(exists=True, dir_okay=False))
-def summary(model_path):
+@click.option("--expand-nested", is_flag=True, help="Also list the layers inside nested models (the base).")
+def summary(model_path, expand_nested):
     """The model's layer table and how it was trained."""
     from tlkit.apps.inference import load_classifier
 
     model, meta = load_classifier(model_path)
-    model.summary(print_fn=click.echo)
+    model.summary(print_fn=click.echo, expand_nested=expand_nested)
     click.echo("\nMetadata:")
     click.echo(json.dumps(meta, indent=2))
 

@@ -84,6 +84,8 @@ def test_predict_evaluate_and_summary_commands(trained):
     assert "accuracy:" in result.output and "confusion matrix" in result.output and (run / "eval.png").is_file()
     result = runner.invoke(main, ["summary", str(run / "model.h5")])
     assert result.exit_code == 0 and "Total params" in result.output and '"image_size": 48' in result.output
+    expanded = runner.invoke(main, ["summary", str(run / "model.h5"), "--expand-nested"])
+    assert expanded.exit_code == 0 and "└ " in expanded.output and "└ " not in result.output  # the base's layers
 
 
 def test_frozen_base_runs_once_without_augmentation_and_every_epoch_with_it(tmp_path, monkeypatch):

@@ -177,6 +177,29 @@ def test_summary_show_trainable_and_layer_range():
         model.summary(print_fn=lines.append, layer_range=["nope", "top"])
 
 
+def test_summary_positions_and_expand_nested():
+    inner = tlkit.Sequential([tlkit.Input((4,)), L.Dense(3, name="inner_a"), L.Dense(2, name="inner_b")], name="block")
+    model = tlkit.Sequential([tlkit.Input((4,)), inner, L.Dense(1, name="top")])
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert not any("inner_a" in line for line in lines)  # folded by default, as Keras
+    lines = []
+    model.summary(print_fn=lines.append, expand_nested=True)
+    names = [line.split("(")[0].strip() for line in lines if "(" in line and "params" not in line and "Model" not in line]
+    assert names == ["Layer", "block", "└ inner_a", "└ inner_b", "top"]  # inner rows after their model's row
+    assert "Total params: 26" in "\n".join(lines)  # counted once, not again for the expanded rows
+    # positions: the columns' right edges, relative to line_length or in characters.
+    lines = []
+    model.summary(print_fn=lines.append, line_length=60, positions=[0.5, 0.8, 1.0])
+    header = lines[2]
+    assert header.index("Output Shape") == 30 and header.index("Param #") == 48 and len(lines[1]) == 60
+    lines = []
+    model.summary(print_fn=lines.append, positions=[20, 40, 50])
+    assert lines[2].index("Output Shape") == 20 and lines[2].index("Param #") == 40 and len(lines[1]) == 50
+    with pytest.raises(ValueError, match="one right edge per column"):
+        model.summary(print_fn=lines.append, positions=[0.5, 1.0])
+
+
 def test_get_layer_and_set_weights_errors():
     model = tlkit.Sequential([tlkit.Input((4,)), L.Dense(3, name="d")])
     assert model.get_layer("d") is model.get_layer(index=0)

@@ -107,7 +107,7 @@ class Model(Keras2Methods, Trainer, Layer):
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
         summarize(self, line_length=line_length, print_fn=print_fn, show_trainable=show_trainable,
-                  layer_range=layer_range)
+                  layer_range=layer_range, positions=positions, expand_nested=expand_nested)
 
     def _summary_rows(self):
         rows = []
