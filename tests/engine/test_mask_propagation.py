@@ -124,3 +124,24 @@ def test_keras_gives_the_same_masked_loss_and_accuracy(tmp_path, rng):
     want = json.loads((tmp_path / "keras.json").read_text())
     got = model.evaluate(ids, labels, batch_size=len(ids), verbose=0)
     assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_time_distributed_passes_each_steps_mask_to_the_inner_layer(rng):
+    """A hierarchical text model: words -> one vector per sentence (TimeDistributed LSTM) -> one per document.
+    Each sentence's LSTM sees only its own words, and an all-padding sentence is skipped by the outer LSTM."""
+    docs = rng.integers(1, 20, (3, 4, 5))  # (documents, sentences, words)
+    lengths = [[5, 2, 3, 0], [1, 4, 0, 0], [3, 3, 5, 2]]
+    for d, row in enumerate(lengths):
+        for s, n in enumerate(row):
+            docs[d, s, n:] = 0
+    embed, words, sentences = L.Embedding(20, 6, mask_zero=True), L.LSTM(4), L.LSTM(3)
+    inp = tlkit.Input((4, 5))
+    model = tlkit.Model(inp, sentences(L.TimeDistributed(words)(embed(inp))))
+    got = model.predict(docs, verbose=0)
+    vectors = embed(docs)
+    for d, row in enumerate(lengths):
+        kept = [s for s, n in enumerate(row) if n]
+        # each sentence alone, padding words cut off: what its step of the TimeDistributed LSTM must give
+        per_sentence = np.stack([np.asarray(words(np.asarray(vectors)[d:d + 1, s, :row[s]]))[0] for s in kept])
+        expected = np.asarray(sentences(per_sentence[None]))[0]  # the document without its empty sentences
+        np.testing.assert_allclose(got[d], expected, rtol=1e-5, atol=1e-6)

@@ -158,11 +158,24 @@ class TimeDistributed(_MaskedCall):
 
     def call(self, inputs, training=False, mask=None):
         n, steps = inputs.shape[:2]
-        y = self.layer(ops.reshape(inputs, (n * steps,) + inputs.shape[2:]), training=training)
-        return attach_mask(ops.reshape(y, (n, steps) + y.shape[1:]), mask)
+        folded = ops.reshape(inputs, (n * steps,) + inputs.shape[2:])  # all steps as one batch: one inner call
+        if mask is not None and mask.ndim > 2:  # a mask within each step (the words of each sentence): the inner layer's
+            folded = attach_mask(folded, mask.reshape((n * steps,) + mask.shape[2:]))
+        y = self.layer(folded, training=training)
+        return attach_mask(ops.reshape(y, (n, steps) + y.shape[1:]), _steps_mask(mask, mask_of(y), n, steps))
 
     def get_config(self):
         return {**super().get_config(), "layer": _layer_entry(self.layer)}
+
+
+def _steps_mask(mask, inner_mask, n, steps):
+    """TimeDistributed's output mask (Keras 2's rule): the inner layer's own output mask, step by step; else the
+    input's (batch, steps) mask, a step kept when any position within it is."""
+    if mask is None or mask.ndim <= 2:
+        return mask
+    if inner_mask is not None:
+        return inner_mask.reshape((n, steps) + inner_mask.shape[1:])
+    return mask.reshape(n, steps, -1).any(axis=-1)
 
 
 class RepeatVector(Layer):
