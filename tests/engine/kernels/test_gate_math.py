@@ -59,3 +59,11 @@ def test_range_touches_only_its_slice():
 def test_plain_python_forms_are_exact():
     assert gate_math.sigmoid(-800.0) == 0.0 and gate_math.sigmoid(800.0) == 1.0
     assert abs(gate_math.tanh(0.5) - np.tanh(0.5)) < 1e-15
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_float32_form_keeps_nan(name):
+    """A NaN gate stays NaN (training's NaN guards see it), in the vector loop and its remainder."""
+    z = np.array([np.nan, 1.0, -np.nan] * 7, np.float32)
+    _act_range_as_in_kernels(ACTIVATION_CODES[name], z, 0, z.size)
+    assert np.isnan(z[0::3]).all() and np.isnan(z[2::3]).all() and np.isfinite(z[1::3]).all()
