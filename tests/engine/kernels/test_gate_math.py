@@ -2,9 +2,16 @@
 form, checked against numpy in float64; float64 stays exact."""
 import numpy as np
 import pytest
+from numba import njit
 
 from tlkit.engine.kernels import gate_math
-from tlkit.engine.kernels.recurrent_cells import ACTIVATION_CODES, _act_range
+from tlkit.engine.kernels.recurrent_cells import _FAST, ACTIVATION_CODES, _act_range
+
+
+@njit(fastmath=_FAST)
+def _act_range_as_in_kernels(code, z, lo, hi):
+    """_act_range inlined under the gate kernels' fastmath flags (FMA contraction changes roundings)."""
+    _act_range(code, z, lo, hi)
 
 
 def _reference(name, x):
@@ -19,11 +26,12 @@ def _points():
     return x.astype(np.float32)
 
 
+@pytest.mark.parametrize("act_range", [_act_range, _act_range_as_in_kernels])
 @pytest.mark.parametrize("name", ["sigmoid", "tanh"])
-def test_float32_form_matches_numpy_to_float32_precision(name):
+def test_float32_form_matches_numpy_to_float32_precision(name, act_range):
     x = _points()
     got = x.copy()
-    _act_range(ACTIVATION_CODES[name], got, 0, got.size)
+    act_range(ACTIVATION_CODES[name], got, 0, got.size)
     ref = _reference(name, x)
     err = np.abs(got.astype(np.float64) - ref)
     assert err.max() < 1.2e-7, (name, x[err.argmax()], got[err.argmax()], ref[err.argmax()])
@@ -51,3 +59,11 @@ def test_range_touches_only_its_slice():
 def test_plain_python_forms_are_exact():
     assert gate_math.sigmoid(-800.0) == 0.0 and gate_math.sigmoid(800.0) == 1.0
     assert abs(gate_math.tanh(0.5) - np.tanh(0.5)) < 1e-15
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_float32_form_keeps_nan(name):
+    """A NaN gate stays NaN (training's NaN guards see it), in the vector loop and its remainder."""
+    z = np.array([np.nan, 1.0, -np.nan] * 7, np.float32)
+    _act_range_as_in_kernels(ACTIVATION_CODES[name], z, 0, z.size)
+    assert np.isnan(z[0::3]).all() and np.isnan(z[2::3]).all() and np.isfinite(z[1::3]).all()

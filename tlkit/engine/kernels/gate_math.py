@@ -2,36 +2,68 @@
 vectorize the loops that call them: libm's expf and tanhf are one call per element, and no loop around
 a call vectorizes.
 
-In float32, exp is a degree-9 Taylor polynomial of x/256 raised to the 256th power by 8 squarings, in
-float64 on an argument clamped to [-88, 88]: relative error under 2e-9, far below float32's 6e-8; no
-call, no branch. float64 arrays (the gradient checks) keep math.exp / math.tanh exactly. Numba picks the
-form from the argument's type (``overload``); plain Python calls get the exact form.
+In float32 everything runs in float32 lanes (twice as many a vector as float64): exp by Cody-Waite
+range reduction (x = n ln2 + r, ln2 in two parts, |r| <= ln2/2), a degree-7 polynomial for exp(r) and
+2**n built in the exponent bits; only exp(-|x|) is ever taken, so it neither overflows nor needs a
+branch: sigmoid = 1/(1+e) or e/(1+e), tanh = (1-e)/(1+e) with e = exp(-2|x|), and an odd polynomial
+below |x| = 0.625 where that quotient would lose digits. Error: a few float32 ulp (the measured bound is
+in tests/engine/kernels/test_gate_math.py), as torch's and oneDNN's vectorized float32 forms. float64
+arrays (the gradient checks) keep math.exp / math.tanh exactly. Numba picks the form from the
+argument's type (``overload``); plain Python calls get the exact form.
 """
 import math
 
+import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
-# exp's argument range in float32: sigmoid(-88) = 6e-39 is below float32's smallest normal, tanh(44) rounds to 1.
-EXP_CLAMP = 88.0
-# Below this |x|, tanh(x) = x to float32's precision (the next term, x**3/3, is 3e-9 of x).
-TANH_LINEAR = 1e-4
+_F = np.float32
+# exp(-87) = 1.6e-38 is still a normal float32 (2**n stays >= 2**-126); tanh(9) rounds to 1.
+EXP_ARG_MAX = _F(87.0)
+TANH_ARG_MAX = _F(9.0)
+# Below this |x|, tanh's odd polynomial; above, (1-e)/(1+e) loses no digits (tanh(0.625) = 0.55).
+TANH_POLY_MAX = _F(0.625)
+_LOG2E = _F(1.4426950408889634)
+_LN2_HI = _F(0.693359375)  # exact in 9 bits: n * _LN2_HI is exact for |n| < 2**15
+_LN2_LO = _F(-2.12194440e-4)
+# exp(r) = 1 + r + r**2 (c2 + c3 r + ... + c7 r**5) on |r| <= ln2/2 (Cephes expf's coefficients).
+_EXP_C = (_F(5.0000001201e-1), _F(1.6666665459e-1), _F(4.1665795894e-2), _F(8.3334519073e-3),
+          _F(1.3981999507e-3), _F(1.9875691500e-4))
+# tanh(x) = x + x**3 P(x**2) on |x| <= 0.625 (Cephes tanhf's coefficients).
+_TANH_P = (_F(-3.33332819422e-1), _F(1.33314422036e-1), _F(-5.37397155531e-2), _F(2.06390887954e-2),
+           _F(-5.70498872745e-3))
+_ONE, _HALF, _TWO = _F(1.0), _F(0.5), _F(2.0)
+_ROUND_BIAS = _F(127.5)  # floor(t + 0.5) = int(t + 127.5) - 127 for t > -127.5: truncation is a floor there
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the low 32 bits of an integer (vectorizes: a register move)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = context.cast(builder, args[0], signature.args[0], types.int32)
+        return builder.bitcast(low, ir.FloatType())
+    return types.float32(bits), codegen
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _exp_clamped(x):
-    """exp(x) for float64 x in [-88, 88]."""
-    y = x * (1.0 / 256.0)
-    p = 1.0 + y * (1.0 + y * (1.0 / 2.0 + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (1.0 / 120.0 + y * (
-        1.0 / 720.0 + y * (1.0 / 5040.0 + y * (1.0 / 40320.0 + y * (1.0 / 362880.0)))))))))
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p
-    return p * p
+def _exp_neg32(a):
+    """exp(-a) for float32 a in [0, 87]."""
+    x = -a
+    n = np.int32(x * _LOG2E + _ROUND_BIAS) - 127
+    fn = np.float32(n)
+    r = (x - fn * _LN2_HI) - fn * _LN2_LO
+    c = _EXP_C
+    p = c[5] * r + c[4]
+    p = p * r + c[3]
+    p = p * r + c[2]
+    p = p * r + c[1]
+    p = p * r + c[0]
+    p = (p * r) * r + r + _ONE
+    return p * _float32_from_bits((n + 127) << 23)
 
 
 def sigmoid(v):
@@ -54,10 +86,10 @@ def _is_float32(v):
 def _sigmoid_typed(v):
     if _is_float32(v):
         def fast(v):
-            x = v * 1.0
-            x = -EXP_CLAMP if x < -EXP_CLAMP else x  # selects, not min/max: these vectorize
-            x = EXP_CLAMP if x > EXP_CLAMP else x
-            return 1.0 / (1.0 + _exp_clamped(-x))
+            a = abs(v)
+            a = EXP_ARG_MAX if a > EXP_ARG_MAX else a  # selects, not min/max: these vectorize
+            e = _exp_neg32(a)
+            return (_ONE if v >= 0 else e) / (_ONE + e)
         return fast
 
     def exact(v):
@@ -72,10 +104,18 @@ def _sigmoid_typed(v):
 def _tanh_typed(v):
     if _is_float32(v):
         def fast(v):
-            x = v * 1.0
-            x = -0.5 * EXP_CLAMP if x < -0.5 * EXP_CLAMP else x
-            x = 0.5 * EXP_CLAMP if x > 0.5 * EXP_CLAMP else x
-            t = 1.0 - 2.0 / (_exp_clamped(2.0 * x) + 1.0)
-            return x if abs(x) < TANH_LINEAR else t
+            a = abs(v)
+            a = TANH_ARG_MAX if a > TANH_ARG_MAX else a
+            e = _exp_neg32(_TWO * a)
+            t = (_ONE - e) / (_ONE + e)
+            z = v * v
+            p = _TANH_P
+            s = p[4] * z + p[3]
+            s = s * z + p[2]
+            s = s * z + p[1]
+            s = s * z + p[0]
+            small = (s * z) * v + v
+            big = t if v >= 0 else -t
+            return small if a < TANH_POLY_MAX else big
         return fast
     return lambda v: math.tanh(v)

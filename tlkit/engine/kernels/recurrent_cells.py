@@ -10,11 +10,17 @@ are coded as ints (see ``ACTIVATION_CODES``); their derivatives are taken from t
 and tanh come from gate_math.py and run as one loop per gate block (``_act_range``), so that the loops
 vectorize in float32.
 """
+import numpy as np
 from numba import njit
 
 from tlkit.engine.kernels.gate_math import sigmoid, tanh
 
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3, "hard_sigmoid": 4}
+# A float32 one: a Python 1.0 would make float32 arithmetic float64 (half the vector lanes); in float64
+# kernels it widens exactly.
+_ONE = np.float32(1.0)
+# FMA contraction in the gate kernels: one rounding fewer per multiply-add, one instruction.
+_FAST = {"contract"}
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -50,9 +56,9 @@ def _act_range(code, z, lo, hi):
 def _act_grad(code, y):
     """d act / d input, from the activation's output y."""
     if code == 1:
-        return 1.0 - y * y
+        return _ONE - y * y
     if code == 2:
-        return y * (1.0 - y)
+        return y * (_ONE - y)
     if code == 3:
         return 1.0 if y > 0 else 0.0
     if code == 4:
@@ -66,7 +72,7 @@ def _carry_masked_output(dout, carry_o, b):
     carry_o[b] += dout[b]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def lstm_step_forward(xw, rec, bias, c_prev, h_prev, out_prev, m, act, ract, gates, c, h, out):
     """Gates i, f, c, o (Keras order) from xw + rec + bias: c = f*c_prev + i*g, h = o*act(c)."""
     n, u = h.shape
@@ -92,7 +98,7 @@ def lstm_step_forward(xw, rec, bias, c_prev, h_prev, out_prev, m, act, ract, gat
             out[b, j] = hb[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act, ract, dz):
     """dz (pre-activation gate gradients) of one step; updates the carried gradients of output, h and c.
     carry_h is left as the part that does not pass through the recurrent kernel (the caller adds dz @ R.T)."""
@@ -114,11 +120,11 @@ def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act
                 g = gates[b, 2 * u + j]
                 o = gates[b, 3 * u + j]
                 ac = dzb[3 * u + j]
-                dc = carry_c[b, j] + dh * o * (1.0 - ac * ac)
-                dzb[j] = dc * g * (i * (1.0 - i))
-                dzb[u + j] = dc * c_prev[b, j] * (f * (1.0 - f))
-                dzb[2 * u + j] = dc * i * (1.0 - g * g)
-                dzb[3 * u + j] = dh * ac * (o * (1.0 - o))
+                dc = carry_c[b, j] + dh * o * (_ONE - ac * ac)
+                dzb[j] = dc * g * (i * (_ONE - i))
+                dzb[u + j] = dc * c_prev[b, j] * (f * (_ONE - f))
+                dzb[2 * u + j] = dc * i * (_ONE - g * g)
+                dzb[3 * u + j] = dh * ac * (o * (_ONE - o))
                 carry_c[b, j] = dc * f
                 carry_h[b, j] = 0.0
                 carry_o[b, j] = 0.0
@@ -140,7 +146,7 @@ def lstm_step_backward(dout, carry_o, carry_h, carry_c, gates, c, c_prev, m, act
             carry_o[b, j] = 0.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def gru_step_forward(xw, rec, bias, rec_bias, h_prev, out_prev, m, act, ract, gates, hr, h, out):
     """Gates z, r, h (Keras order), reset after the recurrent product (x_* = xw + bias):
     hh = act(x_h + r*(h_prev@R_h + b_h)), h = z*h_prev + (1-z)*hh. ``hr`` keeps h_prev@R_h + b_h."""
@@ -161,11 +167,11 @@ def gru_step_forward(xw, rec, bias, rec_bias, h_prev, out_prev, m, act, ract, ga
             zb[2 * u + j] = xw[b, 2 * u + j] + bias[2 * u + j] + zb[u + j] * hrb[j]
         _act_range(act, zb, 2 * u, 3 * u)
         for j in range(u):
-            hb[j] = zb[j] * h_prev[b, j] + (1.0 - zb[j]) * zb[2 * u + j]
+            hb[j] = zb[j] * h_prev[b, j] + (_ONE - zb[j]) * zb[2 * u + j]
             out[b, j] = hb[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def gru_step_backward(dout, carry_o, carry_h, gates, hr, h_prev, m, act, ract, dzx, dzr):
     """dzx: gradient of the input projection's 3u pre-activations; dzr: of the recurrent product's.
     carry_h becomes the direct path z*dh (the caller adds dzr @ R.T)."""
@@ -181,7 +187,7 @@ def gru_step_backward(dout, carry_o, carry_h, gates, hr, h_prev, m, act, ract, d
             z = gates[b, j]
             r = gates[b, u + j]
             hh = gates[b, 2 * u + j]
-            da = dh * (1.0 - z) * _act_grad(act, hh)
+            da = dh * (_ONE - z) * _act_grad(act, hh)
             dzp = dh * (h_prev[b, j] - hh) * _act_grad(ract, z)
             drp = da * hr[b, j] * _act_grad(ract, r)
             dzx[b, j] = dzp
