@@ -10,7 +10,9 @@ small array on the stack, so LLVM knows no array overlaps them and vectorizes th
 channels with no run-time overlap checks; indices are unsigned, so no negative-index fix-ups either.
 Output rows are written once, clipped (bias, folded BatchNormalization, ReLU6 cost no extra pass).
 
-Square 3x3 and 5x5 kernels (MobileNet's and EfficientNet's) on output rows whose kernel rows all
+Stride 1 with a square 3x3 / 5x5 kernel and >= 4 output columns runs depthwise_rows.py instead
+(a ring of zero-padded input rows, every pixel through its whole-window pass). Here, square 3x3
+and 5x5 kernels (MobileNet's and EfficientNet's) on output rows whose kernel rows all
 fall inside the input sum the whole window per pass instead: the 4 sums of a channel stay in
 registers over all the taps and are stored once (no reads and writes of the sums per kernel row;
 1.14-1.17x faster on those layers in cache); with column stride 2 the 4 pixels read every other
@@ -35,6 +37,9 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from tlkit.engine.kernels.depthwise_rows import forward_rows, takes_rows
+from tlkit.engine.kernels.depthwise_rows import row3 as _row3, row5 as _row5
 
 __all__ = ["forward_tiles"]
 
@@ -138,34 +143,6 @@ def _kernel_row(xf, kf, acc, xb, xc, kb, kc, kw, m):
         else:
             _taps1(xf, kf, acc, xj, xc, kj, m)
             j += 1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _row3(xf, kf, xb, kb, xc, s0, s1, s2, s3):
-    """The 4 sums + one kernel row of 3 taps, for the channel at xf[xb] (weights kf[kb], xc apart)."""
-    x2 = xc + xc
-    x3, x4 = x2 + xc, x2 + x2
-    x5 = x4 + xc
-    a0, a1, a2, a3, a4, a5 = xf[xb], xf[xb + xc], xf[xb + x2], xf[xb + x3], xf[xb + x4], xf[xb + x5]
-    w0, w1, w2 = kf[kb], kf[kb + xc], kf[kb + x2]
-    return (s0 + a0 * w0 + a1 * w1 + a2 * w2, s1 + a1 * w0 + a2 * w1 + a3 * w2,
-            s2 + a2 * w0 + a3 * w1 + a4 * w2, s3 + a3 * w0 + a4 * w1 + a5 * w2)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _row5(xf, kf, xb, kb, xc, s0, s1, s2, s3):
-    """The 4 sums + one kernel row of 5 taps (offsets as _row3's; additions only, so every offset
-    stays uint64 and the loads stay contiguous vector loads)."""
-    x2 = xc + xc
-    x3, x4 = x2 + xc, x2 + x2
-    x5, x6, x7 = x4 + xc, x4 + x2, x4 + x3
-    a0, a1, a2, a3 = xf[xb], xf[xb + xc], xf[xb + x2], xf[xb + x3]
-    a4, a5, a6, a7 = xf[xb + x4], xf[xb + x5], xf[xb + x6], xf[xb + x7]
-    w0, w1, w2, w3, w4 = kf[kb], kf[kb + xc], kf[kb + x2], kf[kb + x3], kf[kb + x4]
-    return (s0 + a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3 + a4 * w4,
-            s1 + a1 * w0 + a2 * w1 + a3 * w2 + a4 * w3 + a5 * w4,
-            s2 + a2 * w0 + a3 * w1 + a4 * w2 + a5 * w3 + a6 * w4,
-            s3 + a3 * w0 + a4 * w1 + a5 * w2 + a6 * w3 + a7 * w4)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -356,8 +333,17 @@ def _prefetch_next(xf, yf, shape, na, a0, a1, job, c0, c1):
             _prefetch(yf, np.uint64(e))
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
 def forward_tiles(x, k, bias, lo, hi, sh, sw, dh, top, left, y):
+    """y = clip(depthwise(x, k) + bias, lo, hi); stride 1 with a square 3x3 / 5x5 kernel runs
+    depthwise_rows.forward_rows (every pixel through the whole-window pass), the rest the kernel below."""
+    if takes_rows(k.shape, sh, sw, y.shape):
+        forward_rows(x, k, bias, lo, hi, dh, top, left, y)
+    else:
+        _forward_tiles(x, k, bias, lo, hi, sh, sw, dh, top, left, y)
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
+def _forward_tiles(x, k, bias, lo, hi, sh, sw, dh, top, left, y):
     """y = clip(depthwise(x, k) + bias, lo, hi), row stride sh, column stride sw (1, or 2 with a
     square 3x3 / 5x5 kernel), row dilation dh, column dilation 1; lo/hi may be -inf/inf.
     k: (kh, kw, C). top/left: the zero rows and columns virtually above and left of x (y's shape
