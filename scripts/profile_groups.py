@@ -19,7 +19,6 @@ columns of one run, not runs.
 import argparse
 import collections
 import json
-import os
 import pathlib
 import subprocess
 import sys
