@@ -95,3 +95,37 @@ def test_stem_through_the_inference_plan_matches_layer_by_layer(filters, size, m
     finally:
         stem_conv.ENABLED = True
     np.testing.assert_allclose(fused, other, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("band_bytes", [1 << 20, 6 << 10, 1])
+@pytest.mark.parametrize("stem_strides, dw_stride, k, filters", [((2, 2), 1, 3, 16), ((1, 1), 2, 3, 24),
+                                                                 ((2, 1), 1, 5, 20), ((2, 2), 2, 5, 16)])
+def test_block_with_the_stem_as_its_expanded_rows(monkeypatch, band_bytes, stem_strides, dw_stride, k, filters):
+    """mbconv_bands with a StemRows in place of the expand product (MobileNetV2's Conv1 + expanded_conv):
+    against the float64 stem then the float64 block, odd sizes, TF 'same' everywhere, whole images
+    grouped (1 MB), bands of 1-3 rows whose halo rows move from band to band (6 KB, 1 byte), one and two
+    threads, the scratch buffers poisoned with NaN."""
+    from test_inverted_residuals import reference_block, same_pads, weights
+
+    from tlkit.engine.kernels import mbconv_bands
+
+    monkeypatch.setattr(mbconv_bands, "BAND_BYTES", band_bytes)
+    rng = np.random.default_rng(band_bytes % 97 + k + filters)
+    x = rng.standard_normal((3, 15, 13, 3)).astype(np.float32)
+    sw = (rng.standard_normal((3, 3, 3, filters)) / 5).astype(np.float32)
+    sb = rng.standard_normal(filters).astype(np.float32)
+    stem_ref = reference_conv(x, sw, sb, stem_strides, "same", 0.0, 6.0)
+    _, dk, db, project = weights(rng, filters, None, 8, k)
+    zero_pads = same_pads(stem_ref.shape[1:3], k, dw_stride)
+    expected = reference_block(stem_ref, None, dk, db, (dw_stride, dw_stride), zero_pads, project, None)
+    top = pads(x.shape[1], 3, stem_strides[0], "same")[0]
+    left = pads(x.shape[2], 3, stem_strides[1], "same")[0]
+    stem = stem_conv.StemRows(sw, sb, 0.0, 6.0, stem_strides, top, left, stem_ref.shape[1:3])
+    six, zero, inf = np.float32(6.0), np.float32(0.0), np.float32(np.inf)
+    for parts in (1, 2):
+        mbconv_bands._scratch.expanded = np.full(1 << 16, np.nan, np.float32)
+        mbconv_bands._scratch.depthwise = np.full(1 << 16, np.nan, np.float32)
+        out = np.full(expected.shape, np.nan, np.float32)
+        mbconv_bands.inverted_residual(x, None, (dk, db, zero, six, (dw_stride, dw_stride), zero_pads[0][0],
+                                                 zero_pads[1][0]), project + (-inf, inf), None, out, parts, stem)
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
