@@ -5,8 +5,9 @@ of rows (kernels/mbconv_bands.py), so the block's expanded activations never go 
 The inference plan finds the blocks among its own fusions (``find_blocks``): a DepthwiseConv2D
 with its BatchNormalization and one clip (ReLU6) after it, read only by a 1x1 stride-1 Conv2D with
 its BatchNormalization (and the residual Add, a clip), and, when the block expands, fed only by a
-1x1 stride-1 Conv2D with its BatchNormalization and one clip; a ZeroPadding2D the depthwise conv
-absorbs may sit between. ``run`` computes such a block when nothing records (no tape) and every
+1x1 stride-1 Conv2D with its BatchNormalization and one clip, or by a 3x3 conv over 3 channels (a
+stem: its rows, computed band by band, are the expanded rows; kernels/stem_conv.py); a ZeroPadding2D
+the depthwise conv absorbs may sit between. ``run`` computes such a block when nothing records (no tape) and every
 BatchNormalization uses its moving statistics; otherwise (or on shapes the band kernels do not
 take) it declines and the layers run as planned one by one.
 

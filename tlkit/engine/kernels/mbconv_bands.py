@@ -5,7 +5,8 @@ output rows: expand 1x1 (+ folded BatchNormalization, ReLU6) -> depthwise (+ BN,
     inverted_residual(x, expand, depthwise, project, residual, out)
 
 x (N, H, W, C); expand: (w (C, E), bias (E,), lo, hi) or None (expand ratio 1: E = C, the depthwise
-conv reads x); depthwise: (k (kh, kw, E), bias (E,), lo, hi, (sh, sw), top, left) with top/left the
+conv reads x; or, with ``stem=`` a stem_conv.StemRows, x is an RGB image and the stem's rows are the
+expanded rows); depthwise: (k (kh, kw, E), bias (E,), lo, hi, (sh, sw), top, left) with top/left the
 zero rows and columns before x (TF 'same', or an absorbed ZeroPadding2D; out's shape sets the bottom
 and right ones); project: (w (E, F), bias (F,), lo, hi); residual (N, OH, OW, F) or None; out the
 C-contiguous float32 (N, OH, OW, F) result. Bounds are float32 (-inf / inf: none).
