@@ -164,7 +164,10 @@ def test_model_fused_matches_layer_by_layer(rng, monkeypatch, fused_calls, padde
     model = small_net(rng, padded)
     model.trainable = False
     blocks = graph_of(model).plan.blocks.values()
-    assert sorted(b.expand is not None for b in blocks) == [False, True, True, True, True]
+    # every block expands: the expand-ratio-1 block's expanded rows are the stem conv's (kernels/stem_conv.py)
+    assert sorted(b.expand[0].layer.name for b in blocks) == ["b1_expand", "b2_expand", "b3_expand", "b4_expand",
+                                                                "stem"]
+    assert next(b for b in blocks if b.expand[0].layer.name == "stem").depthwise[0].layer.name == "b0_dw"
     assert sum(b.padder is not None for b in blocks) == (2 if padded else 0)
     for batch, band_bytes in [(5, 1 << 20), (1, 2 << 10)]:
         monkeypatch.setattr(mbconv_bands, "BAND_BYTES", band_bytes)
@@ -230,7 +233,9 @@ def test_zoo_bases_unchanged(rng, fused_calls, name):
     fused = model.predict(x, verbose=0)
     assert len(fused_calls) == {"mobilenet_v2": 17, "efficientnet_lite0": 16}[name]
     blocks = graph_of(model).plan.blocks.values()
-    assert sum(b.expand is not None for b in blocks) == len(blocks) - 1  # all but the expand-ratio-1 block
+    # all blocks: the expand-ratio-1 block's expanded rows are the stem conv's
+    assert sum(b.expand is not None for b in blocks) == len(blocks)
+    assert sum(b.expand[0].layer.kernel_size == (3, 3) for b in blocks) == 1
     inverted_residuals.ENABLED = False
     try:
         expected = model.predict(x, verbose=0)

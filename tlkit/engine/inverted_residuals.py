@@ -5,8 +5,9 @@ of rows (kernels/mbconv_bands.py), so the block's expanded activations never go 
 The inference plan finds the blocks among its own fusions (``find_blocks``): a DepthwiseConv2D
 with its BatchNormalization and one clip (ReLU6) after it, read only by a 1x1 stride-1 Conv2D with
 its BatchNormalization (and the residual Add, a clip), and, when the block expands, fed only by a
-1x1 stride-1 Conv2D with its BatchNormalization and one clip; a ZeroPadding2D the depthwise conv
-absorbs may sit between. ``run`` computes such a block when nothing records (no tape) and every
+1x1 stride-1 Conv2D with its BatchNormalization and one clip, or by a 3x3 conv over 3 channels (a
+stem: its rows, computed band by band, are the expanded rows; kernels/stem_conv.py); a ZeroPadding2D
+the depthwise conv absorbs may sit between. ``run`` computes such a block when nothing records (no tape) and every
 BatchNormalization uses its moving statistics; otherwise (or on shapes the band kernels do not
 take) it declines and the layers run as planned one by one.
 
@@ -25,6 +26,8 @@ from tlkit.engine.layers.depthwise_conv2d import DepthwiseConv2D
 
 # False turns the fusion off (tests and A/B scripts take both sides).
 ENABLED = True
+# False: plans built from then on leave a stem conv out of the block after it (A/B scripts).
+STEMS = True
 
 
 @dataclass
@@ -47,6 +50,15 @@ class Block:
 def _pointwise(layer):
     return (type(layer) is Conv2D and layer.kernel_size == (1, 1) and layer.strides == (1, 1)
             and layer.groups == 1)
+
+
+def _stem(node):
+    """A 3x3 conv over 3 channels (MobileNetV2's and EfficientNet's stem): its rows are computed band
+    by band as the block's expanded rows (kernels/stem_conv.py)."""
+    layer = node.layer
+    return (type(layer) is Conv2D and layer.kernel_size == (3, 3) and layer.groups == 1
+            and layer.dilation_rate == (1, 1) and all(s in (1, 2) for s in layer.strides)
+            and node.inputs[0].shape[-1] == 3)
 
 
 def _one_clip(chain):
@@ -79,7 +91,7 @@ def find_blocks(nodes, consumers, kept, fused, epilogues, absorbing):
         padder = absorbing.get(id(node))
         source = (padder or node).inputs[0]
         expand = step(chain_end[id(source)]) if id(source) in chain_end else None
-        if (expand is None or not _pointwise(expand[0].layer) or not _one_clip(expand[2])
+        if (expand is None or not (_pointwise(expand[0].layer) or STEMS and _stem(expand[0])) or not _one_clip(expand[2])
                 or sole_reader(source) is not (padder or node)):
             expand = None
         first = (expand or depthwise)[0]
@@ -110,11 +122,19 @@ def _folded(step, training):
     else:
         kernel = conv.kernel.value
         kernel, bias = folded_weights(conv, kernel, conv._bias_value(), bn, kernel.shape)
-        kernel = kernel.reshape(kernel.shape[2:])
+        if kernel.shape[:2] == (1, 1):
+            kernel = kernel.reshape(kernel.shape[2:])
     clip = next((clip_bounds(n.layer) for kind, n, _ in chain if kind == "clip"), None)
     low, high = (None, None) if clip is None else clip
     return (np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(bias, np.float32),
             np.float32(-np.inf if low is None else low), np.float32(np.inf if high is None else high))
+
+
+def _stem_rows(conv, folded, x_shape, kernels):
+    """kernels.StemRows (stem_conv's, through mbconv_bands) for a stem conv's folded weights."""
+    (sh, sw), oh_ow = conv.strides, tuple(conv.compute_output_shape(x_shape)[1:3])
+    top, left = pads(x_shape[1], 3, sh, conv.padding)[0], pads(x_shape[2], 3, sw, conv.padding)[0]
+    return kernels.StemRows(*folded, conv.strides, top, left, oh_ow)
 
 
 def _geometry(block, x_shape):
@@ -153,8 +173,12 @@ def run(block, execution):
     if any(s is None for s, part in zip(steps, (block.expand, 1, 1)) if part is not None):
         return False
     expand, depthwise, project = steps
-    geometry = _geometry(block, x.shape)
-    channels = x.shape[-1] if expand is None else expand[0].shape[1]
+    stem, source_shape = None, x.shape
+    if expand is not None and expand[0].ndim == 4:  # the stem's rows are the expanded rows
+        stem, expand = _stem_rows(block.expand[0].layer, expand, x.shape, mbconv_bands), None
+        source_shape = stem.output_shape(x.shape)
+    geometry = _geometry(block, source_shape)
+    channels = source_shape[-1] if expand is None else expand[0].shape[1]
     if (geometry is None or (expand is not None and expand[0].shape[0] != x.shape[-1])
             or depthwise[0].shape[2] != channels or project[0].shape[0] != channels):
         return False
@@ -168,11 +192,11 @@ def run(block, execution):
         residual = np.ascontiguousarray(residual, np.float32)
     out = execution.buffer_for(block.output, shape)
     flops = 2 * n * oh * ow * channels * (dw_layer.kernel_size[0] * dw_layer.kernel_size[1] + shape[-1])
-    if expand is not None:
-        flops += 2 * x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] * channels
+    if expand is not None or stem is not None:
+        flops += 2 * np.prod(source_shape[:3]) * (x.shape[3] if stem is None else 27) * channels
     parts = 1 if small_steps.ENABLED and flops < small_steps.SMALL_STEP_FLOPS else None
     mbconv_bands.inverted_residual(x, expand, depthwise[:4] + (dw_layer.strides, top, left), project, residual,
-                                   out, parts)
+                                   out, parts, stem)
     execution.values[id(block.output)] = out
     execution.done.update(block.inner)
     return True

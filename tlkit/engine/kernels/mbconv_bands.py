@@ -5,7 +5,8 @@ output rows: expand 1x1 (+ folded BatchNormalization, ReLU6) -> depthwise (+ BN,
     inverted_residual(x, expand, depthwise, project, residual, out)
 
 x (N, H, W, C); expand: (w (C, E), bias (E,), lo, hi) or None (expand ratio 1: E = C, the depthwise
-conv reads x); depthwise: (k (kh, kw, E), bias (E,), lo, hi, (sh, sw), top, left) with top/left the
+conv reads x; or, with ``stem=`` a stem_conv.StemRows, x is an RGB image and the stem's rows are the
+expanded rows); depthwise: (k (kh, kw, E), bias (E,), lo, hi, (sh, sw), top, left) with top/left the
 zero rows and columns before x (TF 'same', or an absorbed ZeroPadding2D; out's shape sets the bottom
 and right ones); project: (w (E, F), bias (F,), lo, hi); residual (N, OH, OW, F) or None; out the
 C-contiguous float32 (N, OH, OW, F) result. Bounds are float32 (-inf / inf: none).
@@ -26,10 +27,11 @@ import numpy as np
 
 from tlkit.engine.kernels.depthwise_tiles import forward_tiles
 from tlkit.engine.kernels.epilogue import _epilogue_serial
+from tlkit.engine.kernels.stem_conv import StemRows
 from tlkit.utils.threads import (chunks_can_run_numba, limit_blas, num_threads, product, run_chunks,
                                  set_numba_threads)
 
-__all__ = ["inverted_residual", "supported"]
+__all__ = ["StemRows", "inverted_residual", "supported"]
 
 # Bytes of a band's expanded input rows (its depthwise output is about as large at stride 1).
 BAND_BYTES = 1 << 20
@@ -78,10 +80,12 @@ def _pieces(n, h, w, e, oh, ow, sh, kh, parts):
     return [(i, min(i + group, n), 0, oh) for i in range(0, n, group)], group * h * w * e, group * oh * ow * e
 
 
-def inverted_residual(x, expand, depthwise, project, residual, out, parts=None):
+def inverted_residual(x, expand, depthwise, project, residual, out, parts=None, stem=None):
     """out = the block's output (see the module's docstring); parts: threads to use (None: all).
+    stem: a stem_conv.StemRows computing the expanded rows from x (N, H, W, 3) instead of an expand
+    product (expand None): the stem's output then never goes to memory either.
     Returns out."""
-    n, h, w, c = x.shape
+    n, h, w, c = x.shape if stem is None else stem.output_shape(x.shape)
     _, oh, ow, f = out.shape
     k, kb, klo, khi, (sh, sw), top, left = depthwise
     kh = k.shape[0]
@@ -102,7 +106,7 @@ def inverted_residual(x, expand, depthwise, project, residual, out, parts=None):
             # its slice of x stays contiguous
             a = max(0, r0 * sh - top) if n1 - n0 == 1 else 0
             b = min(h, (r1 - 1) * sh - top + kh) if n1 - n0 == 1 else h
-            if expand is None:
+            if expand is None and stem is None:
                 xe = x[n0:n1, a:b]
             else:
                 xe = expanded[:(n1 - n0) * (b - a) * w * e].reshape(n1 - n0, b - a, w, e)
@@ -112,7 +116,9 @@ def inverted_residual(x, expand, depthwise, project, residual, out, parts=None):
                     kept = expanded[:(held[2] - held[1]) * w * e].reshape(held[2] - held[1], w, e)
                     xe[0, :held[2] - a] = kept[a - held[1]:]
                     new = held[2]
-                if new < b:
+                if new < b and stem is not None:
+                    stem.rows(x, n0, n1, new, b, xe[:, new - a:])
+                elif new < b:
                     ew, eb, elo, ehi = expand
                     e2 = xe[:, new - a:].reshape(-1, e)
                     product(x[n0:n1, new:b].reshape(-1, c), ew, e2)

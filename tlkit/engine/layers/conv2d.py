@@ -92,6 +92,11 @@ class Conv2D(BaseConv):
             low, high = clip if clip is not None else (None, None)
             return epilogue_kernels().pointwise_conv(x, kernel.reshape(kernel.shape[2:]), bias, residual, low, high,
                                                      out)
+        if residual is None:  # a 3x3 conv over RGB (a stem): a direct kernel, its clip in the output pass
+            from tlkit.engine.kernels import stem_conv  # numba, loaded on first use
+            y = stem_conv.folded_conv(x, kernel, bias, self.strides, self.padding, self.dilation_rate, clip, out)
+            if y is not None:
+                return y
         kernels = conv_kernels()
         wino = None
         if (self.kernel_size == (3, 3) and self.strides == (1, 1) and self.dilation_rate == (1, 1)
