@@ -40,6 +40,7 @@ from numba.extending import intrinsic
 
 from tlkit.engine.kernels.depthwise_rows import forward_rows, takes_rows
 from tlkit.engine.kernels.depthwise_rows import row3 as _row3, row5 as _row5
+from tlkit.engine.kernels.intrinsics import stack_floats
 
 __all__ = ["forward_tiles"]
 
@@ -51,13 +52,6 @@ LINE_FLOATS = 16  # floats per 64-byte cache line: one prefetch each
 # llvm.prefetch is named after its pointer type: typed pointers before LLVM 15, opaque ones since.
 _PREFETCH = "llvm.prefetch.p0" if llvmlite.binding.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
 
-
-@intrinsic
-def _stack_sums(typingctx):
-    """A float32 pointer to SUMS floats in the calling function's stack frame."""
-    def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=SUMS)
-    return types.CPointer(types.float32)(), codegen
 
 
 @intrinsic
@@ -360,7 +354,7 @@ def _forward_tiles(x, k, bias, lo, hi, sh, sw, dh, top, left, y):
     for job in prange(n_img * oh):
         n = job // oh
         r = job % oh
-        acc = numba.carray(_stack_sums(), SUMS)
+        acc = numba.carray(stack_floats(SUMS), SUMS)
         na, a0, a1 = _new_rows(shape, job + 1, sh, dh, top)  # what the next job reads from memory
         for c in range(first):
             _prefetch_next(xf, yf, shape, na, a0, a1, job + 1, c, c + 1)

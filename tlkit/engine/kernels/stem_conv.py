@@ -14,12 +14,11 @@ Rows of output are jobs shared by tlkit's threads (conv_chunks.by_jobs); nothing
 """
 import numba
 import numpy as np
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from tlkit.engine.kernels import conv_chunks
 from tlkit.engine.kernels.geometry import conv_output_shape, pads
+from tlkit.engine.kernels.intrinsics import stack_floats
 
 __all__ = ["StemRows", "applicable", "folded_conv", "stem_conv"]
 
@@ -38,14 +37,6 @@ def applicable(kernel_shape, strides, dilation):
     return (tuple(kernel_shape[:3]) == (3, 3, 3) and tuple(dilation) == (1, 1)
             and all(s in (1, 2) for s in strides))
 
-
-@intrinsic
-def _stack_sums(typingctx):
-    """A float32 pointer to SUMS floats in the calling function's stack frame: LLVM then knows no
-    array overlaps the sums, so the loop over the channels vectorizes with the inputs in registers."""
-    def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=SUMS)
-    return types.CPointer(types.float32)(), codegen
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -75,7 +66,7 @@ def _stem_rows(x, w, bias, lo, hi, sh, sw, top, left, y, job0, job1):
     buf = np.zeros((3, span), np.float32)
     bf = buf.reshape(-1)
     uspan, d = np.uint64(span), np.uint64(3 * sw)
-    acc = numba.carray(_stack_sums(), SUMS)
+    acc = numba.carray(stack_floats(SUMS), SUMS)
     wf, unf, yf = w.reshape(-1), np.uint64(nf), y.reshape(-1)
     for job in range(job0, job1):
         n, r = job // oh, job % oh

@@ -1,0 +1,21 @@
+"""Small LLVM-level helpers for numba kernels.
+
+``stack_floats(N)``: a float32 pointer to N floats in the calling kernel's stack frame (N a compile-time
+constant, e.g. a module-level int). Kernels view it with ``numba.carray(stack_floats(N), N)`` to keep
+per-pass sums there: LLVM then knows no array overlaps them, so the loop over channels vectorizes with
+the sums in registers, where a heap scratch array (which may alias the inputs) would not.
+"""
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+@intrinsic
+def stack_floats(typingctx, count):
+    if not isinstance(count, types.IntegerLiteral):
+        return None  # the size must be known when the kernel compiles
+    size = count.literal_value
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size)
+    return types.CPointer(types.float32)(count), codegen
