@@ -200,6 +200,10 @@ def test_few_tile_winograd_convs_run_alone_above_the_flops_bar():
     deep = tlkit.Model(wide, L.Conv2D(512, 3, padding="same")(wide))  # wide tile rows: shared chunks instead
     assert not small_steps.runs_alone({}, deep._graph.nodes[0], ((1, 14, 14, 512),))
     assert small_steps.WINOGRAD_ALONE_TILES > 49
+    x64 = tlkit.Input((None, None, 64))
+    big = tlkit.Model(x64, L.Conv2D(128, 3, padding="same")(x64))  # tile rows, 49 tiles, but 108 MFLOPs
+    assert small_steps.few_winograd_tile_rows(big._graph.nodes[0].layer, (1, 27, 27, 64), (1, 27, 27, 128))
+    assert not small_steps.runs_alone({}, big._graph.nodes[0], ((1, 27, 27, 64),))
 
 
 @pytest.mark.parametrize("tiles", [0, 256])

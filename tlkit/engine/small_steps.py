@@ -11,10 +11,11 @@ restores it after. Larger steps (ResNet50's convolutions, any of these layers at
 every thread. The bars come from an interleaved A/B of whole forwards (BENCHMARKS.md, "Speed against
 ONNX Runtime"): 16 MFLOPs did better than 8, 32 or 64.
 One route also runs alone above that bar: a 3x3 conv that Winograd would cut into runs of tile rows,
-one per thread (``winograd.splits_tile_rows``), over fewer than WINOGRAD_ALONE_TILES tiles (SqueezeNet's
-3x3 convs at batch 1, 28-56 MFLOPs): each thread's share is a few tile rows, whose transforms and 36
-thin products cost more per tile, and the two threads slowed each other, so the layer took longer on
-two threads than on one (27x27x32 -> 128: 0.25 ms on one, 0.5-0.65 on two).
+one per thread (``winograd.splits_tile_rows``), over fewer than WINOGRAD_ALONE_TILES tiles and under
+WINOGRAD_ALONE_FLOPS (SqueezeNet's 3x3 convs at batch 1, 28-56 MFLOPs): each thread's share is a few
+tile rows, whose transforms and 36 thin products cost more per tile, and the two threads slowed each
+other, so the layer took longer on two threads than on one (27x27x32 -> 128: 0.25 ms on one, 0.5-0.65
+on two).
 
     if runs_alone(plan.alone, node, input_shapes):      # cached per node and input shapes
         result = call_alone(node.layer, inputs, kwargs)
@@ -30,8 +31,10 @@ SMALL_STEP_FLOPS = 16_000_000
 # this many output elements (4 MB of float32).
 SMALL_STEP_ELEMENTS = 1 << 20
 # A 3x3 conv through Winograd's per-thread tile rows runs alone below this many tiles (4x4 output
-# blocks over the batch).
+# blocks over the batch) and WINOGRAD_ALONE_FLOPS (SqueezeNet's: 28-56 MFLOPs; ResNet50's 28x28 ones,
+# 231 MFLOPs, were not measured alone, so they keep their threads).
 WINOGRAD_ALONE_TILES = 256
+WINOGRAD_ALONE_FLOPS = 64_000_000
 # False turns the rule off (tests take both sides; the A/B scripts compare them).
 ENABLED = True
 # Entries a plan's per-shape cache holds at most (a model fed ever new image sizes starts it over).
@@ -76,7 +79,8 @@ def _decide(node, input_shapes):
         return False  # only image steps (NHWC): others keep their own thread rules
     flops, elements = step_work(node.layer, shape)
     if flops:
-        return flops < SMALL_STEP_FLOPS or few_winograd_tile_rows(node.layer, input_shapes[0], shape)
+        return flops < SMALL_STEP_FLOPS or (flops < WINOGRAD_ALONE_FLOPS
+                                            and few_winograd_tile_rows(node.layer, input_shapes[0], shape))
     return elements < SMALL_STEP_ELEMENTS
 
 
