@@ -3,7 +3,8 @@
 Each worker has an inbox of its own (a ``queue.SimpleQueue``): a job is posted to a chosen worker in
 one C call, and the worker blocks on its inbox between jobs (never spins). No futures, no shared
 queue, no per-job Python objects beyond the job itself: an empty ``run_chunks`` on two threads
-took 5-12 us against 30-60 us through ``concurrent.futures.ThreadPoolExecutor`` (BENCHMARKS.md).
+took 8-13 us against 21-27 us through ``concurrent.futures.ThreadPoolExecutor`` (BENCHMARKS.md,
+"Batch 1: where the gap is").
 
     pool = worker_pool.get(2)         # at least 2 workers (a forked child builds its own)
     pool.post(1, job, slot)           # worker 1 runs job.run_in_pool(slot)
