@@ -62,6 +62,7 @@ def test_only_small_image_steps_run_alone(monkeypatch):
     model = tlkit.Model(x, y)
     conv_node, gap_node = model._graph.nodes
     monkeypatch.setattr(small_steps, "SMALL_STEP_FLOPS", 2 * 16 * 16 * 9 * 16 * 16 + 1)
+    monkeypatch.setattr(small_steps, "WINOGRAD_ALONE_TILES", 0)  # the FLOPs bar on its own (see below)
     cache = {}
     assert small_steps.runs_alone(cache, conv_node, ((1, 16, 16, 16),))
     assert not small_steps.runs_alone(cache, conv_node, ((1, 17, 16, 16),))  # one pixel row over the bar
@@ -180,3 +181,52 @@ def test_the_per_shape_caches_stay_bounded(rng, monkeypatch):
         np.testing.assert_allclose(model.predict_on_batch(x), plain_run(model._graph, [x])[0], **CLOSE)
     plan = model._graph.plan
     assert 0 < len(plan.alone) <= 3 and 0 < len(plan.out_shapes) <= 3
+
+
+def test_few_tile_winograd_convs_run_alone_above_the_flops_bar():
+    """A 3x3 conv that Winograd would cut into per-thread tile rows runs alone under
+    WINOGRAD_ALONE_TILES tiles, whatever its FLOPs; more tiles, another route or the rule at 0 do not."""
+    x = tlkit.Input((None, None, 32))
+    model = tlkit.Model(x, L.Conv2D(128, 3, padding="same")(x))
+    (node,) = model._graph.nodes
+    shape = (1, 27, 27, 32)  # 49 tiles, 54 MFLOPs: over SMALL_STEP_FLOPS
+    assert small_steps.step_work(node.layer, shape[:3] + (128,))[0] > small_steps.SMALL_STEP_FLOPS
+    assert small_steps.runs_alone({}, node, (shape,))
+    assert not small_steps.runs_alone({}, node, ((8, 27, 27, 32),))  # 392 tiles
+    assert not small_steps.runs_alone({}, node, ((1, 64, 64, 32),))  # 256 tiles
+    strided = tlkit.Model(x, L.Conv2D(128, 3, strides=2, padding="same")(x))
+    assert not small_steps.runs_alone({}, strided._graph.nodes[0], ((1, 54, 54, 32),))  # not Winograd
+    wide = tlkit.Input((None, None, 512))
+    deep = tlkit.Model(wide, L.Conv2D(512, 3, padding="same")(wide))  # wide tile rows: shared chunks instead
+    assert not small_steps.runs_alone({}, deep._graph.nodes[0], ((1, 14, 14, 512),))
+    assert small_steps.WINOGRAD_ALONE_TILES > 49
+    x64 = tlkit.Input((None, None, 64))
+    big = tlkit.Model(x64, L.Conv2D(128, 3, padding="same")(x64))  # tile rows, 49 tiles, but 108 MFLOPs
+    assert small_steps.few_winograd_tile_rows(big._graph.nodes[0].layer, (1, 27, 27, 64), (1, 27, 27, 128))
+    assert not small_steps.runs_alone({}, big._graph.nodes[0], ((1, 27, 27, 64),))
+
+
+@pytest.mark.parametrize("tiles", [0, 256])
+def test_a_few_tile_winograd_conv_alone_hands_nothing_off_and_computes_the_same(rng, monkeypatch, two_threads,
+                                                                               tiles):
+    monkeypatch.setattr(small_steps, "WINOGRAD_ALONE_TILES", tiles)
+    x = tlkit.Input((27, 27, 32))
+    conv = L.Conv2D(128, 3, padding="same", activation="relu")
+    model = tlkit.Model(x, conv(x))
+    model.trainable = False
+    handed_off, real = [], threads.run_chunks
+
+    def counted(bounds, work, parts, pin=False):
+        handed_off.append(parts)
+        return real(bounds, work, parts, pin)
+
+    monkeypatch.setattr(threads, "run_chunks", counted)
+    xs = rng.standard_normal((1, 27, 27, 32)).astype(np.float32)
+    kernel, bias = conv.get_weights()
+    expected = np.maximum(numpy_conv(xs.astype(np.float64), kernel, bias, pad=1), 0)
+    for _ in range(2):
+        np.testing.assert_allclose(model.predict_on_batch(xs), expected, **CLOSE)
+    if tiles:
+        assert handed_off == []  # alone: every kernel on this thread
+    else:
+        assert handed_off and max(handed_off) > 1  # the rule off: Winograd's tile rows over the threads

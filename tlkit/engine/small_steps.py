@@ -7,9 +7,15 @@ copy (padding, pooling) takes about as long as that on one core, yet each route 
 by rules of its own, from the layer's shape alone. Deciding per step of the inference plan keeps
 one rule for every route: a step below the bars below sets tlkit's thread count to 1 for its call
 (``threads.set_numba_threads``, which every route reads through ``threads.num_threads``) and
-restores it after. Larger steps (ResNet50's convolutions and SqueezeNet's 3x3 ones at batch 1, any
-of these layers at batch 32) keep every thread. The bars come from an interleaved A/B of whole forwards
-(BENCHMARKS.md, "Speed against ONNX Runtime"): 16 MFLOPs did better than 8, 32 or 64.
+restores it after. Larger steps (ResNet50's convolutions, any of these layers at batch 32) keep
+every thread. The bars come from an interleaved A/B of whole forwards (BENCHMARKS.md, "Speed against
+ONNX Runtime"): 16 MFLOPs did better than 8, 32 or 64.
+One route also runs alone above that bar: a 3x3 conv that Winograd would cut into runs of tile rows,
+one per thread (``winograd.splits_tile_rows``), over fewer than WINOGRAD_ALONE_TILES tiles and under
+WINOGRAD_ALONE_FLOPS (SqueezeNet's 3x3 convs at batch 1, 28-56 MFLOPs): each thread's share is a few
+tile rows, whose transforms and 36 thin products cost more per tile, and the two threads slowed each
+other, so the layer took longer on two threads than on one (27x27x32 -> 128: 0.25 ms on one, 0.5-0.65
+on two).
 
     if runs_alone(plan.alone, node, input_shapes):      # cached per node and input shapes
         result = call_alone(node.layer, inputs, kwargs)
@@ -24,6 +30,11 @@ SMALL_STEP_FLOPS = 16_000_000
 # A step without 4-D kernels (padding, pooling, an Add, a ReLU) only moves memory: alone below
 # this many output elements (4 MB of float32).
 SMALL_STEP_ELEMENTS = 1 << 20
+# A 3x3 conv through Winograd's per-thread tile rows runs alone below this many tiles (4x4 output
+# blocks over the batch) and WINOGRAD_ALONE_FLOPS (SqueezeNet's: 28-56 MFLOPs; ResNet50's 28x28 ones,
+# 231 MFLOPs, were not measured alone, so they keep their threads).
+WINOGRAD_ALONE_TILES = 256
+WINOGRAD_ALONE_FLOPS = 64_000_000
 # False turns the rule off (tests take both sides; the A/B scripts compare them).
 ENABLED = True
 # Entries a plan's per-shape cache holds at most (a model fed ever new image sizes starts it over).
@@ -68,8 +79,28 @@ def _decide(node, input_shapes):
         return False  # only image steps (NHWC): others keep their own thread rules
     flops, elements = step_work(node.layer, shape)
     if flops:
-        return flops < SMALL_STEP_FLOPS
+        return flops < SMALL_STEP_FLOPS or (flops < WINOGRAD_ALONE_FLOPS
+                                            and few_winograd_tile_rows(node.layer, input_shapes[0], shape))
     return elements < SMALL_STEP_ELEMENTS
+
+
+def few_winograd_tile_rows(layer, input_shape, output_shape):
+    """Whether ``layer`` is a 3x3 conv that Winograd cuts into per-thread tile rows, over fewer than
+    WINOGRAD_ALONE_TILES tiles."""
+    from tlkit.engine.kernels import winograd  # numba loads at the first kernel, not at tlkit's import
+
+    kernel = getattr(layer, "kernel", None)
+    if (kernel is None or getattr(layer, "groups", 1) != 1 or len(kernel.shape) != 4 or len(input_shape) != 4
+            or None in input_shape):
+        return False
+    n, oh, ow, f = (int(d) for d in output_shape)
+    w_shape = tuple(int(d) for d in kernel.shape)
+    strides, dilation = getattr(layer, "strides", None), getattr(layer, "dilation_rate", None)
+    if strides is None or dilation is None or not winograd.applicable(input_shape, w_shape, strides, dilation, (oh, ow)):
+        return False
+    tiles = n * -(-oh // 4) * -(-ow // 4)
+    return (not winograd.few_tiles(n, oh, ow) and tiles < WINOGRAD_ALONE_TILES
+            and winograd.splits_tile_rows(n, (oh, ow), w_shape[2], f))
 
 
 def call_alone(layer, inputs, kwargs):

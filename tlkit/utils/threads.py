@@ -10,7 +10,8 @@ So:
     tlkit/__init__ sets (from ENV_DEFAULTS) before any kernel loads libgomp;
   - BLAS runs single-threaded (``limit_blas()``, via threadpoolctl, at tlkit's first product; this
     holds for the whole process, so a user's own numpy products then run on one thread too);
-    ``matmul`` splits each large product over tlkit's own threads, which block (never spin) while idle.
+    ``matmul`` splits each large product over tlkit's own threads (``worker_pool``), which block
+    (never spin) while idle.
 Thread count: numba's (``numba.get_num_threads()``, NUMBA_NUM_THREADS), one number for both.
 When it equals the CPUs the caller may use, the threads of a whole-graph run (``batch_split``) each
 run on a CPU of its own (``pinning``): a busy neighbour then shares a core with one of them instead
@@ -23,11 +24,10 @@ of keeping one to itself.
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from tlkit.utils import pinning
+from tlkit.utils import pinning, worker_pool
 
 # Environment defaults tlkit sets at import (a user's own setting wins). Read by libgomp when it
 # loads, i.e. before numba's first parallel kernel.
@@ -43,10 +43,8 @@ MIN_CHUNK_FLOPS = 2_000_000
 # (workqueue may not: it aborts on concurrent launches).
 CONCURRENT_LAYERS = ("omp", "tbb")
 
-_state = {"pool": None, "workers": 0, "pid": None, "blas_limited": False, "layer": None, "read_threads": None,
-          "write_threads": None, "max_threads": 1}
+_state = {"blas_limited": False, "layer": None, "read_threads": None, "write_threads": None, "max_threads": 1}
 _lock = threading.Lock()
-_local = threading.local()  # per pool thread: numba already set to one thread
 
 
 def set_env_defaults(environ=os.environ):
@@ -118,18 +116,6 @@ def limit_blas():
 
             threadpool_limits(1, user_api="blas")
             _state["blas_limited"] = True
-
-
-def _pool(workers):
-    with _lock:
-        # A forked child inherits the pool object but not its threads: it builds its own.
-        if _state["workers"] != workers or _state["pid"] != os.getpid():
-            if _state["pool"] is not None and _state["pid"] == os.getpid():
-                _state["pool"].shutdown(wait=True)
-            _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="tlkit-blas")
-            pinning.new_pool()
-            _state["workers"], _state["pid"] = workers, os.getpid()
-        return _state["pool"]
 
 
 def product(a, b, out):
@@ -206,7 +192,8 @@ class _Chunks:
         self.left = len(bounds) - 1
         self.error = None
         self.lock = threading.Lock()
-        self.done = threading.Event()
+        self.done = threading.Lock()  # held until the last chunk is done
+        self.done.acquire()
 
     def run(self, slot):
         while True:
@@ -222,20 +209,21 @@ class _Chunks:
                     self.error = self.error or e
             with self.lock:
                 self.left -= 1
-                if self.left == 0:
-                    self.done.set()
+                last = self.left == 0
+            if last:
+                self.work = None  # a worker may hold this job a while yet: not what the work references
+                self.done.release()
 
     def run_in_pool(self, slot):
         pinning.pin_pool_thread(self.cpus)
-        if not getattr(_local, "numba_single", False):
-            set_numba_threads(1)  # per thread: this pool thread's numba kernels run on it alone
-            _local.numba_single = True
+        # Per job: a worker's numba kernels run on it alone (work nested in a chunk may restore a count).
+        set_numba_threads(1)
         self.run(slot)
 
 
 def run_chunks(bounds, work, parts, pin=False):
     """work(slot, bounds[i], bounds[i + 1]) for every i, on ``parts`` threads (the caller and
-    parts - 1 of tlkit's blocking threads), each thread taking the next chunk when free. slot
+    parts - 1 of tlkit's worker threads), each thread taking the next chunk when free. slot
     (0 .. parts - 1) names the thread running the call, e.g. to index per-thread scratch; numba
     kernels called from work run on that thread alone. The first exception raised by work is
     raised here once every chunk is done or skipped. ``pin``: each thread on a CPU of its own
@@ -244,17 +232,20 @@ def run_chunks(bounds, work, parts, pin=False):
     if job.left <= 0:
         return
     if parts > 1:
-        pool = _pool(parts - 1)
+        pool = worker_pool.get(parts - 1)
         for slot in range(1, parts):
-            pool.submit(job.run_in_pool, slot)
+            pool.post(slot, job, slot)
     before = num_threads()
     set_numba_threads(1)
     try:
-        with pinning.caller_pinned(job.cpus):
+        if job.cpus is None:
             job.run(0)
+        else:
+            with pinning.caller_pinned(job.cpus):
+                job.run(0)
     finally:
         set_numba_threads(before)
-    job.done.wait()
+    job.done.acquire()  # blocks until the last chunk is done
     if job.error is not None:
         raise job.error
 

@@ -60,6 +60,13 @@ SMALL_OUT_CHANNELS = 128
 FEW_TILES = 8
 
 
+def splits_tile_rows(n, out_hw, ch, f):
+    """True when conv3x3 on several threads hands each thread runs of tile rows (_conv3x3_threaded):
+    the rows are small (MIN_THREAD_ROWS of them within THREAD_BYTES) and more than one."""
+    tiles_h, tiles_w = -(-out_hw[0] // 4), -(-out_hw[1] // 4)
+    return 36 * tiles_w * (ch + f) * 4 * MIN_THREAD_ROWS <= THREAD_BYTES and n * tiles_h > 1
+
+
 def few_tiles(n, oh, ow):
     """True when a forward conv of batch n and oh x ow outputs has fewer than FEW_TILES Winograd tiles."""
     return n * -(-oh // 4) * -(-ow // 4) < FEW_TILES
@@ -227,8 +234,7 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
     total_rows = n * tiles_h
     threaded = THREADED
     if threaded is None:
-        threaded = (36 * tiles_w * (ch + f) * 4 * MIN_THREAD_ROWS <= THREAD_BYTES and total_rows > 1
-                    and threads.num_threads() > 1
+        threaded = (splits_tile_rows(n, out_hw, ch, f) and threads.num_threads() > 1
                     and threads.chunks_can_run_numba())
     if threaded:
         _conv3x3_threaded(x, transform_filter(w) if u is None else u, bias, has_bias, pad_top, pad_left, tiles_h,
