@@ -48,7 +48,8 @@ class Pool:
 
 
 def get(count):
-    """This process's pool with at least ``count`` workers. A forked child inherits the pool object but not its threads: it builds its own."""
+    """This process's pool with at least ``count`` workers. A forked child inherits the pool object but
+    not its threads: it builds its own."""
     pool = _state["pool"]
     if pool is None or pool.pid != os.getpid() or len(pool.workers) <= count:
         with _lock:
