@@ -91,7 +91,8 @@ def find_blocks(nodes, consumers, kept, fused, epilogues, absorbing):
         padder = absorbing.get(id(node))
         source = (padder or node).inputs[0]
         expand = step(chain_end[id(source)]) if id(source) in chain_end else None
-        if (expand is None or not (_pointwise(expand[0].layer) or STEMS and _stem(expand[0])) or not _one_clip(expand[2])
+        if (expand is None or not (_pointwise(expand[0].layer) or STEMS and _stem(expand[0]))
+                or not _one_clip(expand[2])
                 or sole_reader(source) is not (padder or node)):
             expand = None
         first = (expand or depthwise)[0]

@@ -62,7 +62,7 @@ def _widths(defaults, line_length, positions):
     return widths
 
 
-def _nested_rows(model, rows, layers, connected, show_trainable, expand_nested, depth=0):
+def _nested_rows(rows, layers, connected, show_trainable, expand_nested, depth=0):
     """The table's rows (cells, extra 'Connected to' lines): with expand_nested, a nested model's layers
     follow its row, their names indented one step per level."""
     out = []
@@ -73,7 +73,7 @@ def _nested_rows(model, rows, layers, connected, show_trainable, expand_nested, 
         out.append((cells, inbound[1:] if connected else []))
         inner = getattr(layer, "_summary_rows", None)
         if expand_nested and inner is not None and getattr(layer, "layers", None):
-            out += _nested_rows(layer, inner(), list(layer.layers), connected, show_trainable, True, depth + 1)
+            out += _nested_rows(inner(), list(layer.layers), connected, show_trainable, True, depth + 1)
     return out
 
 
@@ -98,7 +98,7 @@ def summarize(model, line_length=None, print_fn=None, show_trainable=False, laye
     print_fn("_" * total)
     print_fn(line(headers))
     print_fn("=" * total)
-    table = _nested_rows(model, rows, layers, connected, show_trainable, expand_nested)
+    table = _nested_rows(rows, layers, connected, show_trainable, expand_nested)
     for i, (cells, extra_inbound) in enumerate(table):
         print_fn(line(cells))
         for extra in extra_inbound:

@@ -14,9 +14,10 @@ argument's type (``overload``); plain Python calls get the exact form.
 import math
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
+
+from tlkit.engine.kernels.intrinsics import float32_from_bits
 
 _F = np.float32
 # exp(-87) = 1.6e-38 is still a normal float32 (2**n stays >= 2**-126); tanh(9) rounds to 1.
@@ -37,18 +38,6 @@ _ONE, _HALF, _TWO = _F(1.0), _F(0.5), _F(2.0)
 _ROUND_BIAS = _F(127.5)  # floor(t + 0.5) = int(t + 127.5) - 127 for t > -127.5: truncation is a floor there
 
 
-@intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose bit pattern is the low 32 bits of an integer (vectorizes: a register move)."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        low = context.cast(builder, args[0], signature.args[0], types.int32)
-        return builder.bitcast(low, ir.FloatType())
-    return types.float32(bits), codegen
-
-
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _exp_neg32(a):
     """exp(-a) for float32 a in [0, 87]."""
@@ -63,7 +52,7 @@ def _exp_neg32(a):
     p = p * r + c[1]
     p = p * r + c[0]
     p = (p * r) * r + r + _ONE
-    return p * _float32_from_bits((n + 127) << 23)
+    return p * float32_from_bits((n + 127) << 23)
 
 
 def sigmoid(v):

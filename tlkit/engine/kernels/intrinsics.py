@@ -4,7 +4,11 @@
 constant, e.g. a module-level int). Kernels view it with ``numba.carray(stack_floats(N), N)`` to keep
 per-pass sums there: LLVM then knows no array overlaps them, so the loop over channels vectorizes with
 the sums in registers, where a heap scratch array (which may alias the inputs) would not.
+
+``float32_from_bits(i)``: the float32 whose bit pattern is the low 32 bits of integer i (a register
+move, so loops using it still vectorize; gate_math builds 2**n in the exponent bits with it).
 """
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -19,3 +23,14 @@ def stack_floats(typingctx, count):
     def codegen(context, builder, signature, args):
         return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size)
     return types.CPointer(types.float32)(count), codegen
+
+
+@intrinsic
+def float32_from_bits(typingctx, bits):
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = context.cast(builder, args[0], signature.args[0], types.int32)
+        return builder.bitcast(low, ir.FloatType())
+    return types.float32(bits), codegen
