@@ -4,15 +4,13 @@
     dx = conv2d_backward_input(dy, w, x.shape, padding="same")
     dw, db = conv2d_backward_weights(x, dy, w.shape, padding="same")
 
-How: the output is cut into tiles (a block of output rows of one image, or several whole
-images) whose im2col patch matrix fits in ~TILE_BYTES; numba fills the patches (im2col.py), numpy's BLAS
-does the product straight into the output, then a numba pass adds bias and ReLU on the tile
-while it is still in cache. No batch-sized im2col buffer ever exists. 1x1 stride-1 convs are
-plain products over (N*H*W, C), no copy. numba regions and BLAS calls alternate, never nest,
-so the cores see at most one pool of busy threads at a time. Products worth splitting run as
-chunks shared by the threads instead, each tile's patches + product + bias/ReLU on one thread,
-or, with few output pixels, as blocks of output channels (conv_chunks.py); so do the direct
-kernels on batches of a few images per thread.
+How: the output is cut into tiles (a block of output rows of one image, or several whole images) whose
+im2col patch matrix fits in ~TILE_BYTES; numba fills the patches (im2col.py), numpy's BLAS does the product
+straight into the output, then a numba pass adds bias and ReLU on the tile while it is in cache. No
+batch-sized im2col buffer ever exists. 1x1 stride-1 convs: products over (N*H*W, C), most through
+gemm_blocks.py (bias + ReLU fused). numba regions and BLAS calls alternate, never nest. Products worth
+splitting run as chunks shared by the threads (conv_chunks.py: each tile on one thread, or, with few
+output pixels, blocks of output channels); so do the direct kernels on batches of a few images.
 
 Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when that is faster (see winograd.py; not with
 a handful of tiles); ``wino_filter=winograd_transform_filter(w)`` reuses the filter transform.
@@ -27,7 +25,7 @@ import functools
 
 import numpy as np
 
-from tlkit.engine.kernels import conv_chunks, conv_pool_bands, direct_conv, winograd
+from tlkit.engine.kernels import conv_chunks, conv_pool_bands, direct_conv, gemm_blocks, winograd
 from tlkit.engine.kernels.bias_grad import bias_grad
 from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
 from tlkit.engine.kernels.im2col import add_bias_relu, col2im_rows, im2col_rows
@@ -42,14 +40,12 @@ __all__ = ["conv2d_forward", "conv2d_forward_padded", "conv2d_maxpool_forward", 
 winograd_transform_filter = winograd.transform_filter
 winograd_cached_filter_wanted = winograd.cached_filter_wanted
 
-# Patch-matrix budget per tile: small enough to stay in L2+L3 on common server CPUs, large enough
-# to keep BLAS products >= ~1000 rows on VGG16's layers; BENCHMARKS.md has the sweep
-# (scripts/bench_engine.py --tiles), to rerun on a CPU with much smaller caches.
+# Patch-matrix budget per tile: small enough to stay in L2+L3 on common server CPUs, large enough to keep BLAS
+# products >= ~1000 rows on VGG16's layers; sweep: BENCHMARKS.md, scripts/bench_engine.py --tiles.
 TILE_BYTES = 4 << 20
-# 1x1 convs below this many flops run on the calling thread, product and epilogue: handing halves
-# to another thread costs more than it saves (SqueezeNet's fire modules at batch 1).
+# 1x1 convs below this many flops run on the calling thread, product and epilogue: handing halves to another
+# thread costs more than it saves (SqueezeNet's fire modules at batch 1).
 POINTWISE_SPLIT_FLOPS = 16_000_000
-
 
 # ---------------------------------------------------------------------------------------------
 # argument checks
@@ -143,6 +139,10 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
     bias = b if has_bias else np.zeros(f, np.float32)
     direct_1x1 = _pointwise(window) and (pad_top, pad_left) == (0, 0) and out_hw == (x.shape[1], x.shape[2])
     flops = 2 * n * out_h * out_w * k * f
+    if direct_1x1 and gemm_blocks.worth_it(k, f) and not conv_chunks.by_columns(n * out_h * out_w, f, flops):
+        conv_chunks.packed_rows(x.reshape(-1, ch), gemm_blocks.pack(wmat, b), y.reshape(-1, y.shape[3])[:, lo:lo + f],
+                                None, 0.0 if relu else -np.inf, np.inf, POINTWISE_SPLIT_FLOPS)
+        return y[..., lo:lo + f]
     if direct_1x1 and flops < POINTWISE_SPLIT_FLOPS and conv_chunks.CHUNKED is not True:
         wide = y.reshape(-1, y.shape[3])
         threads.limit_blas()

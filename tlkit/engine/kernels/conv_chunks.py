@@ -6,9 +6,11 @@ cache, and a thread the OS deschedules delays only the chunk it is on.
     if worth_it(flops): im2col_product(x, wmat, bias, True, True, window, 1, 1, False, tiles, y, 0, parts)
     by_jobs(n * out_h, lambda j0, j1: kernel(x, ..., j0, j1, y))         # serial kernels over job ranges
     if by_columns(m, f, flops): im2col_product_columns(x, wmat, bias, True, True, window, 1, 1, False, y, 0)
+    packed_rows(x2, gemm_blocks.pack(w, bias), y2, None, 0.0, np.inf)   # a 1x1 conv's product + epilogue
 """
 import numpy as np
 
+from tlkit.engine.kernels import gemm_blocks
 from tlkit.engine.kernels.im2col import add_bias_relu, im2col_rows
 from tlkit.utils import threads, workspace
 
@@ -135,3 +137,24 @@ def im2col_product_columns(x, wmat, bias, has_bias, relu, window, pad_top, pad_l
     product_columns(src, wmat, wide[:, lo:lo + f], epilogue)
     del src
     workspace.give_back([patches])
+
+
+def packed_rows(x2, packed, y2, r2, lo, hi, split_flops=0):
+    """y2 = clip(x2 @ w + bias (+ r2), lo, hi) through gemm_blocks (``packed``: w and bias), its rows
+    cut into chunks shared by the threads when the product is worth splitting (worth_it, and at least
+    split_flops unless CHUNKED forces it). y2 may be a column slice of a wider array; r2 (rows, F) or
+    None; lo / hi float bounds."""
+    rows, c = x2.shape
+    flops = 2 * rows * c * packed.f
+    lo, hi = np.float32(lo), np.float32(hi)
+    blocks = -(-rows // packed.mr)  # chunks of whole row blocks
+    parts = min(threads.num_threads(), blocks)
+    if parts < 2 or not worth_it(flops) or (CHUNKED is None and flops < split_flops):
+        gemm_blocks.product_epilogue(x2, packed, y2, r2, lo, hi)
+        return
+
+    def run(slot, a, z):
+        gemm_blocks.product_epilogue(x2[a:z], packed, y2[a:z], None if r2 is None else r2[a:z], lo, hi)
+
+    chunks = min(blocks, parts * threads.CHUNKS_PER_THREAD)
+    threads.run_chunks([min(rows, packed.mr * (blocks * i // chunks)) for i in range(chunks + 1)], run, parts)

@@ -12,7 +12,7 @@ threads costs more than the pass itself (a batch-1 forward makes ~100 such passe
 import numpy as np
 from numba import njit, prange
 
-from tlkit.engine.kernels import conv_chunks
+from tlkit.engine.kernels import conv_chunks, gemm_blocks
 from tlkit.utils.threads import (CHUNKS_PER_THREAD, MIN_SPLIT_FLOPS, limit_blas, num_threads, product,
                                  run_chunks)
 
@@ -113,6 +113,10 @@ def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None
     w = np.ascontiguousarray(w, np.float32)
     lo, hi = _bounds(low, high)
     limit_blas()
+    if gemm_blocks.worth_it(c, f) and not conv_chunks.by_columns(rows, f, 2 * rows * c * f):
+        # the folded weights are new arrays when a weight changes: their packing is kept
+        conv_chunks.packed_rows(x2, gemm_blocks.pack_kept(w, None if bias is None else b), y2, r2, lo, hi)
+        return out
     if conv_chunks.by_columns(rows, f, 2 * rows * c * f):  # few rows (batch 1, deep layers): see conv_chunks
         conv_chunks.product_columns(x2, w, y2, lambda c0, c1: _epilogue_columns(y2, b, r, r2 is not None, lo, hi,
                                                                                 c0, c1))

@@ -25,6 +25,7 @@ import threading
 
 import numpy as np
 
+from tlkit.engine.kernels import gemm_blocks
 from tlkit.engine.kernels.depthwise_tiles import forward_tiles
 from tlkit.engine.kernels.epilogue import _epilogue_serial
 from tlkit.engine.kernels.stem_conv import StemRows
@@ -96,6 +97,9 @@ def inverted_residual(x, expand, depthwise, project, residual, out, parts=None, 
     pieces, expanded_floats, depthwise_floats = _pieces(n, h, w, e, oh, ow, sh, kh, parts)
     parts = min(parts, len(pieces))
     limit_blas()
+    # the folded weights are new arrays when a weight changes: their packing is kept (gemm_blocks)
+    expand_packed = None if expand is None or not gemm_blocks.worth_it(c, e) else gemm_blocks.pack_kept(*expand[:2])
+    project_packed = gemm_blocks.pack_kept(pw, pb) if gemm_blocks.worth_it(e, f) else None
 
     def run(slot, first, last):
         expanded = _buffer("expanded", expanded_floats)
@@ -121,15 +125,22 @@ def inverted_residual(x, expand, depthwise, project, residual, out, parts=None, 
                 elif new < b:
                     ew, eb, elo, ehi = expand
                     e2 = xe[:, new - a:].reshape(-1, e)
-                    product(x[n0:n1, new:b].reshape(-1, c), ew, e2)
-                    _epilogue_serial(e2, eb, _NO_RESIDUAL, False, elo, ehi)
+                    if expand_packed is not None:
+                        gemm_blocks.product_epilogue(x[n0:n1, new:b].reshape(-1, c), expand_packed, e2, None, elo, ehi)
+                    else:
+                        product(x[n0:n1, new:b].reshape(-1, c), ew, e2)
+                        _epilogue_serial(e2, eb, _NO_RESIDUAL, False, elo, ehi)
                 held = (n0, a, b) if n1 - n0 == 1 else None
             d = depthwise_out[:(n1 - n0) * (r1 - r0) * ow * e].reshape(n1 - n0, r1 - r0, ow, e)
             forward_tiles(xe, k, kb, klo, khi, sh, sw, 1, top + a - r0 * sh, left, d)
             o2 = out[n0:n1, r0:r1].reshape(-1, f)
             r2 = residual[n0:n1, r0:r1].reshape(-1, f) if has_residual else _NO_RESIDUAL
-            product(d.reshape(-1, e), pw, o2)
-            _epilogue_serial(o2, pb, r2, has_residual, plo, phi)
+            if project_packed is not None:
+                gemm_blocks.product_epilogue(d.reshape(-1, e), project_packed, o2, r2 if has_residual else None,
+                                             plo, phi)
+            else:
+                product(d.reshape(-1, e), pw, o2)
+                _epilogue_serial(o2, pb, r2, has_residual, plo, phi)
 
     if parts < 2:
         before = num_threads()

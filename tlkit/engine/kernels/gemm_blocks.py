@@ -1,0 +1,307 @@
+"""Thin products (a 1x1 conv's: many rows, few input or output channels) with the bias, a residual and
+a clip fused, through a register-blocked micro-kernel written in LLVM IR.
+
+    packed = pack(w, bias)                         # once per layer: w (K, F), bias (F,) or None
+    product_epilogue(x2, packed, y2, residual2, lo, hi)  # y2 = clip(x2 @ w + bias + residual2, lo, hi)
+
+x2 (M, K) and y2 (M, F) 2-D float32 with unit column stride (y2 may be a column slice of a wider
+array); residual2 (M, F) or None; lo / hi float32 bounds (-inf / inf: none).
+
+Why IR: numba kernels written as loops ran these products at a third to a half of OpenBLAS's speed, as
+LLVM kept neither the sums nor the broadcast inputs in registers (BENCHMARKS.md, "Products"). Here
+the micro-kernel's MR x NV accumulators are LLVM vector values carried by phi nodes over the loop on
+K: per k, NV vector loads of the packed weight row and one broadcast input value per row, MR * NV
+vector FMAs; then the bias, residual and clip on the sums and one store per vector. Nothing is left
+for LLVM to spill or re-vectorize. Weights are packed once into panels of NR = NV * W columns (zero
+padded), so each panel's rows are contiguous; a panel's last, partial block of columns goes through
+a small scratch block. The lane width W follows the CPU (16 with AVX-512, else 8); numba's cache is
+keyed on the CPU name and features, so a cached kernel never runs on a CPU without its instructions.
+"""
+import functools
+import weakref
+
+import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["Packed", "block_shape", "lanes", "pack", "product_epilogue", "worth_it"]
+
+# False sends every product back to BLAS + the epilogue pass (A/B measurements).
+ENABLED = True
+# Bytes of the rows of x one pass over the panels reads: they stay in a core's L2 cache while every
+# panel of the weights runs over them.
+ROWS_BYTES = 128 << 10
+
+
+@functools.cache
+def lanes():
+    """Float32 lanes of the widest vectors the CPU runs: 16 with AVX-512, 8 otherwise."""
+    features = llvm.get_host_cpu_features()
+    return 16 if features.get("avx512f", False) else 8
+
+
+# Block shapes (MR rows, NV vectors) by lane width: MR * NV accumulators, as many as the registers hold
+# beside the NV weight vectors and a broadcast (32 vector registers with AVX-512, 16 with AVX2), in the
+# order preferred when several pad the columns as little.
+SHAPES = {16: ((6, 4), (8, 3), (12, 2), (14, 1)), 8: ((6, 2), (12, 1))}
+# Most bytes of a weight panel (K x NR floats) read from L2 on every k: a wider panel beyond this
+# ran slower than a narrower one (K = 960: 6 x 4 at ~93 GFLOP/s, 12 x 2 at ~110).
+PANEL_BYTES = 192 << 10
+
+
+def block_shape(k, f, w=None):
+    """(MR rows, NV vectors of W lanes) of the micro-kernel for a (K, F) weight matrix: the shape
+    padding the F columns to the fewest panel columns, the widest of those whose panel fits
+    PANEL_BYTES (or the narrowest)."""
+    w = lanes() if w is None else w
+    shapes = SHAPES[w]
+    fits = [s for s in shapes if 4 * k * s[1] * w <= PANEL_BYTES] or [shapes[-1]]
+    return min(fits, key=lambda s: (-(-f // (s[1] * w)) * s[1], fits.index(s)))
+
+
+def _vector_type(w):
+    return ir.VectorType(ir.FloatType(), w)
+
+
+def _splat(builder, value, w):
+    """<w x float> with every lane = value (insertelement + shufflevector: one broadcast)."""
+    vec = _vector_type(w)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), w), [0] * w))
+
+
+def _row_pointer(context, builder, array_type, array, row, column):
+    """float* to array[row, column] of a 2-D array with unit column stride."""
+    ary = context.make_array(array_type)(context, builder, array)
+    row_stride = builder.ashr(cgutils.unpack_tuple(builder, ary.strides, 2)[0], ir.Constant(row.type, 2))
+    return builder.gep(ary.data, [builder.add(builder.mul(row, row_stride), column)])
+
+
+def _literal(value):
+    return value.literal_value if isinstance(value, types.Literal) else None
+
+
+@intrinsic
+def _micro(typingctx, x, row0, rows, panels, panel, bias, y, y_row, y_col, res, r_row, r_col, lo, hi,
+           mr, nv, w, has_res):
+    """y[y_row + r, y_col + j] = clip(sum_k x[row0 + r, k] * panels[panel, k, j] + bias[panel * NR + j]
+    (+ res[r_row + r, r_col + j]), lo, hi) for r < rows (<= MR) and j < NR = NV * W: the columns always
+    whole vectors. Rows past ``rows`` read row0 + rows - 1 again and are not stored."""
+    shape = [_literal(v) for v in (mr, nv, w, has_res)]
+    if None in shape:
+        return None  # the block's shape must be known when the kernel compiles
+    mr_, nv_, w_, has_res_ = shape
+    nr = nv_ * w_
+
+    def codegen(context, builder, signature, args):
+        (x_v, row0_v, rows_v, panels_v, panel_v, bias_v, y_v, y_row_v, y_col_v, res_v, r_row_v, r_col_v,
+         lo_v, hi_v) = args[:14]
+        ty = signature.args
+        intp = context.get_value_type(types.intp)
+        row0_v, rows_v, panel_v = (context.cast(builder, v, t, types.intp)
+                                   for v, t in ((row0_v, ty[1]), (rows_v, ty[2]), (panel_v, ty[4])))
+        y_row_v, y_col_v, r_row_v, r_col_v = (context.cast(builder, v, t, types.intp) for v, t in
+                                              ((y_row_v, ty[7]), (y_col_v, ty[8]), (r_row_v, ty[10]),
+                                               (r_col_v, ty[11])))
+        const = lambda n: ir.Constant(intp, n)  # noqa: E731
+        vec = _vector_type(w_)
+        vec_ptr = vec.as_pointer()
+        fn = builder.function
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
+                                             f"llvm.fma.v{w_}f32")
+        # the input row of each accumulator row (the last real row again past ``rows``)
+        last = builder.sub(rows_v, const(1))
+        zero = const(0)
+        a_rows = [_row_pointer(context, builder, ty[0], x_v,
+                               builder.add(row0_v, builder.select(builder.icmp_signed("<", const(r), last),
+                                                                  const(r), last)), zero)
+                  for r in range(mr_)]
+        p_ary = context.make_array(ty[3])(context, builder, panels_v)
+        depth = cgutils.unpack_tuple(builder, p_ary.shape, 3)[1]
+        b_base = builder.gep(p_ary.data, [builder.mul(panel_v, builder.mul(depth, const(nr)))])
+
+        entry = builder.block
+        loop = fn.append_basic_block("gemm_blocks.k")
+        done = fn.append_basic_block("gemm_blocks.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        k = builder.phi(intp)
+        k.add_incoming(zero, entry)
+        zeros = ir.Constant(vec, [0.0] * w_)
+        accs = [[builder.phi(vec) for _ in range(nv_)] for _ in range(mr_)]
+        for row in accs:
+            for acc in row:
+                acc.add_incoming(zeros, entry)
+        b_row = builder.gep(b_base, [builder.mul(k, const(nr))])
+        b_vecs = [builder.load(builder.bitcast(builder.gep(b_row, [const(v * w_)]), vec_ptr), align=4)
+                  for v in range(nv_)]
+        sums = []
+        for r in range(mr_):
+            a = _splat(builder, builder.load(builder.gep(a_rows[r], [k]), align=4), w_)
+            sums.append([builder.call(fma, [a, b_vecs[v], accs[r][v]]) for v in range(nv_)])
+        k_next = builder.add(k, const(1))
+        k.add_incoming(k_next, builder.block)
+        for r in range(mr_):
+            for v in range(nv_):
+                accs[r][v].add_incoming(sums[r][v], builder.block)
+        builder.cbranch(builder.icmp_signed("<", k_next, depth), loop, done)
+
+        builder.position_at_end(done)
+        b_ary = context.make_array(ty[5])(context, builder, bias_v)
+        bias_base = builder.gep(b_ary.data, [builder.mul(panel_v, const(nr))])
+        bias_vecs = [builder.load(builder.bitcast(builder.gep(bias_base, [const(v * w_)]), vec_ptr), align=4)
+                     for v in range(nv_)]
+        low, high = _splat(builder, lo_v, w_), _splat(builder, hi_v, w_)
+        end = fn.append_basic_block("gemm_blocks.end")
+        for r in range(mr_):
+            y_ptr = _row_pointer(context, builder, ty[6], y_v, builder.add(y_row_v, const(r)), y_col_v)
+            r_ptr = (_row_pointer(context, builder, ty[9], res_v, builder.add(r_row_v, const(r)), r_col_v)
+                     if has_res_ else None)
+            for v in range(nv_):
+                val = builder.fadd(sums[r][v], bias_vecs[v])
+                if has_res_:
+                    val = builder.fadd(val, builder.load(
+                        builder.bitcast(builder.gep(r_ptr, [const(v * w_)]), vec_ptr), align=4))
+                val = builder.select(builder.fcmp_ordered("<", val, low), low, val)
+                val = builder.select(builder.fcmp_ordered(">", val, high), high, val)
+                builder.store(val, builder.bitcast(builder.gep(y_ptr, [const(v * w_)]), vec_ptr), align=4)
+            if r + 1 < mr_:
+                more = fn.append_basic_block(f"gemm_blocks.row{r + 1}")
+                builder.cbranch(builder.icmp_signed("<", const(r + 1), rows_v), more, end)
+                builder.position_at_end(more)
+        builder.branch(end)
+        builder.position_at_end(end)
+        return context.get_dummy_value()
+
+    sig = types.none(x, row0, rows, panels, panel, bias, y, y_row, y_col, res, r_row, r_col, lo, hi,
+                     mr, nv, w, has_res)
+    return sig, codegen
+
+
+_drivers = {}
+
+
+def _driver(mr, nv, w):
+    """The numba kernel running one block shape over a whole product (compiled on first use, cached
+    per shape: the shape is a compile-time constant of the micro-kernel)."""
+    key = (mr, nv, w)
+    if key in _drivers:
+        return _drivers[key]
+    nr = nv * w
+
+    @njit(cache=True, nogil=True)
+    def run(x, panels, bias, y, res, has_res, lo, hi):
+        m, k = x.shape
+        f = y.shape[1]
+        scratch = np.empty((mr, nr), np.float32)  # a partial panel's block, stored whole
+        scratch_res = np.zeros((mr, nr), np.float32)
+        step = max(mr, ROWS_BYTES // (4 * k) // mr * mr)
+        for i0 in range(0, m, step):
+            i1 = min(i0 + step, m)
+            for p in range(panels.shape[0]):
+                c0 = p * nr
+                cols = min(nr, f - c0)
+                for i in range(i0, i1, mr):
+                    rows = min(mr, i1 - i)
+                    if cols == nr and has_res:
+                        _micro(x, i, rows, panels, p, bias, y, i, c0, res, i, c0, lo, hi, mr, nv, w, True)
+                    elif cols == nr:
+                        _micro(x, i, rows, panels, p, bias, y, i, c0, res, 0, 0, lo, hi, mr, nv, w, False)
+                    else:
+                        if has_res:
+                            for r in range(rows):
+                                for j in range(cols):
+                                    scratch_res[r, j] = res[i + r, c0 + j]
+                        _micro(x, i, rows, panels, p, bias, scratch, 0, 0, scratch_res, 0, 0, lo, hi,
+                               mr, nv, w, True)
+                        for r in range(rows):
+                            for j in range(cols):
+                                y[i + r, c0 + j] = scratch[r, j]
+
+    _drivers[key] = run
+    return run
+
+
+class Packed:
+    """A 1x1 conv's weights (K, F) and bias packed for the micro-kernel: panels (P, K, NR) of NR
+    columns each and the bias (P * NR,), zero padded; ``lanes_`` forces the vector width (8 or 16),
+    ``shape`` the block shape (MR, NV)."""
+
+    def __init__(self, w, bias=None, lanes_=None, shape=None):
+        k, f = w.shape
+        self.w = lanes() if lanes_ is None else lanes_
+        self.mr, self.nv = block_shape(k, f, self.w) if shape is None else shape
+        nr = self.nv * self.w
+        count, whole = -(-f // nr), f // nr
+        self.panels = np.empty((count, k, nr), np.float32)
+        self.panels[:whole] = w[:, :whole * nr].reshape(k, whole, nr).transpose(1, 0, 2)
+        if whole < count:
+            self.panels[whole] = 0
+            self.panels[whole, :, :f - whole * nr] = w[:, whole * nr:]
+        self.bias = np.zeros(count * nr, np.float32)
+        if bias is not None:
+            self.bias[:f] = bias
+        self.k, self.f = k, f
+
+
+def pack(w, bias=None, lanes_=None, shape=None):
+    """Packed weights of a 1x1 conv: w (K, F), bias (F,) or None (see Packed)."""
+    return Packed(np.asarray(w, np.float32), None if bias is None else np.asarray(bias, np.float32), lanes_,
+                  shape)
+
+
+# Packed weights of arrays no one writes to again (folded BatchNormalization weights), by identity;
+# an entry goes when its arrays do.
+_kept = {}
+
+
+def _root(a):
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def pack_kept(w, bias=None):
+    """pack(w, bias), kept while w's and bias's arrays live: only for weights never written in place
+    (a fold's results, replaced when a weight changes), never for a layer's own trainable weights."""
+    roots = [_root(w)] + ([] if bias is None else [_root(bias)])
+    key = (tuple(id(r) for r in roots), w.__array_interface__["data"][0], w.shape, w.strides,
+           None if bias is None else (bias.__array_interface__["data"][0], bias.shape, bias.strides))
+    kept = _kept.get(key)
+    if kept is not None and all(ref() is r for ref, r in zip(kept[0], roots)):
+        return kept[1]
+    packed = pack(w, bias)
+    _kept[key] = ([weakref.ref(r, lambda _, key=key: _kept.pop(key, None)) for r in roots], packed)
+    return packed
+
+
+def worth_it(k, f, w=None):
+    """Whether a (K, F) product runs faster here than through BLAS + the epilogue pass (one thread,
+    BENCHMARKS.md "Products"): with 16 lanes, up to K = 1024 (beyond, the input rows a block reads
+    at once outrun the caches: K = 2048 at half BLAS's speed); with 8 lanes only the thin products
+    (K or F <= 48), as BLAS's AVX2 kernels match it on the others."""
+    w = lanes() if w is None else w
+    return ENABLED and k <= 1024 and (w == 16 or min(k, f) <= 48)
+
+
+_NO_RESIDUAL = np.zeros((1, 1), np.float32)
+
+
+def product_epilogue(x, packed, y, residual=None, lo=-np.inf, hi=np.inf):
+    """y = clip(x @ w + bias (+ residual), lo, hi) for x (M, K), y and residual (M, F), each 2-D
+    float32 with unit column stride. Returns y."""
+    m, k = x.shape
+    if k != packed.k or y.shape != (m, packed.f) or (residual is not None and residual.shape != y.shape):
+        raise ValueError(f"gemm_blocks: expected x (M, {packed.k}) and y / residual (M, {packed.f}), got "
+                         f"{x.shape}, {y.shape}, {None if residual is None else residual.shape}.")
+    if m == 0 or k == 0:  # no product: the micro-kernel's loop on K runs at least once
+        y[...] = np.clip(packed.bias[:packed.f] + (0 if residual is None else residual), lo, hi)
+        return y
+    res = _NO_RESIDUAL if residual is None else residual
+    _driver(packed.mr, packed.nv, packed.w)(x, packed.panels, packed.bias, y, res, residual is not None,
+                                            np.float32(lo), np.float32(hi))
+    return y
