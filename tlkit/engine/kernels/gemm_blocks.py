@@ -31,6 +31,10 @@ __all__ = ["Packed", "block_shape", "lanes", "pack", "product_epilogue", "worth_
 
 # False sends every product back to BLAS + the epilogue pass (A/B measurements).
 ENABLED = True
+# llvm.prefetch is named after its pointer type: typed pointers before LLVM 15, opaque ones since.
+_PREFETCH = "llvm.prefetch.p0" if llvm.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
+# Floats of x prefetched ahead of the block being computed, at least (whole blocks of MR rows).
+AHEAD_FLOATS = 1024
 # Bytes of the rows of x one pass over the panels reads: they stay in a core's L2 cache while every
 # panel of the weights runs over them.
 ROWS_BYTES = 128 << 10
@@ -86,11 +90,13 @@ def _literal(value):
 
 
 @intrinsic
-def _micro(typingctx, x, row0, rows, panels, panel, bias, y, y_row, y_col, res, r_row, r_col, lo, hi,
+def _micro(typingctx, x, row0, rows, ahead, panels, panel, bias, y, y_row, y_col, res, r_row, r_col, lo, hi,
            mr, nv, w, has_res):
     """y[y_row + r, y_col + j] = clip(sum_k x[row0 + r, k] * panels[panel, k, j] + bias[panel * NR + j]
     (+ res[r_row + r, r_col + j]), lo, hi) for r < rows (<= MR) and j < NR = NV * W: the columns always
-    whole vectors. Rows past ``rows`` read row0 + rows - 1 again and are not stored."""
+    whole vectors. Rows past ``rows`` read row0 + rows - 1 again and are not stored. Meanwhile the MR
+    rows from row0 + ahead on are prefetched, MR floats a step on k: the hardware prefetcher does not
+    follow MR rows read a float at a time, and large inputs come from memory or L3."""
     shape = [_literal(v) for v in (mr, nv, w, has_res)]
     if None in shape:
         return None  # the block's shape must be known when the kernel compiles
@@ -98,15 +104,13 @@ def _micro(typingctx, x, row0, rows, panels, panel, bias, y, y_row, y_col, res, 
     nr = nv_ * w_
 
     def codegen(context, builder, signature, args):
-        (x_v, row0_v, rows_v, panels_v, panel_v, bias_v, y_v, y_row_v, y_col_v, res_v, r_row_v, r_col_v,
-         lo_v, hi_v) = args[:14]
         ty = signature.args
+        values = [context.cast(builder, v, t, types.intp) if isinstance(t, types.Integer) else v
+                  for v, t in zip(args[:15], ty[:15])]
+        (x_v, row0_v, rows_v, ahead_v, panels_v, panel_v, bias_v, y_v, y_row_v, y_col_v, res_v, r_row_v, r_col_v,
+         lo_v, hi_v) = values
+        ty = ty[:3] + ty[4:]  # the arrays' types at the indices below (without ahead)
         intp = context.get_value_type(types.intp)
-        row0_v, rows_v, panel_v = (context.cast(builder, v, t, types.intp)
-                                   for v, t in ((row0_v, ty[1]), (rows_v, ty[2]), (panel_v, ty[4])))
-        y_row_v, y_col_v, r_row_v, r_col_v = (context.cast(builder, v, t, types.intp) for v, t in
-                                              ((y_row_v, ty[7]), (y_col_v, ty[8]), (r_row_v, ty[10]),
-                                               (r_col_v, ty[11])))
         const = lambda n: ir.Constant(intp, n)  # noqa: E731
         vec = _vector_type(w_)
         vec_ptr = vec.as_pointer()
@@ -120,6 +124,10 @@ def _micro(typingctx, x, row0, rows, panels, panel, bias, y, y_row, y_col, res, 
                                builder.add(row0_v, builder.select(builder.icmp_signed("<", const(r), last),
                                                                   const(r), last)), zero)
                   for r in range(mr_)]
+        ahead_row = _row_pointer(context, builder, ty[0], x_v, builder.add(row0_v, ahead_v), zero)
+        byte_ptr, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]), _PREFETCH)
         p_ary = context.make_array(ty[3])(context, builder, panels_v)
         depth = cgutils.unpack_tuple(builder, p_ary.shape, 3)[1]
         b_base = builder.gep(p_ary.data, [builder.mul(panel_v, builder.mul(depth, const(nr)))])
@@ -136,6 +144,9 @@ def _micro(typingctx, x, row0, rows, panels, panel, bias, y, y_row, y_col, res, 
         for row in accs:
             for acc in row:
                 acc.add_incoming(zeros, entry)
+        # read, locality 3 (all caches: used a few blocks later), data
+        builder.call(prefetch, [builder.bitcast(builder.gep(ahead_row, [builder.mul(k, const(mr_))]), byte_ptr),
+                                i32(0), i32(3), i32(1)])
         b_row = builder.gep(b_base, [builder.mul(k, const(nr))])
         b_vecs = [builder.load(builder.bitcast(builder.gep(b_row, [const(v * w_)]), vec_ptr), align=4)
                   for v in range(nv_)]
@@ -177,7 +188,7 @@ def _micro(typingctx, x, row0, rows, panels, panel, bias, y, y_row, y_col, res, 
         builder.position_at_end(end)
         return context.get_dummy_value()
 
-    sig = types.none(x, row0, rows, panels, panel, bias, y, y_row, y_col, res, r_row, r_col, lo, hi,
+    sig = types.none(x, row0, rows, ahead, panels, panel, bias, y, y_row, y_col, res, r_row, r_col, lo, hi,
                      mr, nv, w, has_res)
     return sig, codegen
 
@@ -200,6 +211,7 @@ def _driver(mr, nv, w):
         scratch = np.empty((mr, nr), np.float32)  # a partial panel's block, stored whole
         scratch_res = np.zeros((mr, nr), np.float32)
         step = max(mr, ROWS_BYTES // (4 * k) // mr * mr)
+        ahead = mr * -(-AHEAD_FLOATS // (mr * k))
         for i0 in range(0, m, step):
             i1 = min(i0 + step, m)
             for p in range(panels.shape[0]):
@@ -208,15 +220,15 @@ def _driver(mr, nv, w):
                 for i in range(i0, i1, mr):
                     rows = min(mr, i1 - i)
                     if cols == nr and has_res:
-                        _micro(x, i, rows, panels, p, bias, y, i, c0, res, i, c0, lo, hi, mr, nv, w, True)
+                        _micro(x, i, rows, ahead, panels, p, bias, y, i, c0, res, i, c0, lo, hi, mr, nv, w, True)
                     elif cols == nr:
-                        _micro(x, i, rows, panels, p, bias, y, i, c0, res, 0, 0, lo, hi, mr, nv, w, False)
+                        _micro(x, i, rows, ahead, panels, p, bias, y, i, c0, res, 0, 0, lo, hi, mr, nv, w, False)
                     else:
                         if has_res:
                             for r in range(rows):
                                 for j in range(cols):
                                     scratch_res[r, j] = res[i + r, c0 + j]
-                        _micro(x, i, rows, panels, p, bias, scratch, 0, 0, scratch_res, 0, 0, lo, hi,
+                        _micro(x, i, rows, ahead, panels, p, bias, scratch, 0, 0, scratch_res, 0, 0, lo, hi,
                                mr, nv, w, True)
                         for r in range(rows):
                             for j in range(cols):
