@@ -39,7 +39,9 @@ SHAPES = {
         ("7x7 expand 160->960 b32", 1568, 160, 960, 1), ("7x7 project 960->160 b32", 1568, 960, 160, 1),
         ("7x7 320->1280 b32", 1568, 320, 1280, 1),
         ("band 28x28 expand 32->192", 1344, 32, 192, 1), ("band 14x14 project 384->64", 588, 384, 64, 1),
-        ("band 7x7 project 960->160", 245, 960, 160, 1),
+        ("band 7x7 project 960->160", 245, 960, 160, 1), ("band 56x56 project 144->24", 1568, 144, 24, 1),
+        ("band 56x56 expand 24->144", 1568, 24, 144, 1), ("band 28x28 project 240->40 (EfficientNet)", 784, 240, 40, 1),
+        ("band 14x14 project 672->112 (EfficientNet)", 392, 672, 112, 1),
         ("28x28 expand 32->192 b1", 784, 32, 192, 1), ("14x14 project 384->64 b1", 196, 384, 64, 1),
         ("7x7 expand 160->960 b1", 49, 160, 960, 1), ("7x7 320->1280 b1", 49, 320, 1280, 1)],
     "resnet": [  # ResNet50's 1x1 convs as pointwise_conv's tiles (512 KB of output) at batch 32

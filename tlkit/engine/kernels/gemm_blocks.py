@@ -13,8 +13,8 @@ the micro-kernel's MR x NV accumulators are LLVM vector values carried by phi no
 K: per k, NV vector loads of the packed weight row and one broadcast input value per row, MR * NV
 vector FMAs; then the bias, residual and clip on the sums and one store per vector. Nothing is left
 for LLVM to spill or re-vectorize. Weights are packed once into panels of NR = NV * W columns (zero
-padded), so each panel's rows are contiguous; a panel's last, partial block of columns goes through
-a small scratch block. The lane width W follows the CPU (16 with AVX-512, else 8); numba's cache is
+padded), so each panel's rows are contiguous; the last panel's columns past F are masked out of the
+residual's loads and the stores (llvm.masked.*). The lane width W follows the CPU (16 with AVX-512, else 8); numba's cache is
 keyed on the CPU name and features, so a cached kernel never runs on a CPU without its instructions.
 """
 import functools
@@ -78,6 +78,14 @@ def _splat(builder, value, w):
                                   ir.Constant(ir.VectorType(ir.IntType(32), w), [0] * w))
 
 
+def _splat_int(builder, value, w):
+    """<w x iN> with every lane = value."""
+    vec = ir.VectorType(value.type, w)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), w), [0] * w))
+
+
 def _row_pointer(context, builder, array_type, array, row, column):
     """float* to array[row, column] of a 2-D array with unit column stride."""
     ary = context.make_array(array_type)(context, builder, array)
@@ -89,27 +97,32 @@ def _literal(value):
     return value.literal_value if isinstance(value, types.Literal) else None
 
 
+def _masked(name, w):
+    """llvm.masked.load / llvm.masked.store of <w x float>, named after the pointer type (typed
+    pointers before LLVM 15, opaque ones since)."""
+    pointer = "p0" if llvm.llvm_version_info[0] >= 15 else f"p0v{w}f32"
+    return f"llvm.masked.{name}.v{w}f32.{pointer}"
+
+
 @intrinsic
-def _micro(typingctx, x, row0, rows, ahead, panels, panel, bias, y, y_row, y_col, res, r_row, r_col, lo, hi,
-           mr, nv, w, has_res):
-    """y[y_row + r, y_col + j] = clip(sum_k x[row0 + r, k] * panels[panel, k, j] + bias[panel * NR + j]
-    (+ res[r_row + r, r_col + j]), lo, hi) for r < rows (<= MR) and j < NR = NV * W: the columns always
-    whole vectors. Rows past ``rows`` read row0 + rows - 1 again and are not stored. Meanwhile the MR
+def _micro(typingctx, x, row0, rows, ahead, panels, panel, cols, bias, y, res, lo, hi, mr, nv, w, has_res, masked):
+    """y[row0 + r, c0 + j] = clip(sum_k x[row0 + r, k] * panels[panel, k, j] + bias[c0 + j]
+    (+ res[row0 + r, c0 + j]), lo, hi) for r < rows (<= MR) and j < cols (<= NR = NV * W), with
+    c0 = panel * NR: whole vectors, or (``masked``) the columns past ``cols`` neither read nor
+    written. Rows past ``rows`` read row0 + rows - 1 again and are not stored. Meanwhile the MR
     rows from row0 + ahead on are prefetched, MR floats a step on k: the hardware prefetcher does not
     follow MR rows read a float at a time, and large inputs come from memory or L3."""
-    shape = [_literal(v) for v in (mr, nv, w, has_res)]
+    shape = [_literal(v) for v in (mr, nv, w, has_res, masked)]
     if None in shape:
         return None  # the block's shape must be known when the kernel compiles
-    mr_, nv_, w_, has_res_ = shape
+    mr_, nv_, w_, has_res_, masked_ = shape
     nr = nv_ * w_
 
     def codegen(context, builder, signature, args):
         ty = signature.args
-        values = [context.cast(builder, v, t, types.intp) if isinstance(t, types.Integer) else v
-                  for v, t in zip(args[:15], ty[:15])]
-        (x_v, row0_v, rows_v, ahead_v, panels_v, panel_v, bias_v, y_v, y_row_v, y_col_v, res_v, r_row_v, r_col_v,
-         lo_v, hi_v) = values
-        ty = ty[:3] + ty[4:]  # the arrays' types at the indices below (without ahead)
+        x_v, row0_v, rows_v, ahead_v, panels_v, panel_v, cols_v, bias_v, y_v, res_v, lo_v, hi_v = [
+            context.cast(builder, v, t, types.intp) if isinstance(t, types.Integer) else v
+            for v, t in zip(args[:12], ty[:12])]
         intp = context.get_value_type(types.intp)
         const = lambda n: ir.Constant(intp, n)  # noqa: E731
         vec = _vector_type(w_)
@@ -128,7 +141,7 @@ def _micro(typingctx, x, row0, rows, ahead, panels, panel, bias, y, y_row, y_col
         byte_ptr, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         prefetch = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]), _PREFETCH)
-        p_ary = context.make_array(ty[3])(context, builder, panels_v)
+        p_ary = context.make_array(ty[4])(context, builder, panels_v)
         depth = cgutils.unpack_tuple(builder, p_ary.shape, 3)[1]
         b_base = builder.gep(p_ary.data, [builder.mul(panel_v, builder.mul(depth, const(nr)))])
 
@@ -162,24 +175,39 @@ def _micro(typingctx, x, row0, rows, ahead, panels, panel, bias, y, y_row, y_col
         builder.cbranch(builder.icmp_signed("<", k_next, depth), loop, done)
 
         builder.position_at_end(done)
-        b_ary = context.make_array(ty[5])(context, builder, bias_v)
-        bias_base = builder.gep(b_ary.data, [builder.mul(panel_v, const(nr))])
-        bias_vecs = [builder.load(builder.bitcast(builder.gep(bias_base, [const(v * w_)]), vec_ptr), align=4)
-                     for v in range(nv_)]
+        c0 = builder.mul(panel_v, const(nr))
+        b_ary = context.make_array(ty[7])(context, builder, bias_v)
+        bias_vecs = [builder.load(builder.bitcast(builder.gep(b_ary.data, [builder.add(c0, const(v * w_))]), vec_ptr),
+                                  align=4) for v in range(nv_)]
         low, high = _splat(builder, lo_v, w_), _splat(builder, hi_v, w_)
+        masks = None
+        if masked_:  # lane j of vector v is column v * W + j: kept when below cols
+            mask_type = ir.VectorType(ir.IntType(1), w_)
+            store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                ir.VoidType(), [vec, vec_ptr, i32, mask_type]), _masked("store", w_))
+            load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                vec, [vec_ptr, i32, mask_type, vec]), _masked("load", w_))
+            lanes_ = ir.Constant(ir.VectorType(intp, w_), list(range(w_)))
+            cols_splat = _splat_int(builder, cols_v, w_)
+            masks = [builder.icmp_signed("<", builder.add(lanes_, _splat_int(builder, const(v * w_), w_)), cols_splat)
+                     for v in range(nv_)]
         end = fn.append_basic_block("gemm_blocks.end")
         for r in range(mr_):
-            y_ptr = _row_pointer(context, builder, ty[6], y_v, builder.add(y_row_v, const(r)), y_col_v)
-            r_ptr = (_row_pointer(context, builder, ty[9], res_v, builder.add(r_row_v, const(r)), r_col_v)
-                     if has_res_ else None)
+            y_ptr = _row_pointer(context, builder, ty[8], y_v, builder.add(row0_v, const(r)), c0)
+            r_ptr = _row_pointer(context, builder, ty[9], res_v, builder.add(row0_v, const(r)), c0) if has_res_ else None
             for v in range(nv_):
                 val = builder.fadd(sums[r][v], bias_vecs[v])
                 if has_res_:
-                    val = builder.fadd(val, builder.load(
-                        builder.bitcast(builder.gep(r_ptr, [const(v * w_)]), vec_ptr), align=4))
+                    r_vec = builder.bitcast(builder.gep(r_ptr, [const(v * w_)]), vec_ptr)
+                    val = builder.fadd(val, builder.call(load, [r_vec, i32(4), masks[v], zeros]) if masked_
+                                       else builder.load(r_vec, align=4))
                 val = builder.select(builder.fcmp_ordered("<", val, low), low, val)
                 val = builder.select(builder.fcmp_ordered(">", val, high), high, val)
-                builder.store(val, builder.bitcast(builder.gep(y_ptr, [const(v * w_)]), vec_ptr), align=4)
+                y_vec = builder.bitcast(builder.gep(y_ptr, [const(v * w_)]), vec_ptr)
+                if masked_:
+                    builder.call(store, [val, y_vec, i32(4), masks[v]])
+                else:
+                    builder.store(val, y_vec, align=4)
             if r + 1 < mr_:
                 more = fn.append_basic_block(f"gemm_blocks.row{r + 1}")
                 builder.cbranch(builder.icmp_signed("<", const(r + 1), rows_v), more, end)
@@ -188,8 +216,7 @@ def _micro(typingctx, x, row0, rows, ahead, panels, panel, bias, y, y_row, y_col
         builder.position_at_end(end)
         return context.get_dummy_value()
 
-    sig = types.none(x, row0, rows, ahead, panels, panel, bias, y, y_row, y_col, res, r_row, r_col, lo, hi,
-                     mr, nv, w, has_res)
+    sig = types.none(x, row0, rows, ahead, panels, panel, cols, bias, y, res, lo, hi, mr, nv, w, has_res, masked)
     return sig, codegen
 
 
@@ -208,31 +235,22 @@ def _driver(mr, nv, w):
     def run(x, panels, bias, y, res, has_res, lo, hi):
         m, k = x.shape
         f = y.shape[1]
-        scratch = np.empty((mr, nr), np.float32)  # a partial panel's block, stored whole
-        scratch_res = np.zeros((mr, nr), np.float32)
         step = max(mr, ROWS_BYTES // (4 * k) // mr * mr)
         ahead = mr * -(-AHEAD_FLOATS // (mr * k))
         for i0 in range(0, m, step):
             i1 = min(i0 + step, m)
             for p in range(panels.shape[0]):
-                c0 = p * nr
-                cols = min(nr, f - c0)
+                cols = min(nr, f - p * nr)
                 for i in range(i0, i1, mr):
                     rows = min(mr, i1 - i)
                     if cols == nr and has_res:
-                        _micro(x, i, rows, ahead, panels, p, bias, y, i, c0, res, i, c0, lo, hi, mr, nv, w, True)
+                        _micro(x, i, rows, ahead, panels, p, cols, bias, y, res, lo, hi, mr, nv, w, True, False)
                     elif cols == nr:
-                        _micro(x, i, rows, ahead, panels, p, bias, y, i, c0, res, 0, 0, lo, hi, mr, nv, w, False)
+                        _micro(x, i, rows, ahead, panels, p, cols, bias, y, res, lo, hi, mr, nv, w, False, False)
+                    elif has_res:
+                        _micro(x, i, rows, ahead, panels, p, cols, bias, y, res, lo, hi, mr, nv, w, True, True)
                     else:
-                        if has_res:
-                            for r in range(rows):
-                                for j in range(cols):
-                                    scratch_res[r, j] = res[i + r, c0 + j]
-                        _micro(x, i, rows, ahead, panels, p, bias, scratch, 0, 0, scratch_res, 0, 0, lo, hi,
-                               mr, nv, w, True)
-                        for r in range(rows):
-                            for j in range(cols):
-                                y[i + r, c0 + j] = scratch[r, j]
+                        _micro(x, i, rows, ahead, panels, p, cols, bias, y, res, lo, hi, mr, nv, w, False, True)
 
     _drivers[key] = run
     return run
