@@ -78,14 +78,15 @@ def test_bad_shapes_are_refused_in_one_line():
 
 def test_block_shape_pads_the_columns_least():
     for lanes in gemm_blocks.SHAPES:
-        for k, f in [(64, 16), (16, 64), (256, 48), (576, 96), (960, 160), (32, 192), (1024, 256), (8, 5)]:
+        for k, f in [(64, 16), (16, 64), (256, 48), (576, 96), (960, 160), (32, 192), (1024, 256), (8, 5), (9, 40)]:
             mr, nv = gemm_blocks.block_shape(k, f, lanes)
             padded = -(-f // (nv * lanes)) * nv * lanes
             assert (mr, nv) in gemm_blocks.SHAPES[lanes]
             assert padded == min(-(-f // (v * lanes)) * v * lanes for _, v in gemm_blocks.SHAPES[lanes])
-    # a wide panel whose weights would not stay in L2 gives way to a narrower one
+    # among the shapes padding as little, the fewest rows
     assert gemm_blocks.block_shape(960, 160, 16) == (12, 2)
-    assert gemm_blocks.block_shape(64, 64, 16) == (6, 4)
+    assert gemm_blocks.block_shape(2048, 512, 16) == (6, 4)
+    assert gemm_blocks.block_shape(64, 24, 8) == (6, 2)
 
 
 def test_packing_is_kept_while_the_arrays_live():

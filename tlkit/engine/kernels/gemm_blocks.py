@@ -31,6 +31,8 @@ __all__ = ["Packed", "block_shape", "lanes", "pack", "product_epilogue", "worth_
 
 # False sends every product back to BLAS + the epilogue pass (A/B measurements).
 ENABLED = True
+# The deepest products routed here (measured up to ResNet50's K = 2048).
+LIMIT_K = 2048
 # llvm.prefetch is named after its pointer type: typed pointers before LLVM 15, opaque ones since.
 _PREFETCH = "llvm.prefetch.p0" if llvm.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
 # Floats of x prefetched ahead of the block being computed, at least (whole blocks of MR rows).
@@ -49,21 +51,18 @@ def lanes():
 
 # Block shapes (MR rows, NV vectors) by lane width: MR * NV accumulators, as many as the registers hold
 # beside the NV weight vectors and a broadcast (32 vector registers with AVX-512, 16 with AVX2), in the
-# order preferred when several pad the columns as little.
-SHAPES = {16: ((6, 4), (8, 3), (12, 2), (14, 1)), 8: ((6, 2), (12, 1))}
-# Most bytes of a weight panel (K x NR floats) read from L2 on every k: a wider panel beyond this
-# ran slower than a narrower one (K = 960: 6 x 4 at ~93 GFLOP/s, 12 x 2 at ~110).
-PANEL_BYTES = 192 << 10
+# order preferred when several pad the columns as little: fewer rows first, as rows a multiple of 4 KB
+# apart (K = 1024, 2048) share L1 cache sets (K = 1000-2048: 6 x 4 at ~108 GFLOP/s, 12 x 2 at ~88).
+# With 8 lanes, 12 x 1 (one weight vector per 12 broadcasts) ran at 2/3 of 6 x 2's speed: 6 x 2 only.
+SHAPES = {16: ((6, 4), (8, 3), (12, 2), (14, 1)), 8: ((6, 2),)}
 
 
 def block_shape(k, f, w=None):
-    """(MR rows, NV vectors of W lanes) of the micro-kernel for a (K, F) weight matrix: the shape
-    padding the F columns to the fewest panel columns, the widest of those whose panel fits
-    PANEL_BYTES (or the narrowest)."""
+    """(MR rows, NV vectors of W lanes) of the micro-kernel for a (K, F) weight matrix: the first
+    shape of SHAPES[W] padding the F columns to the fewest panel columns."""
     w = lanes() if w is None else w
     shapes = SHAPES[w]
-    fits = [s for s in shapes if 4 * k * s[1] * w <= PANEL_BYTES] or [shapes[-1]]
-    return min(fits, key=lambda s: (-(-f // (s[1] * w)) * s[1], fits.index(s)))
+    return min(shapes, key=lambda s: (-(-f // (s[1] * w)) * s[1], shapes.index(s)))
 
 
 def _vector_type(w):
@@ -311,11 +310,10 @@ def pack_kept(w, bias=None):
 
 def worth_it(k, f, w=None):
     """Whether a (K, F) product runs faster here than through BLAS + the epilogue pass (one thread,
-    BENCHMARKS.md "Products"): with 16 lanes, up to K = 1024 (beyond, the input rows a block reads
-    at once outrun the caches: K = 2048 at half BLAS's speed); with 8 lanes only the thin products
-    (K or F <= 48), as BLAS's AVX2 kernels match it on the others."""
+    BENCHMARKS.md "Products"): with 16 lanes every one measured (K <= LIMIT_K); with 8 lanes only the
+    thin ones (K or F <= 48), as BLAS's AVX2 kernels match it on the others."""
     w = lanes() if w is None else w
-    return ENABLED and k <= 1024 and (w == 16 or min(k, f) <= 48)
+    return ENABLED and k <= LIMIT_K and (w == 16 or min(k, f) <= 48)
 
 
 _NO_RESIDUAL = np.zeros((1, 1), np.float32)
