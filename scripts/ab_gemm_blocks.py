@@ -35,7 +35,7 @@ def main():
     from tlkit.engine.kernels import gemm_blocks
 
     print(machine.header())
-    print("| model | batch | BLAS + pass ms, median (min) | gemm_blocks ms, median (min) | speed-up | max |diff| / max |y| |")
+    print("| model | batch | BLAS + pass ms, median (min) | gemm_blocks ms, median (min) | speed-up | max |diff| / max |y| (B vs A) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in args.models:
         model = getattr(zoo, BUILDERS[name])(weights=None)
