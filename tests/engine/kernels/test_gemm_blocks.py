@@ -76,6 +76,20 @@ def test_bad_shapes_are_refused_in_one_line():
                                      np.zeros((4, 3), np.float32))
 
 
+def test_arrays_the_kernel_cannot_read_are_refused():
+    """float64, or columns not adjacent in memory: the micro-kernel reads float32 rows as vectors."""
+    packed = gemm_blocks.pack(np.ones((4, 3), np.float32))
+    x, y = np.ones((5, 4), np.float32), np.empty((5, 3), np.float32)
+    with pytest.raises(ValueError, match="x must be a 2-D float32 array"):
+        gemm_blocks.product_epilogue(x.astype(np.float64), packed, y)
+    with pytest.raises(ValueError, match="x must be"):
+        gemm_blocks.product_epilogue(np.ones((5, 8), np.float32)[:, ::2], packed, y)
+    with pytest.raises(ValueError, match="y must be"):
+        gemm_blocks.product_epilogue(x, packed, np.empty((3, 5), np.float32).T)
+    with pytest.raises(ValueError, match="residual must be"):
+        gemm_blocks.product_epilogue(x, packed, y, np.ones((5, 3)))
+
+
 def test_block_shape_pads_the_columns_least():
     for lanes in gemm_blocks.SHAPES:
         for k, f in [(64, 16), (16, 64), (256, 48), (576, 96), (960, 160), (32, 192), (1024, 256), (8, 5), (9, 40)]:

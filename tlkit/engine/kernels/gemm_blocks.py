@@ -18,6 +18,7 @@ residual's loads and the stores (llvm.masked.*). The lane width W follows the CP
 keyed on the CPU name and features, so a cached kernel never runs on a CPU without its instructions.
 """
 import functools
+import threading
 import weakref
 
 import numpy as np
@@ -220,14 +221,23 @@ def _micro(typingctx, x, row0, rows, ahead, panels, panel, cols, bias, y, res, l
 
 
 _drivers = {}
+_drivers_lock = threading.Lock()  # worker threads may ask for the same shape's driver at once
 
 
 def _driver(mr, nv, w):
     """The numba kernel running one block shape over a whole product (compiled on first use, cached
     per shape: the shape is a compile-time constant of the micro-kernel)."""
     key = (mr, nv, w)
-    if key in _drivers:
+    run = _drivers.get(key)
+    if run is not None:
+        return run
+    with _drivers_lock:
+        if key not in _drivers:
+            _drivers[key] = _new_driver(mr, nv, w)
         return _drivers[key]
+
+
+def _new_driver(mr, nv, w):
     nr = nv * w
 
     @njit(cache=True, nogil=True)
@@ -251,7 +261,6 @@ def _driver(mr, nv, w):
                     else:
                         _micro(x, i, rows, ahead, panels, p, cols, bias, y, res, lo, hi, mr, nv, w, False, True)
 
-    _drivers[key] = run
     return run
 
 
@@ -323,6 +332,10 @@ def product_epilogue(x, packed, y, residual=None, lo=-np.inf, hi=np.inf):
     """y = clip(x @ w + bias (+ residual), lo, hi) for x (M, K), y and residual (M, F), each 2-D
     float32 with unit column stride. Returns y."""
     m, k = x.shape
+    for name, a in (("x", x), ("y", y), ("residual", residual)):
+        if a is not None and (a.dtype != np.float32 or a.ndim != 2 or (a.shape[1] > 1 and a.strides[1] != 4)):
+            raise ValueError(f"gemm_blocks: {name} must be a 2-D float32 array with contiguous rows, got "
+                             f"{a.dtype} {a.shape} strides {a.strides}.")
     if k != packed.k or y.shape != (m, packed.f) or (residual is not None and residual.shape != y.shape):
         raise ValueError(f"gemm_blocks: expected x (M, {packed.k}) and y / residual (M, {packed.f}), got "
                          f"{x.shape}, {y.shape}, {None if residual is None else residual.shape}.")
