@@ -2,7 +2,7 @@
 epilogue pass (False, A), in this one process, rounds interleaved (A, B, A, B, ...), frozen bases with
 random weights, ``predict_on_batch``; also the largest difference between the two outputs.
 
-    python scripts/ab_gemm_blocks.py                                      # SqueezeNet, MobileNetV2, EfficientNet-Lite0 b32
+    python scripts/ab_gemm_blocks.py         # SqueezeNet, MobileNetV2, EfficientNet-Lite0 at batch 32
     python scripts/ab_gemm_blocks.py --models mobilenet_v2 --batches 1 32 --rounds 6
 """
 import argparse
@@ -35,7 +35,8 @@ def main():
     from tlkit.engine.kernels import gemm_blocks
 
     print(machine.header())
-    print("| model | batch | BLAS + pass ms, median (min) | gemm_blocks ms, median (min) | speed-up | max |diff| / max |y| (B vs A) |")
+    print("| model | batch | BLAS + pass ms, median (min) | gemm_blocks ms, median (min) | speed-up "
+          "| max |diff| / max |y| (B vs A) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in args.models:
         model = getattr(zoo, BUILDERS[name])(weights=None)

@@ -155,3 +155,21 @@ def test_pointwise_conv_with_residual_and_clip(route):
     epilogue.pointwise_conv(x, w, b, res, 0.0, 6.0, out)
     check(out.reshape(-1, 24), reference(x.reshape(-1, 40), w, b, res.reshape(-1, 24), 0.0, 6.0))
     check(epilogue.pointwise_conv(x, w).reshape(-1, 24), reference(x.reshape(-1, 40), w, None, None, -np.inf, np.inf))
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_few_rows_split_by_panels(monkeypatch, parts):
+    """Few rows (batch 1, deep layers): the weight panels shared by 2 or 3 threads, each block of
+    columns with its bias, residual and clip; columns past a block untouched by it."""
+    monkeypatch.setattr(threads, "num_threads", lambda: parts)
+    monkeypatch.setattr(conv_chunks, "COLUMNS", True)
+    rng = np.random.default_rng(13)
+    x, w, b, r = data(rng, 49, 40, 200)
+    packed = gemm_blocks.pack(w, b)
+    assert packed.panels.shape[0] >= parts
+    out = np.full((49, 200), np.nan, np.float32)
+    conv_chunks.packed_product(x, packed, out, r, 0.0, 6.0)
+    check(out, reference(x, w, b, r, 0.0, 6.0))
+    res = rng.standard_normal((1, 7, 7, 200)).astype(np.float32)
+    got = epilogue.pointwise_conv(x.reshape(1, 7, 7, 40), w, b, res, 0.0, None)
+    check(got.reshape(-1, 200), reference(x, w, b, res.reshape(-1, 200), 0.0, np.inf))

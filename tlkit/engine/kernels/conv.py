@@ -139,9 +139,9 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
     bias = b if has_bias else np.zeros(f, np.float32)
     direct_1x1 = _pointwise(window) and (pad_top, pad_left) == (0, 0) and out_hw == (x.shape[1], x.shape[2])
     flops = 2 * n * out_h * out_w * k * f
-    if direct_1x1 and gemm_blocks.worth_it(k, f) and not conv_chunks.by_columns(n * out_h * out_w, f, flops):
-        conv_chunks.packed_rows(x.reshape(-1, ch), gemm_blocks.pack(wmat, b), y.reshape(-1, y.shape[3])[:, lo:lo + f],
-                                None, 0.0 if relu else -np.inf, np.inf, POINTWISE_SPLIT_FLOPS)
+    if direct_1x1 and gemm_blocks.worth_it(k, f):
+        conv_chunks.packed_product(x.reshape(-1, ch), gemm_blocks.pack(wmat, b), y.reshape(-1, y.shape[3])[
+            :, lo:lo + f], None, 0.0 if relu else -np.inf, np.inf, POINTWISE_SPLIT_FLOPS)
         return y[..., lo:lo + f]
     if direct_1x1 and flops < POINTWISE_SPLIT_FLOPS and conv_chunks.CHUNKED is not True:
         wide = y.reshape(-1, y.shape[3])

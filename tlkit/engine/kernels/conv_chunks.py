@@ -6,7 +6,7 @@ cache, and a thread the OS deschedules delays only the chunk it is on.
     if worth_it(flops): im2col_product(x, wmat, bias, True, True, window, 1, 1, False, tiles, y, 0, parts)
     by_jobs(n * out_h, lambda j0, j1: kernel(x, ..., j0, j1, y))         # serial kernels over job ranges
     if by_columns(m, f, flops): im2col_product_columns(x, wmat, bias, True, True, window, 1, 1, False, y, 0)
-    packed_rows(x2, gemm_blocks.pack(w, bias), y2, None, 0.0, np.inf)   # a 1x1 conv's product + epilogue
+    packed_product(x2, gemm_blocks.pack(w, bias), y2, None, 0.0, np.inf)   # a 1x1 conv's product + epilogue
 """
 import numpy as np
 
@@ -139,14 +139,26 @@ def im2col_product_columns(x, wmat, bias, has_bias, relu, window, pad_top, pad_l
     workspace.give_back([patches])
 
 
-def packed_rows(x2, packed, y2, r2, lo, hi, split_flops=0):
-    """y2 = clip(x2 @ w + bias (+ r2), lo, hi) through gemm_blocks (``packed``: w and bias), its rows
-    cut into chunks shared by the threads when the product is worth splitting (worth_it, and at least
-    split_flops unless CHUNKED forces it). y2 may be a column slice of a wider array; r2 (rows, F) or
-    None; lo / hi float bounds."""
+def packed_product(x2, packed, y2, r2, lo, hi, split_flops=0):
+    """y2 = clip(x2 @ w + bias (+ r2), lo, hi) through gemm_blocks (``packed``: w and bias): few rows
+    (by_columns) as blocks of the weight panels, one per thread; otherwise the rows cut into chunks
+    shared by the threads when the product is worth splitting (worth_it, and at least split_flops
+    unless CHUNKED forces it). y2 may be a column slice of a wider array; r2 (rows, F) or None."""
     rows, c = x2.shape
     flops = 2 * rows * c * packed.f
     lo, hi = np.float32(lo), np.float32(hi)
+    panels = packed.panels.shape[0]
+    if by_columns(rows, packed.f, flops) and panels > 1:
+        parts = min(threads.num_threads(), panels)
+        nr = packed.nv * packed.w
+
+        def columns(slot, p0, p1):
+            c0, c1 = p0 * nr, min(packed.f, p1 * nr)
+            gemm_blocks.product_epilogue(x2, packed.columns(p0, p1), y2[:, c0:c1],
+                                         None if r2 is None else r2[:, c0:c1], lo, hi)
+
+        threads.run_chunks([panels * i // parts for i in range(parts + 1)], columns, parts)
+        return
     blocks = -(-rows // packed.mr)  # chunks of whole row blocks
     parts = min(threads.num_threads(), blocks)
     if parts < 2 or not worth_it(flops) or (CHUNKED is None and flops < split_flops):

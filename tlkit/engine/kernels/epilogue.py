@@ -113,9 +113,9 @@ def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None
     w = np.ascontiguousarray(w, np.float32)
     lo, hi = _bounds(low, high)
     limit_blas()
-    if gemm_blocks.worth_it(c, f) and not conv_chunks.by_columns(rows, f, 2 * rows * c * f):
+    if gemm_blocks.worth_it(c, f):
         # the folded weights are new arrays when a weight changes: their packing is kept
-        conv_chunks.packed_rows(x2, gemm_blocks.pack_kept(w, None if bias is None else b), y2, r2, lo, hi)
+        conv_chunks.packed_product(x2, gemm_blocks.pack_kept(w, None if bias is None else b), y2, r2, lo, hi)
         return out
     if conv_chunks.by_columns(rows, f, 2 * rows * c * f):  # few rows (batch 1, deep layers): see conv_chunks
         conv_chunks.product_columns(x2, w, y2, lambda c0, c1: _epilogue_columns(y2, b, r, r2 is not None, lo, hi,

@@ -14,8 +14,9 @@ K: per k, NV vector loads of the packed weight row and one broadcast input value
 vector FMAs; then the bias, residual and clip on the sums and one store per vector. Nothing is left
 for LLVM to spill or re-vectorize. Weights are packed once into panels of NR = NV * W columns (zero
 padded), so each panel's rows are contiguous; the last panel's columns past F are masked out of the
-residual's loads and the stores (llvm.masked.*). The lane width W follows the CPU (16 with AVX-512, else 8); numba's cache is
-keyed on the CPU name and features, so a cached kernel never runs on a CPU without its instructions.
+residual's loads and the stores (llvm.masked.*). The lane width W follows the CPU (16 with AVX-512,
+else 8); numba's cache is keyed on the CPU name and features, so a cached kernel never runs on a CPU
+without its instructions.
 """
 import functools
 import threading
@@ -194,7 +195,8 @@ def _micro(typingctx, x, row0, rows, ahead, panels, panel, cols, bias, y, res, l
         end = fn.append_basic_block("gemm_blocks.end")
         for r in range(mr_):
             y_ptr = _row_pointer(context, builder, ty[8], y_v, builder.add(row0_v, const(r)), c0)
-            r_ptr = _row_pointer(context, builder, ty[9], res_v, builder.add(row0_v, const(r)), c0) if has_res_ else None
+            r_ptr = (_row_pointer(context, builder, ty[9], res_v, builder.add(row0_v, const(r)), c0)
+                     if has_res_ else None)
             for v in range(nv_):
                 val = builder.fadd(sums[r][v], bias_vecs[v])
                 if has_res_:
@@ -284,6 +286,16 @@ class Packed:
         if bias is not None:
             self.bias[:f] = bias
         self.k, self.f = k, f
+
+
+    def columns(self, p0, p1):
+        """The packing of panels [p0, p1) alone: columns p0 * NR to min(F, p1 * NR), no copy."""
+        part = object.__new__(Packed)
+        part.__dict__.update(self.__dict__)
+        nr = self.nv * self.w
+        part.panels, part.bias = self.panels[p0:p1], self.bias[p0 * nr:p1 * nr]
+        part.f = min(self.f, p1 * nr) - p0 * nr
+        return part
 
 
 def pack(w, bias=None, lanes_=None, shape=None):
