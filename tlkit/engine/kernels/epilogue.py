@@ -1,9 +1,11 @@
 """What follows a convolution at inference, applied in one pass over its output while it is in
 cache: the bias, a residual added and a clip (ReLU: [0, inf), ReLU6: [0, 6]).
 
-    pointwise_conv(x, w, b, residual, 0.0, 6.0, out)   # 1x1 stride-1 conv: product + epilogue, tile by tile,
-                                                       # each thread taking runs of tiles (few rows: blocks
-                                                       # of columns, conv_chunks.product_columns)
+    pointwise_conv(x, w, b, residual, 0.0, 6.0, out)   # 1x1 stride-1 conv: product + epilogue, through
+                                                       # gemm_blocks where it is faster (conv_chunks.
+                                                       # packed_product), else BLAS tile by tile, each thread
+                                                       # taking runs of tiles (few rows: blocks of columns,
+                                                       # conv_chunks.product_columns)
     add_residual_clip(y2, residual2, 0.0, 6.0)           # y2 (rows, F) C-contiguous; residual2 or None
 
 Outputs smaller than PARALLEL_MIN_ELEMENTS get the single-threaded kernel: waking the other
