@@ -96,7 +96,8 @@ def add_residual_clip(y, residual=None, low=None, high=None):
 def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None):
     """clip(conv1x1(x, w) + bias + residual, low, high) for NHWC x (N, H, W, C), w (C, F), as one
     product per tile of output rows, each followed by the epilogue on it. residual: (N, H, W, F)
-    or None; out: optional C-contiguous float32 (N, H, W, F) array to write into."""
+    or None; out: optional C-contiguous float32 (N, H, W, F) array to write into. w and bias must not
+    be written in place between calls (folded weights): their packing for gemm_blocks is kept."""
     x = np.ascontiguousarray(x, np.float32)
     c, f = w.shape
     if x.ndim != 4 or x.shape[3] != c:

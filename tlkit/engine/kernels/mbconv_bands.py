@@ -9,7 +9,8 @@ conv reads x; or, with ``stem=`` a stem_conv.StemRows, x is an RGB image and the
 expanded rows); depthwise: (k (kh, kw, E), bias (E,), lo, hi, (sh, sw), top, left) with top/left the
 zero rows and columns before x (TF 'same', or an absorbed ZeroPadding2D; out's shape sets the bottom
 and right ones); project: (w (E, F), bias (F,), lo, hi); residual (N, OH, OW, F) or None; out the
-C-contiguous float32 (N, OH, OW, F) result. Bounds are float32 (-inf / inf: none).
+C-contiguous float32 (N, OH, OW, F) result. Bounds are float32 (-inf / inf: none). The expand and project
+weights must not be written in place between calls (folded weights): their packing for gemm_blocks is kept.
 
 A band is some output rows of one image (large images) or a few whole images (small ones), sized so
 that its expanded input rows and depthwise output stay in a core's L2 cache: one BLAS product expands
