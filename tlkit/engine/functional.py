@@ -1,7 +1,7 @@
 """The layer graph behind the Functional API: ordering, validation and execution. Where outputs
 go at inference (buffers, channel slices, fused pairs) is the inference plan's business
 (inference_plan.py); the graph orders the nodes, runs them and drops what no later node needs."""
-from tlkit.engine import batch_split
+from tlkit.engine import batch_split, compiled_steps
 from tlkit.engine.inference_plan import Execution, InferencePlan
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.symbolic import KerasTensor, flatten
@@ -30,7 +30,7 @@ class Graph:
         self._release_after = self._last_uses()
         self.plan = InferencePlan(self.nodes, self.inputs, self.outputs)
         self._free = []  # flat buffers released by the last inference run (inference_plan.Execution)
-        self._group_free = {}  # the same per thread slot, for runs as groups of images (batch_split.py)
+        self._programs = {}  # per thread slot of a run as groups of images (batch_split.py): compiled_steps.Program
         self._image_bytes = ()  # batch_split.largest_image_bytes, once it is asked
         self.layers = []
         for t in self.inputs:
@@ -95,8 +95,16 @@ class Graph:
         return outputs
 
     def _run_group(self, slot, arrays):
-        """Inference on a group of images, with the buffers thread slot ``slot`` used last time."""
-        outputs, self._group_free[slot] = self._run_once(arrays, False, self._group_free.pop(slot, []))
+        """Inference on a group of images by thread slot ``slot``'s compiled steps (compiled again for
+        inputs of other shapes, in the buffers of the last ones). Outputs live in the slot's buffers
+        until its next group: batch_split.run copies them out."""
+        program = self._programs.pop(slot, None)
+        if program is not None and program.key == compiled_steps.key(arrays):
+            outputs = program.run(arrays)
+        else:
+            program = compiled_steps.Program.compile(self, arrays, () if program is None else program.free)
+            outputs = program.outputs
+        self._programs[slot] = program
         return outputs
 
     def _run_once(self, arrays, training, free):

@@ -1,0 +1,169 @@
+"""Inference as compiled steps (tlkit/engine/compiled_steps.py): the same outputs as the plan's
+per-node route, the layers called one by one and a float64 numpy run of the graph, on SqueezeNet at
+odd image sizes with groups of images of two sizes on one thread; replays that see new weights, the
+trainable flag and the activation; graphs the steps do not cover, and layers called through their
+own call."""
+import numpy as np
+import pytest
+
+import tlkit
+from tests.engine.test_inference_buffers import numpy_conv, plain_run
+from tlkit import layers as L
+from tlkit.engine import compiled_steps
+from tlkit.engine.inference_plan import Execution
+from tlkit.utils import threads
+from tlkit.zoo import SqueezeNet
+
+CLOSE = {"rtol": 1e-5, "atol": 1e-5}  # the routes round differently (ulps); a wrong buffer is off by O(1)
+
+
+def numpy_max_pool(a, k, stride, same=False):
+    if same:  # TF 'same': -inf padding at the bottom / right
+        oh, ow = -(-a.shape[1] // stride), -(-a.shape[2] // stride)
+        ph, pw = max((oh - 1) * stride + k - a.shape[1], 0), max((ow - 1) * stride + k - a.shape[2], 0)
+        a = np.pad(a, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), constant_values=-np.inf)
+    oh, ow = (a.shape[1] - k) // stride + 1, (a.shape[2] - k) // stride + 1
+    return np.max([a[:, i:i + stride * oh:stride, j:j + stride * ow:stride] for i in range(k) for j in range(k)], 0)
+
+
+def numpy_graph(graph, x):
+    """The graph's nodes in float64 numpy: Conv2D (stride 1 'same' or 'valid', relu / linear / sigmoid),
+    MaxPooling2D, Concatenate, GlobalAveragePooling2D, Dense."""
+    values = {id(graph.inputs[0]): x.astype(np.float64)}
+    for node in graph.nodes:
+        layer, args = node.layer, [values[id(t)] for t in node.inputs]
+        if isinstance(layer, L.Conv2D):
+            kernel, bias = layer.get_weights()
+            pad = kernel.shape[0] // 2 if layer.padding == "same" else 0
+            y = numpy_conv(args[0], kernel, bias, layer.strides[0], pad)
+            y = {"relu": lambda v: np.maximum(v, 0), "linear": lambda v: v,
+                 "sigmoid": lambda v: 1 / (1 + np.exp(-v))}[layer.activation](y)
+        elif isinstance(layer, L.MaxPooling2D):
+            y = numpy_max_pool(args[0], layer.pool_size[0], layer.strides[0], layer.padding == "same")
+        elif isinstance(layer, L.Concatenate):
+            y = np.concatenate(args, -1)
+        elif isinstance(layer, L.GlobalAveragePooling2D):
+            y = args[0].mean((1, 2))
+        elif isinstance(layer, L.Dense):
+            kernel, bias = layer.get_weights()
+            y = args[0] @ kernel + bias
+        else:
+            pytest.fail(f"no numpy reference for {type(layer).__name__}")
+        values[id(node.outputs[0])] = y
+    return values[id(graph.outputs[0])]
+
+
+def groups_on_one_thread(graph, x, sizes):
+    """The groups route's per-group calls, each size on a thread slot of its own, on this thread alone."""
+    before = threads.num_threads()
+    threads.set_numba_threads(1)
+    try:
+        outs, i = [], 0
+        for slot, size in enumerate(sizes):
+            outs.append(graph._run_group(slot, [x[i:i + size]])[0].copy())
+            i += size
+        return np.concatenate(outs)
+    finally:
+        threads.set_numba_threads(before)
+
+
+@pytest.fixture
+def squeezenet():
+    model = SqueezeNet(weights=None, input_shape=(71, 65, 3))  # odd sizes at every layer
+    rng = np.random.default_rng(1)
+    for layer in model.layers:  # biases too, so that a bias left out shows
+        if layer.weights:
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.uniform(-0.1, 0.1, bias.shape).astype(np.float32)])
+    return model
+
+
+def test_squeezenet_groups_match_the_plan_s_route_the_layers_and_numpy(rng, squeezenet, monkeypatch):
+    graph = squeezenet._graph
+    x = rng.standard_normal((7, 71, 65, 3)).astype(np.float32)  # groups of 4 and 3
+    monkeypatch.setattr(compiled_steps, "ENABLED", False)
+    per_node = groups_on_one_thread(graph, x, [4, 3])
+    assert all(p.steps is None for p in graph._programs.values())
+    monkeypatch.setattr(compiled_steps, "ENABLED", True)
+    compiled = [groups_on_one_thread(graph, x, [4, 3])]
+    programs = list(graph._programs.values())
+    assert len(programs) == 2 and all(p.steps for p in programs)
+    for program in programs:
+        for buf in program.free:
+            buf.fill(np.nan)  # the replay writes into these: no stale value may stay
+    compiled.append(groups_on_one_thread(graph, x, [4, 3]))  # replayed, not compiled again
+    assert list(graph._programs.values()) == programs
+    for got in compiled:
+        np.testing.assert_allclose(got, per_node, **CLOSE)
+    np.testing.assert_allclose(compiled[0], plain_run(graph, [x])[0], **CLOSE)
+    want = numpy_graph(graph, x)
+    np.testing.assert_allclose(compiled[1], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_replays_see_new_weights_the_trainable_flag_and_the_activation(rng, squeezenet):
+    graph = squeezenet._graph
+    x = rng.standard_normal((3, 71, 65, 3)).astype(np.float32)
+
+    def check():
+        got = groups_on_one_thread(graph, x, [3])
+        want = numpy_graph(graph, x)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+        return got
+
+    first = check()
+    program = graph._programs[0]
+    expand = squeezenet.get_layer("fire5/expand3x3")  # Winograd: its transformed filter is cached when frozen
+    squeeze = squeezenet.get_layer("fire9/squeeze1x1")
+    kernel, bias = expand.get_weights()
+    expand.set_weights([-kernel, bias])
+    assert not np.allclose(check(), first)
+    squeezenet.trainable = False  # the frozen filter is transformed once ...
+    check()
+    expand.kernel.assign(kernel * 0.5)  # ... and again when the weight changes
+    squeeze.kernel.assign(squeeze.kernel.numpy() * 2)
+    check()
+    squeezenet.trainable = True
+    expand.kernel.assign(kernel)
+    check()
+    squeeze.activation = "linear"
+    check()
+    expand.activation = "sigmoid"  # not a kernel's epilogue: the layer's own call
+    check()
+    assert graph._programs[0] is program  # all by replays of the same steps
+
+
+def test_graphs_and_layers_the_steps_do_not_cover(rng):
+    inp = tlkit.Input((13, 11, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(inp)))  # folded BN + ReLU epilogue
+    folded = tlkit.Model(inp, x)
+    for layer in folded.layers:
+        if isinstance(layer, L.BatchNormalization):
+            layer.set_weights([w + rng.uniform(0.5, 1, w.shape).astype(np.float32) for w in layer.get_weights()])
+    inp = tlkit.Input((13, 11, 3))
+    s = L.Conv2D(6, 1, activation="relu")(inp)
+    x = L.Concatenate()([L.Conv2D(4, 1, activation="relu")(s), L.Conv2D(5, 3, padding="same")(s)])
+    x = L.MaxPooling2D(2, padding="same")(x)
+    head = tlkit.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(x)))  # layer steps: the pooling and Dense
+    xs = rng.standard_normal((4, 13, 11, 3)).astype(np.float32)
+    for model, covered in ((folded, False), (head, True)):
+        graph = model._graph
+        runs = [groups_on_one_thread(graph, xs, [4]) for _ in range(2)]
+        assert bool(graph._programs[0].steps) is covered
+        for got in runs:
+            np.testing.assert_allclose(got, plain_run(graph, [xs])[0], **CLOSE)
+    want = numpy_graph(head._graph, xs)
+    np.testing.assert_allclose(runs[1], want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_concatenation_s_inputs_are_written_in_place(rng):
+    inp = tlkit.Input((9, 8, 5))
+    s = L.Conv2D(6, 1, activation="relu")(inp)
+    parts = [L.Conv2D(4, 1, activation="relu")(s), L.Conv2D(5, 3, padding="same", activation="relu")(s)]
+    model = tlkit.Model(inp, L.Conv2D(3, 1)(L.Concatenate()(parts)))
+    graph = model._graph
+    x = rng.standard_normal((2, 9, 8, 5)).astype(np.float32)
+    run = Execution(graph.plan, graph.inputs, [x], False, [])
+    for node in graph.nodes:
+        run.compute(node)
+    assert run.placed == {id(t) for t in parts}  # the concatenation copied nothing
+    np.testing.assert_allclose(run.values[id(graph.outputs[0])], numpy_graph(graph, x), rtol=1e-4, atol=1e-5)

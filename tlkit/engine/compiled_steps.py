@@ -1,0 +1,230 @@
+"""Inference on inputs of one shape as a list of steps compiled on the first call, replayed after.
+
+Why: the plan's per-node path (Execution.compute -> Layer.__call__ -> the layer's call -> the
+kernel's argument checks) costs tens of microseconds of Python a node, paid again for every group
+of images (batch_split.py), where a SqueezeNet node's kernels take 0.1-1 ms. A Program runs its
+first call through an Execution (the plan's buffers, channel slices and fused pairs) and keeps, per
+node, a step that repeats what that call did with everything fixed by the input shape decided once:
+its output buffer, the concatenation copies still needed, the keywords of the layer's call. Conv2D
+(with its fused max pool) and MaxPooling2D steps call their kernel function straight, past the layer
+call and its checks. Later calls on inputs of the same shapes replay the steps.
+
+What a replay still reads at every call, so it computes what the layers' own calls would: the
+weights (``set_weights`` assigns in place; a replaced kernel array or Variable is read too), the
+trainable flag (a frozen conv's cached Winograd filter, ``Conv2D._winograd_filter``), the activation
+(anything but ReLU / linear goes through the layer's call), whether a step runs on one thread
+(``small_steps.runs_alone``) and every route choice inside the kernel functions.
+A graph with a node the list does not cover (an inverted-residual block, absorbed padding, a conv
+with a folded BatchNormalization and its epilogue) runs through an Execution at every call.
+
+    program = Program.compile(graph, arrays)    # runs the call too: program.outputs
+    outputs = program.run(arrays)               # later calls, inputs of program.key's shapes
+"""
+import numpy as np
+
+from tlkit.engine import small_steps
+from tlkit.engine.inference_plan import Execution, is_same_view
+from tlkit.engine.layers.conv2d import Conv2D, conv_kernels
+from tlkit.engine.layers.pooling import MaxPooling2D, pool_kernels
+from tlkit.engine.symbolic import flatten
+from tlkit.engine.tape import active_tape
+from tlkit.utils import threads
+
+# False: every call through an Execution, nothing compiled (tests and the A/B scripts take both sides).
+ENABLED = True
+
+
+def key(arrays):
+    """What a program is compiled for: the inputs' shapes and dtypes, tlkit's thread count and ENABLED."""
+    return tuple((a.shape, a.dtype) for a in arrays), threads.num_threads(), ENABLED
+
+
+def applies(arrays, training):
+    """Whether a call may run as a program: inference with nothing recording, on numpy arrays."""
+    return not training and active_tape() is None and all(isinstance(a, np.ndarray) for a in arrays)
+
+
+class Program:
+    """A graph's inference on inputs of ``key``'s shapes: ``steps`` (each ``step(vals)``, vals the
+    list of the run's arrays by tensor index) and ``outputs``, those of the compiling call. ``steps``
+    is None when the graph has a node they do not cover: each run is then an Execution."""
+
+    def __init__(self, graph, program_key):
+        self.graph, self.key = graph, program_key
+        self.steps, self.vals, self.out_index, self.dynamic = None, [], [], ()
+        self.free = []  # flat buffers of the last Execution (uncovered graphs)
+        self.outputs = None
+
+    @classmethod
+    def compile(cls, graph, arrays, free=()):
+        """The program for inputs like ``arrays``, after running the call on them (``outputs``).
+        ``free``: flat float32 buffers the run may reuse (a previous program's)."""
+        program = cls(graph, key(arrays))
+        run = Execution(graph.plan, graph.inputs, arrays, False, list(free))
+        index = {id(t): i for i, t in enumerate(graph.inputs)}
+        vals = list(arrays)
+        steps, dynamic = [], set()
+        covered = ENABLED
+        for node, release in zip(graph.nodes, graph._release_after):
+            if covered:
+                made = _compile_node(run, node, index, vals, dynamic)
+                if made is None:
+                    covered = False
+                elif made is not _NOTHING:
+                    steps.append(made)
+            if not covered:
+                run.compute(node)
+            run.release(release)
+        program.outputs = [run.values[id(t)] for t in graph.outputs]
+        if covered:
+            program.steps, program.vals = steps, vals
+            program.out_index = [index[id(t)] for t in graph.outputs]
+            program.dynamic = sorted(dynamic | set(range(len(graph.inputs))))
+            for i in program.dynamic:  # held only while a run needs them
+                vals[i] = None
+            program.free = run.released + list(run.owned.values())  # for the slot's next program
+        else:
+            program.free = run.released
+        return program
+
+    def run(self, arrays):
+        """The graph's outputs on ``arrays`` (shapes and dtypes of ``key``). Outputs may live in the
+        program's own buffers: the caller copies them out before the next run."""
+        if self.steps is None:
+            outputs, self.free = self.graph._run_once(arrays, False, self.free)
+            return outputs
+        vals = self.vals
+        vals[:len(arrays)] = arrays
+        for step in self.steps:
+            step(vals)
+        outputs = [vals[i] for i in self.out_index]
+        for i in self.dynamic:
+            vals[i] = None
+        return outputs
+
+
+_NOTHING = object()  # a node whose work another step does (a fused consumer, an in-place concatenation)
+
+
+def _compile_node(run, node, index, vals, dynamic):
+    """Run ``node`` as the plan would and return its step (or _NOTHING); None when the node is not
+    covered (then nothing ran)."""
+    plan = run.plan
+    if id(node) in run.done:
+        return _NOTHING
+    if id(node) in plan.blocks or id(node) in plan.absorbed or id(node) in plan.epilogues:
+        return None
+    in_index = [index[id(t)] for t in node.inputs]
+    args = [run.values[id(t)] for t in node.inputs]
+    if id(node) in plan.assembled:
+        buf = run.concatenate(node, args)  # the plan's own: checks the shapes, copies this first call
+        copies, lo = [], 0
+        for t, i, a in zip(node.inputs, in_index, args):
+            if id(t) not in run.placed:
+                copies.append((i, buf[..., lo:lo + a.shape[-1]]))
+            lo += a.shape[-1]
+        index[id(node.outputs[0])] = len(vals)
+        vals.append(buf)
+        run.values[id(node.outputs[0])] = buf
+        return _copies_step(copies) if copies else _NOTHING
+    produced, out, kwargs = run.prepare(node, args)
+    out_index = list(range(len(vals), len(vals) + len(produced.outputs)))
+    vals.extend([None] * len(out_index))
+    for t, i in zip(produced.outputs, out_index):
+        index[id(t)] = i
+    layer, shapes = node.layer, tuple(a.shape for a in args)
+    call = _layer_call(run.plan, node, in_index, out_index, kwargs)
+    if type(layer) is Conv2D and layer.groups == 1 and out is not None and set(kwargs) <= {"training", "out", "pool"}:
+        layer._check_input_shapes(list(shapes))  # once per shape, as Layer.__call__ would at every call
+        step = _conv_step(run.plan, node, in_index[0], out_index[0], shapes, kwargs, call)
+    elif type(layer) is MaxPooling2D and out is not None and set(kwargs) <= {"training", "out"}:
+        layer._check_input_shapes(list(shapes))
+        step = _pool_step(run.plan, node, in_index[0], out_index[0], shapes, out)
+    else:
+        step = call
+        dynamic.update(out_index)
+    step(vals)
+    if step is not call:  # what Layer.__call__ records of a call, recorded once per shape
+        layer._last_output_shape = (None,) + tuple(vals[out_index[0]].shape[1:])
+    if id(produced.outputs[0]) in plan.slices and is_same_view(vals[out_index[0]], out):
+        run.placed.add(id(produced.outputs[0]))
+        call.place = True  # later calls that return another array copy it into the slice
+    for t, i in zip(produced.outputs, out_index):
+        run.values[id(t)] = vals[i]
+    return step
+
+
+def _copies_step(copies):
+    """A concatenation's inputs that are not written in place, copied into their channel slices."""
+    def step(vals):
+        for i, part in copies:
+            part[...] = vals[i]
+    return step
+
+
+def _layer_call(plan, node, in_index, out_index, kwargs):
+    """A step calling the layer with the plan's keywords (built once), as Execution.compute does."""
+    layer, structure, out = node.layer, node.input_structure, kwargs.get("out")
+
+    def step(vals):
+        args = [vals[i] for i in in_index]
+        layer_args = args if structure else args[0]
+        if small_steps.runs_alone(plan.alone, node, tuple(a.shape for a in args)):
+            result = small_steps.call_alone(layer, layer_args, kwargs)
+        else:
+            result = layer(layer_args, **kwargs)
+        results = flatten(result)
+        if step.place and not is_same_view(results[0], out):
+            out[...] = results[0]
+            results = [out, *results[1:]]
+        for i, r in zip(out_index, results):
+            vals[i] = r
+    step.place = False
+    return step
+
+
+def _conv_step(plan, node, x_index, y_index, shapes, kwargs, call):
+    """A Conv2D (and the max pool fused with it) through its kernel function, into the plan's buffer;
+    the layer's own call (``call``) when its activation or kernel shape changed since."""
+    layer, out, pool = node.layer, kwargs["out"], kwargs.get("pool")
+    kernels = conv_kernels()
+    w_shape = tuple(layer.kernel.value.shape)
+    winograd_shaped = layer.kernel_size == (3, 3) and layer.strides == (1, 1) and layer.dilation_rate == (1, 1)
+
+    def compute(x):
+        w = layer.kernel.value
+        b = None if layer.bias is None else layer.bias.value
+        wino = layer._winograd_filter(kernels) if winograd_shaped else None
+        relu = layer.activation == "relu"
+        if pool is None:
+            return kernels.conv2d_forward(x, w, b, layer.strides, layer.padding, layer.dilation_rate, relu, wino, out)
+        return kernels.conv2d_maxpool_forward(x, w, b, layer.strides, layer.padding, relu, pool.pool_size,
+                                              pool.strides, pool.padding, out, wino)
+
+    def step(vals):
+        if (layer.activation not in ("relu", "linear") or "_activation_function" in layer.__dict__
+                or layer.kernel.value.shape != w_shape):
+            call(vals)
+        else:
+            vals[y_index] = _maybe_alone(plan, node, shapes, compute, vals[x_index])
+    return step
+
+
+def _pool_step(plan, node, x_index, y_index, shapes, out):
+    """A MaxPooling2D through its kernel function, into the plan's buffer."""
+    layer, kernels = node.layer, pool_kernels()
+
+    def compute(x):
+        return kernels.max_pool2d_forward(x, layer.pool_size, layer.strides, layer.padding, with_argmax=False,
+                                          out=out)[0]
+
+    def step(vals):
+        vals[y_index] = _maybe_alone(plan, node, shapes, compute, vals[x_index])
+    return step
+
+
+def _maybe_alone(plan, node, shapes, compute, x):
+    """compute(x), on this thread alone when small_steps says the node's call runs alone."""
+    if threads.num_threads() > 1 and small_steps.runs_alone(plan.alone, node, shapes):
+        return small_steps.call_alone(compute, x, {})
+    return compute(x)
