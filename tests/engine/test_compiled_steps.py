@@ -167,3 +167,18 @@ def test_a_concatenation_s_inputs_are_written_in_place(rng):
         run.compute(node)
     assert run.placed == {id(t) for t in parts}  # the concatenation copied nothing
     np.testing.assert_allclose(run.values[id(graph.outputs[0])], numpy_graph(graph, x), rtol=1e-4, atol=1e-5)
+
+
+def test_the_layer_route_s_outputs_are_the_caller_s(rng, squeezenet, monkeypatch):
+    from tlkit.engine import batch_split
+
+    monkeypatch.setattr(batch_split, "ENABLED", False)  # the layer-by-layer route, compiled too
+    graph = squeezenet._graph
+    xs = [rng.standard_normal((n, 71, 65, 3)).astype(np.float32) for n in (1, 2, 1)]
+    got = [squeezenet.predict_on_batch(x) for x in xs]  # shapes change: compiled again in the same buffers
+    got.append(squeezenet.predict_on_batch(xs[0]))  # replayed: must not write into what earlier calls returned
+    assert graph._programs["layers"].steps
+    for g, x in zip(got, xs + xs[:1]):
+        want = numpy_graph(graph, x)
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert not np.shares_memory(got[0], got[3])

@@ -51,7 +51,7 @@ class Program:
 
     def __init__(self, graph, program_key):
         self.graph, self.key = graph, program_key
-        self.steps, self.vals, self.out_index, self.dynamic = None, [], [], ()
+        self.steps, self.vals, self.out_index, self.dynamic, self.copied = None, [], [], (), []
         self.free = []  # flat buffers of the last Execution (uncovered graphs)
         self.outputs = None
 
@@ -83,13 +83,17 @@ class Program:
             for i in program.dynamic:  # held only while a run needs them
                 vals[i] = None
             program.free = run.released + list(run.owned.values())  # for the slot's next program
+            # Outputs in the program's memory, overwritten by its next run: copied when the caller keeps them.
+            held = program.free + [v for i, v in enumerate(vals) if v is not None and i not in dynamic]
+            program.copied = [i not in program.dynamic or any(np.may_share_memory(a, h) for h in held)
+                              for i, a in zip(program.out_index, program.outputs)]
         else:
             program.free = run.released
         return program
 
-    def run(self, arrays):
+    def run(self, arrays, own_outputs=False):
         """The graph's outputs on ``arrays`` (shapes and dtypes of ``key``). Outputs may live in the
-        program's own buffers: the caller copies them out before the next run."""
+        program's buffers, overwritten by its next run: ``own_outputs`` copies those out."""
         if self.steps is None:
             outputs, self.free = self.graph._run_once(arrays, False, self.free)
             return outputs
@@ -100,7 +104,14 @@ class Program:
         outputs = [vals[i] for i in self.out_index]
         for i in self.dynamic:
             vals[i] = None
-        return outputs
+        return self._owned(outputs) if own_outputs else outputs
+
+    def first_outputs(self, own_outputs=False):
+        """The outputs of the compiling call, as ``run`` returns them."""
+        return self._owned(self.outputs) if own_outputs and self.steps is not None else self.outputs
+
+    def _owned(self, outputs):
+        return [a.copy() if copied else a for a, copied in zip(outputs, self.copied)]
 
 
 _NOTHING = object()  # a node whose work another step does (a fused consumer, an in-place concatenation)
@@ -197,9 +208,11 @@ def _conv_step(plan, node, x_index, y_index, shapes, kwargs, call):
         wino = layer._winograd_filter(kernels) if winograd_shaped else None
         relu = layer.activation == "relu"
         if pool is None:
-            return kernels.conv2d_forward(x, w, b, layer.strides, layer.padding, layer.dilation_rate, relu, wino, out)
-        return kernels.conv2d_maxpool_forward(x, w, b, layer.strides, layer.padding, relu, pool.pool_size,
-                                              pool.strides, pool.padding, out, wino)
+            return kernels.conv2d_forward(x, w, b, layer.strides, layer.padding, layer.dilation_rate, relu=relu,
+                                          wino_filter=wino, out=out)
+        return kernels.conv2d_maxpool_forward(x, w, b, layer.strides, layer.padding, relu=relu,
+                                              pool_size=pool.pool_size, pool_strides=pool.strides,
+                                              pool_padding=pool.padding, out=out, wino_filter=wino)
 
     def step(vals):
         if (layer.activation not in ("relu", "linear") or "_activation_function" in layer.__dict__

@@ -29,8 +29,8 @@ class Graph:
         self.nodes = self._order(model_name)
         self._release_after = self._last_uses()
         self.plan = InferencePlan(self.nodes, self.inputs, self.outputs)
-        self._free = []  # flat buffers released by the last inference run (inference_plan.Execution)
-        self._programs = {}  # per thread slot of a run as groups of images (batch_split.py): compiled_steps.Program
+        self._plain_free = []  # flat buffers released by the last run through an Execution (training, a tape)
+        self._programs = {}  # compiled_steps.Program per thread slot of a run as groups of images, and "layers"
         self._image_bytes = ()  # batch_split.largest_image_bytes, once it is asked
         self.layers = []
         for t in self.inputs:
@@ -90,20 +90,34 @@ class Graph:
             self._image_bytes = batch_split.largest_image_bytes(self)
         if batch_split.applies(self._image_bytes, arrays, training):
             return batch_split.run(arrays, self._run_group)
-        free, self._free = self._free, []  # this run's own pool: concurrent runs never share a buffer
-        outputs, self._free = self._run_once(arrays, training, free)
+        if compiled_steps.applies(arrays, training):
+            return self._run_program("layers", arrays, own_outputs=True)
+        free, self._plain_free = self._plain_free, []  # this run's own pool: concurrent runs never share a buffer
+        outputs, self._plain_free = self._run_once(arrays, training, free)
         return outputs
 
+    @property
+    def _free(self):
+        """The flat buffers later inference calls write into: the pool of runs through an Execution and the
+        layer route's compiled steps' (no stale value may leak from them)."""
+        program = self._programs.get("layers")
+        return self._plain_free + ([] if program is None else program.free)
+
     def _run_group(self, slot, arrays):
-        """Inference on a group of images by thread slot ``slot``'s compiled steps (compiled again for
-        inputs of other shapes, in the buffers of the last ones). Outputs live in the slot's buffers
-        until its next group: batch_split.run copies them out."""
+        """Inference on a group of images by thread slot ``slot``'s compiled steps. Outputs live in the
+        slot's buffers until its next group: batch_split.run copies them out."""
+        return self._run_program(slot, arrays, own_outputs=False)
+
+    def _run_program(self, slot, arrays, own_outputs):
+        """Inference by ``slot``'s compiled steps (compiled again for inputs of other shapes, in the
+        buffers of the last ones); ``own_outputs``: outputs copied out of the program's buffers. A
+        concurrent call on the same slot compiles a program of its own (the slot keeps one)."""
         program = self._programs.pop(slot, None)
         if program is not None and program.key == compiled_steps.key(arrays):
-            outputs = program.run(arrays)
+            outputs = program.run(arrays, own_outputs)
         else:
             program = compiled_steps.Program.compile(self, arrays, () if program is None else program.free)
-            outputs = program.outputs
+            outputs = program.first_outputs(own_outputs)
         self._programs[slot] = program
         return outputs
 
