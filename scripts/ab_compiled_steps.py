@@ -13,9 +13,8 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 import machine
+import numpy as np
 
 CASES = {"squeezenet-32": ("SqueezeNet", 32), "squeezenet-1": ("SqueezeNet", 1),
          "mobilenet_v2-1": ("MobileNetV2", 1), "vgg16-1": ("VGG16", 1)}
