@@ -4,7 +4,8 @@ rounds interleaved (per node, compiled, compiled, per node, ...), same model and
     python scripts/ab_compiled_steps.py                                   # SqueezeNet b32 and b1, MobileNetV2 b1
     python scripts/ab_compiled_steps.py --cases squeezenet-32 --rounds 8
 
-Each timing: enough predict_on_batch calls for ~64 images (at least 2, at most 32 calls); the median
+Each round switches the route and makes 2 untimed calls (a program compiles at the second call on
+new shapes), then times enough predict_on_batch calls for ~64 images (2 to 32 calls); the median
 img/s over the rounds is printed per route with every round's figure, and the largest relative
 difference of the outputs. The bases are frozen with random weights, as bench.py's.
 """
@@ -38,16 +39,18 @@ def main():
         x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32)
         routes = {"per node": False, "compiled": True}
         outputs = {}
-        for name, enabled in routes.items():  # warm-up: compilation, each route's buffers
+        for name, enabled in routes.items():  # warm-up: numba's compilation, each route's buffers
             compiled_steps.ENABLED = enabled
-            outputs[name] = model.predict_on_batch(x).copy()
-            model.predict_on_batch(x)
+            for _ in range(3):
+                outputs[name] = model.predict_on_batch(x).copy()
         diff = np.abs(outputs["compiled"] - outputs["per node"]).max() / np.abs(outputs["per node"]).max()
         reps = min(32, max(2, 64 // batch))
         rates = {name: [] for name in routes}
         for r in range(args.rounds):
             for name in (routes if r % 2 == 0 else reversed(list(routes))):
                 compiled_steps.ENABLED = routes[name]
+                for _ in range(2):
+                    model.predict_on_batch(x)
                 start = time.perf_counter()
                 for _ in range(reps):
                     model.predict_on_batch(x)

@@ -54,17 +54,20 @@ class Program:
         self.steps, self.vals, self.out_index, self.dynamic, self.copied = None, [], [], (), []
         self.free = []  # flat buffers of the last Execution (uncovered graphs)
         self.outputs = None
+        self.warming = False  # steps not tried yet: the next call on these shapes compiles them
 
     @classmethod
-    def compile(cls, graph, arrays, free=()):
+    def compile(cls, graph, arrays, free=(), steps=True):
         """The program for inputs like ``arrays``, after running the call on them (``outputs``).
-        ``free``: flat float32 buffers the run may reuse (a previous program's)."""
+        ``free``: flat float32 buffers the run may reuse (a previous program's). ``steps`` False: the
+        call only runs through an Execution, the steps are compiled at the next call."""
         program = cls(graph, key(arrays))
+        program.warming = ENABLED and not steps
         run = Execution(graph.plan, graph.inputs, arrays, False, list(free))
         index = {id(t): i for i, t in enumerate(graph.inputs)}
         vals = list(arrays)
         steps, dynamic = [], set()
-        covered = ENABLED
+        covered = ENABLED and not program.warming
         for node, release in zip(graph.nodes, graph._release_after):
             if covered:
                 made = _compile_node(run, node, index, vals, dynamic)
@@ -112,6 +115,23 @@ class Program:
 
     def _owned(self, outputs):
         return [a.copy() if copied else a for a, copied in zip(outputs, self.copied)]
+
+
+def run(programs, slot, graph, arrays, own_outputs=False):
+    """``graph``'s outputs on ``arrays`` by ``programs[slot]`` (``Program.run``), compiled on the second
+    call on inputs of new shapes: the first runs through an Execution from the slot's last buffers,
+    so the steps keep the buffers the plan settles on (compiled at once, they would also hold those
+    the plan drops when a later output needs a larger one). A concurrent call on the same slot
+    compiles a program of its own; the slot keeps one."""
+    program = programs.pop(slot, None)
+    same = program is not None and program.key == key(arrays)
+    if same and not program.warming:
+        outputs = program.run(arrays, own_outputs)
+    else:
+        program = Program.compile(graph, arrays, () if program is None else program.free, steps=same)
+        outputs = program.first_outputs(own_outputs)
+    programs[slot] = program
+    return outputs
 
 
 _NOTHING = object()  # a node whose work another step does (a fused consumer, an in-place concatenation)

@@ -91,7 +91,7 @@ class Graph:
         if batch_split.applies(self._image_bytes, arrays, training):
             return batch_split.run(arrays, self._run_group)
         if compiled_steps.applies(arrays, training):
-            return self._run_program("layers", arrays, own_outputs=True)
+            return compiled_steps.run(self._programs, "layers", self, arrays, own_outputs=True)
         free, self._plain_free = self._plain_free, []  # this run's own pool: concurrent runs never share a buffer
         outputs, self._plain_free = self._run_once(arrays, training, free)
         return outputs
@@ -106,20 +106,7 @@ class Graph:
     def _run_group(self, slot, arrays):
         """Inference on a group of images by thread slot ``slot``'s compiled steps. Outputs live in the
         slot's buffers until its next group: batch_split.run copies them out."""
-        return self._run_program(slot, arrays, own_outputs=False)
-
-    def _run_program(self, slot, arrays, own_outputs):
-        """Inference by ``slot``'s compiled steps (compiled again for inputs of other shapes, in the
-        buffers of the last ones); ``own_outputs``: outputs copied out of the program's buffers. A
-        concurrent call on the same slot compiles a program of its own (the slot keeps one)."""
-        program = self._programs.pop(slot, None)
-        if program is not None and program.key == compiled_steps.key(arrays):
-            outputs = program.run(arrays, own_outputs)
-        else:
-            program = compiled_steps.Program.compile(self, arrays, () if program is None else program.free)
-            outputs = program.first_outputs(own_outputs)
-        self._programs[slot] = program
-        return outputs
+        return compiled_steps.run(self._programs, slot, self, arrays)
 
     def _run_once(self, arrays, training, free):
         """(outputs, the buffers the run released) of one run of the nodes in order."""
