@@ -1,10 +1,10 @@
-"""Inference on inputs of one shape as a list of steps compiled on the first call, replayed after.
+"""Inference on inputs of one shape as a list of steps compiled once, replayed call after call.
 
 Why: the plan's per-node path (Execution.compute -> Layer.__call__ -> the layer's call -> the
-kernel's argument checks) costs tens of microseconds of Python a node, paid again for every group
-of images (batch_split.py), where a SqueezeNet node's kernels take 0.1-1 ms. A Program runs its
-first call through an Execution (the plan's buffers, channel slices and fused pairs) and keeps, per
-node, a step that repeats what that call did with everything fixed by the input shape decided once:
+kernel's argument checks) costs 10-25 us of Python a node, paid again for every group of images
+(batch_split.py) and every call at batch 1, where a SqueezeNet node's kernels take 0.05-1 ms. A
+Program runs one call through an Execution (the plan's buffers, channel slices and fused pairs) and
+keeps, per node, a step that repeats what that call did with everything fixed by the input shape decided once:
 its output buffer, the concatenation copies still needed, the keywords of the layer's call. Conv2D
 (with its fused max pool) and MaxPooling2D steps call their kernel function straight, past the layer
 call and its checks. Later calls on inputs of the same shapes replay the steps.
@@ -17,8 +17,7 @@ trainable flag (a frozen conv's cached Winograd filter, ``Conv2D._winograd_filte
 A graph with a node the list does not cover (an inverted-residual block, absorbed padding, a conv
 with a folded BatchNormalization and its epilogue) runs through an Execution at every call.
 
-    program = Program.compile(graph, arrays)    # runs the call too: program.outputs
-    outputs = program.run(arrays)               # later calls, inputs of program.key's shapes
+    outputs = run(graph._programs, slot, graph, arrays)   # compiled at the second call on these shapes
 """
 import numpy as np
 
