@@ -184,3 +184,31 @@ def test_the_layer_route_s_outputs_are_the_caller_s(rng, squeezenet, monkeypatch
         want = numpy_graph(graph, x)
         np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
     assert not any(np.shares_memory(a, b) for i, a in enumerate(got) for b in got[i + 1:])
+
+
+def test_concurrent_calls_never_share_a_program_s_buffers(rng, squeezenet, monkeypatch):
+    import threading
+
+    from tlkit.engine import batch_split
+
+    monkeypatch.setattr(batch_split, "ENABLED", False)  # both threads on the layer route's one slot
+    xs = [rng.standard_normal((1, 71, 65, 3)).astype(np.float32) for _ in range(2)]
+    want = [squeezenet.predict_on_batch(x).copy() for x in xs]
+    got, failures = [[], []], []
+
+    def calls(i):
+        try:
+            for _ in range(6):
+                got[i].append(squeezenet.predict_on_batch(xs[i]))
+        except Exception as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+
+    workers = [threading.Thread(target=calls, args=(i,)) for i in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not failures
+    for i in range(2):
+        for g in got[i]:
+            np.testing.assert_allclose(g, want[i], **CLOSE)
