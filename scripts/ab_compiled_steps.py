@@ -18,7 +18,7 @@ import machine
 import numpy as np
 
 CASES = {"squeezenet-32": ("SqueezeNet", 32), "squeezenet-1": ("SqueezeNet", 1),
-         "mobilenet_v2-1": ("MobileNetV2", 1), "vgg16-1": ("VGG16", 1)}
+         "mobilenet_v2-1": ("MobileNetV2", 1), "resnet50-1": ("ResNet50", 1), "vgg16-1": ("VGG16", 1)}
 
 
 def main():

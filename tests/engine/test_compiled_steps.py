@@ -1,8 +1,8 @@
 """Inference as compiled steps (tlkit/engine/compiled_steps.py): the same outputs as the plan's
 per-node route, the layers called one by one and a float64 numpy run of the graph, on SqueezeNet at
 odd image sizes with groups of images of two sizes on one thread; replays that see new weights, the
-trainable flag and the activation; graphs the steps do not cover, and layers called through their
-own call."""
+trainable flag and the activation; MobileNetV2's blocks, absorbed padding and epilogues, and layers
+called through their own call; the layer route's outputs and concurrent calls."""
 import numpy as np
 import pytest
 
@@ -135,27 +135,45 @@ def test_replays_see_new_weights_the_trainable_flag_and_the_activation(rng, sque
     assert graph._programs[0] is program  # all by replays of the same steps
 
 
-def test_graphs_and_layers_the_steps_do_not_cover(rng):
-    inp = tlkit.Input((13, 11, 3))
-    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(inp)))  # folded BN + ReLU epilogue
-    folded = tlkit.Model(inp, x)
-    for layer in folded.layers:
-        if isinstance(layer, L.BatchNormalization):
-            layer.set_weights([w + rng.uniform(0.5, 1, w.shape).astype(np.float32) for w in layer.get_weights()])
+def test_epilogues_blocks_absorbed_padding_and_layer_calls(rng, monkeypatch):
+    from tests.engine.test_conv_epilogue import randomize_batch_norms, residual_model
+    from tlkit.engine import inverted_residuals
+    from tlkit.zoo import MobileNetV2
+
+    # MobileNetV2 at an odd size: its stem and inverted-residual blocks as blocks, ZeroPadding2D read in
+    # place by 'valid' depthwise convs, the last conv with its folded BatchNormalization and ReLU6 epilogue.
+    mobile = MobileNetV2(weights=None, include_top=False, input_shape=(45, 37, 3), alpha=0.35)
+    randomize_batch_norms(mobile, rng)
+    assert mobile._graph.plan.blocks and mobile._graph.plan.absorbed and mobile._graph.plan.epilogues
     inp = tlkit.Input((13, 11, 3))
     s = L.Conv2D(6, 1, activation="relu")(inp)
     x = L.Concatenate()([L.Conv2D(4, 1, activation="relu")(s), L.Conv2D(5, 3, padding="same")(s)])
     x = L.MaxPooling2D(2, padding="same")(x)
-    head = tlkit.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(x)))  # layer steps: the pooling and Dense
-    xs = rng.standard_normal((4, 13, 11, 3)).astype(np.float32)
-    for model, covered in ((folded, False), (head, True)):
+    head = tlkit.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(x)))  # layer calls: the pooling and Dense
+    residual = residual_model(rng)  # ResNet's conv -> BN -> Add -> ReLU
+    inp = tlkit.Input((10, 10, 4))
+    y = L.BatchNormalization()(L.Conv2D(4, 3, padding="same")(inp))
+    on_input = tlkit.Model(inp, L.ReLU()(L.Add()([y, inp])))  # the Add's other input: each call's own input
+    randomize_batch_norms(on_input, rng)
+    assert any(other is not None for chain in on_input._graph.plan.epilogues.values() for _, _, other in chain)
+    for model, shape in ((mobile, (45, 37, 3)), (residual, (10, 10, 4)), (on_input, (10, 10, 4)), (head, (13, 11, 3))):
         graph = model._graph
-        runs = [groups_on_one_thread(graph, xs, [4]) for _ in range(3)]
-        assert bool(graph._programs[0].steps) is covered
-        for got in runs:
-            np.testing.assert_allclose(got, plain_run(graph, [xs])[0], **CLOSE)
-    want = numpy_graph(head._graph, xs)
-    np.testing.assert_allclose(runs[2], want, rtol=1e-4, atol=1e-5)
+        for call in range(4):  # through an Execution, compiled, replayed twice; new inputs each time
+            xs = rng.standard_normal((4,) + shape).astype(np.float32) * 3
+            got, want = groups_on_one_thread(graph, xs, [4]), plain_run(graph, [xs])[0]
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+        assert graph._programs[0].steps
+    np.testing.assert_allclose(got, numpy_graph(head._graph, xs), rtol=1e-4, atol=1e-5)
+    # A block the kernel now refuses: this call through an Execution, the steps compiled again next time.
+    graph, xs = mobile._graph, rng.standard_normal((4, 45, 37, 3)).astype(np.float32)
+    want = plain_run(graph, [xs])[0]
+    monkeypatch.setattr(inverted_residuals, "ENABLED", False)
+    stale = groups_on_one_thread(graph, xs, [4])
+    assert graph._programs[0].steps is None and graph._programs[0].warming
+    again = [groups_on_one_thread(graph, xs, [4]) for _ in range(2)]
+    assert graph._programs[0].steps
+    for got in [stale, *again]:
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
 def test_a_concatenation_s_inputs_are_written_in_place(rng):

@@ -14,14 +14,14 @@ weights (``set_weights`` assigns in place; a replaced kernel array or Variable i
 trainable flag (a frozen conv's cached Winograd filter, ``Conv2D._winograd_filter``), the activation
 (anything but ReLU / linear goes through the layer's call), whether a step runs on one thread
 (``small_steps.runs_alone``) and every route choice inside the kernel functions.
-A graph with a node the list does not cover (an inverted-residual block, absorbed padding, a conv
-with a folded BatchNormalization and its epilogue) runs through an Execution at every call.
+An inverted-residual block is a step through ``inverted_residuals.run`` (its own checks, each call);
+a ZeroPadding2D that its reader absorbs is no step (the reader reads the padding's input).
 
     outputs = run(graph._programs, slot, graph, arrays)   # compiled at the second call on these shapes
 """
 import numpy as np
 
-from tlkit.engine import small_steps
+from tlkit.engine import inverted_residuals, small_steps
 from tlkit.engine.inference_plan import Execution, is_same_view
 from tlkit.engine.layers.conv2d import Conv2D, conv_kernels
 from tlkit.engine.layers.pooling import MaxPooling2D, pool_kernels
@@ -46,12 +46,12 @@ def applies(arrays, training):
 class Program:
     """A graph's inference on inputs of ``key``'s shapes: ``steps`` (each ``step(vals)``, vals the
     list of the run's arrays by tensor index) and ``outputs``, those of the compiling call. ``steps``
-    is None when the graph has a node they do not cover: each run is then an Execution."""
+    is None while ``warming`` and when ENABLED is False: each run is then an Execution."""
 
     def __init__(self, graph, program_key):
         self.graph, self.key = graph, program_key
         self.steps, self.vals, self.out_index, self.dynamic, self.copied = None, [], [], (), []
-        self.free = []  # flat buffers of the last Execution (uncovered graphs)
+        self.free = []  # flat buffers of the last Execution, or those the steps write into
         self.outputs = None
         self.warming = False  # steps not tried yet: the next call on these shapes compiles them
 
@@ -66,19 +66,15 @@ class Program:
         index = {id(t): i for i, t in enumerate(graph.inputs)}
         vals = list(arrays)
         steps, dynamic = [], set()
-        covered = ENABLED and not program.warming
+        compiling = ENABLED and not program.warming
         for node, release in zip(graph.nodes, graph._release_after):
-            if covered:
-                made = _compile_node(run, node, index, vals, dynamic)
-                if made is None:
-                    covered = False
-                elif made is not _NOTHING:
-                    steps.append(made)
-            if not covered:
+            if not compiling:
                 run.compute(node)
+            elif (made := _compile_node(run, node, index, vals, dynamic)) is not _NOTHING:
+                steps.append(made)
             run.release(release)
         program.outputs = [run.values[id(t)] for t in graph.outputs]
-        if covered:
+        if compiling:
             program.steps, program.vals = steps, vals
             program.out_index = [index[id(t)] for t in graph.outputs]
             program.dynamic = sorted(dynamic | set(range(len(graph.inputs))))
@@ -101,8 +97,15 @@ class Program:
             return outputs
         vals = self.vals
         vals[:len(arrays)] = arrays
-        for step in self.steps:
-            step(vals)
+        try:
+            for step in self.steps:
+                step(vals)
+        except _Stale:  # a block that now runs layer by layer: this call through an Execution, compiled again next
+            for i in self.dynamic:
+                vals[i] = None
+            self.steps, self.warming = None, True
+            outputs, self.free = self.graph._run_once(arrays, False, [])
+            return outputs
         outputs = [vals[i] for i in self.out_index]
         for i in self.dynamic:
             vals[i] = None
@@ -136,14 +139,22 @@ def run(programs, slot, graph, arrays, own_outputs=False):
 _NOTHING = object()  # a node whose work another step does (a fused consumer, an in-place concatenation)
 
 
+class _Stale(Exception):
+    """A step that can no longer run as compiled (an inverted-residual block the kernel now refuses)."""
+
+
 def _compile_node(run, node, index, vals, dynamic):
-    """Run ``node`` as the plan would and return its step (or _NOTHING); None when the node is not
-    covered (then nothing ran)."""
+    """Run ``node`` as the plan would and return its step, or _NOTHING."""
     plan = run.plan
     if id(node) in run.done:
         return _NOTHING
-    if id(node) in plan.blocks or id(node) in plan.absorbed or id(node) in plan.epilogues:
-        return None
+    block = plan.blocks.get(id(node))
+    if block is not None and inverted_residuals.run(block, run):
+        return _block_step(run, block, index, vals)
+    if id(node) in plan.absorbed:  # its reader takes the unpadded input, which stands for the output
+        run.compute(node)
+        index[id(node.outputs[0])] = index[id(node.inputs[0])]
+        return _NOTHING
     in_index = [index[id(t)] for t in node.inputs]
     args = [run.values[id(t)] for t in node.inputs]
     if id(node) in plan.assembled:
@@ -163,7 +174,8 @@ def _compile_node(run, node, index, vals, dynamic):
     for t, i in zip(produced.outputs, out_index):
         index[id(t)] = i
     layer, shapes = node.layer, tuple(a.shape for a in args)
-    call = _layer_call(run.plan, node, in_index, out_index, kwargs)
+    residuals = [None if other is None else index[id(other)] for _, _, other in plan.epilogues.get(id(node), ())]
+    call = _layer_call(run.plan, node, in_index, out_index, kwargs, residuals)
     if type(layer) is Conv2D and layer.groups == 1 and out is not None and set(kwargs) <= {"training", "out", "pool"}:
         layer._check_input_shapes(list(shapes))  # once per shape, as Layer.__call__ would at every call
         step = _conv_step(run.plan, node, in_index[0], out_index[0], shapes, kwargs, call)
@@ -192,17 +204,23 @@ def _copies_step(copies):
     return step
 
 
-def _layer_call(plan, node, in_index, out_index, kwargs):
-    """A step calling the layer with the plan's keywords (built once), as Execution.compute does."""
+def _layer_call(plan, node, in_index, out_index, kwargs, residuals=()):
+    """A step calling the layer with the plan's keywords (built once), as Execution.compute does;
+    ``residuals``: the vals index of each epilogue step's residual (None for a clip)."""
     layer, structure, out = node.layer, node.input_structure, kwargs.get("out")
+    chain = [(kind, fused) for kind, fused, _ in kwargs.get("epilogue", ())]
 
     def step(vals):
         args = [vals[i] for i in in_index]
         layer_args = args if structure else args[0]
+        kw = kwargs
+        if chain:
+            kw = dict(kwargs, epilogue=[(kind, fused, None if i is None else vals[i])
+                                        for (kind, fused), i in zip(chain, residuals)])
         if small_steps.runs_alone(plan.alone, node, tuple(a.shape for a in args)):
-            result = small_steps.call_alone(layer, layer_args, kwargs)
+            result = small_steps.call_alone(layer, layer_args, kw)
         else:
-            result = layer(layer_args, **kwargs)
+            result = layer(layer_args, **kw)
         results = flatten(result)
         if step.place and not is_same_view(results[0], out):
             out[...] = results[0]
@@ -211,6 +229,49 @@ def _layer_call(plan, node, in_index, out_index, kwargs):
             vals[i] = r
     step.place = False
     return step
+
+
+def _block_step(run, block, index, vals):
+    """An inverted-residual block through inverted_residuals.run, on the program's values, into the
+    buffer its first run got."""
+    out = run.values[id(block.output)]
+    index[id(block.output)] = len(vals)
+    vals.append(out)
+    view = _BlockRun(run.plan, index, out)
+
+    def step(vals):
+        view.values.vals = vals
+        if not inverted_residuals.run(block, view):
+            raise _Stale
+    return step
+
+
+class _BlockRun:
+    """What inverted_residuals.run uses of an Execution, over a program's vals: values by tensor id, its
+    output buffer, the plan."""
+    training = False
+
+    def __init__(self, plan, index, out):
+        self.plan, self.out, self.done = plan, out, set()
+        self.values = _Values(index)
+
+    def buffer_for(self, tensor, shape):
+        if tuple(shape) != self.out.shape:
+            raise _Stale
+        return self.out
+
+
+class _Values:
+    """vals[index[id(tensor)]] as a dict by tensor id."""
+
+    def __init__(self, index):
+        self.index, self.vals = index, None
+
+    def __getitem__(self, tensor_id):
+        return self.vals[self.index[tensor_id]]
+
+    def __setitem__(self, tensor_id, value):
+        self.vals[self.index[tensor_id]] = value
 
 
 def _conv_step(plan, node, x_index, y_index, shapes, kwargs, call):
