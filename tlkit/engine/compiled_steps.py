@@ -6,14 +6,14 @@ kernel's argument checks) costs 10-25 us of Python a node, paid again for every 
 Program runs one call through an Execution (the plan's buffers, channel slices and fused pairs) and
 keeps, per node, a step that repeats what that call did with everything fixed by the input shape decided once:
 its output buffer, the concatenation copies still needed, the keywords of the layer's call. Conv2D
-(with its fused max pool) and MaxPooling2D steps call their kernel function straight, past the layer
-call and its checks. Later calls on inputs of the same shapes replay the steps.
+(with its fused max pool) and MaxPooling2D steps call the layer's own ``call`` straight, past
+Layer.__call__ (its checks done once per shape). Later calls on inputs of the same shapes replay the steps.
 
 What a replay still reads at every call, so it computes what the layers' own calls would: the
 weights (``set_weights`` assigns in place; a replaced kernel array or Variable is read too), the
 trainable flag (a frozen conv's cached Winograd filter, ``Conv2D._winograd_filter``), the activation
-(anything but ReLU / linear goes through the layer's call), whether a step runs on one thread
-(``small_steps.runs_alone``) and every route choice inside the kernel functions.
+(anything but ReLU / linear goes through the whole layer call), whether a step runs on one thread
+(``small_steps.runs_alone``) and every route choice inside the layers' calls and kernel functions.
 An inverted-residual block is a step through ``inverted_residuals.run`` (its own checks, each call);
 a ZeroPadding2D that its reader absorbs is no step (the reader reads the padding's input).
 
@@ -23,8 +23,8 @@ import numpy as np
 
 from tlkit.engine import inverted_residuals, small_steps
 from tlkit.engine.inference_plan import Execution, is_same_view
-from tlkit.engine.layers.conv2d import Conv2D, conv_kernels
-from tlkit.engine.layers.pooling import MaxPooling2D, pool_kernels
+from tlkit.engine.layers.conv2d import Conv2D
+from tlkit.engine.layers.pooling import MaxPooling2D
 from tlkit.engine.symbolic import flatten
 from tlkit.engine.tape import active_tape
 from tlkit.utils import threads
@@ -275,24 +275,13 @@ class _Values:
 
 
 def _conv_step(plan, node, x_index, y_index, shapes, kwargs, call):
-    """A Conv2D (and the max pool fused with it) through its kernel function, into the plan's buffer;
-    the layer's own call (``call``) when its activation or kernel shape changed since."""
+    """A Conv2D (and the max pool fused with it) by its own ``call`` into the plan's buffer, past
+    Layer.__call__; the whole layer call (``call``) when its activation or kernel shape changed since."""
     layer, out, pool = node.layer, kwargs["out"], kwargs.get("pool")
-    kernels = conv_kernels()
     w_shape = tuple(layer.kernel.value.shape)
-    winograd_shaped = layer.kernel_size == (3, 3) and layer.strides == (1, 1) and layer.dilation_rate == (1, 1)
 
     def compute(x):
-        w = layer.kernel.value
-        b = None if layer.bias is None else layer.bias.value
-        wino = layer._winograd_filter(kernels) if winograd_shaped else None
-        relu = layer.activation == "relu"
-        if pool is None:
-            return kernels.conv2d_forward(x, w, b, layer.strides, layer.padding, layer.dilation_rate, relu=relu,
-                                          wino_filter=wino, out=out)
-        return kernels.conv2d_maxpool_forward(x, w, b, layer.strides, layer.padding, relu=relu,
-                                              pool_size=pool.pool_size, pool_strides=pool.strides,
-                                              pool_padding=pool.padding, out=out, wino_filter=wino)
+        return layer.call(x, out=out, pool=pool)
 
     def step(vals):
         if (layer.activation not in ("relu", "linear") or "_activation_function" in layer.__dict__
@@ -304,12 +293,11 @@ def _conv_step(plan, node, x_index, y_index, shapes, kwargs, call):
 
 
 def _pool_step(plan, node, x_index, y_index, shapes, out):
-    """A MaxPooling2D through its kernel function, into the plan's buffer."""
-    layer, kernels = node.layer, pool_kernels()
+    """A MaxPooling2D by its own ``call`` into the plan's buffer, past Layer.__call__."""
+    layer = node.layer
 
     def compute(x):
-        return kernels.max_pool2d_forward(x, layer.pool_size, layer.strides, layer.padding, with_argmax=False,
-                                          out=out)[0]
+        return layer.call(x, out=out)
 
     def step(vals):
         vals[y_index] = _maybe_alone(plan, node, shapes, compute, vals[x_index])
