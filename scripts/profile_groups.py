@@ -4,9 +4,11 @@ whole graph on one thread (tlkit/engine/batch_split.py), beside ONNX Runtime's o
     python scripts/profile_groups.py                          # b32, groups of 4, one thread and both threads
     python scripts/profile_groups.py --group-images 2 4 8     # the same per group size
     python scripts/profile_groups.py --onnxruntime            # + ORT's nodes (peer venv), 1 and all threads
+    python scripts/profile_groups.py --per-node               # each group through Execution.compute, not compiled
 
 scripts/profile_layers.py times each layer alone on the whole batch, which is not the route. Here
-every node of the plan is timed as the groups route runs it (Execution.compute), twice:
+every node of the plan is timed as the groups route runs it (each group replays steps compiled once per
+input shape, tlkit/engine/compiled_steps.py; with --per-node, Execution.compute for every group), twice:
 - "one thread": the batch's groups run one after the other on the calling thread, and each
   node's time is split into its kernels (BLAS products, Winograd transforms, im2col, pooling and
   epilogue passes, timed by wrapping them) and the rest (Python: the layer call, checks, buffers);
@@ -40,10 +42,10 @@ def category(name):
     return "pools" if name.startswith("pool") else "conv1 (+ pool1)" if name == "conv1" else name
 
 
-def tlkit_profile(batch, group_images, rounds):
+def tlkit_profile(batch, group_images, rounds, per_node=False):
     import numpy as np
 
-    from tlkit.engine import batch_split, inference_plan
+    from tlkit.engine import batch_split, compiled_steps, inference_plan
     from tlkit.engine.kernels import conv, conv_pool_bands, pool, winograd
     from tlkit.utils import threads
 
@@ -82,6 +84,22 @@ def tlkit_profile(batch, group_images, rounds):
         node_kernels[node.layer.name] += kernel_time[0] - k0  # exact on one thread only
 
     inference_plan.Execution.compute = timed_compute
+    compile_node = compiled_steps._compile_node
+
+    def timed_compile_node(run, node, *args):
+        step = compile_node(run, node, *args)
+        if step is None or step is compiled_steps._NOTHING:
+            return step
+
+        def timed_step(vals):
+            k0, t0 = kernel_time[0], time.perf_counter()
+            step(vals)
+            node_total[node.layer.name] += time.perf_counter() - t0
+            node_kernels[node.layer.name] += kernel_time[0] - k0
+        return timed_step
+
+    compiled_steps._compile_node = timed_compile_node
+    compiled_steps.ENABLED = not per_node
 
     def one_thread():
         threads.limit_blas()
@@ -162,12 +180,13 @@ def main():
     ap.add_argument("--group-images", type=int, nargs="+", default=[4])
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--onnxruntime", action="store_true", help="also ORT's per-node profile (peer venv)")
+    ap.add_argument("--per-node", action="store_true", help="each group through Execution.compute (no compiled steps)")
     args = ap.parse_args()
     print(machine.header())
     for g in args.group_images:
-        res = tlkit_profile(args.batch, g, args.rounds)
+        res = tlkit_profile(args.batch, g, args.rounds, args.per_node)
         one, both = res["one"], res["both"]
-        print(f"\ntlkit, batch {args.batch}, groups of {g} images: one thread {one['wall_ms']:.1f} ms wall; "
+        print(f"\ntlkit{' (per node)' if args.per_node else ''}, batch {args.batch}, groups of {g} images: one thread {one['wall_ms']:.1f} ms wall; "
               f"both threads {both['wall_ms']:.1f} ms wall ({args.batch / both['wall_ms'] * 1e3:.0f} img/s)")
         print(f"{'node':24s} {'1 thread':>9s} {'kernels':>8s} {'other':>7s} {'both (thread time)':>19s}")
         cats = collections.defaultdict(lambda: [0.0, 0.0, 0.0])

@@ -75,9 +75,10 @@ def test_groups_give_the_layer_route_s_outputs_and_numpy_s(rng, two_threads, gro
     assert groups_run == []
     monkeypatch.setattr(batch_split, "ENABLED", None)  # small activations: the groups route, chosen
     grouped = [model.predict_on_batch(x).copy()]
-    assert model._graph._group_free  # each thread slot's buffers, kept for the next call
-    for buffers in model._graph._group_free.values():
-        for buf in buffers:
+    assert model._graph._programs  # each thread slot's compiled steps and buffers, kept for the next call
+    for program in model._graph._programs.values():
+        assert program.free
+        for buf in program.free:
             buf.fill(np.nan)  # the next call writes into these: no stale value may stay
     grouped.append(model.predict_on_batch(x).copy())
     assert groups_run == [batch, batch]

@@ -116,7 +116,7 @@ def test_real_weights_as_groups_of_images_match_the_layer_route_and_torch(shared
     monkeypatch.setattr(batch_split, "ENABLED", None)
     grouped = model.predict_on_batch(x)
     if threads.num_threads() >= 2 and threads.chunks_can_run_numba():
-        assert model._graph._group_free  # the groups' buffers, kept per thread: the route ran
+        assert model._graph._programs  # the groups' compiled steps, kept per thread: the route ran
     scale = np.abs(layer_route).max()
     assert scale > 0
     np.testing.assert_allclose(grouped, layer_route, rtol=1e-5, atol=1e-5 * scale)

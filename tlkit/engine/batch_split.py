@@ -31,7 +31,7 @@ from tlkit.utils import threads
 # The largest activation of one image that a run holds (outputs computed inside a fused pair never
 # exist): at most this, and a group of a few images stays in a core's L2 + its share of L3.
 SPLIT_IMAGE_BYTES = 2 << 20
-# Images per group at least: each group pays every layer's Python overhead (~50 us a layer) again.
+# Images per group at least: each group pays every step's Python again (compiled_steps.py: ~15 us a step).
 MIN_IMAGES = 2
 # Groups per thread: more balance the threads' loads (a descheduled thread delays one group) and
 # keep each group's activations nearer the core; each costs the graph's per-layer Python again.

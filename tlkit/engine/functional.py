@@ -1,7 +1,7 @@
 """The layer graph behind the Functional API: ordering, validation and execution. Where outputs
 go at inference (buffers, channel slices, fused pairs) is the inference plan's business
 (inference_plan.py); the graph orders the nodes, runs them and drops what no later node needs."""
-from tlkit.engine import batch_split
+from tlkit.engine import batch_split, compiled_steps
 from tlkit.engine.inference_plan import Execution, InferencePlan
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.symbolic import KerasTensor, flatten
@@ -29,8 +29,8 @@ class Graph:
         self.nodes = self._order(model_name)
         self._release_after = self._last_uses()
         self.plan = InferencePlan(self.nodes, self.inputs, self.outputs)
-        self._free = []  # flat buffers released by the last inference run (inference_plan.Execution)
-        self._group_free = {}  # the same per thread slot, for runs as groups of images (batch_split.py)
+        self._plain_free = []  # flat buffers released by the last run through an Execution (training, a tape)
+        self._programs = {}  # compiled_steps.Program per thread slot of a run as groups of images, and "layers"
         self._image_bytes = ()  # batch_split.largest_image_bytes, once it is asked
         self.layers = []
         for t in self.inputs:
@@ -90,14 +90,23 @@ class Graph:
             self._image_bytes = batch_split.largest_image_bytes(self)
         if batch_split.applies(self._image_bytes, arrays, training):
             return batch_split.run(arrays, self._run_group)
-        free, self._free = self._free, []  # this run's own pool: concurrent runs never share a buffer
-        outputs, self._free = self._run_once(arrays, training, free)
+        if compiled_steps.applies(arrays, training):
+            return compiled_steps.run(self._programs, "layers", self, arrays, own_outputs=True)
+        free, self._plain_free = self._plain_free, []  # this run's own pool: concurrent runs never share a buffer
+        outputs, self._plain_free = self._run_once(arrays, training, free)
         return outputs
 
+    @property
+    def _free(self):
+        """The flat buffers later inference calls write into: the pool of runs through an Execution and the
+        layer route's compiled steps' (no stale value may leak from them)."""
+        program = self._programs.get("layers")
+        return self._plain_free + ([] if program is None else program.free)
+
     def _run_group(self, slot, arrays):
-        """Inference on a group of images, with the buffers thread slot ``slot`` used last time."""
-        outputs, self._group_free[slot] = self._run_once(arrays, False, self._group_free.pop(slot, []))
-        return outputs
+        """Inference on a group of images by thread slot ``slot``'s compiled steps. Outputs live in the
+        slot's buffers until its next group: batch_split.run copies them out."""
+        return compiled_steps.run(self._programs, slot, self, arrays)
 
     def _run_once(self, arrays, training, free):
         """(outputs, the buffers the run released) of one run of the nodes in order."""

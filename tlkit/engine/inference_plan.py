@@ -219,60 +219,66 @@ class Execution:
         elif id(node) in self.plan.assembled:
             result, produced = self.concatenate(node, args), node
         else:
-            consumer, keyword = self.plan.fused.get(id(node), (None, None))
-            chain = self.plan.epilogues.get(id(node), ())
-            if self.tape is not None and (consumer is not None or chain) and self.fusion_records(consumer, chain):
-                consumer, keyword, chain = None, None, ()
-            produced = node if consumer is None else chain[-1][1] if chain else consumer
-            t = produced.outputs[0]
-
-            padder = self.plan.absorbing.get(id(node)) if self.tape is None else None
-
-            def out_shape():
-                # Once per node, consumer, absorbed padding and input shape: the layers' shape
-                # arithmetic is Python.
-                key = (id(node), id(consumer), padder is None, args[0].shape)
-                shape = self.plan.out_shapes.get(key)
-                if shape is None:
-                    shape = tuple(args[0].shape)
-                    shape = shape if padder is None else padder.layer.compute_output_shape(shape)
-                    shape = node.layer.compute_output_shape(shape)
-                    shape = shape if consumer is None else consumer.layer.compute_output_shape(shape)
-                    small_steps.remember(self.plan.out_shapes, key, shape)
-                return shape
-
-            out = None
-            if id(t) in self.plan.slices:
-                cnode, lo, hi = self.plan.slices[id(t)]
-                shape = out_shape()
-                if id(cnode) not in self.concat_bufs:
-                    self.concat_bufs[id(cnode)] = self.buffer_for(cnode.outputs[0],
-                                                                  shape[:-1] + (cnode.outputs[0].shape[-1],))
-                out = self.concat_bufs[id(cnode)][..., lo:hi]
-                if out.shape != tuple(shape):  # inputs of unexpected sizes: let the layers raise
-                    out = None
-            elif id(t) in self.plan.pooled:
-                out = self.buffer_for(t, out_shape())
-            kwargs = node.kwargs if out is None else dict(node.kwargs, out=out)
-            if padder is not None:
-                kwargs = dict(kwargs, zero_padding=padder.layer)
-            if consumer is not None:
-                kwargs = dict(kwargs, **{keyword: consumer.layer})
-                self.done.add(id(consumer))
-            if chain:
-                kwargs = dict(kwargs, epilogue=[(kind, n.layer, None if other is None else self.values[id(other)])
-                                                for kind, n, other in chain])
-                self.done.update(id(n) for _, n, _ in chain)
+            produced, out, kwargs = self.prepare(node, args)
             # A small step runs on this thread alone: a hand-off would cost more than it saves.
-            kwargs = {"training": self.training, **kwargs}
             if small_steps.runs_alone(self.plan.alone, node, tuple(a.shape for a in args)):
                 result = small_steps.call_alone(node.layer, layer_args, kwargs)
             else:
                 result = node.layer(layer_args, **kwargs)
-            if out is not None and result is out and id(t) in self.plan.slices:
+            t = produced.outputs[0]
+            if id(t) in self.plan.slices and is_same_view(result, out):
                 self.placed.add(id(t))
         for t, r in zip(produced.outputs, flatten(result)):
             self.values[id(t)] = r
+
+    def prepare(self, node, args):
+        """(the node whose outputs the call produces, the output buffer or None, the call's keywords) of
+        ``node``'s inference call on ``args``: its fused consumer and epilogue (marked done), absorbed
+        padding, and where its output goes (a concatenation's channel slice, a recycled buffer)."""
+        consumer, keyword = self.plan.fused.get(id(node), (None, None))
+        chain = self.plan.epilogues.get(id(node), ())
+        if self.tape is not None and (consumer is not None or chain) and self.fusion_records(consumer, chain):
+            consumer, keyword, chain = None, None, ()
+        produced = node if consumer is None else chain[-1][1] if chain else consumer
+        t = produced.outputs[0]
+        padder = self.plan.absorbing.get(id(node)) if self.tape is None else None
+
+        def out_shape():
+            # Once per node, consumer, absorbed padding and input shape: the layers' shape
+            # arithmetic is Python.
+            key = (id(node), id(consumer), padder is None, args[0].shape)
+            shape = self.plan.out_shapes.get(key)
+            if shape is None:
+                shape = tuple(args[0].shape)
+                shape = shape if padder is None else padder.layer.compute_output_shape(shape)
+                shape = node.layer.compute_output_shape(shape)
+                shape = shape if consumer is None else consumer.layer.compute_output_shape(shape)
+                small_steps.remember(self.plan.out_shapes, key, shape)
+            return shape
+
+        out = None
+        if id(t) in self.plan.slices:
+            cnode, lo, hi = self.plan.slices[id(t)]
+            shape = out_shape()
+            if id(cnode) not in self.concat_bufs:
+                self.concat_bufs[id(cnode)] = self.buffer_for(cnode.outputs[0],
+                                                              shape[:-1] + (cnode.outputs[0].shape[-1],))
+            out = self.concat_bufs[id(cnode)][..., lo:hi]
+            if out.shape != tuple(shape):  # inputs of unexpected sizes: let the layers raise
+                out = None
+        elif id(t) in self.plan.pooled:
+            out = self.buffer_for(t, out_shape())
+        kwargs = node.kwargs if out is None else dict(node.kwargs, out=out)
+        if padder is not None:
+            kwargs = dict(kwargs, zero_padding=padder.layer)
+        if consumer is not None:
+            kwargs = dict(kwargs, **{keyword: consumer.layer})
+            self.done.add(id(consumer))
+        if chain:
+            kwargs = dict(kwargs, epilogue=[(kind, n.layer, None if other is None else self.values[id(other)])
+                                            for kind, n, other in chain])
+            self.done.update(id(n) for _, n, _ in chain)
+        return produced, out, {"training": self.training, **kwargs}
 
     def fusion_records(self, consumer, chain):
         """Whether a layer fused after a node would go on the tape (it has trainable weights, or an
@@ -299,6 +305,14 @@ class Execution:
             lo = hi
         node.layer._last_output_shape = (None,) + buf.shape[1:]
         return buf
+
+
+def is_same_view(result, out):
+    """Whether a call's result is ``out`` (None: no out), or a view of exactly its memory (a kernel
+    returning ``whole[..., lo:hi]`` of the channel slice it was given): written in place."""
+    return out is not None and (result is out or (
+        isinstance(result, np.ndarray) and result.shape == out.shape and result.strides == out.strides
+        and result.dtype == out.dtype and result.ctypes.data == out.ctypes.data))
 
 
 def _take(buffers, size):
