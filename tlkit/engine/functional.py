@@ -1,7 +1,7 @@
 """The layer graph behind the Functional API: ordering, validation and execution. Where outputs
 go at inference (buffers, channel slices, fused pairs) is the inference plan's business
 (inference_plan.py); the graph orders the nodes, runs them and drops what no later node needs."""
-from tlkit.engine import batch_split
+from tlkit.engine import batch_split, small_steps
 from tlkit.engine.inference_plan import Execution, InferencePlan
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.symbolic import KerasTensor, flatten
@@ -91,7 +91,8 @@ class Graph:
         if batch_split.applies(self._image_bytes, arrays, training):
             return batch_split.run(arrays, self._run_group)
         free, self._free = self._free, []  # this run's own pool: concurrent runs never share a buffer
-        outputs, self._free = self._run_once(arrays, training, free)
+        with small_steps.session(arrays, training):
+            outputs, self._free = self._run_once(arrays, training, free)
         return outputs
 
     def _run_group(self, slot, arrays):

@@ -286,7 +286,7 @@ def _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w,
     total_rows = x.shape[0] * tiles_h
     parts = max(threads.num_threads(), 1)
     per = max(1, min(THREAD_BYTES // (36 * tiles_w * (ch + f) * 4),
-                     -(-total_rows // (parts * threads.CHUNKS_PER_THREAD))))
+                     -(-total_rows // (parts * threads.chunks_per_thread()))))
     scratch = {}
 
     def chunk(slot, r0, r1):
