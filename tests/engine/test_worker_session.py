@@ -213,3 +213,27 @@ def test_a_batch_1_block_in_a_session_is_a_band_per_thread(rng, monkeypatch, two
     np.testing.assert_allclose(split, expected, **CLOSE)
     np.testing.assert_allclose(split, alone, **CLOSE)
     assert_closed()
+
+
+@pytest.mark.parametrize("pool2", [False, True])
+def test_winograd_by_output_channels_in_a_session_matches_numpy(rng, monkeypatch, two_threads, pool2):
+    """A few tiles and a wide filter: in a session each thread takes a block of output channels (one
+    block not a multiple of 16), written into a channel slice of a wider output."""
+    from tlkit.engine.kernels import winograd
+
+    x = rng.standard_normal((1, 11, 9, 17)).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 17, 37)) / 6).astype(np.float32)
+    b = rng.standard_normal(37).astype(np.float32)
+    assert threads.by_output_channels(36 * 17 * 37, 36 * 9 * 17, 37) is False  # no session: tile rows
+    expected = np.maximum(numpy_conv(x, w, b, pad=1), 0)
+    if pool2:
+        expected = expected[:, :10, :8].reshape(1, 5, 2, 4, 2, 37).max(axis=(2, 4))
+    splits = count_splits(monkeypatch)
+    with worker_pool.session(1):
+        assert threads.by_output_channels(36 * 17 * 37, 36 * 9 * 17, 37)
+        out = np.full(expected.shape[:3] + (50,), np.nan, np.float32)
+        winograd.conv3x3(x, w, None, b, 1, 1, (11, 9), True, out, 5, pool2)
+    assert splits == [[0, 16, 37]]
+    np.testing.assert_allclose(out[..., 5:42], expected, **CLOSE)
+    assert np.isnan(out[..., :5]).all() and np.isnan(out[..., 42:]).all()
+    assert_closed()

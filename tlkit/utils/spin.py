@@ -1,6 +1,7 @@
-"""Bounded waits without the GIL: ``wait_while(flags, index, value, stop, spins)`` returns as soon as
-``flags[index] != value`` or ``flags[stop] == 0``, or after ``spins`` polls, whichever comes first. The
-polls run in native code (numba, nogil), so other Python threads run meanwhile.
+"""Bounded waits without the GIL, for tlkit's threads during a ``worker_pool.session``: a worker's wait
+for its next job (``wait_for_job``) and a caller's for the end of its chunks (``wait_for_end``), each
+returning as soon as what it waits for happened or after a number of polls (``polls(microseconds)``).
+The polls run in native code (numba, nogil), so other Python threads run meanwhile.
 
 Why: a thread that blocks (a lock, a queue) lets its CPU go idle, and waking an idle CPU of a virtual
 machine costs tens of microseconds (60-110 us measured for a lock ping-pong after the peer slept
@@ -73,17 +74,12 @@ def _store_release(typingctx, flags, index, value):
 
 
 @njit(cache=True, nogil=True)
-def wait_for_job(flags, posted, seen, open_, parked, spins, grace):
+def wait_for_job(flags, posted, seen, open_, parked, spins):
     """A worker's wait between jobs: flags[parked] = seen (it holds no GIL from here on), then polls
-    until flags[posted] != seen or flags[open_] == 0, or ``spins`` polls; after a post it polls
-    ``grace`` more times (the poster's Python reaching its own kernel) before taking the GIL."""
+    until flags[posted] != seen or flags[open_] == 0 (True), or ``spins`` polls (False)."""
     _store_release(flags, parked, seen)
     for _ in range(spins):
-        if _load_acquire(flags, open_) == 0:
-            return False
-        if _load_acquire(flags, posted) != seen:
-            for _ in range(grace):
-                _spin_hint()
+        if _load_acquire(flags, posted) != seen or _load_acquire(flags, open_) == 0:
             return True
         _spin_hint()
     return False
@@ -101,24 +97,15 @@ def wait_for_end(job, worker, parked, spins):
     return False
 
 
-@njit(cache=True, nogil=True)
-def wait_while(flags, index, value, stop, spins):
-    """Polls until flags[index] != value or flags[stop] == 0 (True), or ``spins`` polls (False)."""
-    for _ in range(spins):
-        if _load_acquire(flags, index) != value or _load_acquire(flags, stop) == 0:
-            return True
-        _spin_hint()
-    return _load_acquire(flags, index) != value or _load_acquire(flags, stop) == 0
-
-
 def polls(microseconds):
-    """How many polls of ``wait_while`` take ``microseconds`` on this CPU (the hint's latency differs
+    """How many polls of these waits take ``microseconds`` on this CPU (the hint's latency differs
     tenfold between CPUs; measured once over ~1 ms), at least 1."""
     if _state["polls_per_us"] is None:
-        flags = np.ones(2, np.int64)
-        wait_while(flags, 0, 1, 1, 10)  # compiled or loaded from the cache before timing
+        flags = np.zeros(3, np.int64)
+        flags[1] = 1  # open, nothing posted: every poll runs
+        wait_for_job(flags, 0, 0, 1, 2, 10)  # compiled or loaded from the cache before timing
         count = 20_000
         start = time.perf_counter()
-        wait_while(flags, 0, 1, 1, count)
+        wait_for_job(flags, 0, 0, 1, 2, count)
         _state["polls_per_us"] = max(1.0, count / max((time.perf_counter() - start) * 1e6, 1e-3))
     return max(1, int(microseconds * _state["polls_per_us"]))

@@ -44,6 +44,8 @@ MIN_CHUNK_FLOPS = 2_000_000
 # its steps) a split costs no wake-up: bars are SESSION_SPLIT_FLOPS, one chunk per thread.
 SESSION_SPLIT_FLOPS = 2_000_000
 SESSION_CHUNKS_PER_THREAD = 1
+# Column blocks of a product split by output channels are multiples of this (whole SIMD vectors).
+SESSION_COLUMN_BLOCK = 16
 # numba threading layers whose parallel kernels may be called from several threads at once
 # (workqueue may not: it aborts on concurrent launches).
 CONCURRENT_LAYERS = ("omp", "tbb")
@@ -185,6 +187,20 @@ def session_bar(flops):
 def chunks_per_thread():
     """Chunks per thread in a split: CHUNKS_PER_THREAD, or SESSION_CHUNKS_PER_THREAD during a session."""
     return SESSION_CHUNKS_PER_THREAD if worker_pool.awake() else CHUNKS_PER_THREAD
+
+
+def by_output_channels(weight_floats, input_floats, columns):
+    """During a worker session, whether a layer's product shares its ``columns`` output channels
+    between the threads (each reads part of the weights) rather than its rows (each reads all of them):
+    when its weights outweigh its input and there are at least SESSION_COLUMN_BLOCK a thread."""
+    return (worker_pool.awake() and weight_floats > input_floats
+            and columns >= num_threads() * SESSION_COLUMN_BLOCK)
+
+
+def column_blocks(columns, parts):
+    """Bounds cutting ``columns`` into ``parts`` blocks, each a multiple of SESSION_COLUMN_BLOCK but the last."""
+    blocks = -(-columns // SESSION_COLUMN_BLOCK)
+    return sorted({min(columns, SESSION_COLUMN_BLOCK * (blocks * i // parts)) for i in range(parts + 1)})
 
 
 def chunks_can_run_numba():

@@ -7,7 +7,7 @@ Python objects beyond the job itself: an empty ``run_chunks`` on two threads too
 
 A session (``with session(workers):``, one inference forward) keeps the workers awake between the
 forward's steps: on entry a blocked worker is woken once; after each job a worker polls for the next
-one without the GIL (``spin.wait_while``) for up to SPIN_US before it blocks, and when the last open
+one without the GIL (``spin.wait_for_job``) for up to SPIN_US before it blocks, and when the last open
 session ends the polls stop at once. Waking a worker costs tens of microseconds on a virtual machine,
 about as long as a step of a batch-1 forward; outside a session no thread ever polls, so an idle tlkit
 process uses no CPU.
@@ -30,9 +30,6 @@ from tlkit.utils import pinning
 SPIN_US = 200
 # False: sessions never open (the A/B scripts and tests compare both).
 SESSIONS = True
-# After a post a polling worker waits this long before it takes the GIL (us): the poster's Python
-# reaching the kernel of its own share, which releases the GIL.
-GRACE_US = 5
 # A worker's flags (int64, one cache line each): jobs posted to it, the sessions open, and the jobs
 # it had taken when it last began to poll (it holds no GIL while polling).
 POSTED, OPEN, PARKED = 0, 8, 16
@@ -57,15 +54,12 @@ class _Worker:
         return int(self.flags[POSTED])
 
     def _loop(self):
-        spins = grace = 0
         taken = 0  # jobs taken from the inbox
         while True:
             if self.flags[OPEN] > 0 and self.inbox.empty():
                 from tlkit.utils import spin  # numba: loaded by the first session, not at import
 
-                if not spins:
-                    spins, grace = spin.polls(SPIN_US), spin.polls(GRACE_US)
-                spin.wait_for_job(self.flags, POSTED, taken, OPEN, PARKED, spins, grace)
+                spin.wait_for_job(self.flags, POSTED, taken, OPEN, PARKED, spin.polls(SPIN_US))
             if self.inbox.empty():
                 self.blocked.set()
                 job, slot = self.inbox.get()
