@@ -99,7 +99,8 @@ def test_a_forward_opens_a_session_and_an_error_inside_a_step_ends_it(rng, two_t
     probe.fail = False
     with GradientTape():  # a recorded forward (training) opens none
         model(xs, training=True)
-    assert probe.awake == [True, True, False]
+    model.predict_on_batch(np.concatenate([xs] * (small_steps.SESSION_IMAGES + 1)))  # nor a larger batch
+    assert probe.awake == [True, True, False, False]
     assert_closed()
 
 
@@ -156,6 +157,7 @@ def count_splits(monkeypatch):
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_a_fire_module_split_in_a_session_matches_numpy(rng, monkeypatch, two_threads, split_everything, batch):
+    monkeypatch.setattr(small_steps, "SESSION_IMAGES", batch)
     model = fire_model(19)
     x = rng.standard_normal((batch, 23, 17, 19)).astype(np.float32)
     expected = numpy_fire(model, x.astype(np.float64))

@@ -47,6 +47,8 @@ WINOGRAD_ALONE_FLOPS = 64_000_000
 # these instead, and Winograd's tile-row route keeps its threads.
 SESSION_STEP_FLOPS = 2_000_000
 SESSION_STEP_ELEMENTS = 1 << 16
+# Sessions are opened for forwards of at most this many images (measured at batch 1).
+SESSION_IMAGES = 1
 # False turns the rule off (tests take both sides; the A/B scripts compare them).
 ENABLED = True
 # Entries a plan's per-shape cache holds at most (a model fed ever new image sizes starts it over).
@@ -137,8 +139,10 @@ def call_alone(layer, inputs, kwargs):
 
 def session(arrays, training):
     """The context of one forward of a layer graph on ``arrays``: a worker session
-    (``worker_pool.session``) for an inference forward on images with more than one thread, so
-    that every step but the smallest splits over threads that are awake; otherwise nothing."""
-    if (training or not ENABLED or not arrays or getattr(arrays[0], "ndim", 0) != 4 or active_tape() is not None):
+    (``worker_pool.session``) for an inference forward on up to SESSION_IMAGES images with more than
+    one thread, so that every step but the smallest splits over threads that are awake; otherwise
+    nothing (larger batches split each step into chunks enough)."""
+    if (training or not ENABLED or not arrays or getattr(arrays[0], "ndim", 0) != 4
+            or arrays[0].shape[0] > SESSION_IMAGES or active_tape() is not None):
         return contextlib.nullcontext()
     return worker_pool.session(threads.num_threads() - 1)
