@@ -13,6 +13,7 @@ which leaves the core's resources to a sibling thread.
 
 Imported on first use (numba loads at the first pool, not at tlkit's import).
 """
+import os
 import platform
 import time
 
@@ -25,6 +26,11 @@ from numba.extending import intrinsic
 # The spin-wait hint as an LLVM intrinsic: (name, its arguments).
 _HINT = {"x86_64": ("llvm.x86.sse2.pause", ()), "amd64": ("llvm.x86.sse2.pause", ()),
          "aarch64": ("llvm.aarch64.hint", (1,)), "arm64": ("llvm.aarch64.hint", (1,))}.get(platform.machine().lower())
+
+# A waiting thread gives its CPU to any other runnable thread every this many polls (sched_yield; POSIX):
+# a busy neighbour, or the tlkit thread it waits for sharing its core, runs instead of the polls.
+YIELD_EVERY = 64
+_YIELDS = os.name == "posix"
 
 _state = {"polls_per_us": None}
 
@@ -58,6 +64,27 @@ def _spin_hint(typingctx):
 
 
 @intrinsic
+def _yield_cpu(typingctx):
+    """sched_yield(): the CPU to another runnable thread, if any (nothing where there is no such call)."""
+    def codegen(context, builder, signature, args):
+        if _YIELDS:
+            call = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+            builder.call(call, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@njit(inline="always")
+def _pause(i, every):
+    """One poll's pause: the spin-wait hint, and every ``every`` polls the CPU to a runnable thread."""
+    if i % every == every - 1:
+        _yield_cpu()
+    else:
+        _spin_hint()
+
+
+@intrinsic
 def _store_release(typingctx, flags, index, value):
     """flags[index] = value with release ordering."""
     if not (isinstance(flags, types.Array) and flags.dtype == types.int64 and isinstance(index, types.Integer)):
@@ -74,26 +101,26 @@ def _store_release(typingctx, flags, index, value):
 
 
 @njit(cache=True, nogil=True)
-def wait_for_job(flags, posted, seen, open_, parked, spins):
+def wait_for_job(flags, posted, seen, open_, parked, spins, every=YIELD_EVERY):
     """A worker's wait between jobs: flags[parked] = seen (it holds no GIL from here on), then polls
     until flags[posted] != seen or flags[open_] == 0 (True), or ``spins`` polls (False)."""
     _store_release(flags, parked, seen)
-    for _ in range(spins):
+    for i in range(spins):
         if _load_acquire(flags, posted) != seen or _load_acquire(flags, open_) == 0:
             return True
-        _spin_hint()
+        _pause(i, every)
     return False
 
 
 @njit(cache=True, nogil=True)
-def wait_for_end(job, worker, parked, spins):
+def wait_for_end(job, worker, parked, spins, every=YIELD_EVERY):
     """A caller's wait for its chunks: until job[0] != 0 (the last chunk done) and either the worker
     never started the job (job[1] == 0) or it is back in its wait (worker[parked] >= job[2]), so that
     the caller takes the GIL back without meeting it; or ``spins`` polls."""
-    for _ in range(spins):
+    for i in range(spins):
         if _load_acquire(job, 0) != 0 and (_load_acquire(job, 1) == 0 or _load_acquire(worker, parked) >= job[2]):
             return True
-        _spin_hint()
+        _pause(i, every)
     return False
 
 

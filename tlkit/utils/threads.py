@@ -292,7 +292,7 @@ def run_chunks(bounds, work, parts, pin=False):
     finally:
         set_numba_threads(before)
     if polls:
-        spin.wait_for_end(job.flags, pool.workers[1].flags, worker_pool.PARKED, polls)
+        spin.wait_for_end(job.flags, pool.workers[1].flags, worker_pool.PARKED, polls, spin.YIELD_EVERY)
     job.done.acquire()  # blocks until the last chunk is done
     if job.error is not None:
         raise job.error

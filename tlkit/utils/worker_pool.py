@@ -59,7 +59,7 @@ class _Worker:
             if self.flags[OPEN] > 0 and self.inbox.empty():
                 from tlkit.utils import spin  # numba: loaded by the first session, not at import
 
-                spin.wait_for_job(self.flags, POSTED, taken, OPEN, PARKED, spin.polls(SPIN_US))
+                spin.wait_for_job(self.flags, POSTED, taken, OPEN, PARKED, spin.polls(SPIN_US), spin.YIELD_EVERY)
             if self.inbox.empty():
                 self.blocked.set()
                 job, slot = self.inbox.get()
