@@ -239,3 +239,23 @@ def test_winograd_by_output_channels_in_a_session_matches_numpy(rng, monkeypatch
     np.testing.assert_allclose(out[..., 5:42], expected, **CLOSE)
     assert np.isnan(out[..., :5]).all() and np.isnan(out[..., 42:]).all()
     assert_closed()
+
+
+def test_sessions_back_off_after_a_forward_that_waited_on_a_late_worker(monkeypatch):
+    """A session whose caller waited on a descheduled worker in LATE_SPLITS splits is followed by
+    BACKOFF_FORWARDS sessions that do not open (the steps run as without a session), then they open again."""
+    monkeypatch.setattr(worker_pool, "BACKOFF_FORWARDS", 3)
+    with worker_pool.session(1):
+        worker_pool.note_late(False)
+        for _ in range(worker_pool.LATE_SPLITS - 1):
+            worker_pool.note_late(True)
+    with worker_pool.session(1):  # one late split short: no back-off
+        assert worker_pool.awake()
+        for _ in range(worker_pool.LATE_SPLITS):
+            worker_pool.note_late(True)
+    opened = []
+    for _ in range(4):
+        with worker_pool.session(1):
+            opened.append(worker_pool.awake())
+    assert opened == [False, False, False, True]
+    assert_closed()

@@ -25,6 +25,7 @@ of keeping one to itself.
 import ctypes
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -283,6 +284,7 @@ def run_chunks(bounds, work, parts, pin=False):
             job.flags[2] = posted
     before = num_threads()
     set_numba_threads(1)
+    started = time.perf_counter()
     try:
         if job.cpus is None:
             job.run(0)
@@ -291,9 +293,13 @@ def run_chunks(bounds, work, parts, pin=False):
                 job.run(0)
     finally:
         set_numba_threads(before)
-    if polls:
-        spin.wait_for_end(job.flags, pool.workers[1].flags, worker_pool.PARKED, polls, spin.YIELD_EVERY)
-    job.done.acquire()  # blocks until the last chunk is done
+    own = time.perf_counter() - started if polls else 0.0
+    if polls and not spin.wait_for_end(job.flags, pool.workers[1].flags, worker_pool.PARKED, polls, spin.YIELD_EVERY):
+        job.done.acquire()
+        # waited (polled, then blocked) longer than its own share took: the worker was off its CPU
+        worker_pool.note_late(time.perf_counter() - started > 2 * own)
+    else:
+        job.done.acquire()  # blocks until the last chunk is done
     if job.error is not None:
         raise job.error
 

@@ -34,7 +34,13 @@ SESSIONS = True
 # it had taken when it last began to poll (it holds no GIL while polling).
 POSTED, OPEN, PARKED = 0, 8, 16
 
-_state = {"pool": None, "sessions": 0}
+# When the callers of a session waited on a late worker (one off its CPU: another process busy on it)
+# in LATE_SPLITS of its splits, the next BACKOFF_FORWARDS sessions are not opened: with the cores
+# shared, steps on the calling thread alone lose less than steps waiting for a descheduled worker.
+LATE_SPLITS = 2
+BACKOFF_FORWARDS = 32
+
+_state = {"pool": None, "sessions": 0, "late": 0, "backoff": 0}
 _lock = threading.Lock()
 
 
@@ -120,11 +126,16 @@ def session(workers):
     """Workers 1..``workers`` poll for jobs between the block's steps (nothing when workers < 1 or
     SESSIONS is False). Sessions nest and may be open on several threads at once: the polls stop
     when the last one ends, also by an exception."""
-    if workers < 1 or not SESSIONS:
+    with _lock:
+        skip = _state["backoff"] > 0 and _state["sessions"] == 0
+        _state["backoff"] -= skip
+    if workers < 1 or not SESSIONS or skip:
         yield
         return
     pool = get(workers)
     with _lock:
+        if _state["sessions"] == 0:
+            _state["late"] = 0
         _state["sessions"] += 1
         _set_open(pool)
     try:
@@ -136,6 +147,14 @@ def session(workers):
         with _lock:
             _state["sessions"] = max(0, _state["sessions"] - 1)
             _set_open(pool)
+            if _state["sessions"] == 0 and _state["late"] >= LATE_SPLITS:
+                _state["backoff"] = BACKOFF_FORWARDS
+
+
+def note_late(late):
+    """A caller's report after a split of a session for which it blocked: whether the worker was late."""
+    if late:
+        _state["late"] += 1
 
 
 def _set_open(pool):
