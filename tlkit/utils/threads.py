@@ -12,7 +12,7 @@ So:
     holds for the whole process, so a user's own numpy products then run on one thread too);
     ``matmul`` splits each large product over tlkit's own threads (``worker_pool``), which block
     while idle; only during one inference forward (a ``worker_pool.session``) does a worker poll
-    between the forward's steps, and the caller for its chunks' end, each for at most SPIN_US a wait.
+    between the forward's steps, and the caller for its chunks' end (``worker_pool.SPIN_US`` at most).
 Thread count: numba's (``numba.get_num_threads()``, NUMBA_NUM_THREADS), one number for both.
 When it equals the CPUs the caller may use, the threads of a whole-graph run (``batch_split``) each
 run on a CPU of its own (``pinning``): a busy neighbour then shares a core with one of them instead
@@ -180,6 +180,16 @@ def matmul_tn(a, b, out):
     np.sum(sums, axis=0, out=out)
     return out
 
+def chunks_can_run_numba():
+    """True when numba kernels may run inside ``run_chunks`` work (on several threads at once)."""
+    if _state["layer"] is None:
+        import numba
+
+        numba.get_num_threads()  # launches numba's threads, which picks the layer
+        _state["layer"] = numba.threading_layer()
+    return _state["layer"] in CONCURRENT_LAYERS
+
+
 def session_bar(flops):
     """A split's bar of ``flops``, or SESSION_SPLIT_FLOPS during a worker session."""
     return min(flops, SESSION_SPLIT_FLOPS) if worker_pool.awake() else flops
@@ -202,16 +212,6 @@ def column_blocks(columns, parts):
     """Bounds cutting ``columns`` into ``parts`` blocks, each a multiple of SESSION_COLUMN_BLOCK but the last."""
     blocks = -(-columns // SESSION_COLUMN_BLOCK)
     return sorted({min(columns, SESSION_COLUMN_BLOCK * (blocks * i // parts)) for i in range(parts + 1)})
-
-
-def chunks_can_run_numba():
-    """True when numba kernels may run inside ``run_chunks`` work (on several threads at once)."""
-    if _state["layer"] is None:
-        import numba
-
-        numba.get_num_threads()  # launches numba's threads, which picks the layer
-        _state["layer"] = numba.threading_layer()
-    return _state["layer"] in CONCURRENT_LAYERS
 
 
 class _Chunks:
