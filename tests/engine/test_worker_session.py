@@ -24,6 +24,13 @@ HANG = 120  # seconds: only a hang reaches these bounds
 CLOSE = dict(rtol=1e-4, atol=1e-4)  # float32 routes against float64; a wrong buffer is off by O(1)
 
 
+@pytest.fixture(autouse=True)
+def no_back_off(monkeypatch):
+    """Sessions open whatever earlier tests (or a busy machine) made of the back-off (tested on its own)."""
+    monkeypatch.setitem(worker_pool._state, "backoff", 0)
+    monkeypatch.setattr(worker_pool, "LATE_SPLITS", 10 ** 9)
+
+
 @pytest.fixture
 def two_threads():
     if numba.config.NUMBA_NUM_THREADS < 2:
@@ -245,6 +252,7 @@ def test_sessions_back_off_after_a_forward_that_waited_on_a_late_worker(monkeypa
     """A session whose caller waited on a descheduled worker in LATE_SPLITS splits is followed by
     BACKOFF_FORWARDS sessions that do not open (the steps run as without a session), then they open again."""
     monkeypatch.setattr(worker_pool, "BACKOFF_FORWARDS", 3)
+    monkeypatch.setattr(worker_pool, "LATE_SPLITS", 2)
     with worker_pool.session(1):
         worker_pool.note_late(False)
         for _ in range(worker_pool.LATE_SPLITS - 1):
