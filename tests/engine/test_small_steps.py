@@ -12,7 +12,7 @@ from tests.engine.test_inference_buffers import numpy_conv, plain_run
 from tlkit import layers as L
 from tlkit.engine import small_steps
 from tlkit.engine.tape import GradientTape
-from tlkit.utils import threads
+from tlkit.utils import threads, worker_pool
 
 CLOSE = dict(rtol=1e-4, atol=1e-4)  # float32 routes against float64; a wrong buffer is off by O(1)
 
@@ -210,6 +210,7 @@ def test_few_tile_winograd_convs_run_alone_above_the_flops_bar():
 def test_a_few_tile_winograd_conv_alone_hands_nothing_off_and_computes_the_same(rng, monkeypatch, two_threads,
                                                                                tiles):
     monkeypatch.setattr(small_steps, "WINOGRAD_ALONE_TILES", tiles)
+    monkeypatch.setattr(worker_pool, "SESSIONS", False)  # the rule with the worker asleep (a session splits)
     x = tlkit.Input((27, 27, 32))
     conv = L.Conv2D(128, 3, padding="same", activation="relu")
     model = tlkit.Model(x, conv(x))

@@ -1,7 +1,7 @@
 """The layer graph behind the Functional API: ordering, validation and execution. Where outputs
 go at inference (buffers, channel slices, fused pairs) is the inference plan's business
 (inference_plan.py); the graph orders the nodes, runs them and drops what no later node needs."""
-from tlkit.engine import batch_split, compiled_steps
+from tlkit.engine import batch_split, compiled_steps, small_steps
 from tlkit.engine.inference_plan import Execution, InferencePlan
 from tlkit.engine.layers.input_layer import InputLayer
 from tlkit.engine.symbolic import KerasTensor, flatten
@@ -90,10 +90,11 @@ class Graph:
             self._image_bytes = batch_split.largest_image_bytes(self)
         if batch_split.applies(self._image_bytes, arrays, training):
             return batch_split.run(arrays, self._run_group)
-        if compiled_steps.applies(arrays, training):
-            return compiled_steps.run(self._programs, "layers", self, arrays, own_outputs=True)
-        free, self._plain_free = self._plain_free, []  # this run's own pool: concurrent runs never share a buffer
-        outputs, self._plain_free = self._run_once(arrays, training, free)
+        with small_steps.session(arrays, training):
+            if compiled_steps.applies(arrays, training):
+                return compiled_steps.run(self._programs, "layers", self, arrays, own_outputs=True)
+            free, self._plain_free = self._plain_free, []  # this run's own pool: concurrent runs never share a buffer
+            outputs, self._plain_free = self._run_once(arrays, training, free)
         return outputs
 
     @property

@@ -195,7 +195,7 @@ def run(block, execution):
     flops = 2 * n * oh * ow * channels * (dw_layer.kernel_size[0] * dw_layer.kernel_size[1] + shape[-1])
     if expand is not None or stem is not None:
         flops += 2 * np.prod(source_shape[:3]) * (x.shape[3] if stem is None else 27) * channels
-    parts = 1 if small_steps.ENABLED and flops < small_steps.SMALL_STEP_FLOPS else None
+    parts = 1 if small_steps.ENABLED and flops < small_steps.flops_bar() else None
     mbconv_bands.inverted_residual(x, expand, depthwise[:4] + (dw_layer.strides, top, left), project, residual,
                                    out, parts, stem)
     execution.values[id(block.output)] = out

@@ -17,12 +17,20 @@ tile rows, whose transforms and 36 thin products cost more per tile, and the two
 other, so the layer took longer on two threads than on one (27x27x32 -> 128: 0.25 ms on one, 0.5-0.65
 on two).
 
-    if runs_alone(plan.alone, node, input_shapes):      # cached per node and input shapes
+During an inference forward on images the worker polls between steps (``session``, a
+``worker_pool.session``): no wake-up to pay, so the bars drop to SESSION_STEP_FLOPS /
+SESSION_STEP_ELEMENTS and Winograd's tile-row route keeps its threads (BENCHMARKS.md, "Batch 1: both
+threads on every step").
+
+    with session(arrays, training):                      # around one forward of the graph
+    if runs_alone(plan.alone, node, input_shapes):      # cached per node, input shapes and session
         result = call_alone(node.layer, inputs, kwargs)
 """
+import contextlib
 import math
 
-from tlkit.utils import threads
+from tlkit.engine.tape import active_tape
+from tlkit.utils import threads, worker_pool
 
 # A step with weights (a convolution, depthwise or separable) runs alone below this many FLOPs:
 # twice its multiply-adds, the output pixels times the sizes of its 4-D kernels.
@@ -35,10 +43,21 @@ SMALL_STEP_ELEMENTS = 1 << 20
 # 231 MFLOPs, were not measured alone, so they keep their threads).
 WINOGRAD_ALONE_TILES = 256
 WINOGRAD_ALONE_FLOPS = 64_000_000
+# During a session (``session``: the worker polls between steps, no wake-up to pay) the bars are
+# these instead, and Winograd's tile-row route keeps its threads.
+SESSION_STEP_FLOPS = 2_000_000
+SESSION_STEP_ELEMENTS = 1 << 16
+# Sessions are opened for forwards of at most this many images (measured at batch 1).
+SESSION_IMAGES = 1
 # False turns the rule off (tests take both sides; the A/B scripts compare them).
 ENABLED = True
 # Entries a plan's per-shape cache holds at most (a model fed ever new image sizes starts it over).
 MAX_CACHED_SHAPES = 4096
+
+
+def flops_bar():
+    """The FLOPs under which a step with weights runs alone now (at most SESSION_STEP_FLOPS in a session)."""
+    return min(SMALL_STEP_FLOPS, SESSION_STEP_FLOPS) if worker_pool.awake() else SMALL_STEP_FLOPS
 
 
 def step_work(layer, output_shape):
@@ -55,10 +74,11 @@ def runs_alone(cache, node, input_shapes):
     runs on the calling thread alone; ``cache`` (a dict the plan keeps) holds the answers."""
     if not ENABLED:
         return False
-    key = (id(node), input_shapes)
+    awake = worker_pool.awake()
+    key = (id(node), input_shapes, awake)
     alone = cache.get(key)
     if alone is None:
-        alone = remember(cache, key, _decide(node, input_shapes))
+        alone = remember(cache, key, _decide(node, input_shapes, awake))
     return alone
 
 
@@ -70,7 +90,7 @@ def remember(cache, key, value):
     return value
 
 
-def _decide(node, input_shapes):
+def _decide(node, input_shapes, awake=False):
     try:
         shape = node.layer.compute_output_shape(input_shapes if node.input_structure else input_shapes[0])
     except Exception:  # noqa: BLE001 - a shape the layer cannot map: let its call raise, on every thread
@@ -78,6 +98,8 @@ def _decide(node, input_shapes):
     if not isinstance(shape, tuple) or len(shape) != 4 or any(d is None for d in shape):
         return False  # only image steps (NHWC): others keep their own thread rules
     flops, elements = step_work(node.layer, shape)
+    if awake:
+        return flops < flops_bar() if flops else elements < min(SMALL_STEP_ELEMENTS, SESSION_STEP_ELEMENTS)
     if flops:
         return flops < SMALL_STEP_FLOPS or (flops < WINOGRAD_ALONE_FLOPS
                                             and few_winograd_tile_rows(node.layer, input_shapes[0], shape))
@@ -113,3 +135,14 @@ def call_alone(layer, inputs, kwargs):
         return layer(inputs, **kwargs)
     finally:
         threads.set_numba_threads(before)
+
+
+def session(arrays, training):
+    """The context of one forward of a layer graph on ``arrays``: a worker session
+    (``worker_pool.session``) for an inference forward on up to SESSION_IMAGES images with more than
+    one thread, so that every step but the smallest splits over threads that are awake; otherwise
+    nothing (larger batches split each step into chunks enough)."""
+    if (training or not ENABLED or not arrays or getattr(arrays[0], "ndim", 0) != 4
+            or arrays[0].shape[0] > SESSION_IMAGES or active_tape() is not None):
+        return contextlib.nullcontext()
+    return worker_pool.session(threads.num_threads() - 1)

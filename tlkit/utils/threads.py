@@ -11,7 +11,8 @@ So:
   - BLAS runs single-threaded (``limit_blas()``, via threadpoolctl, at tlkit's first product; this
     holds for the whole process, so a user's own numpy products then run on one thread too);
     ``matmul`` splits each large product over tlkit's own threads (``worker_pool``), which block
-    (never spin) while idle.
+    while idle; only during one inference forward (a ``worker_pool.session``) does a worker poll
+    between the forward's steps, and the caller for its chunks' end (``worker_pool.SPIN_US`` at most).
 Thread count: numba's (``numba.get_num_threads()``, NUMBA_NUM_THREADS), one number for both.
 When it equals the CPUs the caller may use, the threads of a whole-graph run (``batch_split``) each
 run on a CPU of its own (``pinning``): a busy neighbour then shares a core with one of them instead
@@ -24,6 +25,7 @@ of keeping one to itself.
 import ctypes
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -39,6 +41,12 @@ MIN_SPLIT_FLOPS = 4_000_000
 # (~10 us each) and smaller BLAS calls. Chunks of a product are kept above MIN_CHUNK_FLOPS.
 CHUNKS_PER_THREAD = 4
 MIN_CHUNK_FLOPS = 2_000_000
+# During a worker session (``worker_pool.session``: one inference forward, the workers polling between
+# its steps) a split costs no wake-up: bars are SESSION_SPLIT_FLOPS, one chunk per thread.
+SESSION_SPLIT_FLOPS = 2_000_000
+SESSION_CHUNKS_PER_THREAD = 1
+# Column blocks of a product split by output channels are multiples of this (whole SIMD vectors).
+SESSION_COLUMN_BLOCK = 16
 # numba threading layers whose parallel kernels may be called from several threads at once
 # (workqueue may not: it aborts on concurrent launches).
 CONCURRENT_LAYERS = ("omp", "tbb")
@@ -134,10 +142,10 @@ def matmul(a, b, out):
     rows = a.shape[0]
     flops = 2 * a.shape[-2] * a.shape[-1] * b.shape[-1] * (rows if a.ndim == 3 else 1)
     parts = min(num_threads(), rows)
-    if parts < 2 or flops < MIN_SPLIT_FLOPS:
+    if parts < 2 or flops < session_bar(MIN_SPLIT_FLOPS):
         product(a, b, out)
         return out
-    chunks = int(min(rows, parts * CHUNKS_PER_THREAD, max(parts, flops // max(MIN_CHUNK_FLOPS, 1))))
+    chunks = int(min(rows, parts * chunks_per_thread(), max(parts, flops // max(MIN_CHUNK_FLOPS, 1))))
     stacked = a.ndim == 3
 
     def part(slot, lo, hi):
@@ -182,6 +190,30 @@ def chunks_can_run_numba():
     return _state["layer"] in CONCURRENT_LAYERS
 
 
+def session_bar(flops):
+    """A split's bar of ``flops``, or SESSION_SPLIT_FLOPS during a worker session."""
+    return min(flops, SESSION_SPLIT_FLOPS) if worker_pool.awake() else flops
+
+
+def chunks_per_thread():
+    """Chunks per thread in a split: CHUNKS_PER_THREAD, or SESSION_CHUNKS_PER_THREAD during a session."""
+    return SESSION_CHUNKS_PER_THREAD if worker_pool.awake() else CHUNKS_PER_THREAD
+
+
+def by_output_channels(weight_floats, input_floats, columns):
+    """During a worker session, whether a layer's product shares its ``columns`` output channels
+    between the threads (each reads part of the weights) rather than its rows (each reads all of them):
+    when its weights outweigh its input and there are at least SESSION_COLUMN_BLOCK a thread."""
+    return (worker_pool.awake() and weight_floats > input_floats
+            and columns >= num_threads() * SESSION_COLUMN_BLOCK)
+
+
+def column_blocks(columns, parts):
+    """Bounds cutting ``columns`` into ``parts`` blocks, each a multiple of SESSION_COLUMN_BLOCK but the last."""
+    blocks = -(-columns // SESSION_COLUMN_BLOCK)
+    return sorted({min(columns, SESSION_COLUMN_BLOCK * (blocks * i // parts)) for i in range(parts + 1)})
+
+
 class _Chunks:
     """One run_chunks call: threads take chunk numbers in turn until none is left; the caller
     waits for the chunks to be done, not for the workers (one may not have started yet)."""
@@ -194,6 +226,9 @@ class _Chunks:
         self.lock = threading.Lock()
         self.done = threading.Lock()  # held until the last chunk is done
         self.done.acquire()
+        # During a session, np.int64 [last chunk done, a worker started, the worker's post count]
+        # (spin.wait_for_end); otherwise None
+        self.flags = None
 
     def run(self, slot):
         while True:
@@ -212,9 +247,13 @@ class _Chunks:
                 last = self.left == 0
             if last:
                 self.work = None  # a worker may hold this job a while yet: not what the work references
+                if self.flags is not None:
+                    self.flags[0] = 1
                 self.done.release()
 
     def run_in_pool(self, slot):
+        if self.flags is not None:
+            self.flags[1] = 1
         pinning.pin_pool_thread(self.cpus)
         # Per job: a worker's numba kernels run on it alone (work nested in a chunk may restore a count).
         set_numba_threads(1)
@@ -231,12 +270,21 @@ def run_chunks(bounds, work, parts, pin=False):
     job = _Chunks(list(bounds), work, pinning.cpus_to_pin(parts) if pin else None)
     if job.left <= 0:
         return
+    polls = 0
     if parts > 1:
         pool = worker_pool.get(parts - 1)
+        if parts == 2 and worker_pool.awake():  # the worker polls: the caller polls for the end too, a while
+            from tlkit.utils import spin
+
+            polls = spin.polls(worker_pool.SPIN_US)
+            job.flags = np.zeros(3, np.int64)
         for slot in range(1, parts):
-            pool.post(slot, job, slot)
+            posted = pool.post(slot, job, slot)
+        if polls:
+            job.flags[2] = posted
     before = num_threads()
     set_numba_threads(1)
+    started = time.perf_counter()
     try:
         if job.cpus is None:
             job.run(0)
@@ -245,7 +293,13 @@ def run_chunks(bounds, work, parts, pin=False):
                 job.run(0)
     finally:
         set_numba_threads(before)
-    job.done.acquire()  # blocks until the last chunk is done
+    own = time.perf_counter() - started if polls else 0.0
+    if polls and not spin.wait_for_end(job.flags, pool.workers[1].flags, worker_pool.PARKED, polls, spin.YIELD_EVERY):
+        job.done.acquire()
+        # waited (polled, then blocked) longer than its own share took: the worker was off its CPU
+        worker_pool.note_late(time.perf_counter() - started > 2 * own)
+    else:
+        job.done.acquire()  # blocks until the last chunk is done
     if job.error is not None:
         raise job.error
 

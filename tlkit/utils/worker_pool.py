@@ -1,35 +1,88 @@
 """tlkit's worker threads: the threads that take ``threads.run_chunks`` chunks beside the caller.
 
 Each worker has an inbox of its own (a ``queue.SimpleQueue``): a job is posted to a chosen worker in
-one C call, and the worker blocks on its inbox between jobs (never spins). No futures, no shared
-queue, no per-job Python objects beyond the job itself: an empty ``run_chunks`` on two threads
-took 8-13 us against 21-27 us through ``concurrent.futures.ThreadPoolExecutor`` (BENCHMARKS.md,
-"Batch 1: where the gap is").
+one C call, and the worker blocks on its inbox between jobs. No futures, no shared queue, no per-job
+Python objects beyond the job itself: an empty ``run_chunks`` on two threads took 8-13 us against
+21-27 us through ``concurrent.futures.ThreadPoolExecutor`` (BENCHMARKS.md, "Batch 1: where the gap is").
+
+A session (``with session(workers):``, one inference forward) keeps the workers awake between the
+forward's steps: on entry a blocked worker is woken once; after each job a worker polls for the next
+one without the GIL (``spin.wait_for_job``) for up to SPIN_US before it blocks, and when the last open
+session ends the polls stop at once. Waking a worker costs tens of microseconds on a virtual machine,
+about as long as a step of a batch-1 forward; outside a session no thread ever polls, so an idle tlkit
+process uses no CPU.
 
     pool = worker_pool.get(2)         # at least 2 workers (a forked child builds its own)
     pool.post(1, job, slot)           # worker 1 runs job.run_in_pool(slot)
+    with worker_pool.session(1):      # worker 1 polls between jobs until the block ends
+        ...
 """
+import contextlib
 import os
 import queue
 import threading
 
+import numpy as np
+
 from tlkit.utils import pinning
 
-_state = {"pool": None}
+# How long a worker polls for its next job after each one during a session before it blocks (us).
+SPIN_US = 200
+# False: sessions never open (the A/B scripts and tests compare both).
+SESSIONS = True
+# A worker's flags (int64, one cache line each): jobs posted to it, the sessions open, and the jobs
+# it had taken when it last began to poll (it holds no GIL while polling).
+POSTED, OPEN, PARKED = 0, 8, 16
+
+# When the callers of a session waited on a late worker (one off its CPU: another process busy on it)
+# in LATE_SPLITS of its splits, the next BACKOFF_FORWARDS sessions are not opened: with the cores
+# shared, steps on the calling thread alone lose less than steps waiting for a descheduled worker.
+LATE_SPLITS = 2
+BACKOFF_FORWARDS = 32
+
+_state = {"pool": None, "sessions": 0, "late": 0, "backoff": 0}
 _lock = threading.Lock()
 
 
 class _Worker:
     def __init__(self, index):
         self.inbox = queue.SimpleQueue()
+        self.flags = np.zeros(24, np.int64)
+        self.flags[OPEN] = _state["sessions"]
+        self.blocked = threading.Event()  # set while it blocks on its inbox (observable by tests)
         self.thread = threading.Thread(target=self._loop, name=f"tlkit-worker-{index}", daemon=True)
         self.thread.start()
 
+    def post(self, job, slot):
+        """Posts job to this worker; returns the number of jobs posted to it so far."""
+        self.inbox.put((job, slot))
+        self.flags[POSTED] += 1
+        return int(self.flags[POSTED])
+
     def _loop(self):
+        taken = 0  # jobs taken from the inbox
         while True:
-            job, slot = self.inbox.get()
+            if self.flags[OPEN] > 0 and self.inbox.empty():
+                from tlkit.utils import spin  # numba: loaded by the first session, not at import
+
+                spin.wait_for_job(self.flags, POSTED, taken, OPEN, PARKED, spin.polls(SPIN_US), spin.YIELD_EVERY)
+            if self.inbox.empty():
+                self.blocked.set()
+                job, slot = self.inbox.get()
+                self.blocked.clear()
+            else:
+                job, slot = self.inbox.get()
+            taken += 1
             job.run_in_pool(slot)
             del job  # not kept alive while waiting for the next
+
+
+class _Wake:
+    """A job that does nothing: posted to start a blocked worker's polls."""
+
+    @staticmethod
+    def run_in_pool(slot):
+        pass
 
 
 class Pool:
@@ -44,7 +97,8 @@ class Pool:
             self.workers.append(_Worker(len(self.workers)))
 
     def post(self, index, job, slot):
-        self.workers[index].inbox.put((job, slot))
+        """Posts job to worker ``index``; returns the number of jobs posted to it so far."""
+        return self.workers[index].post(job, slot)
 
 
 def get(count):
@@ -56,6 +110,53 @@ def get(count):
             pool = _state["pool"]
             if pool is None or pool.pid != os.getpid():
                 pool = _state["pool"] = Pool()
+                _state["sessions"] = 0  # a forked child's: its parent's sessions are not its own
                 pinning.new_pool()
             pool.grow(count)
     return pool
+
+
+def awake():
+    """Whether a session is open in this process (its workers poll between jobs)."""
+    return _state["sessions"] > 0
+
+
+@contextlib.contextmanager
+def session(workers):
+    """Workers 1..``workers`` poll for jobs between the block's steps (nothing when workers < 1 or
+    SESSIONS is False). Sessions nest and may be open on several threads at once: the polls stop
+    when the last one ends, also by an exception."""
+    with _lock:
+        skip = _state["backoff"] > 0 and _state["sessions"] == 0
+        _state["backoff"] -= skip
+    if workers < 1 or not SESSIONS or skip:
+        yield
+        return
+    pool = get(workers)
+    with _lock:
+        if _state["sessions"] == 0:
+            _state["late"] = 0
+        _state["sessions"] += 1
+        _set_open(pool)
+    try:
+        for worker in pool.workers[1:workers + 1]:
+            if worker.blocked.is_set():
+                worker.post(_Wake, 0)
+        yield
+    finally:
+        with _lock:
+            _state["sessions"] = max(0, _state["sessions"] - 1)
+            _set_open(pool)
+            if _state["sessions"] == 0 and _state["late"] >= LATE_SPLITS:
+                _state["backoff"] = BACKOFF_FORWARDS
+
+
+def note_late(late):
+    """A caller's report after a split of a session for which it blocked: whether the worker was late."""
+    if late:
+        _state["late"] += 1
+
+
+def _set_open(pool):
+    for worker in pool.workers[1:]:
+        worker.flags[OPEN] = _state["sessions"]

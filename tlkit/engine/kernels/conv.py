@@ -141,9 +141,9 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
     flops = 2 * n * out_h * out_w * k * f
     if direct_1x1 and gemm_blocks.worth_it(k, f):
         conv_chunks.packed_product(x.reshape(-1, ch), gemm_blocks.pack(wmat, b), y.reshape(-1, y.shape[3])[
-            :, lo:lo + f], None, 0.0 if relu else -np.inf, np.inf, POINTWISE_SPLIT_FLOPS)
+            :, lo:lo + f], None, 0.0 if relu else -np.inf, np.inf, threads.session_bar(POINTWISE_SPLIT_FLOPS))
         return y[..., lo:lo + f]
-    if direct_1x1 and flops < POINTWISE_SPLIT_FLOPS and conv_chunks.CHUNKED is not True:
+    if direct_1x1 and flops < threads.session_bar(POINTWISE_SPLIT_FLOPS) and conv_chunks.CHUNKED is not True:
         wide = y.reshape(-1, y.shape[3])
         threads.limit_blas()
         threads.product(x.reshape(-1, ch), wmat, wide[:, lo:lo + f])
@@ -155,7 +155,7 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
         return y[..., lo:lo + f]
     if conv_chunks.worth_it(flops):
         parts = max(threads.num_threads(), 1)
-        tiles = _tiles(n, out_h, out_w * (k + f) * 4, conv_chunks.CHUNK_BYTES, parts * threads.CHUNKS_PER_THREAD)
+        tiles = _tiles(n, out_h, out_w * (k + f) * 4, conv_chunks.CHUNK_BYTES, parts * threads.chunks_per_thread())
         conv_chunks.im2col_product(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, direct_1x1, tiles, y,
                                    lo, parts)
         return y[..., lo:lo + f]

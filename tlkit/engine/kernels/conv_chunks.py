@@ -39,7 +39,7 @@ def worth_it(flops):
     """True when an im2col + BLAS conv of this many flops runs as chunks (or CHUNKED forces it)."""
     if CHUNKED is not None:
         return CHUNKED
-    return flops >= threads.MIN_SPLIT_FLOPS and threads.num_threads() > 1 and threads.chunks_can_run_numba()
+    return flops >= threads.session_bar(threads.MIN_SPLIT_FLOPS) and threads.num_threads() > 1 and threads.chunks_can_run_numba()
 
 
 def im2col_product(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, direct_1x1, tiles, y, lo, parts):
@@ -85,7 +85,7 @@ def by_jobs(total, call):
         if total > 0:
             call(0, total)
         return
-    chunks = min(total, max(parts, 1) * threads.CHUNKS_PER_THREAD)
+    chunks = min(total, max(parts, 1) * threads.chunks_per_thread())
     bounds = np.linspace(0, total, chunks + 1).astype(np.int64)
     threads.run_chunks(bounds, lambda slot, j0, j1: call(int(j0), int(j1)), max(parts, 1))
 
@@ -96,7 +96,7 @@ def by_columns(rows, columns, flops):
     if COLUMNS is not None:
         return COLUMNS
     return (CHUNKED is None and rows < COLUMN_SPLIT_ROWS and columns >= 2 * COLUMN_BLOCK
-            and flops >= COLUMN_MIN_FLOPS and threads.num_threads() > 1)
+            and flops >= threads.session_bar(COLUMN_MIN_FLOPS) and threads.num_threads() > 1)
 
 
 def product_columns(src, wmat, out, epilogue=None):
@@ -168,5 +168,5 @@ def packed_product(x2, packed, y2, r2, lo, hi, split_flops=0):
     def run(slot, a, z):
         gemm_blocks.product_epilogue(x2[a:z], packed, y2[a:z], None if r2 is None else r2[a:z], lo, hi)
 
-    chunks = min(blocks, parts * threads.CHUNKS_PER_THREAD)
+    chunks = min(blocks, parts * threads.chunks_per_thread())
     threads.run_chunks([min(rows, packed.mr * (blocks * i // chunks)) for i in range(chunks + 1)], run, parts)

@@ -86,7 +86,7 @@ def conv_maxpool_bands(x, wmat, bias, has_bias, relu, window, pad_top, pad_left,
     parts = max(threads.num_threads(), 1)
     conv_rows = max(ph, BAND_BYTES // (ow * (k + f) * 4))
     per = max(1, (conv_rows - ph) // psh + 1)
-    per = min(per, max(1, -(-n * p_rows // (parts * threads.CHUNKS_PER_THREAD))))  # enough bands to share
+    per = min(per, max(1, -(-n * p_rows // (parts * threads.chunks_per_thread()))))  # enough bands to share
     bands = [(img, p0, min(p0 + per, p_rows)) for img in range(n) for p0 in range(0, p_rows, per)]
     most = (per - 1) * psh + ph
     scratch = {}  # (patches, conv rows) per thread slot

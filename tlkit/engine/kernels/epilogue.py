@@ -15,8 +15,8 @@ import numpy as np
 from numba import njit, prange
 
 from tlkit.engine.kernels import conv_chunks, gemm_blocks
-from tlkit.utils.threads import (CHUNKS_PER_THREAD, MIN_SPLIT_FLOPS, limit_blas, num_threads, product,
-                                 run_chunks)
+from tlkit.utils.threads import (MIN_SPLIT_FLOPS, chunks_per_thread, limit_blas, num_threads, product, run_chunks,
+                                 session_bar)
 
 __all__ = ["add_residual_clip", "pointwise_conv"]
 
@@ -124,7 +124,7 @@ def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None
         conv_chunks.product_columns(x2, w, y2, lambda c0, c1: _epilogue_columns(y2, b, r, r2 is not None, lo, hi,
                                                                                 c0, c1))
         return out
-    parts = 1 if 2 * rows * c * f < MIN_SPLIT_FLOPS else min(num_threads(), rows)
+    parts = 1 if 2 * rows * c * f < session_bar(MIN_SPLIT_FLOPS) else min(num_threads(), rows)
     # Tiles small enough for L2, and at least one per thread (a batch-1 layer may be one tile).
     tile = max(1, min(TILE_BYTES // (4 * f), -(-rows // parts)))
     tiles = -(-rows // tile)
@@ -141,6 +141,6 @@ def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None
     if parts < 2:
         run_tiles(0, 0, tiles)
     else:
-        chunks = min(tiles, parts * CHUNKS_PER_THREAD)
+        chunks = min(tiles, parts * chunks_per_thread())
         run_chunks([tiles * i // chunks for i in range(chunks + 1)], run_tiles, parts)
     return out

@@ -30,6 +30,7 @@ from tlkit.engine.kernels import gemm_blocks
 from tlkit.engine.kernels.depthwise_tiles import forward_tiles
 from tlkit.engine.kernels.epilogue import _epilogue_serial
 from tlkit.engine.kernels.stem_conv import StemRows
+from tlkit.utils import worker_pool
 from tlkit.utils.threads import (chunks_can_run_numba, limit_blas, num_threads, product, run_chunks,
                                  set_numba_threads)
 
@@ -75,6 +76,8 @@ def _pieces(n, h, w, e, oh, ow, sh, kh, parts):
     piece's expanded rows and depthwise output take): bands of rows of one image, or groups of whole
     images when a whole image fits a band (at least CHUNKS_PER_THREAD groups a thread)."""
     rows = band_rows(h, w, e, oh, sh, kh)
+    if n < parts and worker_pool.awake():  # the workers poll: a band for each, however small the image
+        rows = min(rows, -(-oh // -(-parts // n)))
     if rows < oh:
         pieces = [(i, i + 1, r, min(r + rows, oh)) for i in range(n) for r in range(0, oh, rows)]
         return pieces, min(h, (rows - 1) * sh + kh) * w * e, rows * ow * e
@@ -151,6 +154,6 @@ def inverted_residual(x, expand, depthwise, project, residual, out, parts=None, 
         finally:
             set_numba_threads(before)
     else:
-        chunks = min(len(pieces), parts * CHUNKS_PER_THREAD)
+        chunks = min(len(pieces), parts * (1 if worker_pool.awake() else CHUNKS_PER_THREAD))
         run_chunks([len(pieces) * i // chunks for i in range(chunks + 1)], run, parts)
     return out

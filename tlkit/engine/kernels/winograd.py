@@ -236,6 +236,10 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
     if threaded is None:
         threaded = (splits_tile_rows(n, out_hw, ch, f) and threads.num_threads() > 1
                     and threads.chunks_can_run_numba())
+    if threaded and threads.by_output_channels(36 * ch * f, 36 * n * tiles_h * tiles_w * ch, f):
+        _conv3x3_columns(x, transform_filter(w) if u is None else u, bias, has_bias, pad_top, pad_left, tiles_h,
+                         tiles_w, relu, y, lo, pool2)
+        return y[..., lo:lo + f]
     if threaded:
         _conv3x3_threaded(x, transform_filter(w) if u is None else u, bias, has_bias, pad_top, pad_left, tiles_h,
                           tiles_w, relu, y, lo, pool2)
@@ -286,7 +290,7 @@ def _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w,
     total_rows = x.shape[0] * tiles_h
     parts = max(threads.num_threads(), 1)
     per = max(1, min(THREAD_BYTES // (36 * tiles_w * (ch + f) * 4),
-                     -(-total_rows // (parts * threads.CHUNKS_PER_THREAD))))
+                     -(-total_rows // (parts * threads.chunks_per_thread()))))
     scratch = {}
 
     def chunk(slot, r0, r1):
@@ -300,6 +304,28 @@ def _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w,
 
     threads.limit_blas()
     threads.run_chunks(list(range(0, total_rows, per)) + [total_rows], chunk, parts)
+
+
+def _conv3x3_columns(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, pool2):
+    """conv3x3 with the output channels shared by the threads (threads.by_output_channels): the input
+    transformed once, then each thread multiplies by (reads) its block of the transformed filter only."""
+    ch, f = u.shape[1], u.shape[2]
+    total_rows = x.shape[0] * tiles_h
+    v = np.empty((36, total_rows * tiles_w, ch), np.float32)
+    before = threads.num_threads()
+    threads.set_numba_threads(1)  # a few tiles: a numba parallel region would cost more than the pass
+    try:
+        input_transform(x, total_rows, 0, tiles_h, tiles_w, pad_top, pad_left, v)
+    finally:
+        threads.set_numba_threads(before)
+
+    def block(slot, c0, c1):
+        m = np.empty((36, v.shape[1], c1 - c0), np.float32)
+        threads.product(v, u[:, :, c0:c1], m)
+        output_transform(m, total_rows, 0, tiles_h, tiles_w, bias[c0:c1], has_bias, relu, y, lo + c0, pool2)
+
+    threads.limit_blas()
+    threads.run_chunks(threads.column_blocks(f, before), block, before)
 
 
 # ---------------------------------------------------------------------------------------------
