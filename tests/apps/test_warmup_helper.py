@@ -42,7 +42,7 @@ print(sorted(compiled() - helper))
     assert done.returncode == 0, done.stderr[-2000:]
     helper, left_for_the_forward = done.stdout.strip().splitlines()[-2:]
     assert left_for_the_forward == "[]"  # every specialisation the forward needs was compiled by the helper
-    for kernel in ("pool_band_bias_relu", "add_bias_relu", "output_transform"):  # conv1 + pool1, 1x1, 3x3
+    for kernel in ("pool_band_bias_relu", "add_bias_relu", "_output_tiles"):  # conv1 + pool1, 1x1, 3x3
         assert kernel in helper
 
 
@@ -68,7 +68,7 @@ print(warmup.uses_winograd(squeezenet), warmup.uses_winograd(VGG16(weights=None,
     assert done.returncode == 0, done.stderr[-2000:]
     helper, left_for_the_forward, uses = done.stdout.strip().splitlines()[-3:]
     assert left_for_the_forward == "[]"
-    for kernel in ("output_transform", "input_transform", "filter_transform"):
+    for kernel in ("_output_tiles", "_input_tiles", "filter_transform"):
         assert f"winograd.{kernel}'" in helper
     # 64x64 input: the fire modules' 3x3 expands run on 15x15 maps; at 32x32 on 7x7 and smaller (direct path).
     assert uses == "True True False"

@@ -16,7 +16,8 @@ output's scale for VGG-sized inputs. `applicable` says when this beats the direc
 import numpy as np
 from numba import njit, prange
 
-from tlkit.engine.kernels import winograd_filters
+from tlkit.engine.kernels import conv_chunks, winograd_filters
+from tlkit.engine.kernels.intrinsics import serial_kernel
 from tlkit.engine.kernels.winograd_filters import (  # the filter side, also named here (winograd.G, ...)
     G,  # noqa: F401
     cached_filter_wanted,
@@ -93,14 +94,31 @@ def applicable(x_shape, w_shape, strides, dilation, out_hw=None, small_outputs=T
     return min(oh, ow) >= MIN_OUT or (small_outputs and min(oh, ow) >= SMALL_OUT and channels >= SMALL_OUT_CHANNELS)
 
 
-@njit(cache=True, nogil=True, parallel=True)
 def input_transform(x, tile_rows, tr0, tiles_h, tiles_w, pad_top, pad_left, v):
-    """v[k, t, c] = (B^T d B)[k // 6, k % 6] for the 6x6 input tile of the chunk's t-th output tile.
+    """v[k, t, c] = (B^T d B)[k // 6, k % 6] for the 6x6 input tile of the chunk's t-th output tile,
+    the chunk being tile rows tr0 .. tr0 + tile_rows (its rows shared by the threads).
 
     Tile rows are numbered image-major over the batch: row tr0 + job is image (tr0 + job) // tiles_h.
     """
+    conv_chunks.by_jobs(tile_rows, lambda j0, j1: _input_tiles(x, j0, j1, tr0, tiles_h, tiles_w, pad_top, pad_left, v))
+
+
+def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, lo=0, pool2=False):
+    """y[4x4 block of tile t, channels lo:lo + F] = A^T m[:, t] A (+ b, ReLU), cropped at the
+    bottom/right edges, for the chunk of tile rows tr0 .. tr0 + tile_rows (shared by the threads).
+    pool2: y is the 2x2 stride-2 ('valid') max pool of that instead, each block's 2x2 pooled values
+    taken while it is in registers (tiles start at multiples of 4)."""
+    conv_chunks.by_jobs(tile_rows, lambda j0, j1: _output_tiles(m, j0, j1, tr0, tiles_h, tiles_w, b, has_bias, relu,
+                                                                 y, lo, pool2))
+
+
+# The transforms are serial kernels over a range of the chunk's tile rows (jobs j0 .. j1), shared
+# by tlkit's threads (conv_chunks.by_jobs): as numba parallel loops they compiled in ~4x the time
+# (a first run's largest compile), at the same speed.
+@serial_kernel
+def _input_tiles(x, j0, j1, tr0, tiles_h, tiles_w, pad_top, pad_left, v):
     _, h, w, ch = x.shape
-    for job in prange(tile_rows):
+    for job in range(j0, j1):
         img = (tr0 + job) // tiles_h
         tr = (tr0 + job) % tiles_h
         d = np.zeros((6, 6, ch), np.float32)
@@ -141,14 +159,11 @@ def input_transform(x, tile_rows, tr0, tiles_h, tiles_w, pad_top, pad_left, v):
                     v[i * 6 + 5, t, c] = F4 * e1 - F5 * e3 + e5
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def output_transform(m, tile_rows, tr0, tiles_h, tiles_w, b, has_bias, relu, y, lo=0, pool2=False):
-    """y[4x4 block of tile t, channels lo:lo + F] = A^T m[:, t] A (+ b, ReLU), cropped at the
-    bottom/right edges. pool2: y is the 2x2 stride-2 ('valid') max pool of that instead, each
-    block's 2x2 pooled values taken while it is in registers (tiles start at multiples of 4)."""
+@serial_kernel
+def _output_tiles(m, j0, j1, tr0, tiles_h, tiles_w, b, has_bias, relu, y, lo, pool2):
     _, oh, ow, _ = y.shape
     f = m.shape[2]
-    for job in prange(tile_rows):
+    for job in range(j0, j1):
         img = (tr0 + job) // tiles_h
         tr = (tr0 + job) % tiles_h
         s = np.empty((4, 6, f), np.float32)
