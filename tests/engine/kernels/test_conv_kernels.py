@@ -144,7 +144,7 @@ def test_backward_is_the_adjoint_of_forward(case, rng):
 # ---------------------------------------------------------------------------------------------
 # Winograd F(4x4, 3x3)
 
-from tlkit.engine.kernels import winograd  # noqa: E402
+from tlkit.engine.kernels import winograd, winograd_backward  # noqa: E402
 
 WINO_CASES = [  # (x shape, filters, padding): partial tiles at the bottom/right, batch > 1
     ((2, 9, 14, 16), 16, "same"),
@@ -184,8 +184,8 @@ def test_winograd_route_matches_reference(x_shape, f, padding, rng, small_chunks
 
 def test_winograd_weight_gradient_is_used_when_applicable(rng, monkeypatch):
     calls = []
-    real = winograd.conv3x3_backward_weights
-    monkeypatch.setattr(winograd, "conv3x3_backward_weights", lambda *a: calls.append(a) or real(*a))
+    real = winograd_backward.conv3x3_backward_weights
+    monkeypatch.setattr(winograd_backward, "conv3x3_backward_weights", lambda *a: calls.append(a) or real(*a))
     x = rng.standard_normal((2, 8, 8, 16)).astype(np.float32)
     conv.conv2d_backward_weights(x, rng.standard_normal((2, 8, 8, 16)).astype(np.float32), (3, 3, 16, 16), padding="same")
     assert len(calls) == 1
@@ -197,7 +197,7 @@ def test_winograd_weight_gradient_at_vgg_scale(rng):
     """block5-sized layer, batch 2: relative error well below 1e-4 against the im2col product."""
     x = np.maximum(rng.standard_normal((2, 14, 14, 64)), 0).astype(np.float32)
     dy = rng.standard_normal((2, 14, 14, 48)).astype(np.float32)
-    wino = winograd.conv3x3_backward_weights(x, dy, 1, 1)
+    wino = winograd_backward.conv3x3_backward_weights(x, dy, 1, 1)
     _, want, _ = ref_backward(x, np.zeros((3, 3, 64, 48), np.float32), dy, (1, 1), "same", (1, 1))
     assert np.abs(wino - want).max() <= 1e-5 * np.abs(want).max()
 

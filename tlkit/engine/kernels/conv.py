@@ -25,7 +25,7 @@ import functools
 
 import numpy as np
 
-from tlkit.engine.kernels import conv_chunks, conv_pool_bands, direct_conv, gemm_blocks, winograd
+from tlkit.engine.kernels import conv_chunks, conv_pool_bands, direct_conv, gemm_blocks, winograd, winograd_backward
 from tlkit.engine.kernels.bias_grad import bias_grad
 from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
 from tlkit.engine.kernels.im2col import add_bias_relu, col2im_rows, im2col_rows
@@ -346,7 +346,7 @@ def conv2d_backward_weights(x, dy, kernel_shape, strides=(1, 1), padding="valid"
     if _pointwise(g.window):
         return matmul(x.reshape(-1, ch).T, dy2, np.empty((ch, f), np.float32)).reshape(kernel_shape), db
     if winograd.applicable(x.shape, kernel_shape, g.strides, g.dilation, (g.oh, g.ow), small_outputs=False):
-        return winograd.conv3x3_backward_weights(x, dy, g.pad_top, g.pad_left), db
+        return winograd_backward.conv3x3_backward_weights(x, dy, g.pad_top, g.pad_left), db
     dw = np.zeros((kh * kw * ch, f), np.float32)
     part = np.empty_like(dw)
     tiles = _tiles(x.shape[0], g.oh, g.ow * kh * kw * ch * 4)
