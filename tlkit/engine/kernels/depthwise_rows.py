@@ -29,6 +29,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from tlkit.engine.kernels.depthwise_stream import LINE_FLOATS, copy_out, store_fence, streams
+
 __all__ = ["forward_rows", "takes_rows", "wide_blocks", "row3", "row5"]
 
 PIXELS = 4  # adjacent output pixels per pass (the passes are written for 4)
@@ -214,7 +216,7 @@ def _fill(xf, rf, shape, n, ii, left, cols, slot_base):
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
-def _rows_narrow(x, k, bias, lo, hi, dh, top, left, bands, y):
+def _rows_narrow(x, k, bias, lo, hi, dh, top, left, bands, y, dest, phase, stream):
     """The ring kernel by blocks of PIXELS (4) pixels."""
     n_img, h, w, ch = x.shape
     _, oh, ow, _ = y.shape
@@ -236,22 +238,27 @@ def _rows_narrow(x, k, bias, lo, hi, dh, top, left, bands, y):
             t = r + span - 1  # the one row output row r adds
             _fill(xf, rf, x.shape, n, t - top, left, cols, t % span * slot)
             yrow = (n * oh + r) * ow * ch
+            block = numba.get_thread_id() * PIXELS * ch  # this thread's scratch block (streaming)
             for c0 in range(0, ow, PIXELS):
                 c = min(c0, ow - PIXELS)
-                yb, cb = np.uint64(yrow + c * ch), c * ch
+                yb, cb = np.uint64(block if stream else yrow + c * ch), c * ch
                 if kw == 3:
-                    _window3(rf, kf, bias, yf, yb, np.uint64(r % span * slot + cb),
+                    _window3(rf, kf, bias, dest, yb, np.uint64(r % span * slot + cb),
                              np.uint64((r + dh) % span * slot + cb), np.uint64((r + 2 * dh) % span * slot + cb),
                              uch, ch, lo, hi)
                 else:
-                    _window5(rf, kf, bias, yf, yb, np.uint64(r % span * slot + cb),
+                    _window5(rf, kf, bias, dest, yb, np.uint64(r % span * slot + cb),
                              np.uint64((r + dh) % span * slot + cb), np.uint64((r + 2 * dh) % span * slot + cb),
                              np.uint64((r + 3 * dh) % span * slot + cb), np.uint64((r + 4 * dh) % span * slot + cb),
                              uch, ch, lo, hi)
+                if stream:
+                    copy_out(dest, block, yf, yrow + c * ch, PIXELS * ch, phase)
+        if stream:
+            store_fence()
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
-def _rows_wide(x, k, bias, lo, hi, dh, top, left, bands, y):
+def _rows_wide(x, k, bias, lo, hi, dh, top, left, bands, y, dest, phase, stream):
     """_rows_narrow by blocks of WIDE_PIXELS (7) pixels. (A kernel of its own, written out alike:
     with both block widths' passes in one loop, or with the ring set-up and offsets moved into
     helpers, LLVM left passes scalar, 4-5x slower.)"""
@@ -274,18 +281,23 @@ def _rows_wide(x, k, bias, lo, hi, dh, top, left, bands, y):
             t = r + span - 1
             _fill(xf, rf, x.shape, n, t - top, left, cols, t % span * slot)
             yrow = (n * oh + r) * ow * ch
+            block = numba.get_thread_id() * WIDE_PIXELS * ch
             for c0 in range(0, ow, WIDE_PIXELS):
                 c = min(c0, ow - WIDE_PIXELS)
-                yb, cb = np.uint64(yrow + c * ch), c * ch
+                yb, cb = np.uint64(block if stream else yrow + c * ch), c * ch
                 if kw == 3:
-                    _window3w(rf, kf, bias, yf, yb, np.uint64(r % span * slot + cb),
+                    _window3w(rf, kf, bias, dest, yb, np.uint64(r % span * slot + cb),
                               np.uint64((r + dh) % span * slot + cb), np.uint64((r + 2 * dh) % span * slot + cb),
                               uch, ch, lo, hi)
                 else:
-                    _window5w(rf, kf, bias, yf, yb, np.uint64(r % span * slot + cb),
+                    _window5w(rf, kf, bias, dest, yb, np.uint64(r % span * slot + cb),
                               np.uint64((r + dh) % span * slot + cb), np.uint64((r + 2 * dh) % span * slot + cb),
                               np.uint64((r + 3 * dh) % span * slot + cb), np.uint64((r + 4 * dh) % span * slot + cb),
                               uch, ch, lo, hi)
+                if stream:
+                    copy_out(dest, block, yf, yrow + c * ch, WIDE_PIXELS * ch, phase)
+        if stream:
+            store_fence()
 
 
 def wide_blocks(ow):
@@ -295,9 +307,16 @@ def wide_blocks(ow):
 
 
 def _forward_rows(x, k, bias, lo, hi, dh, top, left, bands, y):
-    """The ring kernel, by the block width that suits y's rows."""
-    kernel = _rows_wide if wide_blocks(y.shape[2]) else _rows_narrow
-    kernel(x, k, bias, lo, hi, dh, top, left, bands, y)
+    """The ring kernel, by the block width that suits y's rows; a large y's blocks are summed into a
+    scratch block per thread (in L1) and streamed out (depthwise_stream.py)."""
+    wide = wide_blocks(y.shape[2])
+    kernel = _rows_wide if wide else _rows_narrow
+    yf = y.reshape(-1)
+    if streams(y):
+        scratch = np.empty(numba.get_num_threads() * (WIDE_PIXELS if wide else PIXELS) * y.shape[3], np.float32)
+        kernel(x, k, bias, lo, hi, dh, top, left, bands, y, scratch, y.ctypes.data // 4 % LINE_FLOATS, True)
+    else:
+        kernel(x, k, bias, lo, hi, dh, top, left, bands, y, yf, 0, False)
 
 
 def forward_rows(x, k, bias, lo, hi, dh, top, left, y):
