@@ -88,16 +88,19 @@ def test_narrow_outputs_and_other_kernels_skip_the_rows(rng, row_calls):
 
 
 @pytest.mark.parametrize("k", [3, 5])
-def test_rows_match_torch(rng, row_calls, k):
-    """MobileNet-like widths (odd 15 x 15 images, 144 channels): torch's symmetric padding is 'same' here."""
+@pytest.mark.parametrize("shape", [(3, 15, 15, 144), (4, 14, 14, 152)])
+def test_rows_match_torch(rng, block_widths, k, shape):
+    """MobileNet-like widths against torch: odd 15 x 15 images (4-pixel blocks) and 14 x 14 ones (two
+    7-pixel blocks); torch's symmetric padding is 'same' here."""
     torch = pytest.importorskip("torch")
-    x = rng.standard_normal((3, 15, 15, 144)).astype(np.float32)
-    kernel = rng.standard_normal((k, k, 144, 1)).astype(np.float32)
+    ch = shape[-1]
+    x = rng.standard_normal(shape).astype(np.float32)
+    kernel = rng.standard_normal((k, k, ch, 1)).astype(np.float32)
     y = depthwise.depthwise_forward(x, kernel, (1, 1), "same")
     tx = torch.tensor(x.transpose(0, 3, 1, 2))
     tw = torch.tensor(kernel[:, :, :, 0].transpose(2, 0, 1)[:, None])
-    ty = torch.nn.functional.conv2d(tx, tw, padding=k // 2, groups=144).numpy().transpose(0, 2, 3, 1)
-    assert len(row_calls) == 1
+    ty = torch.nn.functional.conv2d(tx, tw, padding=k // 2, groups=ch).numpy().transpose(0, 2, 3, 1)
+    assert block_widths == [depthwise_rows.WIDE_PIXELS if shape[2] == 14 else depthwise_rows.PIXELS]
     np.testing.assert_allclose(y, ty, rtol=1e-4, atol=1e-5)
 
 
@@ -135,17 +138,3 @@ def test_wide_blocks_match_float64_reference(rng, block_widths, k, padding, dila
     assert block_widths == [depthwise_rows.WIDE_PIXELS]
     np.testing.assert_allclose(y, reference64(x, kernel, padding, dilation, bias, (-3.0, 4.0)), rtol=1e-5,
                                atol=1e-5)
-
-
-@pytest.mark.parametrize("k", [3, 5])
-def test_wide_blocks_match_torch(rng, block_widths, k):
-    """MobileNet's 14 x 14 rows (two 7-pixel blocks) on 152 channels against torch."""
-    torch = pytest.importorskip("torch")
-    x = rng.standard_normal((4, 14, 14, 152)).astype(np.float32)
-    kernel = rng.standard_normal((k, k, 152, 1)).astype(np.float32)
-    y = depthwise.depthwise_forward(x, kernel, (1, 1), "same")
-    tx = torch.tensor(x.transpose(0, 3, 1, 2))
-    tw = torch.tensor(kernel[:, :, :, 0].transpose(2, 0, 1)[:, None])
-    ty = torch.nn.functional.conv2d(tx, tw, padding=k // 2, groups=152).numpy().transpose(0, 2, 3, 1)
-    assert block_widths == [depthwise_rows.WIDE_PIXELS]
-    np.testing.assert_allclose(y, ty, rtol=1e-4, atol=1e-5)
