@@ -57,9 +57,16 @@ def test_streamed_with_row_dilation_and_valid_padding(rng, streamed):
     assert streamed == [True, True]
 
 
-def test_only_large_outputs_stream():
-    assert depthwise_stream.streams(np.empty(depthwise_stream.STREAM_MIN_BYTES // 4, np.float32))
-    assert not depthwise_stream.streams(np.empty(depthwise_stream.STREAM_MIN_BYTES // 4 - 1, np.float32))
+def test_only_large_aligned_outputs_stream():
+    """From STREAM_MIN_BYTES on, unless the floats are not 4-byte aligned (an out= array viewed from
+    bytes at an odd offset): their lines cannot be streamed."""
+    size = depthwise_stream.STREAM_MIN_BYTES // 4
+    assert depthwise_stream.streams(np.empty(size, np.float32))
+    assert not depthwise_stream.streams(np.empty(size - 1, np.float32))
+    raw = np.empty(4 * size + 4, np.uint8)
+    offset = 1 if (raw.ctypes.data + 1) % 4 else 2
+    misaligned = np.frombuffer(raw, np.float32, count=size, offset=offset)
+    assert misaligned.ctypes.data % 4 != 0 and not depthwise_stream.streams(misaligned)
 
 
 def test_mobilenet_layer_streams_by_size(rng):

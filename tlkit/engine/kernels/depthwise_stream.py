@@ -28,8 +28,9 @@ LINE_FLOATS = 16  # floats per 64-byte cache line
 
 
 def streams(y):
-    """Whether an output of y's size is written with non-temporal stores."""
-    return y.nbytes >= STREAM_MIN_BYTES
+    """Whether output y is written with non-temporal stores: large, and its floats 4-byte aligned (so
+    whole cache lines of them start at a float; a misaligned streaming store would fault)."""
+    return y.nbytes >= STREAM_MIN_BYTES and y.ctypes.data % 4 == 0
 
 
 @intrinsic
