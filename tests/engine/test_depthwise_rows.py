@@ -88,14 +88,53 @@ def test_narrow_outputs_and_other_kernels_skip_the_rows(rng, row_calls):
 
 
 @pytest.mark.parametrize("k", [3, 5])
-def test_rows_match_torch(rng, row_calls, k):
-    """MobileNet-like widths (odd 15 x 15 images, 144 channels): torch's symmetric padding is 'same' here."""
+@pytest.mark.parametrize("shape", [(3, 15, 15, 144), (4, 14, 14, 152)])
+def test_rows_match_torch(rng, block_widths, k, shape):
+    """MobileNet-like widths against torch: odd 15 x 15 images (4-pixel blocks) and 14 x 14 ones (two
+    7-pixel blocks); torch's symmetric padding is 'same' here."""
     torch = pytest.importorskip("torch")
-    x = rng.standard_normal((3, 15, 15, 144)).astype(np.float32)
-    kernel = rng.standard_normal((k, k, 144, 1)).astype(np.float32)
+    ch = shape[-1]
+    x = rng.standard_normal(shape).astype(np.float32)
+    kernel = rng.standard_normal((k, k, ch, 1)).astype(np.float32)
     y = depthwise.depthwise_forward(x, kernel, (1, 1), "same")
     tx = torch.tensor(x.transpose(0, 3, 1, 2))
     tw = torch.tensor(kernel[:, :, :, 0].transpose(2, 0, 1)[:, None])
-    ty = torch.nn.functional.conv2d(tx, tw, padding=k // 2, groups=144).numpy().transpose(0, 2, 3, 1)
-    assert len(row_calls) == 1
+    ty = torch.nn.functional.conv2d(tx, tw, padding=k // 2, groups=ch).numpy().transpose(0, 2, 3, 1)
+    assert block_widths == [depthwise_rows.WIDE_PIXELS if shape[2] == 14 else depthwise_rows.PIXELS]
     np.testing.assert_allclose(y, ty, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture
+def block_widths(monkeypatch):
+    """Records which ring kernel (4- or 7-pixel blocks) each call ran."""
+    calls = []
+    for name, width in [("_rows_narrow", depthwise_rows.PIXELS), ("_rows_wide", depthwise_rows.WIDE_PIXELS)]:
+        def spy(*args, kernel=getattr(depthwise_rows, name), width=width):
+            calls.append(width)
+            return kernel(*args)
+        monkeypatch.setattr(depthwise_rows, name, spy)
+    return calls
+
+
+def test_wide_blocks_where_they_compute_no_more_pixels():
+    """7-pixel blocks on rows of 7, 13, 14, 28, 112 pixels; 4-pixel ones where 7 would compute
+    more (the last block of a row overlaps the one before it) or the row is shorter than 7."""
+    assert [w for w in (4, 6, 7, 8, 12, 13, 14, 16, 20, 28, 56, 112) if depthwise_rows.wide_blocks(w)] == [
+        7, 13, 14, 28, 56, 112]
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("padding,dilation", [("same", (1, 1)), ("valid", (1, 1)), ("same", (2, 1))])
+@pytest.mark.parametrize("shape", [(1, 8, 7, 72), (3, 9, 14, 91), (2, 5, 13, 64), (2, 6, 28, 100)])
+def test_wide_blocks_match_float64_reference(rng, block_widths, k, padding, dilation, shape):
+    """Rows of one 7-pixel block, of two, of two overlapping (13), of four; batch 1 (bands of rows),
+    channels not a multiple of a vector; the row width each padding leaves picks the block width."""
+    if padding == "valid":
+        shape = shape[:2] + (shape[2] + k - 1,) + shape[3:]
+    x = (2 * rng.standard_normal(shape)).astype(np.float32)
+    kernel = rng.standard_normal((k, k, shape[-1], 1)).astype(np.float32)
+    bias = rng.standard_normal(shape[-1]).astype(np.float32)
+    y = depthwise.depthwise_forward(x, kernel, (1, 1), padding, dilation, bias=bias, clip=(-3.0, 4.0))
+    assert block_widths == [depthwise_rows.WIDE_PIXELS]
+    np.testing.assert_allclose(y, reference64(x, kernel, padding, dilation, bias, (-3.0, 4.0)), rtol=1e-5,
+                               atol=1e-5)
