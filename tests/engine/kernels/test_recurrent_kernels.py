@@ -3,6 +3,7 @@ differences in float64 (masks, states, recurrent dropout, sequence and last-outp
 import numpy as np
 import pytest
 
+from tlkit.engine.kernels import recurrent
 from tlkit.engine.kernels.recurrent import GATES, rnn_forward, rnn_backward, transposed
 from tlkit.utils import threads
 
@@ -61,9 +62,12 @@ def _run(cell, a, mask, rd, parts=None):
                        mask, "tanh", "sigmoid", rd, parts=parts)
 
 
+@pytest.mark.parametrize("transposed_product", [False, True])  # the per-step product as R.T @ h.T
 @pytest.mark.parametrize("parts", [1, 2, 3])  # the batch of 3 in blocks, one thread each
 @pytest.mark.parametrize("cell", ["lstm", "gru", "gru_reset_before", "simple"])
-def test_forward_matches_numpy_loop(cell, parts):
+def test_forward_matches_numpy_loop(cell, parts, transposed_product, monkeypatch):
+    if transposed_product:
+        monkeypatch.setattr(recurrent, "TRANSPOSED_ABOVE", 0)
     a, mask, rd = _case(cell)
     seq = _run(cell, a, mask, rd, parts)
     out, h, c = reference(cell, a["x"], a["w"], a["r"], a["b"], a["rb"], a["h0"], a["c0"], mask, rd)
@@ -77,7 +81,10 @@ def test_forward_matches_numpy_loop(cell, parts):
 @pytest.mark.parametrize("cell", ["lstm", "gru", "gru_reset_before", "simple"])
 @pytest.mark.parametrize("use_mask", [True, False])
 @pytest.mark.parametrize("parts", [1, 2])
-def test_backward_through_time_matches_finite_differences(cell, use_mask, parts, monkeypatch):
+@pytest.mark.parametrize("transposed_product", [False, True])
+def test_backward_through_time_matches_finite_differences(cell, use_mask, parts, transposed_product, monkeypatch):
+    if transposed_product:  # the forward's R.T, reused by backward
+        monkeypatch.setattr(recurrent, "TRANSPOSED_ABOVE", 0)
     if parts == 2:  # also the products split over threads, whatever this machine's size and speed
         monkeypatch.setattr(threads, "num_threads", lambda: 2)
         monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)
@@ -113,6 +120,20 @@ def test_backward_through_time_matches_finite_differences(cell, use_mask, parts,
             arr[i] = old
             num[i] = (up - down) / (2 * eps)
         np.testing.assert_allclose(grads[gname].reshape(-1), num, rtol=1e-6, atol=1e-8, err_msg=f"{cell} d{key}")
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_float32_lstm_wide_enough_for_the_transposed_product(parts):
+    """200 units: 800 gate columns, past TRANSPOSED_ABOVE without patching; float32 against float64."""
+    a, mask, rd = _case("lstm", seed=3, t=4, n=5, n_in=7, u=200)
+    assert GATES["lstm"] * 200 > recurrent.TRANSPOSED_ABOVE
+    a32 = {k: v.astype(np.float32) for k, v in a.items()}
+    seq = rnn_forward("lstm", a32["x"], a32["w"], a32["r"], a32["b"], None, a32["h0"], a32["c0"], mask, "tanh",
+                      "sigmoid", None, parts=parts)
+    out, h, c = reference("lstm", a["x"], a["w"], a["r"], a["b"], a["rb"], a["h0"], a["c0"], mask, 1.0)
+    assert seq.rkt is not None and seq.out.dtype == np.float32
+    np.testing.assert_allclose(seq.out, out, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(seq.c[-1], c, rtol=2e-4, atol=2e-5)
 
 
 def test_unknown_activation_is_a_clear_error():
