@@ -3,8 +3,7 @@ differences in float64 (masks, states, recurrent dropout, sequence and last-outp
 import numpy as np
 import pytest
 
-from tlkit.engine.kernels import recurrent
-from tlkit.engine.kernels.recurrent import GATES, rnn_forward, rnn_backward, transposed
+from tlkit.engine.kernels.recurrent import GATES, padded, rnn_forward, rnn_backward, transposed
 from tlkit.utils import threads
 
 
@@ -62,12 +61,9 @@ def _run(cell, a, mask, rd, parts=None):
                        mask, "tanh", "sigmoid", rd, parts=parts)
 
 
-@pytest.mark.parametrize("transposed_product", [False, True])  # the per-step product as R.T @ h.T
 @pytest.mark.parametrize("parts", [1, 2, 3])  # the batch of 3 in blocks, one thread each
 @pytest.mark.parametrize("cell", ["lstm", "gru", "gru_reset_before", "simple"])
-def test_forward_matches_numpy_loop(cell, parts, transposed_product, monkeypatch):
-    if transposed_product:
-        monkeypatch.setattr(recurrent, "TRANSPOSED_ABOVE", 0)
+def test_forward_matches_numpy_loop(cell, parts):
     a, mask, rd = _case(cell)
     seq = _run(cell, a, mask, rd, parts)
     out, h, c = reference(cell, a["x"], a["w"], a["r"], a["b"], a["rb"], a["h0"], a["c0"], mask, rd)
@@ -81,10 +77,7 @@ def test_forward_matches_numpy_loop(cell, parts, transposed_product, monkeypatch
 @pytest.mark.parametrize("cell", ["lstm", "gru", "gru_reset_before", "simple"])
 @pytest.mark.parametrize("use_mask", [True, False])
 @pytest.mark.parametrize("parts", [1, 2])
-@pytest.mark.parametrize("transposed_product", [False, True])
-def test_backward_through_time_matches_finite_differences(cell, use_mask, parts, transposed_product, monkeypatch):
-    if transposed_product:  # the forward's R.T, reused by backward
-        monkeypatch.setattr(recurrent, "TRANSPOSED_ABOVE", 0)
+def test_backward_through_time_matches_finite_differences(cell, use_mask, parts, monkeypatch):
     if parts == 2:  # also the products split over threads, whatever this machine's size and speed
         monkeypatch.setattr(threads, "num_threads", lambda: 2)
         monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)
@@ -120,20 +113,6 @@ def test_backward_through_time_matches_finite_differences(cell, use_mask, parts,
             arr[i] = old
             num[i] = (up - down) / (2 * eps)
         np.testing.assert_allclose(grads[gname].reshape(-1), num, rtol=1e-6, atol=1e-8, err_msg=f"{cell} d{key}")
-
-
-@pytest.mark.parametrize("parts", [1, 2])
-def test_float32_lstm_wide_enough_for_the_transposed_product(parts):
-    """200 units: 800 gate columns, past TRANSPOSED_ABOVE without patching; float32 against float64."""
-    a, mask, rd = _case("lstm", seed=3, t=4, n=5, n_in=7, u=200)
-    assert GATES["lstm"] * 200 > recurrent.TRANSPOSED_ABOVE
-    a32 = {k: v.astype(np.float32) for k, v in a.items()}
-    seq = rnn_forward("lstm", a32["x"], a32["w"], a32["r"], a32["b"], None, a32["h0"], a32["c0"], mask, "tanh",
-                      "sigmoid", None, parts=parts)
-    out, h, c = reference("lstm", a["x"], a["w"], a["r"], a["b"], a["rb"], a["h0"], a["c0"], mask, 1.0)
-    assert seq.rkt is not None and seq.out.dtype == np.float32
-    np.testing.assert_allclose(seq.out, out, rtol=2e-4, atol=2e-5)
-    np.testing.assert_allclose(seq.c[-1], c, rtol=2e-4, atol=2e-5)
 
 
 def test_unknown_activation_is_a_clear_error():
@@ -175,6 +154,30 @@ def test_transposed_is_a_contiguous_transpose(shape, band, dtype):
     t = transposed(a, band)
     assert t.flags.c_contiguous and t.dtype == dtype
     np.testing.assert_array_equal(t, a.T)
+
+
+@pytest.mark.parametrize("pad", [0, 1, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_padded_is_a_copy_with_longer_rows(pad, dtype):
+    a = np.random.default_rng(0).standard_normal((7, 12)).astype(dtype)
+    p = padded(a, pad)
+    assert p.dtype == dtype and p.strides == ((12 + pad) * p.itemsize, p.itemsize)
+    assert not np.shares_memory(p, a)
+    np.testing.assert_array_equal(p, a)
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_float32_lstm_256_units_matches_float64(parts):
+    """LSTM(256): 1024 gate columns, the recurrent kernel's rows 4 KB apart, as in bench_rnn; the
+    per-step product on the padded copy, float32 against the float64 numpy loop."""
+    a, mask, rd = _case("lstm", seed=7, t=4, n=5, n_in=6, u=256)
+    a["r"] *= 0.1  # pre-activations of order 1 with 256 units
+    a32 = {k: v.astype(np.float32) for k, v in a.items()}
+    seq = _run("lstm", a32, mask, rd.astype(np.float32), parts)
+    out, h, c = reference("lstm", a["x"], a["w"], a["r"], a["b"], a["rb"], a["h0"], a["c0"], mask, rd)
+    np.testing.assert_allclose(seq.out, out, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(seq.h[-1], h, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(seq.c[-1], c, rtol=1e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("parts", [1, 2])

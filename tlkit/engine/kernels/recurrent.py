@@ -23,9 +23,11 @@ from tlkit.engine.kernels import recurrent_cells as cells
 from tlkit.utils import threads, workspace
 
 GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
-# The forward's per-step product is made transposed when the recurrent kernel has more columns than this
-# (``_recurrent_product``).
-TRANSPOSED_ABOVE = 768
+# The forward's per-step product reads a copy of the recurrent kernel with ROW_PAD more elements a row
+# (``padded``) when its rows are a multiple of ALIASED_ROW_BYTES long (measured: LSTM(256)'s 4 KB rows
+# faster padded; GRU(256)'s 3 KB and LSTM(200)'s 3.2 KB rows not).
+ROW_PAD = 64
+ALIASED_ROW_BYTES = 4096
 # Per-sample arrays of a Sequence, time-major (T[+1], B, ...), and the (B, units) recurrent dropout.
 _TIME_MAJOR = ("h", "c", "out", "gates", "hr", "rh", "m")
 
@@ -44,6 +46,17 @@ class Sequence:
             setattr(part, name, None if value is None else value[:, lo:hi])
         part.recurrent_dropout = None if self.recurrent_dropout is None else self.recurrent_dropout[lo:hi]
         return part
+
+
+def padded(a, pad=ROW_PAD):
+    """A copy of 2-D ``a`` whose rows lie ``pad`` elements further apart than a's (a view of a wider
+    buffer), for BLAS, which packs the recurrent kernel on every step's product: with rows a multiple of
+    4 KB apart (1024 float32 gate columns, i.e. LSTM(256)) the packing's reads fall into a few cache
+    sets, and a batch block's product of few rows is the slower for it (100 steps of 32 x 256 @ 256 x
+    1024 on both threads at once: 32-34 ms with the kernel's own rows, 25-29 padded)."""
+    out = np.empty((a.shape[0], a.shape[1] + pad), a.dtype)[:, :a.shape[1]]
+    out[...] = a
+    return out
 
 
 def transposed(a, band=16):
@@ -112,13 +125,12 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
     elif cell == "gru":
         hr = workspace.take((t_len, n, units), dt)
         rb = np.zeros(g, dt) if recurrent_bias is None else recurrent_bias
-    # R.T, C-contiguous, for the transposed per-step product (``_recurrent_product``); backward reuses it.
-    rkt = transposed(recurrent_kernel) if g > TRANSPOSED_ABOVE else None
-    seq = Sequence(cell=cell, x=x_tm, kernel=kernel, recurrent_kernel=recurrent_kernel, rkt=rkt, m=m, h=h, c=c,
-                   out=out, gates=gates, hr=hr, rh=rh, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
+    seq = Sequence(cell=cell, x=x_tm, kernel=kernel, recurrent_kernel=recurrent_kernel, m=m, h=h, c=c, out=out,
+                   gates=gates, hr=hr, rh=rh, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
                    has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
 
     b_in = np.zeros(g, dt) if bias is None else np.asarray(bias, dt)  # added in the gate kernels
+    rk_rows = padded(recurrent_kernel) if g * recurrent_kernel.itemsize % ALIASED_ROW_BYTES == 0 else recurrent_kernel
 
     def block(lo, hi):
         part = seq.rows(lo, hi)
@@ -126,35 +138,21 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
             gru_reset_before.forward_steps(part.gates, recurrent_kernel, b_in, part.h, part.out, zero_out[lo:hi],
                                            part.gates, part.rh, part.m, act, ract, part.recurrent_dropout)
         else:
-            _forward_steps(cell, part.gates, recurrent_kernel, rkt, b_in, rb, part, zero_out[lo:hi],
-                           np.empty((hi - lo, g), dt), None if rkt is None else np.empty((g, hi - lo), dt))
+            _forward_steps(cell, part.gates, rk_rows, b_in, rb, part, zero_out[lo:hi],
+                           np.empty((hi - lo, g), dt))
 
     _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
     workspace.give_back_when_dead(seq, [a for a in (gates, h, c, hr, rh) if a is not None])
     return seq
 
 
-def _recurrent_product(hp, rk, rkt, rec, rec_t):
-    """rec = hp @ R for a block's state hp (rows, units); with ``rkt`` (R.T, C-contiguous) made as
-    R.T @ hp.T into ``rec_t`` and copied back. OpenBLAS packs both operands on every call; past ~768
-    columns of R the plain form's packing costs more than the product at a block's few rows, while the
-    transposed form streams R's panels past the small packed state (measured, 100 steps, both threads:
-    32 x 256 @ 256 x 1024 22 ms against 28-29; 256 x 768 16.6 against 15.7, so GRU(256) stays plain)."""
-    if rkt is None:
-        np.matmul(hp, rk, out=rec)
-    else:
-        np.matmul(rkt, hp.T, out=rec_t)
-        rec[...] = rec_t.T
-
-
-def _forward_steps(cell, xw, recurrent_kernel, rkt, bias, rb, seq, zero_out, rec, rec_t):
-    """``xw``: the steps' input projections, which may be ``seq.gates`` itself (gates made in place);
-    ``rkt``, ``rec_t``: see ``_recurrent_product``."""
+def _forward_steps(cell, xw, recurrent_kernel, bias, rb, seq, zero_out, rec):
+    """``xw``: the steps' input projections, which may be ``seq.gates`` itself (gates made in place)."""
     h, c, out, gates, hr, m, act, ract, rd = (seq.h, seq.c, seq.out, seq.gates, seq.hr, seq.m, seq.act, seq.ract,
                                               seq.recurrent_dropout)
     for t in range(xw.shape[0]):
         hp = h[t] if rd is None else h[t] * rd
-        _recurrent_product(hp, recurrent_kernel, rkt, rec, rec_t)
+        np.matmul(hp, recurrent_kernel, out=rec)
         prev_out = out[t - 1] if t else zero_out
         if cell == "lstm":
             cells.lstm_step_forward(xw[t], rec, bias, c[t], h[t], prev_out, m[t], act, ract, gates[t], c[t + 1],
@@ -179,7 +177,7 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
     g = GATES[seq.cell] * units
     dzx = workspace.take((t_len, n, g), dt)
     dzr = workspace.take((t_len, n, g), dt) if seq.cell == "gru" else dzx
-    rkt = transposed(seq.recurrent_kernel) if seq.rkt is None else seq.rkt
+    rkt = transposed(seq.recurrent_kernel)
 
     def block(lo, hi):
         part = seq.rows(lo, hi)
