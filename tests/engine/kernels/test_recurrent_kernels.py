@@ -3,7 +3,7 @@ differences in float64 (masks, states, recurrent dropout, sequence and last-outp
 import numpy as np
 import pytest
 
-from tlkit.engine.kernels.recurrent import GATES, rnn_forward, rnn_backward, transposed
+from tlkit.engine.kernels.recurrent import GATES, padded, rnn_forward, rnn_backward, transposed
 from tlkit.utils import threads
 
 
@@ -154,6 +154,30 @@ def test_transposed_is_a_contiguous_transpose(shape, band, dtype):
     t = transposed(a, band)
     assert t.flags.c_contiguous and t.dtype == dtype
     np.testing.assert_array_equal(t, a.T)
+
+
+@pytest.mark.parametrize("pad", [0, 1, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_padded_is_a_copy_with_longer_rows(pad, dtype):
+    a = np.random.default_rng(0).standard_normal((7, 12)).astype(dtype)
+    p = padded(a, pad)
+    assert p.dtype == dtype and p.strides == ((12 + pad) * p.itemsize, p.itemsize)
+    assert not np.shares_memory(p, a)
+    np.testing.assert_array_equal(p, a)
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_float32_lstm_256_units_matches_float64(parts):
+    """LSTM(256): 1024 gate columns, the recurrent kernel's rows 4 KB apart, as in bench_rnn; the
+    per-step product on the padded copy, float32 against the float64 numpy loop."""
+    a, mask, rd = _case("lstm", seed=7, t=4, n=5, n_in=6, u=256)
+    a["r"] *= 0.1  # pre-activations of order 1 with 256 units
+    a32 = {k: v.astype(np.float32) for k, v in a.items()}
+    seq = _run("lstm", a32, mask, rd.astype(np.float32), parts)
+    out, h, c = reference("lstm", a["x"], a["w"], a["r"], a["b"], a["rb"], a["h0"], a["c0"], mask, rd)
+    np.testing.assert_allclose(seq.out, out, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(seq.h[-1], h, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(seq.c[-1], c, rtol=1e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("parts", [1, 2])
