@@ -1,5 +1,5 @@
-"""Worker sessions (tlkit/utils/worker_pool.session, opened by every inference forward on images with
-more than one thread): the workers poll only while one is open (observable: the count of open
+"""Worker sessions (tlkit/utils/worker_pool.session; off by default, turned on here: then opened by every
+inference forward on images with more than one thread): the workers poll only while one is open (observable: the count of open
 sessions, each worker's flags and its ``blocked`` event), an error inside a step ends it, sessions nest
 and run from two threads at once, and forwards with every step split in a session equal the rule off
 and a float64 numpy reference, recycled buffers poisoned between calls. No timings here: the waits are
@@ -22,6 +22,12 @@ from tlkit.utils import threads, worker_pool
 
 HANG = 120  # seconds: only a hang reaches these bounds
 CLOSE = dict(rtol=1e-4, atol=1e-4)  # float32 routes against float64; a wrong buffer is off by O(1)
+
+
+@pytest.fixture(autouse=True)
+def sessions_on(monkeypatch):
+    """Sessions are off by default (worker_pool.SESSIONS): these tests turn them on."""
+    monkeypatch.setattr(worker_pool, "SESSIONS", True)
 
 
 @pytest.fixture(autouse=True)

@@ -138,8 +138,8 @@ def call_alone(layer, inputs, kwargs):
 
 
 def session(arrays, training):
-    """The context of one forward of a layer graph on ``arrays``: a worker session
-    (``worker_pool.session``) for an inference forward on up to SESSION_IMAGES images with more than
+    """The context of one forward of a layer graph on ``arrays``: when ``worker_pool.SESSIONS`` is on, a
+    worker session (``worker_pool.session``) for an inference forward on up to SESSION_IMAGES images with more than
     one thread, so that every step but the smallest splits over threads that are awake; otherwise
     nothing (larger batches split each step into chunks enough)."""
     if (training or not ENABLED or not arrays or getattr(arrays[0], "ndim", 0) != 4
