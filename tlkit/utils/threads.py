@@ -208,10 +208,12 @@ def by_output_channels(weight_floats, input_floats, columns):
             and columns >= num_threads() * SESSION_COLUMN_BLOCK)
 
 
-def column_blocks(columns, parts):
-    """Bounds cutting ``columns`` into ``parts`` blocks, each a multiple of SESSION_COLUMN_BLOCK but the last."""
-    blocks = -(-columns // SESSION_COLUMN_BLOCK)
-    return sorted({min(columns, SESSION_COLUMN_BLOCK * (blocks * i // parts)) for i in range(parts + 1)})
+def column_blocks(columns, parts, width=None):
+    """Bounds cutting ``columns`` into at most ``parts`` blocks, each a multiple of ``width`` (default
+    SESSION_COLUMN_BLOCK) but the last."""
+    width = SESSION_COLUMN_BLOCK if width is None else width
+    blocks = -(-columns // width)
+    return sorted({min(columns, width * (blocks * i // parts)) for i in range(parts + 1)})
 
 
 class _Chunks:

@@ -104,8 +104,7 @@ def product_columns(src, wmat, out, epilogue=None):
     ``epilogue(c0, c1)`` then runs on each block [c0, c1) on the thread that computed it."""
     f = wmat.shape[1]
     parts = max(threads.num_threads(), 1)
-    blocks = -(-f // COLUMN_BLOCK)
-    bounds = sorted({min(f, COLUMN_BLOCK * (blocks * i // parts)) for i in range(parts + 1)})
+    bounds = threads.column_blocks(f, parts, COLUMN_BLOCK)
 
     def block(slot, c0, c1):
         threads.product(src, wmat[:, c0:c1], out[:, c0:c1])
