@@ -4,6 +4,7 @@
     python scripts/bench_contention.py --model vgg16 --batch 8 --steps 6
     python scripts/bench_contention.py --tlkit-path /work/main   # the same against another checkout (A/B)
     python scripts/bench_contention.py --tlkit-env OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=100000   # A/B a setting
+    python scripts/bench_contention.py --batch 1 --steps 20 --seconds 4 --sessions unchecked   # worker sessions A/B
 
 Scenarios (every process is a fresh interpreter; tlkit and the peer run the same model and batch):
   solo           tlkit alone; then torch alone; then a pure-Python busy loop alone
@@ -16,6 +17,9 @@ reported --steps steps and run for --seconds the driver says "stop". Counted are
 started and ended inside the window in which every process was stepping; throughput = batch /
 mean step time of those (the total work over the total time: with three threads on two cores the
 scheduler alternates which thread has a core to itself, and a median of short steps picks one regime).
+--sessions sets tlkit's batch-1 worker sessions in its processes: "default" (the tree's settings),
+"checked" (on, opened while ``contention.quiet``), "unchecked" (on, without that check: only the lateness
+back-off), "off"; each tlkit line also says in what share of its counted forwards a session was open.
 """
 import argparse
 import json
@@ -40,6 +44,28 @@ BUSY_ITERATIONS = 2_000_000  # one busy-loop "step": ~0.1 s of pure Python
 
 # ---------------------------------------------------------------------------------------------
 # workers
+
+def set_sessions(mode):
+    """Worker sessions as ``mode`` says; returns a list whose item 0 counts the sessions opened so far."""
+    import contextlib
+
+    from tlkit.utils import worker_pool
+
+    if mode != "default":
+        from tlkit.utils import contention  # not in checkouts before it (--tlkit-path, mode "default")
+
+        worker_pool.SESSIONS = mode != "off"
+        contention.ENABLED = mode == "checked"
+    opened, session = [0], worker_pool.session
+
+    @contextlib.contextmanager
+    def counted(workers):
+        with session(workers):
+            opened[0] += worker_pool.awake()
+            yield
+    worker_pool.session = counted
+    return opened
+
 
 def make_step(kind, model, batch):
     import numpy as np
@@ -72,7 +98,8 @@ def make_step(kind, model, batch):
     return busy
 
 
-def worker(kind, model, batch):
+def worker(kind, model, batch, sessions):
+    opened = set_sessions(sessions) if kind == "tlkit" else [0]
     step = make_step(kind, model, batch)
     for _ in range(2):
         step()
@@ -89,11 +116,11 @@ def worker(kind, model, batch):
         return
     threading.Thread(target=listen, daemon=True).start()
     while not stop.is_set():
-        t0 = time.perf_counter()
+        t0, before = time.perf_counter(), opened[0]
         step()
         # time.monotonic: one clock for every process on the machine, so the driver can find the window
-        print(json.dumps({"event": "step", "seconds": time.perf_counter() - t0, "end": time.monotonic()}),
-              flush=True)
+        print(json.dumps({"event": "step", "seconds": time.perf_counter() - t0, "end": time.monotonic(),
+                          "sessions": opened[0] - before}), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +133,7 @@ class Proc:
         extra = dict(e.split("=", 1) for e in args.tlkit_env) if kind == "tlkit" else {}
         env = machine.peer_env(extra={"PYTHONPATH": os.pathsep.join(path), **extra})
         self.kind = kind
-        self.proc = subprocess.Popen([python, __file__, "--worker", kind, args.model, str(args.batch)],
+        self.proc = subprocess.Popen([python, __file__, "--worker", kind, args.model, str(args.batch), args.sessions],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.lines = queue.Queue()
         self.steps, self.ready = [], None
@@ -126,7 +153,7 @@ class Proc:
             if msg["event"] == "ready":
                 self.ready = msg
             else:
-                self.steps.append((msg["end"] - msg["seconds"], msg["end"]))
+                self.steps.append((msg["end"] - msg["seconds"], msg["end"], msg.get("sessions", 0)))
 
     def send(self, word):
         self.proc.stdin.write(word + "\n")
@@ -146,7 +173,8 @@ def scenario(kinds, args):
             p.wait_for(lambda p=p: len(p.steps) >= args.steps and p.steps[-1][1] - go >= args.seconds)
         lo = max(p.steps[0][0] for p in procs)  # every process stepping from here ...
         hi = min(p.steps[-1][1] for p in procs)  # ... to here
-        counted = [[end - start for start, end in p.steps if start >= lo and end <= hi] for p in procs]
+        counted = [[(end - start, opened) for start, end, opened in p.steps if start >= lo and end <= hi]
+                   for p in procs]
         if not all(counted):
             raise RuntimeError("no whole step of every process inside the common window; raise --seconds")
         for p in procs:
@@ -158,9 +186,10 @@ def scenario(kinds, args):
         for p in procs:
             if p.proc.poll() is None:
                 p.proc.kill()
-    for p in procs:
-        print(f"  {' + '.join(kinds):14s} {p.kind:5s} threads: {p.ready['threads']}", file=sys.stderr)
-    return [statistics.fmean(s) for s in counted]
+    for p, steps in zip(procs, counted):
+        opened = f", forwards in a session: {sum(o > 0 for _, o in steps) / len(steps):.0%}" if p.kind == "tlkit" else ""
+        print(f"  {' + '.join(kinds):14s} {p.kind:5s} threads: {p.ready['threads']}{opened}", file=sys.stderr)
+    return [statistics.fmean(seconds for seconds, _ in steps) for steps in counted]
 
 
 def main():
@@ -173,12 +202,14 @@ def main():
     p.add_argument("--tlkit-path", help="checkout whose tlkit to measure (default: this one)")
     p.add_argument("--tlkit-env", nargs="*", default=[], metavar="KEY=VALUE",
                    help="environment for the tlkit processes only, e.g. OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=100000")
+    p.add_argument("--sessions", choices=("default", "checked", "unchecked", "off"), default="default",
+                   help="tlkit's batch-1 worker sessions: the tree's default, on with or without the contention check, off")
     p.add_argument("--write", action="store_true", help="also rewrite BENCHMARKS.md's '## Sharing the machine' section")
-    p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        kind, model, batch = args.worker
-        return worker(kind, model, int(batch))
+        kind, model, batch, sessions = args.worker
+        return worker(kind, model, int(batch), sessions)
     has_torch = os.path.exists(args.peer_python)
     load_before = machine.loadavg()
     ips = lambda s: args.batch / s  # noqa: E731
@@ -200,7 +231,7 @@ def main():
     rows += [f"| tlkit + busy loop | tlkit {ips(tl_busy):.1f} | tlkit {solo / tl_busy:.0%}, "
              f"busy loop {busy_solo / busy_with:.0%} | tlkit's share >= loop's | "
              f"{'yes' if solo / tl_busy >= busy_solo / busy_with else 'NO'} |"]
-    text = (f"{args.model} base forward, batch {args.batch}; each scenario >= {args.steps} steps and >= {args.seconds:g} s "
+    text = (f"{args.model} base forward, batch {args.batch}, worker sessions: {args.sessions}; each scenario >= {args.steps} steps and >= {args.seconds:g} s "
             "per process, throughput from the mean step time over the window all processes ran in. "
             f"{machine.header(load_before=load_before)}\n\n"
             "| scenario | tlkit img/s | share of solo throughput | bar | met |\n|---|---|---|---|---|\n"

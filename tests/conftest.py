@@ -33,6 +33,15 @@ def _seed_tlkit():
     tlkit_random.set_random_seed(1234)
 
 
+@pytest.fixture(autouse=True)
+def _sessions_whatever_the_load(monkeypatch):
+    """Batch-1 forwards open worker sessions by tlkit's settings alone, not by how busy the test machine is
+    (tlkit/utils/contention.py; its own tests drive it with fake counters)."""
+    from tlkit.utils import contention
+
+    monkeypatch.setattr(contention, "ENABLED", False)
+
+
 # --- memory bombs: a subprocess with a capped address space ------------------------------------
 
 

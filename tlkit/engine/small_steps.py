@@ -30,7 +30,7 @@ import contextlib
 import math
 
 from tlkit.engine.tape import active_tape
-from tlkit.utils import threads, worker_pool
+from tlkit.utils import contention, threads, worker_pool
 
 # A step with weights (a convolution, depthwise or separable) runs alone below this many FLOPs:
 # twice its multiply-adds, the output pixels times the sizes of its 4-D kernels.
@@ -140,9 +140,11 @@ def call_alone(layer, inputs, kwargs):
 def session(arrays, training):
     """The context of one forward of a layer graph on ``arrays``: when ``worker_pool.SESSIONS`` is on, a
     worker session (``worker_pool.session``) for an inference forward on up to SESSION_IMAGES images with more than
-    one thread, so that every step but the smallest splits over threads that are awake; otherwise
-    nothing (larger batches split each step into chunks enough)."""
+    one thread, so that every step but the smallest splits over threads that are awake, while the other
+    processes leave that many cores free (``contention.quiet``); otherwise nothing (larger batches split
+    each step into chunks enough)."""
     if (training or not ENABLED or not arrays or getattr(arrays[0], "ndim", 0) != 4
-            or arrays[0].shape[0] > SESSION_IMAGES or active_tape() is not None):
+            or arrays[0].shape[0] > SESSION_IMAGES or active_tape() is not None or not worker_pool.SESSIONS
+            or not contention.quiet(threads.num_threads())):
         return contextlib.nullcontext()
     return worker_pool.session(threads.num_threads() - 1)
