@@ -28,11 +28,11 @@ from tlkit.utils import pinning
 
 # How long a worker polls for its next job after each one during a session before it blocks (us).
 SPIN_US = 200
-# Off by default: with sessions, batch-1 forwards ran 1.06-1.15x faster alone, but next to a busy process
-# tlkit kept 37% of its solo throughput against torch's 51% and 79% against a busy loop's 94% (issue 16's
-# sharing bars, `bench_contention.py --batch 1`; without sessions 79% / 31% and 104% / 97%): a polling worker
-# takes a core the neighbour needs. True turns them on (the A/B scripts and tests compare both).
-SESSIONS = False
+# On by default: a forward opens one only while the other processes leave its cores free
+# (``contention.quiet``, asked by ``small_steps.session``). Opened whatever the load, a polling worker took
+# the core a neighbour needed and tlkit missed issue 16's sharing bars at batch 1 (kept 37% of its solo
+# throughput against torch's 51%, 79% against a busy loop's 94%). False turns them off (A/B scripts, tests).
+SESSIONS = True
 # A worker's flags (int64, one cache line each): jobs posted to it, the sessions open, and the jobs
 # it had taken when it last began to poll (it holds no GIL while polling).
 POSTED, OPEN, PARKED = 0, 8, 16
