@@ -5,6 +5,7 @@
     python scripts/bench_contention.py --tlkit-path /work/main   # the same against another checkout (A/B)
     python scripts/bench_contention.py --tlkit-env OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=100000   # A/B a setting
     python scripts/bench_contention.py --batch 1 --steps 20 --seconds 4 --sessions unchecked   # worker sessions A/B
+    python scripts/bench_contention.py --batch 1 --in-process    # the session modes in one process, quiet machine
 
 Scenarios (every process is a fresh interpreter; tlkit and the peer run the same model and batch):
   solo           tlkit alone; then torch alone; then a pure-Python busy loop alone
@@ -123,6 +124,44 @@ def worker(kind, model, batch, sessions):
                           "sessions": opened[0] - before}), flush=True)
 
 
+def in_process(args):
+    """Quiet-machine A/B in one process: tlkit forwards per session mode (checked / unchecked / off), the
+    modes interleaved (order reversed every other round), median ms per forward and the share in a session."""
+    from tlkit.utils import contention, worker_pool
+
+    load_before = machine.loadavg()
+    opened = set_sessions("default")
+    step = make_step("tlkit", args.model, args.batch)
+    modes = {"checked": (True, True), "unchecked": (True, False), "off": (False, True)}
+    times, shares = {m: [] for m in modes}, {m: [] for m in modes}
+    for _ in range(30):
+        step()
+    for r in range(args.rounds):
+        for mode, (on, checked) in list(modes.items())[::1 if r % 2 == 0 else -1]:
+            worker_pool.SESSIONS, contention.ENABLED = on, checked
+            for _ in range(10):
+                step()
+            before, t0 = opened[0], time.perf_counter()
+            for _ in range(args.forwards):
+                step()
+            times[mode].append((time.perf_counter() - t0) / args.forwards * 1e3)
+            shares[mode].append((opened[0] - before) / args.forwards)
+    print(f"{args.model} batch {args.batch}, {args.rounds} rounds of {args.forwards} forwards; {machine.header(load_before=load_before)}")
+    for mode in modes:
+        print(f"  {mode:9s} median {statistics.median(times[mode]):.3f} ms/forward, in a session "
+              f"{statistics.fmean(shares[mode]):.0%}; rounds {' '.join(f'{t:.2f}' for t in times[mode])}")
+    cached = contention.Gauge(interval=float("inf"))
+    reading = contention.Gauge(interval=0.0)
+    for gauge, n in ((cached, 100_000), (reading, 5_000)):
+        gauge.quiet(2)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            gauge.quiet(2)
+        gauge.cost = (time.perf_counter() - t0) / n * 1e6
+    print(f"  the check: {cached.cost:.2f} us cached, {reading.cost:.1f} us with a read of the counters "
+          f"(one per {contention.INTERVAL:g} s)")
+
+
 # ---------------------------------------------------------------------------------------------
 # driver
 
@@ -204,12 +243,18 @@ def main():
                    help="environment for the tlkit processes only, e.g. OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=100000")
     p.add_argument("--sessions", choices=("default", "checked", "unchecked", "off"), default="default",
                    help="tlkit's batch-1 worker sessions: the tree's default, on with or without the contention check, off")
+    p.add_argument("--in-process", action="store_true",
+                   help="instead: the session modes A/B in this one process (quiet machine), --rounds x --forwards")
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--forwards", type=int, default=200)
     p.add_argument("--write", action="store_true", help="also rewrite BENCHMARKS.md's '## Sharing the machine' section")
     p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         kind, model, batch, sessions = args.worker
         return worker(kind, model, int(batch), sessions)
+    if args.in_process:
+        return in_process(args)
     has_torch = os.path.exists(args.peer_python)
     load_before = machine.loadavg()
     ips = lambda s: args.batch / s  # noqa: E731
