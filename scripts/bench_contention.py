@@ -19,8 +19,9 @@ started and ended inside the window in which every process was stepping; through
 mean step time of those (the total work over the total time: with three threads on two cores the
 scheduler alternates which thread has a core to itself, and a median of short steps picks one regime).
 --sessions sets tlkit's batch-1 worker sessions in its processes: "default" (the tree's settings),
-"checked" (on, opened while ``contention.quiet``), "unchecked" (on, without that check: only the lateness
-back-off), "off"; each tlkit line also says in what share of its counted forwards a session was open.
+"checked" (on, opened while ``contention.quiet`` and sessions win their trials, ``session_trials``),
+"quiet" (on while ``contention.quiet``, no trials), "unchecked" (on, only the lateness back-off), "off";
+each tlkit line also says in what share of its counted forwards a session was open.
 """
 import argparse
 import json
@@ -53,10 +54,11 @@ def set_sessions(mode):
     from tlkit.utils import worker_pool
 
     if mode != "default":
-        from tlkit.utils import contention  # not in checkouts before it (--tlkit-path, mode "default")
+        from tlkit.utils import contention, session_trials  # not in checkouts before them (--tlkit-path)
 
         worker_pool.SESSIONS = mode != "off"
-        contention.ENABLED = mode == "checked"
+        contention.ENABLED = mode in ("checked", "quiet")
+        session_trials.ENABLED = mode == "checked"
     opened, session = [0], worker_pool.session
 
     @contextlib.contextmanager
@@ -125,20 +127,21 @@ def worker(kind, model, batch, sessions):
 
 
 def in_process(args):
-    """Quiet-machine A/B in one process: tlkit forwards per session mode (checked / unchecked / off), the
+    """Quiet-machine A/B in one process: tlkit forwards per session mode (--sessions' four), the
     modes interleaved (order reversed every other round), median ms per forward and the share in a session."""
-    from tlkit.utils import contention, worker_pool
+    from tlkit.utils import contention, session_trials, worker_pool
 
     load_before = machine.loadavg()
     opened = set_sessions("default")
     step = make_step("tlkit", args.model, args.batch)
-    modes = {"checked": (True, True), "unchecked": (True, False), "off": (False, True)}
+    modes = {"checked": (True, True, True), "quiet": (True, True, False), "unchecked": (True, False, False),
+             "off": (False, True, True)}
     times, shares = {m: [] for m in modes}, {m: [] for m in modes}
     for _ in range(30):
         step()
     for r in range(args.rounds):
-        for mode, (on, checked) in list(modes.items())[::1 if r % 2 == 0 else -1]:
-            worker_pool.SESSIONS, contention.ENABLED = on, checked
+        for mode, (on, checked, trials) in list(modes.items())[::1 if r % 2 == 0 else -1]:
+            worker_pool.SESSIONS, contention.ENABLED, session_trials.ENABLED = on, checked, trials
             for _ in range(10):
                 step()
             before, t0 = opened[0], time.perf_counter()
@@ -241,8 +244,9 @@ def main():
     p.add_argument("--tlkit-path", help="checkout whose tlkit to measure (default: this one)")
     p.add_argument("--tlkit-env", nargs="*", default=[], metavar="KEY=VALUE",
                    help="environment for the tlkit processes only, e.g. OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=100000")
-    p.add_argument("--sessions", choices=("default", "checked", "unchecked", "off"), default="default",
-                   help="tlkit's batch-1 worker sessions: the tree's default, on with or without the contention check, off")
+    p.add_argument("--sessions", choices=("default", "checked", "quiet", "unchecked", "off"), default="default",
+                   help="tlkit's batch-1 worker sessions: the tree's default; on with the contention check and trials, "
+                   "with the check alone, without either; off")
     p.add_argument("--in-process", action="store_true",
                    help="instead: the session modes A/B in this one process (quiet machine), --rounds x --forwards")
     p.add_argument("--rounds", type=int, default=12)

@@ -36,10 +36,12 @@ def _seed_tlkit():
 @pytest.fixture(autouse=True)
 def _sessions_whatever_the_load(monkeypatch):
     """Batch-1 forwards open worker sessions by tlkit's settings alone, not by how busy the test machine is
-    (tlkit/utils/contention.py; its own tests drive it with fake counters)."""
-    from tlkit.utils import contention
+    or how fast they were (tlkit/utils/contention.py, session_trials.py; their own tests drive them with fake
+    counters and clocks)."""
+    from tlkit.utils import contention, session_trials
 
     monkeypatch.setattr(contention, "ENABLED", False)
+    monkeypatch.setattr(session_trials, "ENABLED", False)
 
 
 # --- memory bombs: a subprocess with a capped address space ------------------------------------

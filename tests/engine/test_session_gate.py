@@ -10,7 +10,7 @@ import tlkit
 from tests.engine.test_worker_session import SessionProbe
 from tests.utils.test_contention import Fake
 from tlkit import layers as L
-from tlkit.utils import contention, worker_pool
+from tlkit.utils import contention, session_trials, worker_pool
 
 
 @pytest.fixture(autouse=True)
@@ -62,3 +62,31 @@ def test_unreadable_counters_open_no_session(rng, monkeypatch):
         model.predict_on_batch(xs)
         fake.step(0.25, own_cores=1.5, other_cores=0.0)
     assert probe.awake == [False, False, False]
+
+
+def test_a_graph_keeps_sessions_only_while_they_are_faster(rng, monkeypatch):
+    """Trials on (session_trials): the forwards alternate with and without a session, then the faster side
+    runs; the durations come from a clock that reads 1 s a forward in a session and 2 s without (reversed
+    for the second model)."""
+    monkeypatch.setattr(contention, "ENABLED", False)  # the machine taken as quiet
+    monkeypatch.setattr(session_trials, "ENABLED", True)
+    monkeypatch.setattr(session_trials, "TRIAL_FORWARDS", 2)
+    monkeypatch.setattr(session_trials, "KEEP_FORWARDS", 3)
+    monkeypatch.setattr(session_trials, "_trials", {})
+    xs = rng.standard_normal((1, 9, 7, 4)).astype(np.float32)
+    for in_session, without, expected in ((1.0, 2.0, [True] * 3), (2.0, 1.0, [False] * 3)):
+        model, probe = probed_model()
+        now = [0.0]
+
+        def clock():  # a forward's end: its probe's call says whether it ran in a session
+            if len(probe.__dict__.get("awake", [])) > clock.forwards:
+                clock.forwards += 1
+                now[0] += in_session if probe.awake[-1] else without
+            return now[0]
+        clock.forwards = 0
+        monkeypatch.setattr(session_trials, "clock", clock)
+        first = model.predict_on_batch(xs).copy()
+        for _ in range(4 + 3 - 1):
+            np.testing.assert_allclose(model.predict_on_batch(xs), first, rtol=1e-5, atol=1e-5)
+        assert probe.awake == [False, True, False, True] + expected
+    assert not worker_pool.awake()

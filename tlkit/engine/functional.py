@@ -90,7 +90,7 @@ class Graph:
             self._image_bytes = batch_split.largest_image_bytes(self)
         if batch_split.applies(self._image_bytes, arrays, training):
             return batch_split.run(arrays, self._run_group)
-        with small_steps.session(arrays, training):
+        with small_steps.session(arrays, training, id(self)):
             if compiled_steps.applies(arrays, training):
                 return compiled_steps.run(self._programs, "layers", self, arrays, own_outputs=True)
             free, self._plain_free = self._plain_free, []  # this run's own pool: concurrent runs never share a buffer

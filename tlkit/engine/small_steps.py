@@ -30,7 +30,7 @@ import contextlib
 import math
 
 from tlkit.engine.tape import active_tape
-from tlkit.utils import contention, threads, worker_pool
+from tlkit.utils import session_trials, threads, worker_pool
 
 # A step with weights (a convolution, depthwise or separable) runs alone below this many FLOPs:
 # twice its multiply-adds, the output pixels times the sizes of its 4-D kernels.
@@ -137,14 +137,14 @@ def call_alone(layer, inputs, kwargs):
         threads.set_numba_threads(before)
 
 
-def session(arrays, training):
-    """The context of one forward of a layer graph on ``arrays``: when ``worker_pool.SESSIONS`` is on, a
-    worker session (``worker_pool.session``) for an inference forward on up to SESSION_IMAGES images with more than
-    one thread, so that every step but the smallest splits over threads that are awake, while the other
-    processes leave that many cores free (``contention.quiet``); otherwise nothing (larger batches split
-    each step into chunks enough)."""
+def session(arrays, training, graph=None):
+    """The context of one forward of a layer graph (``graph``: any key naming it) on ``arrays``: when
+    ``worker_pool.SESSIONS`` is on, a worker session (``worker_pool.session``) for an inference forward on up
+    to SESSION_IMAGES images with more than one thread, so that every step but the smallest splits over
+    threads that are awake, while the other processes leave those cores free and sessions are measured
+    faster for this graph (``session_trials.forward``); otherwise nothing (larger batches split each step
+    into chunks enough)."""
     if (training or not ENABLED or not arrays or getattr(arrays[0], "ndim", 0) != 4
-            or arrays[0].shape[0] > SESSION_IMAGES or active_tape() is not None or not worker_pool.SESSIONS
-            or not contention.quiet(threads.num_threads())):
+            or arrays[0].shape[0] > SESSION_IMAGES or active_tape() is not None or not worker_pool.SESSIONS):
         return contextlib.nullcontext()
-    return worker_pool.session(threads.num_threads() - 1)
+    return session_trials.forward((graph, arrays[0].shape), threads.num_threads(), worker_pool.session)

@@ -28,10 +28,11 @@ from tlkit.utils import pinning
 
 # How long a worker polls for its next job after each one during a session before it blocks (us).
 SPIN_US = 200
-# On by default: a forward opens one only while the other processes leave its cores free
-# (``contention.quiet``, asked by ``small_steps.session``). Opened whatever the load, a polling worker took
-# the core a neighbour needed and tlkit missed issue 16's sharing bars at batch 1 (kept 37% of its solo
-# throughput against torch's 51%, 79% against a busy loop's 94%). False turns them off (A/B scripts, tests).
+# On by default: a forward opens one only while the other processes leave its cores free and sessions are
+# measured faster for its graph (``session_trials.forward``, asked by ``small_steps.session``). Opened whatever
+# the load, a polling worker took the core a neighbour needed and tlkit missed issue 16's sharing bars at
+# batch 1 (kept 37% of its solo throughput against torch's 51%, 79% against a busy loop's 94%).
+# False turns them off (A/B scripts, tests).
 SESSIONS = True
 # A worker's flags (int64, one cache line each): jobs posted to it, the sessions open, and the jobs
 # it had taken when it last began to poll (it holds no GIL while polling).
