@@ -133,7 +133,16 @@ def in_process(args):
 
     load_before = machine.loadavg()
     opened = set_sessions("default")
-    step = make_step("tlkit", args.model, args.batch)
+    if args.model in ("squeezenet", "vgg16"):
+        step = make_step("tlkit", args.model, args.batch)
+    else:  # the other bases, in one process only
+        import numpy as np
+
+        from tlkit import zoo
+
+        net = getattr(zoo, args.model)(weights=None, input_shape=(224, 224, 3), include_top=False)
+        x = np.random.default_rng(0).standard_normal((args.batch, 224, 224, 3)).astype(np.float32)
+        step = lambda: net.predict_on_batch(x)  # noqa: E731
     modes = {"checked": (True, True, True), "quiet": (True, True, False), "unchecked": (True, False, False),
              "off": (False, True, True)}
     times, shares = {m: [] for m in modes}, {m: [] for m in modes}
@@ -236,7 +245,8 @@ def scenario(kinds, args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=("squeezenet", "vgg16"), default="squeezenet")
+    p.add_argument("--model", choices=("squeezenet", "vgg16", "MobileNetV2", "EfficientNetLite0", "ResNet50"),
+                   default="squeezenet", help="the last three with --in-process only")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=10, help="at least this many steps each process reports per scenario")
     p.add_argument("--seconds", type=float, default=5.0, help="and at least this long each process runs per scenario")
