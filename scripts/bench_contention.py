@@ -101,11 +101,23 @@ def make_step(kind, model, batch):
     return busy
 
 
+def pin(which):
+    """An experiment: tlkit's worker threads on the last CPU, and with which == "both" the caller on the first."""
+    cpus = sorted(os.sched_getaffinity(0))
+    for t in threading.enumerate():
+        if t.name.startswith("tlkit-worker-"):
+            os.sched_setaffinity(t.native_id, {cpus[-1]})
+    if which == "both":
+        os.sched_setaffinity(threading.get_native_id(), {cpus[0]})
+
+
 def worker(kind, model, batch, sessions):
     opened = set_sessions(sessions) if kind == "tlkit" else [0]
     step = make_step(kind, model, batch)
     for _ in range(2):
         step()
+    if kind == "tlkit" and os.environ.get("BENCH_PIN", "none") != "none":
+        pin(os.environ["BENCH_PIN"])
     print(json.dumps({"event": "ready", "threads": machine.thread_report()}), flush=True)
     stop = threading.Event()
 
@@ -181,7 +193,7 @@ class Proc:
     def __init__(self, kind, args):
         python = args.peer_python if kind == "torch" else sys.executable
         path = [args.tlkit_path or str(REPO), str(SCRIPTS)]
-        extra = dict(e.split("=", 1) for e in args.tlkit_env) if kind == "tlkit" else {}
+        extra = {**dict(e.split("=", 1) for e in args.tlkit_env), "BENCH_PIN": args.pin} if kind == "tlkit" else {}
         env = machine.peer_env(extra={"PYTHONPATH": os.pathsep.join(path), **extra})
         self.kind = kind
         self.proc = subprocess.Popen([python, __file__, "--worker", kind, args.model, str(args.batch), args.sessions],
@@ -257,6 +269,8 @@ def main():
     p.add_argument("--sessions", choices=("default", "checked", "quiet", "unchecked", "off"), default="default",
                    help="tlkit's batch-1 worker sessions: the tree's default; on with the contention check and trials, "
                    "with the check alone, without either; off")
+    p.add_argument("--pin", choices=("none", "worker", "both"), default="none",
+                   help="an experiment: after warming up, tlkit's worker threads on the last CPU (both: the caller on the first)")
     p.add_argument("--in-process", action="store_true",
                    help="instead: the session modes A/B in this one process (quiet machine), --rounds x --forwards")
     p.add_argument("--rounds", type=int, default=12)
