@@ -14,7 +14,7 @@ sessions were open). Read at most once per INTERVAL and cached: a check between 
 and a comparison. A neighbour that is runnable all the time (a busy loop, torch's spinning threads,
 a second tlkit process) uses about a core; a quiet machine's background uses a few percent of one.
 Where ``/proc/stat`` cannot be read (not Linux, a sandbox) the answer is "busy": forwards then run
-without sessions, as tlkit did before them, which keeps every sharing bar.
+without sessions, as tlkit did before them.
 
     contention.quiet(2)    # True while other processes leave 2 cores free (within SLACK)
 """
@@ -28,7 +28,7 @@ INTERVAL = 0.2
 # Cores the other processes may use on average beyond what the session leaves free (a quiet machine's
 # background, the counters' resolution), yet the session still opens; a busy neighbour uses ~1 core.
 SLACK = 0.5
-# False: every check answers "quiet" (sessions then decided by worker_pool alone; A/B scripts and tests).
+# False: every check answers "quiet" (sessions then opened whatever the load; A/B scripts and tests).
 ENABLED = True
 # Ticks per second of /proc/stat's counters.
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
