@@ -3,6 +3,7 @@ session until each side has TRIAL_FORWARDS, the faster median (sessions by MARGI
 forwards, a winning session that slows down starts a trial at once, and busy machines or failed forwards
 count for nothing. Durations come from fake clocks: no timings."""
 import contextlib
+import threading
 
 import pytest
 
@@ -117,3 +118,26 @@ def test_the_trials_kept_stay_bounded(monkeypatch):
     for key in range(10):
         session_trials.trial(key)
     assert len(session_trials._trials) <= 4
+
+
+def test_forwards_of_one_graph_from_two_threads_keep_the_trials_whole(monkeypatch):
+    """Two threads recording into one graph's trials at once: no lost or half-made trial."""
+    trial = session_trials.Trial()
+    errors = []
+
+    def forwards():
+        try:
+            for _ in range(2000):
+                opened = trial.wants()
+                trial.record(opened, 1.0 if opened else 1.5)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    callers = [threading.Thread(target=forwards) for _ in range(2)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert not errors
+    assert trial.trials >= 4000 // (2 * session_trials.TRIAL_FORWARDS + session_trials.KEEP_FORWARDS + 2)
+    assert trial.choice in (None, True)  # sessions were faster in every trial

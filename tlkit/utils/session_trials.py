@@ -41,6 +41,7 @@ class Trial:
         self.expected = 0.0  # the sessions' median in the trial they won
         self.recent = []
         self.trials = 0  # trials finished (observable by tests)
+        self._lock = threading.Lock()  # forwards of one graph from several threads at once
 
     def wants(self):
         if self.choice is not None:
@@ -48,6 +49,10 @@ class Trial:
         return len(self.times[True]) < len(self.times[False])  # alternate, the first without
 
     def record(self, opened, seconds):
+        with self._lock:
+            self._record(opened, seconds)
+
+    def _record(self, opened, seconds):
         if self.choice is None:
             self.times[opened].append(seconds)
             if min(len(self.times[False]), len(self.times[True])) >= TRIAL_FORWARDS:
