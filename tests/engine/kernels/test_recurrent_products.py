@@ -1,12 +1,14 @@
 """The recurrent layers' per-step products (recurrent_products.StepProduct): y = x @ w and y += x @ w
 through gemm_blocks' packed micro-kernel and through BLAS, against a float64 numpy product, on odd
 shapes (rows below and past a block, columns past a panel, LSTM(256)'s 256 x 1024 and its transpose),
-x and y as rows of wider time-major arrays as the time loops pass them, and the block-shape rule."""
+x and y as rows of wider time-major arrays as the time loops pass them, and the block-shape rule; the
+sequence-long products (input projection with its bias, dx) on one thread and split over two."""
 import numpy as np
 import pytest
 
 from tlkit.engine.kernels import gemm_blocks
-from tlkit.engine.kernels.recurrent_products import ALIASED_ROW_BYTES, StepProduct, block_shape
+from tlkit.engine.kernels.recurrent_products import ALIASED_ROW_BYTES, StepProduct, block_shape, sequence_product
+from tlkit.utils import threads
 
 # (rows, K, F): a sample, rows past whole blocks, GRU/LSTM gate widths of odd units, LSTM(256) both ways
 SHAPES = [(1, 3, 12), (5, 37, 148), (7, 37, 111), (33, 40, 160), (32, 256, 1024), (29, 1024, 256)]
@@ -68,3 +70,24 @@ def test_block_shape_computes_the_fewest_padded_elements():
     assert block_shape(32, 1024, 256, 16) == (6, 4)
     assert block_shape(6, 100, 64, 16) == (6, 4)
     assert block_shape(5, 37, 37, 8) == (6, 2)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("rows,k,f,bias,dtype", [(700, 128, 1024, True, np.float32), (45, 37, 148, False, np.float32),
+                                                 (301, 1024, 256, False, np.float32), (45, 6, 148, True, np.float64)])
+def test_sequence_product_matches_float64(rows, k, f, bias, dtype, packed, threaded, monkeypatch):
+    if not packed:
+        monkeypatch.setattr(gemm_blocks, "ENABLED", False)
+    if threaded:  # the rows cut into chunks over two threads, whatever this machine's size
+        monkeypatch.setattr(threads, "num_threads", lambda: 2)
+        monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)
+    rng = np.random.default_rng(k + f)
+    x, w = (a.astype(dtype) for a in _data(rng, rows, k, f))
+    b = rng.standard_normal(f).astype(dtype) if bias else None
+    w_t = np.ascontiguousarray(w.T).T  # a transposed view, as dx's kernel.T
+    out = np.full((rows, f), np.nan, dtype)
+    added = sequence_product(x, w_t, out, b)
+    assert added == (bias and packed and dtype == np.float32 and gemm_blocks.worth_it(k, f))
+    want = x.astype(np.float64) @ w + (b if added else 0.0)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())

@@ -4,23 +4,24 @@ and SimpleRNN.
     seq = rnn_forward("lstm", x_tm, W, R, b_in, None, h0, c0, mask_tm, "tanh", "sigmoid")
     grads = rnn_backward(seq, d_out_tm, d_last, d_h, d_c)
 
-Arrays are time-major: x_tm (T, B, in), outputs (T, B, units), mask_tm (T, B) of 0/1. The input
-projection of all steps is one product split over the threads (``threads.matmul``), written into the
-gates' array, which each step turns into its gates in place. The time loop
-runs on blocks of the batch, one thread each (``batch_blocks``): samples never mix in a recurrent
-layer, so each block does its whole loop alone, with no hand-off between steps. Each step does one
-product of the block's state with the recurrent kernel (recurrent_products.py: packed once a pass) and
-one fused kernel for the gate maths (recurrent_cells.py). Backward through time does the same per block with one product per step (the
-gradient into the previous state); the weight gradients are each one product over all steps at the end,
-cut along the steps (``threads.matmul_tn``). The large internal sequences (gates, states, gate gradients)
-come from ``utils.workspace`` and go back to it when the pass is done with them: fresh arrays of tens of
-MB cost their page faults on every call. Works in the dtype of x (float32, or float64 for gradient checks).
+Arrays are time-major: x_tm (T, B, in), outputs (T, B, units), mask_tm (T, B) of 0/1. The input projection
+of all steps (with the input bias) is one product split over the threads
+(``recurrent_products.sequence_product``), written into the gates' array, which each step turns into its
+gates in place. The time loop runs on blocks of the batch, one thread each (``batch_blocks``): samples
+never mix in a recurrent layer, so each block does its whole loop alone, with no hand-off between steps.
+Each step does one product of the block's state with the recurrent kernel (recurrent_products.py: packed
+once a pass) and one fused kernel for the gate maths (recurrent_cells.py). Backward through time does the
+same per block with one product per step (the gradient into the previous state); the weight gradients are
+each one product over all steps at the end, cut along the steps (``threads.matmul_tn``). The large
+internal sequences (gates, states, gate gradients) come from ``utils.workspace`` and go back to it when
+the pass is done with them: fresh arrays of tens of MB cost their page faults on every call.
+Works in the dtype of x (float32, or float64 for gradient checks).
 """
 import numpy as np
 
 from tlkit.engine.kernels import gru_reset_before
 from tlkit.engine.kernels import recurrent_cells as cells
-from tlkit.engine.kernels.recurrent_products import StepProduct
+from tlkit.engine.kernels.recurrent_products import StepProduct, sequence_product
 from tlkit.utils import threads, workspace
 
 GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
@@ -95,7 +96,9 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
     kernel, recurrent_kernel = np.asarray(kernel, dt), np.asarray(recurrent_kernel, dt)  # products write into dt
     # The input projection, which each step turns into its gates in place.
     gates = workspace.take((t_len, n, g), dt)
-    threads.matmul(x_tm.reshape(t_len * n, n_in), kernel, gates.reshape(t_len * n, g))
+    b_in = np.zeros(g, dt) if bias is None else np.asarray(bias, dt)
+    if sequence_product(x_tm.reshape(t_len * n, n_in), kernel, gates.reshape(t_len * n, g), b_in):
+        b_in = np.zeros(g, dt)  # in the projection already; else the gate kernels add it
     m = np.ones((t_len, n), np.uint8) if mask_tm is None else np.ascontiguousarray(mask_tm, dtype=np.uint8)
     h = workspace.take((t_len + 1, n, units), dt)
     h[0] = h0
@@ -114,7 +117,6 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
                    gates=gates, hr=hr, rh=rh, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
                    has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
 
-    b_in = np.zeros(g, dt) if bias is None else np.asarray(bias, dt)  # added in the gate kernels
     bounds = batch_blocks(n, 2 * n * units * g, t_len, parts)
     product = None if cell == "gru_reset_before" else StepProduct(recurrent_kernel, np.diff(bounds).max())
 
@@ -182,7 +184,7 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
     rd = seq.recurrent_dropout
     h_prev = seq.h[:-1] if rd is None else seq.h[:-1] * rd
     dx = np.empty(x2.shape, dt)
-    threads.matmul(dzx2, seq.kernel.T, dx)
+    sequence_product(dzx2, seq.kernel.T, dx)
     if seq.cell == "gru_reset_before":
         d_recurrent = gru_reset_before.recurrent_kernel_grad(seq, dzx)
     else:
