@@ -185,16 +185,21 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
     h_prev = seq.h[:-1] if rd is None else seq.h[:-1] * rd
     dx = np.empty(x2.shape, dt)
     sequence_product(dzx2, seq.kernel.T, dx)
+    # the bias gradients (column sums of the gate gradients) summed by the weight gradients' products
+    d_bias = np.empty(g, dt) if seq.has_bias else None
+    d_rbias = np.empty(g, dt) if seq.has_recurrent_bias else None
     if seq.cell == "gru_reset_before":
         d_recurrent = gru_reset_before.recurrent_kernel_grad(seq, dzx)
+        if d_rbias is not None:
+            np.sum(dzr2, axis=0, out=d_rbias)
     else:
-        d_recurrent = threads.matmul_tn(h_prev.reshape(t_len * n, units), dzr2, np.empty((units, g), dt))
+        d_recurrent = threads.matmul_tn(h_prev.reshape(t_len * n, units), dzr2, np.empty((units, g), dt), d_rbias)
     grads = {
         "x": dx.reshape(seq.x.shape),
-        "kernel": threads.matmul_tn(x2, dzx2, np.empty((x2.shape[1], g), dt)),
+        "kernel": threads.matmul_tn(x2, dzx2, np.empty((x2.shape[1], g), dt), d_bias),
         "recurrent_kernel": d_recurrent,
-        "bias": dzx2.sum(axis=0) if seq.has_bias else None,
-        "recurrent_bias": dzr2.sum(axis=0) if seq.has_recurrent_bias else None,
+        "bias": d_bias,
+        "recurrent_bias": d_rbias,
         "h0": carry_h,
         "c0": carry_c if seq.cell == "lstm" else None,
     }
