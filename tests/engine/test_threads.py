@@ -119,6 +119,9 @@ def test_products_split_along_the_shared_dimension_match_numpy(monkeypatch, work
     ref = a.T.astype(np.float64) @ b
     out = np.empty((27, 40), np.float32)
     np.testing.assert_allclose(threads.matmul_tn(a, b, out), ref, rtol=1e-4, atol=1e-4)
+    col_sums = np.full(40, np.nan, np.float32)  # b's column sums too (a bias gradient), by the same chunks
+    np.testing.assert_allclose(threads.matmul_tn(a, b, out, col_sums), ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(col_sums, b.astype(np.float64).sum(axis=0), rtol=1e-5, atol=1e-4)
 
     wide = np.zeros((27, 60), np.float32)  # strided out and strided b: column blocks of wider arrays
     b_wide = np.concatenate([b, rng.standard_normal((503, 20)).astype(np.float32)], axis=1)

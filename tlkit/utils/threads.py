@@ -156,28 +156,36 @@ def matmul(a, b, out):
 
 
 
-def matmul_tn(a, b, out):
+def matmul_tn(a, b, out, b_sums=None):
     """out[...] = a.T @ b for 2-D a (k, m), b (k, n) with a long shared k (weight gradients summed over
     many rows): k is cut into chunks shared by the threads, each thread adding its chunks' products in
     its own buffer, summed at the end. Cutting k reads each operand once; cutting the rows of a.T
-    (``matmul``) would pack all of b once per chunk."""
+    (``matmul``) would pack all of b once per chunk. ``b_sums`` (n,), if given, gets b's column sums
+    (a bias gradient), each chunk's summed by the thread that multiplies it, while it is in cache."""
     limit_blas()
     k = a.shape[0]
     flops = 2 * k * a.shape[1] * b.shape[1]
     parts = min(num_threads(), k)
     if parts < 2 or flops < MIN_SPLIT_FLOPS:
         product(a.T, b, out)
+        if b_sums is not None:
+            np.sum(b, axis=0, out=b_sums)
         return out
     chunks = int(min(k, parts * CHUNKS_PER_THREAD, max(parts, flops // max(MIN_CHUNK_FLOPS, 1))))
     sums = np.zeros((parts,) + out.shape, out.dtype)
     scratch = np.empty((parts,) + out.shape, out.dtype)
+    col_sums = None if b_sums is None else np.zeros((parts, b.shape[1]), b_sums.dtype)
 
     def part(slot, lo, hi):
         product(a[lo:hi].T, b[lo:hi], scratch[slot])
         sums[slot] += scratch[slot]
+        if col_sums is not None:
+            col_sums[slot] += b[lo:hi].sum(axis=0)
 
     run_chunks(np.linspace(0, k, chunks + 1).astype(int), part, parts)
     np.sum(sums, axis=0, out=out)
+    if b_sums is not None:
+        np.sum(col_sums, axis=0, out=b_sums)
     return out
 
 def chunks_can_run_numba():

@@ -358,3 +358,10 @@ def product_epilogue(x, packed, y, residual=None, lo=-np.inf, hi=np.inf):
     _driver(packed.mr, packed.nv, packed.w)(x, packed.panels, packed.bias, y, res, residual is not None,
                                             np.float32(lo), np.float32(hi))
     return y
+
+
+def driver(packed):
+    """The numba kernel for ``packed``'s block shape, ``run(x, panels, bias, y, res, has_res, lo, hi)``
+    (see product_epilogue for the arguments), for callers running many small products on the same
+    packed weights whose arrays are known to fit (the recurrent layers' per-step products): no checks."""
+    return _driver(packed.mr, packed.nv, packed.w)

@@ -4,7 +4,8 @@ the reset gate scales the previous state before its recurrent product,
     z = rec_act(x_z + h_prev@R_z),  r = rec_act(x_r + h_prev@R_r)      (one bias (3u,), in x_*)
     hh = act(x_h + (r*h_prev)@R_h),  h = z*h_prev + (1-z)*hh
 
-so a step takes two products: h_prev@R_zr before the gates, (r*h_prev)@R_h after them. The drivers
+so a step takes two products: h_prev@R_zr before the gates, (r*h_prev)@R_h after them (each a
+recurrent_products.StepProduct). The drivers
 (per-step loops and products) are here, beside the fused element-wise kernels of the two halves; the
 sequence-level set-up is ``recurrent.rnn_forward`` / ``rnn_backward``. Masked samples keep their state
 and repeat their output (as in recurrent_cells.py). With recurrent dropout, h_prev in the products is
@@ -14,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from tlkit.engine.kernels.recurrent_cells import _act, _act_grad, _carry_masked_output
+from tlkit.engine.kernels.recurrent_products import StepProduct
 from tlkit.utils.threads import matmul_tn
 
 
@@ -89,16 +91,16 @@ def reset_backward(d_rh, gates, hp, m, ract, dz, back):
 
 def forward_steps(xw, recurrent_kernel, bias, h, out, zero_out, gates, rh, m, act, ract, recurrent_dropout):
     units = h.shape[2]
-    r_zr = np.ascontiguousarray(recurrent_kernel[:, :2 * units])
-    r_h = np.ascontiguousarray(recurrent_kernel[:, 2 * units:])
     n = h.shape[1]
+    r_zr = StepProduct(np.ascontiguousarray(recurrent_kernel[:, :2 * units]), n)
+    r_h = StepProduct(np.ascontiguousarray(recurrent_kernel[:, 2 * units:]), n)
     rec_zr = np.empty((n, 2 * units), h.dtype)
     rec_h = np.empty((n, units), h.dtype)
     for t in range(xw.shape[0]):
         hp = h[t] if recurrent_dropout is None else h[t] * recurrent_dropout
-        np.matmul(hp, r_zr, out=rec_zr)
+        r_zr(hp, rec_zr)
         gates_forward(xw[t], rec_zr, bias, hp, m[t], ract, gates[t], rh[t])
-        np.matmul(rh[t], r_h, out=rec_h)
+        r_h(rh[t], rec_h)
         state_forward(xw[t], rec_h, bias, h[t], out[t - 1] if t else zero_out, m[t], act, gates[t], h[t + 1], out[t])
 
 
@@ -106,8 +108,9 @@ def backward_steps(seq, d_out, zeros, carry_o, carry_h, dz):
     """Fills dz (T, B, 3u) and leaves in carry_h the gradient of the initial state."""
     units = carry_h.shape[1]
     rk = seq.recurrent_kernel
-    r_zr_t = np.ascontiguousarray(rk[:, :2 * units].T)
-    r_h_t = np.ascontiguousarray(rk[:, 2 * units:].T)
+    n = carry_h.shape[0]
+    r_zr_t = StepProduct(np.ascontiguousarray(rk[:, :2 * units].T), n)
+    r_h_t = StepProduct(np.ascontiguousarray(rk[:, 2 * units:].T), n)
     rd = seq.recurrent_dropout
     d_rh = np.empty_like(carry_h)
     back = np.empty_like(carry_h)
@@ -116,10 +119,9 @@ def backward_steps(seq, d_out, zeros, carry_o, carry_h, dz):
         hp = seq.h[t] if rd is None else seq.h[t] * rd
         state_backward(zeros if d_out is None else d_out[t], carry_o, carry_h, seq.gates[t], seq.h[t], seq.m[t],
                        seq.act, seq.ract, dz[t])
-        np.matmul(dz[t][:, 2 * units:], r_h_t, out=d_rh)
+        r_h_t(dz[t][:, 2 * units:], d_rh)
         reset_backward(d_rh, seq.gates[t], hp, seq.m[t], seq.ract, dz[t], back)
-        np.matmul(dz[t][:, :2 * units], r_zr_t, out=via_gates)
-        back += via_gates
+        r_zr_t.add(dz[t][:, :2 * units], back, via_gates)
         if rd is not None:
             back *= rd
         carry_h += back

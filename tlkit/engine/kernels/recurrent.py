@@ -4,30 +4,27 @@ and SimpleRNN.
     seq = rnn_forward("lstm", x_tm, W, R, b_in, None, h0, c0, mask_tm, "tanh", "sigmoid")
     grads = rnn_backward(seq, d_out_tm, d_last, d_h, d_c)
 
-Arrays are time-major: x_tm (T, B, in), outputs (T, B, units), mask_tm (T, B) of 0/1. The input
-projection of all steps is one product split over the threads (``threads.matmul``), written into the
-gates' array, which each step turns into its gates in place. The time loop
-runs on blocks of the batch, one thread each (``batch_blocks``): samples never mix in a recurrent
-layer, so each block does its whole loop alone, with no hand-off between steps. Each step does one
-product of the block's state with the recurrent kernel and one fused kernel for the gate maths
-(recurrent_cells.py). Backward through time does the same per block with one product per step (the
-gradient into the previous state); the weight gradients are each one product over all steps at the end,
-cut along the steps (``threads.matmul_tn``). The large internal sequences (gates, states, gate gradients)
-come from ``utils.workspace`` and go back to it when the pass is done with them: fresh arrays of tens of
-MB cost their page faults on every call. Works in the dtype of x (float32, or float64 for gradient checks).
+Arrays are time-major: x_tm (T, B, in), outputs (T, B, units), mask_tm (T, B) of 0/1. The input projection
+of all steps (with the input bias) is one product split over the threads
+(``recurrent_products.sequence_product``), written into the gates' array, which each step turns into its
+gates in place. The time loop runs on blocks of the batch, one thread each (``batch_blocks``): samples
+never mix in a recurrent layer, so each block does its whole loop alone, with no hand-off between steps.
+Each step does one product of the block's state with the recurrent kernel (recurrent_products.py: packed
+once a pass) and one fused kernel for the gate maths (recurrent_cells.py). Backward through time does the
+same per block with one product per step (the gradient into the previous state); the weight gradients are
+each one product over all steps at the end, cut along the steps (``threads.matmul_tn``). The large
+internal sequences (gates, states, gate gradients) come from ``utils.workspace`` and go back to it when
+the pass is done with them: fresh arrays of tens of MB cost their page faults on every call.
+Works in the dtype of x (float32, or float64 for gradient checks).
 """
 import numpy as np
 
 from tlkit.engine.kernels import gru_reset_before
 from tlkit.engine.kernels import recurrent_cells as cells
+from tlkit.engine.kernels.recurrent_products import StepProduct, sequence_product
 from tlkit.utils import threads, workspace
 
 GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
-# The forward's per-step product reads a copy of the recurrent kernel with ROW_PAD more elements a row
-# (``padded``) when its rows are a multiple of ALIASED_ROW_BYTES long (measured: LSTM(256)'s 4 KB rows
-# faster padded; GRU(256)'s 3 KB and LSTM(200)'s 3.2 KB rows not).
-ROW_PAD = 64
-ALIASED_ROW_BYTES = 4096
 # Per-sample arrays of a Sequence, time-major (T[+1], B, ...), and the (B, units) recurrent dropout.
 _TIME_MAJOR = ("h", "c", "out", "gates", "hr", "rh", "m")
 
@@ -46,17 +43,6 @@ class Sequence:
             setattr(part, name, None if value is None else value[:, lo:hi])
         part.recurrent_dropout = None if self.recurrent_dropout is None else self.recurrent_dropout[lo:hi]
         return part
-
-
-def padded(a, pad=ROW_PAD):
-    """A copy of 2-D ``a`` whose rows lie ``pad`` elements further apart than a's (a view of a wider
-    buffer), for BLAS, which packs the recurrent kernel on every step's product: with rows a multiple of
-    4 KB apart (1024 float32 gate columns, i.e. LSTM(256)) the packing's reads fall into a few cache
-    sets, and a batch block's product of few rows is the slower for it (100 steps of 32 x 256 @ 256 x
-    1024 on both threads at once: 32-34 ms with the kernel's own rows, 25-29 padded)."""
-    out = np.empty((a.shape[0], a.shape[1] + pad), a.dtype)[:, :a.shape[1]]
-    out[...] = a
-    return out
 
 
 def transposed(a, band=16):
@@ -110,7 +96,9 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
     kernel, recurrent_kernel = np.asarray(kernel, dt), np.asarray(recurrent_kernel, dt)  # products write into dt
     # The input projection, which each step turns into its gates in place.
     gates = workspace.take((t_len, n, g), dt)
-    threads.matmul(x_tm.reshape(t_len * n, n_in), kernel, gates.reshape(t_len * n, g))
+    b_in = np.zeros(g, dt) if bias is None else np.asarray(bias, dt)
+    if sequence_product(x_tm.reshape(t_len * n, n_in), kernel, gates.reshape(t_len * n, g), b_in):
+        b_in = np.zeros(g, dt)  # in the projection already; else the gate kernels add it
     m = np.ones((t_len, n), np.uint8) if mask_tm is None else np.ascontiguousarray(mask_tm, dtype=np.uint8)
     h = workspace.take((t_len + 1, n, units), dt)
     h[0] = h0
@@ -129,8 +117,8 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
                    gates=gates, hr=hr, rh=rh, act=act, ract=ract, recurrent_dropout=recurrent_dropout,
                    has_bias=bias is not None, has_recurrent_bias=recurrent_bias is not None)
 
-    b_in = np.zeros(g, dt) if bias is None else np.asarray(bias, dt)  # added in the gate kernels
-    rk_rows = padded(recurrent_kernel) if g * recurrent_kernel.itemsize % ALIASED_ROW_BYTES == 0 else recurrent_kernel
+    bounds = batch_blocks(n, 2 * n * units * g, t_len, parts)
+    product = None if cell == "gru_reset_before" else StepProduct(recurrent_kernel, np.diff(bounds).max())
 
     def block(lo, hi):
         part = seq.rows(lo, hi)
@@ -138,21 +126,21 @@ def rnn_forward(cell, x_tm, kernel, recurrent_kernel, bias, recurrent_bias, h0, 
             gru_reset_before.forward_steps(part.gates, recurrent_kernel, b_in, part.h, part.out, zero_out[lo:hi],
                                            part.gates, part.rh, part.m, act, ract, part.recurrent_dropout)
         else:
-            _forward_steps(cell, part.gates, rk_rows, b_in, rb, part, zero_out[lo:hi],
-                           np.empty((hi - lo, g), dt))
+            _forward_steps(cell, part.gates, product, b_in, rb, part, zero_out[lo:hi], np.empty((hi - lo, g), dt))
 
-    _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
+    _over_blocks(bounds, block)
     workspace.give_back_when_dead(seq, [a for a in (gates, h, c, hr, rh) if a is not None])
     return seq
 
 
-def _forward_steps(cell, xw, recurrent_kernel, bias, rb, seq, zero_out, rec):
-    """``xw``: the steps' input projections, which may be ``seq.gates`` itself (gates made in place)."""
+def _forward_steps(cell, xw, product, bias, rb, seq, zero_out, rec):
+    """``xw``: the steps' input projections, which may be ``seq.gates`` itself (gates made in place);
+    ``product``: the recurrent kernel's StepProduct."""
     h, c, out, gates, hr, m, act, ract, rd = (seq.h, seq.c, seq.out, seq.gates, seq.hr, seq.m, seq.act, seq.ract,
                                               seq.recurrent_dropout)
     for t in range(xw.shape[0]):
         hp = h[t] if rd is None else h[t] * rd
-        np.matmul(hp, recurrent_kernel, out=rec)
+        product(hp, rec)
         prev_out = out[t - 1] if t else zero_out
         if cell == "lstm":
             cells.lstm_step_forward(xw[t], rec, bias, c[t], h[t], prev_out, m[t], act, ract, gates[t], c[t + 1],
@@ -177,7 +165,9 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
     g = GATES[seq.cell] * units
     dzx = workspace.take((t_len, n, g), dt)
     dzr = workspace.take((t_len, n, g), dt) if seq.cell == "gru" else dzx
-    rkt = transposed(seq.recurrent_kernel)
+    bounds = batch_blocks(n, 2 * n * units * g, t_len, parts)
+    r_t = None if seq.cell == "gru_reset_before" else StepProduct(transposed(seq.recurrent_kernel),
+                                                                  np.diff(bounds).max())
 
     def block(lo, hi):
         part = seq.rows(lo, hi)
@@ -186,25 +176,30 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
             gru_reset_before.backward_steps(part, d_part, zeros[lo:hi], carry_o[lo:hi], carry_h[lo:hi], dzx[:, lo:hi])
         else:
             _backward_steps(part, d_part, zeros[lo:hi], carry_o[lo:hi], carry_h[lo:hi], carry_c[lo:hi],
-                            dzx[:, lo:hi], dzr[:, lo:hi], rkt, np.empty((hi - lo, units), dt))
+                            dzx[:, lo:hi], dzr[:, lo:hi], r_t, np.empty((hi - lo, units), dt))
 
-    _over_blocks(batch_blocks(n, 2 * n * units * g, t_len, parts), block)
+    _over_blocks(bounds, block)
     x2 = seq.x.reshape(t_len * n, -1)
     dzx2, dzr2 = dzx.reshape(t_len * n, g), dzr.reshape(t_len * n, g)
     rd = seq.recurrent_dropout
     h_prev = seq.h[:-1] if rd is None else seq.h[:-1] * rd
     dx = np.empty(x2.shape, dt)
-    threads.matmul(dzx2, seq.kernel.T, dx)
+    sequence_product(dzx2, seq.kernel.T, dx)
+    # the bias gradients (column sums of the gate gradients) summed by the weight gradients' products
+    d_bias = np.empty(g, dt) if seq.has_bias else None
+    d_rbias = np.empty(g, dt) if seq.has_recurrent_bias else None
     if seq.cell == "gru_reset_before":
         d_recurrent = gru_reset_before.recurrent_kernel_grad(seq, dzx)
+        if d_rbias is not None:
+            np.sum(dzr2, axis=0, out=d_rbias)
     else:
-        d_recurrent = threads.matmul_tn(h_prev.reshape(t_len * n, units), dzr2, np.empty((units, g), dt))
+        d_recurrent = threads.matmul_tn(h_prev.reshape(t_len * n, units), dzr2, np.empty((units, g), dt), d_rbias)
     grads = {
         "x": dx.reshape(seq.x.shape),
-        "kernel": threads.matmul_tn(x2, dzx2, np.empty((x2.shape[1], g), dt)),
+        "kernel": threads.matmul_tn(x2, dzx2, np.empty((x2.shape[1], g), dt), d_bias),
         "recurrent_kernel": d_recurrent,
-        "bias": dzx2.sum(axis=0) if seq.has_bias else None,
-        "recurrent_bias": dzr2.sum(axis=0) if seq.has_recurrent_bias else None,
+        "bias": d_bias,
+        "recurrent_bias": d_rbias,
         "h0": carry_h,
         "c0": carry_c if seq.cell == "lstm" else None,
     }
@@ -213,7 +208,7 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
     return grads
 
 
-def _backward_steps(seq, d_out, zeros, carry_o, carry_h, carry_c, dzx, dzr, rkt, back):
+def _backward_steps(seq, d_out, zeros, carry_o, carry_h, carry_c, dzx, dzr, r_t, back):
     for t in range(seq.out.shape[0] - 1, -1, -1):
         dout = zeros if d_out is None else d_out[t]
         if seq.cell == "lstm":
@@ -224,7 +219,9 @@ def _backward_steps(seq, d_out, zeros, carry_o, carry_h, carry_c, dzx, dzr, rkt,
                                     seq.ract, dzx[t], dzr[t])
         else:
             cells.simple_step_backward(dout, carry_o, carry_h, seq.h[t + 1], seq.m[t], seq.act, dzx[t])
-        np.matmul(dzr[t], rkt, out=back)
-        if seq.recurrent_dropout is not None:
+        if seq.recurrent_dropout is None:
+            r_t.add(dzr[t], carry_h, back)
+        else:
+            r_t(dzr[t], back)
             back *= seq.recurrent_dropout
-        carry_h += back
+            carry_h += back
