@@ -36,6 +36,8 @@ def code_kb():
 def axpy(a, x, y):
     return a * x + y
 
+if "--scipy-first" in sys.argv:
+    import scipy.linalg  # noqa: F401  (the user's own, before tlkit's first kernel)
 x = np.arange(5.0)
 got = {"axpy": axpy(2.0, x, x).tolist()}
 got["code_kb"], got["code_mappings"] = code_kb()
@@ -87,3 +89,10 @@ def test_llvm_code_pages_handed_back_and_scipy_kept_out_while_kernels_still_comp
         assert not on["scipy_linalg_loaded"] and not on["numba_blas_check"]
         assert keep["scipy_linalg_loaded"] and keep["numba_blas_check"]
         assert on["dot_error"] < 1e-12  # np.dot in a jitted function imports scipy's BLAS as usual
+
+
+@pytest.mark.skipif(not HAS_SCIPY, reason="scipy not installed")
+def test_scipy_loaded_before_the_first_kernel_keeps_numbas_blas_check():
+    got = run(None, "--scipy-first")
+    assert got["installed"] and got["numba_blas_check"]
+    assert got["axpy"] == [0.0, 3.0, 6.0, 9.0, 12.0]

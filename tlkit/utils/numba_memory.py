@@ -60,8 +60,8 @@ class _ScipyBlasCheck:
 
     @staticmethod
     def find_spec(fullname, path=None, target=None):
-        if fullname.partition(".")[0] != "scipy":
-            return None
+        if fullname.partition(".")[0] != "scipy" or "scipy.linalg" in sys.modules:
+            return None  # not scipy, or its BLAS bindings are a small step from what is loaded
         frame = sys._getframe(1)
         while frame is not None:
             code = frame.f_code
