@@ -10,7 +10,7 @@ weights, weights set again from arrays, forward with predict_on_batch), and read
 after each stage: the resident set split into anonymous memory (Python's objects, malloc's heap and
 arenas, LLVM's in-memory state, arrays), LLVM's code (libllvmlite.so's file pages) and every other
 file-backed page (libpython, numpy's and BLAS's libraries...), and the process's peak (VmHWM, the
-figure scripts/bench.py reports as ru_maxrss). Beside it: the bytes the weights hold, the transformed
+figure scripts/bench.py reports). Beside it: the bytes the weights hold, the transformed
 Winograd filters kept, numpy's own allocations at their peak during one forward (tracemalloc), the
 heavy modules and shared libraries loaded, and the forward's time (first call: kernels loaded from
 numba's cache; median of later calls). ``--settings on keep`` runs each case with tlkit's numba
@@ -22,13 +22,15 @@ import argparse
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+import machine  # noqa: E402
 CASES = ("vgg16-8", "vgg16-1", "squeezenet-32", "squeezenet-1")
 HEAVY = ("scipy", "scipy.linalg", "h5py", "dask", "matplotlib", "PIL.Image", "threadpoolctl")
 SETTINGS = {"on": None, "keep": "keep"}  # TLKIT_NUMBA_MEMORY for the worker
@@ -59,11 +61,6 @@ def smaps():
     return got
 
 
-def hwm_mb():
-    with open("/proc/self/status") as f:
-        return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)) / 1024
-
-
 def snapshot(label):
     """One stage: RSS split into anonymous, LLVM's code, other files (MB), the peak so far, the mappings."""
     maps = smaps()
@@ -71,7 +68,7 @@ def snapshot(label):
     anon = sum(a for _, a in maps.values()) / 1024
     llvm = sum(r - a for name, (r, a) in maps.items() if name.startswith("libllvmlite")) / 1024
     return {"stage": label, "rss": rss, "anon": anon, "llvm_code": llvm, "other_files": rss - anon - llvm,
-            "hwm": hwm_mb(), "maps": {k: v for k, v in maps.items() if v[0] >= 256}}
+            "hwm": machine.peak_rss_mb(), "maps": {k: v for k, v in maps.items() if v[0] >= 256}}
 
 
 def shared_libraries():
@@ -123,7 +120,7 @@ def worker(case):
         times.append(time.perf_counter() - start)
     stages.append(snapshot(f"{len(times) + 1} more forwards, batch {batch}"))
     wino_mb = sum(layer._wino_cache[1].nbytes for layer in base.layers if getattr(layer, "_wino_cache", None)) / 2**20
-    print(json.dumps({"stages": stages, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    print(json.dumps({"stages": stages, "peak": machine.peak_rss_mb(),
                       "weights_mb": weight_mb, "winograd_mb": wino_mb, "input_mb": x.nbytes / 2**20,
                       "traced_forward_peak_mb": traced_peak / 2**20, "first_forward_s": first_s,
                       "forward_s": statistics.median(times), "modules": [m for m in HEAVY if m in sys.modules],
@@ -180,9 +177,6 @@ def main():
                 got = json.loads(done.stdout.strip().splitlines()[-1])
                 report(case, setting, got, args.maps)
                 runs.setdefault((case, setting), []).append(got)
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    import machine
-
     rows = "".join(table_row(case, setting, got) for (case, setting), got in runs.items())
     text = (f"CPU: {machine.cpu_model()} (lscpu); memory does not depend on the load. Peak RSS (VmHWM) of a process "
             "that builds the base (random weights), runs one forward at batch 1, then more at the batch of the case; "
