@@ -15,7 +15,7 @@ resident memory of each forward no higher than the best peer's).
 2. scipy's BLAS bindings. When numba's numpy support first loads (at the first kernel), it imports
    scipy.linalg.cython_blas only to check that BLAS exists (~17 MB: scipy.linalg, its own OpenBLAS and
    f2py modules). tlkit's kernels call no BLAS inside numba. That one check is answered "no", only
-   when scipy.linalg is not loaded yet: numba then sums inner products inside np.cov / np.correlate
+   when scipy.linalg is not loaded yet: numba then sums the inner products of np.correlate / np.convolve
    with a loop; any np.dot or np.linalg call in a jitted function still imports scipy as usual.
 """
 import ctypes
