@@ -46,7 +46,7 @@ def llvm_code_ranges():
 
 def release_llvm_code():
     """Unmap LLVM's resident code pages from this process (they stay in the page cache)."""
-    if not _state["ranges"]:  # found once the library is loaded; it is never unloaded
+    if _state["ranges"] is None:  # looked up once, after `import numba` loaded the library (never unloaded)
         _state["ranges"] = llvm_code_ranges()
         libc = ctypes.CDLL(None, use_errno=True)
         libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
