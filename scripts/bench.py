@@ -12,7 +12,7 @@ Each framework on its fastest fp32 path: torch channels_last + inference_mode (a
 step); Keras 3 as a tf.function, with and without XLA (jit_compile) timed in the worker and the
 faster kept; ONNX Runtime on the model exported from the torch module (opset 23, all graph
 optimizations, intra-op threads = cores).
-Honesty rules: every framework runs in its own process (its peak RSS is its own); rounds are
+Honesty rules: every framework runs in its own process (its peak RSS, VmHWM, is its own); rounds are
 interleaved (tlkit, torch, keras, onnxruntime, tlkit, ...) so a slow spell hits all alike; all load
 the conv weights tlkit drew and check their output against tlkit's on one input (the 'agrees'
 column: max |difference| / max |output|); each table says the CPU, core count, load, numpy's and
@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import pathlib
-import resource
 import statistics
 import subprocess
 import sys
@@ -193,7 +192,7 @@ def run_worker(framework, model, task, batch, runs, weights_file):
         runs *= 4
     times = [machine.timed(step) for _ in range(runs)]
     print(json.dumps({"ips": batch / statistics.median(times), "agrees": agrees, **extra,
-                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "peak_mb": machine.peak_rss_mb(),
                       "threads": machine.thread_report()}))
 
 

@@ -10,7 +10,8 @@ weights; MobileNetV2 and ResNet50 rebuilt layer for layer with random weights) i
 size) runs in its own process, interleaved over rounds so that load from other processes hits both
 engines alike. tlkit runs the base frozen (``trainable = False``, as a transfer-learning base), so
 its BatchNormalizations stay folded between calls as ONNX Runtime's are. Each process warms up
-once, then times ``--repeats`` forward passes; the median is reported with the CPU and the load.
+once, then times ``--repeats`` forward passes; the median is reported with the CPU and the load, and
+each engine's peak resident memory (the most any of its processes reached: issue 16's memory bar).
 """
 import argparse
 import json
@@ -24,6 +25,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # this checkout's tlkit, not an installed one
+SCRIPTS = os.path.join(REPO, "scripts")
+sys.path.insert(0, SCRIPTS)
+
+import machine  # noqa: E402
 EXPORT = r'''
 import sys, torch
 m = torch.jit.load(sys.argv[1])
@@ -33,13 +38,15 @@ torch.onnx.export(m, torch.zeros(1, 3, 224, 224), sys.argv[2], dynamo=False, inp
 ORT_WORKER = r'''
 import json, sys, time, numpy as np, onnxruntime as ort
 path, batch, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sys.path.insert(0, sys.argv[4])
+import machine
 session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
 session.run(None, {"x": x})
 times = []
 for _ in range(repeats):
     t = time.perf_counter(); session.run(None, {"x": x}); times.append(time.perf_counter() - t)
-print(json.dumps(times))
+print(json.dumps({"times": times, "peak_mb": machine.peak_rss_mb()}))
 '''
 
 
@@ -63,13 +70,12 @@ def tlkit_worker(model_name, batch, repeats):
         t = time.perf_counter()
         model.predict_on_batch(x)
         times.append(time.perf_counter() - t)
-    print(json.dumps(times))
+    print(json.dumps({"times": times, "peak_mb": machine.peak_rss_mb()}))
 
 
 def export_onnx(model_name, folder, peers_python):
     import torch
 
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
     from peer_backbones import torch_backbone
 
     traced = os.path.join(folder, f"{model_name}.pt")
@@ -100,7 +106,7 @@ def main():
     if args.worker:
         return tlkit_worker(args.worker, args.batch, args.repeats)
     env = dict(os.environ, PYTHONPATH=REPO)
-    results, load_before = {}, os.getloadavg()
+    results, peaks, load_before = {}, {}, os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         onnx_paths = {m: export_onnx(m, folder, args.peers_python) for m in args.models}
         for r in range(args.rounds):
@@ -112,21 +118,26 @@ def main():
                                    "--repeats", str(args.repeats)]
                         else:
                             cmd = [args.peers_python, "-c", ORT_WORKER, onnx_paths[model_name], str(batch),
-                                   str(args.repeats)]
+                                   str(args.repeats), SCRIPTS]
                         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
                         key = (model_name, engine, batch)
-                        results.setdefault(key, []).extend(json.loads(out.strip().splitlines()[-1]))
+                        got = json.loads(out.strip().splitlines()[-1])
+                        results.setdefault(key, []).extend(got["times"])
+                        peaks[key] = max(peaks.get(key, 0), got["peak_mb"])
                         print(f"round {r + 1}/{args.rounds} {model_name} batch {batch} {engine}: "
                               f"{statistics.median(results[key]) * 1000:.1f} ms (median so far)", flush=True)
     load = " ".join(f"{v:.2f}" for v in load_before), " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\nForward, 224x224, CPU: {cpu_name()} ({os.cpu_count()} logical cores); load average before "
-          f"{load[0]}, after {load[1]}; median of {args.rounds} round(s) x {args.repeats} calls")
-    print("| base | batch | tlkit ms | ONNX Runtime ms | tlkit speed vs ORT |\n|---|---:|---:|---:|---:|")
+          f"{load[0]}, after {load[1]}; median of {args.rounds} round(s) x {args.repeats} calls; peak MB: each "
+          "process's peak resident set (VmHWM), as scripts/bench.py")
+    print("| base | batch | tlkit ms | ONNX Runtime ms | tlkit speed vs ORT | tlkit peak MB | ONNX Runtime peak MB |\n"
+          "|---|---:|---:|---:|---:|---:|---:|")
     for model_name in args.models:
         for batch in args.batches:
             ours, theirs = (statistics.median(results[(model_name, e, batch)]) * 1000
                             for e in ("tlkit", "onnxruntime"))
-            print(f"| {model_name} | {batch} | {ours:.1f} | {theirs:.1f} | {theirs / ours:.2f}x |")
+            print(f"| {model_name} | {batch} | {ours:.1f} | {theirs:.1f} | {theirs / ours:.2f}x "
+                  f"| {peaks[(model_name, 'tlkit', batch)]:.0f} | {peaks[(model_name, 'onnxruntime', batch)]:.0f} |")
 
 
 if __name__ == "__main__":

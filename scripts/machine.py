@@ -3,6 +3,7 @@
     header()               # "CPU: AMD EPYC (lscpu), 2 cores; load 0.12 0.30 0.41; numpy sgemm 317 GFLOP/s"
     sgemm_gflops()         # this process's BLAS rate on a large float32 product
     thread_report()        # threadpoolctl's view of this process (BLAS/OpenMP libraries, threads, kernel)
+    peak_rss_mb()          # this process's peak resident set (VmHWM), the memory figure of every table
     peer_env()             # the environment to start a benchmark process with (see below)
 
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: some machines set them because old OpenBLAS builds crash or
@@ -86,6 +87,23 @@ def thread_report():
     return [{"library": os.path.basename(p.get("filepath", "")), "api": p.get("internal_api"),
              "threads": p.get("num_threads"), "architecture": p.get("architecture", "")}
             for p in threadpool_info()]
+
+
+def peak_rss_mb():
+    """This process's peak resident set, MB: VmHWM, the high-water mark of its own address space.
+    Not getrusage's ru_maxrss: Linux carries the pre-exec address space's peak into it, so a worker
+    would report at least the RSS of the driver that spawned it (a driver holding 600 MB made every
+    worker read 600)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peer_env(base=None, extra=None):

@@ -16,6 +16,12 @@ from tlkit.utils.threads import set_env_defaults  # noqa: E402
 
 set_env_defaults()
 
+# LLVM's code pages and scipy's BLAS bindings, which numba keeps resident and tlkit's kernels never use
+# once loaded, given back (tlkit/utils/numba_memory.py); before the first @njit sets up numba's JIT.
+from tlkit.utils import numba_memory  # noqa: E402
+
+numba_memory.install()
+
 from tlkit.engine.layers.input_layer import Input  # noqa: E402
 from tlkit.engine.model import Model  # noqa: E402
 from tlkit.engine.sequential import Sequential  # noqa: E402
