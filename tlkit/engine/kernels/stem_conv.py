@@ -11,12 +11,17 @@ vectorized: each weight vector loaded serves 4 pixels, each input value is a sca
 Each output row copies the input rows its windows read into a zero-bordered buffer first (about
 2 K floats against ~200 K multiply-adds of the row), so no tap is checked against the borders.
 Rows of output are jobs shared by tlkit's threads (conv_chunks.by_jobs); nothing is stored but y.
+
+Where gemm_blocks takes a (27, F) product (PRODUCTS), the rows go another way, faster on one thread
+(AMD EPYC, AVX-512: MobileNetV2's stem, 224x224 -> 112x112x32, 0.60 -> ~0.3 ms): the windows of a few
+output rows are gathered as 27-float patches (3 runs of 9 contiguous floats each, in L2), then one
+register-blocked product with the bias and clip fused writes the rows (BENCHMARKS.md, issue 20).
 """
 import numba
 import numpy as np
 from numba import njit
 
-from tlkit.engine.kernels import conv_chunks
+from tlkit.engine.kernels import conv_chunks, gemm_blocks
 from tlkit.engine.kernels.geometry import conv_output_shape, pads
 from tlkit.engine.kernels.intrinsics import stack_floats
 
@@ -28,6 +33,10 @@ PIXELS = 4  # adjacent output pixels per pass (the pass below is written for 4)
 CHANNELS = 64  # output channels per pass
 LANES = 16  # w and bias padded to a multiple of LANES channels
 SUMS = PIXELS * CHANNELS
+# False: the direct kernel for every stem (A/B scripts); True: patches + gemm_blocks where it takes them.
+PRODUCTS = True
+# Bytes of the patches of one product (a few output rows): they stay in L2 with the rows they give.
+PATCH_BYTES = 128 << 10
 _C1, _C2, _C3 = np.uint64(CHANNELS), np.uint64(2 * CHANNELS), np.uint64(3 * CHANNELS)  # pixel offsets in the sums
 
 
@@ -101,6 +110,33 @@ def _stem_rows(x, w, bias, lo, hi, sh, sw, top, left, y, job0, job1):
                         yf[yb + u] = min(max(acc[ab + u], lo), hi)
 
 
+@njit(cache=True, nogil=True)
+def _patches(x, sh, sw, top, left, n, r0, r1, ow, p):
+    """p[(r - r0) * ow + c] = the 27 taps of output pixel (n, r, c) of image n, ordered (kernel row,
+    column, channel), zeros outside x (C-contiguous (N, H, W, 3)); top / left: zero rows / columns
+    before x."""
+    _, h, w, _ = x.shape
+    xf, pf = x.reshape(-1), p.reshape(-1)
+    q = 0
+    for r in range(r0, r1):
+        for c in range(ow):
+            iw0 = c * sw - left
+            for i in range(3):
+                ih = r * sh - top + i
+                base = q + 9 * i
+                if 0 <= ih < h and 0 <= iw0 and iw0 + 3 <= w:
+                    src = ((n * h + ih) * w + iw0) * 3
+                    for t in range(9):
+                        pf[base + t] = xf[src + t]
+                else:
+                    for j in range(3):
+                        iw = iw0 + j
+                        inside = 0 <= ih < h and 0 <= iw < w
+                        for ch in range(3):
+                            pf[base + 3 * j + ch] = xf[((n * h + ih) * w + iw) * 3 + ch] if inside else np.float32(0)
+            q += 27
+
+
 class StemRows:
     """The conv's weights, ready for stem_conv's rows: ``rows(x, n0, n1, a, b, dest)`` writes output rows
     a:b of images n0:n1 into dest (n1 - n0, b - a, OW, F) on the calling thread (an inverted-residual
@@ -117,6 +153,7 @@ class StemRows:
         self.lo, self.hi = np.float32(lo), np.float32(hi)
         self.strides, self.top, self.left, self.filters = tuple(strides), top, left, f
         self.out_hw = None if out_hw is None else tuple(out_hw)
+        self.packed = gemm_blocks.pack(self.w[:, :f], self.bias[:f]) if gemm_blocks.worth_it(27, f) else None
 
     def output_shape(self, x_shape):
         """(N, OH, OW, F) of the conv over an input of x_shape (OH, OW as given at construction)."""
@@ -124,6 +161,18 @@ class StemRows:
 
     def rows(self, x, n0, n1, a, b, dest):
         sh, sw = self.strides
+        if PRODUCTS and self.packed is not None and dest.flags.c_contiguous:
+            ow = dest.shape[2]
+            per = max(1, PATCH_BYTES // (27 * 4 * ow))  # output rows of one product
+            patches = np.empty((per * ow, 27), np.float32)
+            d2, q = dest.reshape(-1, self.filters), 0
+            for n in range(n0, n1):
+                for r in range(a, b, per):
+                    m = (min(r + per, b) - r) * ow
+                    _patches(x, sh, sw, self.top, self.left, n, r, min(r + per, b), ow, patches)
+                    gemm_blocks.product_epilogue(patches[:m], self.packed, d2[q:q + m], None, self.lo, self.hi)
+                    q += m
+            return
         _stem_rows(x[n0:n1], self.w, self.bias, self.lo, self.hi, sh, sw, self.top - a * sh, self.left, dest, 0,
                    (n1 - n0) * (b - a))
 
@@ -133,6 +182,15 @@ def stem_conv(x, w, bias, lo, hi, strides, top, left, y):
     no bound); top/left the zero rows and columns before x (y's shape sets the bottom and right ones).
     x, y C-contiguous float32. Returns y."""
     stem = StemRows(w, bias, lo, hi, strides, top, left)
+    if PRODUCTS and stem.packed is not None:
+        oh = y.shape[1]
+
+        def jobs(j0, j1):  # output rows j0:j1 (job = image * OH + row), image by image
+            for n in range(j0 // oh, (j1 - 1) // oh + 1):
+                a, b = max(j0 - n * oh, 0), min(j1 - n * oh, oh)
+                stem.rows(x, n, n + 1, a, b, y[n:n + 1, a:b])
+        conv_chunks.by_jobs(y.shape[0] * oh, jobs)
+        return y
     conv_chunks.by_jobs(y.shape[0] * y.shape[1], lambda j0, j1: _stem_rows(
         x, stem.w, stem.bias, stem.lo, stem.hi, *stem.strides, top, left, y, j0, j1))
     return y
