@@ -23,6 +23,7 @@ from numba import njit
 
 from tlkit.engine.kernels import conv_chunks, gemm_blocks
 from tlkit.engine.kernels.geometry import conv_output_shape, pads
+from tlkit.engine.kernels.im2col import rgb3x3_patches
 from tlkit.engine.kernels.intrinsics import stack_floats
 
 __all__ = ["StemRows", "applicable", "folded_conv", "stem_conv"]
@@ -110,33 +111,6 @@ def _stem_rows(x, w, bias, lo, hi, sh, sw, top, left, y, job0, job1):
                         yf[yb + u] = min(max(acc[ab + u], lo), hi)
 
 
-@njit(cache=True, nogil=True)
-def _patches(x, sh, sw, top, left, n, r0, r1, ow, p):
-    """p[(r - r0) * ow + c] = the 27 taps of output pixel (n, r, c) of image n, ordered (kernel row,
-    column, channel), zeros outside x (C-contiguous (N, H, W, 3)); top / left: zero rows / columns
-    before x."""
-    _, h, w, _ = x.shape
-    xf, pf = x.reshape(-1), p.reshape(-1)
-    q = 0
-    for r in range(r0, r1):
-        for c in range(ow):
-            iw0 = c * sw - left
-            for i in range(3):
-                ih = r * sh - top + i
-                base = q + 9 * i
-                if 0 <= ih < h and 0 <= iw0 and iw0 + 3 <= w:
-                    src = ((n * h + ih) * w + iw0) * 3
-                    for t in range(9):
-                        pf[base + t] = xf[src + t]
-                else:
-                    for j in range(3):
-                        iw = iw0 + j
-                        inside = 0 <= ih < h and 0 <= iw < w
-                        for ch in range(3):
-                            pf[base + 3 * j + ch] = xf[((n * h + ih) * w + iw) * 3 + ch] if inside else np.float32(0)
-            q += 27
-
-
 class StemRows:
     """The conv's weights, ready for stem_conv's rows: ``rows(x, n0, n1, a, b, dest)`` writes output rows
     a:b of images n0:n1 into dest (n1 - n0, b - a, OW, F) on the calling thread (an inverted-residual
@@ -169,7 +143,7 @@ class StemRows:
             for n in range(n0, n1):
                 for r in range(a, b, per):
                     m = (min(r + per, b) - r) * ow
-                    _patches(x, sh, sw, self.top, self.left, n, r, min(r + per, b), ow, patches)
+                    rgb3x3_patches(x, sh, sw, self.top, self.left, n, r, min(r + per, b), ow, patches)
                     gemm_blocks.product_epilogue(patches[:m], self.packed, d2[q:q + m], None, self.lo, self.hi)
                     q += m
             return
