@@ -133,3 +133,36 @@ def test_frozen_resnet_block_matches_numpy_with_and_without_the_route(monkeypatc
         for _ in range(2):  # the second call replays the compiled steps
             close(np.asarray(model.predict_on_batch(x)), want, rtol=1e-4)
         assert sum(taken) == (8 if enabled and AVX512 else 0)  # the four convs, twice
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_frozen_pointwise_conv_keeps_its_packing_until_a_weight_changes(use_bias, rng):
+    """A frozen 1x1 Conv2D (no BatchNormalization) packs its kernel once; set_weights and assign are seen at
+    the next call; a trainable one keeps nothing. Outputs against numpy, into a channel slice of a
+    concatenation (SqueezeNet's expand convs) too."""
+    inp = tlkit.Input((5, 7, 24))
+    left = L.Conv2D(40, 1, activation="relu", use_bias=use_bias)
+    right = L.Conv2D(36, 1, use_bias=use_bias)
+    model = tlkit.Model(inp, L.Concatenate()([left(inp), right(inp)]))
+    x = rng.standard_normal((2, 5, 7, 24)).astype(np.float32)
+
+    def want():
+        ys = []
+        for layer, relu in ((left, True), (right, False)):
+            w = layer.get_weights()
+            y = ref_forward(x, w[0], w[1] if use_bias else None, (1, 1), "valid", (1, 1))
+            ys.append(np.maximum(y, 0) if relu else y)
+        return np.concatenate(ys, axis=-1)
+
+    model.trainable = False
+    for _ in range(2):
+        close(np.asarray(model.predict_on_batch(x)), want())
+    kept = getattr(left, "_packed_cache", None)
+    assert (kept is not None) == gemm_blocks.worth_it(24, 40)
+    left.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in left.get_weights()])
+    right.kernel.assign(rng.standard_normal(right.kernel.shape).astype(np.float32))
+    for _ in range(2):
+        close(np.asarray(model.predict_on_batch(x)), want())
+    model.trainable = True
+    close(np.asarray(model.predict_on_batch(x)), want())
+    assert left._packed_cache is None
