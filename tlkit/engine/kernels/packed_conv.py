@@ -29,8 +29,9 @@ __all__ = ["applicable", "folded_conv"]
 ENABLED = True
 # The deepest window measured here: a 3x3 conv over 512 channels (K = 4608).
 LIMIT_K = 4608
-# Patch bytes of one tile of output rows: it stays in a core's cache between the gather and the product.
-TILE_BYTES = 256 << 10
+# Patch bytes of one tile of output rows, as conv_chunks' im2col chunks: each tile costs ~15 us of Python
+# and dispatch, so they are no smaller (ResNet50's 7x7 stem at batch 1: 256 KB tiles lost to 0.5-2 MB ones).
+TILE_BYTES = conv_chunks.CHUNK_BYTES
 # Output pixels below which all patches are gathered at once and the product is split by weight panels
 # (conv_chunks.packed_product), as a deep layer's few rows would not pay for one tile per thread.
 FEW_ROWS = conv_chunks.COLUMN_SPLIT_ROWS
