@@ -172,8 +172,9 @@ def _weights_key(block):
 
 
 def _arguments(block, x_shape, training):
-    """(expand, depthwise, project, stem, output shape, flops) for mbconv_bands.inverted_residual on an
-    input of ``x_shape``, or None when the block has to run layer by layer."""
+    """(expand, depthwise, project, stem, output shape, flops, packed weights) for
+    mbconv_bands.inverted_residual on an input of ``x_shape``, or None when the block has to run layer by
+    layer."""
     from tlkit.engine.kernels import mbconv_bands  # numba, loaded on first use
 
     dw_layer = block.depthwise[0].layer
@@ -197,7 +198,8 @@ def _arguments(block, x_shape, training):
     if expand is not None or stem is not None:
         flops += 2 * source_shape[0] * source_shape[1] * source_shape[2] * (
             x_shape[3] if stem is None else 27) * channels
-    return expand, depthwise[:4] + (dw_layer.strides, top, left), project, stem, shape, flops
+    packed = mbconv_bands.packings(expand, project)
+    return expand, depthwise[:4] + (dw_layer.strides, top, left), project, stem, shape, flops, packed
 
 
 def run(block, execution):
@@ -226,7 +228,7 @@ def run(block, execution):
         block.kept = None if key is None or arguments is None else (key, arguments)
     if arguments is None:
         return False
-    expand, depthwise, project, stem, shape, flops = arguments
+    expand, depthwise, project, stem, shape, flops, packed = arguments
     others = [other for kind, _, other in block.project[2] if kind == "add"]
     residual = execution.values[id(others[0])] if others else None
     if residual is not None:
@@ -235,7 +237,7 @@ def run(block, execution):
         residual = np.ascontiguousarray(residual, np.float32)
     out = execution.buffer_for(block.output, shape)
     parts = 1 if small_steps.ENABLED and flops < small_steps.flops_bar() else None
-    mbconv_bands.inverted_residual(x, expand, depthwise, project, residual, out, parts, stem)
+    mbconv_bands.inverted_residual(x, expand, depthwise, project, residual, out, parts, stem, packed)
     execution.values[id(block.output)] = out
     execution.done.update(block.inner)
     return True
