@@ -35,12 +35,15 @@ def reference_conv(x, w, b, strides, padding, low, high):
     ((2, 11, 14, 3), 70, (2, 1), "valid", (-1.0, 1.5)),
     ((1, 3, 3, 3), 8, (2, 2), "valid", (0.0, 6.0)),
 ])
-@pytest.mark.parametrize("route", ["products", "one row a product", "direct"])
+@pytest.mark.parametrize("route", ["products", "one row a product", "products, 8 lanes", "direct"])
 def test_stem_conv_matches_float64_reference(shape, filters, strides, padding, clip, route, monkeypatch):
-    """Both routes: gathered patches through gemm_blocks (a few rows a product, or one), the direct kernel."""
+    """Both routes: gathered patches through gemm_blocks (a few rows a product, or one; AVX2's 8 lanes, which
+    run on any CPU with AVX-512 too), the direct kernel."""
     monkeypatch.setattr(stem_conv, "PRODUCTS", route != "direct")
     if route == "one row a product":
         monkeypatch.setattr(stem_conv, "PATCH_BYTES", 1)
+    if route == "products, 8 lanes":
+        monkeypatch.setattr(stem_conv.gemm_blocks, "lanes", lambda: 8)
     rng = np.random.default_rng(sum(shape) + filters)
     x = rng.standard_normal(shape).astype(np.float32)
     w = (rng.standard_normal((3, 3, 3, filters)) / 5).astype(np.float32)
