@@ -133,6 +133,10 @@ def test_frozen_resnet_block_matches_numpy_with_and_without_the_route(monkeypatc
         for _ in range(2):  # the second call replays the compiled steps
             close(np.asarray(model.predict_on_batch(x)), want, rtol=1e-4)
         assert sum(taken) == (8 if enabled and AVX512 else 0)  # the four convs, twice
+    model.trainable = True  # folded at each call (inference still uses the moving statistics): not packed
+    taken.clear()
+    close(np.asarray(model.predict_on_batch(x)), want, rtol=1e-4)
+    assert not any(taken)
 
 
 @pytest.mark.parametrize("use_bias", [True, False])

@@ -112,11 +112,13 @@ class Conv2D(BaseConv):
             y = stem_conv.folded_conv(x, kernel, bias, self.strides, self.padding, self.dilation_rate, clip, out)
             if y is not None:
                 return y
-        from tlkit.engine.kernels import packed_conv  # numba, loaded on first use
-        y = packed_conv.folded_conv(x, kernel, bias, self.strides, self.padding, self.dilation_rate, residual, clip,
-                                    out)
-        if y is not None:  # a strided 1x1 conv, or im2col patches through the packed weights
-            return y
+        kept = getattr(self, "_folded_cache", None)
+        if kept is not None and kept[1] is kernel:  # a frozen fold, kept between calls: so is its packing
+            from tlkit.engine.kernels import packed_conv  # numba, loaded on first use
+            y = packed_conv.folded_conv(x, kernel, bias, self.strides, self.padding, self.dilation_rate, residual,
+                                        clip, out)
+            if y is not None:  # a strided 1x1 conv, or im2col patches through the packed weights
+                return y
         kernels = conv_kernels()
         wino = None
         if (self.kernel_size == (3, 3) and self.strides == (1, 1) and self.dilation_rate == (1, 1)
