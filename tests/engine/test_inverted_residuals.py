@@ -242,3 +242,35 @@ def test_zoo_bases_unchanged(rng, fused_calls, name):
     finally:
         inverted_residuals.ENABLED = True
     np.testing.assert_allclose(fused, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_kept_arguments_follow_weights_and_shapes(rng, monkeypatch, fused_calls):
+    """A frozen model's blocks keep their folded arguments between calls; a new weight (set_weights on a
+    conv, a BatchNormalization's statistics) or batch size is seen at the next call, as by the layers
+    run one by one; a trainable model keeps nothing."""
+    model = small_net(rng, True)
+    model.trainable = False
+    blocks = list(graph_of(model).plan.blocks.values())
+
+    def check(x):
+        fused = model.predict(x, verbose=0)
+        monkeypatch.setattr(inverted_residuals, "ENABLED", False)
+        expected = model.predict(x, verbose=0)
+        monkeypatch.setattr(inverted_residuals, "ENABLED", True)
+        np.testing.assert_allclose(fused, expected, rtol=1e-4, atol=1e-4)
+
+    x = rng.standard_normal((1, 23, 19, 3)).astype(np.float32)
+    check(x)
+    check(x)
+    assert all(getattr(b, "kept", None) is not None for b in blocks)
+    expand = model.get_layer("b2_expand")
+    expand.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in expand.get_weights()])
+    set_bn(rng, model.get_layer("b4_project_bn"), 24)
+    set_bn(rng, model.get_layer("stem_bn"), 16)
+    check(x)
+    check(rng.standard_normal((2, 23, 19, 3)).astype(np.float32))
+    model.trainable = True
+    for b in blocks:
+        b.kept = None
+    assert model.predict(x, verbose=0).shape == (1, 24)
+    assert all(b.kept is None for b in blocks) and fused_calls

@@ -1,4 +1,4 @@
-"""The direct 3x3 RGB stem kernel (kernels/stem_conv.py): against a float64 numpy reference (strides 1
+"""The 3x3 RGB stem kernels (kernels/stem_conv.py: direct, or patches + gemm_blocks): against a float64 numpy reference (strides 1
 and 2 each way, TF 'same' and 'valid', odd sizes and widths that leave a partial block of pixels,
 filter counts that are not a multiple of the padded vector width, more filters than one pass takes,
 bounds or none, an output buffer full of NaN), and MobileNetV2's stem (Conv2D -> BatchNormalization
@@ -35,7 +35,15 @@ def reference_conv(x, w, b, strides, padding, low, high):
     ((2, 11, 14, 3), 70, (2, 1), "valid", (-1.0, 1.5)),
     ((1, 3, 3, 3), 8, (2, 2), "valid", (0.0, 6.0)),
 ])
-def test_stem_conv_matches_float64_reference(shape, filters, strides, padding, clip):
+@pytest.mark.parametrize("route", ["products", "one row a product", "products, 8 lanes", "direct"])
+def test_stem_conv_matches_float64_reference(shape, filters, strides, padding, clip, route, monkeypatch):
+    """Both routes: gathered patches through gemm_blocks (a few rows a product, or one; AVX2's 8 lanes, which
+    run on any CPU with AVX-512 too), the direct kernel."""
+    monkeypatch.setattr(stem_conv, "PRODUCTS", route != "direct")
+    if route == "one row a product":
+        monkeypatch.setattr(stem_conv, "PATCH_BYTES", 1)
+    if route == "products, 8 lanes":
+        monkeypatch.setattr(stem_conv.gemm_blocks, "lanes", lambda: 8)
     rng = np.random.default_rng(sum(shape) + filters)
     x = rng.standard_normal(shape).astype(np.float32)
     w = (rng.standard_normal((3, 3, 3, filters)) / 5).astype(np.float32)

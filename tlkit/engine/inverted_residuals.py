@@ -28,6 +28,8 @@ from tlkit.engine.layers.depthwise_conv2d import DepthwiseConv2D
 ENABLED = True
 # False: plans built from then on leave a stem conv out of the block after it (A/B scripts).
 STEMS = True
+# False: the folded arguments are worked out again at every call (A/B scripts).
+KEEP_ARGUMENTS = True
 
 
 @dataclass
@@ -156,9 +158,56 @@ def _geometry(block, x_shape):
         return None
 
 
+def _weights_key(block):
+    """What a block's folded arguments depend on besides the input's shape: every weight of its convs and
+    BatchNormalizations (array and version, as conv_epilogue.folded_weights keys them), or None when one
+    of those layers is trainable (its folded weights are then recomputed at each call)."""
+    key = []
+    for conv_node, bn_node, _ in (p for p in (block.expand, block.depthwise, block.project) if p is not None):
+        for layer in (conv_node.layer, bn_node.layer):
+            if layer.trainable:
+                return None
+            key += [(id(v.value), v.version) for v in layer._own_weights]
+    return tuple(key)
+
+
+def _arguments(block, x_shape, training):
+    """(expand, depthwise, project, stem, output shape, flops, packed weights) for
+    mbconv_bands.inverted_residual on an input of ``x_shape``, or None when the block has to run layer by
+    layer."""
+    from tlkit.engine.kernels import mbconv_bands  # numba, loaded on first use
+
+    dw_layer = block.depthwise[0].layer
+    steps = [None if block.expand is None else _folded(block.expand, training),
+             _folded(block.depthwise, training), _folded(block.project, training)]
+    if any(s is None for s, part in zip(steps, (block.expand, 1, 1)) if part is not None):
+        return None
+    expand, depthwise, project = steps
+    stem, source_shape = None, x_shape
+    if expand is not None and expand[0].ndim == 4:  # the stem's rows are the expanded rows
+        stem, expand = _stem_rows(block.expand[0].layer, expand, x_shape, mbconv_bands), None
+        source_shape = stem.output_shape(x_shape)
+    geometry = _geometry(block, source_shape)
+    channels = source_shape[-1] if expand is None else expand[0].shape[1]
+    if (geometry is None or (expand is not None and expand[0].shape[0] != x_shape[-1])
+            or depthwise[0].shape[2] != channels or project[0].shape[0] != channels):
+        return None
+    (n, oh, ow, _), top, left = geometry
+    shape = (n, oh, ow, project[0].shape[1])
+    flops = 2 * n * oh * ow * channels * (dw_layer.kernel_size[0] * dw_layer.kernel_size[1] + shape[-1])
+    if expand is not None or stem is not None:
+        flops += 2 * source_shape[0] * source_shape[1] * source_shape[2] * (
+            x_shape[3] if stem is None else 27) * channels
+    packed = mbconv_bands.packings(expand, project)
+    return expand, depthwise[:4] + (dw_layer.strides, top, left), project, stem, shape, flops, packed
+
+
 def run(block, execution):
     """Compute ``block`` into ``execution.values`` (its output in a recycled buffer) and mark its
-    nodes done; False, with nothing done, when the block has to run layer by layer."""
+    nodes done; False, with nothing done, when the block has to run layer by layer. The folded
+    arguments are kept on the block between calls while its layers are frozen and the input's shape
+    and the weights stay the same (at batch 1 working them out again cost about as much as a 7x7
+    block's products)."""
     from tlkit.engine.kernels import mbconv_bands  # numba, loaded on first use
 
     first = block.expand or block.depthwise
@@ -169,22 +218,17 @@ def run(block, execution):
             or x.dtype != np.float32 or x.ndim != 4 or not x.flags.c_contiguous or not mbconv_bands.supported(
                 dw_layer.kernel_size + (x.shape[-1],), dw_layer.strides, dw_layer.dilation_rate)):
         return False
-    steps = [None if block.expand is None else _folded(block.expand, training),
-             _folded(block.depthwise, training), _folded(block.project, training)]
-    if any(s is None for s, part in zip(steps, (block.expand, 1, 1)) if part is not None):
+    weights = _weights_key(block) if KEEP_ARGUMENTS else None
+    key = None if weights is None else (x.shape, training, weights)
+    kept = getattr(block, "kept", None)
+    if key is not None and kept is not None and kept[0] == key:
+        arguments = kept[1]
+    else:
+        arguments = _arguments(block, x.shape, training)
+        block.kept = None if key is None or arguments is None else (key, arguments)
+    if arguments is None:
         return False
-    expand, depthwise, project = steps
-    stem, source_shape = None, x.shape
-    if expand is not None and expand[0].ndim == 4:  # the stem's rows are the expanded rows
-        stem, expand = _stem_rows(block.expand[0].layer, expand, x.shape, mbconv_bands), None
-        source_shape = stem.output_shape(x.shape)
-    geometry = _geometry(block, source_shape)
-    channels = source_shape[-1] if expand is None else expand[0].shape[1]
-    if (geometry is None or (expand is not None and expand[0].shape[0] != x.shape[-1])
-            or depthwise[0].shape[2] != channels or project[0].shape[0] != channels):
-        return False
-    (n, oh, ow, _), top, left = geometry
-    shape = (n, oh, ow, project[0].shape[1])
+    expand, depthwise, project, stem, shape, flops, packed = arguments
     others = [other for kind, _, other in block.project[2] if kind == "add"]
     residual = execution.values[id(others[0])] if others else None
     if residual is not None:
@@ -192,12 +236,8 @@ def run(block, execution):
             return False
         residual = np.ascontiguousarray(residual, np.float32)
     out = execution.buffer_for(block.output, shape)
-    flops = 2 * n * oh * ow * channels * (dw_layer.kernel_size[0] * dw_layer.kernel_size[1] + shape[-1])
-    if expand is not None or stem is not None:
-        flops += 2 * np.prod(source_shape[:3]) * (x.shape[3] if stem is None else 27) * channels
     parts = 1 if small_steps.ENABLED and flops < small_steps.flops_bar() else None
-    mbconv_bands.inverted_residual(x, expand, depthwise[:4] + (dw_layer.strides, top, left), project, residual,
-                                   out, parts, stem)
+    mbconv_bands.inverted_residual(x, expand, depthwise, project, residual, out, parts, stem, packed)
     execution.values[id(block.output)] = out
     execution.done.update(block.inner)
     return True

@@ -36,18 +36,26 @@ def numpy_conv_pool(x, w, b, stride, conv_pad, pool, pool_stride, pool_pad, relu
 
 @pytest.mark.parametrize("band_bytes", [1, 1 << 30], ids=["one_pooled_row_a_band", "whole_image_bands"])
 @pytest.mark.parametrize("conv_pad, pool_pad, relu", [("valid", "valid", True), ("same", "same", False)])
-def test_band_route_matches_numpy(monkeypatch, band_bytes, conv_pad, pool_pad, relu):
+@pytest.mark.parametrize("products", [True, 8, False], ids=["gemm_blocks", "gemm_blocks_8_lanes", "blas"])
+@pytest.mark.parametrize("channels, k", [(3, 3), (4, 3), (2, 2)])
+def test_band_route_matches_numpy(monkeypatch, band_bytes, conv_pad, pool_pad, relu, products, channels, k):
+    """RGB 3x3 windows (their own gather) and others (im2col_rows), through gemm_blocks or BLAS, into a
+    NaN-poisoned output."""
     rng = np.random.default_rng(0)
     monkeypatch.setattr(conv_pool_bands, "BAND_BYTES", band_bytes)
+    monkeypatch.setattr(conv_pool_bands, "PRODUCTS", bool(products))
+    if products == 8:  # AVX2's vectors (they run on AVX-512 CPUs too)
+        monkeypatch.setattr(conv_pool_bands.gemm_blocks, "lanes", lambda: 8)
     monkeypatch.setattr(threads, "num_threads", lambda: 3)
-    x = rng.standard_normal((3, 23, 21, 3)).astype(np.float32)
-    w = rng.standard_normal((3, 3, 3, 40)).astype(np.float32)
+    x = rng.standard_normal((3, 23, 21, channels)).astype(np.float32)
+    w = rng.standard_normal((k, k, channels, 40)).astype(np.float32)
     b = rng.standard_normal(40).astype(np.float32)
     assert conv_pool_bands.preferred(40, (1, 1))
     want = numpy_conv_pool(x, w, b, 2, conv_pad, 3, 2, pool_pad, relu)
+    out = np.full(want.shape, np.nan, np.float32)
     got = conv.conv2d_maxpool_forward(x, w, b, strides=2, padding=conv_pad, relu=relu, pool_size=3, pool_strides=2,
-                                      pool_padding=pool_pad)
-    assert got.shape == want.shape
+                                      pool_padding=pool_pad, out=out)
+    assert got is out
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 

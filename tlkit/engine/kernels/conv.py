@@ -29,8 +29,7 @@ from tlkit.engine.kernels import conv_chunks, conv_pool_bands, direct_conv, gemm
 from tlkit.engine.kernels.bias_grad import bias_grad
 from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
 from tlkit.engine.kernels.im2col import add_bias_relu, col2im_rows, im2col_rows
-from tlkit.engine.kernels.pool import check_out as check_pooled_out
-from tlkit.engine.kernels.pool import max_pool2d_forward
+from tlkit.engine.kernels.pool import check_out as check_pooled_out, max_pool2d_forward
 from tlkit.utils import threads
 from tlkit.utils.threads import matmul
 
@@ -128,9 +127,9 @@ def _pointwise(window):
     return window[:4] == (1, 1, 1, 1)
 
 
-def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0):
-    """y[n, r, c] = window(n, r, c) . wmat (+ b, relu) for every output pixel, tile by tile.
-    out: C-contiguous (N, OH, OW, >= lo + F) array; y goes to its channels [lo, lo + F)."""
+def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0, packed=None):
+    """y[n, r, c] = window(n, r, c) . wmat (+ b, relu) for every output pixel, tile by tile. out: C-contiguous
+    (N, OH, OW, >= lo + F) array; y goes to its channels [lo, lo + F). packed: see conv2d_forward."""
     n, _, _, ch = x.shape
     out_h, out_w = out_hw
     k, f = wmat.shape
@@ -140,7 +139,7 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
     direct_1x1 = _pointwise(window) and (pad_top, pad_left) == (0, 0) and out_hw == (x.shape[1], x.shape[2])
     flops = 2 * n * out_h * out_w * k * f
     if direct_1x1 and gemm_blocks.worth_it(k, f):
-        conv_chunks.packed_product(x.reshape(-1, ch), gemm_blocks.pack(wmat, b), y.reshape(-1, y.shape[3])[
+        conv_chunks.packed_product(x.reshape(-1, ch), packed or gemm_blocks.pack(wmat, b), y.reshape(-1, y.shape[3])[
             :, lo:lo + f], None, 0.0 if relu else -np.inf, np.inf, threads.session_bar(POINTWISE_SPLIT_FLOPS))
         return y[..., lo:lo + f]
     if direct_1x1 and flops < threads.session_bar(POINTWISE_SPLIT_FLOPS) and conv_chunks.CHUNKED is not True:
@@ -180,14 +179,14 @@ def _direct(x, wmat, b, window, pad_top, pad_left, out_hw, relu, out=None, lo=0)
 
 
 def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), relu=False, wino_filter=None,
-                   out=None):
+                   out=None, packed=None):
     """y (N, OH, OW, F) float32 = conv(x, w) + b, then max(., 0) if relu.
 
-    x: (N, H, W, C); w: (kh, kw, C, F); b: (F,) or None. padding 'same' is TF's (odd pixel
-    bottom/right). wino_filter: optional cached ``winograd_transform_filter(w)``; without it the
-    transform is computed on the fly when Winograd is the faster route. out: optional float32
-    array to write y into and return, e.g. a channel slice ``buf[..., 64:128]`` of a
-    concatenation buffer (rows may be strided; channels must be contiguous).
+    x: (N, H, W, C); w: (kh, kw, C, F); b: (F,) or None. padding 'same' is TF's (odd pixel bottom/right).
+    wino_filter / packed: optional cached ``winograd_transform_filter(w)`` / ``gemm_blocks.pack(w[0, 0], b)``
+    (a 1x1 kernel), else computed per call where their route runs. out: optional float32 array to write y
+    into and return, e.g. a channel slice ``buf[..., 64:128]`` of a concatenation buffer (rows may be
+    strided; channels must be contiguous).
     """
     fn = "conv2d_forward"
     x = _as_nhwc(x, "x", fn)
@@ -212,7 +211,8 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
         conv_chunks.by_jobs(x.shape[0] * g.oh, lambda j0, j1: direct_conv.conv_bias_relu(
             x, wk, bias, relu, g.kh, g.kw, *g.strides, g.pad_top, g.pad_left, j0, j1, y, lo))
         return y[..., lo:lo + f]
-    return _direct(x, w.reshape(-1, w.shape[3]), b, g.window, g.pad_top, g.pad_left, (g.oh, g.ow), relu, out, lo)
+    return _direct(x, w.reshape(-1, w.shape[3]), b, g.window, g.pad_top, g.pad_left, (g.oh, g.ow), relu, out, lo,
+                   packed)
 
 
 def conv2d_forward_padded(x, w, b, strides, dilation, pad_top, pad_left, out_hw):

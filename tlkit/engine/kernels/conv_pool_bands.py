@@ -10,12 +10,15 @@ threads (tlkit.utils.threads.run_chunks).
 
 Why: the direct kernel (direct_conv.py) accumulates in L1, not in registers, and reaches about
 half of what BLAS does on the same thin product (K = 27); the band's patch matrix and product
-stay in the core's caches.
+stay in the core's caches. Where gemm_blocks takes the (K, F) product (PRODUCTS), its register-blocked
+kernel runs it instead of BLAS, and a 3x3 window over 3 channels is gathered by im2col.rgb3x3_patches
+(SqueezeNet's conv1 + pool1 at batch 1 on one thread: 1.07 -> ~0.9 ms; BENCHMARKS.md, issue 20).
 """
 import numpy as np
 from numba import njit
 
-from tlkit.engine.kernels.im2col import im2col_rows
+from tlkit.engine.kernels import gemm_blocks
+from tlkit.engine.kernels.im2col import im2col_rows, rgb3x3_patches
 from tlkit.engine.kernels.pool import _window
 from tlkit.utils import threads
 
@@ -24,6 +27,8 @@ from tlkit.utils import threads
 BAND_BYTES = 2 << 20
 # Fewer filters than this keep the direct kernel: BLAS is weak on products that narrow.
 MIN_FILTERS = 32
+# False: BLAS and im2col_rows for every band (A/B scripts).
+PRODUCTS = True
 
 
 def preferred(filters, dilation):
@@ -90,6 +95,8 @@ def conv_maxpool_bands(x, wmat, bias, has_bias, relu, window, pad_top, pad_left,
     bands = [(img, p0, min(p0 + per, p_rows)) for img in range(n) for p0 in range(0, p_rows, per)]
     most = (per - 1) * psh + ph
     scratch = {}  # (patches, conv rows) per thread slot
+    packed = gemm_blocks.pack(wmat) if PRODUCTS and gemm_blocks.worth_it(k, f) else None
+    rgb = PRODUCTS and tuple(window) == (3, 3, window[2], window[3], 1, 1) and x.shape[3] == 3
 
     def band(slot, i, _):
         img, p0, p1 = bands[i]
@@ -99,8 +106,14 @@ def conv_maxpool_bands(x, wmat, bias, has_bias, relu, window, pad_top, pad_left,
             scratch[slot] = (np.empty((most * ow, k), np.float32), np.empty((most, ow, f), np.float32))
         patches, conv = scratch[slot]
         m = (r1 - r0) * ow
-        im2col_rows(x, img, img + 1, r0, r1, *window, pad_top, pad_left, ow, patches)
-        threads.product(patches[:m], wmat, conv.reshape(-1, f)[:m])
+        if rgb:
+            rgb3x3_patches(x, window[2], window[3], pad_top, pad_left, img, r0, r1, ow, patches)
+        else:
+            im2col_rows(x, img, img + 1, r0, r1, *window, pad_top, pad_left, ow, patches)
+        if packed is not None:
+            gemm_blocks.product_epilogue(patches[:m], packed, conv.reshape(-1, f)[:m])
+        else:
+            threads.product(patches[:m], wmat, conv.reshape(-1, f)[:m])
         pool_band_bias_relu(conv[:r1 - r0], r0, oh, ph, pw, psh, psw, ptop, pleft, p0, bias, has_bias, relu,
                             y[img, p0:p1])
 

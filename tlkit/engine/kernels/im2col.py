@@ -41,6 +41,35 @@ def im2col_rows(x, n0, n1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, ou
 
 
 @njit(cache=True, nogil=True)
+def rgb3x3_patches(x, sh, sw, top, left, n, r0, r1, ow, p):
+    """im2col_rows for a 3x3 window over 3 channels (an RGB stem), rows r0:r1 of image n, dilation 1:
+    p[(r - r0) * ow + c] = the 27 taps of output pixel (n, r, c), ordered (kernel row, column, channel),
+    zeros outside x (C-contiguous (N, H, W, 3)); top / left: zero rows / columns before x. Copying a
+    window's 3 runs of 9 floats by index beats im2col_rows' slice copies (0.18 vs 0.25 ms for a
+    224x224 stride-2 stem on one thread)."""
+    _, h, w, _ = x.shape
+    xf, pf = x.reshape(-1), p.reshape(-1)
+    q = 0
+    for r in range(r0, r1):
+        for c in range(ow):
+            iw0 = c * sw - left
+            for i in range(3):
+                ih = r * sh - top + i
+                base = q + 9 * i
+                if 0 <= ih < h and 0 <= iw0 and iw0 + 3 <= w:
+                    src = ((n * h + ih) * w + iw0) * 3
+                    for t in range(9):
+                        pf[base + t] = xf[src + t]
+                else:
+                    for j in range(3):
+                        iw = iw0 + j
+                        inside = 0 <= ih < h and 0 <= iw < w
+                        for ch in range(3):
+                            pf[base + 3 * j + ch] = xf[((n * h + ih) * w + iw) * 3 + ch] if inside else np.float32(0)
+            q += 27
+
+
+@njit(cache=True, nogil=True)
 def add_bias_relu(y, b, has_bias, relu, lo=0):
     """In place on columns [lo, lo + len(b)) of a (rows, columns) block: y += b; y = max(y, 0).
     Serial: its callers run it on each chunk of a product, on the thread that computed it."""

@@ -34,7 +34,7 @@ from tlkit.utils import worker_pool
 from tlkit.utils.threads import (chunks_can_run_numba, limit_blas, num_threads, product, run_chunks,
                                  set_numba_threads)
 
-__all__ = ["StemRows", "inverted_residual", "supported"]
+__all__ = ["StemRows", "inverted_residual", "packings", "supported"]
 
 # Bytes of a band's expanded input rows (its depthwise output is about as large at stride 1).
 BAND_BYTES = 1 << 20
@@ -85,10 +85,19 @@ def _pieces(n, h, w, e, oh, ow, sh, kh, parts):
     return [(i, min(i + group, n), 0, oh) for i in range(0, n, group)], group * h * w * e, group * oh * ow * e
 
 
-def inverted_residual(x, expand, depthwise, project, residual, out, parts=None, stem=None):
+def packings(expand, project):
+    """(expand's, project's) weights packed for gemm_blocks (None: that product through BLAS), kept while
+    their arrays live (gemm_blocks.pack_kept: folded weights are new arrays when a weight changes)."""
+    ew, pw = None if expand is None else expand[0], project[0]
+    return (None if ew is None or not gemm_blocks.worth_it(*ew.shape) else gemm_blocks.pack_kept(*expand[:2]),
+            gemm_blocks.pack_kept(*project[:2]) if gemm_blocks.worth_it(*pw.shape) else None)
+
+
+def inverted_residual(x, expand, depthwise, project, residual, out, parts=None, stem=None, packed=None):
     """out = the block's output (see the module's docstring); parts: threads to use (None: all).
     stem: a stem_conv.StemRows computing the expanded rows from x (N, H, W, 3) instead of an expand
-    product (expand None): the stem's output then never goes to memory either.
+    product (expand None): the stem's output then never goes to memory either. packed: ``packings(expand,
+    project)``, kept by the caller (at batch 1 looking them up cost ~10 us a block).
     Returns out."""
     n, h, w, c = x.shape if stem is None else stem.output_shape(x.shape)
     _, oh, ow, f = out.shape
@@ -101,9 +110,7 @@ def inverted_residual(x, expand, depthwise, project, residual, out, parts=None, 
     pieces, expanded_floats, depthwise_floats = _pieces(n, h, w, e, oh, ow, sh, kh, parts)
     parts = min(parts, len(pieces))
     limit_blas()
-    # the folded weights are new arrays when a weight changes: their packing is kept (gemm_blocks)
-    expand_packed = None if expand is None or not gemm_blocks.worth_it(c, e) else gemm_blocks.pack_kept(*expand[:2])
-    project_packed = gemm_blocks.pack_kept(pw, pb) if gemm_blocks.worth_it(e, f) else None
+    expand_packed, project_packed = packings(expand, project) if packed is None else packed
 
     def run(slot, first, last):
         expanded = _buffer("expanded", expanded_floats)

@@ -11,13 +11,19 @@ vectorized: each weight vector loaded serves 4 pixels, each input value is a sca
 Each output row copies the input rows its windows read into a zero-bordered buffer first (about
 2 K floats against ~200 K multiply-adds of the row), so no tap is checked against the borders.
 Rows of output are jobs shared by tlkit's threads (conv_chunks.by_jobs); nothing is stored but y.
+
+Where gemm_blocks takes a (27, F) product (PRODUCTS), the rows go another way, faster on one thread
+(AMD EPYC, AVX-512: MobileNetV2's stem, 224x224 -> 112x112x32, 0.60 -> ~0.3 ms): the windows of a few
+output rows are gathered as 27-float patches (3 runs of 9 contiguous floats each, in L2), then one
+register-blocked product with the bias and clip fused writes the rows (BENCHMARKS.md, issue 20).
 """
 import numba
 import numpy as np
 from numba import njit
 
-from tlkit.engine.kernels import conv_chunks
+from tlkit.engine.kernels import conv_chunks, gemm_blocks
 from tlkit.engine.kernels.geometry import conv_output_shape, pads
+from tlkit.engine.kernels.im2col import rgb3x3_patches
 from tlkit.engine.kernels.intrinsics import stack_floats
 
 __all__ = ["StemRows", "applicable", "folded_conv", "stem_conv"]
@@ -28,6 +34,10 @@ PIXELS = 4  # adjacent output pixels per pass (the pass below is written for 4)
 CHANNELS = 64  # output channels per pass
 LANES = 16  # w and bias padded to a multiple of LANES channels
 SUMS = PIXELS * CHANNELS
+# False: the direct kernel for every stem (A/B scripts); True: patches + gemm_blocks where it takes them.
+PRODUCTS = True
+# Bytes of the patches of one product (a few output rows): they stay in L2 with the rows they give.
+PATCH_BYTES = 128 << 10
 _C1, _C2, _C3 = np.uint64(CHANNELS), np.uint64(2 * CHANNELS), np.uint64(3 * CHANNELS)  # pixel offsets in the sums
 
 
@@ -117,6 +127,7 @@ class StemRows:
         self.lo, self.hi = np.float32(lo), np.float32(hi)
         self.strides, self.top, self.left, self.filters = tuple(strides), top, left, f
         self.out_hw = None if out_hw is None else tuple(out_hw)
+        self.packed = gemm_blocks.pack(self.w[:, :f], self.bias[:f]) if gemm_blocks.worth_it(27, f) else None
 
     def output_shape(self, x_shape):
         """(N, OH, OW, F) of the conv over an input of x_shape (OH, OW as given at construction)."""
@@ -124,6 +135,18 @@ class StemRows:
 
     def rows(self, x, n0, n1, a, b, dest):
         sh, sw = self.strides
+        if PRODUCTS and self.packed is not None and dest.flags.c_contiguous:
+            ow = dest.shape[2]
+            per = max(1, PATCH_BYTES // (27 * 4 * ow))  # output rows of one product
+            patches = np.empty((per * ow, 27), np.float32)
+            d2, q = dest.reshape(-1, self.filters), 0
+            for n in range(n0, n1):
+                for r in range(a, b, per):
+                    m = (min(r + per, b) - r) * ow
+                    rgb3x3_patches(x, sh, sw, self.top, self.left, n, r, min(r + per, b), ow, patches)
+                    gemm_blocks.product_epilogue(patches[:m], self.packed, d2[q:q + m], None, self.lo, self.hi)
+                    q += m
+            return
         _stem_rows(x[n0:n1], self.w, self.bias, self.lo, self.hi, sh, sw, self.top - a * sh, self.left, dest, 0,
                    (n1 - n0) * (b - a))
 
@@ -133,6 +156,15 @@ def stem_conv(x, w, bias, lo, hi, strides, top, left, y):
     no bound); top/left the zero rows and columns before x (y's shape sets the bottom and right ones).
     x, y C-contiguous float32. Returns y."""
     stem = StemRows(w, bias, lo, hi, strides, top, left)
+    if PRODUCTS and stem.packed is not None:
+        oh = y.shape[1]
+
+        def jobs(j0, j1):  # output rows j0:j1 (job = image * OH + row), image by image
+            for n in range(j0 // oh, (j1 - 1) // oh + 1):
+                a, b = max(j0 - n * oh, 0), min(j1 - n * oh, oh)
+                stem.rows(x, n, n + 1, a, b, y[n:n + 1, a:b])
+        conv_chunks.by_jobs(y.shape[0] * oh, jobs)
+        return y
     conv_chunks.by_jobs(y.shape[0] * y.shape[1], lambda j0, j1: _stem_rows(
         x, stem.w, stem.bias, stem.lo, stem.hi, *stem.strides, top, left, y, j0, j1))
     return y
