@@ -156,15 +156,23 @@ def numpy_fire(model, x):
 
 
 def count_splits(monkeypatch):
-    """[bounds] of every run_chunks call on two threads from here on."""
-    splits, real = [], threads._Chunks
+    """[bounds] of every run_chunks call on two threads from here on: Python chunks and those whose
+    second half ran as the worker's native job (worker_pool.run_posted)."""
+    splits, real, posted = [], threads._Chunks, worker_pool.run_posted
 
     class Counted(real):
         def __init__(self, bounds, work, cpus=None):
             super().__init__(bounds, work, cpus)
             splits.append(bounds)
 
+    def counted_posted(work, bounds):
+        ran = posted(work, bounds)
+        if ran:
+            splits.append(bounds)
+        return ran
+
     monkeypatch.setattr(threads, "_Chunks", Counted)
+    monkeypatch.setattr(worker_pool, "run_posted", counted_posted)
     return splits
 
 
