@@ -121,6 +121,18 @@ def float32_pointer(typingctx, address):
 
 
 @intrinsic
+def int64_pointer(typingctx, address):
+    """The int64 pointer at an integer address."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+
+    return types.CPointer(types.int64)(address), codegen
+
+
+@intrinsic
 def float64_pointer(typingctx, pointer):
     """An int64 pointer read as a float64 one (a job's float arguments)."""
     if not isinstance(pointer, types.CPointer):
@@ -148,4 +160,4 @@ def store_posted(typingctx, table):
 
 
 __all__ = ["ARGS", "DONE", "EMPTY", "POSTED", "ROW", "STATE", "TAKEN", "finish", "float32_pointer",
-           "float64_pointer", "serve", "store_posted"]
+           "float64_pointer", "int64_pointer", "serve", "store_posted"]

@@ -61,6 +61,7 @@ class _Worker:
         self.jobs = np.zeros(64, np.int64)  # its job table (job_table.ROW int64s used)
         self.jobs_lock = threading.Lock()  # held by the one caller posting to the table
         self.served = 0  # native jobs it ran (observable by tests)
+        self.one_thread = False  # numba's thread count set to 1 on this thread
         self.thread = threading.Thread(target=self._loop, name=f"tlkit-worker-{index}", daemon=True)
         self.thread.start()
 
@@ -77,6 +78,11 @@ class _Worker:
                 from tlkit.utils import job_table, spin  # numba: loaded by the first session, not at import
 
                 if JOBS:
+                    if not self.one_thread:  # the jobs' numba kernels run on this thread alone (a per-thread count)
+                        import numba
+
+                        numba.set_num_threads(1)
+                        self.one_thread = True
                     self.served += job_table.serve(self.flags, self.jobs, POSTED, OPEN, PARKED, OPENED, taken,
                                                    spin.polls(SPIN_US), spin.YIELD_EVERY)
                 else:

@@ -40,6 +40,25 @@ def _once(key, make):
     return made
 
 
+_scratch = {"floats": np.empty(0, np.float32)}
+
+
+def worker_scratch(floats):
+    """The buffer (at least ``floats`` float32) the worker's jobs carve their scratch from: kept from
+    job to job (a fresh buffer of a few MB costs its page faults at every job). One job runs at a time
+    (worker 1, its table posted to under a lock), so one buffer serves them all."""
+    buf = _scratch["floats"]
+    if buf.size < floats:
+        buf = _scratch["floats"] = np.empty(floats, np.float32)
+    return buf
+
+
+@njit(inline="always")
+def _carve(address, floats):
+    """A 1-D float32 array of ``floats`` at ``address``, and the next address, 64-byte aligned after it."""
+    return carray(float32_pointer(address), (floats,)), address + 4 * (-(-floats // 16) * 16)
+
+
 @njit(inline="always")
 def _address(a):
     return a.ctypes.data
@@ -173,7 +192,7 @@ def _sgemm_call(ilp64, sgemm, m, n, k, a, lda, b, ldb, c, ldc):
         _sgemm64(sgemm, m, n, k, a, lda, b, ldb, c, ldc)
     else:
         _sgemm32(sgemm, m, n, k, a, lda, b, ldb, c, ldc)
-_WINOGRAD_ARGS = 27
+_WINOGRAD_ARGS = 28
 
 
 def _winograd_job(ilp64, input_tiles, output_tiles):
@@ -188,12 +207,13 @@ def _winograd_job(ilp64, input_tiles, output_tiles):
         x = carray(float32_pointer(a[0]), (n, h, w, ch))
         bias = carray(float32_pointer(a[7] + 4 * c0), (fc,))
         y = carray(float32_pointer(a[11]), (a[12], a[13], a[14], a[15]))
+        m_flat, free = _carve(a[27], 36 * t * fc)
+        m = m_flat.reshape(36, t, fc)
         if a[17] == 0:  # the chunk's tile rows, transformed here
-            v = np.empty((36, t, ch), np.float32)
+            v = _carve(free, 36 * t * ch)[0].reshape(36, t, ch)
             input_tiles(x, 0, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
         else:  # every tile row, transformed once by the caller (a block of output channels)
             v = carray(float32_pointer(a[17]), (36, t, ch))
-        m = np.empty((36, t, fc), np.float32)
         sgemm, v0, m0 = a[26], v.ctypes.data, m.ctypes.data  # BLAS's address: this process's, per job
         for p in range(36):
             _sgemm_call(ilp64, sgemm, t, fc, ch, v0 + 4 * p * t * ch, ch, a[5] + 4 * (p * ch * f + c0), f,
@@ -205,7 +225,7 @@ def _winograd_job(ilp64, input_tiles, output_tiles):
 
 @njit(cache=True, nogil=True)
 def post_winograd(table, fn, sgemm, x, u, bias, has_bias, relu, pool2, y, lo, v_address, r0, r1, c0, c1, tiles_h,
-                  tiles_w, pad_top, pad_left):
+                  tiles_w, pad_top, pad_left, worker_scratch):
     """Writes a Winograd job in ``table`` and posts it (x, u, bias, y C-contiguous)."""
     a = table[ARGS:]
     table[FN] = fn
@@ -214,6 +234,7 @@ def post_winograd(table, fn, sgemm, x, u, bias, has_bias, relu, pool2, y, lo, v_
     a[11], a[12], a[13], a[14], a[15], a[16] = _address(y), y.shape[0], y.shape[1], y.shape[2], y.shape[3], lo
     a[17], a[18], a[19], a[20], a[21] = v_address, r0, r1, c0, c1
     a[22], a[23], a[24], a[25], a[26] = tiles_h, tiles_w, pad_top, pad_left, sgemm
+    a[27] = _address(worker_scratch)
     store_posted(table)
 
 
@@ -234,15 +255,16 @@ def winograd_poster(transforms, x, u, bias, has_bias, relu, y, lo, pool2, tiles_
 
     def post(table, c0, c1):
         r0, r1, f0, f1 = (0, total_rows, c0, c1) if v is not None else (c0, c1, 0, u.shape[2])
+        floats = 36 * (r1 - r0) * tiles_w * (f1 - f0 + (x.shape[3] if v is None else 0)) + 32
         post_winograd(table, fn, address, x, u, bias, has_bias, relu, pool2, y, lo, v_address, r0, r1, f0, f1,
-                      tiles_h, tiles_w, pad_top, pad_left)
+                      tiles_h, tiles_w, pad_top, pad_left, worker_scratch(floats))
         return True
     return post
 
 
 # ----- a conv + max pool by bands of pooled rows (conv_pool_bands): im2col, one sgemm, pool + bias + ReLU -----
 
-_BANDS_ARGS = 37
+_BANDS_ARGS = 38
 
 
 def _bands_job(ilp64, im2col_rows, pool_band_bias_relu):
@@ -256,8 +278,9 @@ def _bands_job(ilp64, im2col_rows, pool_band_bias_relu):
         kh, kw, sh, sw, dh, dw, pad_top, pad_left = a[15], a[16], a[17], a[18], a[19], a[20], a[21], a[22]
         oh, ow, ph, pw, psh, psw, ptop, pleft = a[23], a[24], a[25], a[26], a[27], a[28], a[29], a[30]
         per, per_image, most = a[31], a[32], a[33]
-        patches = np.empty((most * ow, k), np.float32)
-        conv = np.empty((most, ow, f), np.float32)
+        patches_flat, free = _carve(a[37], most * ow * k)
+        patches = patches_flat.reshape(most * ow, k)
+        conv = _carve(free, most * ow * f)[0].reshape(most, ow, f)
         for i in range(a[34], a[35]):
             img, p0 = i // per_image, (i % per_image) * per
             p1 = min(p0 + per, a[13])
@@ -273,7 +296,7 @@ def _bands_job(ilp64, im2col_rows, pool_band_bias_relu):
 
 @njit(cache=True, nogil=True)
 def post_bands(table, fn, sgemm, x, wmat, bias, has_bias, relu, y, window, pad_top, pad_left, conv_hw, pool,
-               pool_strides, pool_pads, per, most, b0, b1):
+               pool_strides, pool_pads, per, most, b0, b1, worker_scratch):
     """Writes a conv + max pool job over bands [b0, b1) in ``table`` and posts it (arrays C-contiguous)."""
     a = table[ARGS:]
     table[FN] = fn
@@ -286,6 +309,7 @@ def post_bands(table, fn, sgemm, x, wmat, bias, has_bias, relu, y, window, pad_t
     a[25], a[26], a[27], a[28], a[29], a[30] = pool[0], pool[1], pool_strides[0], pool_strides[1], pool_pads[0], \
         pool_pads[1]
     a[31], a[32], a[33], a[34], a[35], a[36] = per, -(-y.shape[1] // per), most, b0, b1, sgemm
+    a[37] = _address(worker_scratch)
     store_posted(table)
 
 
@@ -299,9 +323,10 @@ def bands_poster(kernels, x, wmat, bias, has_bias, relu, window, pad_top, pad_le
         return None
     address, ilp64 = blas
     fn = _once(("bands", ilp64) + tuple(kernels), lambda: _bands_job(ilp64, *kernels))
+    floats = most * conv_hw[1] * (wmat.shape[0] + wmat.shape[1]) + 32
 
     def post(table, b0, b1):
         post_bands(table, fn, address, x, wmat, bias, has_bias, relu, y, window, pad_top, pad_left, conv_hw, pool,
-                   pool_strides, pool_pads, per, most, b0, b1)
+                   pool_strides, pool_pads, per, most, b0, b1, worker_scratch(floats))
         return True
     return post
