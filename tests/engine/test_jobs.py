@@ -12,9 +12,10 @@ import pytest
 from numba import njit
 
 from tests.engine.test_inference_buffers import numpy_conv
+from tests.engine.test_inverted_residuals import reference_block, run_kernel, same_pads, weights
 from tests.engine.test_worker_session import HANG, fire_model, numpy_fire
 from tlkit.engine import small_steps
-from tlkit.engine.kernels import conv_pool_bands, gemm_blocks, jobs, winograd
+from tlkit.engine.kernels import conv_pool_bands, gemm_blocks, jobs, jobs_mbconv, mbconv_bands, winograd
 from tlkit.engine.kernels.im2col import im2col_rows
 from tlkit.utils import job_table, threads, worker_pool
 
@@ -126,6 +127,36 @@ def test_a_bands_job_computes_its_pooled_rows_only(rng):
         conv_pool_bands.conv_maxpool_bands(x, wmat, b, True, True, (3, 3, 2, 2, 1, 1), 0, 0, (11, 10), (3, 3), (2, 2),
                                            (0, 0), unsplit)
     np.testing.assert_allclose(y[:, 2:], unsplit[:, 2:], **CLOSE)
+
+
+@pytest.mark.parametrize("s,k,c,e,f,res", [(1, 3, 8, 64, 8, True),    # depthwise by rows (ring kernel)
+                                           (2, 3, 8, 40, 12, False),  # depthwise by tiles
+                                           (1, 5, 24, None, 24, True)])  # no expand: the depthwise reads x
+def test_an_inverted_residual_job_computes_its_bands_only(rng, monkeypatch, s, k, c, e, f, res):
+    monkeypatch.setattr(mbconv_bands, "BAND_BYTES", 12 << 10)  # bands of a few rows: halo rows moved along
+    x = rng.standard_normal((1, 15, 13, c)).astype(np.float32)
+    expand, dk, db, project = weights(rng, c, e, f, k)
+    zero_pads = same_pads(x.shape[1:3], k, s)
+    (top, bottom), (left, right) = zero_pads
+    oh, ow = (15 + top + bottom - k) // s + 1, (13 + left + right - k) // s + 1
+    residual = rng.standard_normal((1, oh, ow, f)).astype(np.float32) if res else None
+    expected = reference_block(x, expand, dk, db, (s, s), zero_pads, project, residual)
+    ech = c if e is None else e
+    pieces, expanded_floats, depthwise_floats = mbconv_bands._pieces(1, 15, 13, ech, oh, ow, s, k, 2)
+    assert len(pieces) >= 3
+    six, zero, inf = np.float32(6), np.float32(0), np.float32(np.inf)
+    expand_bounds = None if expand is None else expand + (zero, six)
+    expand_packed = None if expand is None else gemm_blocks.pack(*expand)
+    out = np.full((1, oh, ow, f), np.nan, np.float32)
+    poster = jobs_mbconv.mbconv_poster(x, expand_bounds, expand_packed, (dk, db, zero, six, (s, s), top, left),
+                                       gemm_blocks.pack(*project), (-inf, inf), residual, out, pieces,
+                                       expanded_floats, depthwise_floats)
+    post_and_run(poster, 1, len(pieces))
+    first = pieces[1][2]
+    np.testing.assert_allclose(out[:, first:], expected[:, first:], **CLOSE)
+    assert np.isnan(out[:, :first]).all()
+    unsplit = run_kernel(x, expand, dk, db, (s, s), zero_pads, project, residual, parts=1)
+    np.testing.assert_allclose(out[:, first:], unsplit[:, first:], **CLOSE)
 
 
 class threads_set:
