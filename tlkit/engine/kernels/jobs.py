@@ -94,7 +94,7 @@ def _gemm_job(run):
     return job.address
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def post_gemm(table, fn, x, panels, bias, y, res, has_res, lo, hi, r0, r1, p0, p1):
     """Writes a gemm job in ``table`` and posts it (x, y, res: 2-D float32, unit column stride)."""
     a = table[ARGS:]
@@ -223,7 +223,7 @@ def _winograd_job(ilp64, input_tiles, output_tiles):
     return job.address
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def post_winograd(table, fn, sgemm, x, u, bias, has_bias, relu, pool2, y, lo, v_address, r0, r1, c0, c1, tiles_h,
                   tiles_w, pad_top, pad_left, worker_scratch):
     """Writes a Winograd job in ``table`` and posts it (x, u, bias, y C-contiguous)."""
@@ -294,7 +294,7 @@ def _bands_job(ilp64, im2col_rows, pool_band_bias_relu):
     return job.address
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def post_bands(table, fn, sgemm, x, wmat, bias, has_bias, relu, y, window, pad_top, pad_left, conv_hw, pool,
                pool_strides, pool_pads, per, most, b0, b1, worker_scratch):
     """Writes a conv + max pool job over bands [b0, b1) in ``table`` and posts it (arrays C-contiguous)."""

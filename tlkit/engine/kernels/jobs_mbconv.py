@@ -82,7 +82,7 @@ def _mbconv_job(expand_run, project_run, depthwise, by_rows):
     return job.address
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def post_mbconv(table, fn, x, e_panels, e_bias, has_expand, k, kb, strides, top, left, p_panels, p_bias, residual,
                 has_res, out, pieces, first, last, expanded_floats, depthwise_floats, bounds, worker_scratch):
     """Writes an inverted-residual job over pieces [first, last) in ``table`` and posts it (arrays
