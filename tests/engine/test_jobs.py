@@ -2,10 +2,8 @@
 run on this thread from a posted row, computes its chunk and nothing else (outputs NaN-poisoned before,
 odd sizes) as the unsplit route and a float64 numpy reference do; the session's lifecycle with the
 table (no job left posted, also after an error; a job the worker never took is run by the caller;
-the worker back to blocking on its inbox after a forward; two user threads at once; a forked child's
-own table). No timings here: waits are bounded only against hangs."""
-import threading
-
+the worker back to blocking on its inbox after a forward; a forked child's own table). Two user
+threads at once: tests/engine/test_worker_session.py, with the table and without. No timings here: waits are bounded only against hangs."""
 import numba
 import numpy as np
 import pytest
@@ -249,28 +247,6 @@ def test_a_job_the_worker_never_took_is_run_by_the_caller(rng, jobs_on):
     assert worker_pool.run_posted(work, [0, 20, 50])  # no session open: the worker does not serve its table
     np.testing.assert_allclose(y, expected, **CLOSE)
     assert worker.served == served
-    assert_idle()
-
-
-def test_forwards_from_two_threads_at_once_stay_correct(rng, jobs_on):
-    model = fire_model(21)
-    inputs = [rng.standard_normal((1, 15, 13, 21)).astype(np.float32) for _ in range(2)]
-    expected = [numpy_fire(model, x) for x in inputs]
-    errors = []
-
-    def forwards(i):
-        try:
-            for _ in range(20):
-                np.testing.assert_allclose(model.predict_on_batch(inputs[i]), expected[i], **CLOSE)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    users = [threading.Thread(target=forwards, args=(i,)) for i in range(2)]
-    for t in users:
-        t.start()
-    for t in users:
-        t.join(HANG)
-    assert not errors and not any(t.is_alive() for t in users)
     assert_idle()
 
 

@@ -193,7 +193,9 @@ def test_a_fire_module_split_in_a_session_matches_numpy(rng, monkeypatch, two_th
     np.testing.assert_allclose(model.predict_on_batch(x), expected, **CLOSE)
 
 
-def test_forwards_from_two_threads_at_once_stay_correct(rng, two_threads, split_everything):
+@pytest.mark.parametrize("jobs", [True, False])  # the worker's job table (native chunks) or Python chunks only
+def test_forwards_from_two_threads_at_once_stay_correct(rng, monkeypatch, two_threads, split_everything, jobs):
+    monkeypatch.setattr(worker_pool, "JOBS", jobs)
     model = fire_model(19)
     inputs = [rng.standard_normal((1, 21, 15, 19)).astype(np.float32) for _ in range(2)]
     expected = [numpy_fire(model, x.astype(np.float64)) for x in inputs]

@@ -108,28 +108,23 @@ def finish(table, every=YIELD_EVERY):
     return False
 
 
-@intrinsic
-def float32_pointer(typingctx, address):
-    """The float32 pointer at an integer address."""
-    if not isinstance(address, types.Integer):
-        return None
+def _pointer_at(numba_type, llvm_type):
+    @intrinsic
+    def pointer(typingctx, address):
+        """The pointer at an integer address."""
+        if not isinstance(address, types.Integer):
+            return None
 
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.FloatType().as_pointer())
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], llvm_type.as_pointer())
 
-    return types.CPointer(types.float32)(address), codegen
+        return types.CPointer(numba_type)(address), codegen
+    return pointer
 
 
-@intrinsic
-def int64_pointer(typingctx, address):
-    """The int64 pointer at an integer address."""
-    if not isinstance(address, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.IntType(64).as_pointer())
-
-    return types.CPointer(types.int64)(address), codegen
+# The float32 / int64 pointer at an integer address (a job's buffers).
+float32_pointer = _pointer_at(types.float32, ir.FloatType())
+int64_pointer = _pointer_at(types.int64, ir.IntType(64))
 
 
 @intrinsic
