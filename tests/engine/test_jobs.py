@@ -13,7 +13,7 @@ from tests.engine.test_inference_buffers import numpy_conv
 from tests.engine.test_inverted_residuals import reference_block, run_kernel, same_pads, weights
 from tests.engine.test_worker_session import HANG, fire_model, numpy_fire
 from tlkit.engine import small_steps
-from tlkit.engine.kernels import conv_pool_bands, gemm_blocks, jobs, jobs_mbconv, mbconv_bands, winograd
+from tlkit.engine.kernels import conv_pool_bands, gemm_blocks, jobs, jobs_mbconv, mbconv_bands, pool, winograd
 from tlkit.engine.kernels.im2col import im2col_rows
 from tlkit.utils import job_table, threads, worker_pool
 
@@ -155,6 +155,19 @@ def test_an_inverted_residual_job_computes_its_bands_only(rng, monkeypatch, s, k
     assert np.isnan(out[:, :first]).all()
     unsplit = run_kernel(x, expand, dk, db, (s, s), zero_pads, project, residual, parts=1)
     np.testing.assert_allclose(out[:, first:], unsplit[:, first:], **CLOSE)
+
+
+def test_a_max_pool_job_computes_its_rows_only(rng):
+    x = rng.standard_normal((2, 13, 11, 7)).astype(np.float32)
+    y = np.full((2, 6, 5, 7), np.nan, np.float32)  # 3x3 stride 2, 'valid'
+    expected = np.max([x[:, i:i + 11:2, j:j + 9:2] for i in range(3) for j in range(3)], axis=0)
+    poster = jobs.pool_poster(pool.max_pool_rows_kernel, x, y, (3, 3, 2, 2, 0, 0))
+    post_and_run(poster, 4, 12)  # rows numbered image-major: image 0's rows 4-5, all of image 1's
+    np.testing.assert_allclose(y[0, 4:], expected[0, 4:], **CLOSE)
+    np.testing.assert_allclose(y[1], expected[1], **CLOSE)
+    assert np.isnan(y[0, :4]).all()
+    unsplit, _ = pool.max_pool2d_forward(x, (3, 3), (2, 2), "valid", with_argmax=False)
+    np.testing.assert_allclose(y[1], unsplit[1], **CLOSE)
 
 
 class threads_set:

@@ -73,7 +73,7 @@ def im2col_product(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, dir
     threads.run_chunks(range(len(tiles) + 1), tile, parts)
 
 
-def by_jobs(total, call):
+def by_jobs(total, call, native=None):
     """call(j0, j1) over the job range [0, total) cut into chunks shared by the threads (a
     descheduled thread then delays one chunk, not half the work), or over the whole range on the
     calling thread with one thread (or CHUNKED False). For serial nogil kernels that take a job
@@ -87,7 +87,11 @@ def by_jobs(total, call):
         return
     chunks = min(total, max(parts, 1) * threads.chunks_per_thread())
     bounds = np.linspace(0, total, chunks + 1).astype(np.int64)
-    threads.run_chunks(bounds, lambda slot, j0, j1: call(int(j0), int(j1)), max(parts, 1))
+    def work(slot, j0, j1):
+        call(int(j0), int(j1))
+
+    work.native = native  # a poster of the range's chunks as a worker's native job (kernels/jobs.py), or None
+    threads.run_chunks(bounds, work, max(parts, 1))
 
 
 def by_columns(rows, columns, flops):

@@ -11,7 +11,9 @@ arrays do not fit the kind (a strided operand, no BLAS entry point found): the P
 
 Kinds: ``gemm_poster`` (gemm_blocks' product + epilogue over rows or weight panels),
 ``winograd_poster`` (Winograd's input transform of tile rows, the 36 products through BLAS's sgemm,
-the output transform; or only the products + output transform of a block of output channels).
+the output transform; or only the products + output transform of a block of output channels),
+``bands_poster`` (a conv + max pool by bands, conv_pool_bands), ``pool_poster`` (max pooling's rows);
+jobs_mbconv.py: an inverted-residual block's bands.
 """
 import ctypes
 import functools
@@ -328,5 +330,48 @@ def bands_poster(kernels, x, wmat, bias, has_bias, relu, window, pad_top, pad_le
     def post(table, b0, b1):
         post_bands(table, fn, address, x, wmat, bias, has_bias, relu, y, window, pad_top, pad_left, conv_hw, pool,
                    pool_strides, pool_pads, per, most, b0, b1, worker_scratch(floats))
+        return True
+    return post
+
+
+# ----- max pooling without argmax (pool.max_pool_rows_kernel) over output rows [j0, j1), image-major -----
+
+_POOL_ARGS = 16
+
+
+def _pool_job(kernel):
+    @cfunc(_JOB, cache=True)
+    def job(pointer):
+        a = carray(pointer, _POOL_ARGS)
+        x = carray(float32_pointer(a[0]), (a[1], a[2], a[3], a[4]))
+        y = carray(float32_pointer(a[5]), (a[1], a[6], a[7], a[4]))
+        kernel(x, a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], y)
+
+    return job.address
+
+
+@njit(cache=True)
+def post_pool(table, fn, x, y, window, j0, j1):
+    """Writes a max pooling job over output rows [j0, j1) in ``table`` and posts it (x, y C-contiguous)."""
+    a = table[ARGS:]
+    table[FN] = fn
+    a[0], a[1], a[2], a[3], a[4] = _address(x), x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    a[5], a[6], a[7] = _address(y), y.shape[1], y.shape[2]
+    for i in range(6):
+        a[8 + i] = window[i]
+    a[14], a[15] = j0, j1
+    store_posted(table)
+
+
+def pool_poster(kernel, x, y, window):
+    """A poster of max pooling's chunks (``kernel``: pool.max_pool_rows_kernel, window its (ph, pw, sh, sw,
+    top, left)): output rows [lo, hi), image-major. None when x or y is not C-contiguous float32."""
+    if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, y)):
+        return None
+    fn = _once(("pool", kernel), lambda: _pool_job(kernel))
+    window = tuple(int(v) for v in window)
+
+    def post(table, j0, j1):
+        post_pool(table, fn, x, y, window, j0, j1)
         return True
     return post
