@@ -156,15 +156,23 @@ def numpy_fire(model, x):
 
 
 def count_splits(monkeypatch):
-    """[bounds] of every run_chunks call on two threads from here on."""
-    splits, real = [], threads._Chunks
+    """[bounds] of every run_chunks call on two threads from here on: Python chunks and those whose
+    second half ran as the worker's native job (worker_pool.run_posted)."""
+    splits, real, posted = [], threads._Chunks, worker_pool.run_posted
 
     class Counted(real):
         def __init__(self, bounds, work, cpus=None):
             super().__init__(bounds, work, cpus)
             splits.append(bounds)
 
+    def counted_posted(work, bounds):
+        ran = posted(work, bounds)
+        if ran:
+            splits.append(bounds)
+        return ran
+
     monkeypatch.setattr(threads, "_Chunks", Counted)
+    monkeypatch.setattr(worker_pool, "run_posted", counted_posted)
     return splits
 
 
@@ -185,7 +193,9 @@ def test_a_fire_module_split_in_a_session_matches_numpy(rng, monkeypatch, two_th
     np.testing.assert_allclose(model.predict_on_batch(x), expected, **CLOSE)
 
 
-def test_forwards_from_two_threads_at_once_stay_correct(rng, two_threads, split_everything):
+@pytest.mark.parametrize("jobs", [True, False])  # the worker's job table (native chunks) or Python chunks only
+def test_forwards_from_two_threads_at_once_stay_correct(rng, monkeypatch, two_threads, split_everything, jobs):
+    monkeypatch.setattr(worker_pool, "JOBS", jobs)
     model = fire_model(19)
     inputs = [rng.standard_normal((1, 21, 15, 19)).astype(np.float32) for _ in range(2)]
     expected = [numpy_fire(model, x.astype(np.float64)) for x in inputs]

@@ -32,6 +32,9 @@ _HINT = {"x86_64": ("llvm.x86.sse2.pause", ()), "amd64": ("llvm.x86.sse2.pause",
 YIELD_EVERY = 64
 _YIELDS = os.name == "posix"
 
+# Runs of the polls' calibration (``polls``), the fastest kept.
+CALIBRATION_RUNS = 8
+
 _state = {"polls_per_us": None}
 
 
@@ -126,13 +129,17 @@ def wait_for_end(job, worker, parked, spins, every=YIELD_EVERY):
 
 def polls(microseconds):
     """How many polls of these waits take ``microseconds`` on this CPU (the hint's latency differs
-    tenfold between CPUs; measured once over ~1 ms), at least 1."""
+    tenfold between CPUs), at least 1. Measured once, the fastest of CALIBRATION_RUNS runs of ~0.1 ms:
+    a run during which the thread lost its CPU (another tlkit thread busy on it at the first session)
+    read 4x too few polls a microsecond, and the waits timed out 4x too early."""
     if _state["polls_per_us"] is None:
         flags = np.zeros(3, np.int64)
         flags[1] = 1  # open, nothing posted: every poll runs
         wait_for_job(flags, 0, 0, 1, 2, 10)  # compiled or loaded from the cache before timing
-        count = 20_000
-        start = time.perf_counter()
-        wait_for_job(flags, 0, 0, 1, 2, count)
-        _state["polls_per_us"] = max(1.0, count / max((time.perf_counter() - start) * 1e6, 1e-3))
+        count, fastest = 2_000, 0.0
+        for _ in range(CALIBRATION_RUNS):
+            start = time.perf_counter()
+            wait_for_job(flags, 0, 0, 1, 2, count)
+            fastest = max(fastest, count / max((time.perf_counter() - start) * 1e6, 1e-3))
+        _state["polls_per_us"] = max(1.0, fastest)
     return max(1, int(microseconds * _state["polls_per_us"]))

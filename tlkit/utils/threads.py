@@ -277,6 +277,14 @@ def run_chunks(bounds, work, parts, pin=False):
     kernels called from work run on that thread alone. The first exception raised by work is
     raised here once every chunk is done or skipped. ``pin``: each thread on a CPU of its own
     (``pinning``), for long independent chunks such as whole-graph groups of images."""
+    if parts == 2 and len(bounds) == 3 and getattr(work, "native", None) is not None:  # a session's job table
+        before = num_threads()
+        set_numba_threads(1)
+        try:
+            if worker_pool.run_posted(work, bounds):
+                return
+        finally:
+            set_numba_threads(before)
     job = _Chunks(list(bounds), work, pinning.cpus_to_pin(parts) if pin else None)
     if job.left <= 0:
         return

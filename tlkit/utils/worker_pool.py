@@ -32,11 +32,16 @@ SPIN_US = 200
 # measured faster for its graph (``session_trials.forward``, asked by ``small_steps.session``). Opened whatever
 # the load, a polling worker took the core a neighbour needed and tlkit missed issue 16's sharing bars at
 # batch 1 (kept 37% of its solo throughput against torch's 51%, 79% against a busy loop's 94%).
-# False turns them off (A/B scripts, tests).
-SESSIONS = True
+# TLKIT_WORKER_SESSIONS=0 or False turns them off (A/B scripts, tests).
+SESSIONS = os.environ.get("TLKIT_WORKER_SESSIONS", "1") == "1"
+# In a session a worker serves a job table (utils/job_table.py: chunks posted as native calls, run without
+# the GIL) beside its inbox; False: it only polls its inbox (each chunk a Python call). TLKIT_WORKER_JOBS=0.
+JOBS = os.environ.get("TLKIT_WORKER_JOBS", "1") == "1"
 # A worker's flags (int64, one cache line each): jobs posted to it, the sessions open, and the jobs
 # it had taken when it last began to poll (it holds no GIL while polling).
 POSTED, OPEN, PARKED = 0, 8, 16
+# ... and the sessions opened so far (a worker serving its job table polls SPIN_US from the latest).
+OPENED = 24
 
 # When the callers of a session waited on a late worker (one off its CPU: another process busy on it)
 # in LATE_SPLITS of its splits, the next BACKOFF_FORWARDS sessions are not opened: with the cores
@@ -51,9 +56,13 @@ _lock = threading.Lock()
 class _Worker:
     def __init__(self, index):
         self.inbox = queue.SimpleQueue()
-        self.flags = np.zeros(24, np.int64)
+        self.flags = np.zeros(32, np.int64)
         self.flags[OPEN] = _state["sessions"]
         self.blocked = threading.Event()  # set while it blocks on its inbox (observable by tests)
+        self.jobs = np.zeros(64, np.int64)  # its job table (job_table.ROW int64s used)
+        self.jobs_lock = threading.Lock()  # held by the one caller posting to the table
+        self.served = 0  # native jobs it ran (observable by tests)
+        self.one_thread = False  # numba's thread count set to 1 on this thread
         self.thread = threading.Thread(target=self._loop, name=f"tlkit-worker-{index}", daemon=True)
         self.thread.start()
 
@@ -67,11 +76,23 @@ class _Worker:
         taken = 0  # jobs taken from the inbox
         while True:
             if self.flags[OPEN] > 0 and self.inbox.empty():
-                from tlkit.utils import spin  # numba: loaded by the first session, not at import
+                from tlkit.utils import job_table, spin  # numba: loaded by the first session, not at import
 
-                spin.wait_for_job(self.flags, POSTED, taken, OPEN, PARKED, spin.polls(SPIN_US), spin.YIELD_EVERY)
+                if JOBS:
+                    if not self.one_thread:  # the jobs' numba kernels run on this thread alone (a per-thread count)
+                        import numba
+
+                        numba.set_num_threads(1)
+                        self.one_thread = True
+                    self.served += job_table.serve(self.flags, self.jobs, POSTED, OPEN, PARKED, OPENED, taken,
+                                                   spin.polls(SPIN_US), spin.YIELD_EVERY)
+                else:
+                    spin.wait_for_job(self.flags, POSTED, taken, OPEN, PARKED, spin.polls(SPIN_US), spin.YIELD_EVERY)
             if self.inbox.empty():
                 self.blocked.set()
+                if self.flags[OPEN] > 0 and self.jobs[0] != 0:  # a job posted as it left its table: served
+                    self.blocked.clear()
+                    continue
                 job, slot = self.inbox.get()
                 self.blocked.clear()
             else:
@@ -142,6 +163,8 @@ def session(workers):
             _state["late"] = 0
         _state["sessions"] += 1
         _set_open(pool)
+        for worker in pool.workers[1:]:
+            worker.flags[OPENED] += 1
     try:
         for worker in pool.workers[1:workers + 1]:
             if worker.blocked.is_set():
@@ -153,6 +176,40 @@ def session(workers):
             _set_open(pool)
             if _state["sessions"] == 0 and _state["late"] >= LATE_SPLITS:
                 _state["backoff"] = BACKOFF_FORWARDS
+
+
+def serves_jobs():
+    """Whether worker 1 may take native jobs now (a session is open with JOBS on): the routes then build
+    their chunks' posters (``work.native``, kernels/jobs.py)."""
+    return JOBS and _state["sessions"] > 0
+
+
+def run_posted(work, bounds):
+    """Chunks bounds[0:2] on the caller and bounds[1:3] as worker 1's native job (``work.native``), when
+    worker 1 serves its job table and no other caller is posting to it: True once both are done (the
+    caller ran the job itself when the worker had not taken it). False: nothing was run."""
+    pool = _state["pool"]
+    if pool is None or pool.pid != os.getpid() or len(pool.workers) < 2:
+        return False
+    worker = pool.workers[1]
+    if not worker.jobs_lock.acquire(False):
+        return False
+    from tlkit.utils import job_table, spin
+
+    try:
+        if not work.native(worker.jobs, bounds[1], bounds[2]):
+            return False
+        if worker.blocked.is_set():  # it left its table (a long step alone) before the post: woken
+            worker.post(_Wake, 0)
+        try:
+            work(0, bounds[0], bounds[1])
+        finally:
+            taken_back = job_table.finish(worker.jobs, spin.YIELD_EVERY)  # nothing left posted, also after an error
+        if taken_back:
+            work(0, bounds[1], bounds[2])
+    finally:
+        worker.jobs_lock.release()
+    return True
 
 
 def note_late(late):

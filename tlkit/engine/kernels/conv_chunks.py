@@ -10,9 +10,9 @@ cache, and a thread the OS deschedules delays only the chunk it is on.
 """
 import numpy as np
 
-from tlkit.engine.kernels import gemm_blocks
+from tlkit.engine.kernels import gemm_blocks, jobs
 from tlkit.engine.kernels.im2col import add_bias_relu, im2col_rows
-from tlkit.utils import threads, workspace
+from tlkit.utils import threads, worker_pool, workspace
 
 # Budget of one im2col chunk: its patch and output tiles stay in one thread's cache while its
 # product and bias + ReLU run.
@@ -73,7 +73,7 @@ def im2col_product(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, dir
     threads.run_chunks(range(len(tiles) + 1), tile, parts)
 
 
-def by_jobs(total, call):
+def by_jobs(total, call, native=None):
     """call(j0, j1) over the job range [0, total) cut into chunks shared by the threads (a
     descheduled thread then delays one chunk, not half the work), or over the whole range on the
     calling thread with one thread (or CHUNKED False). For serial nogil kernels that take a job
@@ -87,7 +87,11 @@ def by_jobs(total, call):
         return
     chunks = min(total, max(parts, 1) * threads.chunks_per_thread())
     bounds = np.linspace(0, total, chunks + 1).astype(np.int64)
-    threads.run_chunks(bounds, lambda slot, j0, j1: call(int(j0), int(j1)), max(parts, 1))
+    def work(slot, j0, j1):
+        call(int(j0), int(j1))
+
+    work.native = native  # a poster of the range's chunks as a worker's native job (kernels/jobs.py), or None
+    threads.run_chunks(bounds, work, max(parts, 1))
 
 
 def by_columns(rows, columns, flops):
@@ -156,6 +160,9 @@ def packed_product(x2, packed, y2, r2, lo, hi, split_flops=0):
             gemm_blocks.product_epilogue(x2, packed.columns(p0, p1), y2[:, c0:c1],
                                          None if r2 is None else r2[:, c0:c1], lo, hi)
 
+        if worker_pool.serves_jobs():
+            driver = gemm_blocks._driver(packed.mr, packed.nv, packed.w)
+            columns.native = jobs.gemm_poster(driver, x2, packed, y2, r2, lo, hi, True)
         threads.run_chunks([panels * i // parts for i in range(parts + 1)], columns, parts)
         return
     blocks = -(-rows // packed.mr)  # chunks of whole row blocks
@@ -168,4 +175,7 @@ def packed_product(x2, packed, y2, r2, lo, hi, split_flops=0):
         gemm_blocks.product_epilogue(x2[a:z], packed, y2[a:z], None if r2 is None else r2[a:z], lo, hi)
 
     chunks = min(blocks, parts * threads.chunks_per_thread())
+    if worker_pool.serves_jobs():
+        run.native = jobs.gemm_poster(gemm_blocks._driver(packed.mr, packed.nv, packed.w), x2, packed, y2, r2, lo, hi,
+                                      False)
     threads.run_chunks([min(rows, packed.mr * (blocks * i // chunks)) for i in range(chunks + 1)], run, parts)

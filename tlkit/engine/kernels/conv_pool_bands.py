@@ -17,10 +17,10 @@ kernel runs it instead of BLAS, and a 3x3 window over 3 channels is gathered by 
 import numpy as np
 from numba import njit
 
-from tlkit.engine.kernels import gemm_blocks
+from tlkit.engine.kernels import gemm_blocks, jobs
 from tlkit.engine.kernels.im2col import im2col_rows, rgb3x3_patches
 from tlkit.engine.kernels.pool import _window
-from tlkit.utils import threads
+from tlkit.utils import threads, worker_pool
 
 # Patch matrix + conv rows of one band: 1-4 MB ran best on SqueezeNet conv1 (2-core EPYC, 1 MB L2
 # per core, batch 1 and 32); smaller bands pay more per-band overhead and recomputed rows.
@@ -92,13 +92,20 @@ def conv_maxpool_bands(x, wmat, bias, has_bias, relu, window, pad_top, pad_left,
     conv_rows = max(ph, BAND_BYTES // (ow * (k + f) * 4))
     per = max(1, (conv_rows - ph) // psh + 1)
     per = min(per, max(1, -(-n * p_rows // (parts * threads.chunks_per_thread()))))  # enough bands to share
+    native = parts == 2 and n == 1 and worker_pool.serves_jobs() and threads.chunks_can_run_numba()
+    if native:  # an even count of bands: half of them a native job for the worker (kernels/jobs.py)
+        per = -(-p_rows // (2 * -(-p_rows // (2 * per))))
     bands = [(img, p0, min(p0 + per, p_rows)) for img in range(n) for p0 in range(0, p_rows, per)]
     most = (per - 1) * psh + ph
     scratch = {}  # (patches, conv rows) per thread slot
     packed = gemm_blocks.pack(wmat) if PRODUCTS and gemm_blocks.worth_it(k, f) else None
     rgb = PRODUCTS and tuple(window) == (3, 3, window[2], window[3], 1, 1) and x.shape[3] == 3
 
-    def band(slot, i, _):
+    def band(slot, i, j):
+        for b in range(i, j):
+            one_band(slot, b)
+
+    def one_band(slot, i):
         img, p0, p1 = bands[i]
         r0 = max(p0 * psh - ptop, 0)
         r1 = min((p1 - 1) * psh - ptop + ph, oh)
@@ -118,5 +125,10 @@ def conv_maxpool_bands(x, wmat, bias, has_bias, relu, window, pad_top, pad_left,
                             y[img, p0:p1])
 
     threads.limit_blas()
+    if native:
+        band.native = jobs.bands_poster((im2col_rows, pool_band_bias_relu), x, wmat, bias, has_bias, relu, window,
+                                        pad_top, pad_left, conv_hw, pool, pool_strides, pool_pads, y, per, most)
+        threads.run_chunks([0, len(bands) // 2, len(bands)], band, parts)
+        return y
     threads.run_chunks(range(len(bands) + 1), band, parts)
     return y

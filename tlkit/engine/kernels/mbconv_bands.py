@@ -26,7 +26,7 @@ import threading
 
 import numpy as np
 
-from tlkit.engine.kernels import gemm_blocks
+from tlkit.engine.kernels import gemm_blocks, jobs_mbconv
 from tlkit.engine.kernels.depthwise_tiles import forward_tiles
 from tlkit.engine.kernels.epilogue import _epilogue_serial
 from tlkit.engine.kernels.stem_conv import StemRows
@@ -162,5 +162,9 @@ def inverted_residual(x, expand, depthwise, project, residual, out, parts=None, 
             set_numba_threads(before)
     else:
         chunks = min(len(pieces), parts * (1 if worker_pool.awake() else CHUNKS_PER_THREAD))
+        if chunks == 2 and stem is None and worker_pool.serves_jobs():
+            run.native = jobs_mbconv.mbconv_poster(
+                x, expand, expand_packed, depthwise, project_packed, (plo, phi), residual, out, pieces,
+                expanded_floats, depthwise_floats)
         run_chunks([len(pieces) * i // chunks for i in range(chunks + 1)], run, parts)
     return out

@@ -19,8 +19,9 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from tlkit.engine.kernels import conv_chunks
+from tlkit.engine.kernels import conv_chunks, jobs
 from tlkit.engine.kernels.geometry import conv_output_shape, pads
+from tlkit.utils import worker_pool
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
 
@@ -198,7 +199,9 @@ def max_pool2d_forward(x, pool_size, strides, padding, with_argmax=True, out=Non
     if not with_argmax:
         check_out(out, out_shape, "max_pool2d_forward")
         y = np.empty(out_shape, np.float32) if out is None else out
-        conv_chunks.by_jobs(out_shape[0] * out_shape[1], lambda j0, j1: max_pool_rows_kernel(x, *window, j0, j1, y))
+        native = jobs.pool_poster(max_pool_rows_kernel, x, y, window) if worker_pool.serves_jobs() else None
+        conv_chunks.by_jobs(out_shape[0] * out_shape[1], lambda j0, j1: max_pool_rows_kernel(x, *window, j0, j1, y),
+                            native)
         return y, None
     if out is not None:
         raise ValueError("max_pool2d_forward: out is for inference (with_argmax=False) only.")

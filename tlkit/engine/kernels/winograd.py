@@ -15,7 +15,7 @@ output's scale for VGG-sized inputs. `applicable` says when this beats the direc
 """
 import numpy as np
 
-from tlkit.engine.kernels import conv_chunks, winograd_filters
+from tlkit.engine.kernels import conv_chunks, jobs, winograd_filters
 from tlkit.engine.kernels.intrinsics import serial_kernel
 from tlkit.engine.kernels.winograd_filters import (  # the filter side, also named here (winograd.G, ...)
     G,  # noqa: F401
@@ -24,7 +24,7 @@ from tlkit.engine.kernels.winograd_filters import (  # the filter side, also nam
     filter_transform_adjoint,  # noqa: F401
     transform_filter,
 )
-from tlkit.utils import threads, workspace
+from tlkit.utils import threads, worker_pool, workspace
 from tlkit.utils.threads import matmul
 
 # A chunk (run of tile rows) is transformed, multiplied and written back before the next: its
@@ -317,6 +317,9 @@ def _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w,
         output_transform(m, r1 - r0, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
 
     threads.limit_blas()
+    if worker_pool.serves_jobs():
+        chunk.native = jobs.winograd_poster((_input_tiles, _output_tiles), x, u, bias, has_bias, relu, y, lo, pool2,
+                                            tiles_h, tiles_w, pad_top, pad_left)
     threads.run_chunks(list(range(0, total_rows, per)) + [total_rows], chunk, parts)
 
 
@@ -339,4 +342,7 @@ def _conv3x3_columns(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, 
         output_transform(m, total_rows, 0, tiles_h, tiles_w, bias[c0:c1], has_bias, relu, y, lo + c0, pool2)
 
     threads.limit_blas()
+    if worker_pool.serves_jobs():
+        block.native = jobs.winograd_poster((_input_tiles, _output_tiles), x, u, bias, has_bias, relu, y, lo, pool2,
+                                            tiles_h, tiles_w, pad_top, pad_left, v)
     threads.run_chunks(threads.column_blocks(f, before), block, before)
