@@ -35,8 +35,11 @@ SPIN_US = 200
 # TLKIT_WORKER_SESSIONS=0 or False turns them off (A/B scripts, tests).
 SESSIONS = os.environ.get("TLKIT_WORKER_SESSIONS", "1") == "1"
 # In a session a worker serves a job table (utils/job_table.py: chunks posted as native calls, run without
-# the GIL) beside its inbox; False: it only polls its inbox (each chunk a Python call). TLKIT_WORKER_JOBS=0.
-JOBS = os.environ.get("TLKIT_WORKER_JOBS", "1") == "1"
+# the GIL) beside its inbox; False: it only polls its inbox (each chunk a Python call). Off by default
+# (TLKIT_WORKER_JOBS=1 turns it on): the job cfuncs close over objects that differ from process to process,
+# so numba's cache never hits for them, and every process compiled them again at its first session (~6 s
+# and +75 MB of peak memory for a SqueezeNet b1 predict, 2026-11-27).
+JOBS = os.environ.get("TLKIT_WORKER_JOBS", "0") == "1"
 # A worker's flags (int64, one cache line each): jobs posted to it, the sessions open, and the jobs
 # it had taken when it last began to poll (it holds no GIL while polling).
 POSTED, OPEN, PARKED = 0, 8, 16
