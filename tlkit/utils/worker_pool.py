@@ -28,12 +28,12 @@ from tlkit.utils import pinning
 
 # How long a worker polls for its next job after each one during a session before it blocks (us).
 SPIN_US = 200
-# On by default: a forward opens one only while the other processes leave its cores free and sessions are
-# measured faster for its graph (``session_trials.forward``, asked by ``small_steps.session``). Opened whatever
-# the load, a polling worker took the core a neighbour needed and tlkit missed issue 16's sharing bars at
-# batch 1 (kept 37% of its solo throughput against torch's 51%, 79% against a busy loop's 94%).
-# TLKIT_WORKER_SESSIONS=0 or False turns them off (A/B scripts, tests).
-SESSIONS = os.environ.get("TLKIT_WORKER_SESSIONS", "1") == "1"
+# Off by default (TLKIT_WORKER_SESSIONS=1 turns them on). On, a forward opens one only while the other
+# processes leave its cores free and sessions are measured faster for its graph (``session_trials.forward``,
+# asked by ``small_steps.session``). Measured on merged main (2026-11-27, AMD EPYC, `scripts/ab_revisions.py`):
+# SqueezeNet b1 0.87x the session-free route of 1764f1e with sessions on, 1.04x off (the trials' forwards in a
+# losing session cost a short run); opened whatever the load, sessions missed issue 16's batch-1 sharing bars.
+SESSIONS = os.environ.get("TLKIT_WORKER_SESSIONS", "0") == "1"
 # In a session a worker serves a job table (utils/job_table.py: chunks posted as native calls, run without
 # the GIL) beside its inbox; False: it only polls its inbox (each chunk a Python call). Off by default
 # (TLKIT_WORKER_JOBS=1 turns it on): the job cfuncs close over objects that differ from process to process,
