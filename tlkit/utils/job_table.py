@@ -26,7 +26,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from tlkit.utils.spin import YIELD_EVERY, _load_acquire, _pause, _store_release
+from tlkit.utils.spin import YIELD_EVERY, _load_acquire, _pause, _store_release, int64_slot, slot_pointer
 
 # Row layout: the job's state, its cfunc's address, then its arguments (ROW - ARGS int64s at most).
 STATE, FN, ARGS, ROW = 0, 1, 2, 48
@@ -36,12 +36,11 @@ EMPTY, POSTED, TAKEN, DONE = 0, 1, 2, 3
 @intrinsic
 def _compare_swap(typingctx, table, index, expected, value):
     """table[index] = value if it was expected (sequentially consistent); whether it was."""
-    if not (isinstance(table, types.Array) and table.dtype == types.int64 and isinstance(index, types.Integer)):
+    if not int64_slot(table, index):
         return None
 
     def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = builder.gep(array.data, [args[1]])
+        pointer = slot_pointer(context, builder, signature.args[0], args[0], args[1])
         old = context.cast(builder, args[2], signature.args[2], types.int64)
         new = context.cast(builder, args[3], signature.args[3], types.int64)
         pair = builder.cmpxchg(pointer, old, new, "seq_cst", "seq_cst")
@@ -53,7 +52,7 @@ def _compare_swap(typingctx, table, index, expected, value):
 @intrinsic
 def _call_job(typingctx, table, index):
     """Calls the cfunc whose address is table[FN] with a pointer to table[index] (its arguments)."""
-    if not (isinstance(table, types.Array) and table.dtype == types.int64 and isinstance(index, types.Integer)):
+    if not int64_slot(table, index):
         return None
 
     def codegen(context, builder, signature, args):
@@ -142,12 +141,11 @@ def float64_pointer(typingctx, pointer):
 @intrinsic
 def store_posted(typingctx, table):
     """table[STATE] = POSTED with release ordering: the row's arguments are visible before it."""
-    if not (isinstance(table, types.Array) and table.dtype == types.int64):
+    if not int64_slot(table):
         return None
 
     def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = builder.gep(array.data, [ir.Constant(ir.IntType(64), STATE)])
+        pointer = slot_pointer(context, builder, signature.args[0], args[0], ir.Constant(ir.IntType(64), STATE))
         builder.store_atomic(ir.Constant(ir.IntType(64), POSTED), pointer, ordering="release", align=8)
         return context.get_dummy_value()
 

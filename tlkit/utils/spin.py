@@ -38,15 +38,24 @@ CALIBRATION_RUNS = 8
 _state = {"polls_per_us": None}
 
 
+def int64_slot(array, index=types.int64):
+    """The typing rule of an atomic access: an int64 array and an integer index into it."""
+    return isinstance(array, types.Array) and array.dtype == types.int64 and isinstance(index, types.Integer)
+
+
+def slot_pointer(context, builder, array_type, array, index):
+    """The LLVM pointer to array[index] (an int64 array, ``index`` an LLVM integer)."""
+    return builder.gep(context.make_array(array_type)(context, builder, array).data, [index])
+
+
 @intrinsic
 def _load_acquire(typingctx, flags, index):
     """flags[index] read with acquire ordering: reloaded from memory on every call."""
-    if not (isinstance(flags, types.Array) and flags.dtype == types.int64 and isinstance(index, types.Integer)):
+    if not int64_slot(flags, index):
         return None
 
     def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = builder.gep(array.data, [args[1]])
+        pointer = slot_pointer(context, builder, signature.args[0], args[0], args[1])
         return builder.load_atomic(pointer, ordering="acquire", align=8)
 
     return types.int64(flags, index), codegen
@@ -90,12 +99,11 @@ def _pause(i, every):
 @intrinsic
 def _store_release(typingctx, flags, index, value):
     """flags[index] = value with release ordering."""
-    if not (isinstance(flags, types.Array) and flags.dtype == types.int64 and isinstance(index, types.Integer)):
+    if not int64_slot(flags, index):
         return None
 
     def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = builder.gep(array.data, [args[1]])
+        pointer = slot_pointer(context, builder, signature.args[0], args[0], args[1])
         builder.store_atomic(context.cast(builder, args[2], signature.args[2], types.int64), pointer,
                              ordering="release", align=8)
         return context.get_dummy_value()
