@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import pathlib
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,10 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_PEER_PYTHON = "/work/peers/bin/python"
+sys.path.insert(0, str(REPO / "scripts"))
+
+import machine  # noqa: E402
+
 FRAMEWORKS = ("tlkit", "tlkit-direct", "torch", "keras")  # tlkit-direct: without Winograd, the baseline
 # VGG16's convolutional base: (filters, convs) per block, each block closed by a 2x2/2 max-pool.
 BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -216,7 +219,7 @@ def run_worker(framework, task, batch, size, runs, tile_mb):
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     print(json.dumps({"ips": batch / median, "seconds": median,
-                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_mb": machine.peak_rss_mb()}))
 
 
 # ---------------------------------------------------------------------------------------------
