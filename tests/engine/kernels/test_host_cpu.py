@@ -10,11 +10,14 @@ XEON = ("sapphirerapids", {"avx512f": True, "avx2": True, "fma": True, "amx-tile
 # LLVM names this session's KVM Xeon "rocketlake" (its CPUID model), with the features above
 XEON_KVM = ("rocketlake", XEON[1])
 AVX2 = ("znver3", {"avx512f": False, "avx2": True, "fma": True})
+# a Zen 4 as an LLVM older than 16 names it
+ZEN4_OLD_LLVM = ("znver3", ZEN4[1])
 
 
 def test_lanes_and_width_follow_the_features_and_the_name():
     assert [host_cpu.lanes(c) for c in (ZEN4, XEON, XEON_KVM, AVX2)] == [16, 16, 16, 8]
     assert [host_cpu.full_width(c) for c in (ZEN4, XEON, XEON_KVM, AVX2)] == [False, True, True, False]
+    assert host_cpu.lanes(ZEN4_OLD_LLVM) == 16 and not host_cpu.full_width(ZEN4_OLD_LLVM)
     name, features = host_cpu.host_cpu()
     assert isinstance(name, str) and host_cpu.lanes() == (16 if features.get("avx512f") else 8)
 

@@ -13,9 +13,10 @@ from llvmlite import binding as llvm
 __all__ = ["HALF_WIDTH", "full_width", "host_cpu", "lanes"]
 
 # CPUs (LLVM's names) whose AVX-512 runs on 256-bit units, one 512-bit FMA a cycle: AMD Zen 4, where most
-# rules were first measured. Other AVX-512 CPUs (Intel Xeon: two 512-bit FMA units a core, 2 MB of L2)
-# run twice the FMAs a cycle, so loads, cache traffic and BLAS's kernels weigh differently there.
-HALF_WIDTH = ("znver4",)
+# rules were first measured ("znver3" with AVX-512 is a Zen 4 named by an LLVM older than 16: Zen 3 has
+# none). Other AVX-512 CPUs (Intel Xeon: two 512-bit FMA units a core, 2 MB of L2) run twice the FMAs a
+# cycle, so loads, cache traffic and BLAS's kernels weigh differently there (measured on a Xeon only).
+HALF_WIDTH = ("znver3", "znver4")
 
 
 @functools.cache
