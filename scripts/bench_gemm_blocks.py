@@ -6,6 +6,7 @@ this one process; GFLOP/s are each round's best of several calls, medians over t
     python scripts/bench_gemm_blocks.py                     # ~1 min
     python scripts/bench_gemm_blocks.py --rounds 7 --shapes squeezenet
     python scripts/bench_gemm_blocks.py --blocks 12x2 8x3 6x4   # other block shapes (rows x vectors)
+    python scripts/bench_gemm_blocks.py --shapes depths widths --blocks 12x2 8x3 6x4 14x1   # the CPU rules' cases
 """
 import argparse
 import pathlib
