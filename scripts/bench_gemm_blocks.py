@@ -6,6 +6,7 @@ this one process; GFLOP/s are each round's best of several calls, medians over t
     python scripts/bench_gemm_blocks.py                     # ~1 min
     python scripts/bench_gemm_blocks.py --rounds 7 --shapes squeezenet
     python scripts/bench_gemm_blocks.py --blocks 12x2 8x3 6x4   # other block shapes (rows x vectors)
+    python scripts/bench_gemm_blocks.py --shapes depths widths --blocks 12x2 8x3 6x4 14x1   # the CPU rules' cases
 """
 import argparse
 import pathlib
@@ -53,6 +54,16 @@ SHAPES = {
         ("band 7x7 project 1152->192 (EfficientNet)", 196, 1152, 192, 1),
         ("band 7x7 project 1152->320 (EfficientNet)", 196, 1152, 320, 1),
         ("K 1000", 512, 1000, 256, 1), ("K 1280", 512, 1280, 256, 1), ("K 2000", 256, 2000, 512, 1)],
+    "depths": [  # LIMIT_K's crossover: K from 1024 to 2048 at two widths
+        ("K 1024 F 512", 256, 1024, 512, 1), ("K 1280 F 512", 256, 1280, 512, 1),
+        ("K 1536 F 256", 512, 1536, 256, 1), ("K 1536 F 512", 256, 1536, 512, 1),
+        ("K 1792 F 256", 512, 1792, 256, 1), ("K 1792 F 512", 256, 1792, 512, 1),
+        ("K 2048 F 256", 512, 2048, 256, 1), ("K 2048 F 1024", 128, 2048, 1024, 1)],
+    "widths": [  # the models' F not a multiple of 64, where the block shapes pad differently
+        ("F 16", 1024, 256, 16, 1), ("F 24", 1024, 256, 24, 1), ("F 40", 1024, 256, 40, 1),
+        ("F 80", 1024, 256, 80, 1), ("F 96", 1024, 256, 96, 1), ("F 112", 1024, 256, 112, 1),
+        ("F 144", 1024, 256, 144, 1), ("F 160", 1024, 256, 160, 1), ("F 240", 1024, 256, 240, 1),
+        ("F 480", 512, 256, 480, 1), ("F 672", 512, 256, 672, 1), ("F 960", 512, 256, 960, 1)],
 }
 
 

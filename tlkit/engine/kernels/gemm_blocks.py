@@ -15,10 +15,8 @@ vector FMAs; then the bias, residual and clip on the sums and one store per vect
 for LLVM to spill or re-vectorize. Weights are packed once into panels of NR = NV * W columns (zero
 padded), so each panel's rows are contiguous; the last panel's columns past F are masked out of the
 residual's loads and the stores (llvm.masked.*). The lane width W follows the CPU (16 with AVX-512,
-else 8); numba's cache is keyed on the CPU name and features, so a cached kernel never runs on a CPU
-without its instructions.
+else 8), block shapes and row passes too (host_cpu.py: what the rules are keyed on, and why).
 """
-import functools
 import threading
 import weakref
 
@@ -29,7 +27,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["Packed", "block_shape", "lanes", "pack", "product_epilogue", "worth_it"]
+from tlkit.engine.kernels.host_cpu import full_width, lanes
+
+__all__ = ["Packed", "block_shape", "lanes", "pack", "product_epilogue", "speed", "worth_it"]
 
 # False sends every product back to BLAS + the epilogue pass (A/B measurements).
 ENABLED = True
@@ -39,16 +39,11 @@ LIMIT_K = 2048
 _PREFETCH = "llvm.prefetch.p0" if llvm.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
 # Floats of x prefetched ahead of the block being computed, at least (whole blocks of MR rows).
 AHEAD_FLOATS = 1024
-# Bytes of the rows of x one pass over the panels reads: they stay in a core's L2 cache while every
-# panel of the weights runs over them.
-ROWS_BYTES = 128 << 10
-
-
-@functools.cache
-def lanes():
-    """Float32 lanes of the widest vectors the CPU runs: 16 with AVX-512, 8 otherwise."""
-    features = llvm.get_host_cpu_features()
-    return 16 if features.get("avx512f", False) else 8
+# Bytes of the rows of x one pass over the panels reads, by host_cpu.full_width: they stay in a core's L2
+# cache while every panel of the weights runs over them, so each weight read serves ROWS_BYTES / 4K rows.
+# 128 KB at half width (Zen 4, 1 MB L2). At full width (Intel Xeon, 2 MB L2), K >= 1536 ran at 105-130
+# GFLOP/s with 128 KB, below BLAS's ~140, and at 158-172 with 512 KB; smaller K alike (BENCHMARKS.md).
+ROWS_BYTES = {False: 128 << 10, True: 512 << 10}
 
 
 # Block shapes (MR rows, NV vectors) by lane width: MR * NV accumulators, as many as the registers hold
@@ -57,14 +52,27 @@ def lanes():
 # apart (K = 1024, 2048) share L1 cache sets (K = 1000-2048: 6 x 4 at ~108 GFLOP/s, 12 x 2 at ~88).
 # With 8 lanes, 12 x 1 (one weight vector per 12 broadcasts) ran at 2/3 of 6 x 2's speed: 6 x 2 only.
 SHAPES = {16: ((6, 4), (8, 3), (12, 2), (14, 1)), 8: ((6, 2),)}
+# Relative speed of the 16-lane shapes where it differs from 1 (block_shape weighs the padded columns
+# by it), by full_width. At half width (Zen 4) one FMA a cycle bounds them all alike (~108 GFLOP/s).
+# At full width (Intel Xeon, scripts/bench_gemm_blocks.py --shapes widths --blocks ...): 14 x 1, one
+# weight vector per 14 broadcasts, stays at 95-110 GFLOP/s where the others run 150-200, and 12 x 2 a
+# little behind 6 x 4 and 8 x 3.
+SPEEDS = {False: {}, True: {(12, 2): 0.9, (14, 1): 0.6}}
 
 
-def block_shape(k, f, w=None):
-    """(MR rows, NV vectors of W lanes) of the micro-kernel for a (K, F) weight matrix: the first
-    shape of SHAPES[W] padding the F columns to the fewest panel columns."""
-    w = lanes() if w is None else w
+def speed(shape, w=None, cpu=None):
+    """The relative speed of block shape (MR, NV) at lane width W on the CPU (see SPEEDS)."""
+    w = lanes(cpu) if w is None else w
+    return SPEEDS[w == 16 and full_width(cpu)].get(tuple(shape), 1.0)
+
+
+def block_shape(k, f, w=None, cpu=None):
+    """(MR rows, NV vectors of W lanes) of the micro-kernel for a (K, F) weight matrix: the shape of
+    SHAPES[W] padding the F columns to the fewest panel columns, weighed by its speed (SPEEDS), the
+    first in SHAPES' order among equals."""
+    w = lanes(cpu) if w is None else w
     shapes = SHAPES[w]
-    return min(shapes, key=lambda s: (-(-f // (s[1] * w)) * s[1], shapes.index(s)))
+    return min(shapes, key=lambda s: (-(-f // (s[1] * w)) * s[1] / speed(s, w, cpu), shapes.index(s)))
 
 
 def _vector_type(w):
@@ -241,12 +249,13 @@ def _driver(mr, nv, w):
 
 def _new_driver(mr, nv, w):
     nr = nv * w
+    rows_bytes = ROWS_BYTES[w == 16 and full_width()]  # a constant of the kernel (numba keys its cache on it)
 
     @njit(cache=True, nogil=True)
     def run(x, panels, bias, y, res, has_res, lo, hi):
         m, k = x.shape
         f = y.shape[1]
-        step = max(mr, ROWS_BYTES // (4 * k) // mr * mr)
+        step = max(mr, rows_bytes // (4 * k) // mr * mr)
         ahead = mr * -(-AHEAD_FLOATS // (mr * k))
         for i0 in range(0, m, step):
             i1 = min(i0 + step, m)
@@ -331,8 +340,9 @@ def pack_kept(w, bias=None):
 
 def worth_it(k, f, w=None):
     """Whether a (K, F) product runs faster here than through BLAS + the epilogue pass (one thread,
-    BENCHMARKS.md "Products"): with 16 lanes every one measured (K <= LIMIT_K); with 8 lanes only the
-    thin ones (K or F <= 48), as BLAS's AVX2 kernels match it on the others."""
+    BENCHMARKS.md "Products"): with 16 lanes every one measured (K <= LIMIT_K; on Zen 4 and, with
+    ROWS_BYTES' larger passes, on an Intel Xeon); with 8 lanes only the thin ones (K or F <= 48), as
+    BLAS's AVX2 kernels match it on the others."""
     w = lanes() if w is None else w
     return ENABLED and k <= LIMIT_K and (w == 16 or min(k, f) <= 48)
 

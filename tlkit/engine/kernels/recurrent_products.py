@@ -41,16 +41,17 @@ def padded(a, pad=ROW_PAD):
     return out
 
 
-def block_shape(rows, k, f, w=None):
+def block_shape(rows, k, f, w=None, cpu=None):
     """gemm_blocks' block shape (MR, NV) for products of ``rows`` rows on (K, F) weights: the one of
     gemm_blocks.SHAPES computing the fewest padded rows x padded columns (a block's rows past the
-    product's are computed and dropped), then the first in that order (fewer rows: see SHAPES)."""
-    w = gemm_blocks.lanes() if w is None else w
+    product's are computed and dropped) weighed by its speed on the CPU (gemm_blocks.speed), then the
+    first in that order (fewer rows: see SHAPES)."""
+    w = gemm_blocks.lanes(cpu) if w is None else w
     shapes = gemm_blocks.SHAPES[w]
 
     def work(shape):
         mr, nr = shape[0], shape[1] * w
-        return -(-rows // mr) * mr * (-(-f // nr) * nr)
+        return -(-rows // mr) * mr * (-(-f // nr) * nr) / gemm_blocks.speed(shape, w, cpu)
 
     return min(shapes, key=lambda s: (work(s), shapes.index(s)))
 
