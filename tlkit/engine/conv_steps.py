@@ -1,0 +1,139 @@
+"""A frozen Conv2D's compiled step that calls its kernel straight, on the calling thread (compiled_steps.py).
+
+Why: SqueezeNet at batch 1 is 24 small convolutions (0.03-0.4 ms each) that run on one thread
+(small_steps.py); each went through Conv2D.call -> conv2d_forward's argument checks and route choice ->
+the route's chunking, and a Winograd conv allocated its transformed input and products (up to 2.3 MB)
+at every call, paying their page faults. With everything the input shape fixes decided once, a step
+is the kernel calls alone:
+- a 1x1 stride-1 conv through gemm_blocks' micro-kernel on the layer's kept packing
+  (``Conv2D._packed_pointwise``), bias and ReLU fused, into its output or concatenation slice;
+- a 3x3 stride-1 conv through Winograd in one chunk (``winograd.conv3x3_one_thread``) on the layer's
+  kept transformed filter, into scratch shared by the program's direct steps (they run one after another).
+Anything else, or a call where something changed (the layer unfrozen, a weight replaced or assigned, the
+activation, the input's shape or layout, a step that no longer runs alone), runs the generic step.
+
+    scratch = Scratch()                                   # one per program
+    step = direct_step(plan, node, x_index, y_index, x, out, scratch, generic)   # None: not taken
+"""
+import numpy as np
+
+from tlkit.engine import small_steps
+from tlkit.utils import threads
+
+# False: every conv step is the generic one (tests and A/B scripts take both sides).
+ENABLED = True
+# The largest Winograd scratch (transformed input + products) a direct step takes: larger convs keep
+# conv3x3's chunks, which bound it too (winograd.CHUNK_BYTES).
+MAX_SCRATCH_BYTES = 8 << 20
+
+
+class Scratch:
+    """A flat float32 buffer the direct steps of one program share: ``take(sizes)`` views of its start."""
+
+    def __init__(self):
+        self.flat = np.empty(0, np.float32)
+
+    def reserve(self, count):
+        if self.flat.size < count:
+            self.flat = np.empty(count, np.float32)
+
+    def take(self, shapes):
+        out, at = [], 0
+        for shape in shapes:
+            size = int(np.prod(shape))
+            out.append(self.flat[at:at + size].reshape(shape))
+            at += size
+        return out
+
+
+def direct_step(plan, node, x_index, y_index, x, out, scratch, generic):
+    """A step computing ``node`` (a Conv2D, no pool, batch norm or epilogue) from vals[x_index] into ``out``
+    as compiled now, or None when no direct route applies; ``generic(vals)`` runs the layer's call."""
+    from tlkit.engine.kernels import conv, gemm_blocks, winograd  # numba loads at the first kernel
+
+    layer = node.layer
+    if (not ENABLED or layer.trainable or layer.groups != 1 or layer.activation not in ("relu", "linear")
+            or "_activation_function" in layer.__dict__ or tuple(layer.strides) != (1, 1)
+            or tuple(layer.dilation_rate) != (1, 1) or not isinstance(x, np.ndarray) or x.ndim != 4
+            or x.dtype != np.float32 or not x.flags.c_contiguous or not isinstance(out, np.ndarray)):
+        return None
+    whole, lo = _channels_of(out)
+    if whole is None:
+        return None
+    shape, relu = x.shape, layer.activation == "relu"
+    state = [_weights_key(layer), _compute(layer, shape, out, whole, lo, relu, scratch)]
+    if state[1] is None:
+        return None
+    threads.limit_blas()
+
+    def step(vals):
+        x = vals[x_index]
+        if (layer.trainable or layer.activation != ("relu" if relu else "linear") or "_activation_function" in layer.__dict__
+                or x.shape != shape or not x.flags.c_contiguous or x.dtype != np.float32
+                or (threads.num_threads() > 1 and not small_steps.runs_alone(plan.alone, node, (shape,)))):
+            generic(vals)
+            return
+        now = _weights_key(layer)
+        if now[0] != state[0][0]:  # a weight assigned or replaced: its packing or filter again
+            state[:] = [now, _compute(layer, shape, out, whole, lo, relu, scratch)]
+        if state[1] is None:
+            generic(vals)
+            return
+        state[1](x)
+        vals[y_index] = out
+    return step
+
+
+def _weights_key(layer):
+    """((id, version) of each weight Variable and its array), the arrays: held so that no id is reused."""
+    weights = [layer.kernel] + ([] if layer.bias is None else [layer.bias])
+    return tuple((id(v), id(v.value), v.version) for v in weights), [(v, v.value) for v in weights]
+
+
+def _channels_of(out):
+    from tlkit.engine.kernels import conv
+    return conv._channels_of(out)
+
+
+def _compute(layer, shape, out, whole, lo, relu, scratch):
+    """compute(x) writing the conv of x (``shape``) into ``out`` (whole[..., lo:lo + F]), or None."""
+    from tlkit.engine.kernels import conv, gemm_blocks, winograd  # numba loads at the first kernel
+
+    kernel = layer.kernel.value
+    n, h, w, c = shape
+    f = kernel.shape[3]
+    if kernel.ndim != 4 or kernel.shape[2] != c:
+        return None
+    low, high = np.float32(0 if relu else -np.inf), np.float32(np.inf)
+    if layer.kernel_size == (1, 1):
+        packed = layer._packed_pointwise(conv)
+        if packed is None or out.shape != (n, h, w, f):
+            return None
+        y2 = whole.reshape(-1, whole.shape[3])[:, lo:lo + f]
+        run_product, no_residual = gemm_blocks.driver(packed), np.zeros((1, 1), np.float32)
+
+        def compute(x):
+            run_product(x.reshape(-1, c), packed.panels, packed.bias, y2, no_residual, False, low, high)
+        return compute
+    if layer.kernel_size != (3, 3):
+        return None
+    g = conv._geometry(shape, (3, 3), (1, 1), layer.padding, (1, 1), "conv_steps")
+    tiles_h, tiles_w = -(-g.oh // 4), -(-g.ow // 4)
+    tiles = n * tiles_h * tiles_w
+    if (out.shape != (n, g.oh, g.ow, f) or not winograd.applicable(shape, kernel.shape, (1, 1), (1, 1))
+            or winograd.few_tiles(n, g.oh, g.ow) or not winograd.one_chunk(n, tiles_h, tiles_w, c, f)
+            or 36 * tiles * (c + f) * 4 > MAX_SCRATCH_BYTES):
+        return None
+    u = layer._winograd_filter(conv)
+    if u is None:
+        return None
+    has_bias = layer.bias is not None
+    bias = layer.bias.value if has_bias else np.zeros(f, np.float32)
+    scratch.reserve(36 * tiles * (c + f))
+    shapes = ((36, tiles, c), (36, tiles, f))
+
+    def compute(x):
+        v, m = scratch.take(shapes)
+        winograd.conv3x3_one_thread(x, u, bias, has_bias, g.pad_top, g.pad_left, tiles_h, tiles_w, relu, whole, lo, v,
+                                    m)
+    return compute
