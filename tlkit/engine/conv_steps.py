@@ -15,6 +15,8 @@ activation, the input's shape or layout, a step that no longer runs alone), runs
     scratch = Scratch()                                   # one per program
     step = direct_step(plan, node, x_index, y_index, x, out, scratch, generic)   # None: not taken
 """
+import math
+
 import numpy as np
 
 from tlkit.engine import small_steps
@@ -28,22 +30,27 @@ MAX_SCRATCH_BYTES = 8 << 20
 
 
 class Scratch:
-    """A flat float32 buffer the direct steps of one program share: ``take(sizes)`` views of its start."""
+    """A flat float32 buffer the direct steps of one program share: ``take(shapes)`` views of its start,
+    one after the other (made again only when a later step's ``reserve`` grew the buffer)."""
 
     def __init__(self):
         self.flat = np.empty(0, np.float32)
+        self._views = {}
 
     def reserve(self, count):
         if self.flat.size < count:
             self.flat = np.empty(count, np.float32)
 
     def take(self, shapes):
-        out, at = [], 0
-        for shape in shapes:
-            size = int(np.prod(shape))
-            out.append(self.flat[at:at + size].reshape(shape))
-            at += size
-        return out
+        kept = self._views.get(shapes)
+        if kept is None or kept[0] is not self.flat:
+            views, at = [], 0
+            for shape in shapes:
+                size = math.prod(shape)
+                views.append(self.flat[at:at + size].reshape(shape))
+                at += size
+            kept = self._views[shapes] = (self.flat, views)
+        return kept[1]
 
 
 def direct_step(plan, node, x_index, y_index, x, out, scratch, generic):
@@ -61,7 +68,7 @@ def direct_step(plan, node, x_index, y_index, x, out, scratch, generic):
     if whole is None:
         return None
     shape, relu = x.shape, layer.activation == "relu"
-    state = [_weights_key(layer), _compute(layer, shape, out, whole, lo, relu, scratch)]
+    state = [_weights(layer), _compute(layer, shape, out, whole, lo, relu, scratch)]
     if state[1] is None:
         return None
     threads.limit_blas()
@@ -73,9 +80,8 @@ def direct_step(plan, node, x_index, y_index, x, out, scratch, generic):
                 or (threads.num_threads() > 1 and not small_steps.runs_alone(plan.alone, node, (shape,)))):
             generic(vals)
             return
-        now = _weights_key(layer)
-        if now[0] != state[0][0]:  # a weight assigned or replaced: its packing or filter again
-            state[:] = [now, _compute(layer, shape, out, whole, lo, relu, scratch)]
+        if not _unchanged(layer, state[0]):  # a weight assigned or replaced: its packing or filter again
+            state[:] = [_weights(layer), _compute(layer, shape, out, whole, lo, relu, scratch)]
         if state[1] is None:
             generic(vals)
             return
@@ -84,10 +90,22 @@ def direct_step(plan, node, x_index, y_index, x, out, scratch, generic):
     return step
 
 
-def _weights_key(layer):
-    """((id, version) of each weight Variable and its array), the arrays: held so that no id is reused."""
-    weights = [layer.kernel] + ([] if layer.bias is None else [layer.bias])
-    return tuple((id(v), id(v.value), v.version) for v in weights), [(v, v.value) for v in weights]
+def _weights(layer):
+    """[(Variable, its array, its version)] of the kernel and the bias, as a step computes with them."""
+    return [(v, v.value, v.version) for v in (layer.kernel, layer.bias) if v is not None]
+
+
+def _unchanged(layer, weights):
+    """Whether the layer's kernel and bias are still ``weights`` (_weights): the same Variables holding the same
+    arrays at the same versions (``assign`` bumps it)."""
+    kernel, bias = layer.kernel, layer.bias
+    (k, k_value, k_version), rest = weights[0], weights[1:]
+    if kernel is not k or kernel.value is not k_value or kernel.version != k_version:
+        return False
+    if bias is None or not rest:
+        return bias is None and not rest
+    b, b_value, b_version = rest[0]
+    return bias is b and bias.value is b_value and bias.version == b_version
 
 
 def _channels_of(out):
