@@ -13,11 +13,14 @@ from tlkit.utils import threads
 CLOSE = {"rtol": 1e-4, "atol": 1e-4}  # Winograd and the products round differently (ulps); a wrong buffer is O(1)
 
 
-def fire_net(size, channels=7, squeeze=16, expand=20, seed=0):
-    """Two fire modules (squeeze 1x1 -> expand 1x1 + expand 3x3 'same' -> concat) and a linear 1x1, frozen."""
+def fire_net(size, channels=7, squeeze=16, expand=20, seed=0, stem=False):
+    """Two fire modules (squeeze 1x1 -> expand 1x1 + expand 3x3 'same' -> concat) and a linear 1x1, frozen;
+    ``stem``: after SqueezeNet's conv1 + pool1 (3x3/2 over RGB, 32 filters; 3x3/2 max pool) instead."""
     tlkit.utils.set_random_seed(seed)
-    inp = tlkit.Input((size[0], size[1], channels))
+    inp = tlkit.Input((size[0], size[1], 3 if stem else channels))
     x = inp
+    if stem:
+        x = L.MaxPooling2D(3, strides=2, name="pool1")(L.Conv2D(32, 3, strides=2, activation="relu", name="conv1")(x))
     for i in range(2):
         s = L.Conv2D(squeeze, 1, activation="relu", name=f"f{i}/squeeze")(x)
         left = L.Conv2D(expand, 1, activation="relu", name=f"f{i}/e1")(s)
@@ -43,11 +46,12 @@ def replay(model, x, calls=3):
     return [model.predict_on_batch(x).copy() for _ in range(calls)]
 
 
-@pytest.mark.parametrize("size,batch", [((11, 13), 1), ((17, 9), 2), ((23, 23), 1)])
+@pytest.mark.parametrize("size,batch,stem", [((11, 13), 1, False), ((17, 9), 2, False), ((23, 23), 1, False),
+                                             ((39, 45), 1, True), ((37, 37), 2, True)])
 @pytest.mark.parametrize("one_thread", [True, False])
-def test_fire_modules_match_numpy(size, batch, one_thread):
-    model = fire_net(size)
-    x = np.random.default_rng(1).standard_normal((batch, *size, 7)).astype(np.float32)
+def test_fire_modules_match_numpy(size, batch, stem, one_thread):
+    model = fire_net(size, stem=stem)
+    x = np.random.default_rng(1).standard_normal((batch, *size, 3 if stem else 7)).astype(np.float32)
     want = numpy_graph(model._graph, x)
     before = threads.num_threads()
     if one_thread:
@@ -57,7 +61,7 @@ def test_fire_modules_match_numpy(size, batch, one_thread):
             np.testing.assert_allclose(got, want, **CLOSE)
     finally:
         threads.set_numba_threads(before)
-    assert direct_steps(model) == 6  # the fire modules' convs, on one thread or (small steps) alone
+    assert direct_steps(model) == 6 + stem  # the fire modules' convs (on one thread or alone) and the stem
 
 
 def test_replays_follow_weights_trainable_and_activation():

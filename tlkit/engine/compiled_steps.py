@@ -180,9 +180,8 @@ def _compile_node(run, node, index, vals, dynamic):
     if type(layer) is Conv2D and layer.groups == 1 and out is not None and set(kwargs) <= {"training", "out", "pool"}:
         layer._check_input_shapes(list(shapes))  # once per shape, as Layer.__call__ would at every call
         step = _conv_step(run.plan, node, in_index[0], out_index[0], shapes, kwargs, call)
-        if kwargs.get("pool") is None:
-            step = conv_steps.direct_step(run.plan, node, in_index[0], out_index[0], args[0], kwargs["out"], run.scratch,
-                                          step) or step
+        step = conv_steps.direct_step(run.plan, node, in_index[0], out_index[0], args[0], kwargs["out"],
+                                      kwargs.get("pool"), run.scratch, step) or step
     elif type(layer) is MaxPooling2D and out is not None and set(kwargs) <= {"training", "out"}:
         layer._check_input_shapes(list(shapes))
         step = _pool_step(run.plan, node, in_index[0], out_index[0], shapes, out)

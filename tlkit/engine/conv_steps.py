@@ -8,12 +8,14 @@ is the kernel calls alone:
 - a 1x1 stride-1 conv through gemm_blocks' micro-kernel on the layer's kept packing
   (``Conv2D._packed_pointwise``), bias and ReLU fused, into its output or concatenation slice;
 - a 3x3 stride-1 conv through Winograd in one chunk (``winograd.conv3x3_one_thread``) on the layer's
-  kept transformed filter, into scratch shared by the program's direct steps (they run one after another).
+  kept transformed filter, into scratch shared by the program's direct steps (they run one after another);
+- a conv with the max pool fused after it that conv_pool_bands runs (SqueezeNet's conv1 + pool1) with its
+  packing and its bands' scratch kept (its bands still split over the threads unless the step runs alone).
 Anything else, or a call where something changed (the layer unfrozen, a weight replaced or assigned, the
 activation, the input's shape or layout, a step that no longer runs alone), runs the generic step.
 
     scratch = Scratch()                                   # one per program
-    step = direct_step(plan, node, x_index, y_index, x, out, scratch, generic)   # None: not taken
+    step = direct_step(plan, node, x_index, y_index, x, out, pool, scratch, generic)   # None: not taken
 """
 import math
 
@@ -53,14 +55,13 @@ class Scratch:
         return kept[1]
 
 
-def direct_step(plan, node, x_index, y_index, x, out, scratch, generic):
-    """A step computing ``node`` (a Conv2D, no pool, batch norm or epilogue) from vals[x_index] into ``out``
-    as compiled now, or None when no direct route applies; ``generic(vals)`` runs the layer's call."""
-    from tlkit.engine.kernels import conv, gemm_blocks, winograd  # numba loads at the first kernel
-
+def direct_step(plan, node, x_index, y_index, x, out, pool, scratch, generic):
+    """A step computing ``node`` (a Conv2D, no batch norm or epilogue; ``pool`` the MaxPooling2D fused with it
+    or None) from vals[x_index] into ``out`` as compiled now, or None when no direct route applies;
+    ``generic(vals)`` runs the layer's call."""
     layer = node.layer
     if (not ENABLED or layer.trainable or layer.groups != 1 or layer.activation not in ("relu", "linear")
-            or "_activation_function" in layer.__dict__ or tuple(layer.strides) != (1, 1)
+            or "_activation_function" in layer.__dict__ or (pool is None and tuple(layer.strides) != (1, 1))
             or tuple(layer.dilation_rate) != (1, 1) or not isinstance(x, np.ndarray) or x.ndim != 4
             or x.dtype != np.float32 or not x.flags.c_contiguous or not isinstance(out, np.ndarray)):
         return None
@@ -68,24 +69,34 @@ def direct_step(plan, node, x_index, y_index, x, out, scratch, generic):
     if whole is None:
         return None
     shape, relu = x.shape, layer.activation == "relu"
-    state = [_weights(layer), _compute(layer, shape, out, whole, lo, relu, scratch)]
+
+    def prepare():
+        if pool is not None:
+            return _pooled(layer, shape, out, relu, pool)
+        return _compute(layer, shape, out, whole, lo, relu, scratch)
+
+    state = [_weights(layer), prepare()]
     if state[1] is None:
         return None
     threads.limit_blas()
 
     def step(vals):
         x = vals[x_index]
+        alone = threads.num_threads() > 1 and small_steps.runs_alone(plan.alone, node, (shape,))
         if (layer.trainable or layer.activation != ("relu" if relu else "linear") or "_activation_function" in layer.__dict__
                 or x.shape != shape or not x.flags.c_contiguous or x.dtype != np.float32
-                or (threads.num_threads() > 1 and not small_steps.runs_alone(plan.alone, node, (shape,)))):
+                or (pool is None and threads.num_threads() > 1 and not alone)):
             generic(vals)
             return
         if not _unchanged(layer, state[0]):  # a weight assigned or replaced: its packing or filter again
-            state[:] = [_weights(layer), _compute(layer, shape, out, whole, lo, relu, scratch)]
+            state[:] = [_weights(layer), prepare()]
         if state[1] is None:
             generic(vals)
             return
-        state[1](x)
+        if alone and pool is not None:  # the bands of a pooled conv split over the threads unless it runs alone
+            small_steps.call_alone(state[1], x, {})
+        else:
+            state[1](x)
         vals[y_index] = out
     return step
 
@@ -114,7 +125,8 @@ def _channels_of(out):
 
 
 def _compute(layer, shape, out, whole, lo, relu, scratch):
-    """compute(x) writing the conv of x (``shape``) into ``out`` (whole[..., lo:lo + F]), or None."""
+    """compute(x) writing the conv of x (``shape``) into ``out`` (whole[..., lo:lo + F]), or None: a 1x1 or
+    a 3x3 conv at stride 1."""
     from tlkit.engine.kernels import conv, gemm_blocks, winograd  # numba loads at the first kernel
 
     kernel = layer.kernel.value
@@ -154,4 +166,39 @@ def _compute(layer, shape, out, whole, lo, relu, scratch):
         v, m = scratch.take(shapes)
         winograd.conv3x3_one_thread(x, u, bias, has_bias, g.pad_top, g.pad_left, tiles_h, tiles_w, relu, whole, lo, v,
                                     m)
+    return compute
+
+
+def _pooled(layer, shape, out, relu, pool):
+    """compute(x) writing the conv of x (``shape``) and the max pool after it into ``out`` through
+    conv_pool_bands (when conv2d_maxpool_forward would take that route), its packing and band scratch kept
+    (SqueezeNet's conv1 + pool1); or None."""
+    from tlkit.engine.kernels import conv, conv_pool_bands, gemm_blocks
+    from tlkit.engine.kernels.geometry import conv_output_shape, padding_mode, pads, pair
+
+    kernel, fn = layer.kernel.value, "conv_steps"
+    n, _, _, c = shape
+    if kernel.ndim != 4 or kernel.shape[2] != c or not out.flags.c_contiguous:
+        return None
+    g = conv._geometry(shape, kernel.shape[:2], layer.strides, layer.padding, (1, 1), fn)
+    size = pair(pool.pool_size, "pool_size", fn)
+    strides = size if pool.strides is None else pair(pool.strides, "pool_strides", fn)
+    padding = padding_mode(pool.padding, "pool_padding", fn)
+    if (conv._winograd_pools(shape, kernel.shape, g.strides, g.dilation, size, strides, padding)
+            or not conv_pool_bands.takes(kernel.shape, g.dilation)
+            or (padding == "valid" and (size[0] > g.oh or size[1] > g.ow))):
+        return None
+    f = kernel.shape[3]
+    if out.shape != (n, *conv_output_shape((g.oh, g.ow), size, strides, padding), f):
+        return None
+    wmat = np.ascontiguousarray(kernel.reshape(-1, f))
+    has_bias = layer.bias is not None
+    bias = layer.bias.value if has_bias else np.zeros(f, np.float32)
+    pool_pads = pads(g.oh, size[0], strides[0], padding)[0], pads(g.ow, size[1], strides[1], padding)[0]
+    packed = gemm_blocks.pack(wmat) if conv_pool_bands.PRODUCTS and gemm_blocks.worth_it(*wmat.shape) else None
+    bands = {}  # each thread slot's patch and conv rows, kept
+
+    def compute(x):
+        conv_pool_bands.conv_maxpool_bands(x, wmat, bias, has_bias, relu, g.window, g.pad_top, g.pad_left,
+                                           (g.oh, g.ow), size, strides, pool_pads, out, packed, bands)
     return compute
