@@ -42,8 +42,13 @@ def direct_steps(model):
 
 
 def replay(model, x, calls=3):
-    """The outputs of ``calls`` calls (steps compiled at the second)."""
-    return [model.predict_on_batch(x).copy() for _ in range(calls)]
+    """The outputs of ``calls`` calls on x (steps compiled at the second), each after a call on other
+    values: a step that left a part of its output unwritten would show that call's values."""
+    out = []
+    for _ in range(calls):
+        model.predict_on_batch(x[::-1] * 0.5 + 1)
+        out.append(model.predict_on_batch(x).copy())
+    return out
 
 
 @pytest.mark.parametrize("size,batch,stem", [((11, 13), 1, False), ((17, 9), 2, False), ((23, 23), 1, False),
@@ -93,3 +98,21 @@ def test_disabled_route_and_trainable_models_take_no_direct_step(monkeypatch):
     trainable.trainable = True
     np.testing.assert_allclose(replay(trainable, x)[-1], numpy_graph(trainable._graph, x), **CLOSE)
     assert direct_steps(trainable) == 0
+
+
+def test_winograd_steps_chunk_by_chunk(monkeypatch):
+    from tlkit.engine.kernels import winograd
+
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one tile row a chunk (winograd.chunk_rows)
+    monkeypatch.setattr(winograd, "MIN_TILES", 1)
+    model = fire_net((17, 9))
+    xs = [np.random.default_rng(4 + i).standard_normal((2, 17, 9, 7)).astype(np.float32) for i in range(3)]
+    before = threads.num_threads()
+    threads.set_numba_threads(1)
+    try:  # new inputs at every call: a chunk left out would keep the previous call's values
+        got = [model.predict_on_batch(x).copy() for x in xs]
+    finally:
+        threads.set_numba_threads(before)
+    for x, y in zip(xs, got):
+        np.testing.assert_allclose(y, numpy_graph(model._graph, x), **CLOSE)
+    assert direct_steps(model) == 6

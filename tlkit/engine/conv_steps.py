@@ -8,7 +8,7 @@ three kernel calls on kept arrays). With everything the input shape fixes decide
 kernel calls alone:
 - a 1x1 stride-1 conv through gemm_blocks' micro-kernel on the layer's kept packing
   (``Conv2D._packed_pointwise``), bias and ReLU fused, into its output or concatenation slice;
-- a 3x3 stride-1 conv through Winograd in one chunk (``winograd.conv3x3_one_thread``) on the layer's
+- a 3x3 stride-1 conv through Winograd chunk by chunk (``winograd.conv3x3_one_thread``) on the layer's
   kept transformed filter, into scratch shared by the program's direct steps (they run one after another);
 - a conv with the max pool fused after it that conv_pool_bands runs (SqueezeNet's conv1 + pool1) with its
   packing and its bands' scratch kept (its bands still split over the threads unless the step runs alone).
@@ -27,8 +27,8 @@ from tlkit.utils import threads
 
 # False: every conv step is the generic one (tests and A/B scripts take both sides).
 ENABLED = True
-# The largest Winograd scratch (transformed input + products) a direct step takes: larger convs keep
-# conv3x3's chunks, which bound it too (winograd.CHUNK_BYTES).
+# The largest Winograd scratch (one chunk's transformed input + products, winograd.chunk_rows) a direct step
+# keeps: convs whose chunks are larger keep conv3x3's own route.
 MAX_SCRATCH_BYTES = 8 << 20
 
 
@@ -150,10 +150,9 @@ def _compute(layer, shape, out, whole, lo, relu, scratch):
         return None
     g = conv._geometry(shape, (3, 3), (1, 1), layer.padding, (1, 1), "conv_steps")
     tiles_h, tiles_w = -(-g.oh // 4), -(-g.ow // 4)
-    tiles = n * tiles_h * tiles_w
+    tiles = min(winograd.chunk_rows(tiles_w, c, f), n * tiles_h) * tiles_w  # of one chunk, as conv3x3 cuts them
     if (out.shape != (n, g.oh, g.ow, f) or not winograd.applicable(shape, kernel.shape, (1, 1), (1, 1))
-            or winograd.few_tiles(n, g.oh, g.ow) or not winograd.one_chunk(n, tiles_h, tiles_w, c, f)
-            or 36 * tiles * (c + f) * 4 > MAX_SCRATCH_BYTES):
+            or winograd.few_tiles(n, g.oh, g.ow) or 36 * tiles * (c + f) * 4 > MAX_SCRATCH_BYTES):
         return None
     u = layer._winograd_filter(conv)
     if u is None:

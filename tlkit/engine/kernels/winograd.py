@@ -72,11 +72,6 @@ def chunk_rows(tiles_w, ch, f):
     return max(CHUNK_BYTES // (36 * tiles_w * (ch + f) * 4), -(-MIN_TILES // tiles_w))
 
 
-def one_chunk(n, tiles_h, tiles_w, ch, f):
-    """True when conv3x3 on one thread runs all of the batch's tile rows as one chunk."""
-    return chunk_rows(tiles_w, ch, f) >= n * tiles_h
-
-
 def few_tiles(n, oh, ow):
     """True when a forward conv of batch n and oh x ow outputs has fewer than FEW_TILES Winograd tiles."""
     return n * -(-oh // 4) * -(-ow // 4) < FEW_TILES
@@ -285,14 +280,17 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
 
 
 def conv3x3_one_thread(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, v, m):
-    """conv3x3 on the calling thread alone, every tile row of the batch in one chunk, into scratch the
-    caller keeps: ``v`` (36, N * tiles_h * tiles_w, C) and ``m`` (36, same, F) float32, ``u`` the
+    """conv3x3 on the calling thread alone, chunk by chunk of v.shape[1] // tiles_w tile rows, into scratch
+    the caller keeps: ``v`` (36, chunk tiles, C) and ``m`` (36, chunk tiles, F) float32, ``u`` the
     transformed filter, ``bias`` (F,) float32, ``y`` C-contiguous (N, OH, OW, >= lo + F). No checks:
     for steps compiled once per shape (engine/conv_steps.py), which keep their arrays and route."""
-    rows = x.shape[0] * tiles_h
-    _input_tiles(x, 0, rows, 0, tiles_h, tiles_w, pad_top, pad_left, v)
-    threads.product(v, u, m)
-    _output_tiles(m, 0, rows, 0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, False)
+    total, per = x.shape[0] * tiles_h, v.shape[1] // tiles_w
+    for r0 in range(0, total, per):
+        rows = min(per, total - r0)
+        t = rows * tiles_w
+        _input_tiles(x, 0, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
+        threads.product(v[:, :t], u, m[:, :t])
+        _output_tiles(m, 0, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, False)
 
 
 def _chunks_by_filter_groups(x, w, v, rows_per_chunk, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y,
