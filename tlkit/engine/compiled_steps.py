@@ -21,7 +21,7 @@ a ZeroPadding2D that its reader absorbs is no step (the reader reads the padding
 """
 import numpy as np
 
-from tlkit.engine import inverted_residuals, small_steps
+from tlkit.engine import conv_steps, inverted_residuals, small_steps
 from tlkit.engine.inference_plan import Execution, is_same_view
 from tlkit.engine.layers.conv2d import Conv2D
 from tlkit.engine.layers.pooling import MaxPooling2D
@@ -66,6 +66,7 @@ class Program:
         index = {id(t): i for i, t in enumerate(graph.inputs)}
         vals = list(arrays)
         steps, dynamic = [], set()
+        run.scratch = conv_steps.Scratch()  # the direct conv steps' (conv_steps.py), kept by their closures
         compiling = ENABLED and not program.warming
         for node, release in zip(graph.nodes, graph._release_after):
             if not compiling:
@@ -179,6 +180,8 @@ def _compile_node(run, node, index, vals, dynamic):
     if type(layer) is Conv2D and layer.groups == 1 and out is not None and set(kwargs) <= {"training", "out", "pool"}:
         layer._check_input_shapes(list(shapes))  # once per shape, as Layer.__call__ would at every call
         step = _conv_step(run.plan, node, in_index[0], out_index[0], shapes, kwargs, call)
+        step = conv_steps.direct_step(run.plan, node, in_index[0], out_index[0], args[0], kwargs["out"],
+                                      kwargs.get("pool"), run.scratch, step) or step
     elif type(layer) is MaxPooling2D and out is not None and set(kwargs) <= {"training", "out"}:
         layer._check_input_shapes(list(shapes))
         step = _pool_step(run.plan, node, in_index[0], out_index[0], shapes, out)

@@ -282,7 +282,7 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
     wk, bias = w.reshape(-1, f), (np.zeros(f, np.float32) if b is None else b)
     ptop = pads(g.oh, pool[0], pool_strides[0], pool_padding)[0]
     pleft = pads(g.ow, pool[1], pool_strides[1], pool_padding)[0]
-    if conv_pool_bands.preferred(f, g.dilation):
+    if conv_pool_bands.takes(w.shape, g.dilation):
         return conv_pool_bands.conv_maxpool_bands(x, wk, bias, b is not None, relu, g.window, g.pad_top, g.pad_left,
                                                   (g.oh, g.ow), pool, pool_strides, (ptop, pleft), y)
 

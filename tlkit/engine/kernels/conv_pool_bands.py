@@ -17,7 +17,7 @@ kernel runs it instead of BLAS, and a 3x3 window over 3 channels is gathered by 
 import numpy as np
 from numba import njit
 
-from tlkit.engine.kernels import gemm_blocks, jobs
+from tlkit.engine.kernels import direct_conv, gemm_blocks, jobs
 from tlkit.engine.kernels.im2col import im2col_rows, rgb3x3_patches
 from tlkit.engine.kernels.pool import _window
 from tlkit.utils import threads, worker_pool
@@ -33,6 +33,11 @@ PRODUCTS = True
 
 def preferred(filters, dilation):
     return filters >= MIN_FILTERS and tuple(dilation) == (1, 1)
+
+
+def takes(kernel_shape, dilation):
+    """Whether conv.conv2d_maxpool_forward runs a conv + max pool that Winograd does not pool as bands here."""
+    return direct_conv.applicable(kernel_shape, dilation, pooled=True) and preferred(kernel_shape[3], dilation)
 
 
 @njit(cache=True, nogil=True)
@@ -79,10 +84,13 @@ def pool_band_bias_relu(conv, r0, oh, ph, pw, psh, psw, ptop, pleft, p0, bias, h
 
 
 def conv_maxpool_bands(x, wmat, bias, has_bias, relu, window, pad_top, pad_left, conv_hw, pool, pool_strides,
-                       pool_pads, y):
+                       pool_pads, y, packed=None, scratch=None):
     """y = max_pool(ReLU(conv(x) + bias)) band by band. x: (N, H, W, C) C-contiguous; wmat:
     (kh * kw * C, F) C-contiguous; window: (kh, kw, sh, sw, dh, dw); conv_hw: the conv output's
-    (OH, OW); pool / pool_strides / pool_pads: (ph, pw), (psh, psw), (top, left) of the pooling."""
+    (OH, OW); pool / pool_strides / pool_pads: (ph, pw), (psh, psw), (top, left) of the pooling.
+    packed: ``gemm_blocks.pack(wmat)`` if kept (else packed here when gemm_blocks takes the product);
+    scratch: a dict the caller keeps between calls of the same shapes on one thread (the bands' patch
+    and conv rows per thread slot: no fresh pages per call), else a new one."""
     n = x.shape[0]
     oh, ow = conv_hw
     (ph, pw), (psh, psw), (ptop, pleft) = pool, pool_strides, pool_pads
@@ -97,8 +105,9 @@ def conv_maxpool_bands(x, wmat, bias, has_bias, relu, window, pad_top, pad_left,
         per = -(-p_rows // (2 * -(-p_rows // (2 * per))))
     bands = [(img, p0, min(p0 + per, p_rows)) for img in range(n) for p0 in range(0, p_rows, per)]
     most = (per - 1) * psh + ph
-    scratch = {}  # (patches, conv rows) per thread slot
-    packed = gemm_blocks.pack(wmat) if PRODUCTS and gemm_blocks.worth_it(k, f) else None
+    scratch = {} if scratch is None else scratch  # (patches, conv rows) per thread slot
+    if packed is None and PRODUCTS and gemm_blocks.worth_it(k, f):
+        packed = gemm_blocks.pack(wmat)
     rgb = PRODUCTS and tuple(window) == (3, 3, window[2], window[3], 1, 1) and x.shape[3] == 3
 
     def band(slot, i, j):
@@ -109,7 +118,7 @@ def conv_maxpool_bands(x, wmat, bias, has_bias, relu, window, pad_top, pad_left,
         img, p0, p1 = bands[i]
         r0 = max(p0 * psh - ptop, 0)
         r1 = min((p1 - 1) * psh - ptop + ph, oh)
-        if slot not in scratch:
+        if slot not in scratch or scratch[slot][1].shape != (most, ow, f):
             scratch[slot] = (np.empty((most * ow, k), np.float32), np.empty((most, ow, f), np.float32))
         patches, conv = scratch[slot]
         m = (r1 - r0) * ow

@@ -67,6 +67,11 @@ def splits_tile_rows(n, out_hw, ch, f):
     return 36 * tiles_w * (ch + f) * 4 * MIN_THREAD_ROWS <= THREAD_BYTES and n * tiles_h > 1
 
 
+def chunk_rows(tiles_w, ch, f):
+    """Tile rows of one of conv3x3's chunks on one thread (see CHUNK_BYTES and MIN_TILES)."""
+    return max(CHUNK_BYTES // (36 * tiles_w * (ch + f) * 4), -(-MIN_TILES // tiles_w))
+
+
 def few_tiles(n, oh, ow):
     """True when a forward conv of batch n and oh x ow outputs has fewer than FEW_TILES Winograd tiles."""
     return n * -(-oh // 4) * -(-ow // 4) < FEW_TILES
@@ -258,8 +263,7 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
         _conv3x3_threaded(x, transform_filter(w) if u is None else u, bias, has_bias, pad_top, pad_left, tiles_h,
                           tiles_w, relu, y, lo, pool2)
         return y[..., lo:lo + f]
-    rows_per_chunk = max(CHUNK_BYTES // (36 * tiles_w * (ch + f) * 4), -(-MIN_TILES // tiles_w))
-    rows_per_chunk = min(rows_per_chunk, total_rows)
+    rows_per_chunk = min(chunk_rows(tiles_w, ch, f), total_rows)
     v = np.empty((36, rows_per_chunk * tiles_w, ch), np.float32)
     if u is None:
         _chunks_by_filter_groups(x, np.ascontiguousarray(w, dtype=np.float32), v, rows_per_chunk, bias, has_bias,
@@ -273,6 +277,20 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
         matmul(v[:, :t], u, m[:, :t])
         output_transform(m, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
     return y[..., lo:lo + f]
+
+
+def conv3x3_one_thread(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, v, m):
+    """conv3x3 on the calling thread alone, chunk by chunk of v.shape[1] // tiles_w tile rows, into scratch
+    the caller keeps: ``v`` (36, chunk tiles, C) and ``m`` (36, chunk tiles, F) float32, ``u`` the
+    transformed filter, ``bias`` (F,) float32, ``y`` C-contiguous (N, OH, OW, >= lo + F). No checks:
+    for steps compiled once per shape (engine/conv_steps.py), which keep their arrays and route."""
+    total, per = x.shape[0] * tiles_h, v.shape[1] // tiles_w
+    for r0 in range(0, total, per):
+        rows = min(per, total - r0)
+        t = rows * tiles_w
+        _input_tiles(x, 0, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
+        threads.product(v[:, :t], u, m[:, :t])
+        _output_tiles(m, 0, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, False)
 
 
 def _chunks_by_filter_groups(x, w, v, rows_per_chunk, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y,
