@@ -74,7 +74,9 @@ def test_other_kernels_keep_their_convs(rng):
     x = rng.standard_normal((1, 16, 16, 32)).astype(np.float32)
     one = lambda kh, c, f: np.zeros((kh, kh, c, f), np.float32)  # noqa: E731
     assert packed_conv.folded_conv(x, one(1, 32, 8), None, (1, 1), "same", (1, 1), None, None) is None
-    assert packed_conv.folded_conv(x, one(3, 32, 32), None, (1, 1), "same", (1, 1), None, None) is None  # Winograd
+    wide = rng.standard_normal((1, 20, 20, 32)).astype(np.float32)  # 25 Winograd tiles: Winograd's
+    assert packed_conv.folded_conv(wide, one(3, 32, 32), None, (1, 1), "same", (1, 1), None, None) is None
+    assert packed_conv.few_winograd_tiles(1, 16, 16) and not packed_conv.few_winograd_tiles(2, 16, 16)
     assert packed_conv.folded_conv(x, one(3, 32, 8), None, (2, 2), "same", (2, 2), None, None) is None
     assert packed_conv.folded_conv(x.astype(np.float64), one(3, 32, 8), None, (2, 2), "same", (1, 1), None,
                                    None) is None
@@ -121,8 +123,8 @@ def test_frozen_resnet_block_matches_numpy_with_and_without_the_route(monkeypatc
     want = np.maximum(conv_bn(1, h) + conv_bn(3, b), 0)
     taken, original = [], packed_conv.folded_conv
 
-    def counted(*args):
-        y = original(*args)
+    def counted(*args, **kwargs):
+        y = original(*args, **kwargs)
         taken.append(y is not None)
         return y
 

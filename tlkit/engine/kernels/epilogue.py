@@ -93,13 +93,14 @@ def add_residual_clip(y, residual=None, low=None, high=None):
     return y
 
 
-def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None):
+def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None, packed=None):
     """clip(conv1x1(x, w) + bias + residual, low, high) for NHWC x (N, H, W, C), w (C, F), as one
     product per tile of output rows, each followed by the epilogue on it. residual: (N, H, W, F)
     or None; out: optional C-contiguous float32 (N, H, W, F) array to write into. w and bias must not
-    be written in place between calls (folded weights): their packing for gemm_blocks is kept."""
+    be written in place between calls (folded weights): their packing for gemm_blocks is kept.
+    packed: w and bias already packed for gemm_blocks (the caller keeps it; w may then be None)."""
     x = np.ascontiguousarray(x, np.float32)
-    c, f = w.shape
+    c, f = w.shape if packed is None else (packed.k, packed.f)
     if x.ndim != 4 or x.shape[3] != c:
         raise ValueError(f"pointwise_conv: expected an (N, H, W, {c}) input, got shape {x.shape}.")
     shape = x.shape[:3] + (f,)
@@ -113,9 +114,12 @@ def pointwise_conv(x, w, bias=None, residual=None, low=None, high=None, out=None
     r2 = None if residual is None else np.ascontiguousarray(residual, np.float32).reshape(rows, f)
     b = np.zeros(f, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     r = np.zeros((1, 1), np.float32) if r2 is None else r2
-    w = np.ascontiguousarray(w, np.float32)
     lo, hi = _bounds(low, high)
     limit_blas()
+    if packed is not None:
+        conv_chunks.packed_product(x2, packed, y2, r2, lo, hi)
+        return out
+    w = np.ascontiguousarray(w, np.float32)
     if gemm_blocks.worth_it(c, f):
         # the folded weights are new arrays when a weight changes: their packing is kept
         conv_chunks.packed_product(x2, gemm_blocks.pack_kept(w, None if bias is None else b), y2, r2, lo, hi)

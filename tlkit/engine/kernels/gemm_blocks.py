@@ -44,6 +44,12 @@ AHEAD_FLOATS = 1024
 # 128 KB at half width (Zen 4, 1 MB L2). At full width (Intel Xeon, 2 MB L2), K >= 1536 ran at 105-130
 # GFLOP/s with 128 KB, below BLAS's ~140, and at 158-172 with 512 KB; smaller K alike (BENCHMARKS.md).
 ROWS_BYTES = {False: 128 << 10, True: 512 << 10}
+# Weights larger than this, over fewer rows than columns (a batch-1 product of 7x7-14x14 pixels with
+# K = 2048-4608: ResNet50's conv5 1x1 and 3x3 convs), run in one pass over all rows instead: each panel
+# is read from memory once and stays in cache while every row block runs over it, where passes of
+# ROWS_BYTES of rows read every panel again per pass (49 x 4608 x 512, one thread: 3.3 -> 2.2 ms).
+# 0 turns it off (A/B measurements).
+PANELS_FIRST_BYTES = 1 << 20
 
 
 # Block shapes (MR rows, NV vectors) by lane width: MR * NV accumulators, as many as the registers hold
@@ -237,25 +243,28 @@ _drivers_lock = threading.Lock()  # worker threads may ask for the same shape's 
 def _driver(mr, nv, w):
     """The numba kernel running one block shape over a whole product (compiled on first use, cached
     per shape: the shape is a compile-time constant of the micro-kernel)."""
-    key = (mr, nv, w)
+    key = (mr, nv, w, PANELS_FIRST_BYTES)
     run = _drivers.get(key)
     if run is not None:
         return run
     with _drivers_lock:
         if key not in _drivers:
-            _drivers[key] = _new_driver(mr, nv, w)
+            _drivers[key] = _new_driver(mr, nv, w, PANELS_FIRST_BYTES)
         return _drivers[key]
 
 
-def _new_driver(mr, nv, w):
+def _new_driver(mr, nv, w, panels_first_bytes):
     nr = nv * w
-    rows_bytes = ROWS_BYTES[w == 16 and full_width()]  # a constant of the kernel (numba keys its cache on it)
+    # Constants of the kernel: numba keys its cache on closure variables.
+    rows_bytes = ROWS_BYTES[w == 16 and full_width()]
 
     @njit(cache=True, nogil=True)
     def run(x, panels, bias, y, res, has_res, lo, hi):
         m, k = x.shape
         f = y.shape[1]
         step = max(mr, rows_bytes // (4 * k) // mr * mr)
+        if 0 < panels_first_bytes < 4 * k * f and m < f:
+            step = m
         ahead = mr * -(-AHEAD_FLOATS // (mr * k))
         for i0 in range(0, m, step):
             i1 = min(i0 + step, m)

@@ -32,6 +32,13 @@ LIMIT_K = 4608
 # Patch bytes of one tile of output rows, as conv_chunks' im2col chunks: each tile costs ~15 us of Python
 # and dispatch, so they are no smaller (ResNet50's 7x7 stem at batch 1: 256 KB tiles lost to 0.5-2 MB ones).
 TILE_BYTES = conv_chunks.CHUNK_BYTES
+# Winograd tiles (4x4 outputs, over the batch) up to which a folded 3x3 conv runs here rather than through
+# Winograd (which takes it above winograd.FEW_TILES otherwise): at 16 tiles (14x14 at batch 1) each of
+# Winograd's 36 products is 16 rows against a filter plane, and the transformed filter kept for it is 4x
+# the kernel (ResNet50's six 256-channel conv4 3x3 convs: 56 MB). Through the packed weights the
+# forward measured as fast on one thread (BENCHMARKS.md, branch resnet-b1). 0 leaves the choice to
+# winograd.few_tiles.
+WINOGRAD_TILES = 16
 # Output pixels below which all patches are gathered at once and the product is split by weight panels
 # (conv_chunks.packed_product), as a deep layer's few rows would not pay for one tile per thread.
 FEW_ROWS = conv_chunks.COLUMN_SPLIT_ROWS
@@ -50,30 +57,37 @@ def applicable(x_shape, kernel_shape, strides, dilation, out_hw):
                                                                                        strides=strides):
         return False
     return not (winograd.applicable(x_shape, kernel_shape, strides, dilation)
-                and not winograd.few_tiles(x_shape[0], *out_hw))
+                and not winograd.few_tiles(x_shape[0], *out_hw) and not few_winograd_tiles(x_shape[0], *out_hw))
 
 
-def folded_conv(x, w, bias, strides, padding, dilation, residual, clip, out=None):
+def few_winograd_tiles(n, oh, ow):
+    """Whether a folded 3x3 conv of batch n and oh x ow outputs has at most WINOGRAD_TILES Winograd tiles."""
+    return n * -(-oh // 4) * -(-ow // 4) <= WINOGRAD_TILES
+
+
+def folded_conv(x, w, bias, strides, padding, dilation, residual, clip, out=None, packed=None):
     """clip(conv(x, w) + bias + residual) for a Conv2D's folded kernel w (kh, kw, C, F) (strides, padding,
     dilation as the layer's; residual (N, OH, OW, F) or None; clip (low, high), None for no bound, or
     None), into ``out`` (C-contiguous float32 of the output's shape) or a new array; None when this
-    module does not take the conv (see applicable), and the caller's route runs instead."""
+    module does not take the conv (see applicable), and the caller's route runs instead.
+    packed: a callable returning w as (K, F) and the bias packed for gemm_blocks, called when the conv
+    is taken (the caller keeps the packing; w may then be w's shape alone), else gemm_blocks.pack_kept."""
     if not isinstance(x, np.ndarray) or x.ndim != 4 or x.dtype != np.float32 or not x.flags.c_contiguous:
         return None
-    kh, kw, c, f = w.shape
+    kh, kw, c, f = w if isinstance(w, tuple) else w.shape
     oh, ow = conv_output_shape(x.shape[1:3], (kh, kw), strides, padding)
     top, left = pads(x.shape[1], kh, strides[0], padding)[0], pads(x.shape[2], kw, strides[1], padding)[0]
     shape = (x.shape[0], oh, ow, f)
-    if (min(shape) < 1 or not applicable(x.shape, w.shape, strides, dilation, (oh, ow))
+    if (min(shape) < 1 or not applicable(x.shape, (kh, kw, c, f), strides, dilation, (oh, ow))
             or (out is not None and (out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous))):
         return None
     low, high = clip if clip is not None else (None, None)
+    k, rows = kh * kw * c, shape[0] * oh * ow
+    packed = gemm_blocks.pack_kept(w.reshape(k, f), bias) if packed is None else packed()
     if (kh, kw) == (1, 1):  # a 1x1 window never pads: output pixel (r, c) reads input pixel (r * sh, c * sw)
         taken = np.ascontiguousarray(x[:, ::strides[0], ::strides[1]])
-        return epilogue.pointwise_conv(taken, w.reshape(c, f), bias, residual, low, high, out)
+        return epilogue.pointwise_conv(taken, None, bias, residual, low, high, out, packed=packed)
     y = np.empty(shape, np.float32) if out is None else out
-    k, rows = kh * kw * c, shape[0] * oh * ow
-    packed = gemm_blocks.pack_kept(w.reshape(k, f), bias)
     y2 = y.reshape(rows, f)
     r2 = None if residual is None else np.ascontiguousarray(residual, np.float32).reshape(rows, f)
     lo = np.float32(-np.inf if low is None else low)

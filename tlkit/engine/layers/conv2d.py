@@ -1,4 +1,6 @@
 """Conv2D: 2-D convolution over NHWC images, kernels stored (kh, kw, in, out) as Keras does."""
+import numpy as np
+
 from tlkit.engine import activations
 from tlkit.engine.layers.base_conv import BaseConv
 from tlkit.engine.layers.bn_folding import folds_into
@@ -98,39 +100,58 @@ class Conv2D(BaseConv):
 
     def _folded_conv(self, x, kernel, bias, residual, clip, out):
         """A folded kernel's convolution with the residual and clip: a 1x1 stride-1 conv as products
-        with the epilogue tile by tile; others through conv2d_forward (ReLU in its output pass)."""
+        with the epilogue tile by tile; others through conv2d_forward (ReLU in its output pass). A frozen
+        fold (conv_epilogue.Fold) keeps each route's packing or Winograd filter and lets the folded
+        kernel go (``kernel`` is then None), folding it again only for a route that reads it."""
+        kept = getattr(self, "_folded_cache", None)
+        if kept is not None and kernel is not None and kept.kernel is not kernel:
+            kept = None  # a fold of this call only (trainable layers): nothing kept
+
+        def folded_kernel():
+            return kernel if kernel is not None else kept.kernel_again()
+
+        shape = self.kernel.shape
         if self.groups > 1:
-            y = conv_nd_kernels().conv_forward(x, kernel, bias, self.strides, self.padding, self.dilation_rate,
-                                               self.groups)
+            y = conv_nd_kernels().conv_forward(x, folded_kernel(), bias, self.strides, self.padding,
+                                               self.dilation_rate, self.groups)
             return finish(y, residual, clip)
+        from tlkit.engine.kernels import gemm_blocks  # numba, loaded on first use
+
+        def packing():  # the frozen fold's weights and bias packed for gemm_blocks
+            return kept.form("packed", lambda k: gemm_blocks.pack(k.reshape(-1, shape[3]), bias))
+
         if self.kernel_size == (1, 1) and self.strides == (1, 1):
             low, high = clip if clip is not None else (None, None)
-            return epilogue_kernels().pointwise_conv(x, kernel.reshape(kernel.shape[2:]), bias, residual, low, high,
-                                                     out)
-        if residual is None:  # a 3x3 conv over RGB (a stem): a direct kernel, its clip in the output pass
-            from tlkit.engine.kernels import stem_conv  # numba, loaded on first use
-            y = stem_conv.folded_conv(x, kernel, bias, self.strides, self.padding, self.dilation_rate, clip, out)
+            if kept is not None and gemm_blocks.worth_it(*shape[2:]):
+                return epilogue_kernels().pointwise_conv(x, None, bias, residual, low, high, out, packed=packing())
+            return epilogue_kernels().pointwise_conv(x, folded_kernel().reshape(shape[2:]), bias, residual, low,
+                                                     high, out)
+        from tlkit.engine.kernels import packed_conv, stem_conv  # numba, loaded on first use
+        if residual is None and stem_conv.applicable(shape, self.strides, self.dilation_rate):
+            # a 3x3 conv over RGB (a stem): a direct kernel, its clip in the output pass
+            y = stem_conv.folded_conv(x, folded_kernel(), bias, self.strides, self.padding, self.dilation_rate,
+                                      clip, out)
             if y is not None:
                 return y
-        kept = getattr(self, "_folded_cache", None)
-        if kept is not None and kept[1] is kernel:  # a frozen fold, kept between calls: so is its packing
-            from tlkit.engine.kernels import packed_conv  # numba, loaded on first use
-            y = packed_conv.folded_conv(x, kernel, bias, self.strides, self.padding, self.dilation_rate, residual,
-                                        clip, out)
+        if kept is not None:  # a frozen fold: its packing is kept too
+            y = packed_conv.folded_conv(x, tuple(shape), bias, self.strides, self.padding, self.dilation_rate,
+                                        residual, clip, out, packed=packing)
             if y is not None:  # a strided 1x1 conv, or im2col patches through the packed weights
                 return y
         kernels = conv_kernels()
-        wino = None
-        if (self.kernel_size == (3, 3) and self.strides == (1, 1) and self.dilation_rate == (1, 1)
-                and not kernels.winograd.few_tiles(*self.compute_output_shape(x.shape)[:3])):
-            # the folded kernel stays the same array until a weight changes (conv_epilogue.folded_weights)
-            cached = getattr(self, "_folded_wino", None)
-            if cached is None or cached[0] is not kernel:
-                cached = self._folded_wino = (kernel, kernels.winograd_transform_filter(kernel))
-            wino = cached[1]
         relu = residual is None and clip is not None and clip == (0.0, None)
-        y = kernels.conv2d_forward(x, kernel, bias, self.strides, self.padding, self.dilation_rate, relu=relu,
-                                   wino_filter=wino, out=out)
+        if (kept is not None and kernels.winograd.applicable(x.shape, shape, self.strides, self.dilation_rate)
+                and not kernels.winograd.few_tiles(*self.compute_output_shape(x.shape)[:3])):
+            # conv2d_forward's Winograd route, from the fold's kept filter alone
+            from tlkit.engine.kernels.geometry import pads
+            u = kept.form("winograd", kernels.winograd_transform_filter)
+            x = np.ascontiguousarray(x, np.float32)
+            top, left = pads(x.shape[1], 3, 1, self.padding)[0], pads(x.shape[2], 3, 1, self.padding)[0]
+            y = kernels.winograd.conv3x3(x, None, u, bias, top, left, self.compute_output_shape(x.shape)[1:3], relu,
+                                         out)
+        else:
+            y = kernels.conv2d_forward(x, folded_kernel(), bias, self.strides, self.padding, self.dilation_rate,
+                                       relu=relu, out=out)
         return finish(y, residual, clip, clipped=relu)
 
     def call(self, inputs, training=False, out=None, pool=None, batch_norm=None, epilogue=()):
@@ -142,6 +163,8 @@ class Conv2D(BaseConv):
         it uses its moving statistics; returns the normalized output.
         epilogue: with batch_norm, [(kind, layer, residual or None)] of the residual Add and ReLU
         after it, applied in the same pass (conv_epilogue.py); returns their output."""
+        if training:  # optimizer steps and BN's moving statistics write the weights in place, versions unchanged
+            self._folded_cache = None
         if batch_norm is not None:
             kernel = self.kernel.value
             return conv_with_epilogue(self, inputs, training, batch_norm, epilogue, out, kernel, self._bias_value(),
@@ -168,6 +191,11 @@ class Conv2D(BaseConv):
             else:
                 y[...] = activations.apply(self.activation, y)
         return y
+
+    def forward(self, inputs, training=False):
+        if training:  # as in call: a training pass may change the weights in place
+            self._folded_cache = None
+        return super().forward(inputs, training)
 
     def _convolve(self, x):
         if self.groups > 1:

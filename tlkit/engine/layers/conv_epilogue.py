@@ -35,19 +35,58 @@ def epilogue_step(consumer, kinds_so_far):
     return None
 
 
-def folded_weights(conv, kernel, bias, batch_norm, flat_shape):
-    """(kernel, bias) with ``batch_norm`` folded in. Kept between calls while both layers are frozen:
-    their weights then change only through assign/set_weights, which bump the versions (a trainable
-    weight is written in place by optimizer steps, gradient checks, BN's moving statistics)."""
+class Fold:
+    """A frozen conv's weights with its BatchNormalization folded in, kept between calls (``key``: the
+    weights' identities and versions), and the forms the conv's routes derive from them (gemm_blocks
+    packings, Winograd filters), by name. Once a route has derived its form the folded kernel is let go:
+    the forward reads only the forms, so the weights are held twice (the layers' own, the forms), not
+    three times. A route that needs the kernel itself folds it again (``kernel_again``) and it is kept
+    from then on. The layers' own weights are never touched: get_weights, set_weights and training see them."""
+
+    def __init__(self, key, kernel, bias, refold):
+        self.key, self.kernel, self.bias = key, kernel, bias
+        self.forms = {}
+        self._refold = refold  # () -> the folded kernel again, from the layers' unchanged weights
+        self._keep_kernel = False
+
+    def kernel_again(self):
+        """The folded kernel, folded again if it was let go; kept from now on."""
+        self._keep_kernel = True
+        if self.kernel is None:
+            self.kernel = self._refold()
+        return self.kernel
+
+    def form(self, name, derive):
+        """The form ``name``, ``derive(folded kernel)`` on first use; the kernel is then let go (unless a
+        route needs it)."""
+        got = self.forms.get(name)
+        if got is None:
+            kernel = self.kernel if self.kernel is not None else self._refold()
+            got = self.forms[name] = derive(kernel)
+            if not self._keep_kernel:
+                self.kernel = None
+        return got
+
+
+def folded_weights(conv, kernel, bias, batch_norm, flat_shape, kernel_optional=False):
+    """(kernel, bias) with ``batch_norm`` folded in. Kept between calls while both layers are frozen
+    (conv._folded_cache, a Fold): their weights then change only through assign/set_weights, which bump
+    the versions (a trainable weight is written in place by optimizer steps, gradient checks, BN's moving
+    statistics). ``kernel_optional``: the kernel may come back None, when the kept Fold has let it go (the
+    caller's route then reads the Fold's forms); otherwise it is folded again if need be."""
     frozen = not conv.trainable and not batch_norm.trainable
     weights = conv._own_weights + batch_norm._own_weights  # (not .weights: that property walks sublayers)
     key = (id(batch_norm), *(id(v.value) for v in weights), *(v.version for v in weights))
     cached = getattr(conv, "_folded_cache", None)
-    if frozen and cached is not None and cached[0] == key:
-        return cached[1], cached[2]
-    folded, new_bias = fold_batch_norm(batch_norm, kernel.reshape(flat_shape), bias)
-    folded = folded.reshape(kernel.shape)
-    conv._folded_cache = (key, folded, new_bias) if frozen else None
+    if frozen and cached is not None and cached.key == key:
+        return (cached.kernel if kernel_optional else cached.kernel_again()), cached.bias
+
+    def fold():
+        folded, new_bias = fold_batch_norm(batch_norm, kernel.reshape(flat_shape), bias)
+        return folded.reshape(kernel.shape), new_bias
+
+    folded, new_bias = fold()
+    conv._folded_cache = Fold(key, folded, new_bias, lambda: fold()[0]) if frozen else None
     return folded, new_bias
 
 
@@ -63,14 +102,15 @@ def conv_with_epilogue(conv, x, training, batch_norm, epilogue, out, kernel, bia
     """The output of conv -> batch_norm -> epilogue steps. kernel, bias: the conv's weights (the
     kernel seen as ``flat_shape``, output channels last, for folding); ``convolve(x, kernel, bias,
     residual, clip, out)``: the layer's own convolution plus the residual (an array of the output's
-    shape, or None) and the clip ((low, high), or None)."""
+    shape, or None) and the clip ((low, high), or None); its kernel is None when the layer's kept Fold
+    has let it go (folded_weights)."""
     if not batch_norm.uses_moving_statistics(training):
         y = _unfused(conv, x, training, batch_norm, epilogue)
         if out is not None:
             out[...] = y
             return out
         return y
-    kernel, bias = folded_weights(conv, kernel, bias, batch_norm, flat_shape)
+    kernel, bias = folded_weights(conv, kernel, bias, batch_norm, flat_shape, kernel_optional=True)
     residual = next((r for kind, _, r in epilogue if kind == "add"), None)
     clip = next((clip_bounds(layer) for kind, layer, _ in epilogue if kind == "clip"), None)
     if residual is not None:
