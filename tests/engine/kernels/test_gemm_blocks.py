@@ -180,8 +180,8 @@ def test_deep_weights_over_few_rows_run_panel_by_panel():
     """Weights over PANELS_FIRST_BYTES, fewer rows than columns (a batch-1 conv5 product): the driver makes
     one pass over all rows per panel; rows past whole blocks, the last panel masked, with the residual."""
     rng = np.random.default_rng(11)
-    rows, k, f = 37, 1500, 200
-    assert 4 * k * f > gemm_blocks.PANELS_FIRST_BYTES > 0 and gemm_blocks.ROWS_BYTES // (4 * k) < rows < f
+    rows, k, f = 37, 3600, 200  # a row pass of either CPU width holds fewer than 37 rows of K = 3600
+    assert 4 * k * f > gemm_blocks.PANELS_FIRST_BYTES > 0 and max(gemm_blocks.ROWS_BYTES.values()) // (4 * k) < rows < f
     x, w, b, r = data(rng, rows, k, f)
     y = np.full((rows, f), np.nan, np.float32)
     gemm_blocks.product_epilogue(x, gemm_blocks.pack(w, b), y, r, 0.0, np.inf)
