@@ -303,3 +303,23 @@ def test_kept_arguments_follow_weights_and_shapes(rng, monkeypatch, fused_calls)
         b.kept = None
     assert model.predict(x, verbose=0).shape == (1, 24)
     assert all(b.kept is None for b in blocks) and fused_calls
+
+
+def test_compiled_replay_follows_weights(rng, monkeypatch):
+    """Compiled steps replay the blocks on their kept arguments (inverted_residuals.replay), and fall back to
+    run() when a weight changed: the outputs follow the new weights as the layers run one by one do."""
+    model = small_net(rng, True)
+    model.trainable = False
+    replays = []
+    real = inverted_residuals.replay
+    monkeypatch.setattr(inverted_residuals, "replay", lambda *a: replays.append(real(*a)) or replays[-1])
+    x = rng.standard_normal((1, 23, 19, 3)).astype(np.float32)
+    for _ in range(3):
+        model.predict(x, verbose=0)
+    assert replays and all(replays)
+    set_bn(rng, model.get_layer("b2_project_bn"), 16)
+    replays.clear()
+    fused = model.predict(x, verbose=0)
+    assert replays.count(False) == 1  # the changed block, through run(), which keeps its new arguments
+    monkeypatch.setattr(inverted_residuals, "ENABLED", False)
+    np.testing.assert_allclose(fused, model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
