@@ -29,6 +29,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from tlkit.engine.kernels.depthwise_tiles import _prefetch
+
 __all__ = ["Packed", "block_shape", "lanes", "pack", "product_epilogue", "worth_it"]
 
 # False sends every product back to BLAS + the epilogue pass (A/B measurements).
@@ -42,6 +44,11 @@ AHEAD_FLOATS = 1024
 # Bytes of the rows of x one pass over the panels reads: they stay in a core's L2 cache while every
 # panel of the weights runs over them.
 ROWS_BYTES = 128 << 10
+# Few rows (batch 1's 7x7-28x28 layers) make a product of weights read once, from L3 or memory: each
+# panel's first pass over the rows prefetches the next panel, its lines spread over the blocks of rows,
+# so they arrive while the blocks compute from L2 (False: none, A/B scripts; read when a driver is made).
+NEXT_PANEL = True
+LINE_FLOATS = 16  # floats per 64-byte cache line: one prefetch each
 
 
 @functools.cache
@@ -229,17 +236,17 @@ _drivers_lock = threading.Lock()  # worker threads may ask for the same shape's 
 def _driver(mr, nv, w):
     """The numba kernel running one block shape over a whole product (compiled on first use, cached
     per shape: the shape is a compile-time constant of the micro-kernel)."""
-    key = (mr, nv, w)
+    key = (mr, nv, w, NEXT_PANEL)
     run = _drivers.get(key)
     if run is not None:
         return run
     with _drivers_lock:
         if key not in _drivers:
-            _drivers[key] = _new_driver(mr, nv, w)
+            _drivers[key] = _new_driver(mr, nv, w, NEXT_PANEL)
         return _drivers[key]
 
 
-def _new_driver(mr, nv, w):
+def _new_driver(mr, nv, w, next_panel):
     nr = nv * w
 
     @njit(cache=True, nogil=True)
@@ -248,12 +255,21 @@ def _new_driver(mr, nv, w):
         f = y.shape[1]
         step = max(mr, ROWS_BYTES // (4 * k) // mr * mr)
         ahead = mr * -(-AHEAD_FLOATS // (mr * k))
+        flat, panel_floats = panels.reshape(-1), k * nr
         for i0 in range(0, m, step):
             i1 = min(i0 + step, m)
+            blocks = -(-(i1 - i0) // mr)
             for p in range(panels.shape[0]):
                 cols = min(nr, f - p * nr)
                 for i in range(i0, i1, mr):
                     rows = min(mr, i1 - i)
+                    if next_panel and i0 == 0 and p + 1 < panels.shape[0]:
+                        # the next panel's share for this block of rows, on the first pass over the rows
+                        b = (i - i0) // mr
+                        first = (p + 1) * panel_floats + panel_floats * b // blocks
+                        last = (p + 1) * panel_floats + panel_floats * (b + 1) // blocks
+                        for e in range(first - first % LINE_FLOATS, last, LINE_FLOATS):
+                            _prefetch(flat, np.uint64(e))
                     if cols == nr and has_res:
                         _micro(x, i, rows, ahead, panels, p, cols, bias, y, res, lo, hi, mr, nv, w, True, False)
                     elif cols == nr:
