@@ -88,6 +88,35 @@ def test_absorbed_zero_padding(rng, monkeypatch, zero_pads, band_bytes):
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("gemm", [True, False])
+@pytest.mark.parametrize("s,k,c,e,f,res,size", [(1, 3, 8, 48, 8, True, (7, 7)), (2, 3, 8, 40, 12, False, (13, 11)),
+                                                (1, 5, 16, 32, 16, True, (9, 13)), (2, 5, 12, 36, 20, False, (7, 7)),
+                                                (1, 3, 24, None, 16, False, (5, 9)), (2, 3, 17, None, 9, False, (11, 5))])
+def test_one_image_one_band_on_one_thread(rng, monkeypatch, gemm, s, k, c, e, f, res, size):
+    """Batch 1 on one thread whose image is one band (the 7x7-28x28 blocks at batch 1): the products called
+    straight (mbconv_bands._whole_image), through gemm_blocks or BLAS, against the float64 reference."""
+    from tlkit.engine.kernels import gemm_blocks
+
+    monkeypatch.setattr(gemm_blocks, "ENABLED", gemm)
+    taken = []
+    real = mbconv_bands._whole_image
+    monkeypatch.setattr(mbconv_bands, "_whole_image", lambda *a: taken.append(1) or real(*a))
+    x = rng.standard_normal((1,) + size + (c,)).astype(np.float32)
+    expand, dk, db, project = weights(rng, c, e, f, k)
+    zero_pads = same_pads(size, k, s)
+    oh, ow = -(-size[0] // s), -(-size[1] // s)
+    residual = rng.standard_normal((1, oh, ow, f)).astype(np.float32) if res else None
+    expected = reference_block(x, expand, dk, db, (s, s), zero_pads, project, residual)
+    np.testing.assert_allclose(run_kernel(x, expand, dk, db, (s, s), zero_pads, project, residual, 1), expected,
+                               rtol=1e-4, atol=1e-4)
+    assert taken == [1]
+    # larger than a band: the bands' path
+    monkeypatch.setattr(mbconv_bands, "BAND_BYTES", 1)
+    np.testing.assert_allclose(run_kernel(x, expand, dk, db, (s, s), zero_pads, project, residual, 1), expected,
+                               rtol=1e-4, atol=1e-4)
+    assert taken == [1]
+
+
 def test_pieces_cover_every_output_row_once(monkeypatch):
     for n, h, oh, s, band_bytes in [(3, 13, 13, 1, 5000), (2, 14, 7, 2, 3000), (32, 7, 7, 1, 1 << 20), (1, 9, 5, 2, 1)]:
         monkeypatch.setattr(mbconv_bands, "BAND_BYTES", band_bytes)
@@ -274,3 +303,23 @@ def test_kept_arguments_follow_weights_and_shapes(rng, monkeypatch, fused_calls)
         b.kept = None
     assert model.predict(x, verbose=0).shape == (1, 24)
     assert all(b.kept is None for b in blocks) and fused_calls
+
+
+def test_compiled_replay_follows_weights(rng, monkeypatch):
+    """Compiled steps replay the blocks on their kept arguments (inverted_residuals.replay), and fall back to
+    run() when a weight changed: the outputs follow the new weights as the layers run one by one do."""
+    model = small_net(rng, True)
+    model.trainable = False
+    replays = []
+    real = inverted_residuals.replay
+    monkeypatch.setattr(inverted_residuals, "replay", lambda *a: replays.append(real(*a)) or replays[-1])
+    x = rng.standard_normal((1, 23, 19, 3)).astype(np.float32)
+    for _ in range(3):
+        model.predict(x, verbose=0)
+    assert replays and all(replays)
+    set_bn(rng, model.get_layer("b2_project_bn"), 16)
+    replays.clear()
+    fused = model.predict(x, verbose=0)
+    assert replays.count(False) == 1  # the changed block, through run(), which keeps its new arguments
+    monkeypatch.setattr(inverted_residuals, "ENABLED", False)
+    np.testing.assert_allclose(fused, model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)

@@ -137,3 +137,20 @@ def test_block_with_the_stem_as_its_expanded_rows(monkeypatch, band_bytes, stem_
         mbconv_bands.inverted_residual(x, None, (dk, db, zero, six, (dw_stride, dw_stride), zero_pads[0][0],
                                                  zero_pads[1][0]), project + (-inf, inf), None, out, parts, stem)
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("sh,sw,top,left", [(2, 2, 0, 0), (1, 1, 1, 1), (2, 1, 1, 0), (1, 2, 0, 1)])
+def test_rgb_patches_are_the_windows(rng, sh, sw, top, left):
+    """im2col.rgb3x3_patches: each row is its output pixel's 27 taps (kernel row, column, channel), zeros
+    outside the image, for rows in the middle of the second image and at its borders (odd sizes)."""
+    from tlkit.engine.kernels.im2col import rgb3x3_patches
+
+    x = rng.standard_normal((2, 9, 11, 3)).astype(np.float32)
+    xp = np.pad(x, ((0, 0), (top, 3), (left, 3), (0, 0)))
+    oh, ow = (9 + top + 1 - 3) // sh + 1, (11 + left + 1 - 3) // sw + 1
+    for r0, r1 in [(0, 2), (1, oh - 1), (oh - 2, oh)]:
+        p = np.full(((r1 - r0) * ow, 27), np.nan, np.float32)
+        rgb3x3_patches(x, sh, sw, top, left, 1, r0, r1, ow, p)
+        expected = np.stack([xp[1, r * sh:r * sh + 3, c * sw:c * sw + 3].reshape(27)
+                             for r in range(r0, r1) for c in range(ow)])
+        np.testing.assert_array_equal(p, expected)

@@ -241,8 +241,14 @@ def _block_step(run, block, index, vals):
     index[id(block.output)] = len(vals)
     vals.append(out)
     view = _BlockRun(run.plan, index, out)
+    x_index = index.get(id((block.expand or block.depthwise)[0].inputs[0]))
+    others = [other for kind, _, other in block.project[2] if kind == "add"]
+    residual_index = index[id(others[0])] if others else None
 
     def step(vals):
+        if x_index is not None and inverted_residuals.replay(
+                block, vals[x_index], None if residual_index is None else vals[residual_index], out):
+            return
         view.values.vals = vals
         if not inverted_residuals.run(block, view):
             raise _Stale

@@ -30,6 +30,8 @@ ENABLED = True
 STEMS = True
 # False: the folded arguments are worked out again at every call (A/B scripts).
 KEEP_ARGUMENTS = True
+# False: compiled steps go through run() at every call (A/B scripts).
+REPLAY = True
 
 
 @dataclass
@@ -200,6 +202,38 @@ def _arguments(block, x_shape, training):
             x_shape[3] if stem is None else 27) * channels
     packed = mbconv_bands.packings(expand, project)
     return expand, depthwise[:4] + (dw_layer.strides, top, left), project, stem, shape, flops, packed
+
+
+def replay(block, x, residual, out):
+    """``run`` for a compiled step (compiled_steps.py) on the arrays its first run took: x the block's
+    input, residual the Add's other input or None, out the output buffer. Only the checks a replay can
+    fail (the flag, the input's shape and layout, the weights' key) are made, and the kept arguments are
+    used as they are (at batch 1 run's Python cost 20-40 us a block, its objects out of cache after each
+    block's products); False, with nothing done: the caller goes through ``run``."""
+    kept = getattr(block, "kept", None)
+    if (not (ENABLED and REPLAY) or kept is None or x.dtype != np.float32 or not x.flags.c_contiguous
+            or kept[0] != (x.shape, False, _weights_key(block))):
+        return False
+    expand, depthwise, project, stem, shape, flops, packed = kept[1]
+    if out.shape != shape or (residual is not None and residual.shape != shape):
+        return False
+    if residual is not None:
+        residual = np.ascontiguousarray(residual, np.float32)
+    parts = 1 if small_steps.ENABLED and flops < small_steps.flops_bar() else None
+    _kernels().inverted_residual(x, expand, depthwise, project, residual, out, parts, stem, packed)
+    return True
+
+
+def _kernels():
+    """kernels/mbconv_bands (numba: loaded on first use, then kept)."""
+    global _mbconv_bands
+    if _mbconv_bands is None:
+        from tlkit.engine.kernels import mbconv_bands
+        _mbconv_bands = mbconv_bands
+    return _mbconv_bands
+
+
+_mbconv_bands = None
 
 
 def run(block, execution):

@@ -27,6 +27,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from tlkit.engine.kernels.depthwise_tiles import _prefetch
 from tlkit.engine.kernels.host_cpu import full_width, lanes
 
 __all__ = ["Packed", "block_shape", "lanes", "pack", "product_epilogue", "speed", "worth_it"]
@@ -50,6 +51,11 @@ ROWS_BYTES = {False: 128 << 10, True: 512 << 10}
 # ROWS_BYTES of rows read every panel again per pass (49 x 4608 x 512, one thread: 3.3 -> 2.2 ms).
 # 0 turns it off (A/B measurements).
 PANELS_FIRST_BYTES = 1 << 20
+# Few rows (batch 1's 7x7-28x28 layers) make a product of weights read once, from L3 or memory: each
+# panel's first pass over the rows prefetches the next panel, its lines spread over the blocks of rows,
+# so they arrive while the blocks compute from L2 (False: none, A/B scripts; read when a driver is made).
+NEXT_PANEL = True
+LINE_FLOATS = 16  # floats per 64-byte cache line: one prefetch each
 
 
 # Block shapes (MR rows, NV vectors) by lane width: MR * NV accumulators, as many as the registers hold
@@ -243,17 +249,17 @@ _drivers_lock = threading.Lock()  # worker threads may ask for the same shape's 
 def _driver(mr, nv, w):
     """The numba kernel running one block shape over a whole product (compiled on first use, cached
     per shape: the shape is a compile-time constant of the micro-kernel)."""
-    key = (mr, nv, w, PANELS_FIRST_BYTES)
+    key = (mr, nv, w, PANELS_FIRST_BYTES, NEXT_PANEL)
     run = _drivers.get(key)
     if run is not None:
         return run
     with _drivers_lock:
         if key not in _drivers:
-            _drivers[key] = _new_driver(mr, nv, w, PANELS_FIRST_BYTES)
+            _drivers[key] = _new_driver(mr, nv, w, PANELS_FIRST_BYTES, NEXT_PANEL)
         return _drivers[key]
 
 
-def _new_driver(mr, nv, w, panels_first_bytes):
+def _new_driver(mr, nv, w, panels_first_bytes, next_panel):
     nr = nv * w
     # Constants of the kernel: numba keys its cache on closure variables.
     rows_bytes = ROWS_BYTES[w == 16 and full_width()]
@@ -266,12 +272,21 @@ def _new_driver(mr, nv, w, panels_first_bytes):
         if 0 < panels_first_bytes < 4 * k * f and m < f:
             step = m
         ahead = mr * -(-AHEAD_FLOATS // (mr * k))
+        flat, panel_floats = panels.reshape(-1), k * nr
         for i0 in range(0, m, step):
             i1 = min(i0 + step, m)
+            blocks = -(-(i1 - i0) // mr)
             for p in range(panels.shape[0]):
                 cols = min(nr, f - p * nr)
                 for i in range(i0, i1, mr):
                     rows = min(mr, i1 - i)
+                    if next_panel and i0 == 0 and p + 1 < panels.shape[0]:
+                        # the next panel's share for this block of rows, on the first pass over the rows
+                        b = (i - i0) // mr
+                        first = (p + 1) * panel_floats + panel_floats * b // blocks
+                        last = (p + 1) * panel_floats + panel_floats * (b + 1) // blocks
+                        for e in range(first - first % LINE_FLOATS, last, LINE_FLOATS):
+                            _prefetch(flat, np.uint64(e))
                     if cols == nr and has_res:
                         _micro(x, i, rows, ahead, panels, p, cols, bias, y, res, lo, hi, mr, nv, w, True, False)
                     elif cols == nr:

@@ -46,27 +46,30 @@ def rgb3x3_patches(x, sh, sw, top, left, n, r0, r1, ow, p):
     p[(r - r0) * ow + c] = the 27 taps of output pixel (n, r, c), ordered (kernel row, column, channel),
     zeros outside x (C-contiguous (N, H, W, 3)); top / left: zero rows / columns before x. Copying a
     window's 3 runs of 9 floats by index beats im2col_rows' slice copies (0.18 vs 0.25 ms for a
-    224x224 stride-2 stem on one thread)."""
+    224x224 stride-2 stem on one thread). Offsets are uint64: no negative-index fix-ups in the copies
+    (10 rows of a 224x224 stride-2 stem: 13.4 -> 6.8 us on an Intel Xeon, one thread)."""
     _, h, w, _ = x.shape
     xf, pf = x.reshape(-1), p.reshape(-1)
-    q = 0
+    q = np.uint64(0)
     for r in range(r0, r1):
         for c in range(ow):
             iw0 = c * sw - left
             for i in range(3):
                 ih = r * sh - top + i
-                base = q + 9 * i
+                base = q + np.uint64(9 * i)
                 if 0 <= ih < h and 0 <= iw0 and iw0 + 3 <= w:
-                    src = ((n * h + ih) * w + iw0) * 3
+                    src = np.uint64(((n * h + ih) * w + iw0) * 3)
                     for t in range(9):
-                        pf[base + t] = xf[src + t]
+                        u = np.uint64(t)
+                        pf[base + u] = xf[src + u]
                 else:
                     for j in range(3):
                         iw = iw0 + j
                         inside = 0 <= ih < h and 0 <= iw < w
                         for ch in range(3):
-                            pf[base + 3 * j + ch] = xf[((n * h + ih) * w + iw) * 3 + ch] if inside else np.float32(0)
-            q += 27
+                            pf[base + np.uint64(3 * j + ch)] = (xf[((n * h + ih) * w + iw) * 3 + ch] if inside
+                                                                else np.float32(0))
+            q += np.uint64(27)
 
 
 @njit(cache=True, nogil=True)

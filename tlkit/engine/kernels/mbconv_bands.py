@@ -40,6 +40,8 @@ __all__ = ["StemRows", "inverted_residual", "packings", "supported"]
 BAND_BYTES = 1 << 20
 # Chunks per thread handed out by run_chunks: balance against the per-chunk hand-off.
 CHUNKS_PER_THREAD = 8
+# False: one thread on a one-band image goes through the bands' general path too (A/B scripts).
+ONE_PIECE = True
 
 _scratch = threading.local()  # per thread: the band buffers, reused from call to call
 _NO_RESIDUAL = np.zeros((1, 1), np.float32)
@@ -93,6 +95,48 @@ def packings(expand, project):
             gemm_blocks.pack_kept(*project[:2]) if gemm_blocks.worth_it(*pw.shape) else None)
 
 
+def _whole_image(x, expand, depthwise, project, residual, out, packed):
+    """inverted_residual on one thread for one image that is a single band: the three products called
+    straight, without the bands' bookkeeping (at 7x7-28x28 that cost 20-30 us a block, a sixth of a
+    block's products)."""
+    _, h, w, c = x.shape
+    k, kb, klo, khi, (sh, sw), top, left = depthwise
+    e, f = k.shape[2], out.shape[3]
+    limit_blas()
+    expand_packed, project_packed = packings(expand, project) if packed is None else packed
+    if expand is None:
+        xe = x
+    else:
+        ew, eb, elo, ehi = expand
+        xe2 = _buffer("expanded", h * w * e).reshape(h * w, e)
+        if expand_packed is not None:
+            gemm_blocks.driver(expand_packed)(x.reshape(h * w, c), expand_packed.panels, expand_packed.bias, xe2,
+                                              _NO_RESIDUAL, False, elo, ehi)
+        else:
+            product(x.reshape(h * w, c), ew, xe2)
+            _epilogue_serial(xe2, eb, _NO_RESIDUAL, False, elo, ehi)
+        xe = xe2.reshape(1, h, w, e)
+    d = _buffer("depthwise", out.shape[1] * out.shape[2] * e).reshape(out.shape[:3] + (e,))
+    before = num_threads()
+    if before > 1:
+        set_numba_threads(1)  # the depthwise kernel too: a split would cost more than it saves
+    try:
+        forward_tiles(xe, k, kb, klo, khi, sh, sw, 1, top, left, d)
+    finally:
+        if before > 1:
+            set_numba_threads(before)
+    d2, o2 = d.reshape(-1, e), out.reshape(-1, f)
+    pw, pb, plo, phi = project
+    r2 = _NO_RESIDUAL if residual is None else residual.reshape(-1, f)
+    if project_packed is not None:
+        gemm_blocks.driver(project_packed)(d2, project_packed.panels, project_packed.bias, o2, r2,
+                                           residual is not None, plo, phi)
+    else:
+        product(d2, pw, o2)
+        _epilogue_serial(o2, pb, r2, residual is not None, plo, phi)
+    return out
+
+
 def inverted_residual(x, expand, depthwise, project, residual, out, parts=None, stem=None, packed=None):
     """out = the block's output (see the module's docstring); parts: threads to use (None: all).
     stem: a stem_conv.StemRows computing the expanded rows from x (N, H, W, 3) instead of an expand
@@ -107,6 +151,8 @@ def inverted_residual(x, expand, depthwise, project, residual, out, parts=None, 
     pw, pb, plo, phi = project
     has_residual = residual is not None
     parts = num_threads() if parts is None else parts
+    if parts == 1 and n == 1 and stem is None and ONE_PIECE and band_rows(h, w, e, oh, sh, kh) >= oh:
+        return _whole_image(x, expand, depthwise, project, residual, out, packed)
     pieces, expanded_floats, depthwise_floats = _pieces(n, h, w, e, oh, ow, sh, kh, parts)
     parts = min(parts, len(pieces))
     limit_blas()
