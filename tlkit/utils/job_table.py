@@ -21,10 +21,20 @@ outlives the process that filled it (a forked child builds its own pool).
     state = post_xxx(worker.jobs, ...)     # kernels/jobs.py: fills the row, STATE = POSTED
     ... the caller's own chunk ...
     if finish(worker.jobs, spins):         # True: taken back, the caller runs the chunk itself
+
+A job's cfunc is loaded from numba's cache by every process after the first: numba keys a closure's cache
+entry on its cells' pickled bytes, and a numba dispatcher pickles with a random per-process id. So a cfunc
+closes over no kernel: it closes over the kernel's key (``kernel_key``, the same string in every process)
+and calls it as ``call_kernel(key, *args)``, resolved while the cfunc compiles.
 """
+import functools
+import hashlib
+import pathlib
+import sys
+
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from tlkit.utils.spin import YIELD_EVERY, _load_acquire, _pause, _store_release, int64_slot, slot_pointer
 
@@ -152,5 +162,49 @@ def store_posted(typingctx, table):
     return types.none(table), codegen
 
 
-__all__ = ["ARGS", "DONE", "EMPTY", "POSTED", "ROW", "STATE", "TAKEN", "finish", "float32_pointer",
+_kernels = {}  # kernel_key -> numba dispatcher, for call_kernel's typing
+
+
+@functools.cache
+def _sources_stamp(folder):
+    """The sizes and modification times of the .py files in ``folder``, hashed."""
+    digest = hashlib.sha256()
+    for path in sorted(pathlib.Path(folder).glob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
+def kernel_key(kernel):
+    """A name of the numba dispatcher ``kernel`` that is the same in every process that makes it: its module,
+    qualified name, closure cells (a kernel made by a factory: ints, floats, bools, strings only) and a stamp
+    of the sources of its package, so that a job cached against other kernel sources is not loaded
+    (numba stamps only the cfunc's own file). Registered for ``call_kernel``."""
+    function = kernel.py_func
+    cells = tuple(cell.cell_contents for cell in function.__closure__ or ())
+    if not all(type(c) in (int, float, bool, str) for c in cells):
+        raise TypeError(f"{function.__qualname__} closes over values with no stable name: {cells!r}")
+    folder = pathlib.Path(sys.modules[function.__module__].__file__).parent
+    key = f"{function.__module__}:{function.__qualname__}{cells if cells else ''}@{_sources_stamp(folder)}"
+    _kernels.setdefault(key, kernel)
+    return key
+
+
+def call_kernel(key, *args):
+    """In a job's cfunc: kernel(*args), ``key`` a kernel_key closed over (a compile-time string)."""
+    raise NotImplementedError("call_kernel is called from numba-compiled code only")
+
+
+@overload(call_kernel, prefer_literal=True)
+def _call_kernel(key, *args):
+    if not isinstance(key, types.StringLiteral):
+        return None
+    kernel = _kernels[key.literal_value]
+
+    def call(key, *args):
+        return kernel(*args)
+    return call
+
+
+__all__ = ["ARGS", "call_kernel", "kernel_key", "DONE", "EMPTY", "POSTED", "ROW", "STATE", "TAKEN", "finish", "float32_pointer",
            "float64_pointer", "int64_pointer", "serve", "store_posted"]

@@ -36,9 +36,10 @@ SPIN_US = 200
 SESSIONS = os.environ.get("TLKIT_WORKER_SESSIONS", "0") == "1"
 # In a session a worker serves a job table (utils/job_table.py: chunks posted as native calls, run without
 # the GIL) beside its inbox; False: it only polls its inbox (each chunk a Python call). Off by default
-# (TLKIT_WORKER_JOBS=1 turns it on): the job cfuncs close over objects that differ from process to process,
-# so numba's cache never hits for them, and every process compiled them again at its first session (~6 s
-# and +75 MB of peak memory for a SqueezeNet b1 predict, 2026-11-27).
+# (TLKIT_WORKER_JOBS=1 turns it on), with SESSIONS: the job cfuncs load from numba's cache in a fresh process
+# (SqueezeNet b1's first forward 0.45 s with jobs, 0.33 s without), but on an Intel Xeon (2026-11-27,
+# BENCHMARKS.md "branch jobs-cache") sessions with jobs were 1.04-1.08x in one process and beside a busy
+# loop missed the sharing bar that the session-free route met.
 JOBS = os.environ.get("TLKIT_WORKER_JOBS", "0") == "1"
 # A worker's flags (int64, one cache line each): jobs posted to it, the sessions open, and the jobs
 # it had taken when it last began to poll (it holds no GIL while polling).

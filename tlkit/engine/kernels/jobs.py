@@ -24,7 +24,7 @@ from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
-from tlkit.utils.job_table import ARGS, FN, float32_pointer, float64_pointer, store_posted
+from tlkit.utils.job_table import ARGS, FN, call_kernel, float32_pointer, float64_pointer, kernel_key, store_posted
 
 _JOB = types.void(types.CPointer(types.int64))
 _lock = threading.Lock()
@@ -32,7 +32,9 @@ _made = {}
 
 
 def _once(key, make):
-    """make(), built once per process per key (cfuncs compile or load on first use, not at import)."""
+    """make(), built once per process per key (cfuncs compile or load on first use, not at import): a job's
+    cfunc, whose ``address`` the posters write in the rows. Its closure holds kernel_keys, bools and ints
+    only, so that numba's cache serves it to every process after the first (utils/job_table.py)."""
     made = _made.get(key)
     if made is None:
         with _lock:
@@ -77,7 +79,7 @@ def _rows(address, rows, stride, cols):
 _GEMM_ARGS = 19
 
 
-def _gemm_job(run):
+def _gemm_job(run_key):
     @cfunc(_JOB, cache=True)
     def job(pointer):
         a = carray(pointer, _GEMM_ARGS)
@@ -91,9 +93,9 @@ def _gemm_job(run):
         bias = carray(float32_pointer(a[6] + 4 * c0), ((p1 - p0) * nr,))
         y = _rows(a[7] + 4 * (r0 * a[8] + c0), rows, a[8], c1 - c0)
         res = _rows(a[10] + 4 * (r0 * a[11] + c0), rows, a[11], c1 - c0) if a[12] else y
-        run(x, panels, bias, y, res, a[12] != 0, np.float32(fa[17]), np.float32(fa[18]))
+        call_kernel(run_key, x, panels, bias, y, res, a[12] != 0, np.float32(fa[17]), np.float32(fa[18]))
 
-    return job.address
+    return job
 
 
 @njit(cache=True)
@@ -123,7 +125,7 @@ def gemm_poster(driver, x2, packed, y2, r2, lo, hi, by_panels):
     not fit (see the module's docstring)."""
     if not all(_unit_columns(a) for a in (x2, y2) + (() if r2 is None else (r2,))) or 0 in x2.shape:
         return None
-    fn = _once(("gemm", driver), lambda: _gemm_job(driver))
+    fn = _once(("gemm", driver), lambda: _gemm_job(kernel_key(driver))).address
     res, has_res = (y2, False) if r2 is None else (r2, True)
     rows, panels = x2.shape[0], packed.panels.shape[0]
 
@@ -197,7 +199,7 @@ def _sgemm_call(ilp64, sgemm, m, n, k, a, lda, b, ldb, c, ldc):
 _WINOGRAD_ARGS = 28
 
 
-def _winograd_job(ilp64, input_tiles, output_tiles):
+def _winograd_job(ilp64, input_tiles_key, output_tiles_key):
     @cfunc(_JOB, cache=True)
     def job(pointer):
         a = carray(pointer, _WINOGRAD_ARGS)
@@ -213,16 +215,17 @@ def _winograd_job(ilp64, input_tiles, output_tiles):
         m = m_flat.reshape(36, t, fc)
         if a[17] == 0:  # the chunk's tile rows, transformed here
             v = _carve(free, 36 * t * ch)[0].reshape(36, t, ch)
-            input_tiles(x, 0, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
+            call_kernel(input_tiles_key, x, 0, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
         else:  # every tile row, transformed once by the caller (a block of output channels)
             v = carray(float32_pointer(a[17]), (36, t, ch))
         sgemm, v0, m0 = a[26], v.ctypes.data, m.ctypes.data  # BLAS's address: this process's, per job
         for p in range(36):
             _sgemm_call(ilp64, sgemm, t, fc, ch, v0 + 4 * p * t * ch, ch, a[5] + 4 * (p * ch * f + c0), f,
                         m0 + 4 * p * t * fc, fc)
-        output_tiles(m, 0, rows, r0, tiles_h, tiles_w, bias, a[8] != 0, a[9] != 0, y, a[16] + c0, a[10] != 0)
+        call_kernel(output_tiles_key, m, 0, rows, r0, tiles_h, tiles_w, bias, a[8] != 0, a[9] != 0, y, a[16] + c0,
+                    a[10] != 0)
 
-    return job.address
+    return job
 
 
 @njit(cache=True)
@@ -251,7 +254,8 @@ def winograd_poster(transforms, x, u, bias, has_bias, relu, y, lo, pool2, tiles_
     if blas is None or not all(a.dtype == np.float32 and a.flags.c_contiguous for a in operands):
         return None
     address, ilp64 = blas
-    fn = _once(("winograd", ilp64) + tuple(transforms), lambda: _winograd_job(ilp64, *transforms))
+    fn = _once(("winograd", ilp64) + tuple(transforms),
+               lambda: _winograd_job(ilp64, *map(kernel_key, transforms))).address
     total_rows = x.shape[0] * tiles_h
     v_address = 0 if v is None else v.ctypes.data
 
@@ -269,7 +273,7 @@ def winograd_poster(transforms, x, u, bias, has_bias, relu, y, lo, pool2, tiles_
 _BANDS_ARGS = 38
 
 
-def _bands_job(ilp64, im2col_rows, pool_band_bias_relu):
+def _bands_job(ilp64, im2col_rows_key, pool_band_bias_relu_key):
     @cfunc(_JOB, cache=True)
     def job(pointer):
         a = carray(pointer, _BANDS_ARGS)
@@ -288,12 +292,12 @@ def _bands_job(ilp64, im2col_rows, pool_band_bias_relu):
             p1 = min(p0 + per, a[13])
             r0 = max(p0 * psh - ptop, 0)
             r1 = min((p1 - 1) * psh - ptop + ph, oh)
-            im2col_rows(x, img, img + 1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, ow, patches)
+            call_kernel(im2col_rows_key, x, img, img + 1, r0, r1, kh, kw, sh, sw, dh, dw, pad_top, pad_left, ow, patches)
             _sgemm_call(ilp64, a[36], (r1 - r0) * ow, f, k, patches.ctypes.data, k, a[7], f, conv.ctypes.data, f)
-            pool_band_bias_relu(conv[:r1 - r0], r0, oh, ph, pw, psh, psw, ptop, pleft, p0, bias, a[9] != 0,
-                                a[10] != 0, y[img, p0:p1])
+            call_kernel(pool_band_bias_relu_key, conv[:r1 - r0], r0, oh, ph, pw, psh, psw, ptop, pleft, p0, bias,
+                        a[9] != 0, a[10] != 0, y[img, p0:p1])
 
-    return job.address
+    return job
 
 
 @njit(cache=True)
@@ -324,7 +328,7 @@ def bands_poster(kernels, x, wmat, bias, has_bias, relu, window, pad_top, pad_le
     if blas is None or not all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, wmat, bias, y)):
         return None
     address, ilp64 = blas
-    fn = _once(("bands", ilp64) + tuple(kernels), lambda: _bands_job(ilp64, *kernels))
+    fn = _once(("bands", ilp64) + tuple(kernels), lambda: _bands_job(ilp64, *map(kernel_key, kernels))).address
     floats = most * conv_hw[1] * (wmat.shape[0] + wmat.shape[1]) + 32
 
     def post(table, b0, b1):
@@ -339,15 +343,15 @@ def bands_poster(kernels, x, wmat, bias, has_bias, relu, window, pad_top, pad_le
 _POOL_ARGS = 16
 
 
-def _pool_job(kernel):
+def _pool_job(rows_key):
     @cfunc(_JOB, cache=True)
     def job(pointer):
         a = carray(pointer, _POOL_ARGS)
         x = carray(float32_pointer(a[0]), (a[1], a[2], a[3], a[4]))
         y = carray(float32_pointer(a[5]), (a[1], a[6], a[7], a[4]))
-        kernel(x, a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], y)
+        call_kernel(rows_key, x, a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], y)
 
-    return job.address
+    return job
 
 
 @njit(cache=True)
@@ -368,7 +372,7 @@ def pool_poster(kernel, x, y, window):
     top, left)): output rows [lo, hi), image-major. None when x or y is not C-contiguous float32."""
     if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, y)):
         return None
-    fn = _once(("pool", kernel), lambda: _pool_job(kernel))
+    fn = _once(("pool", kernel), lambda: _pool_job(kernel_key(kernel))).address
     window = tuple(int(v) for v in window)
 
     def post(table, j0, j1):

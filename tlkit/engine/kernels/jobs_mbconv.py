@@ -13,7 +13,8 @@ from tlkit.engine.kernels import gemm_blocks
 from tlkit.engine.kernels.depthwise_rows import _rows_narrow, _rows_wide, takes_rows, wide_blocks
 from tlkit.engine.kernels.depthwise_tiles import _forward_tiles
 from tlkit.engine.kernels.jobs import _JOB, _address, _carve, _once, worker_scratch
-from tlkit.utils.job_table import ARGS, FN, float32_pointer, float64_pointer, int64_pointer, store_posted
+from tlkit.utils.job_table import ARGS, FN, call_kernel, float32_pointer, float64_pointer, int64_pointer, kernel_key, \
+    store_posted
 
 _MBCONV_ARGS = 41
 
@@ -24,7 +25,7 @@ def _block(address, offset, rows, cols):
     return carray(float32_pointer(address + 4 * offset), (rows, cols))
 
 
-def _mbconv_job(expand_run, project_run, depthwise, by_rows):
+def _mbconv_job(expand_run_key, project_run_key, depthwise_key, by_rows):
     @cfunc(_JOB, cache=True)
     def job(pointer):
         a = carray(pointer, _MBCONV_ARGS)
@@ -62,7 +63,7 @@ def _mbconv_job(expand_run, project_run, depthwise, by_rows):
                     x2 = x_flat[((n0 * h + new) * w) * c:((n0 * h + new) * w) * c + rows * c].reshape(rows, c)
                     skip = (new - lo_row) * w * e  # xe[:, new - lo_row:], contiguous (one image, or new == lo_row)
                     e2 = expanded[skip:skip + rows * e].reshape(rows, e)
-                    expand_run(x2, e_panels, e_bias, e2, e2, False, elo, ehi)
+                    call_kernel(expand_run_key, x2, e_panels, e_bias, e2, e2, False, elo, ehi)
                 held0, held1, held2 = (n0, lo_row, hi_row) if images == 1 else (-1, 0, 0)
             else:
                 start = (n0 * h + lo_row) * w * c
@@ -70,16 +71,17 @@ def _mbconv_job(expand_run, project_run, depthwise, by_rows):
             d = depthwise_out[:images * (r1 - r0) * ow * e].reshape(images, r1 - r0, ow, e)
             if by_rows:  # forward_rows's bands on one thread; a band's output is never large enough to stream
                 bands = 1 if images >= 2 else min(r1 - r0, 2)
-                depthwise(xe, k, kb, klo, khi, 1, top + lo_row - r0 * sh, left, bands, d, d.reshape(-1), 0, False)
+                call_kernel(depthwise_key, xe, k, kb, klo, khi, 1, top + lo_row - r0 * sh, left, bands, d, d.reshape(-1), 0,
+                            False)
             else:
-                depthwise(xe, k, kb, klo, khi, sh, sw, 1, top + lo_row - r0 * sh, left, d)
+                call_kernel(depthwise_key, xe, k, kb, klo, khi, sh, sw, 1, top + lo_row - r0 * sh, left, d)
             rows = images * (r1 - r0) * ow
             offset = ((n0 * oh + r0) * ow) * f
             o2 = _block(a[26], offset, rows, f)
             r2 = _block(a[25], offset, rows, f) if has_res else o2
-            project_run(d.reshape(rows, e), p_panels, p_bias, o2, r2, has_res, plo, phi)
+            call_kernel(project_run_key, d.reshape(rows, e), p_panels, p_bias, o2, r2, has_res, plo, phi)
 
-    return job.address
+    return job
 
 
 @njit(cache=True)
@@ -121,7 +123,8 @@ def mbconv_poster(x, expand, expand_packed, depthwise, project_packed, project_b
     by_rows = bool(takes_rows(k.shape, strides[0], strides[1], out.shape[:3] + (k.shape[2],)))
     depthwise_kernel = (_rows_wide if wide_blocks(out.shape[2]) else _rows_narrow) if by_rows else _forward_tiles
     fn = _once(("mbconv", expand_run, project_run, depthwise_kernel, by_rows),
-               lambda: _mbconv_job(expand_run, project_run, depthwise_kernel, by_rows))
+               lambda: _mbconv_job(kernel_key(expand_run), kernel_key(project_run), kernel_key(depthwise_kernel),
+                                   by_rows)).address
     e_packed = project_packed if expand is None else expand_packed
     bounds = np.array([-np.inf, np.inf] if expand is None else expand[2:4], np.float64)
     bounds = np.concatenate([bounds, [klo, khi], project_bounds]).astype(np.float64)
