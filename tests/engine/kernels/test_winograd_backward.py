@@ -35,3 +35,29 @@ def test_reused_scratch_never_leaks_into_the_weight_gradient(rng, monkeypatch, c
         for a in pooled:
             a.fill(np.nan)  # the next call gets garbage, as a reused buffer may hold
     workspace.clear()
+
+
+def input_gradient_f64(dy, w):
+    """dx of a 'same' 3x3 conv: each tap's dy @ w[i, j]^T added where that tap read x, float64."""
+    n, h, wd, _ = dy.shape
+    dxp = np.zeros((n, h + 2, wd + 2, w.shape[2]))
+    for i in range(3):
+        for j in range(3):
+            dxp[:, i:i + h, j:j + wd] += dy.astype(np.float64) @ w[i, j].astype(np.float64).T
+    return dxp[:, 1:-1, 1:-1]
+
+
+def test_reused_scratch_never_leaks_into_the_input_gradient(rng, monkeypatch):
+    monkeypatch.setattr(workspace, "MIN_BYTES", 0)
+    workspace.clear()
+    for call in range(3):
+        dy = rng.standard_normal((2, 9, 10, 16)).astype(np.float32)
+        w = rng.standard_normal((3, 3, 24, 16)).astype(np.float32)  # C != F: a transposed filter would not fit
+        want = input_gradient_f64(dy, w)
+        got = winograd_backward.conv3x3_backward_input(dy, w, 1, 1, (9, 10))
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
+        pooled = [a for arrays in workspace._free.values() for a in arrays]
+        assert len(pooled) >= 2  # the reversed kernel and its transform went back to the pool
+        for a in pooled:
+            a.fill(np.nan)
+    workspace.clear()
