@@ -308,12 +308,12 @@ def conv2d_backward_input(dy, w, x_shape, strides=(1, 1), padding="valid", dilat
     if g.strides == (1, 1):
         # Stride 1: dx is the 'full' correlation of dy with the kernel rotated 180 degrees and
         # in/out swapped, i.e. another forward conv (same tiling, same Winograd fast path).
-        w_rot = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
         top = (kh - 1) * g.dilation[0] - g.pad_top
         left = (kw - 1) * g.dilation[1] - g.pad_left
         out_hw = x_shape[1:3]
-        if winograd.applicable(dy.shape, w_rot.shape, g.strides, g.dilation, out_hw, small_outputs=False):
-            return winograd.conv3x3(dy, w_rot, None, None, top, left, out_hw, False)
+        if winograd.applicable(dy.shape, (kh, kw, f, ch), g.strides, g.dilation, out_hw, small_outputs=False):
+            return winograd_backward.conv3x3_backward_input(dy, w, top, left, out_hw)
+        w_rot = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
         return _direct(dy, w_rot.reshape(-1, ch), None, g.window, top, left, out_hw, False)
     # Strided: transposed product per tile, then scatter the patch gradients back (col2im).
     dx = np.zeros(x_shape, np.float32)
