@@ -176,7 +176,6 @@ def test_few_rows_split_by_panels(monkeypatch, parts):
     check(got.reshape(-1, 200), reference(x, w, b, res.reshape(-1, 200), 0.0, np.inf))
 
 
-<<<<<<< HEAD
 def test_deep_weights_over_few_rows_run_panel_by_panel():
     """Weights over PANELS_FIRST_BYTES, fewer rows than columns (a batch-1 conv5 product): the driver makes
     one pass over all rows per panel; rows past whole blocks, the last panel masked, with the residual."""
@@ -187,7 +186,8 @@ def test_deep_weights_over_few_rows_run_panel_by_panel():
     y = np.full((rows, f), np.nan, np.float32)
     gemm_blocks.product_epilogue(x, gemm_blocks.pack(w, b), y, r, 0.0, np.inf)
     check(y, reference(x, w, b, r, 0.0, np.inf))
-=======
+
+
 @pytest.mark.parametrize("next_panel", [True, False])
 @pytest.mark.parametrize("m,k,f", [(49, 40, 200), (1, 7, 70), (13, 33, 129), (300, 24, 65)])
 def test_next_panel_prefetch_keeps_every_product(monkeypatch, next_panel, m, k, f):
@@ -201,4 +201,3 @@ def test_next_panel_prefetch_keeps_every_product(monkeypatch, next_panel, m, k, 
     gemm_blocks.product_epilogue(x, gemm_blocks.pack(w, bias), y, res, np.float32(-1), np.float32(2))
     expected = np.clip(x.astype(np.float64) @ w + bias + res, -1, 2)
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
->>>>>>> mb-b1
