@@ -260,8 +260,7 @@ def _driver(mr, nv, w):
 
 
 def _new_driver(mr, nv, w, panels_first_bytes, next_panel):
-    nr = nv * w
-    # Constants of the kernel: numba keys its cache on closure variables.
+    nr = nv * w  # nr, rows_bytes and the arguments are constants of the kernel: numba's cache keys on them
     rows_bytes = ROWS_BYTES[w == 16 and full_width()]
 
     @njit(cache=True, nogil=True)
