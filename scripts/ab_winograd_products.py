@@ -2,7 +2,12 @@
 planes (B, kernels/winograd_products.py), whole frozen forwards, rounds interleaved A, B, A, B...
 
     python scripts/ab_winograd_products.py --rounds 5                       # VGG16 b8 + b1, SqueezeNet b32
+    python scripts/ab_winograd_products.py --rounds 5 --rules               # B's routing rules off (A) / on (B)
     python scripts/ab_winograd_products.py --products                       # one thread, the products alone
+
+--rules: both variants through the micro-kernel; A without its two rules (small filters as whole chunks
+per thread, PER_THREAD_FILTER_BYTES; filters transformed every call over few tiles to im2col,
+MIN_TILES_UNKEPT), B with them.
 
 Per round and variant: one untimed forward, then a few timed ones; prints each round's medians, then
 per case the median over rounds, B / A and the per-round B / A range.
@@ -52,6 +57,7 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--products", action="store_true", help="only the products, one thread")
+    p.add_argument("--rules", action="store_true", help="A: the micro-kernel route without its rules; B: with")
     args = p.parse_args()
     print(f"CPU: {machine.cpu_model()}; load before: {os.getloadavg()}; lanes {gemm_blocks.lanes()}")
     if args.products:
@@ -65,14 +71,18 @@ def main():
             models[key] = build(weights=None, include_top=False, input_shape=(224, 224, 3))
             models[key].trainable = False
         inputs[case] = np.random.default_rng(n).standard_normal((n, 224, 224, 3)).astype(np.float32)
-    variants = {"A BLAS": False, "B gemm_blocks": True}
+    rules = (winograd_products.PER_THREAD_FILTER_BYTES, winograd_products.MIN_TILES_UNKEPT)
+    variants = {"A": (False, rules), "B": (True, rules)}
+    if args.rules:
+        variants = {"A": (True, (0, 0)), "B": (True, rules)}
     times = {(v, c): [] for v in variants for c in args.cases}
     outputs = {}
     for r in range(args.rounds):
         for case in args.cases:
             build, n, steps = CASES[case]
-            for variant, on in variants.items():
+            for variant, (on, (per_thread, unkept)) in variants.items():
                 winograd_products.ENABLED = on
+                winograd_products.PER_THREAD_FILTER_BYTES, winograd_products.MIN_TILES_UNKEPT = per_thread, unkept
                 model = models[build.__name__]
                 outputs[variant, case] = model.predict_on_batch(inputs[case])
                 ts = []
@@ -84,9 +94,9 @@ def main():
         print(f"round {r + 1}: " + ", ".join(f"{v} {c} {ts[-1] * 1e3:.1f} ms" for (v, c), ts in times.items()),
               flush=True)
     for case in args.cases:
-        a, b = np.array(times["A BLAS", case]), np.array(times["B gemm_blocks", case])
-        ref = outputs["A BLAS", case]
-        diff = np.abs(ref - outputs["B gemm_blocks", case]).max() / np.abs(ref).max()
+        a, b = np.array(times["A", case]), np.array(times["B", case])
+        ref = outputs["A", case]
+        diff = np.abs(ref - outputs["B", case]).max() / np.abs(ref).max()
         print(f"{case}: A {np.median(a) * 1e3:.1f} ms, B {np.median(b) * 1e3:.1f} ms; B / A {np.median(b / a):.3f} "
               f"(rounds {np.min(b / a):.3f}-{np.max(b / a):.3f}, B faster in {int(np.sum(b < a))} of {len(a)}); "
               f"outputs differ by {diff:.1e} of their scale")

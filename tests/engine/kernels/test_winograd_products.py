@@ -74,6 +74,7 @@ def route(request, monkeypatch):
     monkeypatch.setattr(winograd, "THREAD_BYTES", 40_000)
     if request.param == "groups":
         monkeypatch.setattr(winograd_filters, "FILTER_BLOCK_BYTES", 36 * 24 * 16 * 4)
+        monkeypatch.setattr(winograd_products, "MIN_TILES_UNKEPT", 0)  # few tiles: still Winograd
     return request.param
 
 
@@ -111,3 +112,33 @@ def test_input_gradient_matches_reference(route, rng, monkeypatch):
     dy = rng.standard_normal((2, 12, 10, 40)).astype(np.float32)
     dx_ref, _, _ = ref_backward(x, w, dy, (1, 1), "same", (1, 1))
     close(conv.conv2d_backward_input(dy, w, x.shape, padding="same"), dx_ref, rtol=2e-5)
+
+
+def test_routing_rules_of_the_micro_kernel_route(monkeypatch):
+    """Small filters run as whole chunks per thread; a filter transformed in every call (not given, too
+    large to keep) over few tiles goes to im2col; neither rule off this route."""
+    monkeypatch.setattr(winograd_products, "ENABLED", True)
+    assert winograd_products.per_thread(64, 128) and not winograd_products.per_thread(512, 512)
+    assert winograd.few_tiles(1, 14, 14, 512, 512, kept=False)  # 16 tiles
+    assert not winograd.few_tiles(1, 14, 14, 512, 512, kept=True)
+    assert not winograd.few_tiles(1, 14, 14, 64, 64, kept=False)  # kept when small: cached_filter_wanted
+    assert not winograd.few_tiles(1, 28, 28, 512, 512, kept=False)  # 49 tiles
+    monkeypatch.setattr(winograd_products, "ENABLED", False)
+    assert not winograd_products.per_thread(64, 128)
+    assert not winograd.few_tiles(1, 14, 14, 512, 512, kept=False)
+
+
+def test_few_tiles_without_a_kept_filter_match_reference(rng, monkeypatch):
+    """The im2col route taken for them, alone and with its max pool, against float64."""
+    monkeypatch.setattr(winograd_products, "ENABLED", True)
+    monkeypatch.setattr(winograd_filters, "FILTER_BLOCK_BYTES", 36 * 24 * 16 * 4)  # 24 -> 40 is not kept
+    monkeypatch.setattr(winograd_products, "MIN_TILES_UNKEPT", 64)
+    x = rng.standard_normal((2, 10, 9, 24)).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 24, 40)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    assert winograd.few_tiles(2, 10, 9, 24, 40, kept=False)
+    monkeypatch.setattr(winograd, "conv3x3", None)  # never reached
+    want = ref_forward(x, w, b, (1, 1), "same", (1, 1), relu=True)
+    close(conv.conv2d_forward(x, w, b, padding="same", relu=True), want, rtol=2e-5)
+    pooled = conv.conv2d_maxpool_forward(x, w, b, padding="same", relu=True, pool_size=2)
+    close(pooled, want[:, :10, :8].reshape(2, 5, 2, 4, 2, 40).max(axis=(2, 4)), rtol=2e-5)

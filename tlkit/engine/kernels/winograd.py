@@ -67,9 +67,21 @@ def splits_tile_rows(n, out_hw, ch, f):
     return 36 * tiles_w * (ch + f) * 4 * MIN_THREAD_ROWS <= THREAD_BYTES and n * tiles_h > 1
 
 
-def few_tiles(n, oh, ow):
-    """True when a forward conv of batch n and oh x ow outputs has fewer than FEW_TILES Winograd tiles."""
-    return n * -(-oh // 4) * -(-ow // 4) < FEW_TILES
+def few_tiles(n, oh, ow, channels=0, filters=0, kept=True):
+    """True when a forward conv of batch n and oh x ow outputs has fewer than FEW_TILES Winograd tiles;
+    or, when its products go through winograd_products and its filter is neither ``kept`` (given
+    transformed) nor small enough to be (cached_filter_wanted), fewer than its MIN_TILES_UNKEPT."""
+    tiles = n * -(-oh // 4) * -(-ow // 4)
+    if not kept and not cached_filter_wanted(channels, filters) and winograd_products.preferred(channels, filters):
+        return tiles < max(FEW_TILES, winograd_products.MIN_TILES_UNKEPT)
+    return tiles < FEW_TILES
+
+
+def takes(x_shape, w_shape, strides, dilation, out_hw, kept):
+    """Whether a forward conv goes through Winograd: applicable, and not few_tiles (``kept``: its
+    transformed filter is given)."""
+    return applicable(x_shape, w_shape, strides, dilation) and not few_tiles(
+        x_shape[0], *out_hw, *w_shape[2:], kept)
 
 
 # The transforms' constants as float32: a float64 literal would turn each float32 sum into a
@@ -249,8 +261,8 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
     total_rows = n * tiles_h
     threaded = THREADED
     if threaded is None:
-        threaded = (splits_tile_rows(n, out_hw, ch, f) and threads.num_threads() > 1
-                    and threads.chunks_can_run_numba())
+        threaded = ((splits_tile_rows(n, out_hw, ch, f) or (packed and winograd_products.per_thread(ch, f)))
+                    and threads.num_threads() > 1 and threads.chunks_can_run_numba())
     if threaded and threads.by_output_channels(36 * ch * f, 36 * n * tiles_h * tiles_w * ch, f):
         _conv3x3_columns(x, transform_filter(w) if u is None else u, bias, has_bias, pad_top, pad_left, tiles_h,
                          tiles_w, relu, y, lo, pool2)

@@ -25,6 +25,16 @@ from tlkit.utils import threads
 
 # None chooses (``preferred``); True / False force the route (tests take both whatever the machine).
 ENABLED = None
+# On this route a conv whose transformed filter is at most this size runs as whole chunks per thread
+# (winograd._conv3x3_threaded: transforms and products of a run of tile rows in one core's cache), as
+# the products' cost no longer grows when they are thin. VGG16 b8 (Xeon): 224x224 64 -> 64 0.56x the
+# time of shared chunks, 112x112 64 -> 128 0.73x, 128 -> 128 0.77x; 56x56 128 -> 256 (4.7 MB) even,
+# 512 -> 512 1.4-1.6x (every chunk reads the whole filter).
+PER_THREAD_FILTER_BYTES = 3 << 20
+# On this route a conv whose filter is not kept (transformed in every call) over fewer tiles than this
+# goes to im2col + BLAS (winograd.few_tiles): the transform costs more than the products save (VGG16
+# b1, 14x14 512 -> 512, 16 tiles: 0.54x the time through im2col; 28x28, 49 tiles: 2.1x).
+MIN_TILES_UNKEPT = 32
 
 
 @functools.cache
@@ -45,6 +55,11 @@ def preferred(channels, filters):
     if ENABLED is not None:
         return ENABLED
     return _wide_fma_cpu() and gemm_blocks.worth_it(channels, filters)
+
+
+def per_thread(channels, filters):
+    """Whether a conv on this route runs as whole chunks per thread (PER_THREAD_FILTER_BYTES)."""
+    return preferred(channels, filters) and 36 * channels * filters * 4 <= PER_THREAD_FILTER_BYTES
 
 
 class Planes:
