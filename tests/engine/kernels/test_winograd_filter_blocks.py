@@ -6,13 +6,14 @@ import pytest
 import tlkit
 from tests.engine.kernels.test_conv_kernels import close, ref_forward
 from tlkit import layers
-from tlkit.engine.kernels import conv, winograd, winograd_filters
+from tlkit.engine.kernels import conv, winograd, winograd_filters, winograd_products
 
 
 @pytest.fixture
 def blocks_of_16(monkeypatch):
     """A 24 -> 40 filter is not kept and is transformed 2 rows of G (12 planes) at a time, and the
-    forward runs as several chunks."""
+    forward runs as several chunks; the products through BLAS (winograd_products has its own tests)."""
+    monkeypatch.setattr(winograd_products, "ENABLED", False)
     monkeypatch.setattr(winograd_filters, "FILTER_BLOCK_BYTES", 36 * 24 * 16 * 4)
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 36 * 2 * 64 * 4)  # a row of tiles a chunk
     monkeypatch.setattr(winograd, "MIN_TILES", 1)

@@ -12,12 +12,11 @@ gemm_blocks.py (bias + ReLU fused). numba regions and BLAS calls alternate, neve
 splitting run as chunks shared by the threads (conv_chunks.py: each tile on one thread, or, with few
 output pixels, blocks of output channels); so do the direct kernels on batches of a few images.
 
-Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when that is faster (see winograd.py; not with
-a handful of tiles); ``wino_filter=winograd_transform_filter(w)`` reuses the filter transform.
-Small windows (kh * kw * C <= direct_conv.MAX_K, e.g. 3x3 over RGB at stride 1; see applicable) skip
-im2col + BLAS, whose products are too thin there, for a direct kernel with bias and ReLU fused.
-A conv whose output only feeds a max pooling (SqueezeNet's conv1 + pool1) can run fused with it,
-so the conv output is never stored whole (small windows; Winograd convs with a 2x2/2 pool):
+Stride-1 3x3 convs go through Winograd F(4x4, 3x3) when faster (winograd.takes); ``wino_filter=
+winograd_transform_filter(w)`` reuses the filter transform. Small windows (kh * kw * C <= direct_conv.MAX_K, e.g.
+3x3 over RGB at stride 1; see applicable) skip im2col + BLAS, too thin there, for a direct kernel with bias and
+ReLU fused. A conv whose output only feeds a max pooling (SqueezeNet's conv1 + pool1) can run fused with it, so
+the conv output is never stored whole (small windows; Winograd convs with a 2x2/2 pool):
 
     p = conv2d_maxpool_forward(x, w, b, strides=2, relu=True, pool_size=3, pool_strides=2)
 """
@@ -201,7 +200,7 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1
             out[...] = conv2d_forward(x, w, b, strides, padding, dilation, relu, wino_filter)
             return out
         out = whole
-    if winograd.applicable(x.shape, w.shape, g.strides, g.dilation) and not winograd.few_tiles(x.shape[0], g.oh, g.ow):
+    if winograd.takes(x.shape, w.shape, g.strides, g.dilation, (g.oh, g.ow), wino_filter is not None):
         return winograd.conv3x3(x, w if wino_filter is None else None, wino_filter, b, g.pad_top, g.pad_left,
                                 (g.oh, g.ow), relu, out, lo)
     if direct_conv.applicable(w.shape, g.dilation, strides=g.strides):
@@ -271,7 +270,8 @@ def conv2d_maxpool_forward(x, w, b=None, strides=(1, 1), padding="valid", relu=F
     shape = (x.shape[0], p_rows, p_cols, w.shape[3])
     check_pooled_out(out, shape, fn)
     y = np.empty(shape, np.float32) if out is None else out
-    if _winograd_pools(x.shape, w.shape, g.strides, g.dilation, pool, pool_strides, pool_padding):
+    if _winograd_pools(x.shape, w.shape, g.strides, g.dilation, pool, pool_strides, pool_padding) and not \
+            winograd.few_tiles(x.shape[0], g.oh, g.ow, *w.shape[2:], wino_filter is not None):
         winograd.conv3x3(x, w if wino_filter is None else None, wino_filter, b, g.pad_top, g.pad_left,
                          (g.oh, g.ow), relu, y, pool2=True)
         return y

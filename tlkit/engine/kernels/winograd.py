@@ -15,7 +15,7 @@ output's scale for VGG-sized inputs. `applicable` says when this beats the direc
 """
 import numpy as np
 
-from tlkit.engine.kernels import conv_chunks, jobs, winograd_filters
+from tlkit.engine.kernels import conv_chunks, jobs, winograd_filters, winograd_products
 from tlkit.engine.kernels.intrinsics import serial_kernel
 from tlkit.engine.kernels.winograd_filters import (  # the filter side, also named here (winograd.G, ...)
     G,  # noqa: F401
@@ -72,9 +72,21 @@ def chunk_rows(tiles_w, ch, f):
     return max(CHUNK_BYTES // (36 * tiles_w * (ch + f) * 4), -(-MIN_TILES // tiles_w))
 
 
-def few_tiles(n, oh, ow):
-    """True when a forward conv of batch n and oh x ow outputs has fewer than FEW_TILES Winograd tiles."""
-    return n * -(-oh // 4) * -(-ow // 4) < FEW_TILES
+def few_tiles(n, oh, ow, channels=0, filters=0, kept=True):
+    """True when a forward conv of batch n and oh x ow outputs has fewer than FEW_TILES Winograd tiles;
+    or, when its products go through winograd_products and its filter is neither ``kept`` (given
+    transformed) nor small enough to be (cached_filter_wanted), fewer than its MIN_TILES_UNKEPT."""
+    tiles = n * -(-oh // 4) * -(-ow // 4)
+    if not kept and not cached_filter_wanted(channels, filters) and winograd_products.preferred(channels, filters):
+        return tiles < max(FEW_TILES, winograd_products.MIN_TILES_UNKEPT)
+    return tiles < FEW_TILES
+
+
+def takes(x_shape, w_shape, strides, dilation, out_hw, kept):
+    """Whether a forward conv goes through Winograd: applicable, and not few_tiles (``kept``: its
+    transformed filter is given)."""
+    return applicable(x_shape, w_shape, strides, dilation) and not few_tiles(
+        x_shape[0], *out_hw, *w_shape[2:], kept)
 
 
 # The transforms' constants as float32: a float64 literal would turn each float32 sum into a
@@ -237,7 +249,8 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
     then has that shape), without ever holding y. Without u, a large filter is transformed a group of
     its planes at a time in each chunk (winograd_filters.FILTER_BLOCK_BYTES), never whole."""
     n, _, _, ch = x.shape
-    if u is None and cached_filter_wanted(ch, w.shape[3]):
+    packed = winograd_products.preferred(ch, w.shape[3] if u is None else u.shape[2])
+    if u is None and cached_filter_wanted(ch, w.shape[3]) and not packed:
         u = transform_filter(w)
     if u is not None and u.shape[:2] != (36, ch):
         raise ValueError(f"wino_filter has shape {u.shape}; for this input it must be (36, {ch}, filters). "
@@ -253,28 +266,34 @@ def conv3x3(x, w, u, b, pad_top, pad_left, out_hw, relu, out=None, lo=0, pool2=F
     total_rows = n * tiles_h
     threaded = THREADED
     if threaded is None:
-        threaded = (splits_tile_rows(n, out_hw, ch, f) and threads.num_threads() > 1
-                    and threads.chunks_can_run_numba())
+        threaded = ((splits_tile_rows(n, out_hw, ch, f) or (packed and winograd_products.per_thread(ch, f)))
+                    and threads.num_threads() > 1 and threads.chunks_can_run_numba())
     if threaded and threads.by_output_channels(36 * ch * f, 36 * n * tiles_h * tiles_w * ch, f):
         _conv3x3_columns(x, transform_filter(w) if u is None else u, bias, has_bias, pad_top, pad_left, tiles_h,
                          tiles_w, relu, y, lo, pool2)
         return y[..., lo:lo + f]
+    planes = None  # the packed transformed filter when whole (kept if u is), straight into panels from w
+    if packed and (threaded or u is not None or cached_filter_wanted(ch, f)):
+        planes = winograd_products.planes_for(None if u is not None else np.ascontiguousarray(w, np.float32), u)
     if threaded:
-        _conv3x3_threaded(x, transform_filter(w) if u is None else u, bias, has_bias, pad_top, pad_left, tiles_h,
-                          tiles_w, relu, y, lo, pool2)
+        _conv3x3_threaded(x, planes or (transform_filter(w) if u is None else u), bias, has_bias, pad_top, pad_left,
+                          tiles_h, tiles_w, relu, y, lo, pool2)
         return y[..., lo:lo + f]
     rows_per_chunk = min(chunk_rows(tiles_w, ch, f), total_rows)
     v = np.empty((36, rows_per_chunk * tiles_w, ch), np.float32)
-    if u is None:
+    if u is None and planes is None:
         _chunks_by_filter_groups(x, np.ascontiguousarray(w, dtype=np.float32), v, rows_per_chunk, bias, has_bias,
-                                 pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, pool2)
+                                 pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, pool2, packed)
         return y[..., lo:lo + f]
     m = np.empty((36, rows_per_chunk * tiles_w, f), np.float32)
     for r0 in range(0, total_rows, rows_per_chunk):
         rows = min(rows_per_chunk, total_rows - r0)
         t = rows * tiles_w
         input_transform(x, rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
-        matmul(v[:, :t], u, m[:, :t])
+        if packed:
+            winograd_products.split_products(v, t, planes, m)
+        else:
+            matmul(v[:, :t], u, m[:, :t])
         output_transform(m, rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
     return y[..., lo:lo + f]
 
@@ -294,31 +313,42 @@ def conv3x3_one_thread(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w
 
 
 def _chunks_by_filter_groups(x, w, v, rows_per_chunk, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y,
-                             lo, pool2):
+                             lo, pool2, packed=False):
     """conv3x3's chunk loop without a transformed filter: per chunk, each group of the transform's planes
-    (winograd_filters.rows_per_group) is computed into one reused scratch just before its products."""
+    (winograd_filters.rows_per_group) is computed into one reused scratch just before its products
+    (packed: into gemm_blocks' panels, the products through winograd_products)."""
     ch, f = w.shape[2], w.shape[3]
     rows = winograd_filters.rows_per_group(ch, f)
     total_rows = x.shape[0] * tiles_h
-    scratch = workspace.take((max(winograd_filters.FILTER_BLOCK_BYTES // 4, 6 * rows * ch * f),), np.float32)
-    u = scratch[:6 * rows * ch * f].reshape(6 * rows, ch, f)
+    group = winograd_products.new_planes(6 * rows, ch, f) if packed else None
+    size = group.panels.size if packed else 6 * rows * ch * f
+    scratch = workspace.take((max(winograd_filters.FILTER_BLOCK_BYTES // 4, size),), np.float32)
+    u = scratch[:size].reshape(group.panels.shape if packed else (6 * rows, ch, f))
+    if packed:
+        group.panels = u
     m = np.empty((36, v.shape[1], f), np.float32)
     for r0 in range(0, total_rows, rows_per_chunk):
         tile_rows = min(rows_per_chunk, total_rows - r0)
         t = tile_rows * tiles_w
         input_transform(x, tile_rows, r0, tiles_h, tiles_w, pad_top, pad_left, v)
         for i0 in range(0, 6, rows):
+            if packed:
+                winograd_products.transform(w, i0, group)
+                winograd_products.split_products(v, t, group, m, 6 * i0)
+                continue
             filter_transform(w, i0, u)
             planes = slice(6 * i0, 6 * (i0 + rows))
             matmul(v[planes, :t], u, m[planes, :t])
         output_transform(m, tile_rows, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
-    del u
+    del u, group
     workspace.give_back([scratch])
 
 
 def _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w, relu, y, lo, pool2):
-    """conv3x3's chunks, each run whole by one thread (transforms, 36 products, write-back)."""
-    ch, f = u.shape[1], u.shape[2]
+    """conv3x3's chunks, each run whole by one thread (transforms, 36 products, write-back); u: the
+    transformed filter, or its winograd_products.Planes."""
+    packed = isinstance(u, winograd_products.Planes)
+    ch, f = (u.panels.shape[2], u.f) if packed else (u.shape[1], u.shape[2])
     total_rows = x.shape[0] * tiles_h
     parts = max(threads.num_threads(), 1)
     per = max(1, min(THREAD_BYTES // (36 * tiles_w * (ch + f) * 4),
@@ -331,11 +361,14 @@ def _conv3x3_threaded(x, u, bias, has_bias, pad_top, pad_left, tiles_h, tiles_w,
         v, m = scratch[slot]
         t = (r1 - r0) * tiles_w
         input_transform(x, r1 - r0, r0, tiles_h, tiles_w, pad_top, pad_left, v)
-        threads.product(v[:, :t], u, m[:, :t])
+        if packed:
+            winograd_products.products(v, t, u, m)
+        else:
+            threads.product(v[:, :t], u, m[:, :t])
         output_transform(m, r1 - r0, r0, tiles_h, tiles_w, bias, has_bias, relu, y, lo, pool2)
 
     threads.limit_blas()
-    if worker_pool.serves_jobs():
+    if worker_pool.serves_jobs() and not packed:
         chunk.native = jobs.winograd_poster((_input_tiles, _output_tiles), x, u, bias, has_bias, relu, y, lo, pool2,
                                             tiles_h, tiles_w, pad_top, pad_left)
     threads.run_chunks(list(range(0, total_rows, per)) + [total_rows], chunk, parts)
