@@ -2,7 +2,8 @@
 kernels/depthwise_rows.py) against the float64 numpy reference: every place of the output's first
 float in its cache line (whole lines by streaming stores, partial lines at each block's ends by plain
 ones), 4- and 7-pixel blocks with the last one overlapping, batch 1 (bands of rows), channel counts
-that are not a multiple of a line, and one MobileNet-sized layer that streams by size."""
+that are not a multiple of a line, and one MobileNet-sized layer that streams by size where the CPU
+runs AVX-512 at half width (Zen 4) and is written with plain stores at full width (Intel Xeon)."""
 import numpy as np
 import pytest
 
@@ -57,9 +58,17 @@ def test_streamed_with_row_dilation_and_valid_padding(rng, streamed):
     assert streamed == [True, True]
 
 
-def test_only_large_aligned_outputs_stream():
+@pytest.fixture(params=[False, True], ids=["half width", "full width"])
+def full_width(request, monkeypatch):
+    """Runs a test as on a CPU with AVX-512 at half width (Zen 4) and at full width (Intel Xeon)."""
+    monkeypatch.setattr(depthwise_stream, "full_width", lambda: request.param)
+    return request.param
+
+
+def test_only_large_aligned_outputs_stream(monkeypatch):
     """From STREAM_MIN_BYTES on, unless the floats are not 4-byte aligned (an out= array viewed from
     bytes at an odd offset): their lines cannot be streamed."""
+    monkeypatch.setattr(depthwise_stream, "full_width", lambda: False)
     size = depthwise_stream.STREAM_MIN_BYTES // 4
     assert depthwise_stream.streams(np.empty(size, np.float32))
     assert not depthwise_stream.streams(np.empty(size - 1, np.float32))
@@ -69,11 +78,16 @@ def test_only_large_aligned_outputs_stream():
     assert misaligned.ctypes.data % 4 != 0 and not depthwise_stream.streams(misaligned)
 
 
-def test_mobilenet_layer_streams_by_size(rng):
-    """MobileNetV2's 14 x 14 x 576 depthwise layer at batch 32 (14.5 MB out) takes the streamed way
-    with no help and still matches."""
+def test_full_width_cpus_never_stream(monkeypatch):
+    monkeypatch.setattr(depthwise_stream, "full_width", lambda: True)
+    assert not depthwise_stream.streams(np.empty(4 * depthwise_stream.STREAM_MIN_BYTES, np.float32))
+
+
+def test_mobilenet_layer_streams_by_size_at_half_width(rng, full_width):
+    """MobileNetV2's 14 x 14 x 576 depthwise layer at batch 32 (14.5 MB out) takes the streamed way with
+    no help at half width, plain stores at full width; both match."""
     x = rng.standard_normal((32, 14, 14, 576)).astype(np.float32)
     kernel = rng.standard_normal((3, 3, 576, 1)).astype(np.float32)
     y = depthwise.depthwise_forward(x, kernel, (1, 1), "same", clip=(0.0, 6.0))
-    assert depthwise_stream.streams(y)
+    assert depthwise_stream.streams(y) is not full_width
     np.testing.assert_allclose(y, reference64(x, kernel, "same", clip=(0.0, 6.0)), rtol=1e-5, atol=1e-5)
