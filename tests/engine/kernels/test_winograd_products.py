@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.engine.kernels.test_conv_kernels import close, ref_backward, ref_forward
-from tlkit.engine.kernels import conv, gemm_blocks, winograd, winograd_filters, winograd_products
+from tlkit.engine.kernels import conv, gemm_blocks, host_cpu, winograd, winograd_filters, winograd_products
 from tlkit.utils import threads
 
 
@@ -54,11 +54,11 @@ def test_kept_planes_follow_the_array(rng):
     assert winograd_products.kept_planes(other) is not first
 
 
-def test_preferred_only_on_wide_fma_cpus(monkeypatch):
+def test_preferred_only_on_full_width_cpus(monkeypatch):
     monkeypatch.setattr(winograd_products, "ENABLED", None)
-    monkeypatch.setattr(winograd_products, "_wide_fma_cpu", lambda: False)
+    monkeypatch.setattr(host_cpu, "full_width", lambda cpu=None: False)
     assert not winograd_products.preferred(64, 64)  # e.g. AMD: BLAS, as measured there
-    monkeypatch.setattr(winograd_products, "_wide_fma_cpu", lambda: True)
+    monkeypatch.setattr(host_cpu, "full_width", lambda cpu=None: True)
     assert winograd_products.preferred(64, 64) == gemm_blocks.worth_it(64, 64)
 
 

@@ -18,7 +18,7 @@ import weakref
 import numpy as np
 from numba import njit
 
-from tlkit.engine.kernels import conv_chunks, gemm_blocks
+from tlkit.engine.kernels import conv_chunks, gemm_blocks, host_cpu
 from tlkit.engine.kernels.intrinsics import serial_kernel
 from tlkit.engine.kernels.winograd_filters import F_12TH, F_24TH, F_MINUS_SIXTH, F_QUARTER, F_SIXTH, G32
 from tlkit.utils import threads
@@ -38,23 +38,13 @@ MIN_TILES_UNKEPT = 32
 
 
 @functools.cache
-def _wide_fma_cpu():
-    """True on an Intel CPU with AVX-512, whose cores run two full 512-bit FMAs a cycle: there BLAS's
-    share of a Winograd conv (its products) halves and the micro-kernel's lower call cost shows. AMD's
-    Zen 4 runs AVX-512 as two 256-bit halves; the route there stays BLAS (measured there last)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            intel = any(line.startswith("vendor_id") and "GenuineIntel" in line for line in f)
-    except OSError:
-        return False
-    return intel and gemm_blocks.lanes() == 16
-
-
 def preferred(channels, filters):
     """Whether a Winograd conv of ``channels`` -> ``filters`` runs its products here (ENABLED forces)."""
     if ENABLED is not None:
         return ENABLED
-    return _wide_fma_cpu() and gemm_blocks.worth_it(channels, filters)
+    # At full width (two 512-bit FMA units a core: Intel Xeon) BLAS's share of a Winograd conv, its products,
+    # halves and the micro-kernel's lower call cost shows; on Zen 4 (half width) the route stays BLAS.
+    return host_cpu.full_width() and gemm_blocks.worth_it(channels, filters)
 
 
 def per_thread(channels, filters):
