@@ -106,3 +106,34 @@ def test_training_after_frozen_forwards_sees_the_true_weights():
     model.trainable = False
     for _ in range(2):
         check(model, x, convs, bns)
+
+
+def test_depthwise_and_inverted_residual_folds_follow_training():
+    """An inverted-residual block (1x1 -> BN -> ReLU6, depthwise 3x3 -> BN -> ReLU6, 1x1 -> BN, + input):
+    frozen forwards keep its folds and kept block arguments; a training step writes the weights and BN's
+    moving statistics in place (bumping their versions), so the next frozen forward matches a fresh copy of
+    the trained model, not the folds from before training."""
+    rng = np.random.default_rng(5)
+    inp = tlkit.Input((10, 10, 16))
+    h = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(48, 1, use_bias=False)(inp)))
+    h = L.ReLU(6.0)(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same", use_bias=False)(h)))
+    out = L.Add()([L.BatchNormalization()(L.Conv2D(16, 1, use_bias=False)(h)), inp])
+    model = tlkit.Model(inp, out)
+    model.set_weights([w + rng.uniform(0.1, 0.5, w.shape).astype(np.float32) if w.ndim == 1 else w
+                       for w in model.get_weights()])
+    x1 = rng.standard_normal((1, 10, 10, 16)).astype(np.float32)
+    x2 = rng.standard_normal((2, 10, 10, 16)).astype(np.float32)
+    model.trainable = False
+    before = [model.predict_on_batch(x) for x in (x1, x1, x2, x2)]
+    model.trainable = True
+    model.compile(optimizer=tlkit.optimizers.SGD(0.05), loss="mse")
+    for _ in range(2):  # BN in training mode: its moving statistics move too
+        model.train_on_batch(x2, np.zeros_like(x2))
+    model.trainable = False
+    fresh = tlkit.models.clone_model(model)
+    fresh.set_weights(model.get_weights())
+    fresh.trainable = False
+    for x, old in ((x1, before[0]), (x2, before[2])):
+        got, want = np.asarray(model.predict_on_batch(x)), np.asarray(fresh.predict_on_batch(x))
+        assert np.abs(want - np.asarray(old)).max() > 1e-2  # training moved the outputs
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))

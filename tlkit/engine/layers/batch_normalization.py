@@ -74,6 +74,8 @@ class BatchNormalization(Layer):
         m = self.momentum
         self.moving_mean.value[...] = self.moving_mean.value * m + mean * (1 - m)
         self.moving_variance.value[...] = self.moving_variance.value * m + var * (1 - m)
+        self.moving_mean.version += 1  # in place: a conv's fold of this BatchNormalization is stale
+        self.moving_variance.version += 1
         y = x_hat * self._shape(np.asarray(gamma, np.float32)) + self._shape(np.asarray(beta, np.float32)) \
             if self.scale or self.center else x_hat
         return y.astype(np.float32, copy=False), (x_hat, inv_std)

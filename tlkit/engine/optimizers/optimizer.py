@@ -193,6 +193,7 @@ class Optimizer:
         for g, v in pairs:
             index = self._index[id(v)]
             norms[index] = self._update_step(index, g.reshape(-1), v.value.reshape(-1), lr)
+            v.version += 1  # written in place: what layers derived from the weight (folds, packings) is stale
         self.last_update_norms = norms
         if self.keep_last_gradients:
             self.last_gradients = {self._index[id(v)]: g for g, v in pairs}
