@@ -39,6 +39,17 @@ def cached_filter_wanted(channels, filters):
     return 36 * channels * filters * 4 <= FILTER_BLOCK_BYTES
 
 
+@njit(inline="always")
+def g_row_values(w, g0, g1, g2, c, f):
+    """(G w[:, :, c, f] G^T)[i, 0:6] for the row (g0, g1, g2) = G[i] of G: G along the kernel's rows, then
+    G along its columns, in registers (the one place of the filter transform's formulas)."""
+    a = g0 * w[0, 0, c, f] + g1 * w[1, 0, c, f] + g2 * w[2, 0, c, f]
+    b = g0 * w[0, 1, c, f] + g1 * w[1, 1, c, f] + g2 * w[2, 1, c, f]
+    d = g0 * w[0, 2, c, f] + g1 * w[1, 2, c, f] + g2 * w[2, 2, c, f]
+    return (a * F_QUARTER, (a + b + d) * F_MINUS_SIXTH, (a - b + d) * F_MINUS_SIXTH,
+            a * F_24TH + b * F_12TH + d * F_SIXTH, a * F_24TH - b * F_12TH + d * F_SIXTH, d)
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def filter_transform(w, i0, u):
     """u[6 * (i - i0) + j, c, f] = (G w[:, :, c, f] G^T)[i, j] for the rows i0 <= i < i0 + len(u) // 6:
@@ -50,15 +61,13 @@ def filter_transform(w, i0, u):
             g0 = g[i, 0]; g1 = g[i, 1]; g2 = g[i, 2]
             r = 6 * (i - i0)
             for f in range(nf):  # row i of G along kernel rows, then G along columns, in registers
-                a = g0 * w[0, 0, c, f] + g1 * w[1, 0, c, f] + g2 * w[2, 0, c, f]
-                b = g0 * w[0, 1, c, f] + g1 * w[1, 1, c, f] + g2 * w[2, 1, c, f]
-                d = g0 * w[0, 2, c, f] + g1 * w[1, 2, c, f] + g2 * w[2, 2, c, f]
-                u[r, c, f] = a * F_QUARTER
-                u[r + 1, c, f] = (a + b + d) * F_MINUS_SIXTH
-                u[r + 2, c, f] = (a - b + d) * F_MINUS_SIXTH
-                u[r + 3, c, f] = a * F_24TH + b * F_12TH + d * F_SIXTH
-                u[r + 4, c, f] = a * F_24TH - b * F_12TH + d * F_SIXTH
-                u[r + 5, c, f] = d
+                t0, t1, t2, t3, t4, t5 = g_row_values(w, g0, g1, g2, c, f)
+                u[r, c, f] = t0
+                u[r + 1, c, f] = t1
+                u[r + 2, c, f] = t2
+                u[r + 3, c, f] = t3
+                u[r + 4, c, f] = t4
+                u[r + 5, c, f] = t5
 
 
 def rows_per_group(channels, filters):

@@ -12,7 +12,6 @@ Why: BLAS packs its operands on every call and its kernels are tuned for large s
 Winograd's are 36 per chunk, of a few hundred to a few thousand rows by C = 64-512 (one thread, AVX-512
 Xeon, scripts/ab_winograd_products.py: 64 channels 1.5x BLAS's rate, 128 1.3x, 256 1.1x, 512 1.05x).
 """
-import functools
 import weakref
 
 import numpy as np
@@ -20,7 +19,7 @@ from numba import njit
 
 from tlkit.engine.kernels import conv_chunks, gemm_blocks, host_cpu
 from tlkit.engine.kernels.intrinsics import serial_kernel
-from tlkit.engine.kernels.winograd_filters import F_12TH, F_24TH, F_MINUS_SIXTH, F_QUARTER, F_SIXTH, G32
+from tlkit.engine.kernels.winograd_filters import G32, g_row_values
 from tlkit.utils import threads
 
 # None chooses (``preferred``); True / False force the route (tests take both whatever the machine).
@@ -37,7 +36,6 @@ PER_THREAD_FILTER_BYTES = 3 << 20
 MIN_TILES_UNKEPT = 32
 
 
-@functools.cache
 def preferred(channels, filters):
     """Whether a Winograd conv of ``channels`` -> ``filters`` runs its products here (ENABLED forces)."""
     if ENABLED is not None:
@@ -121,16 +119,13 @@ def transform_packed(w, i0, c0, c1, panels):
             for p in range(panels.shape[1]):
                 cols = min(nr, nf - p * nr)
                 for j in range(cols):
-                    f = p * nr + j
-                    a = g0 * w[0, 0, c, f] + g1 * w[1, 0, c, f] + g2 * w[2, 0, c, f]
-                    b = g0 * w[0, 1, c, f] + g1 * w[1, 1, c, f] + g2 * w[2, 1, c, f]
-                    d = g0 * w[0, 2, c, f] + g1 * w[1, 2, c, f] + g2 * w[2, 2, c, f]
-                    panels[r, p, c, j] = a * F_QUARTER
-                    panels[r + 1, p, c, j] = (a + b + d) * F_MINUS_SIXTH
-                    panels[r + 2, p, c, j] = (a - b + d) * F_MINUS_SIXTH
-                    panels[r + 3, p, c, j] = a * F_24TH + b * F_12TH + d * F_SIXTH
-                    panels[r + 4, p, c, j] = a * F_24TH - b * F_12TH + d * F_SIXTH
-                    panels[r + 5, p, c, j] = d
+                    t0, t1, t2, t3, t4, t5 = g_row_values(w, g0, g1, g2, c, p * nr + j)
+                    panels[r, p, c, j] = t0
+                    panels[r + 1, p, c, j] = t1
+                    panels[r + 2, p, c, j] = t2
+                    panels[r + 3, p, c, j] = t3
+                    panels[r + 4, p, c, j] = t4
+                    panels[r + 5, p, c, j] = t5
                 for j in range(cols, nr):
                     for q in range(6):
                         panels[r + q, p, c, j] = 0
