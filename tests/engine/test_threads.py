@@ -130,6 +130,31 @@ def test_products_split_along_the_shared_dimension_match_numpy(monkeypatch, work
     assert not wide[:, :10].any() and not wide[:, 50:].any(), "wrote outside its slice"
 
 
+@pytest.mark.parametrize("per_thread", [1, 4])
+@pytest.mark.parametrize("one_thread_takes_all", [False, True])
+def test_products_split_along_the_shared_dimension_by_chunks_a_thread(monkeypatch, per_thread, one_thread_takes_all):
+    """matmul_tn's chunks a thread (``per_thread``): each thread's first chunk written into its sum, the
+    next ones added; when one thread takes every chunk (the other late), the other's sum is left out."""
+    monkeypatch.setattr(threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)
+    monkeypatch.setattr(threads, "MIN_CHUNK_FLOPS", 0)
+    bounds_seen = []
+    if one_thread_takes_all:
+        def on_slot_zero(bounds, work, parts):
+            bounds_seen.append(len(bounds) - 1)
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                work(0, lo, hi)
+        monkeypatch.setattr(threads, "run_chunks", on_slot_zero)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((501, 19)).astype(np.float32)
+    b = rng.standard_normal((501, 33)).astype(np.float32)
+    out, col_sums = np.full((19, 33), np.nan, np.float32), np.full(33, np.nan, np.float32)
+    threads.matmul_tn(a, b, out, col_sums, per_thread)
+    np.testing.assert_allclose(out, a.T.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(col_sums, b.astype(np.float64).sum(axis=0), rtol=1e-5, atol=1e-4)
+    assert bounds_seen == ([2 * per_thread] if one_thread_takes_all else [])
+
+
 def test_info_reports_threadpools():
     got = threads.info()
     assert got["numba_threads"] >= 1

@@ -156,12 +156,13 @@ def matmul(a, b, out):
 
 
 
-def matmul_tn(a, b, out, b_sums=None):
+def matmul_tn(a, b, out, b_sums=None, per_thread=None):
     """out[...] = a.T @ b for 2-D a (k, m), b (k, n) with a long shared k (weight gradients summed over
     many rows): k is cut into chunks shared by the threads, each thread adding its chunks' products in
-    its own buffer, summed at the end. Cutting k reads each operand once; cutting the rows of a.T
-    (``matmul``) would pack all of b once per chunk. ``b_sums`` (n,), if given, gets b's column sums
-    (a bias gradient), each chunk's summed by the thread that multiplies it, while it is in cache."""
+    its own buffer (its first chunk's written there directly), summed at the end. Cutting k reads each
+    operand once; cutting the rows of a.T (``matmul``) would pack all of b once per chunk. ``b_sums``
+    (n,), if given, gets b's column sums (a bias gradient), each chunk's summed by the thread that
+    multiplies it, while it is in cache. ``per_thread``: chunks a thread (CHUNKS_PER_THREAD by default)."""
     limit_blas()
     k = a.shape[0]
     flops = 2 * k * a.shape[1] * b.shape[1]
@@ -171,22 +172,31 @@ def matmul_tn(a, b, out, b_sums=None):
         if b_sums is not None:
             np.sum(b, axis=0, out=b_sums)
         return out
-    chunks = int(min(k, parts * CHUNKS_PER_THREAD, max(parts, flops // max(MIN_CHUNK_FLOPS, 1))))
-    sums = np.zeros((parts,) + out.shape, out.dtype)
-    scratch = np.empty((parts,) + out.shape, out.dtype)
+    per_thread = CHUNKS_PER_THREAD if per_thread is None else per_thread
+    chunks = int(min(k, parts * per_thread, max(parts, flops // max(MIN_CHUNK_FLOPS, 1))))
+    sums = np.empty((parts,) + out.shape, out.dtype)
+    used = [False] * parts
+    scratch = [None] * parts
     col_sums = None if b_sums is None else np.zeros((parts, b.shape[1]), b_sums.dtype)
 
     def part(slot, lo, hi):
-        product(a[lo:hi].T, b[lo:hi], scratch[slot])
-        sums[slot] += scratch[slot]
+        if used[slot]:
+            if scratch[slot] is None:
+                scratch[slot] = np.empty(out.shape, out.dtype)
+            product(a[lo:hi].T, b[lo:hi], scratch[slot])
+            sums[slot] += scratch[slot]
+        else:
+            product(a[lo:hi].T, b[lo:hi], sums[slot])
+            used[slot] = True
         if col_sums is not None:
             col_sums[slot] += b[lo:hi].sum(axis=0)
 
     run_chunks(np.linspace(0, k, chunks + 1).astype(int), part, parts)
-    np.sum(sums, axis=0, out=out)
+    np.sum(sums if all(used) else sums[[i for i in range(parts) if used[i]]], axis=0, out=out)
     if b_sums is not None:
         np.sum(col_sums, axis=0, out=b_sums)
     return out
+
 
 def chunks_can_run_numba():
     """True when numba kernels may run inside ``run_chunks`` work (on several threads at once)."""

@@ -69,3 +69,11 @@ def test_deep_products_match_float64_with_this_cpus_row_passes(k, f):
     gemm_blocks.product_epilogue(x, gemm_blocks.pack(w, b), y, None, 0.0, np.inf)
     ref = np.maximum(x.astype(np.float64) @ w + b, 0)
     np.testing.assert_allclose(y, ref, atol=1e-4 * np.sqrt(k) * 4, rtol=1e-4)
+
+
+def test_weight_gradient_chunks_one_a_thread_at_full_width_only():
+    from tlkit.utils import threads
+
+    got = [recurrent_products.weight_grad_chunks(c) for c in (ZEN4, ZEN4_OLD_LLVM, XEON, XEON_KVM, AVX2)]
+    assert got == [threads.CHUNKS_PER_THREAD, threads.CHUNKS_PER_THREAD, 1, 1, threads.CHUNKS_PER_THREAD]
+    assert threads.CHUNKS_PER_THREAD > 1  # the rule keys a difference

@@ -207,3 +207,37 @@ def test_float32_kernels_match_float64(cell, parts):
     for name in ("x", "kernel", "recurrent_kernel", "bias", "h0"):
         scale = np.abs(ref[name]).max()
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-5 * scale, err_msg=f"{cell} d{name}")
+
+
+@pytest.mark.parametrize("full_width, per_thread", [(True, 1), (False, threads.CHUNKS_PER_THREAD)])
+def test_weight_gradients_split_by_the_cpu_rule_match_float64(full_width, per_thread, monkeypatch):
+    """The weight gradients' products (threads.matmul_tn over the steps) take the CPU's chunks a thread
+    (recurrent_products.weight_grad_chunks: one at full-width AVX-512, CHUNKS_PER_THREAD elsewhere), split
+    over 2 threads, and match the float64 kernels (checked by finite differences above)."""
+    from types import SimpleNamespace
+
+    from tlkit.engine.kernels import recurrent_products
+
+    monkeypatch.setattr(recurrent_products, "host_cpu", SimpleNamespace(full_width=lambda cpu=None: full_width))
+    monkeypatch.setattr(threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(threads, "MIN_SPLIT_FLOPS", 0)
+    monkeypatch.setattr(threads, "MIN_CHUNK_FLOPS", 0)
+    seen, matmul_tn = [], threads.matmul_tn
+
+    def spy(a, b, out, b_sums=None, per_thread=None):
+        seen.append(per_thread)
+        return matmul_tn(a, b, out, b_sums, per_thread)
+
+    monkeypatch.setattr(threads, "matmul_tn", spy)
+    a, mask, rd = _case("lstm", seed=9, t=11, n=5, n_in=6, u=37)
+    a["r"] *= 0.5
+    a32 = {k: v.astype(np.float32) for k, v in a.items()}
+    rng = np.random.default_rng(10)
+    p_seq, p_h = rng.standard_normal((11, 5, 37)), rng.standard_normal((5, 37))
+    ref = rnn_backward(_run("lstm", a, mask, rd), p_seq, None, p_h)
+    got = rnn_backward(_run("lstm", a32, mask, rd.astype(np.float32)), p_seq.astype(np.float32), None,
+                       p_h.astype(np.float32))
+    assert seen == [per_thread] * 4  # dU and dW of each pass
+    for name in ("kernel", "recurrent_kernel", "bias"):
+        scale = np.abs(ref[name]).max()
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-5 * scale, err_msg=f"d{name}")

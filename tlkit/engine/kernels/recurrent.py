@@ -21,7 +21,7 @@ import numpy as np
 
 from tlkit.engine.kernels import gru_reset_before
 from tlkit.engine.kernels import recurrent_cells as cells
-from tlkit.engine.kernels.recurrent_products import StepProduct, sequence_product
+from tlkit.engine.kernels.recurrent_products import StepProduct, sequence_product, weight_grad_chunks
 from tlkit.utils import threads, workspace
 
 GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
@@ -193,10 +193,11 @@ def rnn_backward(seq, d_out=None, d_last=None, d_h=None, d_c=None, parts=None):
         if d_rbias is not None:
             np.sum(dzr2, axis=0, out=d_rbias)
     else:
-        d_recurrent = threads.matmul_tn(h_prev.reshape(t_len * n, units), dzr2, np.empty((units, g), dt), d_rbias)
+        d_recurrent = threads.matmul_tn(h_prev.reshape(t_len * n, units), dzr2, np.empty((units, g), dt), d_rbias,
+                                       weight_grad_chunks())
     grads = {
         "x": dx.reshape(seq.x.shape),
-        "kernel": threads.matmul_tn(x2, dzx2, np.empty((x2.shape[1], g), dt), d_bias),
+        "kernel": threads.matmul_tn(x2, dzx2, np.empty((x2.shape[1], g), dt), d_bias, weight_grad_chunks()),
         "recurrent_kernel": d_recurrent,
         "bias": d_bias,
         "recurrent_bias": d_rbias,

@@ -6,6 +6,7 @@ products over a whole sequence's rows (the input projection, dx), shared by the 
     product(h_prev, rec)                             # rec = h_prev @ recurrent_kernel
     product.add(dz, carry_h, scratch)                # carry_h += dz @ recurrent_kernel
     added = sequence_product(x2, kernel, gates2, bias)   # gates2 = x2 @ kernel (+ bias when added)
+    threads.matmul_tn(h2, dz2, d_kernel, per_thread=weight_grad_chunks())   # its chunks a thread on this CPU
 
 With float32 weights of a shape gemm_blocks' micro-kernel runs faster than BLAS (``gemm_blocks.worth_it``),
 the weights are packed once a pass and every step runs the micro-kernel (the sum added in its epilogue):
@@ -19,7 +20,7 @@ projection 10.5 -> 8.5 ms on 2 threads, its dx 9.7 -> 8.1).
 """
 import numpy as np
 
-from tlkit.engine.kernels import conv_chunks, gemm_blocks
+from tlkit.engine.kernels import conv_chunks, gemm_blocks, host_cpu
 from tlkit.utils import threads
 
 # BLAS's per-step product reads a copy of the recurrent kernel with ROW_PAD more elements a row
@@ -28,6 +29,11 @@ from tlkit.utils import threads
 ROW_PAD = 64
 ALIASED_ROW_BYTES = 4096
 _INF = np.float32(np.inf)
+# Chunks a thread in the weight gradients' products (``threads.matmul_tn``, cut along the steps) where
+# AVX-512 runs at full width: one, as each chunk's BLAS call is short there and its start and its add pass
+# show (LSTM(256)'s layer step -1.5 ms); elsewhere threads.CHUNKS_PER_THREAD, for the balance when a core
+# is taken (one a thread read only ~0.5% faster on half-width AVX-512).
+FULL_WIDTH_GRAD_CHUNKS = 1
 
 
 def padded(a, pad=ROW_PAD):
@@ -85,6 +91,11 @@ class StepProduct:
             y += scratch
         else:
             self.run(x, p.panels, p.bias, y, y, True, -_INF, _INF)
+
+
+def weight_grad_chunks(cpu=None):
+    """Chunks a thread for ``threads.matmul_tn``'s weight gradients on the CPU (``cpu``: a host_cpu pair)."""
+    return FULL_WIDTH_GRAD_CHUNKS if host_cpu.full_width(cpu) else threads.CHUNKS_PER_THREAD
 
 
 def sequence_product(x2, w, out2, bias=None):
