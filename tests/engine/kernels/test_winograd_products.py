@@ -142,3 +142,41 @@ def test_few_tiles_without_a_kept_filter_match_reference(rng, monkeypatch):
     close(conv.conv2d_forward(x, w, b, padding="same", relu=True), want, rtol=2e-5)
     pooled = conv.conv2d_maxpool_forward(x, w, b, padding="same", relu=True, pool_size=2)
     close(pooled, want[:, :10, :8].reshape(2, 5, 2, 4, 2, 40).max(axis=(2, 4)), rtol=2e-5)
+
+
+# Packs a transformed filter, runs the 36 products through the stacked driver, checks them against float64
+# numpy, and prints whether the driver came from numba's cache.
+CACHE_PROBE = """
+import json
+import numpy as np
+from tlkit.engine.kernels import winograd_products as wp
+rng = np.random.default_rng(0)
+w = rng.standard_normal((3, 3, 24, 40)).astype(np.float32)
+planes = wp.planes_for(w, None)
+v = rng.standard_normal((36, 11, 24)).astype(np.float32)
+m = np.full((36, 11, 40), np.nan, np.float32)
+wp.products(v, 11, planes, m)
+kept = np.stack([planes.panels[k].transpose(1, 0, 2).reshape(24, -1)[:, :40] for k in range(36)])
+want = np.einsum("ktc,kcf->ktf", v.astype(np.float64), kept.astype(np.float64))
+stacked = wp._stacked_driver(planes.mr, planes.nv, planes.w)
+print(json.dumps([float(np.abs(m - want).max() / np.abs(want).max()), sum(stacked.stats.cache_hits.values())]))
+"""
+
+
+def test_a_second_process_loads_the_stacked_products_from_the_cache():
+    """The stacked driver names gemm_blocks' driver by its kernel_key, not by the dispatcher (whose pickled
+    closure differs in every process): a second process loads it from numba's cache and computes right."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", CACHE_PROBE], capture_output=True, text=True, cwd=REPO,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert all(error < 1e-5 for error, _ in runs)
+    assert runs[1][1] == 1  # loaded, not compiled again

@@ -21,6 +21,7 @@ from tlkit.engine.kernels import conv_chunks, gemm_blocks, host_cpu
 from tlkit.engine.kernels.intrinsics import serial_kernel
 from tlkit.engine.kernels.winograd_filters import G32, g_row_values
 from tlkit.utils import threads
+from tlkit.utils.job_table import call_kernel, kernel_key
 
 # None chooses (``preferred``); True / False force the route (tests take both whatever the machine).
 ENABLED = None
@@ -138,14 +139,16 @@ def _stacked_driver(mr, nv, w):
     """A numba kernel running gemm_blocks' driver of this block shape over a range of planes."""
     key = (mr, nv, w)
     if key not in _stacked:
-        run = gemm_blocks.driver(Planes(None, mr, nv, w, 0))
+        # The driver by its kernel_key (a string), not the dispatcher itself: numba's cache keys a closure on
+        # its pickled cells, and a dispatcher's differ in every process, so the kernel compiled in each one.
+        run_key = kernel_key(gemm_blocks.driver(Planes(None, mr, nv, w, 0)))
         no_residual = np.zeros((1, 1), np.float32)
         inf = np.float32(np.inf)
 
         @njit(cache=True, nogil=True)
         def stacked(v, t, panels, bias, m, k0, k1):
             for k in range(k0, k1):
-                run(v[k, :t], panels[k - k0], bias, m[k, :t], no_residual, False, -inf, inf)
+                call_kernel(run_key, v[k, :t], panels[k - k0], bias, m[k, :t], no_residual, False, -inf, inf)
 
         _stacked[key] = stacked
     return _stacked[key]
