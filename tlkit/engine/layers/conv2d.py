@@ -163,8 +163,6 @@ class Conv2D(BaseConv):
         it uses its moving statistics; returns the normalized output.
         epilogue: with batch_norm, [(kind, layer, residual or None)] of the residual Add and ReLU
         after it, applied in the same pass (conv_epilogue.py); returns their output."""
-        if training:  # optimizer steps and BN's moving statistics write the weights in place, versions unchanged
-            self._folded_cache = None
         if batch_norm is not None:
             kernel = self.kernel.value
             return conv_with_epilogue(self, inputs, training, batch_norm, epilogue, out, kernel, self._bias_value(),
@@ -191,11 +189,6 @@ class Conv2D(BaseConv):
             else:
                 y[...] = activations.apply(self.activation, y)
         return y
-
-    def forward(self, inputs, training=False):
-        if training:  # as in call: a training pass may change the weights in place
-            self._folded_cache = None
-        return super().forward(inputs, training)
 
     def _convolve(self, x):
         if self.groups > 1:

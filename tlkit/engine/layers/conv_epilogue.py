@@ -70,9 +70,9 @@ class Fold:
 
 def folded_weights(conv, kernel, bias, batch_norm, flat_shape, kernel_optional=False):
     """(kernel, bias) with ``batch_norm`` folded in. Kept between calls while both layers are frozen
-    (conv._folded_cache, a Fold): their weights then change only through assign/set_weights, which bump
-    the versions (a trainable weight is written in place by optimizer steps, gradient checks, BN's moving
-    statistics). ``kernel_optional``: the kernel may come back None, when the kept Fold has let it go (the
+    (conv._folded_cache, a Fold), keyed on the weights' identities and versions: assign/set_weights, optimizer
+    steps and BN's moving statistics bump them (a trainable weight, e.g. in a gradient check, is never kept).
+    ``kernel_optional``: the kernel may come back None, when the kept Fold has let it go (the
     caller's route then reads the Fold's forms); otherwise it is folded again if need be."""
     frozen = not conv.trainable and not batch_norm.trainable
     weights = conv._own_weights + batch_norm._own_weights  # (not .weights: that property walks sublayers)
